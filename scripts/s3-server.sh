@@ -1,0 +1,278 @@
+#!/usr/bin/env bash
+# s3-server.sh — throwaway one-node Ceph cluster (mon + memstore OSD + RADOS
+# Gateway) serving S3 on 127.0.0.1, for the sqlite-vault test suite.
+#
+# Usage: scripts/s3-server.sh start|stop|status|env
+#
+#   start   install Ceph (Debian packages) if missing, bring the cluster up,
+#           wait until S3 answers, print the env; no-op if already running
+#   stop    kill the daemons started by `start` and remove the state dir
+#   status  exit 0 if the gateway is running and accepts our credentials
+#   env     print `export SQLITE_VAULT_TEST_S3_*=...` lines for the tests
+#
+# Environment:
+#   SQLITE_VAULT_S3_STATE           state dir          (/tmp/sqlite-vault-s3)
+#   SQLITE_VAULT_S3_PORT            S3 port            (7480)
+#   SQLITE_VAULT_S3_MON_PORT        monitor port       (6789)
+#   SQLITE_VAULT_S3_MEMSTORE_BYTES  OSD RAM store size (6 GiB)
+#   SQLITE_VAULT_S3_TIMEOUT         start timeout, s   (120)
+#
+# Data lives in RAM (memstore) and everything binds to 127.0.0.1 only. The
+# credentials below are fixed and only meant for this loopback test server.
+set -euo pipefail
+
+STATE="${SQLITE_VAULT_S3_STATE:-/tmp/sqlite-vault-s3}"
+PORT="${SQLITE_VAULT_S3_PORT:-7480}"
+MON_PORT="${SQLITE_VAULT_S3_MON_PORT:-6789}"
+MEMSTORE_BYTES="${SQLITE_VAULT_S3_MEMSTORE_BYTES:-$((6 * 1024 * 1024 * 1024))}"
+TIMEOUT="${SQLITE_VAULT_S3_TIMEOUT:-120}"
+
+ENDPOINT="http://127.0.0.1:${PORT}"
+ACCESS_KEY="vaulttestaccess"
+SECRET_KEY="vaulttestsecret0123456789"
+REGION="us-east-1"
+
+CONF="$STATE/ceph.conf"
+RUN="$STATE/run"
+LOCK="${STATE%/}.lock" # outside the state dir, which `stop` deletes
+BOOTLOG="$STATE/log/startup.log" # daemons' stderr before they detach
+
+log() { echo "s3-server: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+print_env() {
+  cat <<EOF
+export SQLITE_VAULT_TEST_S3_ENDPOINT=$ENDPOINT
+export SQLITE_VAULT_TEST_S3_ACCESS_KEY=$ACCESS_KEY
+export SQLITE_VAULT_TEST_S3_SECRET_KEY=$SECRET_KEY
+export SQLITE_VAULT_TEST_S3_REGION=$REGION
+EOF
+}
+
+# Serialize start/stop. Daemons are launched with `9>&-` so they don't
+# inherit (and keep holding) the lock.
+take_lock() {
+  exec 9>"$LOCK"
+  flock -w "$TIMEOUT" 9 || die "could not lock $LOCK"
+}
+
+# pid of a daemon we started, if it is still alive and really that binary.
+daemon_pid() { # <name e.g. mon.a> <binary>
+  local pidfile="$RUN/$1.pid" pid
+  [[ -r $pidfile ]] || return 1
+  pid="$(<"$pidfile")"
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == *"/$2" ]] || return 1
+  echo "$pid"
+}
+
+# True while the process exists and is not a zombie (this machine's init
+# does not always reap orphaned daemons promptly).
+alive() {
+  local state
+  state="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" || return 1
+  [[ -n $state && $state != Z ]]
+}
+
+# Authenticated ListBuckets: 200 means the gateway is up and our user exists.
+# (curl 7.88 omits x-amz-content-sha256, which RGW needs to check the
+# signature, so it is passed explicitly.)
+s3_ok() {
+  local code
+  code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 \
+    --aws-sigv4 "aws:amz:${REGION}:s3" --user "${ACCESS_KEY}:${SECRET_KEY}" \
+    -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$ENDPOINT/" 2>/dev/null)" || true
+  [[ $code == 200 ]]
+}
+
+# Any HTTP response at all (the gateway's listener is up).
+http_answers() {
+  local code
+  code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$ENDPOINT/" 2>/dev/null)" || true
+  [[ -n $code && $code != 000 ]]
+}
+
+is_running() {
+  daemon_pid client.rgw.a radosgw >/dev/null && s3_ok
+}
+
+show_logs() {
+  local f
+  for f in "$STATE"/log/*.log; do
+    [[ -e $f ]] || continue
+    log "---- tail of $f"
+    tail -n 25 "$f" >&2
+  done
+}
+
+ensure_packages() {
+  local bin missing=0
+  for bin in ceph ceph-mon ceph-osd radosgw radosgw-admin monmaptool curl flock; do
+    command -v "$bin" >/dev/null || missing=1
+  done
+  ((missing)) || return 0
+  log "installing Ceph packages (apt-get)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >&2
+  apt-get install -y -q --no-install-recommends \
+    ceph-mon ceph-osd radosgw ceph-common curl util-linux >&2
+}
+
+write_conf() {
+  local fsid="$1"
+  cat >"$CONF" <<EOF
+[global]
+fsid = $fsid
+mon initial members = a
+mon host = 127.0.0.1:$MON_PORT
+public addr = 127.0.0.1
+cluster addr = 127.0.0.1
+ms bind ipv4 = true
+ms bind ipv6 = false
+ms bind msgr2 = false
+
+auth cluster required = none
+auth service required = none
+auth client required = none
+
+# Keep every path under the state dir; nothing in /etc/ceph or /var/lib/ceph.
+run dir = $RUN
+pid file = $RUN/\$name.pid
+admin socket = $RUN/\$name.asok
+log file = $STATE/log/\$name.log
+mon cluster log file = $STATE/log/cluster.log
+crash dir = $STATE/crash
+keyring = $STATE/keyring
+
+# One OSD, no replication, few PGs (RGW creates ~7 pools).
+osd pool default size = 1
+osd pool default min size = 1
+osd pool default pg num = 8
+osd pool default pgp num = 8
+osd pool default pg autoscale mode = off
+mon allow pool size one = true
+mon warn on pool no redundancy = false
+osd crush chooseleaf type = 0
+
+[mon]
+mon data = $STATE/mon/\$id
+mon data avail warn = 1
+mon data avail crit = 0
+
+[osd]
+osd data = $STATE/osd/\$id
+osd objectstore = memstore
+memstore device bytes = $MEMSTORE_BYTES
+
+[client.rgw.a]
+rgw frontends = beast endpoint=127.0.0.1:$PORT
+rgw data = $STATE/rgw
+rgw thread pool size = 64
+EOF
+}
+
+# Start failed: show why, stop what was started, keep the logs.
+fail() {
+  log "error: $*"
+  show_logs
+  stop_daemons
+  log "logs kept in $STATE/log"
+  exit 1
+}
+
+# Run one setup command; daemons must not inherit the lock (fd 9), and
+# their stderr goes to the startup log.
+run() {
+  "$@" 9>&- 2>>"$BOOTLOG" || fail "command failed: $*"
+}
+
+wait_for() { # <description> <deadline (bash SECONDS)> <command...>
+  local what="$1" deadline="$2"
+  shift 2
+  until "$@"; do
+    ((SECONDS < deadline)) || fail "timed out waiting for $what"
+    sleep 0.5
+  done
+}
+
+cmd_start() {
+  take_lock
+  if is_running; then
+    print_env
+    return 0
+  fi
+  # Half-started or dead cluster: start over from nothing.
+  stop_daemons
+  rm -rf "$STATE"
+
+  ensure_packages
+  local began=$SECONDS deadline=$((SECONDS + TIMEOUT)) fsid id
+  fsid="$(cat /proc/sys/kernel/random/uuid)"
+  mkdir -p "$RUN" "$STATE/log" "$STATE/crash" "$STATE/mon" "$STATE/osd/0" "$STATE/rgw"
+  write_conf "$fsid"
+
+  log "starting ceph-mon on 127.0.0.1:$MON_PORT"
+  run monmaptool --create --add a "127.0.0.1:$MON_PORT" --fsid "$fsid" "$STATE/monmap" >/dev/null
+  run ceph-mon -c "$CONF" --mkfs -i a --monmap "$STATE/monmap"
+  run ceph-mon -c "$CONF" -i a
+
+  log "starting ceph-osd (memstore, $((MEMSTORE_BYTES / 1024 / 1024)) MiB of RAM)"
+  id="$(ceph -c "$CONF" --connect-timeout "$TIMEOUT" osd create 2>>"$BOOTLOG")" ||
+    fail "ceph osd create failed"
+  [[ $id == 0 ]] || fail "expected osd id 0, got '$id'"
+  run ceph-osd -c "$CONF" -i 0 --mkfs
+  run ceph-osd -c "$CONF" -i 0
+
+  log "starting radosgw on $ENDPOINT"
+  run radosgw -c "$CONF" -n client.rgw.a
+  wait_for "radosgw to answer on $ENDPOINT" "$deadline" http_answers
+  run radosgw-admin -c "$CONF" user create --uid=vaulttest \
+    --display-name="sqlite-vault tests" \
+    --access-key="$ACCESS_KEY" --secret-key="$SECRET_KEY" >/dev/null
+  wait_for "S3 credentials to be accepted" "$deadline" s3_ok
+
+  print_env >"$STATE/env"
+  log "ready after $((SECONDS - began)) s (env also in $STATE/env)"
+  print_env
+}
+
+stop_daemons() {
+  local spec name bin sig pid pids=()
+  # The OSD gets SIGKILL: on a clean shutdown memstore would dump all its
+  # RAM to disk, only for us to delete it.
+  for spec in client.rgw.a:radosgw:TERM osd.0:ceph-osd:KILL mon.a:ceph-mon:TERM; do
+    IFS=: read -r name bin sig <<<"$spec"
+    if pid="$(daemon_pid "$name" "$bin")"; then
+      kill "-$sig" "$pid" 2>/dev/null || true
+      pids+=("$pid")
+    fi
+  done
+  local i
+  for ((i = 0; i < 100; i++)); do # up to 10 s, then force
+    local alive=()
+    for pid in "${pids[@]}"; do
+      alive "$pid" && alive+=("$pid")
+    done
+    ((${#alive[@]})) || return 0
+    pids=("${alive[@]}")
+    sleep 0.1
+  done
+  kill -KILL "${pids[@]}" 2>/dev/null || true
+}
+
+cmd_stop() {
+  take_lock
+  stop_daemons
+  rm -rf "$STATE"
+}
+
+case "${1:-}" in
+  start) cmd_start ;;
+  stop) cmd_stop ;;
+  status) is_running ;;
+  env) print_env ;;
+  *)
+    echo "usage: $0 start|stop|status|env" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,137 @@
+/**
+ * Backup: snapshot -> compress -> upload the data object -> write the manifest (the commit point).
+ * Checksums of the database bytes and of the stored bytes are computed in the same single pass.
+ */
+import { realpathSync } from "node:fs";
+import { hostname } from "node:os";
+import { createCompressor } from "./codec.ts";
+import type { RunContext } from "./context.ts";
+import { VaultError } from "./errors.ts";
+import { acquireLock } from "./lock.ts";
+import {
+  assertValidName,
+  createBackupId,
+  dataKey,
+  deriveName,
+  FORMAT_NAME,
+  FORMAT_VERSION,
+  manifestKey,
+  serializeManifest,
+  type BackupManifest,
+  type Compression,
+} from "./manifest.ts";
+import { createSnapshot } from "./snapshot.ts";
+import type { Storage } from "./storage/types.ts";
+import { createDigestStream } from "./streams.ts";
+import { VERSION } from "./version.ts";
+
+export interface BackupInput {
+  databasePath: string;
+  /** Defaults to deriveName(databasePath). */
+  name?: string;
+  compression: Compression;
+  tmpDir: string;
+  /** The clock; tests pass a fixed time. */
+  now?: () => Date;
+}
+
+export interface BackupResult {
+  id: string;
+  name: string;
+  createdAt: string;
+  database: string;
+  repo: string;
+  manifestKey: string;
+  dataKey: string;
+  compression: Compression;
+  databaseBytes: number;
+  storedBytes: number;
+  /** stored / database bytes. */
+  ratio: number;
+  durationMs: number;
+}
+
+/**
+ * Take a consistent backup of a live database. The backup becomes visible (listable, restorable)
+ * only when its manifest is written, after the data object is stored and its size confirmed; on any
+ * failure or interruption nothing is listed, the data object is removed when possible and the temp
+ * snapshot is always removed. Throws LockedError when another backup of the database is running.
+ */
+export async function runBackup(storage: Storage, input: BackupInput, ctx: RunContext): Promise<BackupResult> {
+  const started = performance.now();
+  const name = input.name ?? deriveName(input.databasePath);
+  assertValidName(name);
+  const lock = acquireLock(input.databasePath, "backup");
+  try {
+    await storage.check({ create: true });
+    const now = input.now ?? (() => new Date());
+    const createdAt = now();
+    const id = createBackupId(createdAt);
+    const snapshot = await createSnapshot(input.databasePath, input.tmpDir, ctx);
+    ctx.log.debug(`snapshot of ${input.databasePath}: ${snapshot.bytes} bytes via VACUUM INTO`);
+
+    const key = dataKey(name, id, input.compression);
+    const dbDigest = createDigestStream();
+    const storedDigest = createDigestStream();
+    const body = Bun.file(snapshot.path)
+      .stream()
+      .pipeThrough(dbDigest.stream)
+      .pipeThrough(createCompressor(input.compression))
+      .pipeThrough(storedDigest.stream);
+    let uploaded = false;
+    try {
+      const { size } = await storage.put(key, body, { signal: ctx.signal });
+      uploaded = true;
+      const db = dbDigest.result();
+      const stored = storedDigest.result();
+      if (db.bytes !== snapshot.bytes) throw new VaultError(`read ${db.bytes} bytes of the snapshot, expected ${snapshot.bytes}`);
+      if (size !== stored.bytes) throw new VaultError(`stored ${size} bytes, expected ${stored.bytes}`);
+      ctx.signal.throwIfAborted();
+
+      const manifest: BackupManifest = {
+        format: FORMAT_NAME,
+        formatVersion: FORMAT_VERSION,
+        id,
+        name,
+        createdAt: createdAt.toISOString(),
+        host: hostname(),
+        toolVersion: VERSION,
+        sqliteVersion: snapshot.sqliteVersion,
+        snapshot: { method: "vacuum-into", journalMode: snapshot.journalMode },
+        database: { pageSize: snapshot.pageSize, pageCount: snapshot.pageCount, bytes: db.bytes, sha256: db.sha256 },
+        stored: { key, bytes: stored.bytes, sha256: stored.sha256, compression: input.compression },
+      };
+      await storage.put(manifestKey(name, id), serializeManifest(manifest), { signal: ctx.signal });
+      return {
+        id,
+        name,
+        createdAt: manifest.createdAt,
+        database: safeRealpath(input.databasePath),
+        repo: storage.url,
+        manifestKey: manifestKey(name, id),
+        dataKey: key,
+        compression: input.compression,
+        databaseBytes: db.bytes,
+        storedBytes: stored.bytes,
+        ratio: db.bytes === 0 ? 0 : stored.bytes / db.bytes,
+        durationMs: Math.round(performance.now() - started),
+      };
+    } catch (error) {
+      // Without a manifest the data object is not a backup; remove it rather than leave an orphan.
+      if (uploaded) await storage.delete([key]).catch(() => {});
+      throw error;
+    } finally {
+      ctx.temp.remove(snapshot.dir);
+    }
+  } finally {
+    lock.release();
+  }
+}
+
+function safeRealpath(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * What a repository holds, as far as manifests say: the only source of truth for list, restore and
+ * everything else. A data object without a manifest (an interrupted upload) never appears here.
+ */
+import { NotFoundError, UsageError, VerificationError } from "./errors.ts";
+import { parseManifest, parseManifestKey, type BackupManifest } from "./manifest.ts";
+import { readAll } from "./streams.ts";
+import type { Storage } from "./storage/types.ts";
+
+export interface Catalog {
+  /** Valid backups, newest first (by id, which sorts by creation time). */
+  backups: BackupManifest[];
+  /** Manifests that exist but could not be read or validated, with the reason. */
+  invalid: { key: string; reason: string }[];
+}
+
+const READ_CONCURRENCY = 8;
+
+/**
+ * Read every manifest under `name` (or under every name when omitted). Throws the storage's errors
+ * (unavailable, auth); a manifest that vanishes between list and read (a concurrent prune) is skipped.
+ */
+export async function readCatalog(storage: Storage, name?: string): Promise<Catalog> {
+  const keys: string[] = [];
+  for await (const object of storage.list(name ? `${name}/` : "")) {
+    const parsed = parseManifestKey(object.key);
+    if (parsed && (!name || parsed.name === name)) keys.push(object.key);
+  }
+  const backups: BackupManifest[] = [];
+  const invalid: Catalog["invalid"] = [];
+  await mapLimit(keys, READ_CONCURRENCY, async (key) => {
+    try {
+      backups.push(await readManifest(storage, key));
+    } catch (error) {
+      if (error instanceof NotFoundError) return;
+      if (!(error instanceof VerificationError)) throw error;
+      invalid.push({ key, reason: error.message });
+    }
+  });
+  backups.sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : a.name.localeCompare(b.name)));
+  invalid.sort((a, b) => a.key.localeCompare(b.key));
+  return { backups, invalid };
+}
+
+export async function readManifest(storage: Storage, key: string): Promise<BackupManifest> {
+  return parseManifest(await readAll(await storage.get(key)), key);
+}
+
+export type Selection = { latest: true } | { id: string } | { at: Date };
+
+/** Parse --latest / --id / --at into one selection; at most one may be given. Throws UsageError. */
+export function parseSelection(flags: { latest?: boolean; id?: string; at?: string }): Selection {
+  const given = [flags.latest ? "--latest" : "", flags.id ? "--id" : "", flags.at ? "--at" : ""].filter(Boolean);
+  if (given.length > 1) throw new UsageError(`${given.join(" and ")} cannot be combined`);
+  if (flags.id) return { id: flags.id };
+  if (flags.at) {
+    const at = new Date(flags.at);
+    if (!/^\d{4}-\d{2}-\d{2}/.test(flags.at) || Number.isNaN(at.getTime()))
+      throw new UsageError(`--at ${flags.at} is not an ISO 8601 time`, "for example --at 2026-11-22T05:00:00Z");
+    return { at };
+  }
+  return { latest: true };
+}
+
+/** The backups a selection may pick from, best candidate first (newest first). */
+export function selectCandidates(backups: BackupManifest[], selection: Selection): BackupManifest[] {
+  if ("id" in selection) return backups.filter((b) => b.id === selection.id);
+  if ("at" in selection) return backups.filter((b) => Date.parse(b.createdAt) <= selection.at.getTime());
+  return backups;
+}
+
+export function describeSelection(selection: Selection): string {
+  if ("id" in selection) return `with id ${selection.id}`;
+  if ("at" in selection) return `at or before ${selection.at.toISOString()}`;
+  return "";
+}
+
+/** Run fn over items with at most `limit` in flight; rejects with the first error after all settle. */
+export async function mapLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: unknown;
+  const worker = async () => {
+    while (next < items.length && failure === undefined) {
+      const item = items[next++]!;
+      try {
+        await fn(item);
+      } catch (error) {
+        failure ??= error;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure !== undefined) throw failure;
+}

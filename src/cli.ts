@@ -1,0 +1,34 @@
+#!/usr/bin/env bun
+/**
+ * Entry point. Like citty's runMain, but a usage error from citty itself (unknown command, bad enum)
+ * exits 2, the documented usage code, instead of 1.
+ */
+import { runCommand, showUsage } from "citty";
+import { main } from "./main.ts";
+import { VERSION } from "./version.ts";
+
+const rawArgs = process.argv.slice(2);
+
+async function resolveLeaf(args: string[]) {
+  const subCommands = typeof main.subCommands === "function" ? await main.subCommands() : await main.subCommands;
+  const name = args.find((a) => !a.startsWith("-"));
+  const loader = name && subCommands ? subCommands[name] : undefined;
+  if (!loader) return [main] as const;
+  const sub = typeof loader === "function" ? await loader() : await loader;
+  return [sub, main] as const;
+}
+
+try {
+  if (rawArgs.length === 1 && (rawArgs[0] === "--version" || rawArgs[0] === "-v")) {
+    process.stdout.write(`${VERSION}\n`);
+  } else if (rawArgs.length === 0 || rawArgs.includes("--help") || rawArgs.includes("-h")) {
+    const [cmd, parent] = await resolveLeaf(rawArgs);
+    await showUsage(cmd as typeof main, parent);
+  } else {
+    await runCommand(main, { rawArgs });
+  }
+} catch (error) {
+  const e = error as Error & { code?: string };
+  process.stderr.write(`sqlite-vault: ${e.message}\nTry: sqlite-vault --help\n`);
+  process.exitCode = e.name === "CLIError" ? 2 : 1;
+}

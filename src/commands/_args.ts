@@ -1,0 +1,28 @@
+/** Flag fragments shared by commands, spread into each command's args. */
+import type { ArgsDef } from "citty";
+
+export const outputArgs = {
+  json: { type: "boolean", description: "Print one JSON document on stdout (errors: one JSON object on stderr)" },
+  verbose: { type: "boolean", description: "More detail on stderr, and stack traces for errors" },
+  quiet: { type: "boolean", alias: "q", description: "Only warnings and errors on stderr" },
+} as const satisfies ArgsDef;
+
+export const repoArgs = {
+  repo: {
+    type: "string",
+    valueHint: "URL",
+    description: "Repository: a directory, file:///dir or s3://bucket/prefix (env SQLITE_VAULT_REPO; default ~/.local/share/sqlite-vault/repo)",
+  },
+  endpoint: { type: "string", valueHint: "URL", description: "S3 endpoint (env SQLITE_VAULT_S3_ENDPOINT, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL; default AWS)" },
+  region: { type: "string", description: "S3 region (env AWS_REGION, AWS_DEFAULT_REGION; default us-east-1)" },
+  "path-style": { type: "boolean", description: "S3 path-style addressing (default: on for custom endpoints, off for AWS)" },
+} as const satisfies ArgsDef;
+
+export const databaseArgs = {
+  db: { type: "positional", required: false, description: "Path of the SQLite database", valueHint: "DB" },
+  name: { type: "string", description: "Backup name (default: the database file name without .db/.sqlite/.sqlite3)" },
+} as const satisfies ArgsDef;
+
+export const tmpDirArgs = {
+  "tmp-dir": { type: "string", valueHint: "DIR", description: "Directory for temporary files (env SQLITE_VAULT_TMP_DIR; default the OS temp dir)" },
+} as const satisfies ArgsDef;

@@ -1,0 +1,87 @@
+/**
+ * The one wrapper every command runs through: it builds the logger and the run context (signals,
+ * temp files), turns thrown errors into one stderr line (or one JSON object) and the documented exit
+ * code, and prints the result: a human view, or the result object itself with --json.
+ */
+import type { ArgsDef } from "citty";
+import { createCliContext, type RunContext } from "../context.ts";
+import { ExitCode, InterruptedError, toVaultError, UsageError, type VaultError } from "../errors.ts";
+import { createLogger } from "../logger.ts";
+import { resolveSettings, type Settings } from "../config.ts";
+import { openStorage, type Storage } from "../storage/index.ts";
+
+export interface CommonFlags {
+  json?: boolean;
+  verbose?: boolean;
+  quiet?: boolean;
+}
+
+export interface CommandRun<R> {
+  flags: CommonFlags;
+  rawArgs: string[];
+  argsDef: ArgsDef;
+  execute: (ctx: RunContext) => Promise<R>;
+  render: (result: R) => string;
+  /** A result can still fail the command (for example a partial success). */
+  exitCode?: (result: R) => number;
+}
+
+export async function runCommand<R>(run: CommandRun<R>): Promise<void> {
+  const log = createLogger(run.flags);
+  const ctx = createCliContext(log);
+  try {
+    assertKnownFlags(run.rawArgs, run.argsDef);
+    const result = await run.execute(ctx);
+    const text = run.flags.json ? JSON.stringify(result, null, 2) : run.render(result);
+    if (text) process.stdout.write(`${text}\n`);
+    process.exitCode = run.exitCode?.(result) ?? ExitCode.ok;
+  } catch (thrown) {
+    const error = ctx.signal.aborted ? ctx.signal.reason instanceof InterruptedError ? ctx.signal.reason : new InterruptedError() : toVaultError(thrown);
+    reportError(error, thrown, run.flags);
+    process.exitCode = error.exitCode;
+  } finally {
+    ctx.dispose();
+  }
+}
+
+function reportError(error: VaultError, thrown: unknown, flags: CommonFlags): void {
+  if (flags.json) {
+    const body = { error: { code: error.code, exitCode: error.exitCode, message: error.message, ...(error.hint ? { hint: error.hint } : {}) } };
+    process.stderr.write(`${JSON.stringify(body)}\n`);
+    return;
+  }
+  let text = `sqlite-vault: ${error.message}\n`;
+  if (error.hint) text += `Try: ${error.hint}\n`;
+  if (flags.verbose && thrown instanceof Error && thrown.stack) text += `${thrown.stack}\n`;
+  process.stderr.write(text);
+}
+
+/** citty accepts any flag; a typo such as --forse must be a usage error, not silently ignored. */
+export function assertKnownFlags(rawArgs: string[], argsDef: ArgsDef): void {
+  const known = new Set<string>(["help", "h"]);
+  for (const [name, def] of Object.entries(argsDef)) {
+    known.add(name);
+    if ("alias" in def) for (const alias of [def.alias ?? []].flat()) known.add(alias);
+    if (def.type === "boolean") known.add(`no-${name}`);
+  }
+  for (const arg of rawArgs) {
+    if (arg === "--") break;
+    const match = /^--?([^=]+)/.exec(arg);
+    if (!match || /^-\d/.test(arg)) continue;
+    const flag = match[1]!;
+    if (!known.has(flag)) throw new UsageError(`unknown option ${arg.split("=")[0]}`, "see --help");
+  }
+}
+
+/** Merge the common settings and open the storage they name. */
+export function openRepo(flags: { repo?: string; endpoint?: string; region?: string; "path-style"?: boolean; "tmp-dir"?: string; compression?: string }): { settings: Settings; storage: Storage } {
+  const settings = resolveSettings({ repo: flags.repo, compression: flags.compression, tmpDir: flags["tmp-dir"] }, process.env);
+  const storage = openStorage(settings.repo, { endpoint: flags.endpoint, region: flags.region, pathStyle: flags["path-style"] });
+  return { settings, storage };
+}
+
+/** The database path and backup name from `[DB] [--name NAME]`. */
+export function resolveTarget(flags: { db?: string; name?: string }, needs: "db" | "db-or-name"): { db?: string; name?: string } {
+  if (needs === "db" && !flags.db) throw new UsageError("which database? pass its path", "sqlite-vault backup /var/lib/app/app.db");
+  return { db: flags.db || undefined, name: flags.name || undefined };
+}

@@ -1,0 +1,45 @@
+/**
+ * Settings shared by every command, merged in one pure function: flag > environment > built-in default.
+ * (A config file joins this chain later, between the environment and the defaults.)
+ */
+import { homedir, tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseCompression } from "./codec.ts";
+import { UsageError } from "./errors.ts";
+import type { Compression } from "./manifest.ts";
+import type { Env } from "./storage/credentials.ts";
+
+export interface SettingFlags {
+  repo?: string;
+  compression?: string;
+  tmpDir?: string;
+}
+
+export interface Settings {
+  repo: string;
+  /** Where the repo came from, so a command can say when the local default is in use. */
+  repoSource: "flag" | "env" | "default";
+  compression: Compression;
+  tmpDir: string;
+}
+
+/** Pure: merge flags, environment and defaults. Throws UsageError for invalid values. */
+export function resolveSettings(flags: SettingFlags, env: Env): Settings {
+  const repoFlag = nonEmpty(flags.repo);
+  const repoEnv = nonEmpty(env.SQLITE_VAULT_REPO);
+  const repo = repoFlag ?? repoEnv ?? defaultRepo(env);
+  const compression = parseCompression(nonEmpty(flags.compression) ?? nonEmpty(env.SQLITE_VAULT_COMPRESSION), "gzip");
+  const tmpDir = nonEmpty(flags.tmpDir) ?? nonEmpty(env.SQLITE_VAULT_TMP_DIR) ?? nonEmpty(env.TMPDIR) ?? tmpdir();
+  if (flags.tmpDir === "") throw new UsageError("--tmp-dir is empty");
+  return { repo, repoSource: repoFlag ? "flag" : repoEnv ? "env" : "default", compression, tmpDir };
+}
+
+/** The embedded default: a local directory under the user's data dir. Works with no server. */
+export function defaultRepo(env: Env): string {
+  const data = nonEmpty(env.XDG_DATA_HOME) ?? join(nonEmpty(env.HOME) ?? homedir(), ".local", "share");
+  return join(data, "sqlite-vault", "repo");
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === "" ? undefined : value;
+}

@@ -1,0 +1,81 @@
+/**
+ * What every core operation receives: a logger, an AbortSignal that fires on SIGINT/SIGTERM, and a
+ * registry of temp files that are removed however the run ends (success, failure, signal, or a
+ * second signal that exits at once).
+ */
+import { rmSync } from "node:fs";
+import { InterruptedError } from "./errors.ts";
+import { silentLogger, type Logger } from "./logger.ts";
+
+export interface RunContext {
+  log: Logger;
+  signal: AbortSignal;
+  temp: TempRegistry;
+}
+
+export class TempRegistry {
+  private readonly paths = new Set<string>();
+
+  /** Remember a path to remove when the run ends; returns it. */
+  add(path: string): string {
+    this.paths.add(path);
+    return path;
+  }
+
+  /** Forget a path (it was renamed into place or already removed). */
+  keep(path: string): void {
+    this.paths.delete(path);
+  }
+
+  /** Remove one path now, and forget it. */
+  remove(path: string): void {
+    rmSync(path, { force: true, recursive: true });
+    this.paths.delete(path);
+  }
+
+  /** Remove everything still registered. Synchronous, so it can run from an exit handler. */
+  removeAll(): void {
+    for (const path of this.paths) {
+      try {
+        rmSync(path, { force: true, recursive: true });
+      } catch {}
+    }
+    this.paths.clear();
+  }
+}
+
+/** A context for library callers and tests: no signal handling. */
+export function createContext(options: { log?: Logger; signal?: AbortSignal } = {}): RunContext {
+  return { log: options.log ?? silentLogger, signal: options.signal ?? new AbortController().signal, temp: new TempRegistry() };
+}
+
+/**
+ * A context for one CLI run: the first SIGINT/SIGTERM aborts the signal (the run cleans up and exits
+ * 130); a second one removes temp files and exits at once. Call dispose() when the run ends.
+ */
+export function createCliContext(log: Logger): RunContext & { dispose(): void } {
+  const controller = new AbortController();
+  const temp = new TempRegistry();
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (controller.signal.aborted) {
+      temp.removeAll();
+      process.exit(130);
+    }
+    controller.abort(new InterruptedError(signal));
+  };
+  const onExit = () => temp.removeAll();
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  process.on("exit", onExit);
+  return {
+    log,
+    signal: controller.signal,
+    temp,
+    dispose() {
+      temp.removeAll();
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+      process.off("exit", onExit);
+    },
+  };
+}

@@ -1,0 +1,89 @@
+/**
+ * Typed errors and the exit-code table. Every failure a user can cause is thrown as a VaultError
+ * subclass carrying its exit code and an optional "Try: …" hint; the command wrapper turns it into
+ * one line on stderr (or one JSON object with --json) and sets process.exitCode.
+ */
+
+/** The published exit codes (README "Exit codes"). Scripts must treat unknown codes as failure. */
+export const ExitCode = {
+  ok: 0,
+  failure: 1,
+  usage: 2,
+  partial: 3,
+  verification: 4,
+  storage: 10,
+  locked: 11,
+  auth: 12,
+  interrupted: 130,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+export class VaultError extends Error {
+  readonly exitCode: ExitCode = ExitCode.failure;
+  /** A short stable identifier for scripts reading --json errors. */
+  readonly code: string = "failure";
+  constructor(
+    message: string,
+    readonly hint?: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** Bad flags or arguments (exit 2). */
+export class UsageError extends VaultError {
+  override readonly exitCode = ExitCode.usage;
+  override readonly code = "usage";
+}
+
+/** Checksums, sizes or SQLite integrity did not match what the manifest promises (exit 4). */
+export class VerificationError extends VaultError {
+  override readonly exitCode = ExitCode.verification;
+  override readonly code = "verification";
+}
+
+/** The storage is unreachable, or the bucket / repository directory does not exist (exit 10). */
+export class StorageUnavailableError extends VaultError {
+  override readonly exitCode = ExitCode.storage;
+  override readonly code = "storage";
+}
+
+/** Another run holds the lock for this database (exit 11). */
+export class LockedError extends VaultError {
+  override readonly exitCode = ExitCode.locked;
+  override readonly code = "locked";
+}
+
+/** The storage refused our credentials or denied access (exit 12). */
+export class AuthError extends VaultError {
+  override readonly exitCode = ExitCode.auth;
+  override readonly code = "auth";
+}
+
+/** The run was interrupted by SIGINT / SIGTERM (exit 130). */
+export class InterruptedError extends VaultError {
+  override readonly exitCode = ExitCode.interrupted;
+  override readonly code = "interrupted";
+  constructor(signal = "SIGINT") {
+    super(`interrupted by ${signal}; nothing was left half-written`);
+  }
+}
+
+/** A key that does not exist in storage. Storage backends throw it from get(); callers map it. */
+export class NotFoundError extends VaultError {
+  override readonly code = "not-found";
+}
+
+/** Anything not thrown as a VaultError is reported as a plain failure (exit 1). */
+export function toVaultError(error: unknown): VaultError {
+  if (error instanceof VaultError) return error;
+  if (error instanceof Error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOSPC") return new VaultError(`no space left on device: ${error.message}`, undefined, { cause: error });
+    if (code === "EACCES" || code === "EPERM") return new VaultError(`permission denied: ${error.message}`, undefined, { cause: error });
+    return new VaultError(error.message, undefined, { cause: error });
+  }
+  return new VaultError(String(error));
+}

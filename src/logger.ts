@@ -1,0 +1,28 @@
+/**
+ * Diagnostics go to stderr, always: stdout carries only results (a table, or one --json document).
+ * consola writes info to stdout by default and drops to "warn" under NODE_ENV=test, so both are set here.
+ */
+import { createConsola, type ConsolaInstance } from "consola";
+
+export type Logger = Pick<ConsolaInstance, "info" | "warn" | "error" | "success" | "debug" | "start">;
+
+export interface LoggerOptions {
+  /** --json: stderr must carry at most one JSON error object, so ordinary logs are silenced. */
+  json?: boolean;
+  verbose?: boolean;
+  quiet?: boolean;
+}
+
+export function createLogger(options: LoggerOptions = {}): Logger {
+  // consola levels: 0 fatal/error, 1 warn, 3 info/success/start, 4 debug
+  const level = options.json ? -999 : options.verbose ? 4 : options.quiet ? 1 : 3;
+  return createConsola({
+    level,
+    stdout: process.stderr,
+    stderr: process.stderr,
+    formatOptions: { date: false, colors: process.stderr.isTTY === true, compact: true },
+  });
+}
+
+/** A logger that drops everything; for library callers and tests that do not care. */
+export const silentLogger: Logger = createConsola({ level: -999 });

@@ -1,0 +1,16 @@
+/** The root command: a lazy map of subcommands, so each run loads only its own imports. */
+import { defineCommand } from "citty";
+import { VERSION } from "./version.ts";
+
+export const main = defineCommand({
+  meta: {
+    name: "sqlite-vault",
+    version: VERSION,
+    description: "Safe, verifiable backups of SQLite databases to S3-compatible storage or a local directory",
+  },
+  subCommands: {
+    backup: () => import("./commands/backup.ts").then((m) => m.default),
+    list: () => import("./commands/list.ts").then((m) => m.default),
+    restore: () => import("./commands/restore.ts").then((m) => m.default),
+  },
+});

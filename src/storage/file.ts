@@ -1,0 +1,146 @@
+/**
+ * Local-directory storage: the embedded default, which needs no server.
+ * Each put writes a hidden temp name in the target directory, fsyncs it, renames it into place and
+ * fsyncs the directory, so a crash leaves either the old state or the complete object. Temp names
+ * start with "." and are never listed.
+ */
+import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
+import { createReadStream } from "node:fs";
+import { dirname, join } from "node:path";
+import { Readable } from "node:stream";
+import { NotFoundError, StorageUnavailableError } from "../errors.ts";
+import { iterate } from "../streams.ts";
+import { assertValidKey, type GetOptions, type ObjectInfo, type PutOptions, type Storage } from "./types.ts";
+
+export const TEMP_MARK = ".sqlite-vault-tmp-";
+
+export class FileStorage implements Storage {
+  readonly url: string;
+
+  constructor(readonly root: string) {
+    this.url = `file://${root}`;
+  }
+
+  private pathOf(key: string): string {
+    assertValidKey(key);
+    return join(this.root, ...key.split("/"));
+  }
+
+  async check(options: { create?: boolean } = {}): Promise<void> {
+    if (options.create) await mkdir(this.root, { recursive: true, mode: 0o700 });
+    const info = await stat(this.root).catch(() => null);
+    if (!info?.isDirectory())
+      throw new StorageUnavailableError(
+        `repository directory ${this.root} does not exist`,
+        "check --repo, or run a backup first: backup creates the directory",
+      );
+  }
+
+  async put(key: string, body: ReadableStream<Uint8Array> | Uint8Array, options: PutOptions = {}): Promise<{ size: number }> {
+    const path = this.pathOf(key);
+    const dir = dirname(path);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const tmp = join(dir, `${TEMP_MARK}${crypto.randomUUID()}`);
+    const handle = await open(tmp, "wx", 0o600);
+    let size = 0;
+    try {
+      if (body instanceof Uint8Array) {
+        await handle.write(body);
+        size = body.byteLength;
+      } else {
+        for await (const chunk of iterate(body, options.signal)) {
+          await writeFully(handle, chunk);
+          size += chunk.byteLength;
+        }
+      }
+      options.signal?.throwIfAborted();
+      await handle.sync();
+      await handle.close();
+      await rename(tmp, path);
+    } catch (error) {
+      await handle.close().catch(() => {});
+      await rm(tmp, { force: true });
+      throw error;
+    }
+    await syncDirectory(dir);
+    const written = await stat(path);
+    if (written.size !== size) throw new Error(`stored size of ${key} is ${written.size}, expected ${size}`);
+    return { size };
+  }
+
+  async get(key: string, options: GetOptions = {}): Promise<ReadableStream<Uint8Array>> {
+    const path = this.pathOf(key);
+    const info = await stat(path).catch(() => null);
+    if (!info?.isFile()) {
+      await this.check();
+      throw new NotFoundError(`${key} not found in ${this.url}`);
+    }
+    const stream = createReadStream(path, { highWaterMark: 1 << 20, signal: options.signal });
+    return Readable.toWeb(stream) as unknown as ReadableStream<Uint8Array>;
+  }
+
+  async stat(key: string): Promise<ObjectInfo | null> {
+    const info = await stat(this.pathOf(key)).catch(() => null);
+    if (!info?.isFile()) return null;
+    return { key, size: info.size, lastModified: info.mtime };
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    await this.check();
+    // Walk only the directories that can hold matching keys.
+    const slash = prefix.lastIndexOf("/");
+    const base = slash < 0 ? "" : prefix.slice(0, slash);
+    const keys: string[] = [];
+    await collectKeys(this.root, base, keys);
+    keys.sort();
+    for (const key of keys) {
+      if (!key.startsWith(prefix)) continue;
+      const info = await this.stat(key);
+      if (info) yield info;
+    }
+  }
+
+  async delete(keys: string[]): Promise<void> {
+    const dirs = new Set<string>();
+    for (const key of keys) {
+      const path = this.pathOf(key);
+      await rm(path, { force: true });
+      dirs.add(dirname(path));
+    }
+    for (const dir of dirs) await syncDirectory(dir).catch(() => {});
+  }
+}
+
+async function collectKeys(root: string, relDir: string, out: string[]): Promise<void> {
+  const abs = relDir ? join(root, ...relDir.split("/")) : root;
+  const entries = await readdir(abs, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === "ENOENT" || error.code === "ENOTDIR") return [];
+    throw error;
+  });
+  for (const entry of entries) {
+    if (entry.name.startsWith(".")) continue; // temp files and anything hidden are never objects
+    const rel = relDir ? `${relDir}/${entry.name}` : entry.name;
+    if (entry.isDirectory()) await collectKeys(root, rel, out);
+    else if (entry.isFile()) out.push(rel);
+  }
+}
+
+async function writeFully(handle: import("node:fs/promises").FileHandle, chunk: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < chunk.byteLength) {
+    const { bytesWritten } = await handle.write(chunk, offset, chunk.byteLength - offset);
+    offset += bytesWritten;
+  }
+}
+
+/** Make a rename durable: fsync the directory that holds it. */
+export async function syncDirectory(dir: string): Promise<void> {
+  if (process.platform === "win32") return;
+  const handle = await open(dir, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+

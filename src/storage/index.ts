@@ -1,0 +1,114 @@
+/**
+ * Turn a repository URL into a Storage. Accepted forms:
+ *   /path, ./path, file:///path              local directory (the embedded default)
+ *   s3://bucket[/prefix][?endpoint=URL&region=R&path-style=true|false]
+ *
+ * S3 settings, highest precedence first: flags (--endpoint, --region, --path-style), the URL query,
+ * the environment (SQLITE_VAULT_S3_ENDPOINT, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL; AWS_REGION,
+ * AWS_DEFAULT_REGION), built-in defaults (AWS, us-east-1).
+ */
+import { isIP } from "node:net";
+import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { UsageError } from "../errors.ts";
+import { resolveCredentials, type Env } from "./credentials.ts";
+import { FileStorage } from "./file.ts";
+import { S3Storage, type S3Config } from "./s3.ts";
+import type { Storage } from "./types.ts";
+
+export type { Storage, ObjectInfo } from "./types.ts";
+
+export interface S3Flags {
+  endpoint?: string;
+  region?: string;
+  pathStyle?: boolean;
+}
+
+export type RepoLocation = { kind: "file"; path: string } | { kind: "s3"; config: Omit<S3Config, "credentials"> };
+
+/** Pure: parse a repo URL and merge S3 settings from flags, the URL and the environment. Throws UsageError. */
+export function resolveRepo(repo: string, flags: S3Flags = {}, env: Env = {}, cwd = process.cwd()): RepoLocation {
+  if (!repo) throw new UsageError("the repository URL is empty");
+  if (repo.startsWith("file:")) {
+    let path: string;
+    try {
+      path = fileURLToPath(repo);
+    } catch {
+      throw new UsageError(`invalid file URL ${repo}`, "use file:///absolute/path or a plain path");
+    }
+    return { kind: "file", path };
+  }
+  if (repo.startsWith("s3://")) return { kind: "s3", config: resolveS3(repo, flags, env) };
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(repo)) throw new UsageError(`unsupported repository URL scheme in ${redactUrl(repo)}`, "use a directory path, file:///path or s3://bucket/prefix");
+  return { kind: "file", path: resolve(cwd, repo) };
+}
+
+function resolveS3(repo: string, flags: S3Flags, env: Env): Omit<S3Config, "credentials"> {
+  let url: URL;
+  try {
+    url = new URL(repo);
+  } catch {
+    throw new UsageError(`invalid S3 URL ${redactUrl(repo)}`);
+  }
+  if (url.username || url.password) throw new UsageError("credentials do not belong in the repository URL", "use AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or a profile");
+  const bucket = url.hostname;
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) throw new UsageError(`invalid bucket name "${bucket}" in ${repo}`, "bucket names are 3-63 lowercase letters, digits, dots and hyphens");
+  const prefix = decodeURIComponent(url.pathname).replace(/^\/+|\/+$/g, "");
+  if (prefix.split("/").some((s) => s === "." || s === "..") || /\/\//.test(prefix)) throw new UsageError(`invalid prefix "${prefix}" in ${repo}`);
+  const query = url.searchParams;
+  for (const key of query.keys())
+    if (!["endpoint", "region", "path-style"].includes(key)) throw new UsageError(`unknown S3 URL option "${key}"`, "known options: endpoint, region, path-style");
+
+  const endpointRaw = flags.endpoint || query.get("endpoint") || env.SQLITE_VAULT_S3_ENDPOINT || env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || "";
+  const region = flags.region || query.get("region") || env.AWS_REGION || env.AWS_DEFAULT_REGION || "us-east-1";
+  let endpoint: string;
+  let isAws = false;
+  if (endpointRaw) {
+    const withScheme = /^https?:\/\//i.test(endpointRaw) ? endpointRaw : `https://${endpointRaw}`;
+    let parsed: URL;
+    try {
+      parsed = new URL(withScheme);
+    } catch {
+      throw new UsageError(`invalid S3 endpoint ${endpointRaw}`);
+    }
+    endpoint = `${parsed.protocol}//${parsed.host}${parsed.pathname.replace(/\/+$/, "")}`;
+    isAws = /(^|\.)amazonaws\.com$/i.test(parsed.hostname);
+  } else {
+    endpoint = `https://s3.${region}.amazonaws.com`;
+    isAws = true;
+  }
+  const host = new URL(endpoint).hostname.replace(/^\[|\]$/g, "");
+  const ipOrLocal = isIP(host) !== 0 || host === "localhost" || host.endsWith(".localhost");
+  const pathStyleQuery = query.get("path-style");
+  if (pathStyleQuery !== null && pathStyleQuery !== "true" && pathStyleQuery !== "false") throw new UsageError(`path-style must be true or false, not "${pathStyleQuery}"`);
+  const requested = flags.pathStyle ?? (pathStyleQuery === null ? undefined : pathStyleQuery === "true");
+  // A bucket cannot be a subdomain of an IP address or localhost: those are always path-style.
+  const pathStyle = ipOrLocal ? true : (requested ?? !isAws);
+  if (pathStyle === false && bucket.includes(".") && endpoint.startsWith("https:"))
+    throw new UsageError(`bucket ${bucket} contains dots, which break TLS with virtual-hosted addressing`, "add ?path-style=true");
+  return { bucket, prefix, endpoint, region, pathStyle };
+}
+
+export interface OpenStorageOptions extends S3Flags {
+  env?: Env;
+  partSize?: number;
+  partConcurrency?: number;
+}
+
+/** Open the storage for a repo URL. Does not contact the storage; throws UsageError for bad URLs or credentials setup. */
+export function openStorage(repo: string, options: OpenStorageOptions = {}): Storage {
+  const env = options.env ?? process.env;
+  const location = resolveRepo(repo, options, env);
+  if (location.kind === "file") return new FileStorage(location.path);
+  return new S3Storage({
+    ...location.config,
+    credentials: resolveCredentials(env),
+    partSize: options.partSize,
+    partConcurrency: options.partConcurrency,
+  });
+}
+
+/** A repo URL fit to print: never user info, never a query value that could carry a secret. */
+export function redactUrl(url: string): string {
+  return url.replace(/\/\/[^/@]*@/, "//");
+}

@@ -1,0 +1,70 @@
+/**
+ * The one storage interface every backend implements, and the contract they all share
+ * (test/storage/contract.ts runs the same suite against each).
+ *
+ * Keys are relative to the repository root ("app/20261122T…json"); backends add their own prefix.
+ * Keys are checked once, by assertValidKey: no empty segments, no "." or "..", no leading "/".
+ *
+ * Error contract, for every method:
+ * - the repository itself missing (no bucket, no directory) or unreachable -> StorageUnavailableError (exit 10)
+ * - credentials refused or access denied -> AuthError (exit 12)
+ * - a key that does not exist -> NotFoundError from get(); null from stat(); ignored by delete()
+ * - an aborted signal -> the signal's reason is thrown and nothing partial is left visible
+ */
+
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  lastModified: Date;
+}
+
+export interface PutOptions {
+  signal?: AbortSignal;
+}
+
+export interface GetOptions {
+  signal?: AbortSignal;
+}
+
+export interface Storage {
+  /** The repository as a user would recognise it, never including credentials. */
+  readonly url: string;
+
+  /**
+   * Store a whole object. Atomic: readers see either no object (or the previous one) or the complete
+   * new one, never a prefix, including when the stream errors or the signal aborts. The stream is read
+   * once; memory stays bounded by the backend's buffering, not the object's size.
+   * Resolves to the stored size, confirmed against the storage after the write.
+   */
+  put(key: string, body: ReadableStream<Uint8Array> | Uint8Array, options?: PutOptions): Promise<{ size: number }>;
+
+  /** Stream an object. Throws NotFoundError when the key does not exist. */
+  get(key: string, options?: GetOptions): Promise<ReadableStream<Uint8Array>>;
+
+  /** Size and modification time of a key, or null when it does not exist. */
+  stat(key: string): Promise<ObjectInfo | null>;
+
+  /**
+   * Every complete object whose key starts with `prefix` ("" for all), in ascending key order.
+   * Objects being written by put() are never listed.
+   */
+  list(prefix: string): AsyncIterable<ObjectInfo>;
+
+  /** Delete keys; keys that do not exist are not an error. */
+  delete(keys: string[]): Promise<void>;
+
+  /**
+   * Confirm the repository exists and is reachable with these credentials. With `create`, a backend
+   * that can create its repository cheaply (a local directory) does so; a bucket is never created.
+   */
+  check(options?: { create?: boolean }): Promise<void>;
+}
+
+/** Throws when a key could escape the repository or is not a plain relative path. */
+export function assertValidKey(key: string): void {
+  const segments = key.split("/");
+  if (key === "" || key.startsWith("/") || segments.some((s) => s === "" || s === "." || s === ".."))
+    throw new Error(`invalid storage key: ${JSON.stringify(key)}`);
+  if (/[\u0000-\u001f\\]/.test(key)) throw new Error(`invalid storage key: ${JSON.stringify(key)}`);
+}
+
