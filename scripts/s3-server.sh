@@ -74,22 +74,19 @@ alive() {
   [[ -n $state && $state != Z ]]
 }
 
-# Authenticated ListBuckets: 200 means the gateway is up and our user exists.
-# (curl 7.88 omits x-amz-content-sha256, which RGW needs to check the
-# signature, so it is passed explicitly.)
+# Authenticated ListBuckets answered by an S3 server: the gateway is up and
+# our user exists. (curl 7.88 omits x-amz-content-sha256, which RGW needs
+# to check the signature, so it is passed explicitly.)
 s3_ok() {
-  local code
-  code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 \
+  curl -sf --max-time 5 \
     --aws-sigv4 "aws:amz:${REGION}:s3" --user "${ACCESS_KEY}:${SECRET_KEY}" \
-    -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$ENDPOINT/" 2>/dev/null)" || true
-  [[ $code == 200 ]]
+    -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$ENDPOINT/" 2>/dev/null |
+    grep -q ListAllMyBucketsResult
 }
 
-# Any HTTP response at all (the gateway's listener is up).
-http_answers() {
-  local code
-  code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$ENDPOINT/" 2>/dev/null)" || true
-  [[ -n $code && $code != 000 ]]
+# Something accepts TCP connections on 127.0.0.1:<port>.
+port_busy() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
 is_running() {
@@ -168,6 +165,10 @@ memstore device bytes = $MEMSTORE_BYTES
 rgw frontends = beast endpoint=127.0.0.1:$PORT
 rgw data = $STATE/rgw
 rgw thread pool size = 64
+# Deleted/overwritten object data is garbage-collected after 2 h by default;
+# memstore is RAM, so reclaim it within about a minute instead.
+rgw gc obj min wait = 30
+rgw gc processor period = 30
 EOF
 }
 
@@ -187,10 +188,14 @@ run() {
 }
 
 wait_for() { # <description> <deadline (bash SECONDS)> <command...>
-  local what="$1" deadline="$2"
+  local what="$1" deadline="$2" since=$SECONDS
   shift 2
   until "$@"; do
     ((SECONDS < deadline)) || fail "timed out waiting for $what"
+    # Give radosgw a moment to write its pid file, then fail fast if it died.
+    if ((SECONDS - since > 3)) && ! daemon_pid client.rgw.a radosgw >/dev/null; then
+      fail "radosgw exited"
+    fi
     sleep 0.5
   done
 }
@@ -206,6 +211,10 @@ cmd_start() {
   rm -rf "$STATE"
 
   ensure_packages
+  local port
+  for port in "$PORT" "$MON_PORT"; do
+    port_busy "$port" && die "127.0.0.1:$port is already in use"
+  done
   local began=$SECONDS deadline=$((SECONDS + TIMEOUT)) fsid id
   fsid="$(cat /proc/sys/kernel/random/uuid)"
   mkdir -p "$RUN" "$STATE/log" "$STATE/crash" "$STATE/mon" "$STATE/osd/0" "$STATE/rgw"
@@ -225,7 +234,7 @@ cmd_start() {
 
   log "starting radosgw on $ENDPOINT"
   run radosgw -c "$CONF" -n client.rgw.a
-  wait_for "radosgw to answer on $ENDPOINT" "$deadline" http_answers
+  wait_for "radosgw to listen on $ENDPOINT" "$deadline" port_busy "$PORT"
   run radosgw-admin -c "$CONF" user create --uid=vaulttest \
     --display-name="sqlite-vault tests" \
     --access-key="$ACCESS_KEY" --secret-key="$SECRET_KEY" >/dev/null
@@ -236,28 +245,26 @@ cmd_start() {
   print_env
 }
 
+# SIGKILL on purpose: the cluster is thrown away, a graceful radosgw
+# shutdown takes ~5 s, and memstore would first dump all its RAM to disk.
 stop_daemons() {
-  local spec name bin sig pid pids=()
-  # The OSD gets SIGKILL: on a clean shutdown memstore would dump all its
-  # RAM to disk, only for us to delete it.
-  for spec in client.rgw.a:radosgw:TERM osd.0:ceph-osd:KILL mon.a:ceph-mon:TERM; do
-    IFS=: read -r name bin sig <<<"$spec"
+  local spec name bin pid pids=() i
+  for spec in client.rgw.a:radosgw osd.0:ceph-osd mon.a:ceph-mon; do
+    IFS=: read -r name bin <<<"$spec"
     if pid="$(daemon_pid "$name" "$bin")"; then
-      kill "-$sig" "$pid" 2>/dev/null || true
+      kill -KILL "$pid" 2>/dev/null || true
       pids+=("$pid")
     fi
   done
-  local i
-  for ((i = 0; i < 100; i++)); do # up to 10 s, then force
-    local alive=()
+  for ((i = 0; i < 50; i++)); do # wait up to 5 s for them to be gone
+    local running=0
     for pid in "${pids[@]}"; do
-      alive "$pid" && alive+=("$pid")
+      alive "$pid" && running=1
     done
-    ((${#alive[@]})) || return 0
-    pids=("${alive[@]}")
+    ((running)) || return 0
     sleep 0.1
   done
-  kill -KILL "${pids[@]}" 2>/dev/null || true
+  log "warning: daemons still alive: ${pids[*]}"
 }
 
 cmd_stop() {

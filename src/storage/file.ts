@@ -81,7 +81,10 @@ export class FileStorage implements Storage {
 
   async stat(key: string): Promise<ObjectInfo | null> {
     const info = await stat(this.pathOf(key)).catch(() => null);
-    if (!info?.isFile()) return null;
+    if (!info?.isFile()) {
+      await this.check();
+      return null;
+    }
     return { key, size: info.size, lastModified: info.mtime };
   }
 

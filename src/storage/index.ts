@@ -54,7 +54,9 @@ function resolveS3(repo: string, flags: S3Flags, env: Env): Omit<S3Config, "cred
   const bucket = url.hostname;
   if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) throw new UsageError(`invalid bucket name "${bucket}" in ${repo}`, "bucket names are 3-63 lowercase letters, digits, dots and hyphens");
   const prefix = decodeURIComponent(url.pathname).replace(/^\/+|\/+$/g, "");
-  if (prefix.split("/").some((s) => s === "." || s === "..") || /\/\//.test(prefix)) throw new UsageError(`invalid prefix "${prefix}" in ${repo}`);
+  // URL() folds "a/../b" away, so look at the segments as written.
+  const rawSegments = (repo.slice("s3://".length).split(/[?#]/)[0] ?? "").split("/").slice(1);
+  if (rawSegments.some((s) => s === "." || s === "..") || /\/\//.test(prefix)) throw new UsageError(`invalid prefix "${prefix}" in ${repo}`);
   const query = url.searchParams;
   for (const key of query.keys())
     if (!["endpoint", "region", "path-style"].includes(key)) throw new UsageError(`unknown S3 URL option "${key}"`, "known options: endpoint, region, path-style");

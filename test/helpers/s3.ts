@@ -1,0 +1,69 @@
+/**
+ * The real S3 server for tests (Ceph RGW started by scripts/s3-server.sh). Tests that need it fail,
+ * never skip, when it is not configured or not answering.
+ */
+import { S3Client } from "@bradenmacdonald/s3-lite-client";
+
+export interface TestS3 {
+  endpoint: string;
+  accessKey: string;
+  secretKey: string;
+  region: string;
+}
+
+export function testS3(): TestS3 {
+  const endpoint = process.env.SQLITE_VAULT_TEST_S3_ENDPOINT;
+  const accessKey = process.env.SQLITE_VAULT_TEST_S3_ACCESS_KEY;
+  const secretKey = process.env.SQLITE_VAULT_TEST_S3_SECRET_KEY;
+  if (!endpoint || !accessKey || !secretKey)
+    throw new Error("the test S3 server is not configured: run the suite with scripts/test.sh, or `eval \"$(scripts/s3-server.sh start)\"` first");
+  return { endpoint, accessKey, secretKey, region: process.env.SQLITE_VAULT_TEST_S3_REGION || "us-east-1" };
+}
+
+export function adminClient(bucket?: string): S3Client {
+  const s3 = testS3();
+  return new S3Client({ endPoint: s3.endpoint, region: s3.region, accessKey: s3.accessKey, secretKey: s3.secretKey, pathStyle: true, bucket });
+}
+
+/** The environment a process needs to reach the test server with the test credentials. */
+export function s3Env(overrides: Record<string, string> = {}): Record<string, string> {
+  const s3 = testS3();
+  return { AWS_ACCESS_KEY_ID: s3.accessKey, AWS_SECRET_ACCESS_KEY: s3.secretKey, AWS_REGION: s3.region, ...overrides };
+}
+
+/** A repo URL on the test server. */
+export function s3RepoUrl(bucket: string, prefix = ""): string {
+  const s3 = testS3();
+  return `s3://${bucket}${prefix ? `/${prefix}` : ""}?endpoint=${encodeURIComponent(s3.endpoint)}`;
+}
+
+let counter = 0;
+
+/** Create a fresh bucket; returns its name and a cleanup that empties and removes it. */
+export async function createTestBucket(label: string): Promise<{ bucket: string; cleanup: () => Promise<void> }> {
+  const bucket = `t-${label}-${process.pid}-${Date.now().toString(36)}-${counter++}`.toLowerCase().slice(0, 63);
+  const client = adminClient();
+  await client.makeBucket(bucket);
+  return {
+    bucket,
+    cleanup: async () => {
+      const c = adminClient(bucket);
+      await abortAllUploads(bucket);
+      for await (const object of c.listObjects()) await c.deleteObject(object.key);
+      await c.removeBucket(bucket);
+    },
+  };
+}
+
+/** Incomplete multipart uploads in a bucket (keys), via ListMultipartUploads. */
+export async function listUploads(bucket: string): Promise<{ key: string; uploadId: string }[]> {
+  const response = await adminClient(bucket).makeRequest({ method: "GET", objectName: "", query: { uploads: "" }, returnBody: true });
+  const xml = await response.text();
+  return [...xml.matchAll(/<Upload>[\s\S]*?<Key>([^<]*)<\/Key>[\s\S]*?<UploadId>([^<]*)<\/UploadId>[\s\S]*?<\/Upload>/g)].map((m) => ({ key: m[1]!, uploadId: m[2]! }));
+}
+
+async function abortAllUploads(bucket: string): Promise<void> {
+  const client = adminClient(bucket);
+  for (const { key, uploadId } of await listUploads(bucket))
+    await client.makeRequest({ method: "DELETE", objectName: key, query: { uploadId }, statusCode: 204 }).catch(() => {});
+}

@@ -1,0 +1,176 @@
+/**
+ * The storage contract (src/storage/types.ts), run against every backend: test/storage/*.test.ts.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { NotFoundError, StorageUnavailableError } from "../../src/errors.ts";
+import { readAll } from "../../src/streams.ts";
+import type { ObjectInfo, Storage } from "../../src/storage/types.ts";
+
+export interface ContractTarget {
+  /** A storage on a fresh, empty repository (a new prefix or directory per call). */
+  fresh(): Promise<Storage>;
+  /** A storage whose repository does not exist (no bucket / no directory). */
+  missing(): Promise<Storage>;
+  cleanup(): Promise<void>;
+}
+
+const encoder = new TextEncoder();
+
+function streamOf(chunks: Uint8Array[], options: { failAfter?: number } = {}): ReadableStream<Uint8Array> {
+  let i = 0;
+  return new ReadableStream({
+    pull(controller) {
+      if (options.failAfter !== undefined && i >= options.failAfter) {
+        controller.error(new Error("source failed on purpose"));
+        return;
+      }
+      if (i >= chunks.length) controller.close();
+      else controller.enqueue(chunks[i++]!);
+    },
+  });
+}
+
+/** Deterministic pseudo-random bytes (incompressible, distinct per seed). */
+export function bytesOf(size: number, seed = 1): Uint8Array {
+  const out = new Uint8Array(size);
+  let x = seed * 2654435761;
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+function chunked(data: Uint8Array, chunkSize: number): Uint8Array[] {
+  const chunks: Uint8Array[] = [];
+  for (let i = 0; i < data.byteLength; i += chunkSize) chunks.push(data.subarray(i, i + chunkSize));
+  return chunks;
+}
+
+async function listAll(storage: Storage, prefix = ""): Promise<ObjectInfo[]> {
+  const out: ObjectInfo[] = [];
+  for await (const info of storage.list(prefix)) out.push(info);
+  return out;
+}
+
+function sha(data: Uint8Array): string {
+  return new Bun.CryptoHasher("sha256").update(data).digest("hex");
+}
+
+/** Larger than one S3 part at the 5 MiB minimum, so S3 backends under test use multipart. */
+export const LARGE = 12 * 1024 * 1024 + 12345;
+
+export function describeStorageContract(label: string, target: () => ContractTarget): void {
+  describe(`storage contract: ${label}`, () => {
+    const t = target();
+    afterAll(() => t.cleanup());
+
+    test("put bytes, then get, stat and list them", async () => {
+      const s = await t.fresh();
+      const data = encoder.encode("hello, vault");
+      expect(await s.put("db/a.json", data)).toEqual({ size: data.byteLength });
+      expect(await readAll(await s.get("db/a.json"))).toEqual(data);
+      const info = await s.stat("db/a.json");
+      expect(info?.size).toBe(data.byteLength);
+      expect(info?.lastModified).toBeInstanceOf(Date);
+      expect((await listAll(s)).map((o) => o.key)).toEqual(["db/a.json"]);
+    });
+
+    test("put a large stream in many chunks; the bytes come back identical", async () => {
+      const s = await t.fresh();
+      const data = bytesOf(LARGE, 7);
+      const { size } = await s.put("db/big.bin", streamOf(chunked(data, 64 * 1024 + 3)));
+      expect(size).toBe(LARGE);
+      expect((await s.stat("db/big.bin"))?.size).toBe(LARGE);
+      expect(sha(await readAll(await s.get("db/big.bin")))).toBe(sha(data));
+    });
+
+    test("an empty object is an object", async () => {
+      const s = await t.fresh();
+      expect(await s.put("db/empty", streamOf([]))).toEqual({ size: 0 });
+      expect((await s.stat("db/empty"))?.size).toBe(0);
+      expect((await readAll(await s.get("db/empty"))).byteLength).toBe(0);
+    });
+
+    test("put replaces an existing object whole", async () => {
+      const s = await t.fresh();
+      await s.put("db/x", encoder.encode("old"));
+      await s.put("db/x", encoder.encode("new content"));
+      expect(new TextDecoder().decode(await readAll(await s.get("db/x")))).toBe("new content");
+    });
+
+    test("a put whose source fails leaves nothing visible, and the previous object intact", async () => {
+      const s = await t.fresh();
+      await s.put("db/keep", encoder.encode("previous"));
+      const data = bytesOf(LARGE, 3);
+      await expect(s.put("db/keep", streamOf(chunked(data, 1024 * 1024), { failAfter: 8 }))).rejects.toThrow("source failed on purpose");
+      await expect(s.put("db/new", streamOf(chunked(data, 1024 * 1024), { failAfter: 8 }))).rejects.toThrow("source failed on purpose");
+      expect(await s.stat("db/new")).toBeNull();
+      expect(new TextDecoder().decode(await readAll(await s.get("db/keep")))).toBe("previous");
+      expect((await listAll(s)).map((o) => o.key)).toEqual(["db/keep"]);
+    });
+
+    test("a put aborted by its signal rejects with the signal's reason and leaves nothing", async () => {
+      const s = await t.fresh();
+      const controller = new AbortController();
+      const data = bytesOf(LARGE, 5);
+      let sent = 0;
+      const source = new ReadableStream<Uint8Array>({
+        pull(c) {
+          if (sent === 6) controller.abort(new Error("stop now"));
+          if (sent * 1024 * 1024 >= data.byteLength) return c.close();
+          c.enqueue(data.subarray(sent * 1024 * 1024, ++sent * 1024 * 1024));
+        },
+      });
+      await expect(s.put("db/aborted", source, { signal: controller.signal })).rejects.toThrow("stop now");
+      expect(await s.stat("db/aborted")).toBeNull();
+      expect(await listAll(s)).toEqual([]);
+    });
+
+    test("list filters by prefix and returns keys in ascending order", async () => {
+      const s = await t.fresh();
+      for (const key of ["b/2", "a/3", "b/1", "ab/1", "b/10"]) await s.put(key, encoder.encode(key));
+      expect((await listAll(s)).map((o) => o.key)).toEqual(["a/3", "ab/1", "b/1", "b/10", "b/2"]);
+      expect((await listAll(s, "b/")).map((o) => o.key)).toEqual(["b/1", "b/10", "b/2"]);
+      expect((await listAll(s, "a")).map((o) => o.key)).toEqual(["a/3", "ab/1"]);
+      expect((await listAll(s, "b/1")).map((o) => o.key)).toEqual(["b/1", "b/10"]);
+      expect(await listAll(s, "zzz/")).toEqual([]);
+      const sized = await listAll(s, "b/10");
+      expect(sized[0]?.size).toBe(4);
+    });
+
+    test("delete removes keys; missing keys are not an error", async () => {
+      const s = await t.fresh();
+      await s.put("d/1", encoder.encode("1"));
+      await s.put("d/2", encoder.encode("2"));
+      await s.delete(["d/1", "d/never-existed"]);
+      expect(await s.stat("d/1")).toBeNull();
+      expect((await listAll(s)).map((o) => o.key)).toEqual(["d/2"]);
+    });
+
+    test("missing keys: get throws NotFoundError, stat is null", async () => {
+      const s = await t.fresh();
+      await s.check({ create: true });
+      await expect(s.get("db/nope.json")).rejects.toBeInstanceOf(NotFoundError);
+      expect(await s.stat("db/nope.json")).toBeNull();
+    });
+
+    test("keys that could escape the repository are refused", async () => {
+      const s = await t.fresh();
+      for (const key of ["../x", "/x", "a//b", "a/./b", "", "a/../../b"]) {
+        await expect(s.put(key, encoder.encode("x"))).rejects.toThrow("invalid storage key");
+        await expect(s.get(key)).rejects.toThrow("invalid storage key");
+      }
+    });
+
+    test("a repository that does not exist: StorageUnavailableError from check, get, stat and list", async () => {
+      const s = await t.missing();
+      await expect(s.check()).rejects.toBeInstanceOf(StorageUnavailableError);
+      await expect(s.get("db/x.json")).rejects.toBeInstanceOf(StorageUnavailableError);
+      await expect(s.stat("db/x.json")).rejects.toBeInstanceOf(StorageUnavailableError);
+      await expect(listAll(s)).rejects.toBeInstanceOf(StorageUnavailableError);
+    });
+  });
+}

@@ -1,0 +1,36 @@
+import { describe, expect, test } from "bun:test";
+import { readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { FileStorage } from "../../src/storage/file.ts";
+import { openStorage } from "../../src/storage/index.ts";
+import { removeTempDirs, tempDir } from "../helpers/db.ts";
+import { bytesOf, describeStorageContract } from "./contract.ts";
+
+describeStorageContract("local directory", () => ({
+  fresh: async () => new FileStorage(join(tempDir("file-contract"), "repo")),
+  missing: async () => new FileStorage(join(tempDir("file-missing"), "does-not-exist")),
+  cleanup: async () => removeTempDirs(),
+}));
+
+describe("local directory specifics", () => {
+  test("file:// URLs and plain paths open the same directory", () => {
+    const dir = tempDir("file-url");
+    expect((openStorage(`file://${dir}`) as FileStorage).root).toBe(dir);
+    expect((openStorage(dir) as FileStorage).root).toBe(dir);
+  });
+
+  test("objects are written 0600 and no temp file remains after a failed put", async () => {
+    const root = join(tempDir("file-mode"), "repo");
+    const s = new FileStorage(root);
+    await s.put("db/a", bytesOf(1000));
+    expect(statSync(join(root, "db", "a")).mode & 0o777).toBe(0o600);
+    const failing = new ReadableStream<Uint8Array>({
+      start(c) {
+        c.enqueue(bytesOf(100));
+        c.error(new Error("boom"));
+      },
+    });
+    await expect(s.put("db/b", failing)).rejects.toThrow("boom");
+    expect(readdirSync(join(root, "db"))).toEqual(["a"]);
+  });
+});

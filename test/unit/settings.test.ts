@@ -1,0 +1,88 @@
+import { describe, expect, test } from "bun:test";
+import { resolveSettings, type SettingFlags } from "../../src/config.ts";
+import { parseSelection, selectCandidates } from "../../src/catalog.ts";
+import { assertKnownFlags } from "../../src/commands/_run.ts";
+import { UsageError } from "../../src/errors.ts";
+import { splitParts } from "../../src/storage/s3.ts";
+import { formatBytes, formatTable } from "../../src/output.ts";
+import type { BackupManifest } from "../../src/manifest.ts";
+
+describe("resolveSettings: flag > env > default", () => {
+  const cases: { flags: SettingFlags; env: Record<string, string>; want: Record<string, unknown> }[] = [
+    { flags: {}, env: { HOME: "/home/u" }, want: { repo: "/home/u/.local/share/sqlite-vault/repo", repoSource: "default", compression: "gzip" } },
+    { flags: {}, env: { HOME: "/home/u", XDG_DATA_HOME: "/data" }, want: { repo: "/data/sqlite-vault/repo", repoSource: "default" } },
+    { flags: {}, env: { SQLITE_VAULT_REPO: "s3://b/p" }, want: { repo: "s3://b/p", repoSource: "env" } },
+    { flags: { repo: "/r" }, env: { SQLITE_VAULT_REPO: "s3://b/p" }, want: { repo: "/r", repoSource: "flag" } },
+    { flags: { repo: "" }, env: { SQLITE_VAULT_REPO: "s3://b/p" }, want: { repo: "s3://b/p", repoSource: "env" } },
+    { flags: {}, env: { SQLITE_VAULT_COMPRESSION: "zstd" }, want: { compression: "zstd" } },
+    { flags: { compression: "none" }, env: { SQLITE_VAULT_COMPRESSION: "zstd" }, want: { compression: "none" } },
+    { flags: {}, env: { SQLITE_VAULT_TMP_DIR: "/t1", TMPDIR: "/t2" }, want: { tmpDir: "/t1" } },
+    { flags: { tmpDir: "/t0" }, env: { SQLITE_VAULT_TMP_DIR: "/t1" }, want: { tmpDir: "/t0" } },
+    { flags: {}, env: { TMPDIR: "/t2" }, want: { tmpDir: "/t2" } },
+  ];
+  for (const c of cases)
+    test(`${JSON.stringify(c.flags)} ${JSON.stringify(c.env)}`, () => {
+      expect(resolveSettings(c.flags, c.env)).toMatchObject(c.want);
+    });
+  test("an unknown compression is a usage error", () => {
+    expect(() => resolveSettings({ compression: "lz4" }, {})).toThrow(UsageError);
+  });
+});
+
+describe("backup selection", () => {
+  const backups = ["2026-11-03T00:00:00.000Z", "2026-11-02T00:00:00.000Z", "2026-11-01T00:00:00.000Z"].map(
+    (t, i) => ({ id: `id${3 - i}`, createdAt: t }) as BackupManifest,
+  );
+  test("--latest picks the newest", () => expect(selectCandidates(backups, parseSelection({}))[0]?.id).toBe("id3"));
+  test("--id picks that one", () => expect(selectCandidates(backups, parseSelection({ id: "id2" })).map((b) => b.id)).toEqual(["id2"]));
+  test("--at picks the newest at or before the time", () => {
+    expect(selectCandidates(backups, parseSelection({ at: "2026-11-02T00:00:00Z" }))[0]?.id).toBe("id2");
+    expect(selectCandidates(backups, parseSelection({ at: "2026-11-02T12:00:00Z" }))[0]?.id).toBe("id2");
+    expect(selectCandidates(backups, parseSelection({ at: "2026-10-01T00:00:00Z" }))).toEqual([]);
+  });
+  test("conflicting or malformed selections are usage errors", () => {
+    expect(() => parseSelection({ latest: true, id: "x" })).toThrow(UsageError);
+    expect(() => parseSelection({ at: "last tuesday" })).toThrow(UsageError);
+  });
+});
+
+describe("unknown flags", () => {
+  const def = { force: { type: "boolean" }, output: { type: "string", alias: "o" }, db: { type: "positional" } } as const;
+  test("known flags, aliases, negations and positionals pass", () => {
+    assertKnownFlags(["app.db", "--force", "-o", "x", "--output=y", "--no-force", "--", "--anything"], def);
+  });
+  test("a typo is a usage error", () => {
+    expect(() => assertKnownFlags(["--forse"], def)).toThrow(UsageError);
+  });
+});
+
+describe("splitParts", () => {
+  async function* chunks(sizes: number[]) {
+    let v = 0;
+    for (const n of sizes) yield new Uint8Array(n).map(() => v++ & 0xff);
+  }
+  const cases: [number[], number, number[]][] = [
+    [[3, 3, 3], 4, [4, 4, 1]],
+    [[10], 4, [4, 4, 2]],
+    [[4, 4], 4, [4, 4]],
+    [[], 4, []],
+    [[1, 1, 1], 8, [3]],
+  ];
+  for (const [sizes, part, want] of cases)
+    test(`${JSON.stringify(sizes)} in parts of ${part}`, async () => {
+      const parts: Uint8Array[] = [];
+      for await (const p of splitParts(chunks(sizes), part)) parts.push(p);
+      expect(parts.map((p) => p.byteLength)).toEqual(want);
+      const joined = Buffer.concat(parts);
+      expect([...joined]).toEqual([...joined].map((_, i) => i & 0xff));
+    });
+});
+
+describe("output", () => {
+  test("formatBytes", () => {
+    expect([0, 1023, 1024, 1536, 10 * 1024 * 1024, 3 * 1024 ** 3].map(formatBytes)).toEqual(["0 B", "1023 B", "1.0 KiB", "1.5 KiB", "10.0 MiB", "3.0 GiB"]);
+  });
+  test("formatTable aligns columns and right-aligns sizes", () => {
+    expect(formatTable(["NAME", "SIZE"], [["a", "1.0 KiB"], ["bbb", "10.0 MiB"]])).toBe("NAME      SIZE\na      1.0 KiB\nbbb   10.0 MiB");
+  });
+});
