@@ -172,6 +172,15 @@ rgw gc processor period = 30
 EOF
 }
 
+# Delete the state dir, but only if it looks like one of ours.
+wipe_state() {
+  [[ -e $STATE ]] || return 0
+  if [[ ! -e $STATE/ceph.conf && ! -e $RUN && -n "$(ls -A "$STATE")" ]]; then
+    die "$STATE is not empty and not an s3-server state dir; refusing to delete it"
+  fi
+  rm -rf "$STATE"
+}
+
 # Start failed: show why, stop what was started, keep the logs.
 fail() {
   log "error: $*"
@@ -208,7 +217,7 @@ cmd_start() {
   fi
   # Half-started or dead cluster: start over from nothing.
   stop_daemons
-  rm -rf "$STATE"
+  wipe_state
 
   ensure_packages
   local port
@@ -270,7 +279,7 @@ stop_daemons() {
 cmd_stop() {
   take_lock
   stop_daemons
-  rm -rf "$STATE"
+  wipe_state
 }
 
 case "${1:-}" in

@@ -1,0 +1,209 @@
+/**
+ * Every failure a user can cause, through the compiled binary: one clear line on stderr (plus a
+ * "Try:" hint), the documented exit code, nothing half-written, nothing listed that is not complete.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { createBankDb, removeTempDirs, tempDir } from "../helpers/db.ts";
+import { ROOT, runCli, spawnCli } from "../helpers/cli.ts";
+import { createTestBucket, listUploads, s3Env, s3RepoUrl, testS3 } from "../helpers/s3.ts";
+
+let bucket: Awaited<ReturnType<typeof createTestBucket>>;
+beforeAll(async () => {
+  bucket = await createTestBucket("e2e-err");
+});
+afterAll(async () => {
+  await bucket.cleanup();
+  removeTempDirs();
+});
+
+/** Progress lines may come first; the run ends with one error line, maybe one "Try:" line, no stack trace. */
+function expectCleanError(stderr: string, message: string | RegExp): void {
+  const all = stderr.trimEnd().split("\n");
+  const lines = all.slice(Math.max(0, all.findIndex((l) => l.startsWith("sqlite-vault: "))));
+  expect(all.slice(0, all.length - lines.length).every((l) => /^\[(info|warn)\]/.test(l))).toBe(true);
+  expect(lines.length).toBeLessThanOrEqual(2);
+  expect(lines[0]).toStartWith("sqlite-vault: ");
+  expect(lines[0]).toMatch(message);
+  if (lines[1]) expect(lines[1]).toStartWith("Try: ");
+  expect(stderr).not.toMatch(/\bat .*\.(ts|js):\d+/);
+}
+
+function setup(label: string) {
+  const dir = tempDir(label);
+  const db = join(dir, "app.db");
+  createBankDb(db, { fillerRows: 200 });
+  return { dir, db, repo: join(dir, "repo") };
+}
+
+describe("exit codes", () => {
+  test("database missing: exit 1", async () => {
+    const { dir, repo } = setup("err-missing");
+    const r = await runCli(["backup", join(dir, "nope.db"), "--repo", repo]);
+    expect(r.exitCode).toBe(1);
+    expectCleanError(r.stderr, /database .*nope\.db does not exist/);
+    expect(r.stdout).toBe("");
+  });
+
+  test("file not a SQLite database: exit 1", async () => {
+    const { dir, repo } = setup("err-notdb");
+    const path = join(dir, "notes.db");
+    writeFileSync(path, "just some text, not a database at all; ".repeat(10));
+    const r = await runCli(["backup", path, "--repo", repo]);
+    expect(r.exitCode).toBe(1);
+    expectCleanError(r.stderr, /is not a SQLite database/);
+  });
+
+  test("wrong S3 secret: exit 12, the secret never printed", async () => {
+    const { db } = setup("err-auth");
+    const env = s3Env({ AWS_SECRET_ACCESS_KEY: "definitely-wrong-secret-4711" });
+    const r = await runCli(["backup", db, "--repo", s3RepoUrl(bucket.bucket, "auth")], { env });
+    expect(r.exitCode).toBe(12);
+    expectCleanError(r.stderr, /S3 refused access/);
+    expect(r.stderr + r.stdout).not.toContain("definitely-wrong-secret-4711");
+    const json = await runCli(["list", "--repo", s3RepoUrl(bucket.bucket, "auth"), "--json"], { env });
+    expect(json.exitCode).toBe(12);
+    expect(json.stdout).toBe("");
+    expect(JSON.parse(json.stderr)).toMatchObject({ error: { code: "auth", exitCode: 12 } });
+  });
+
+  test("bucket missing: exit 10", async () => {
+    const { db } = setup("err-bucket");
+    const r = await runCli(["backup", db, "--repo", s3RepoUrl("no-such-bucket-here", "x")], { env: s3Env() });
+    expect(r.exitCode).toBe(10);
+    expectCleanError(r.stderr, /bucket no-such-bucket-here does not exist/);
+  });
+
+  test("endpoint refusing connections: exit 10", async () => {
+    const { db } = setup("err-refused");
+    const r = await runCli(["backup", db, "--repo", "s3://some-bucket/x?endpoint=http://127.0.0.1:9"], { env: s3Env() });
+    expect(r.exitCode).toBe(10);
+    expectCleanError(r.stderr, /cannot reach S3 endpoint http:\/\/127\.0\.0\.1:9/);
+  });
+
+  test("repository directory missing for list and restore: exit 10", async () => {
+    const { dir } = setup("err-norepo");
+    const r = await runCli(["list", "--repo", join(dir, "absent")]);
+    expect(r.exitCode).toBe(10);
+    expectCleanError(r.stderr, /repository directory .* does not exist/);
+  });
+
+  test("no backups to restore: exit 1", async () => {
+    const { dir, db, repo } = setup("err-nobackup");
+    expect((await runCli(["backup", db, "--repo", repo])).exitCode).toBe(0);
+    const r = await runCli(["restore", "--name", "other", "--output", join(dir, "other.db"), "--repo", repo]);
+    expect(r.exitCode).toBe(1);
+    expectCleanError(r.stderr, /no backup of other in/);
+    expect(existsSync(join(dir, "other.db"))).toBe(false);
+  });
+
+  test("usage errors: exit 2", async () => {
+    for (const args of [["backup"], ["backup", "x.db", "--forse"], ["restore"], ["restore", "x.db", "--latest", "--id", "y"], ["frobnicate"], ["backup", "x.db", "--compression", "lz4"]]) {
+      const r = await runCli(args);
+      expect(r.exitCode).toBe(2);
+      expect(r.stderr).toStartWith("sqlite-vault: ");
+    }
+  });
+
+  test("--json errors: stdout empty, stderr one JSON object", async () => {
+    const { dir, repo } = setup("err-json");
+    const r = await runCli(["backup", join(dir, "nope.db"), "--repo", repo, "--json"]);
+    expect(r.exitCode).toBe(1);
+    expect(r.stdout).toBe("");
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(JSON.parse(r.stderr)).toMatchObject({ error: { code: "failure", exitCode: 1 } });
+  });
+
+  test("--verbose adds the stack trace", async () => {
+    const { dir, repo } = setup("err-verbose");
+    const r = await runCli(["backup", join(dir, "nope.db"), "--repo", repo, "--verbose"]);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr.split("\n").length).toBeGreaterThan(3);
+  });
+});
+
+describe("corrupt stored object", () => {
+  for (const backend of ["local", "S3"] as const) {
+    test(`${backend}: restore refuses with exit 4 and leaves the target untouched`, async () => {
+      const { dir, db, repo: localRepo } = setup(`err-corrupt-${backend}`);
+      const repo = backend === "local" ? localRepo : s3RepoUrl(bucket.bucket, `corrupt-${Math.random().toString(36).slice(2)}`);
+      const env = backend === "local" ? {} : s3Env();
+      const b = await runCli(["backup", db, "--repo", repo, "--json"], { env });
+      expect(b.exitCode).toBe(0);
+      const { dataKey } = JSON.parse(b.stdout);
+      // Flip one byte in the middle of the stored object.
+      if (backend === "local") {
+        const path = join(localRepo, dataKey);
+        const bytes = readFileSync(path);
+        bytes[bytes.length >> 1]! ^= 0xff;
+        writeFileSync(path, bytes);
+      } else {
+        const { adminClient } = await import("../helpers/s3.ts");
+        const client = adminClient(bucket.bucket);
+        const key = `${new URL(repo).pathname.slice(1)}/${dataKey}`;
+        const bytes = new Uint8Array(await (await client.getObject(key)).arrayBuffer());
+        bytes[bytes.length >> 1]! ^= 0xff;
+        await client.putObject(key, bytes);
+      }
+      const target = join(dir, "restored.db");
+      const r = await runCli(["restore", "--name", "app", "-o", target, "--repo", repo], { env });
+      expect(r.exitCode).toBe(4);
+      expectCleanError(r.stderr, /is corrupt/);
+      expect(existsSync(target)).toBe(false);
+
+      // An existing target stays byte-identical even with --force.
+      const original = readFileSync(db);
+      const forced = await runCli(["restore", db, "--repo", repo, "--force"], { env });
+      expect(forced.exitCode).toBe(4);
+      expect(readFileSync(db).equals(original)).toBe(true);
+      expect(readdirSync(dir).filter((f) => f.includes("replaced") || f.startsWith("."))).toEqual([]);
+    });
+  }
+});
+
+describe("interruption and locking", () => {
+  for (const backend of ["local", "S3"] as const) {
+    test(`${backend}: Ctrl-C during backup exits 130, removes the temp files and lists nothing`, async () => {
+      const dir = tempDir(`err-sigint-${backend}`);
+      const db = join(dir, "big.db");
+      createBankDb(db, { fillerRows: 60_000 });
+      const tmp = join(dir, "tmp");
+      const { mkdirSync } = await import("node:fs");
+      mkdirSync(tmp);
+      const prefix = `sigint-${Math.random().toString(36).slice(2)}`;
+      const repo = backend === "local" ? join(dir, "repo") : s3RepoUrl(bucket.bucket, prefix);
+      const env = backend === "local" ? {} : s3Env();
+      const proc = spawnCli(["backup", db, "--repo", repo, "--tmp-dir", tmp], { env });
+      const deadline = Date.now() + 20_000;
+      while (readdirSync(tmp).length === 0 && Date.now() < deadline) await Bun.sleep(2);
+      expect(readdirSync(tmp).length).toBe(1); // the snapshot is being made
+      proc.kill("SIGINT");
+      const [code, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
+      expect(code).toBe(130);
+      expect(stderr).toContain("interrupted");
+      expect(readdirSync(tmp)).toEqual([]);
+      const list = await runCli(["list", "--repo", repo, "--json"], { env });
+      expect(list.exitCode).toBe(0);
+      expect(JSON.parse(list.stdout).backups).toEqual([]);
+      if (backend === "S3") expect((await listUploads(bucket.bucket)).filter((u) => u.key.startsWith(prefix))).toEqual([]);
+    });
+  }
+
+  test("a second backup of the same database exits 11; a lock left by a killed process does not block", async () => {
+    const { db, repo } = setup("err-lock");
+    const holderScript = `import { acquireLock } from ${JSON.stringify(join(ROOT, "src", "lock.ts"))}; acquireLock(${JSON.stringify(db)}, "backup"); console.log("held"); await Bun.sleep(60000);`;
+    const holder = Bun.spawn([process.execPath, "-e", holderScript], { stdout: "pipe" });
+    const reader = holder.stdout.getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toContain("held");
+
+    const blocked = await runCli(["backup", db, "--repo", repo]);
+    expect(blocked.exitCode).toBe(11);
+    expectCleanError(blocked.stderr, /another backup of .* is running/);
+
+    holder.kill("SIGKILL"); // the lock file stays behind
+    await holder.exited;
+    const after = await runCli(["backup", db, "--repo", repo]);
+    expect(after.exitCode).toBe(0);
+  });
+});

@@ -1,0 +1,170 @@
+/**
+ * End to end through the compiled binary: backup, list and restore against both backends, and the
+ * recovery path that needs no sqlite-vault at all (gunzip + sqlite3).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { ACCOUNTS, createBankDb, INITIAL_BALANCE, inspectBank, removeTempDirs, tempDir } from "../helpers/db.ts";
+import { runCli } from "../helpers/cli.ts";
+import { createTestBucket, s3Env, s3RepoUrl } from "../helpers/s3.ts";
+
+let bucket: Awaited<ReturnType<typeof createTestBucket>>;
+beforeAll(async () => {
+  bucket = await createTestBucket("e2e-rt");
+});
+afterAll(async () => {
+  await bucket.cleanup();
+  removeTempDirs();
+});
+
+const backends = [
+  { label: "local directory", repo: () => join(tempDir("e2e-repo"), "repo"), env: () => ({}) },
+  { label: "local directory via file://", repo: () => `file://${join(tempDir("e2e-repo"), "repo")}`, env: () => ({}) },
+  { label: "S3", repo: () => s3RepoUrl(bucket.bucket, `rt-${Math.random().toString(36).slice(2)}`), env: () => s3Env() },
+];
+
+for (const backend of backends) {
+  describe(`round trip: ${backend.label}`, () => {
+    test("backup, list and restore a database", async () => {
+      const dir = tempDir("e2e-rt");
+      const db = join(dir, "shop.sqlite3");
+      createBankDb(db, { fillerRows: 3000 });
+      const repo = backend.repo();
+      const env = { ...backend.env(), SQLITE_VAULT_REPO: repo };
+
+      const first = await runCli(["backup", db, "--json"], { env });
+      expect(first.stderr).toBe("");
+      expect(first.exitCode).toBe(0);
+      const backup = JSON.parse(first.stdout);
+      expect(backup).toMatchObject({ name: "shop", compression: "gzip" });
+      expect(backup.storedBytes).toBeLessThan(backup.databaseBytes);
+
+      const second = await runCli(["backup", db, "--compression", "zstd", "--name", "shop"], { env });
+      expect(second.exitCode).toBe(0);
+      expect(second.stdout).toContain("backed up shop");
+
+      const list = await runCli(["list", "--json"], { env });
+      expect(list.exitCode).toBe(0);
+      const listed = JSON.parse(list.stdout);
+      expect(listed.backups.map((b: { id: string }) => b.id)).toHaveLength(2);
+      expect(listed.backups[1].id).toBe(backup.id); // newest first
+      expect(listed.backups[0].compression).toBe("zstd");
+
+      const human = await runCli(["list", db], { env });
+      expect(human.stdout).toContain("NAME");
+      expect(human.stdout).toContain(backup.id);
+
+      const out = join(dir, "restored.db");
+      const restored = await runCli(["restore", "--name", "shop", "--output", out, "--id", backup.id, "--json"], { env });
+      expect(restored.exitCode).toBe(0);
+      expect(JSON.parse(restored.stdout)).toMatchObject({ action: "restored", id: backup.id, check: "integrity_check" });
+      expect(inspectBank(out)).toEqual({ total: ACCOUNTS * INITIAL_BALANCE, integrity: "ok", transfers: 0 });
+      expect(statSync(out).mode & 0o777).toBe(0o600);
+      expect(readdirSync(dir).filter((f) => f.startsWith("."))).toEqual([]);
+
+      // The latest (zstd) backup restores too, with quick_check.
+      const out2 = join(dir, "restored2.db");
+      const latest = await runCli(["restore", "--name", "shop", "-o", out2, "--quick"], { env });
+      expect(latest.exitCode).toBe(0);
+      expect(latest.stdout).toContain("quick_check ok");
+      expect(inspectBank(out2).integrity).toBe("ok");
+    });
+  });
+}
+
+describe("restore into place", () => {
+  test("an existing database is never overwritten without --force; with --force it is moved aside", async () => {
+    const dir = tempDir("e2e-force");
+    const repo = join(dir, "repo");
+    const db = join(dir, "app.db");
+    createBankDb(db, { journalMode: "wal" });
+    expect((await runCli(["backup", db, "--repo", repo])).exitCode).toBe(0);
+
+    writeFileSync(db, "the current database, different from the backup");
+    writeFileSync(`${db}-wal`, "stale wal");
+    chmodSync(db, 0o640);
+    const refused = await runCli(["restore", db, "--repo", repo]);
+    expect(refused.exitCode).toBe(1);
+    expect(refused.stderr).toContain("already exists");
+    expect(refused.stderr).toContain("Try: pass --force");
+    expect(readFileSync(db, "utf8")).toBe("the current database, different from the backup");
+
+    const forced = await runCli(["restore", db, "--repo", repo, "--force", "--json"]);
+    expect(forced.exitCode).toBe(0);
+    const result = JSON.parse(forced.stdout);
+    const aside = result.replaced[0] as string;
+    expect(aside).toStartWith(`${db}.replaced-`);
+    expect(readFileSync(aside, "utf8")).toBe("the current database, different from the backup");
+    // the sidecars move with it (the -shm was left by the backup's read-only connection)
+    expect(result.replaced.slice(1).sort()).toEqual([`${aside}-shm`, `${aside}-wal`]);
+    expect(readFileSync(`${aside}-wal`, "utf8")).toBe("stale wal");
+    expect(existsSync(`${db}-wal`)).toBe(false);
+    expect(inspectBank(db).integrity).toBe("ok");
+    expect(statSync(db).mode & 0o777).toBe(0o640); // keeps the mode of the file it replaced
+  });
+
+  test("--if-missing: nothing to do when the database exists, and success when there is no backup yet", async () => {
+    const dir = tempDir("e2e-ifmissing");
+    const repo = join(dir, "repo");
+    const db = join(dir, "app.db");
+    createBankDb(db);
+    expect((await runCli(["backup", db, "--repo", repo])).exitCode).toBe(0);
+    const before = readFileSync(db);
+    const exists = await runCli(["restore", db, "--repo", repo, "--if-missing"]);
+    expect(exists.exitCode).toBe(0);
+    expect(exists.stdout).toContain("nothing restored");
+    expect(readFileSync(db).equals(before)).toBe(true);
+
+    const fresh = join(dir, "fresh.db");
+    const none = await runCli(["restore", fresh, "--repo", repo, "--if-missing", "--json"]);
+    expect(none.exitCode).toBe(0);
+    expect(JSON.parse(none.stdout)).toMatchObject({ action: "skipped", reason: "no-backups" });
+    expect(existsSync(fresh)).toBe(false);
+
+    const missingNow = join(dir, "gone", "..", "app-copy.db");
+    const restored = await runCli(["restore", "--name", "app", "-o", missingNow, "--repo", repo, "--if-missing"]);
+    expect(restored.exitCode).toBe(0);
+    expect(inspectBank(missingNow).integrity).toBe("ok");
+  });
+
+  test("--at picks the newest backup at or before a time", async () => {
+    const dir = tempDir("e2e-at");
+    const repo = join(dir, "repo");
+    const db = join(dir, "app.db");
+    createBankDb(db);
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await runCli(["backup", db, "--repo", repo, "--json"]);
+      ids.push(JSON.parse(r.stdout).id);
+      const { createdAt } = JSON.parse(r.stdout);
+      ids.push(createdAt);
+      await Bun.sleep(20);
+    }
+    const at = ids[3]!; // createdAt of the second backup
+    const r = await runCli(["restore", "--name", "app", "-o", join(dir, "at.db"), "--repo", repo, "--at", at, "--json"]);
+    expect(r.exitCode).toBe(0);
+    expect(JSON.parse(r.stdout).id).toBe(ids[2]!);
+    const before = await runCli(["restore", "--name", "app", "-o", join(dir, "early.db"), "--repo", repo, "--at", "2000-01-01T00:00:00Z"]);
+    expect(before.exitCode).toBe(1);
+    expect(before.stderr).toContain("no backup of app at or before 2000-01-01");
+  });
+});
+
+describe("recovery without sqlite-vault", () => {
+  test("the stored object is a plain .gz that gunzip and sqlite3 open", async () => {
+    const dir = tempDir("e2e-manual");
+    const repo = join(dir, "repo");
+    const db = join(dir, "app.db");
+    createBankDb(db, { fillerRows: 500 });
+    const r = await runCli(["backup", db, "--repo", repo, "--json"]);
+    const { dataKey } = JSON.parse(r.stdout);
+    const object = join(repo, dataKey);
+    expect(object.endsWith(".sqlite.gz")).toBe(true);
+    const gunzip = Bun.spawnSync(["sh", "-c", `gunzip -c '${object}' > '${dir}/manual.db'`]);
+    expect(gunzip.exitCode).toBe(0);
+    const sqlite = Bun.spawnSync(["sqlite3", join(dir, "manual.db"), "PRAGMA integrity_check; SELECT SUM(balance) FROM accounts;"]);
+    expect(sqlite.exitCode).toBe(0);
+    expect(sqlite.stdout.toString().trim().split("\n")).toEqual(["ok", String(ACCOUNTS * INITIAL_BALANCE)]);
+  });
+});
