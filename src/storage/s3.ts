@@ -10,9 +10,13 @@
  *   calls for multipart housekeeping (listing and aborting abandoned uploads, which prune needs) and
  *   its writer() buffers everything unless flushed per chunk.
  * - So: one client for everything, and initiate / upload part / complete / abort of our own, signed by
- *   makeRequest(). Memory is bounded to partSize x (partConcurrency + 1); we never need the ETag of the
- *   completed object, only the part ETags, and we confirm the stored size with a HEAD afterwards.
- *   Measured against the local RGW: see scripts/bench-s3-upload.ts and its figures in that file.
+ *   makeRequest(). Part buffers in flight are bounded to partSize x (partConcurrency + 1); we never need
+ *   the ETag of the completed object, only the part ETags, and we confirm the stored size with a HEAD.
+ * - Measured (scripts/bench-s3-upload.ts, 256 MiB incompressible, local RGW on this 2-core machine,
+ *   3 alternating runs): ours 131-192 MiB/s, 0.5-1.0 CPU-s; Bun.S3Client 180-315 MiB/s, 0.3-0.5 CPU-s;
+ *   peak RSS growth about 150-175 MiB for both. Bun's client is faster, but either is 2-4x faster
+ *   than the gzip stage that feeds it (40-75 MB/s), so the upload is never the bottleneck of a
+ *   backup, and one client that can also do multipart housekeeping wins.
  *
  * Objects are stored as application/octet-stream and never with Content-Encoding: some providers
  * transparently decompress objects that declare one, which would break the stored-bytes checksum.
