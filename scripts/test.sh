@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Run every test on a fresh machine: installs what the suite needs (Bun from npm, sqlite3 and Ceph from
+# Debian), starts the test S3 server (Ceph RGW on 127.0.0.1), builds the binary, type-checks, runs
+# `bun test`, and stops the server again however the run ends.
+#
+#   scripts/test.sh [bun test arguments…]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { echo "test.sh: $*" >&2; }
+
+if ! command -v bun >/dev/null 2>&1; then
+  log "installing Bun from npm"
+  npm install -g bun >/dev/null
+fi
+missing=()
+command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
+command -v gunzip >/dev/null 2>&1 || missing+=(gzip)
+command -v flock >/dev/null 2>&1 || missing+=(util-linux)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]} from Debian"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+bun install --frozen-lockfile
+
+started_here=0
+if ! scripts/s3-server.sh status >/dev/null 2>&1; then
+  started_here=1
+  trap 'scripts/s3-server.sh stop >/dev/null 2>&1 || true' EXIT
+fi
+eval "$(scripts/s3-server.sh start)"
+
+bun run build
+bunx tsc --noEmit -p .
+bun test "$@"
