@@ -16,12 +16,16 @@ export interface LoggerOptions {
 export function createLogger(options: LoggerOptions = {}): Logger {
   // consola levels: 0 fatal/error, 1 warn, 3 info/success/start, 4 debug
   const level = options.json ? -999 : options.verbose ? 4 : options.quiet ? 1 : 3;
-  return createConsola({
+  const consolaOptions: Parameters<typeof createConsola>[0] & { fancy: boolean } = {
     level,
+    // Plain "[info] …" lines unless a person is watching: stable for scripts and logs, whatever CI says.
+    // (consola reads `fancy` at run time; its types omit it.)
+    fancy: process.stderr.isTTY === true,
     stdout: process.stderr,
     stderr: process.stderr,
     formatOptions: { date: false, colors: process.stderr.isTTY === true, compact: true },
-  });
+  };
+  return createConsola(consolaOptions);
 }
 
 /** A logger that drops everything; for library callers and tests that do not care. */

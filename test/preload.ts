@@ -4,11 +4,12 @@
  * (the test S3 server's settings, SQLITE_VAULT_TEST_*, are kept for test/helpers/s3.ts).
  */
 import { setDefaultTimeout } from "bun:test";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const home = mkdtempSync(join(tmpdir(), "sqlite-vault-test-home-"));
+process.on("exit", () => rmSync(home, { recursive: true, force: true }));
 process.env.HOME = home;
 process.env.XDG_DATA_HOME = join(home, ".local", "share");
 process.env.XDG_CONFIG_HOME = join(home, ".config");

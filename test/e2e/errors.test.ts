@@ -98,6 +98,17 @@ describe("exit codes", () => {
     expect(existsSync(join(dir, "other.db"))).toBe(false);
   });
 
+  test("a name with no backups is an empty list and exit 0", async () => {
+    const { db, repo } = setup("err-emptylist");
+    expect((await runCli(["backup", db, "--repo", repo])).exitCode).toBe(0);
+    const r = await runCli(["list", "--name", "never-backed-up", "--repo", repo, "--json"]);
+    expect(r.exitCode).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ name: "never-backed-up", backups: [] });
+    const human = await runCli(["list", "--name", "never-backed-up", "--repo", repo]);
+    expect(human.exitCode).toBe(0);
+    expect(human.stdout).toContain("no backups of never-backed-up");
+  });
+
   test("usage errors: exit 2", async () => {
     for (const args of [["backup"], ["backup", "x.db", "--forse"], ["restore"], ["restore", "x.db", "--latest", "--id", "y"], ["frobnicate"], ["backup", "x.db", "--compression", "lz4"]]) {
       const r = await runCli(args);
@@ -163,8 +174,8 @@ describe("corrupt stored object", () => {
 });
 
 describe("interruption and locking", () => {
-  for (const backend of ["local", "S3"] as const) {
-    test(`${backend}: Ctrl-C during backup exits 130, removes the temp files and lists nothing`, async () => {
+  for (const [backend, signal] of [["local", "SIGINT"], ["S3", "SIGINT"], ["local", "SIGTERM"]] as const) {
+    test(`${backend}: ${signal} during backup exits 130, removes the temp files and lists nothing`, async () => {
       const dir = tempDir(`err-sigint-${backend}`);
       const db = join(dir, "big.db");
       createBankDb(db, { fillerRows: 60_000 });
@@ -178,7 +189,7 @@ describe("interruption and locking", () => {
       const deadline = Date.now() + 20_000;
       while (readdirSync(tmp).length === 0 && Date.now() < deadline) await Bun.sleep(2);
       expect(readdirSync(tmp).length).toBe(1); // the snapshot is being made
-      proc.kill("SIGINT");
+      proc.kill(signal);
       const [code, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
       expect(code).toBe(130);
       expect(stderr).toContain("interrupted");

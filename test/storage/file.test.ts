@@ -1,4 +1,4 @@
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { FileStorage } from "../../src/storage/file.ts";
@@ -13,6 +13,8 @@ describeStorageContract("local directory", () => ({
 }));
 
 describe("local directory specifics", () => {
+  afterAll(removeTempDirs);
+
   test("file:// URLs and plain paths open the same directory", () => {
     const dir = tempDir("file-url");
     expect((openStorage(`file://${dir}`) as FileStorage).root).toBe(dir);
