@@ -1,17 +1,22 @@
 /**
  * What a repository holds, as far as manifests say: the only source of truth for list, restore and
- * everything else. A data object without a manifest (an interrupted upload) never appears here.
+ * everything else. A data object without a manifest (an interrupted upload) is never a backup; it is
+ * reported as an orphan.
  */
 import { NotFoundError, UsageError, VerificationError } from "./errors.ts";
-import { parseManifest, parseManifestKey, type BackupManifest } from "./manifest.ts";
+import { parseDataKey, parseManifest, parseManifestKey, parseVerifiedKey, type BackupManifest } from "./manifest.ts";
 import { readAll } from "./streams.ts";
-import type { Storage } from "./storage/types.ts";
+import type { ObjectInfo, Storage } from "./storage/types.ts";
 
 export interface Catalog {
   /** Valid backups, newest first (by id, which sorts by creation time). */
   backups: BackupManifest[];
-  /** Manifests that exist but could not be read or validated, with the reason. */
-  invalid: { key: string; reason: string }[];
+  /** Manifests that exist but could not be read or validated, newest first, with the reason. */
+  invalid: { key: string; name: string; id: string; reason: string }[];
+  /** Data objects that no manifest names (interrupted uploads), oldest first. */
+  orphans: ObjectInfo[];
+  /** For backups that `verify --record` found sound: manifest id -> time of the last successful check. */
+  verifiedAt: Record<string, string>;
 }
 
 const READ_CONCURRENCY = 8;
@@ -21,25 +26,43 @@ const READ_CONCURRENCY = 8;
  * (unavailable, auth); a manifest that vanishes between list and read (a concurrent prune) is skipped.
  */
 export async function readCatalog(storage: Storage, name?: string): Promise<Catalog> {
-  const keys: string[] = [];
+  const manifests: { key: string; name: string; id: string }[] = [];
+  const data: ObjectInfo[] = [];
+  const verifiedAt: Record<string, string> = {};
   for await (const object of storage.list(name ? `${name}/` : "")) {
-    const parsed = parseManifestKey(object.key);
-    if (parsed && (!name || parsed.name === name)) keys.push(object.key);
+    const manifest = parseManifestKey(object.key);
+    if (manifest && (!name || manifest.name === name)) manifests.push({ key: object.key, ...manifest });
+    else if (parseDataKey(object.key)) data.push(object);
+    else {
+      const verified = parseVerifiedKey(object.key);
+      if (verified) verifiedAt[`${verified.name}/${verified.id}`] = object.lastModified.toISOString();
+    }
   }
   const backups: BackupManifest[] = [];
   const invalid: Catalog["invalid"] = [];
-  await mapLimit(keys, READ_CONCURRENCY, async (key) => {
+  await mapLimit(manifests, READ_CONCURRENCY, async (entry) => {
     try {
-      backups.push(await readManifest(storage, key));
+      backups.push(await readManifest(storage, entry.key));
     } catch (error) {
       if (error instanceof NotFoundError) return;
       if (!(error instanceof VerificationError)) throw error;
-      invalid.push({ key, reason: error.message });
+      invalid.push({ ...entry, reason: error.message });
     }
   });
-  backups.sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : a.name.localeCompare(b.name)));
-  invalid.sort((a, b) => a.key.localeCompare(b.key));
-  return { backups, invalid };
+  const newestFirst = (a: { id: string; name: string }, b: { id: string; name: string }) => (a.id < b.id ? 1 : a.id > b.id ? -1 : a.name.localeCompare(b.name));
+  backups.sort(newestFirst);
+  invalid.sort(newestFirst);
+  const named = new Set(manifests.map((m) => `${m.name}/${m.id}`));
+  const orphans = data.filter((object) => {
+    const parsed = parseDataKey(object.key)!;
+    return !named.has(`${parsed.name}/${parsed.id}`) && (!name || parsed.name === name);
+  });
+  const verified: Record<string, string> = {};
+  for (const b of backups) {
+    const at = verifiedAt[`${b.name}/${b.id}`];
+    if (at) verified[b.id] = at;
+  }
+  return { backups, invalid, orphans, verifiedAt: verified };
 }
 
 export async function readManifest(storage: Storage, key: string): Promise<BackupManifest> {

@@ -38,10 +38,22 @@ export class UsageError extends VaultError {
   override readonly code = "usage";
 }
 
+/** The checks a stored backup goes through, in order (verify, restore). */
+export const CHECK_STEPS = ["manifest", "object", "checksum", "sqlite", "integrity"] as const;
+export type CheckStep = (typeof CHECK_STEPS)[number];
+
 /** Checksums, sizes or SQLite integrity did not match what the manifest promises (exit 4). */
 export class VerificationError extends VaultError {
   override readonly exitCode = ExitCode.verification;
   override readonly code = "verification";
+  constructor(
+    message: string,
+    /** Which check failed. */
+    readonly step: CheckStep,
+    hint?: string,
+  ) {
+    super(message, hint);
+  }
 }
 
 /** The storage is unreachable, or the bucket / repository directory does not exist (exit 10). */

@@ -12,5 +12,6 @@ export const main = defineCommand({
     backup: () => import("./commands/backup.ts").then((m) => m.default),
     list: () => import("./commands/list.ts").then((m) => m.default),
     restore: () => import("./commands/restore.ts").then((m) => m.default),
+    verify: () => import("./commands/verify.ts").then((m) => m.default),
   },
 });

@@ -3,6 +3,7 @@
  *
  *   {name}/{id}.json                  the manifest: the commit point, written after the data
  *   {name}/{id}.sqlite[.gz|.zst]      the data object: the database, compressed as named
+ *   {name}/{id}.verified.json         optional: when `verify --record` last found the backup sound
  *
  * Ids are "YYYYMMDDTHHMMSSmmmZ-xxxxxxxx": UTC creation time to the millisecond, then 32 random bits,
  * so keys sort by creation time and two hosts backing up the same name never collide.
@@ -88,6 +89,17 @@ export function parseManifestKey(key: string): { name: string; id: string } | nu
   return { name: match[1]!, id: match[2]! };
 }
 
+/** The marker `verify --record` writes beside a backup that passed every check (never the manifest itself). */
+export function verifiedKey(name: string, id: string): string {
+  return `${name}/${id}.verified.json`;
+}
+
+export function parseVerifiedKey(key: string): { name: string; id: string } | null {
+  const match = /^([^/]+)\/([^/]+)\.verified\.json$/.exec(key);
+  if (!match || !isBackupId(match[2]!)) return null;
+  return { name: match[1]!, id: match[2]! };
+}
+
 /** For a listed key, the (name, id) of the data object it is, or null. */
 export function parseDataKey(key: string): { name: string; id: string } | null {
   const match = /^([^/]+)\/([^/]+?)\.sqlite(\.gz|\.zst)?$/.exec(key);
@@ -108,10 +120,10 @@ export function parseManifest(bytes: Uint8Array, key: string): BackupManifest {
   try {
     value = JSON.parse(new TextDecoder().decode(bytes));
   } catch {
-    throw new VerificationError(`manifest ${key} is not valid JSON`);
+    throw new VerificationError(`manifest ${key} is not valid JSON`, "manifest");
   }
   const m = value as BackupManifest;
-  const fail = (what: string) => new VerificationError(`manifest ${key} is invalid: ${what}`);
+  const fail = (what: string) => new VerificationError(`manifest ${key} is invalid: ${what}`, "manifest");
   if (typeof m !== "object" || m === null || m.format !== FORMAT_NAME) throw fail("not a sqlite-vault manifest");
   if (m.formatVersion !== FORMAT_VERSION) throw fail(`format version ${String(m.formatVersion)} is not supported by this version (knows ${FORMAT_VERSION}); upgrade sqlite-vault`);
   if (!isBackupId(m.id) || typeof m.name !== "string" || !NAME_PATTERN.test(m.name)) throw fail("bad id or name");

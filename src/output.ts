@@ -15,6 +15,11 @@ export function formatDuration(ms: number): string {
   return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
 }
 
+/** An ISO time as "YYYY-MM-DD HH:MM:SSZ". */
+export function formatTime(iso: string): string {
+  return iso.replace("T", " ").replace(/\.\d+Z$/, "Z");
+}
+
 export function formatRatio(ratio: number): string {
   return `${(ratio * 100).toFixed(1)}%`;
 }

@@ -12,6 +12,8 @@ export async function* iterate(stream: ReadableStream<Uint8Array>, signal?: Abor
     while (true) {
       signal?.throwIfAborted();
       const { done, value } = await reader.read();
+      // An aborted source may end early rather than fail: never pass that off as the whole stream.
+      signal?.throwIfAborted();
       if (done) {
         finished = true;
         return;

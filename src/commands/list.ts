@@ -1,7 +1,7 @@
 import { defineCommand } from "citty";
 import { readCatalog } from "../catalog.ts";
 import { assertValidName, deriveName } from "../manifest.ts";
-import { formatBytes, formatRatio, formatTable } from "../output.ts";
+import { formatBytes, formatRatio, formatTable, formatTime } from "../output.ts";
 import { databaseArgs, outputArgs, repoArgs } from "./_args.ts";
 import { openRepo, runCommand } from "./_run.ts";
 
@@ -19,6 +19,8 @@ export interface ListResult {
     storedBytes: number;
     ratio: number;
     compression: string;
+    /** When `verify --record` last found this backup sound, or null. */
+    verifiedAt: string | null;
   }[];
   invalid: { key: string; reason: string }[];
 }
@@ -49,6 +51,7 @@ export default defineCommand({
             storedBytes: m.stored.bytes,
             ratio: m.database.bytes ? m.stored.bytes / m.database.bytes : 0,
             compression: m.stored.compression,
+            verifiedAt: catalog.verifiedAt[m.id] ?? null,
           })),
           invalid: catalog.invalid,
         };
@@ -56,8 +59,8 @@ export default defineCommand({
       render: (r) => {
         if (r.backups.length === 0) return `no backups${r.name ? ` of ${r.name}` : ""} in ${r.repo}`;
         return formatTable(
-          ["NAME", "ID", "TIME (UTC)", "DATABASE", "STORED", "RATIO"],
-          r.backups.map((b) => [b.name, b.id, b.createdAt.replace("T", " ").replace(/\.\d+Z$/, "Z"), formatBytes(b.databaseBytes), formatBytes(b.storedBytes), formatRatio(b.ratio)]),
+          ["NAME", "ID", "TIME (UTC)", "DATABASE", "STORED", "RATIO", "VERIFIED (UTC)"],
+          r.backups.map((b) => [b.name, b.id, formatTime(b.createdAt), formatBytes(b.databaseBytes), formatBytes(b.storedBytes), formatRatio(b.ratio), b.verifiedAt ? formatTime(b.verifiedAt) : "-"]),
         );
       },
     }),

@@ -17,6 +17,7 @@ const args = {
   force: { type: "boolean", description: "Replace an existing database (it is moved aside, not deleted)" },
   "if-missing": { type: "boolean", description: "Do nothing when the database exists; succeed when there is no backup yet" },
   quick: { type: "boolean", description: "Run PRAGMA quick_check instead of the full integrity_check" },
+  fallback: { type: "boolean", description: "If a backup fails verification, restore the next older one that passes" },
   ...outputArgs,
 } as const;
 
@@ -34,13 +35,14 @@ export default defineCommand({
         const name = flags.name || deriveName(flags.db || target);
         const selection = parseSelection({ latest: flags.latest, id: flags.id, at: flags.at });
         const { storage } = openRepo(flags);
-        return runRestore(storage, { name, target, selection, force: flags.force, ifMissing: flags["if-missing"], quick: flags.quick }, ctx);
+        return runRestore(storage, { name, target, selection, force: flags.force, ifMissing: flags["if-missing"], quick: flags.quick, fallback: flags.fallback }, ctx);
       },
       render: (r) => {
         if (r.action === "skipped")
           return r.reason === "target-exists" ? `${r.target} exists; nothing restored` : `no backups of ${r.name} in ${r.repo}; nothing restored`;
         const aside = r.replaced.length ? `; the previous file was kept as ${r.replaced[0]}` : "";
-        return `restored ${r.name} ${r.id} (${r.createdAt}) to ${r.target}: ${formatBytes(r.databaseBytes)}, ${r.check} ok, in ${formatDuration(r.durationMs)}${aside}`;
+        const skipped = r.skipped.map((s) => `skipped ${r.name} ${s.id} (${s.createdAt}): failed step ${s.step}: ${s.reason}\n`).join("");
+        return `${skipped}restored ${r.name} ${r.id} (${r.createdAt}) to ${r.target}: ${formatBytes(r.databaseBytes)}, ${r.check} ok, in ${formatDuration(r.durationMs)}${aside}`;
       },
     }),
 });

@@ -1,0 +1,133 @@
+/**
+ * The checks that make a stored backup trustworthy, shared by verify and restore. For one manifest,
+ * streaming, into one local file:
+ *   object     the data object exists and its size matches the manifest
+ *   checksum   SHA-256 of the stored bytes; decompression; SHA-256 of the database bytes
+ *   sqlite     the file opens as SQLite; page size and page count match the manifest
+ *   integrity  PRAGMA integrity_check (or quick_check); foreign_key_check findings are warnings
+ * (The first step, "manifest", is parseManifest's.) Each failure is a VerificationError naming its step.
+ */
+import { Database } from "bun:sqlite";
+import { open } from "node:fs/promises";
+import { createDecompressor } from "./codec.ts";
+import type { RunContext } from "./context.ts";
+import { NotFoundError, StorageUnavailableError, VaultError, VerificationError } from "./errors.ts";
+import type { BackupManifest } from "./manifest.ts";
+import { readDatabaseHeader } from "./snapshot.ts";
+import type { Storage } from "./storage/types.ts";
+import { createDigestStream, iterate, mapStreamErrors } from "./streams.ts";
+
+export type IntegrityCheck = "integrity_check" | "quick_check";
+
+export interface CheckResult {
+  check: IntegrityCheck;
+  /** Findings that do not fail the backup (foreign key violations). */
+  warnings: string[];
+}
+
+/**
+ * Download the backup into a new file at `path` (created with `mode`, fsynced) and run every check.
+ * Throws VerificationError (with its step) when the backup is bad, storage errors when the storage
+ * fails, and the signal's reason when aborted. The caller owns `path` and removes it on failure.
+ */
+export async function fetchAndCheck(storage: Storage, manifest: BackupManifest, path: string, options: { mode: number; quick?: boolean }, ctx: RunContext): Promise<CheckResult> {
+  try {
+    await checkObject(storage, manifest);
+    await download(storage, manifest, path, options.mode, ctx);
+    ctx.signal.throwIfAborted();
+    const check: IntegrityCheck = options.quick ? "quick_check" : "integrity_check";
+    return { check, warnings: checkDatabase(path, manifest, check) };
+  } catch (error) {
+    // An interrupted download can look like a short object: never report an interruption as damage.
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+    throw error;
+  }
+}
+
+/** Step "object": the data object exists and has the size the manifest records. */
+async function checkObject(storage: Storage, manifest: BackupManifest): Promise<void> {
+  const info = await storage.stat(manifest.stored.key);
+  if (!info) throw new VerificationError(`backup ${manifest.id}: its data object ${manifest.stored.key} is missing`, "object");
+  if (info.size !== manifest.stored.bytes)
+    throw new VerificationError(`backup ${manifest.id}: its data object is ${info.size} bytes, the manifest says ${manifest.stored.bytes}`, "object");
+}
+
+/** Step "checksum": stream the object through both digests and the decompressor into `path`. */
+async function download(storage: Storage, manifest: BackupManifest, path: string, mode: number, ctx: RunContext): Promise<void> {
+  const { stored, database } = manifest;
+  let source: ReadableStream<Uint8Array>;
+  try {
+    source = await storage.get(stored.key, { signal: ctx.signal });
+  } catch (error) {
+    if (error instanceof NotFoundError) throw new VerificationError(`backup ${manifest.id}: its data object ${stored.key} is missing`, "object");
+    throw error;
+  }
+  const storedDigest = createDigestStream();
+  const dbDigest = createDigestStream();
+  const plain = mapStreamErrors(source, (error) => (error instanceof VaultError ? error : new StorageUnavailableError(`download of ${stored.key} failed: ${(error as Error).message}`)))
+    .pipeThrough(storedDigest.stream)
+    .pipeThrough(createDecompressor(stored.compression))
+    .pipeThrough(dbDigest.stream);
+  const handle = await open(path, "wx", mode);
+  try {
+    for await (const chunk of iterate(plain, ctx.signal)) {
+      let offset = 0;
+      while (offset < chunk.byteLength) offset += (await handle.write(chunk, offset)).bytesWritten;
+    }
+    await handle.sync();
+  } catch (error) {
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+    // Storage and file-system errors pass through; anything else came from the decompressor.
+    if (error instanceof VaultError || isFsError(error)) throw error;
+    const s = storedDigest.result();
+    if (s.sha256 !== stored.sha256 && s.bytes === stored.bytes)
+      throw new VerificationError(`backup ${manifest.id} is corrupt: the stored object does not match its manifest's SHA-256`, "checksum");
+    throw new VerificationError(`backup ${manifest.id} is corrupt: decompression failed (${(error as Error).message})`, "checksum");
+  } finally {
+    await handle.close();
+  }
+  const s = storedDigest.result();
+  const d = dbDigest.result();
+  if (s.bytes !== stored.bytes || s.sha256 !== stored.sha256)
+    throw new VerificationError(`backup ${manifest.id} is corrupt: the stored object does not match its manifest's SHA-256 (${s.bytes} of ${stored.bytes} bytes read)`, "checksum");
+  if (d.bytes !== database.bytes || d.sha256 !== database.sha256)
+    throw new VerificationError(`backup ${manifest.id} is corrupt: the decompressed database does not match its manifest's SHA-256`, "checksum");
+}
+
+/** Steps "sqlite" and "integrity" on a local copy. Returns foreign key findings as warnings. */
+export function checkDatabase(path: string, manifest: BackupManifest, check: IntegrityCheck): string[] {
+  const header = readDatabaseHeader(path);
+  if (header.pageSize !== manifest.database.pageSize || header.pageCount !== manifest.database.pageCount)
+    throw new VerificationError(
+      `backup ${manifest.id}: page size x count ${header.pageSize} x ${header.pageCount} differs from the manifest's ${manifest.database.pageSize} x ${manifest.database.pageCount}`,
+      "sqlite",
+    );
+  let db: Database;
+  try {
+    db = new Database(path, { readonly: true });
+    db.query("SELECT COUNT(*) FROM sqlite_schema").get();
+  } catch (error) {
+    throw new VerificationError(`backup ${manifest.id} does not open as SQLite: ${(error as Error).message}`, "sqlite");
+  }
+  try {
+    let problems: string[];
+    try {
+      problems = (db.query(`PRAGMA ${check}`).all() as Record<string, string>[]).map((row) => String(Object.values(row)[0])).filter((v) => v !== "ok");
+    } catch (error) {
+      problems = [(error as Error).message];
+    }
+    if (problems.length)
+      throw new VerificationError(`backup ${manifest.id} fails ${check}: ${problems.slice(0, 3).join("; ")}${problems.length > 3 ? ` (+${problems.length - 3} more)` : ""}`, "integrity");
+    const violations = db.query("PRAGMA foreign_key_check").all() as { table: string; parent: string }[];
+    const byTable = new Map<string, number>();
+    for (const v of violations) byTable.set(`${v.table} -> ${v.parent}`, (byTable.get(`${v.table} -> ${v.parent}`) ?? 0) + 1);
+    return [...byTable].map(([tables, n]) => `foreign_key_check: ${n} row(s) of ${tables} reference missing parents`);
+  } finally {
+    db.close();
+  }
+}
+
+function isFsError(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException)?.code;
+  return typeof code === "string" && /^E[A-Z]+$/.test(code);
+}

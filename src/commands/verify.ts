@@ -1,0 +1,66 @@
+import { defineCommand } from "citty";
+import { ExitCode, UsageError } from "../errors.ts";
+import { deriveName } from "../manifest.ts";
+import { formatTable, formatTime } from "../output.ts";
+import { runVerify, type VerifyReport, type VerifySelection } from "../verify.ts";
+import { databaseArgs, outputArgs, repoArgs, tmpDirArgs } from "./_args.ts";
+import { openRepo, runCommand } from "./_run.ts";
+
+const args = {
+  ...databaseArgs,
+  ...repoArgs,
+  latest: { type: "boolean", description: "Verify the newest backup of each name (the default)" },
+  id: { type: "string", description: "Verify the backup with this id" },
+  all: { type: "boolean", description: "Verify every backup" },
+  quick: { type: "boolean", description: "Run PRAGMA quick_check instead of the full integrity_check" },
+  concurrency: { type: "string", valueHint: "N", description: "Backups checked at once with --all (default 2)" },
+  record: { type: "boolean", description: "Write a marker beside each backup that passes, shown by list" },
+  ...tmpDirArgs,
+  ...outputArgs,
+} as const;
+
+export default defineCommand({
+  meta: { name: "verify", description: "Prove that stored backups restore: checksums, SQLite header and integrity_check" },
+  args,
+  run: ({ args: flags, rawArgs }) =>
+    runCommand<VerifyReport>({
+      flags,
+      rawArgs,
+      argsDef: args,
+      async execute(ctx) {
+        const chosen = [flags.latest && "--latest", flags.id && "--id", flags.all && "--all"].filter(Boolean);
+        if (chosen.length > 1) throw new UsageError(`${chosen.join(" and ")} cannot be combined`);
+        const selection: VerifySelection = flags.all ? "all" : flags.id ? { id: flags.id } : "latest";
+        const concurrency = flags.concurrency === undefined ? 2 : Number(flags.concurrency);
+        if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new UsageError(`--concurrency must be a whole number from 1 to 64, not ${flags.concurrency}`);
+        const { settings, storage } = openRepo(flags);
+        const name = flags.name || (flags.db ? deriveName(flags.db) : undefined);
+        const progress = process.stderr.isTTY && !flags.json && !flags.quiet;
+        const report = await runVerify(
+          storage,
+          {
+            name,
+            selection,
+            quick: flags.quick,
+            tmpDir: settings.tmpDir,
+            concurrency,
+            record: flags.record,
+            onProgress: progress ? (done, total) => process.stderr.write(`\rverifying ${done}/${total}${done === total ? "\n" : ""}`) : undefined,
+          },
+          ctx,
+        );
+        for (const r of report.results) for (const w of r.warnings) ctx.log.warn(`${r.name} ${r.id}: ${w}`);
+        return report;
+      },
+      render: (r) => {
+        const table = formatTable(
+          ["NAME", "ID", "TIME (UTC)", "RESULT", "FAILED STEP", "SECONDS"],
+          r.results.map((e) => [e.name, e.id, e.createdAt ? formatTime(e.createdAt) : "-", e.result === "pass" ? "ok" : "FAILED", e.step ?? "-", e.seconds.toFixed(2)]),
+        );
+        const failures = r.results.filter((e) => e.result === "fail").map((e) => `FAILED ${e.name} ${e.id}: ${e.step}: ${e.message}`);
+        const orphans = r.orphans.map((o) => `warning: ${o.key} has no manifest (an interrupted upload); it is not a backup`);
+        return [table, ...failures, ...orphans, `${r.passed} passed, ${r.failed} failed (${r.check})`].join("\n");
+      },
+      exitCode: (r) => (r.failed > 0 ? ExitCode.verification : ExitCode.ok),
+    }),
+});

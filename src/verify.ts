@@ -1,0 +1,140 @@
+/**
+ * verify: prove that stored backups restore. Each chosen backup goes through every check of
+ * src/check.ts into a private temp file (one per worker at a time, removed right after), a few at a
+ * time. A backup that fails is a result, not an exception; storage and credential failures abort the
+ * run. Data objects that no manifest names are reported as warnings, never as failures.
+ */
+import { mkdtemp } from "node:fs/promises";
+import { hostname } from "node:os";
+import { join } from "node:path";
+import { mapLimit, readCatalog } from "./catalog.ts";
+import { fetchAndCheck, type IntegrityCheck } from "./check.ts";
+import type { RunContext } from "./context.ts";
+import { VaultError, VerificationError, type CheckStep } from "./errors.ts";
+import { verifiedKey, type BackupManifest } from "./manifest.ts";
+import type { Storage } from "./storage/types.ts";
+import { VERSION } from "./version.ts";
+
+export type VerifySelection = "latest" | "all" | { id: string };
+
+export interface VerifyInput {
+  /** Only this name; every name in the repository when omitted. */
+  name?: string;
+  selection: VerifySelection;
+  quick?: boolean;
+  tmpDir: string;
+  concurrency: number;
+  /** Write a marker beside each backup that passes, for `list`. */
+  record?: boolean;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface VerifyEntry {
+  name: string;
+  id: string;
+  createdAt: string | null;
+  result: "pass" | "fail";
+  /** The step that failed, or null when it passed. */
+  step: CheckStep | null;
+  message: string | null;
+  warnings: string[];
+  seconds: number;
+}
+
+export interface VerifyReport {
+  repo: string;
+  check: IntegrityCheck;
+  results: VerifyEntry[];
+  /** Data objects that no manifest names: interrupted uploads. */
+  orphans: { key: string; size: number; lastModified: string }[];
+  passed: number;
+  failed: number;
+}
+
+type Candidate = { manifest: BackupManifest } | { invalid: { name: string; id: string; reason: string } };
+
+/**
+ * Verify the chosen backups. Results are in the order chosen (newest first). Throws VaultError when
+ * nothing matches the selection, storage errors when the storage fails, the signal's reason on abort.
+ */
+export async function runVerify(storage: Storage, input: VerifyInput, ctx: RunContext): Promise<VerifyReport> {
+  const catalog = await readCatalog(storage, input.name);
+  const all: Candidate[] = [...catalog.backups.map((manifest) => ({ manifest })), ...catalog.invalid.map((invalid) => ({ invalid }))].sort((a, b) =>
+    idOf(a) < idOf(b) ? 1 : idOf(a) > idOf(b) ? -1 : 0,
+  );
+  const chosen = choose(all, input.selection);
+  if (chosen.length === 0) {
+    const what = typeof input.selection === "object" ? `backup ${input.selection.id}` : "backups";
+    throw new VaultError(`no ${what}${input.name ? ` of ${input.name}` : ""} in ${storage.url} to verify`, "run: sqlite-vault list");
+  }
+  for (const orphan of catalog.orphans) ctx.log.warn(`${orphan.key} has no manifest (an interrupted upload?); it is not a backup`);
+
+  const check: IntegrityCheck = input.quick ? "quick_check" : "integrity_check";
+  const workDir = ctx.temp.add(await mkdtemp(join(input.tmpDir, "sqlite-vault-verify-")));
+  const results: VerifyEntry[] = new Array(chosen.length);
+  let done = 0;
+  try {
+    await mapLimit(
+      chosen.map((candidate, index) => ({ candidate, index })),
+      Math.max(1, input.concurrency),
+      async ({ candidate, index }) => {
+        results[index] = await verifyOne(storage, candidate, join(workDir, `${index}.sqlite`), input, ctx);
+        input.onProgress?.(++done, chosen.length);
+      },
+    );
+  } finally {
+    ctx.temp.remove(workDir);
+  }
+  const failed = results.filter((r) => r.result === "fail").length;
+  return {
+    repo: storage.url,
+    check,
+    results,
+    orphans: catalog.orphans.map((o) => ({ key: o.key, size: o.size, lastModified: o.lastModified.toISOString() })),
+    passed: results.length - failed,
+    failed,
+  };
+}
+
+async function verifyOne(storage: Storage, candidate: Candidate, path: string, input: VerifyInput, ctx: RunContext): Promise<VerifyEntry> {
+  const started = performance.now();
+  const seconds = () => Math.round((performance.now() - started) / 10) / 100;
+  if ("invalid" in candidate) {
+    const { name, id, reason } = candidate.invalid;
+    return { name, id, createdAt: null, result: "fail", step: "manifest", message: reason, warnings: [], seconds: seconds() };
+  }
+  const { manifest } = candidate;
+  const base = { name: manifest.name, id: manifest.id, createdAt: manifest.createdAt };
+  try {
+    const { warnings } = await fetchAndCheck(storage, manifest, path, { mode: 0o600, quick: input.quick }, ctx);
+    if (input.record) await recordPass(storage, manifest, input.quick ? "quick_check" : "integrity_check", ctx);
+    return { ...base, result: "pass", step: null, message: null, warnings, seconds: seconds() };
+  } catch (error) {
+    if (!(error instanceof VerificationError)) throw error;
+    ctx.log.error(`${manifest.name} ${manifest.id}: failed step ${error.step}: ${error.message}`);
+    return { ...base, result: "fail", step: error.step, message: error.message, warnings: [], seconds: seconds() };
+  } finally {
+    ctx.temp.remove(path);
+  }
+}
+
+async function recordPass(storage: Storage, manifest: BackupManifest, check: IntegrityCheck, ctx: RunContext): Promise<void> {
+  const marker = { id: manifest.id, name: manifest.name, verifiedAt: new Date().toISOString(), check, host: hostname(), toolVersion: VERSION };
+  await storage.put(verifiedKey(manifest.name, manifest.id), new TextEncoder().encode(`${JSON.stringify(marker, null, 2)}\n`), { signal: ctx.signal });
+}
+
+function idOf(candidate: Candidate): string {
+  return "manifest" in candidate ? candidate.manifest.id : candidate.invalid.id;
+}
+
+function nameOf(candidate: Candidate): string {
+  return "manifest" in candidate ? candidate.manifest.name : candidate.invalid.name;
+}
+
+/** latest: the newest backup of each name; all: every one; { id }: that one. Newest first. */
+function choose(all: Candidate[], selection: VerifySelection): Candidate[] {
+  if (selection === "all") return all;
+  if (typeof selection === "object") return all.filter((c) => idOf(c) === selection.id);
+  const seen = new Set<string>();
+  return all.filter((c) => !seen.has(nameOf(c)) && seen.add(nameOf(c)) !== undefined);
+}
