@@ -6,11 +6,11 @@
  */
 import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
 import { createReadStream } from "node:fs";
-import { dirname, join } from "node:path";
+import { basename, dirname, join, sep } from "node:path";
 import { Readable } from "node:stream";
 import { NotFoundError, StorageUnavailableError } from "../errors.ts";
 import { iterate } from "../streams.ts";
-import { assertValidKey, type GetOptions, type ObjectInfo, type PutOptions, type Storage } from "./types.ts";
+import { assertValidKey, type GetOptions, type ObjectInfo, type PartialWrite, type PutOptions, type Storage } from "./types.ts";
 
 export const TEMP_MARK = ".sqlite-vault-tmp-";
 
@@ -111,6 +111,30 @@ export class FileStorage implements Storage {
       dirs.add(dirname(path));
     }
     for (const dir of dirs) await syncDirectory(dir).catch(() => {});
+  }
+
+  async *listPartialWrites(prefix: string): AsyncIterable<PartialWrite> {
+    await this.check();
+    const slash = prefix.lastIndexOf("/");
+    for await (const write of listTempFiles(this.root, slash < 0 ? "" : prefix.slice(0, slash))) if (write.key.startsWith(prefix.slice(0, slash + 1))) yield write;
+  }
+
+  async abortPartialWrite(write: PartialWrite): Promise<void> {
+    if (!write.handle.startsWith(this.root + sep) || !basename(write.handle).startsWith(TEMP_MARK)) throw new Error(`not a temp file of this repository: ${write.handle}`);
+    await rm(write.handle, { force: true });
+  }
+}
+
+export async function* listTempFiles(root: string, relDir: string): AsyncIterable<PartialWrite> {
+  const abs = relDir ? join(root, ...relDir.split("/")) : root;
+  const entries = await readdir(abs, { withFileTypes: true }).catch(() => []);
+  for (const entry of entries) {
+    const rel = relDir ? `${relDir}/${entry.name}` : entry.name;
+    if (entry.isDirectory() && !entry.name.startsWith(".")) yield* listTempFiles(root, rel);
+    else if (entry.isFile() && entry.name.startsWith(TEMP_MARK)) {
+      const info = await stat(join(abs, entry.name)).catch(() => null);
+      if (info) yield { key: rel, handle: join(abs, entry.name), startedAt: info.mtime };
+    }
   }
 }
 

@@ -24,7 +24,7 @@
 import { S3Client, S3Errors } from "@bradenmacdonald/s3-lite-client";
 import { AuthError, NotFoundError, StorageUnavailableError, VaultError } from "../errors.ts";
 import { iterate } from "../streams.ts";
-import { assertValidKey, type GetOptions, type ObjectInfo, type PutOptions, type Storage } from "./types.ts";
+import { assertValidKey, type GetOptions, type ObjectInfo, type PartialWrite, type PutOptions, type Storage } from "./types.ts";
 
 export interface S3Config {
   bucket: string;
@@ -215,6 +215,36 @@ export class S3Storage implements Storage {
     }
   }
 
+  async *listPartialWrites(prefix: string): AsyncIterable<PartialWrite> {
+    const base = this.config.prefix ? `${this.config.prefix}/` : "";
+    let keyMarker = "";
+    let uploadIdMarker = "";
+    while (true) {
+      const query: Record<string, string> = { uploads: "", prefix: base + prefix };
+      if (keyMarker) query["key-marker"] = keyMarker;
+      if (uploadIdMarker) query["upload-id-marker"] = uploadIdMarker;
+      const response = await this.request("uploads", { method: "GET", objectName: "", query, returnBody: true });
+      const xml = await response.text();
+      for (const [, body] of xml.matchAll(/<Upload>([\s\S]*?)<\/Upload>/g)) {
+        const key = xmlText(body!, "Key");
+        const handle = xmlText(body!, "UploadId");
+        const initiated = xmlText(body!, "Initiated");
+        if (key === undefined || !handle || !initiated) continue;
+        yield { key: decodeXml(key).slice(base.length), handle, startedAt: new Date(initiated) };
+      }
+      if (xmlText(xml, "IsTruncated") !== "true") return;
+      keyMarker = decodeXml(xmlText(xml, "NextKeyMarker") ?? "");
+      uploadIdMarker = xmlText(xml, "NextUploadIdMarker") ?? "";
+      if (!keyMarker && !uploadIdMarker) return;
+    }
+  }
+
+  async abortPartialWrite(write: PartialWrite): Promise<void> {
+    await this.request(write.key, { method: "DELETE", objectName: this.objectName(write.key), query: { uploadId: write.handle }, statusCode: 204 }).catch((error) => {
+      if (!(error instanceof NotFoundError)) throw error;
+    });
+  }
+
   private request(key: string, options: Parameters<S3Client["makeRequest"]>[0]): Promise<Response> {
     return this.call(key, () => this.client.makeRequest(options));
   }
@@ -298,6 +328,10 @@ export async function* splitParts(chunks: AsyncIterable<Uint8Array>, size: numbe
 function xmlText(xml: string, tag: string): string | undefined {
   const match = new RegExp(`<${tag}>([^<]*)</${tag}>`).exec(xml);
   return match?.[1];
+}
+
+function decodeXml(text: string): string {
+  return text.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&amp;/g, "&");
 }
 
 function escapeXml(text: string): string {

@@ -18,6 +18,19 @@ export interface ObjectInfo {
   lastModified: Date;
 }
 
+/**
+ * A write that was started and never finished or aborted: an incomplete S3 multipart upload, or a
+ * local temp file. It is invisible to list() and get(); prune's housekeeping removes old ones.
+ */
+export interface PartialWrite {
+  /** The key being written, when the backend knows it; otherwise the temp object's own key. */
+  key: string;
+  /** Backend handle (an upload id, a temp path). */
+  handle: string;
+  /** When the write started (S3) or last wrote (local). */
+  startedAt: Date;
+}
+
 export interface PutOptions {
   signal?: AbortSignal;
 }
@@ -52,6 +65,12 @@ export interface Storage {
 
   /** Delete keys; keys that do not exist are not an error. */
   delete(keys: string[]): Promise<void>;
+
+  /** Writes in progress or abandoned under `prefix`, in no particular order. */
+  listPartialWrites(prefix: string): AsyncIterable<PartialWrite>;
+
+  /** Abort one partial write, freeing what it holds. One that is already gone is not an error. */
+  abortPartialWrite(write: PartialWrite): Promise<void>;
 
   /**
    * Confirm the repository exists and is reachable with these credentials. With `create`, a backend

@@ -67,3 +67,16 @@ async function abortAllUploads(bucket: string): Promise<void> {
   for (const { key, uploadId } of await listUploads(bucket))
     await client.makeRequest({ method: "DELETE", objectName: key, query: { uploadId }, statusCode: 204 }).catch(() => {});
 }
+
+/** Start a multipart upload of `key` in a storage's bucket and prefix, upload one part, and walk away. */
+export async function abandonUpload(storage: { url: string }, key: string): Promise<void> {
+  const url = new URL(storage.url);
+  const bucket = url.hostname;
+  const prefix = url.pathname.replace(/^\/|\/$/g, "");
+  const objectName = prefix ? `${prefix}/${key}` : key;
+  const client = adminClient(bucket);
+  const initiated = await client.makeRequest({ method: "POST", objectName, query: { uploads: "" }, returnBody: true });
+  const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(await initiated.text())?.[1];
+  if (!uploadId) throw new Error("no UploadId");
+  await client.makeRequest({ method: "PUT", objectName, query: { partNumber: "1", uploadId }, payload: new Uint8Array(5 * 1024 * 1024) });
+}

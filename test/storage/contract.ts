@@ -4,13 +4,15 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { NotFoundError, StorageUnavailableError } from "../../src/errors.ts";
 import { readAll } from "../../src/streams.ts";
-import type { ObjectInfo, Storage } from "../../src/storage/types.ts";
+import type { ObjectInfo, PartialWrite, Storage } from "../../src/storage/types.ts";
 
 export interface ContractTarget {
   /** A storage on a fresh, empty repository (a new prefix or directory per call). */
   fresh(): Promise<Storage>;
   /** A storage whose repository does not exist (no bucket / no directory). */
   missing(): Promise<Storage>;
+  /** Leave a write of `key` behind the way a killed process would (an open multipart upload, a temp file). */
+  abandonWrite(storage: Storage, key: string): Promise<void>;
   cleanup(): Promise<void>;
 }
 
@@ -47,6 +49,12 @@ function chunked(data: Uint8Array, chunkSize: number): Uint8Array[] {
   const chunks: Uint8Array[] = [];
   for (let i = 0; i < data.byteLength; i += chunkSize) chunks.push(data.subarray(i, i + chunkSize));
   return chunks;
+}
+
+async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const item of items) out.push(item);
+  return out;
 }
 
 async function listAll(storage: Storage, prefix = ""): Promise<ObjectInfo[]> {
@@ -163,6 +171,48 @@ export function describeStorageContract(label: string, target: () => ContractTar
         await expect(s.put(key, encoder.encode("x"))).rejects.toThrow("invalid storage key");
         await expect(s.get(key)).rejects.toThrow("invalid storage key");
       }
+    });
+
+    test("a put in progress is a partial write until it completes; then none remain", async () => {
+      const s = await t.fresh();
+      let release!: () => void;
+      const released = new Promise<void>((r) => (release = r));
+      const data = bytesOf(LARGE, 9);
+      let offset = 0;
+      const source = new ReadableStream<Uint8Array>({
+        async pull(c) {
+          if (offset >= data.byteLength) return c.close();
+          if (offset >= data.byteLength - 1024 * 1024) await released;
+          c.enqueue(data.subarray(offset, (offset += 1024 * 1024)));
+        },
+      });
+      const put = s.put("db/slow", source);
+      const deadline = Date.now() + 10_000;
+      let partial: PartialWrite[] = [];
+      while (partial.length === 0 && Date.now() < deadline) {
+        partial = await collect(s.listPartialWrites("db/"));
+        if (partial.length === 0) await Bun.sleep(20);
+      }
+      expect(partial).toHaveLength(1);
+      expect(Math.abs(partial[0]!.startedAt.getTime() - Date.now())).toBeLessThan(60_000);
+      expect(await collect(s.listPartialWrites("other/"))).toEqual([]);
+      expect(await s.stat("db/slow")).toBeNull();
+      release();
+      await put;
+      expect(await collect(s.listPartialWrites(""))).toEqual([]);
+      expect((await s.stat("db/slow"))?.size).toBe(LARGE);
+    });
+
+    test("an abandoned write is listed and can be aborted", async () => {
+      const s = await t.fresh();
+      await s.put("db/real", encoder.encode("complete"));
+      await t.abandonWrite(s, "db/abandoned");
+      const partial = await collect(s.listPartialWrites("db/"));
+      expect(partial).toHaveLength(1);
+      await s.abortPartialWrite(partial[0]!);
+      await s.abortPartialWrite(partial[0]!); // already gone: not an error
+      expect(await collect(s.listPartialWrites(""))).toEqual([]);
+      expect((await listAll(s)).map((o) => o.key)).toEqual(["db/real"]);
     });
 
     test("a repository that does not exist: StorageUnavailableError from check, get, stat and list", async () => {

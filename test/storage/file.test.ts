@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { readdirSync, statSync } from "node:fs";
+import { mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { FileStorage } from "../../src/storage/file.ts";
+import { FileStorage, TEMP_MARK } from "../../src/storage/file.ts";
 import { openStorage } from "../../src/storage/index.ts";
 import { removeTempDirs, tempDir } from "../helpers/db.ts";
 import { bytesOf, describeStorageContract } from "./contract.ts";
@@ -9,6 +9,12 @@ import { bytesOf, describeStorageContract } from "./contract.ts";
 describeStorageContract("local directory", () => ({
   fresh: async () => new FileStorage(join(tempDir("file-contract"), "repo")),
   missing: async () => new FileStorage(join(tempDir("file-missing"), "does-not-exist")),
+  async abandonWrite(storage, key) {
+    const root = (storage as FileStorage).root;
+    const dir = join(root, ...key.split("/").slice(0, -1));
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, `${TEMP_MARK}${crypto.randomUUID()}`), "half a write");
+  },
   cleanup: async () => removeTempDirs(),
 }));
 

@@ -2,7 +2,7 @@ import { describe, expect, test, beforeAll, afterAll } from "bun:test";
 import { AuthError, StorageUnavailableError } from "../../src/errors.ts";
 import { S3Storage } from "../../src/storage/s3.ts";
 import { openStorage } from "../../src/storage/index.ts";
-import { adminClient, createTestBucket, listUploads, s3RepoUrl, testS3 } from "../helpers/s3.ts";
+import { abandonUpload, adminClient, createTestBucket, listUploads, s3RepoUrl, testS3 } from "../helpers/s3.ts";
 import { bytesOf, describeStorageContract, LARGE } from "./contract.ts";
 import { readAll } from "../../src/streams.ts";
 
@@ -31,6 +31,7 @@ describeStorageContract("S3 (Ceph RGW)", () => ({
     return storageFor(buckets[0]!.bucket, `p${prefixCounter++}/nested`);
   },
   missing: async () => storageFor("no-such-bucket-sqlite-vault", "x"),
+  abandonWrite: (storage, key) => abandonUpload(storage as S3Storage, key),
   async cleanup() {
     for (const b of buckets.splice(0)) await b.cleanup();
   },
