@@ -17,6 +17,8 @@ export interface Catalog {
   orphans: ObjectInfo[];
   /** For backups that `verify --record` found sound: manifest id -> time of the last successful check. */
   verifiedAt: Record<string, string>;
+  /** Verification markers whose backup is gone (left by an interrupted prune). */
+  strayMarkers: ObjectInfo[];
 }
 
 const READ_CONCURRENCY = 8;
@@ -29,13 +31,17 @@ export async function readCatalog(storage: Storage, name?: string): Promise<Cata
   const manifests: { key: string; name: string; id: string }[] = [];
   const data: ObjectInfo[] = [];
   const verifiedAt: Record<string, string> = {};
+  const markers: ObjectInfo[] = [];
   for await (const object of storage.list(name ? `${name}/` : "")) {
     const manifest = parseManifestKey(object.key);
     if (manifest && (!name || manifest.name === name)) manifests.push({ key: object.key, ...manifest });
     else if (parseDataKey(object.key)) data.push(object);
     else {
       const verified = parseVerifiedKey(object.key);
-      if (verified) verifiedAt[`${verified.name}/${verified.id}`] = object.lastModified.toISOString();
+      if (verified) {
+        verifiedAt[`${verified.name}/${verified.id}`] = object.lastModified.toISOString();
+        markers.push(object);
+      }
     }
   }
   const backups: BackupManifest[] = [];
@@ -62,7 +68,11 @@ export async function readCatalog(storage: Storage, name?: string): Promise<Cata
     const at = verifiedAt[`${b.name}/${b.id}`];
     if (at) verified[b.id] = at;
   }
-  return { backups, invalid, orphans, verifiedAt: verified };
+  const strayMarkers = markers.filter((m) => {
+    const parsed = parseVerifiedKey(m.key)!;
+    return !named.has(`${parsed.name}/${parsed.id}`) && (!name || parsed.name === name);
+  });
+  return { backups, invalid, orphans, verifiedAt: verified, strayMarkers };
 }
 
 export async function readManifest(storage: Storage, key: string): Promise<BackupManifest> {

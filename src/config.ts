@@ -43,3 +43,16 @@ export function defaultRepo(env: Env): string {
 function nonEmpty(value: string | undefined): string | undefined {
   return value === undefined || value === "" ? undefined : value;
 }
+
+/**
+ * The current time. SQLITE_VAULT_NOW (an ISO 8601 time) replaces it: a test hook that lets the suite
+ * create backups dated weeks apart and plan retention at a chosen moment. It never affects grace
+ * periods, which are measured against the real clock and the storage's timestamps.
+ */
+export function resolveNow(env: Env): () => Date {
+  const fixed = env.SQLITE_VAULT_NOW;
+  if (!fixed) return () => new Date();
+  const time = Date.parse(fixed);
+  if (Number.isNaN(time)) throw new UsageError(`SQLITE_VAULT_NOW="${fixed}" is not an ISO 8601 time`);
+  return () => new Date(time);
+}

@@ -13,5 +13,6 @@ export const main = defineCommand({
     list: () => import("./commands/list.ts").then((m) => m.default),
     restore: () => import("./commands/restore.ts").then((m) => m.default),
     verify: () => import("./commands/verify.ts").then((m) => m.default),
+    prune: () => import("./commands/prune.ts").then((m) => m.default),
   },
 });

@@ -26,3 +26,15 @@ export const databaseArgs = {
 export const tmpDirArgs = {
   "tmp-dir": { type: "string", valueHint: "DIR", description: "Directory for temporary files (env SQLITE_VAULT_TMP_DIR; default the OS temp dir)" },
 } as const satisfies ArgsDef;
+
+export const policyArgs = {
+  "keep-last": { type: "string", valueHint: "N", description: "Keep the N newest backups" },
+  "keep-hourly": { type: "string", valueHint: "N", description: "Keep the newest backup of each of the last N hours that have one" },
+  "keep-daily": { type: "string", valueHint: "N", description: "… of each of the last N days" },
+  "keep-weekly": { type: "string", valueHint: "N", description: "… of each of the last N ISO weeks" },
+  "keep-monthly": { type: "string", valueHint: "N", description: "… of each of the last N months" },
+  "keep-yearly": { type: "string", valueHint: "N", description: "… of each of the last N years" },
+  "keep-within": { type: "string", valueHint: "DURATION", description: "Keep every backup newer than DURATION (36h, 7d, 2w, 6m, 1y)" },
+  timezone: { type: "string", valueHint: "ZONE", description: "Time zone for calendar periods (default UTC)" },
+  grace: { type: "string", valueHint: "DURATION", description: "Leave interrupted uploads younger than this alone (default 24h)" },
+} as const satisfies ArgsDef;

@@ -1,0 +1,155 @@
+/**
+ * prune: apply a retention policy, then clear away what interrupted runs left behind.
+ *
+ * - The plan comes from planRetention; the newest backup is always kept, and a plan that would remove
+ *   every backup of a name is refused.
+ * - Each removed backup loses its manifest first, then its data object and verification marker, so an
+ *   interrupted prune never leaves a listed backup whose data is gone (at worst an orphan data object,
+ *   which the next prune's housekeeping removes).
+ * - Housekeeping: data objects no manifest names, stray verification markers and partial writes
+ *   (incomplete multipart uploads, local temp files) older than the grace period are removed. Nothing
+ *   younger is touched, so a backup in progress on another host is safe.
+ */
+import { readCatalog, type Catalog } from "./catalog.ts";
+import type { RunContext } from "./context.ts";
+import { AuthError, VaultError } from "./errors.ts";
+import { manifestKey, verifiedKey, type BackupManifest } from "./manifest.ts";
+import { describePolicy, planRetention, subtractDuration, type Duration, type KeepReason, type RetentionPolicy } from "./retention.ts";
+import type { Storage } from "./storage/types.ts";
+
+export const DEFAULT_GRACE = "24h";
+
+export interface PruneInput {
+  /** Only this name; every name in the repository when omitted. */
+  name?: string;
+  policy: RetentionPolicy;
+  dryRun?: boolean;
+  /** Leftovers younger than this are never touched. */
+  grace: Duration;
+  /** The time retention is planned at (keep-within). */
+  now: Date;
+}
+
+export interface PrunedName {
+  name: string;
+  keep: { id: string; createdAt: string; reasons: KeepReason[] }[];
+  remove: { id: string; createdAt: string }[];
+  /** Ids actually removed (empty in a dry run). */
+  removed: string[];
+  /** Backups whose removal failed; they remain listed and restorable. */
+  failed: { id: string; error: string }[];
+}
+
+export interface PruneReport {
+  repo: string;
+  dryRun: boolean;
+  policy: string;
+  names: PrunedName[];
+  housekeeping: {
+    /** Keys removed (or, in a dry run, that would be). */
+    removed: string[];
+    /** Partial writes aborted (or that would be). */
+    aborted: string[];
+    /** Leftovers younger than the grace period, left alone. */
+    young: string[];
+    failed: { key: string; error: string }[];
+  };
+  /** Deletes that failed, in all. */
+  failures: number;
+}
+
+/**
+ * Prune the repository. Throws UsageError for an empty policy, VaultError when a plan would remove
+ * every backup of a name, and AuthError when the storage refuses every delete (a backup-only
+ * credential). Other per-object failures are reported in the result (`failures`).
+ */
+export async function runPrune(storage: Storage, input: PruneInput, ctx: RunContext): Promise<PruneReport> {
+  const catalog = await readCatalog(storage, input.name);
+  for (const bad of catalog.invalid) ctx.log.warn(`leaving ${bad.key} alone: ${bad.reason}`);
+  const byName = new Map<string, BackupManifest[]>();
+  for (const backup of catalog.backups) byName.set(backup.name, [...(byName.get(backup.name) ?? []), backup]);
+
+  const plans = [...byName].sort(([a], [b]) => a.localeCompare(b)).map(([name, backups]) => {
+    const plan = planRetention(backups, input.policy, input.now);
+    if (plan.keep.length === 0) throw new VaultError(`refusing to prune: the policy would remove every backup of ${name}`);
+    return { name, plan };
+  });
+
+  let deleted = 0;
+  let authFailure: AuthError | undefined;
+  const names: PrunedName[] = [];
+  for (const { name, plan } of plans) {
+    const entry: PrunedName = {
+      name,
+      keep: plan.keep.map((k) => ({ id: k.backup.id, createdAt: k.backup.createdAt, reasons: k.reasons })),
+      remove: plan.remove.map((b) => ({ id: b.id, createdAt: b.createdAt })),
+      removed: [],
+      failed: [],
+    };
+    names.push(entry);
+    if (input.dryRun) continue;
+    for (const backup of plan.remove) {
+      ctx.signal.throwIfAborted();
+      try {
+        await storage.delete([manifestKey(backup.name, backup.id)]); // the commit point goes first
+        entry.removed.push(backup.id);
+        deleted++;
+      } catch (error) {
+        if (error instanceof AuthError) authFailure ??= error;
+        entry.failed.push({ id: backup.id, error: (error as Error).message });
+        continue;
+      }
+      // The backup is gone; what follows only frees space. A failure leaves an orphan for housekeeping.
+      await storage.delete([backup.stored.key, verifiedKey(backup.name, backup.id)]).catch((error) => {
+        ctx.log.warn(`removed backup ${backup.id}, but not its data yet (${(error as Error).message}); the next prune removes it`);
+      });
+      ctx.log.info(`removed ${backup.name} ${backup.id} (${backup.createdAt})`);
+    }
+  }
+  const failedBackups = names.reduce((n, e) => n + e.failed.length, 0);
+  if (authFailure && deleted === 0 && failedBackups > 0)
+    throw new AuthError(`${authFailure.message}: the storage refused to delete`, "a backup-only credential cannot prune; run prune with credentials that may delete objects");
+
+  const housekeeping = await keepHouse(storage, catalog, input, ctx);
+  return {
+    repo: storage.url,
+    dryRun: input.dryRun === true,
+    policy: describePolicy(input.policy),
+    names,
+    housekeeping,
+    failures: failedBackups + housekeeping.failed.length,
+  };
+}
+
+async function keepHouse(storage: Storage, catalog: Catalog, input: PruneInput, ctx: RunContext): Promise<PruneReport["housekeeping"]> {
+  // Grace is measured against the real clock and the storage's own timestamps, never a planning time.
+  const cutoff = subtractDuration(new Date(), input.grace).getTime();
+  const result: PruneReport["housekeeping"] = { removed: [], aborted: [], young: [], failed: [] };
+  for (const object of [...catalog.orphans, ...catalog.strayMarkers]) {
+    if (object.lastModified.getTime() > cutoff) {
+      result.young.push(object.key);
+      continue;
+    }
+    try {
+      if (!input.dryRun) await storage.delete([object.key]);
+      result.removed.push(object.key);
+    } catch (error) {
+      result.failed.push({ key: object.key, error: (error as Error).message });
+    }
+  }
+  for await (const write of storage.listPartialWrites(input.name ? `${input.name}/` : "")) {
+    if (write.startedAt.getTime() > cutoff) {
+      result.young.push(write.key);
+      continue;
+    }
+    try {
+      if (!input.dryRun) await storage.abortPartialWrite(write);
+      result.aborted.push(write.key);
+    } catch (error) {
+      result.failed.push({ key: write.key, error: (error as Error).message });
+    }
+  }
+  for (const key of result.removed) ctx.log.info(`${input.dryRun ? "would remove" : "removed"} leftover ${key}`);
+  for (const key of result.aborted) ctx.log.info(`${input.dryRun ? "would abort" : "aborted"} abandoned upload of ${key}`);
+  return result;
+}

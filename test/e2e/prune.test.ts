@@ -1,0 +1,251 @@
+/**
+ * prune and backup --keep-… through the compiled binary, against the real S3 server and the local
+ * directory. Backups dated weeks apart are made with the SQLITE_VAULT_NOW test hook, which sets the
+ * clock backup and prune plan with (never the grace period, which uses the real clock).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { runPrune } from "../../src/prune.ts";
+import { createContext } from "../../src/context.ts";
+import { dataKey, manifestKey } from "../../src/manifest.ts";
+import { parseDuration, parsePolicy, planRetention } from "../../src/retention.ts";
+import { FileStorage } from "../../src/storage/file.ts";
+import { openStorage } from "../../src/storage/index.ts";
+import type { Storage } from "../../src/storage/types.ts";
+import { createBankDb, inspectBank, removeTempDirs, tempDir } from "../helpers/db.ts";
+import { runCli } from "../helpers/cli.ts";
+import { abandonUpload, adminClient, createTestBucket, s3Env, s3RepoUrl } from "../helpers/s3.ts";
+
+let bucket: Awaited<ReturnType<typeof createTestBucket>>;
+beforeAll(async () => {
+  bucket = await createTestBucket("e2e-prune");
+});
+afterAll(async () => {
+  await bucket.cleanup();
+  removeTempDirs();
+});
+
+interface Repo {
+  url: string;
+  env: Record<string, string>;
+  storage: Storage;
+  dir: string;
+  db: string;
+  prefix: string;
+}
+
+function s3Repo(): Repo {
+  const dir = tempDir("prune-s3");
+  const prefix = `p-${Math.random().toString(36).slice(2)}`;
+  const url = s3RepoUrl(bucket.bucket, prefix);
+  const env = s3Env();
+  return { url, env, storage: openStorage(url, { env }), dir, db: join(dir, "app.db"), prefix };
+}
+
+function localRepo(): Repo {
+  const dir = tempDir("prune-local");
+  const url = join(dir, "repo");
+  return { url, env: {}, storage: new FileStorage(url), dir, db: join(dir, "app.db"), prefix: "" };
+}
+
+/** Backups of one database at the given (fake) times; returns { id, createdAt } newest first. */
+async function backupsAt(repo: Repo, times: string[]): Promise<{ id: string; createdAt: string }[]> {
+  createBankDb(repo.db, { fillerRows: 50 });
+  const made: { id: string; createdAt: string }[] = [];
+  for (const time of times) {
+    const r = await runCli(["backup", repo.db, "--repo", repo.url, "--json"], { env: { ...repo.env, SQLITE_VAULT_NOW: time } });
+    expect(r.exitCode).toBe(0);
+    const { id, createdAt } = JSON.parse(r.stdout);
+    made.unshift({ id, createdAt });
+  }
+  return made;
+}
+
+async function listIds(repo: Repo): Promise<string[]> {
+  const r = await runCli(["list", "--repo", repo.url, "--json"], { env: repo.env });
+  expect(r.exitCode).toBe(0);
+  return JSON.parse(r.stdout).backups.map((b: { id: string }) => b.id);
+}
+
+/** Every fourth day from 2026-09-01 to 2026-11-20, at uneven hours: 21 backups over 12 weeks. */
+const SPAN = Array.from({ length: 21 }, (_, i) => new Date(Date.UTC(2026, 8, 1 + 4 * i, (i * 7) % 24, 13)).toISOString());
+const NOW = "2026-11-21T12:00:00.000Z";
+const POLICY = ["--keep-daily", "3", "--keep-weekly", "4", "--keep-monthly", "6"];
+
+for (const [label, make] of [
+  ["S3", s3Repo],
+  ["local directory", localRepo],
+] as const) {
+  describe(`prune: ${label}`, () => {
+    test("exactly the planned backups remain, and every remaining one restores", async () => {
+      const repo = make();
+      const made = await backupsAt(repo, SPAN);
+      const expected = planRetention(made, parsePolicy({ "keep-daily": "3", "keep-weekly": "4", "keep-monthly": "6" }), new Date(NOW));
+      expect(expected.remove.length).toBeGreaterThan(5);
+
+      const dry = await runCli(["prune", "--repo", repo.url, ...POLICY, "--dry-run", "--json"], { env: { ...repo.env, SQLITE_VAULT_NOW: NOW } });
+      expect(dry.exitCode).toBe(0);
+      const plan = JSON.parse(dry.stdout);
+      expect(plan.names[0].keep.map((k: { id: string }) => k.id)).toEqual(expected.keep.map((k) => k.backup.id));
+      expect(plan.names[0].removed).toEqual([]);
+      expect(await listIds(repo)).toHaveLength(SPAN.length); // a dry run deletes nothing
+
+      const human = await runCli(["prune", "--repo", repo.url, ...POLICY, "--dry-run"], { env: { ...repo.env, SQLITE_VAULT_NOW: NOW } });
+      expect(human.stdout).toContain("would remove");
+      expect(human.stdout).toContain("newest, daily, weekly, monthly");
+
+      const real = await runCli(["prune", "--repo", repo.url, ...POLICY, "--json"], { env: { ...repo.env, SQLITE_VAULT_NOW: NOW } });
+      expect(real.exitCode).toBe(0);
+      expect(JSON.parse(real.stdout).names[0].removed).toEqual(expected.remove.map((b) => b.id));
+      expect(await listIds(repo)).toEqual(expected.keep.map((k) => k.backup.id));
+      // nothing of a removed backup is left behind
+      for (const b of expected.remove) {
+        expect(await repo.storage.stat(manifestKey("app", b.id))).toBeNull();
+        expect(await repo.storage.stat(dataKey("app", b.id, "gzip"))).toBeNull();
+      }
+      const verify = await runCli(["verify", "--all", "--repo", repo.url, "--json"], { env: repo.env });
+      expect(verify.exitCode).toBe(0);
+      expect(JSON.parse(verify.stdout).passed).toBe(expected.keep.length);
+      const oldest = expected.keep.at(-1)!.backup.id;
+      const out = join(repo.dir, "oldest.db");
+      expect((await runCli(["restore", "--name", "app", "--id", oldest, "-o", out, "--repo", repo.url], { env: repo.env })).exitCode).toBe(0);
+      expect(inspectBank(out).integrity).toBe("ok");
+    });
+
+    test("prune without a policy is a usage error; the newest backup always stays", async () => {
+      const repo = make();
+      const made = await backupsAt(repo, ["2020-01-01T00:00:00.000Z", "2020-02-01T00:00:00.000Z"]);
+      const none = await runCli(["prune", "--repo", repo.url], { env: repo.env });
+      expect(none.exitCode).toBe(2);
+      expect(none.stderr).toContain("prune needs a retention policy");
+      const r = await runCli(["prune", "--repo", repo.url, "--keep-within", "1d"], { env: repo.env });
+      expect(r.exitCode).toBe(0);
+      expect(await listIds(repo)).toEqual([made[0]!.id]);
+    });
+
+    test("backup --keep-last prunes after its own backup succeeded; a failed backup never prunes", async () => {
+      const repo = make();
+      await backupsAt(repo, ["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z", "2026-01-03T00:00:00.000Z"]);
+      const failed = await runCli(["backup", join(repo.dir, "missing.db"), "--name", "app", "--repo", repo.url, "--keep-last", "1"], { env: repo.env });
+      expect(failed.exitCode).toBe(1);
+      expect(await listIds(repo)).toHaveLength(3);
+      const ok = await runCli(["backup", repo.db, "--repo", repo.url, "--keep-last", "2", "--json"], { env: { ...repo.env, SQLITE_VAULT_NOW: "2026-01-04T00:00:00.000Z" } });
+      expect(ok.exitCode).toBe(0);
+      const result = JSON.parse(ok.stdout);
+      expect(result.prune.names[0].removed).toHaveLength(2);
+      expect(await listIds(repo)).toEqual([result.id, result.prune.names[0].keep[1].id]);
+    });
+  });
+}
+
+describe("prune order and failures", () => {
+  test("each backup's manifest is deleted before its data object", async () => {
+    const repo = localRepo();
+    const made = await backupsAt(repo, ["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z", "2026-01-03T00:00:00.000Z"]);
+    const deletes: string[] = [];
+    const storage = repo.storage;
+    const recording: Storage = Object.assign(Object.create(Object.getPrototypeOf(storage)), storage, {
+      delete: async (keys: string[]) => {
+        deletes.push(...keys);
+        return storage.delete(keys);
+      },
+    });
+    await runPrune(recording, { policy: parsePolicy({ "keep-last": "1" }), grace: parseDuration("24h"), now: new Date() }, createContext());
+    for (const b of made.slice(1)) {
+      const m = deletes.indexOf(manifestKey("app", b.id));
+      const d = deletes.indexOf(dataKey("app", b.id, "gzip"));
+      expect(m).toBeGreaterThanOrEqual(0);
+      expect(d).toBeGreaterThan(m);
+    }
+  });
+
+  test("S3 refusing some deletes: exit 3, and what remains is listed and restorable", async () => {
+    const repo = s3Repo();
+    const made = await backupsAt(repo, ["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z", "2026-01-03T00:00:00.000Z"]);
+    const protectedId = made[2]!.id;
+    await setDenyDelete([`${repo.prefix}/${manifestKey("app", protectedId)}`]);
+    try {
+      const r = await runCli(["prune", "--repo", repo.url, "--keep-last", "1"], { env: repo.env });
+      expect(r.exitCode).toBe(3);
+      expect(r.stdout).toContain(`could not remove app ${protectedId}`);
+      expect(await listIds(repo)).toEqual([made[0]!.id, protectedId]);
+    } finally {
+      await clearPolicy();
+    }
+    expect((await runCli(["restore", "--name", "app", "--id", protectedId, "-o", join(repo.dir, "p.db"), "--repo", repo.url], { env: repo.env })).exitCode).toBe(0);
+  });
+
+  test("S3 refusing every delete: exit 12 with a hint about backup-only credentials", async () => {
+    const repo = s3Repo();
+    await backupsAt(repo, ["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z"]);
+    await setDenyDelete([`${repo.prefix}/*`]);
+    try {
+      const r = await runCli(["prune", "--repo", repo.url, "--keep-last", "1"], { env: repo.env });
+      expect(r.exitCode).toBe(12);
+      expect(r.stderr).toContain("a backup-only credential cannot prune");
+      expect(await listIds(repo)).toHaveLength(2);
+    } finally {
+      await clearPolicy();
+    }
+  });
+});
+
+describe("housekeeping", () => {
+  for (const [label, make] of [
+    ["S3", s3Repo],
+    ["local directory", localRepo],
+  ] as const) {
+    test(`${label}: leftovers older than the grace period are removed, younger ones are not`, async () => {
+      const repo = make();
+      const [kept] = await backupsAt(repo, ["2026-01-01T00:00:00.000Z"]);
+      const oldOrphan = dataKey("app", "20250101T000000000Z-0000aaaa", "gzip");
+      await repo.storage.put(oldOrphan, new TextEncoder().encode("interrupted upload"));
+      await abandon(repo, "app/20250101T000000000Z-0000bbbb.sqlite.gz");
+      await Bun.sleep(3500);
+      const youngOrphan = dataKey("app", "20250101T000000000Z-0000cccc", "gzip");
+      await repo.storage.put(youngOrphan, new TextEncoder().encode("a backup in progress elsewhere"));
+      await abandon(repo, "app/20250101T000000000Z-0000dddd.sqlite.gz");
+
+      const r = await runCli(["prune", "--repo", repo.url, "--keep-last", "5", "--grace", "2s", "--json"], { env: repo.env });
+      expect(r.exitCode).toBe(0);
+      const { housekeeping } = JSON.parse(r.stdout);
+      expect(housekeeping.removed).toEqual([oldOrphan]);
+      expect(housekeeping.aborted).toHaveLength(1);
+      expect(housekeeping.young).toHaveLength(2);
+      expect(await repo.storage.stat(oldOrphan)).toBeNull();
+      expect(await repo.storage.stat(youngOrphan)).not.toBeNull();
+      const partial: string[] = [];
+      for await (const w of repo.storage.listPartialWrites("")) partial.push(w.key);
+      expect(partial).toHaveLength(1);
+      expect(await listIds(repo)).toEqual([kept!.id]);
+
+      // with the default grace of 24h, nothing of the kind is touched
+      const again = await runCli(["prune", "--repo", repo.url, "--keep-last", "5", "--json"], { env: repo.env });
+      expect(JSON.parse(again.stdout).housekeeping).toMatchObject({ removed: [], aborted: [] });
+    });
+  }
+});
+
+async function abandon(repo: Repo, key: string): Promise<void> {
+  if (repo.prefix) return abandonUpload(repo.storage, key);
+  const { mkdirSync, writeFileSync } = await import("node:fs");
+  const { TEMP_MARK } = await import("../../src/storage/file.ts");
+  const dir = join(repo.url, key.split("/")[0]!);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, `${TEMP_MARK}${crypto.randomUUID()}`), "half a write");
+}
+
+async function setDenyDelete(resources: string[]): Promise<void> {
+  const policy = {
+    Version: "2012-10-17",
+    Statement: [{ Effect: "Deny", Principal: "*", Action: ["s3:DeleteObject"], Resource: resources.map((r) => `arn:aws:s3:::${bucket.bucket}/${r}`) }],
+  };
+  await adminClient(bucket.bucket).makeRequest({ method: "PUT", objectName: "", query: { policy: "" }, payload: JSON.stringify(policy), statusCode: 204 });
+}
+
+async function clearPolicy(): Promise<void> {
+  await adminClient(bucket.bucket)
+    .makeRequest({ method: "DELETE", objectName: "", query: { policy: "" }, statusCode: 204 })
+    .catch(() => {});
+}
+
