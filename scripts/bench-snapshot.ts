@@ -27,6 +27,7 @@ db.transaction(() => {
   for (let i = 0; i < rows; i++)
     insert.run(`kind-${i % 17}`, `user-${i % 5000}`, `{"order":${i},"items":[${i % 7},${i % 11}],"note":"customer asked for delivery before noon"}`.repeat(4), crypto.getRandomValues(new Uint8Array(i % 10 === 0 ? 1024 : 64)));
 })();
+insert.finalize();
 db.run("DELETE FROM events WHERE id % 5 = 0"); // an app that deletes leaves free and half-empty pages
 db.run("PRAGMA wal_checkpoint(TRUNCATE)");
 db.close();

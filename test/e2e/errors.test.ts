@@ -14,7 +14,7 @@ beforeAll(async () => {
   bucket = await createTestBucket("e2e-err");
 });
 afterAll(async () => {
-  await bucket.cleanup();
+  await bucket?.cleanup();
   removeTempDirs();
 });
 
@@ -167,7 +167,11 @@ describe("corrupt stored object", () => {
       const original = readFileSync(db);
       const forced = await runCli(["restore", db, "--repo", repo, "--force"], { env });
       expect(forced.exitCode).toBe(4);
-      expect(readFileSync(db).equals(original)).toBe(true);
+      const after = readFileSync(db);
+      if (!after.equals(original)) {
+        const at = original.findIndex((b, i) => after[i] !== b);
+        throw new Error(`target changed: ${original.length} -> ${after.length} bytes, first difference at ${at}; stderr: ${forced.stderr}`);
+      }
       expect(readdirSync(dir).filter((f) => f.includes("replaced") || f.startsWith("."))).toEqual([]);
     });
   }

@@ -21,7 +21,7 @@ beforeAll(async () => {
   bucket = await createTestBucket("e2e-prune");
 });
 afterAll(async () => {
-  await bucket.cleanup();
+  await bucket?.cleanup();
   removeTempDirs();
 });
 

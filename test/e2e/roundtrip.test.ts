@@ -14,7 +14,7 @@ beforeAll(async () => {
   bucket = await createTestBucket("e2e-rt");
 });
 afterAll(async () => {
-  await bucket.cleanup();
+  await bucket?.cleanup();
   removeTempDirs();
 });
 

@@ -18,7 +18,7 @@ beforeAll(async () => {
   bucket = await createTestBucket("e2e-verify");
 });
 afterAll(async () => {
-  await bucket.cleanup();
+  await bucket?.cleanup();
   removeTempDirs();
 });
 
