@@ -137,14 +137,15 @@ export function isoWeek(year: number, month: number, day: number): string {
   return `${weekYear}-W${String(week).padStart(2, "0")}`;
 }
 
-const UNIT_MS: Record<string, number> = { s: 1000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 };
+const UNIT_MS: Record<string, number> = { s: 1000, min: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 };
 
-/** Parse "36h", "7d", "2w", "6m" (months), "1y", "1y6m", "90s". Throws UsageError. */
+/** Parse "36h", "7d", "2w", "6m" (months), "1y", "1y6m", "90s", "5min". Throws UsageError. */
 export function parseDuration(text: string, flag = "duration"): Duration {
   const trimmed = text.trim();
-  if (!/^(\d+[smhdwy])+$/.test(trimmed)) throw new UsageError(`${flag} "${text}" is not a duration`, "use a number and a unit: 90s, 36h, 7d, 2w, 6m (months), 1y, or combinations such as 1y6m");
+  if (!/^(\d+(min|[smhdwy]))+$/.test(trimmed))
+    throw new UsageError(`${flag} "${text}" is not a duration`, "use a number and a unit: 90s, 5min, 36h, 7d, 2w, 6m (months), 1y, or combinations such as 1y6m");
   const duration: Duration = { text: trimmed, years: 0, months: 0, ms: 0 };
-  for (const [, n, unit] of trimmed.matchAll(/(\d+)([smhdwy])/g)) {
+  for (const [, n, unit] of trimmed.matchAll(/(\d+)(min|[smhdwy])/g)) {
     const value = Number(n);
     if (unit === "y") duration.years += value;
     else if (unit === "m") duration.months += value;

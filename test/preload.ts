@@ -3,7 +3,6 @@
  * HOME and XDG dirs point at a fresh temp dir, and AWS_* / SQLITE_VAULT_* variables are removed
  * (the test S3 server's settings, SQLITE_VAULT_TEST_*, are kept for test/helpers/s3.ts).
  */
-import { setDefaultTimeout } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,6 +16,3 @@ process.env.XDG_CACHE_HOME = join(home, ".cache");
 for (const key of Object.keys(process.env)) {
   if (key.startsWith("AWS_") || (key.startsWith("SQLITE_VAULT_") && !key.startsWith("SQLITE_VAULT_TEST_"))) delete process.env[key];
 }
-
-// Integration and end-to-end tests move real databases through a real S3 server.
-setDefaultTimeout(120_000);

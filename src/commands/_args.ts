@@ -16,6 +16,9 @@ export const repoArgs = {
   endpoint: { type: "string", valueHint: "URL", description: "S3 endpoint (env SQLITE_VAULT_S3_ENDPOINT, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL; default AWS)" },
   region: { type: "string", description: "S3 region (env AWS_REGION, AWS_DEFAULT_REGION; default us-east-1)" },
   "path-style": { type: "boolean", description: "S3 path-style addressing (default: on for custom endpoints, off for AWS)" },
+  retries: { type: "string", valueHint: "N", description: "Retries of a failed S3 request (env SQLITE_VAULT_RETRIES; default 5)" },
+  timeout: { type: "string", valueHint: "DURATION", description: "Time limit of each S3 request (env SQLITE_VAULT_TIMEOUT; default 60s)" },
+  "part-size": { type: "string", valueHint: "MiB", description: "S3 multipart part size (env SQLITE_VAULT_PART_SIZE; default 8)" },
 } as const satisfies ArgsDef;
 
 export const databaseArgs = {

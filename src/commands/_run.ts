@@ -6,7 +6,7 @@
 import type { ArgsDef } from "citty";
 import { createCliContext, type RunContext } from "../context.ts";
 import { ExitCode, InterruptedError, toVaultError, UsageError, type VaultError } from "../errors.ts";
-import { createLogger } from "../logger.ts";
+import { createLogger, type Logger } from "../logger.ts";
 import { resolveSettings, type Settings } from "../config.ts";
 import { openStorage, type Storage } from "../storage/index.ts";
 
@@ -73,10 +73,33 @@ export function assertKnownFlags(rawArgs: string[], argsDef: ArgsDef): void {
   }
 }
 
+export interface RepoFlags {
+  repo?: string;
+  endpoint?: string;
+  region?: string;
+  "path-style"?: boolean;
+  "tmp-dir"?: string;
+  compression?: string;
+  retries?: string;
+  timeout?: string;
+  "part-size"?: string;
+}
+
 /** Merge the common settings and open the storage they name. */
-export function openRepo(flags: { repo?: string; endpoint?: string; region?: string; "path-style"?: boolean; "tmp-dir"?: string; compression?: string }): { settings: Settings; storage: Storage } {
-  const settings = resolveSettings({ repo: flags.repo, compression: flags.compression, tmpDir: flags["tmp-dir"] }, process.env);
-  const storage = openStorage(settings.repo, { endpoint: flags.endpoint, region: flags.region, pathStyle: flags["path-style"] });
+export function openRepo(flags: RepoFlags, log?: Logger): { settings: Settings; storage: Storage } {
+  const settings = resolveSettings(
+    { repo: flags.repo, compression: flags.compression, tmpDir: flags["tmp-dir"], retries: flags.retries, timeout: flags.timeout, partSize: flags["part-size"] },
+    process.env,
+  );
+  const storage = openStorage(settings.repo, {
+    endpoint: flags.endpoint,
+    region: flags.region,
+    pathStyle: flags["path-style"],
+    retries: settings.retries,
+    timeoutMs: settings.timeoutMs,
+    partSize: settings.partSize,
+    onRetry: log ? (message) => log.warn(message) : undefined,
+  });
   return { settings, storage };
 }
 

@@ -33,7 +33,7 @@ export default defineCommand({
         const policy = parsePolicy(flags);
         const grace = parseDuration(flags.grace ?? DEFAULT_GRACE, "--grace");
         const now = resolveNow(process.env);
-        const { settings, storage } = openRepo(flags);
+        const { settings, storage } = openRepo(flags, ctx.log);
         if (settings.repoSource === "default") ctx.log.warn(`no --repo or SQLITE_VAULT_REPO: storing in the local default ${settings.repo}, which does not survive losing this machine`);
         const backup = await runBackup(storage, { databasePath: flags.db, name: flags.name, compression: settings.compression, tmpDir: settings.tmpDir, now }, ctx);
         if (isEmptyPolicy(policy)) return backup;

@@ -34,7 +34,7 @@ export default defineCommand({
       rawArgs,
       argsDef: args,
       async execute(ctx) {
-        const { storage } = openRepo(flags);
+        const { storage } = openRepo(flags, ctx.log);
         const name = flags.name || (flags.db ? deriveName(flags.db) : undefined);
         if (name) assertValidName(name);
         const catalog = await readCatalog(storage, name);

@@ -30,7 +30,7 @@ export default defineCommand({
         const grace = parseDuration(flags.grace ?? DEFAULT_GRACE, "--grace");
         const name = flags.name || (flags.db ? deriveName(flags.db) : undefined);
         if (name) assertValidName(name);
-        const { storage } = openRepo(flags);
+        const { storage } = openRepo(flags, ctx.log);
         return runPrune(storage, { name, policy, dryRun: flags["dry-run"], grace, now: resolveNow(process.env)() }, ctx);
       },
       render: renderPrune,

@@ -34,7 +34,7 @@ export default defineCommand({
         if (!target) throw new UsageError("where to? pass the database path, or --name NAME --output PATH", "sqlite-vault restore /var/lib/app/app.db");
         const name = flags.name || deriveName(flags.db || target);
         const selection = parseSelection({ latest: flags.latest, id: flags.id, at: flags.at });
-        const { storage } = openRepo(flags);
+        const { storage } = openRepo(flags, ctx.log);
         return runRestore(storage, { name, target, selection, force: flags.force, ifMissing: flags["if-missing"], quick: flags.quick, fallback: flags.fallback }, ctx);
       },
       render: (r) => {

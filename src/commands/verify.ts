@@ -33,7 +33,7 @@ export default defineCommand({
         const selection: VerifySelection = flags.all ? "all" : flags.id ? { id: flags.id } : "latest";
         const concurrency = flags.concurrency === undefined ? 2 : Number(flags.concurrency);
         if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new UsageError(`--concurrency must be a whole number from 1 to 64, not ${flags.concurrency}`);
-        const { settings, storage } = openRepo(flags);
+        const { settings, storage } = openRepo(flags, ctx.log);
         const name = flags.name || (flags.db ? deriveName(flags.db) : undefined);
         const progress = process.stderr.isTTY && !flags.json && !flags.quiet;
         const report = await runVerify(

@@ -95,6 +95,10 @@ export interface OpenStorageOptions extends S3Flags {
   env?: Env;
   partSize?: number;
   partConcurrency?: number;
+  retries?: number;
+  timeoutMs?: number;
+  /** Told about each retry, for the log. */
+  onRetry?: (message: string) => void;
 }
 
 /** Open the storage for a repo URL. Does not contact the storage; throws UsageError for bad URLs or credentials setup. */
@@ -107,6 +111,8 @@ export function openStorage(repo: string, options: OpenStorageOptions = {}): Sto
     credentials: resolveCredentials(env),
     partSize: options.partSize,
     partConcurrency: options.partConcurrency,
+    retry: { retries: options.retries, timeoutMs: options.timeoutMs },
+    onRetry: options.onRetry,
   });
 }
 

@@ -20,10 +20,17 @@
  *
  * Objects are stored as application/octet-stream and never with Content-Encoding: some providers
  * transparently decompress objects that declare one, which would break the stored-bytes checksum.
+ *
+ * Every request goes through withRetries (src/storage/retry.ts): transient failures are retried with
+ * backoff, each attempt has a timeout (given to the library's fetch by fetch-signal.ts). A multipart
+ * upload retries the failed part, not the object; downloads that break mid-stream resume with a
+ * ranged GET pinned to the object's ETag.
  */
 import { S3Client, S3Errors } from "@bradenmacdonald/s3-lite-client";
 import { AuthError, NotFoundError, StorageUnavailableError, VaultError } from "../errors.ts";
 import { iterate } from "../streams.ts";
+import { runWithSignal } from "./fetch-signal.ts";
+import { AttemptTimeoutError, DEFAULT_RETRIES, DEFAULT_TIMEOUT_MS, isTransient, TransientError, withRetries, type RetryPolicy } from "./retry.ts";
 import { assertValidKey, type GetOptions, type ObjectInfo, type PartialWrite, type PutOptions, type Storage } from "./types.ts";
 
 export interface S3Config {
@@ -39,6 +46,10 @@ export interface S3Config {
   partSize?: number;
   /** How many parts may be uploading at once. */
   partConcurrency?: number;
+  /** Retries and per-request timeout (defaults: 5 retries, 60 s). */
+  retry?: Partial<RetryPolicy>;
+  /** Told about each retry, for the log. */
+  onRetry?: (message: string) => void;
 }
 
 export interface S3Credentials {
@@ -53,16 +64,20 @@ export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
 export const DEFAULT_PART_CONCURRENCY = 3;
 const MIN_PART_SIZE = 5 * 1024 * 1024;
 
+type RequestOptions = Parameters<S3Client["makeRequest"]>[0];
+
 export class S3Storage implements Storage {
   readonly url: string;
   private readonly client: S3Client;
   private readonly partSize: number;
   private readonly partConcurrency: number;
+  private readonly retry: RetryPolicy;
 
   constructor(private readonly config: S3Config) {
     this.url = `s3://${config.bucket}${config.prefix ? `/${config.prefix}` : ""}`;
     this.partSize = Math.max(config.partSize ?? DEFAULT_PART_SIZE, MIN_PART_SIZE);
     this.partConcurrency = Math.max(1, config.partConcurrency ?? DEFAULT_PART_CONCURRENCY);
+    this.retry = { retries: config.retry?.retries ?? DEFAULT_RETRIES, timeoutMs: config.retry?.timeoutMs ?? DEFAULT_TIMEOUT_MS, baseDelayMs: config.retry?.baseDelayMs, maxDelayMs: config.retry?.maxDelayMs };
     this.client = new S3Client({
       endPoint: config.endpoint,
       region: config.region,
@@ -80,9 +95,7 @@ export class S3Storage implements Storage {
   }
 
   async check(): Promise<void> {
-    await this.call("list", async () => {
-      for await (const _ of this.client.listObjects({ prefix: this.config.prefix, maxResults: 1, pageSize: 1 })) break;
-    });
+    await this.listPage(this.config.prefix ? `${this.config.prefix}/` : "", undefined, 1);
   }
 
   async put(key: string, body: ReadableStream<Uint8Array> | Uint8Array, options: PutOptions = {}): Promise<{ size: number }> {
@@ -96,26 +109,19 @@ export class S3Storage implements Storage {
     let size: number;
     if (second.done) {
       signal?.throwIfAborted();
-      await this.request(key, { method: "PUT", objectName: name, payload: firstPart, headers: contentHeaders() });
+      await this.request(key, { method: "PUT", objectName: name, payload: firstPart, headers: contentHeaders() }, signal);
       size = firstPart.byteLength;
     } else {
       size = await this.putMultipart(key, name, prepend([firstPart, second.value], parts), signal);
     }
     const stored = await this.stat(key);
-    if (!stored || stored.size !== size)
-      throw new StorageUnavailableError(`stored size of ${key} is ${stored?.size ?? "missing"}, expected ${size}`);
+    if (!stored || stored.size !== size) throw new StorageUnavailableError(`stored size of ${key} is ${stored?.size ?? "missing"}, expected ${size}`);
     return { size };
   }
 
   private async putMultipart(key: string, name: string, parts: AsyncIterable<Uint8Array<ArrayBuffer>>, signal?: AbortSignal): Promise<number> {
-    const initiated = await this.request(key, {
-      method: "POST",
-      objectName: name,
-      query: { uploads: "" },
-      headers: contentHeaders(),
-      returnBody: true,
-    });
-    const uploadId = xmlText(await initiated.text(), "UploadId");
+    const initiated = await this.request(key, { method: "POST", objectName: name, query: { uploads: "" }, headers: contentHeaders(), returnBody: true }, signal, (r) => r.text());
+    const uploadId = xmlText(initiated, "UploadId");
     if (!uploadId) throw new StorageUnavailableError(`S3 did not return an UploadId for ${key}`);
     const etags: string[] = [];
     const inFlight = new Set<Promise<void>>();
@@ -128,15 +134,13 @@ export class S3Storage implements Storage {
         signal?.throwIfAborted();
         const number = ++partNumber;
         size += part.byteLength;
-        const upload = this.request(key, {
-          method: "PUT",
-          objectName: name,
-          query: { partNumber: String(number), uploadId },
-          payload: part,
+        // Each part is retried on its own; the bytes stay in memory until it is stored.
+        const upload = this.request(key, { method: "PUT", objectName: name, query: { partNumber: String(number), uploadId }, payload: part }, signal, async (response) => {
+          const etag = response.headers.get("etag");
+          if (!etag) throw new TransientError(`S3 returned no ETag for part ${number} of ${key}`);
+          return etag;
         }).then(
-          (response) => {
-            const etag = response.headers.get("etag");
-            if (!etag) throw new StorageUnavailableError(`S3 returned no ETag for part ${number} of ${key}`);
+          (etag) => {
             etags[number - 1] = etag;
           },
           (error) => {
@@ -150,26 +154,26 @@ export class S3Storage implements Storage {
       await Promise.all(inFlight);
       if (failure) throw failure;
       signal?.throwIfAborted();
-      const xml = `<CompleteMultipartUpload>${etags
-        .map((etag, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${escapeXml(etag)}</ETag></Part>`)
-        .join("")}</CompleteMultipartUpload>`;
-      const completed = await this.request(key, {
-        method: "POST",
-        objectName: name,
-        query: { uploadId },
-        payload: xml,
-        returnBody: true,
-      });
-      // S3 may answer 200 and still report an error in the body.
-      const text = await completed.text();
-      if (/<Error>/.test(text))
-        throw new StorageUnavailableError(
-          `S3 failed to complete the upload of ${key}: ${xmlText(text, "Code") ?? "unknown error"}`,
-        );
+      await this.completeMultipart(key, name, uploadId, etags, size, signal);
       return size;
     } catch (error) {
       await Promise.allSettled(inFlight);
       await this.abortMultipart(key, name, uploadId);
+      throw error;
+    }
+  }
+
+  private async completeMultipart(key: string, name: string, uploadId: string, etags: string[], size: number, signal?: AbortSignal): Promise<void> {
+    const xml = `<CompleteMultipartUpload>${etags.map((etag, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${escapeXml(etag)}</ETag></Part>`).join("")}</CompleteMultipartUpload>`;
+    try {
+      await this.request(key, { method: "POST", objectName: name, query: { uploadId }, payload: xml, returnBody: true }, signal, async (response) => {
+        // S3 may answer 200 and still report an error in the body; it asks to be retried.
+        const text = await response.text();
+        if (/<Error>/.test(text)) throw new TransientError(`S3 failed to complete the upload of ${key}: ${xmlText(text, "Code") ?? "unknown error"}`);
+      });
+    } catch (error) {
+      // A retry after a completion whose answer was lost finds the upload gone: the object is there.
+      if (error instanceof NotFoundError && (await this.stat(key))?.size === size) return;
       throw error;
     }
   }
@@ -179,16 +183,55 @@ export class S3Storage implements Storage {
   }
 
   async get(key: string, options: GetOptions = {}): Promise<ReadableStream<Uint8Array>> {
-    options.signal?.throwIfAborted();
-    const response = await this.request(key, { method: "GET", objectName: this.objectName(key), returnBody: true });
-    if (!response.body) throw new StorageUnavailableError(`S3 returned no body for ${key}`);
-    return response.body as ReadableStream<Uint8Array>;
+    const objectName = this.objectName(key);
+    const signal = options.signal;
+    signal?.throwIfAborted();
+    let response = await this.request(key, { method: "GET", objectName, returnBody: true }, signal, async (r) => r);
+    const etag = response.headers.get("etag");
+    const total = Number(response.headers.get("content-length") ?? Number.NaN);
+    let offset = 0;
+    let reader: Reader = response.body!.getReader() as Reader;
+    let resumes = 0;
+    const retry = this.retry;
+    const resume = async (reason: unknown) => {
+      if (resumes++ >= retry.retries || !Number.isFinite(total) || !etag) throw reason;
+      this.config.onRetry?.(`resuming the download of ${key} at byte ${offset} (${describe(reason)})`);
+      await reader.cancel().catch(() => {});
+      const headers = new Headers({ Range: `bytes=${offset}-`, "If-Match": etag });
+      response = await this.request(key, { method: "GET", objectName, headers, statusCode: 206, returnBody: true }, signal, async (r) => r);
+      reader = response.body!.getReader() as Reader;
+    };
+    return new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        while (true) {
+          try {
+            const { done, value } = await readWithin(reader, retry.timeoutMs);
+            if (!done) {
+              offset += value.byteLength;
+              controller.enqueue(value);
+              return;
+            }
+            if (!Number.isFinite(total) || offset >= total) return controller.close();
+            await resume(new TransientError(`the connection closed after ${offset} of ${total} bytes`));
+          } catch (error) {
+            if (signal?.aborted) return controller.error(signal.reason);
+            if (!isTransient(error)) return controller.error(mapS3Error(error, key, this.config));
+            try {
+              await resume(error);
+            } catch (final) {
+              return controller.error(mapS3Error(final, key, this.config));
+            }
+          }
+        }
+      },
+      cancel: (reason) => reader.cancel(reason),
+    });
   }
 
   async stat(key: string): Promise<ObjectInfo | null> {
     try {
-      const info = await this.call(key, () => this.client.statObject(this.objectName(key)));
-      return { key, size: info.size, lastModified: info.lastModified };
+      const response = await this.request(key, { method: "HEAD", objectName: this.objectName(key) }, undefined, async (r) => r);
+      return { key, size: Number(response.headers.get("content-length")), lastModified: new Date(response.headers.get("last-modified") ?? 0) };
     } catch (error) {
       if (!(error instanceof NotFoundError)) throw error;
       // A HEAD has no error body, so a missing bucket also reads as 404: tell the two apart.
@@ -199,12 +242,26 @@ export class S3Storage implements Storage {
 
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
     const base = this.config.prefix ? `${this.config.prefix}/` : "";
-    const iterator = this.client.listObjects({ prefix: base + prefix })[Symbol.asyncIterator]();
-    while (true) {
-      const next = await this.call("list", () => iterator.next());
-      if (next.done) return;
-      yield { key: next.value.key.slice(base.length), size: next.value.size, lastModified: next.value.lastModified };
-    }
+    let token: string | undefined;
+    do {
+      const page = await this.listPage(base + prefix, token);
+      for (const object of page.objects) yield { ...object, key: object.key.slice(base.length) };
+      token = page.next;
+    } while (token);
+  }
+
+  /** One ListObjectsV2 page, retried as a whole. */
+  private async listPage(prefix: string, token?: string, maxKeys = 1000): Promise<{ objects: ObjectInfo[]; next?: string }> {
+    const query: Record<string, string> = { "list-type": "2", prefix, "max-keys": String(maxKeys) };
+    if (token) query["continuation-token"] = token;
+    const xml = await this.request("list", { method: "GET", objectName: "", query, returnBody: true }, undefined, (r) => r.text());
+    const objects = [...xml.matchAll(/<Contents>([\s\S]*?)<\/Contents>/g)].map(([, c]) => ({
+      key: decodeXml(xmlText(c!, "Key") ?? ""),
+      size: Number(xmlText(c!, "Size")),
+      lastModified: new Date(xmlText(c!, "LastModified") ?? 0),
+    }));
+    const truncated = xmlText(xml, "IsTruncated") === "true";
+    return { objects, next: truncated ? xmlText(xml, "NextContinuationToken") : undefined };
   }
 
   async delete(keys: string[]): Promise<void> {
@@ -223,8 +280,7 @@ export class S3Storage implements Storage {
       const query: Record<string, string> = { uploads: "", prefix: base + prefix };
       if (keyMarker) query["key-marker"] = keyMarker;
       if (uploadIdMarker) query["upload-id-marker"] = uploadIdMarker;
-      const response = await this.request("uploads", { method: "GET", objectName: "", query, returnBody: true });
-      const xml = await response.text();
+      const xml = await this.request("uploads", { method: "GET", objectName: "", query, returnBody: true }, undefined, (r) => r.text());
       for (const [, body] of xml.matchAll(/<Upload>([\s\S]*?)<\/Upload>/g)) {
         const key = xmlText(body!, "Key");
         const handle = xmlText(body!, "UploadId");
@@ -245,18 +301,48 @@ export class S3Storage implements Storage {
     });
   }
 
-  private request(key: string, options: Parameters<S3Client["makeRequest"]>[0]): Promise<Response> {
-    return this.call(key, () => this.client.makeRequest(options));
-  }
-
-  /** Run one client call and map its failures onto the shared storage errors. */
-  private async call<T>(key: string, fn: () => Promise<T>): Promise<T> {
+  /**
+   * One S3 request with retries. `read` consumes the response inside the attempt (so a body that
+   * breaks is retried too); without it the body is discarded. Failures are mapped onto the storage
+   * errors after the last attempt.
+   */
+  private async request<T = Response>(key: string, options: RequestOptions, signal?: AbortSignal, read?: (response: Response) => Promise<T>): Promise<T> {
     try {
-      return await fn();
+      return await withRetries(
+        (attemptSignal) =>
+          runWithSignal(attemptSignal, async () => {
+            const response = await this.client.makeRequest(options);
+            return read ? await read(response) : (response as T);
+          }),
+        this.retry,
+        { signal, onRetry: (error, attempt, delay) => this.config.onRetry?.(`retrying ${options.method} ${key} (attempt ${attempt + 1} of ${this.retry.retries + 1}) in ${delay} ms: ${describe(error)}`) },
+      );
     } catch (error) {
       throw mapS3Error(error, key, this.config);
     }
   }
+}
+
+/** Read one chunk, or fail as a timeout when nothing arrives in time. */
+type Reader = { read(): Promise<{ done: true; value?: undefined } | { done: false; value: Uint8Array }>; cancel(reason?: unknown): Promise<void> };
+
+async function readWithin(reader: Reader, timeoutMs: number): ReturnType<Reader["read"]> {
+  let timer: Timer | undefined;
+  try {
+    return await Promise.race([
+      reader.read(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new AttemptTimeoutError(`no data for ${timeoutMs / 1000}s`)), timeoutMs);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function describe(error: unknown): string {
+  if (error instanceof S3Errors.ServerError) return `${error.code} (HTTP ${error.statusCode})`;
+  return error instanceof Error ? error.message : String(error);
 }
 
 /** Map an s3-lite-client or fetch failure onto the storage error contract. Never includes secrets. */
@@ -265,9 +351,8 @@ export function mapS3Error(error: unknown, key: string, config: Pick<S3Config, "
   if (error instanceof S3Errors.ServerError) {
     const code = error.code;
     const status = error.statusCode;
-    if (code === "NoSuchBucket")
-      return new StorageUnavailableError(`bucket ${config.bucket} does not exist at ${config.endpoint}`, "create the bucket, or check --repo and the endpoint");
-    if (code === "NoSuchKey" || (status === 404 && code !== "NoSuchBucket")) return new NotFoundError(`${key} not found`);
+    if (code === "NoSuchBucket") return new StorageUnavailableError(`bucket ${config.bucket} does not exist at ${config.endpoint}`, "create the bucket, or check --repo and the endpoint");
+    if (code === "NoSuchKey" || code === "NoSuchUpload" || (status === 404 && code !== "NoSuchBucket")) return new NotFoundError(`${key} not found`);
     if (code === "RequestTimeTooSkewed")
       return new AuthError(`S3 rejected the request: this machine's clock differs too much from the server's`, "sync the clock (for example with NTP) and retry");
     if (status === 401 || status === 403) {
@@ -277,10 +362,12 @@ export function mapS3Error(error: unknown, key: string, config: Pick<S3Config, "
         : "no credentials were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE";
       return new AuthError(`S3 refused access to bucket ${config.bucket} (${detail})`, hint);
     }
+    if (code === "PreconditionFailed" || status === 412) return new StorageUnavailableError(`${key} changed on the server during the download`, "retry");
     if (code === "UnexpectedRedirect" || status === 301)
       return new StorageUnavailableError(`S3 redirected the request for bucket ${config.bucket}: wrong region or endpoint`, "set the bucket's region with ?region= or AWS_REGION");
     return new StorageUnavailableError(`S3 error on ${key}: ${code} (HTTP ${status}): ${error.message}`);
   }
+  if (error instanceof TransientError || error instanceof AttemptTimeoutError) return new StorageUnavailableError(`S3 request for ${key} failed: ${error.message}`, "check the network and the endpoint; --retries and --timeout tune the retries");
   if (error instanceof S3Errors.S3Error) return new VaultError(`S3 client: ${error.message}`, "check --repo and the endpoint");
   if (error instanceof Error && error.name === "AbortError") return error;
   const message = error instanceof Error ? error.message : String(error);

@@ -2,12 +2,15 @@
  * Every failure a user can cause, through the compiled binary: one clear line on stderr (plus a
  * "Try:" hint), the documented exit code, nothing half-written, nothing listed that is not complete.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createBankDb, removeTempDirs, tempDir } from "../helpers/db.ts";
 import { ROOT, runCli, spawnCli } from "../helpers/cli.ts";
 import { createTestBucket, listUploads, s3Env, s3RepoUrl, testS3 } from "../helpers/s3.ts";
+
+// Real databases through a real S3 server (and retries with backoff) take more than the default 5 s.
+setDefaultTimeout(120_000);
 
 let bucket: Awaited<ReturnType<typeof createTestBucket>>;
 beforeAll(async () => {

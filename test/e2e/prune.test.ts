@@ -3,7 +3,7 @@
  * directory. Backups dated weeks apart are made with the SQLITE_VAULT_NOW test hook, which sets the
  * clock backup and prune plan with (never the grace period, which uses the real clock).
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { join } from "node:path";
 import { runPrune } from "../../src/prune.ts";
 import { createContext } from "../../src/context.ts";
@@ -15,6 +15,9 @@ import type { Storage } from "../../src/storage/types.ts";
 import { createBankDb, inspectBank, removeTempDirs, tempDir } from "../helpers/db.ts";
 import { runCli } from "../helpers/cli.ts";
 import { abandonUpload, adminClient, createTestBucket, s3Env, s3RepoUrl } from "../helpers/s3.ts";
+
+// Real databases through a real S3 server (and retries with backoff) take more than the default 5 s.
+setDefaultTimeout(120_000);
 
 let bucket: Awaited<ReturnType<typeof createTestBucket>>;
 beforeAll(async () => {

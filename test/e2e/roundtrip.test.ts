@@ -2,12 +2,15 @@
  * End to end through the compiled binary: backup, list and restore against both backends, and the
  * recovery path that needs no sqlite-vault at all (gunzip + sqlite3).
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ACCOUNTS, createBankDb, INITIAL_BALANCE, inspectBank, removeTempDirs, tempDir } from "../helpers/db.ts";
 import { runCli } from "../helpers/cli.ts";
 import { createTestBucket, s3Env, s3RepoUrl } from "../helpers/s3.ts";
+
+// Real databases through a real S3 server (and retries with backoff) take more than the default 5 s.
+setDefaultTimeout(120_000);
 
 let bucket: Awaited<ReturnType<typeof createTestBucket>>;
 beforeAll(async () => {

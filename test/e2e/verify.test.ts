@@ -2,7 +2,7 @@
  * verify and restore --fallback through the compiled binary, against the local directory and the real
  * S3 server: every kind of damage is caught at the right step, named, and never restored.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { openStorage } from "../../src/storage/index.ts";
@@ -12,6 +12,9 @@ import { ensureBinary, runCli, spawnCli } from "../helpers/cli.ts";
 import { createTestBucket, s3Env, s3RepoUrl } from "../helpers/s3.ts";
 import { flipByte, readBackupManifest, rewriteManifest, storeCorruptDatabase, truncate } from "../helpers/tamper.ts";
 import { dataKey } from "../../src/manifest.ts";
+
+// Real databases through a real S3 server (and retries with backoff) take more than the default 5 s.
+setDefaultTimeout(120_000);
 
 let bucket: Awaited<ReturnType<typeof createTestBucket>>;
 beforeAll(async () => {

@@ -3,7 +3,7 @@
  * the total balance while backups run; every restored copy passes integrity_check and holds the total.
  * Both journal modes, both backends (the local directory and the real S3 server).
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { runBackup } from "../../src/backup.ts";
@@ -15,6 +15,9 @@ import { openStorage } from "../../src/storage/index.ts";
 import type { Storage } from "../../src/storage/types.ts";
 import { ACCOUNTS, createBankDb, INITIAL_BALANCE, inspectBank, removeTempDirs, startWriter, tempDir } from "../helpers/db.ts";
 import { createTestBucket, s3Env, s3RepoUrl } from "../helpers/s3.ts";
+
+// Real databases through a real S3 server (and retries with backoff) take more than the default 5 s.
+setDefaultTimeout(120_000);
 
 const backends: { label: string; open: () => Promise<Storage> }[] = [
   { label: "local directory", open: async () => new FileStorage(join(tempDir("live-repo"), "repo")) },

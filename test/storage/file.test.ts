@@ -1,10 +1,13 @@
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { FileStorage, TEMP_MARK } from "../../src/storage/file.ts";
 import { openStorage } from "../../src/storage/index.ts";
 import { removeTempDirs, tempDir } from "../helpers/db.ts";
 import { bytesOf, describeStorageContract } from "./contract.ts";
+
+// Real databases through a real S3 server (and retries with backoff) take more than the default 5 s.
+setDefaultTimeout(120_000);
 
 describeStorageContract("local directory", () => ({
   fresh: async () => new FileStorage(join(tempDir("file-contract"), "repo")),

@@ -1,10 +1,13 @@
-import { describe, expect, test, beforeAll, afterAll } from "bun:test";
+import { describe, expect, test, beforeAll, afterAll, setDefaultTimeout } from "bun:test";
 import { AuthError, StorageUnavailableError } from "../../src/errors.ts";
 import { S3Storage } from "../../src/storage/s3.ts";
 import { openStorage } from "../../src/storage/index.ts";
 import { abandonUpload, adminClient, createTestBucket, listUploads, s3RepoUrl, testS3 } from "../helpers/s3.ts";
 import { bytesOf, describeStorageContract, LARGE } from "./contract.ts";
 import { readAll } from "../../src/streams.ts";
+
+// Real databases through a real S3 server (and retries with backoff) take more than the default 5 s.
+setDefaultTimeout(120_000);
 
 const PART = 5 * 1024 * 1024;
 let prefixCounter = 0;

@@ -164,6 +164,8 @@ describe("policy parsing", () => {
     expect(parseDuration("36h")).toEqual({ text: "36h", years: 0, months: 0, ms: 36 * 3_600_000 });
     expect(parseDuration("2w").ms).toBe(14 * 86_400_000);
     expect(parseDuration("1y6m")).toMatchObject({ years: 1, months: 6, ms: 0 });
+    expect(parseDuration("5min").ms).toBe(300_000);
+    expect(parseDuration("1h30min").ms).toBe(5_400_000);
     for (const bad of ["", "7", "d", "1.5d", "-1d", "7 days"]) expect(() => parseDuration(bad)).toThrow(UsageError);
   });
   test("calendar subtraction clamps to the end of shorter months", () => {
