@@ -1,5 +1,5 @@
 /**
- * One backup at a time per database, across processes. The lock is a file in the OS temp dir named
+ * One backup or restore at a time per database path, across processes. The lock is a file in the OS temp dir named
  * after the database's real path, created atomically (write a temp file, then link() it into place,
  * which fails if the lock exists). It holds the owner's pid and host; a lock whose process is gone
  * (killed with -9, crashed) is stale and taken over, so it never blocks the next run.
@@ -15,6 +15,7 @@ export interface Lock {
 }
 
 interface LockOwner {
+  purpose: string;
   pid: number;
   host: string;
   startedAt: string;
@@ -26,7 +27,7 @@ export function acquireLock(target: string, purpose: string, dir = join(tmpdir()
   const real = safeRealpath(target);
   const id = new Bun.CryptoHasher("sha256").update(real).digest("hex").slice(0, 24);
   const path = join(dir, `${id}.lock`);
-  const owner: LockOwner = { pid: process.pid, host: hostname(), startedAt: new Date().toISOString() };
+  const owner: LockOwner = { purpose, pid: process.pid, host: hostname(), startedAt: new Date().toISOString() };
   const staging = `${path}.${process.pid}.${crypto.randomUUID()}`;
   writeFileSync(staging, JSON.stringify(owner), { mode: 0o600 });
   try {
@@ -49,7 +50,7 @@ export function acquireLock(target: string, purpose: string, dir = join(tmpdir()
       }
       const holder = readOwner(path);
       if (holder && isAlive(holder)) {
-        throw new LockedError(`another ${purpose} of ${real} is running (pid ${holder.pid}, since ${holder.startedAt})`, "wait for it to finish; runs of one database never overlap");
+        throw new LockedError(`another ${holder.purpose ?? "run"} of ${real} is running (pid ${holder.pid}, since ${holder.startedAt})`, "wait for it to finish; runs of one database never overlap");
       }
       // Stale: its process is gone. Remove it and try again.
       try {

@@ -13,7 +13,9 @@ import { describeSelection, readCatalog, selectCandidates, type Selection } from
 import { fetchAndCheck, type IntegrityCheck } from "./check.ts";
 import type { RunContext } from "./context.ts";
 import { VaultError, VerificationError, type CheckStep } from "./errors.ts";
-import { assertValidName } from "./manifest.ts";
+import { acquireLock } from "./lock.ts";
+import { assertValidName, type BackupManifest } from "./manifest.ts";
+import { removeStale, tempTag } from "./stale.ts";
 import { syncDirectory } from "./storage/file.ts";
 import type { Storage } from "./storage/types.ts";
 
@@ -91,11 +93,23 @@ export async function runRestore(storage: Storage, input: RestoreInput, ctx: Run
     throw new VaultError(`no backup of ${input.name}${which ? ` ${which}` : ""} in ${storage.url}`, "run: sqlite-vault list");
   }
 
+  // One restore (or backup) of a path at a time; then what a killed restore left here is stale.
+  const lock = acquireLock(target, "restore");
+  try {
+    for (const stale of removeStale(dir, tempPrefix(target))) ctx.log.info(`removed ${stale}, left by a killed restore`);
+    return await restoreFirstSound(storage, input, candidates, target, ctx, started);
+  } finally {
+    lock.release();
+  }
+}
+
+async function restoreFirstSound(storage: Storage, input: RestoreInput, candidates: BackupManifest[], target: string, ctx: RunContext, started: number): Promise<RestoreResult> {
+  const dir = dirname(target);
   const mode = existsSync(target) ? statSync(target).mode & 0o777 : 0o600;
   const skipped: SkippedBackup[] = [];
   for (const manifest of input.fallback ? candidates : candidates.slice(0, 1)) {
     ctx.log.info(`restoring ${manifest.name} ${manifest.id} (${manifest.createdAt}) to ${target}`);
-    const temp = ctx.temp.add(join(dir, `.${basename(target)}.sqlite-vault-${crypto.randomUUID().slice(0, 8)}.tmp`));
+    const temp = ctx.temp.add(join(dir, `${tempPrefix(target)}${tempTag()}.tmp`));
     try {
       const { check, warnings } = await fetchAndCheck(storage, manifest, temp, { mode, quick: input.quick }, ctx);
       for (const warning of warnings) ctx.log.warn(warning);
@@ -135,6 +149,11 @@ export async function runRestore(storage: Storage, input: RestoreInput, ctx: Run
     }
   }
   throw new VerificationError(`none of the ${skipped.length} backup(s) of ${input.name} passed verification; nothing was restored`, skipped[0]?.step ?? "checksum", "run: sqlite-vault verify --all");
+}
+
+/** Restore temp files: hidden, beside the target, named after it and the restoring process. */
+function tempPrefix(target: string): string {
+  return `.${basename(target)}.sqlite-vault-`;
 }
 
 /** VACUUM INTO writes rollback-journal files; give a WAL database its journal mode back. */

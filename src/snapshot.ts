@@ -20,6 +20,7 @@ import { chmodSync, chownSync, closeSync, openSync, readSync, statSync, writeFil
 import { mkdtemp } from "node:fs/promises";
 import { join } from "node:path";
 import type { RunContext } from "./context.ts";
+import { removeStale, tempTag } from "./stale.ts";
 import { VaultError } from "./errors.ts";
 
 export interface Snapshot {
@@ -35,6 +36,7 @@ export interface Snapshot {
 }
 
 const SQLITE_MAGIC = "SQLite format 3\0";
+const SNAPSHOT_PREFIX = "sqlite-vault-snapshot-";
 /** How long the copy waits for a writer's lock in rollback-journal mode before giving up. */
 const BUSY_TIMEOUT_MS = 30_000;
 
@@ -69,7 +71,8 @@ export function readDatabaseHeader(path: string): { pageSize: number; pageCount:
  */
 export async function createSnapshot(databasePath: string, tmpDir: string, ctx: RunContext): Promise<Snapshot> {
   assertSqliteFile(databasePath);
-  const dir = ctx.temp.add(await mkdtemp(join(tmpDir, "sqlite-vault-")));
+  for (const stale of removeStale(tmpDir, SNAPSHOT_PREFIX)) ctx.log.info(`removed ${stale}, left by a killed run`);
+  const dir = ctx.temp.add(await mkdtemp(join(tmpDir, `${SNAPSHOT_PREFIX}${tempTag()}-`)));
   try {
     return copyDatabase(databasePath, dir, ctx);
   } catch (error) {

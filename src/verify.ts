@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { mapLimit, readCatalog } from "./catalog.ts";
 import { fetchAndCheck, type IntegrityCheck } from "./check.ts";
 import type { RunContext } from "./context.ts";
+import { removeStale, tempTag } from "./stale.ts";
 import { VaultError, VerificationError, type CheckStep } from "./errors.ts";
 import { verifiedKey, type BackupManifest } from "./manifest.ts";
 import type { Storage } from "./storage/types.ts";
@@ -70,7 +71,8 @@ export async function runVerify(storage: Storage, input: VerifyInput, ctx: RunCo
   for (const orphan of catalog.orphans) ctx.log.warn(`${orphan.key} has no manifest (an interrupted upload?); it is not a backup`);
 
   const check: IntegrityCheck = input.quick ? "quick_check" : "integrity_check";
-  const workDir = ctx.temp.add(await mkdtemp(join(input.tmpDir, "sqlite-vault-verify-")));
+  removeStale(input.tmpDir, "sqlite-vault-verify-");
+  const workDir = ctx.temp.add(await mkdtemp(join(input.tmpDir, `sqlite-vault-verify-${tempTag()}-`)));
   const results: VerifyEntry[] = new Array(chosen.length);
   let done = 0;
   try {
