@@ -93,7 +93,10 @@ export function toVaultError(error: unknown): VaultError {
   if (error instanceof VaultError) return error;
   if (error instanceof Error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === "ENOSPC") return new VaultError(`no space left on device: ${error.message}`, undefined, { cause: error });
+    if (code === "ENOSPC") {
+      const path = (error as NodeJS.ErrnoException).path;
+      return new VaultError(`no space left on device${path ? ` writing ${path}` : ""}; nothing was left half-written`, "free some space, or write elsewhere (--tmp-dir, --output)", { cause: error });
+    }
     if (code === "EACCES" || code === "EPERM") return new VaultError(`permission denied: ${error.message}`, undefined, { cause: error });
     return new VaultError(error.message, undefined, { cause: error });
   }

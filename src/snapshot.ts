@@ -99,6 +99,8 @@ function copyDatabase(databasePath: string, dir: string, ctx: RunContext): Snaps
   } catch (error) {
     const message = (error as Error).message;
     if (/not a database|file is encrypted/i.test(message)) throw new VaultError(`${databasePath} is not a SQLite database (${message})`);
+    if (/disk is full/i.test(message))
+      throw new VaultError(`no space left for the snapshot of ${databasePath} in ${dir}`, "the snapshot needs as much free space as the database: use --tmp-dir on a larger disk");
     if (/busy|locked/i.test(message)) throw new VaultError(`${databasePath} stayed locked by a writer for ${BUSY_TIMEOUT_MS / 1000}s: ${message}`, "retry when the writer is idle");
     throw new VaultError(`cannot snapshot ${databasePath}: ${message}`, undefined, { cause: error });
   } finally {
