@@ -14,5 +14,6 @@ export const main = defineCommand({
     restore: () => import("./commands/restore.ts").then((m) => m.default),
     verify: () => import("./commands/verify.ts").then((m) => m.default),
     prune: () => import("./commands/prune.ts").then((m) => m.default),
+    doctor: () => import("./commands/doctor.ts").then((m) => m.default),
   },
 });

@@ -4,7 +4,7 @@
  * fsyncs the directory, so a crash leaves either the old state or the complete object. Temp names
  * start with "." and are never listed.
  */
-import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, open, readdir, rename, rm, rmdir, stat } from "node:fs/promises";
 import { createReadStream } from "node:fs";
 import { basename, dirname, join, sep } from "node:path";
 import { Readable } from "node:stream";
@@ -110,7 +110,11 @@ export class FileStorage implements Storage {
       await rm(path, { force: true });
       dirs.add(dirname(path));
     }
-    for (const dir of dirs) await syncDirectory(dir).catch(() => {});
+    for (const dir of dirs) {
+      // A directory that held only these keys goes too (never the repository root).
+      if (dir !== this.root && (await readdir(dir).catch(() => [""])).length === 0) await rmdir(dir).catch(() => {});
+      await syncDirectory(dir === this.root ? dir : dirname(dir)).catch(() => {});
+    }
   }
 
   async *listPartialWrites(prefix: string): AsyncIterable<PartialWrite> {

@@ -89,6 +89,21 @@ export class S3Storage implements Storage {
     });
   }
 
+  /** How requests address the bucket. */
+  get addressing(): "path-style" | "virtual-hosted" {
+    return this.config.pathStyle ? "path-style" : "virtual-hosted";
+  }
+
+  /** The server's clock, from the Date header of a small request (null when it sends none). */
+  async serverTime(): Promise<Date | null> {
+    const query = { "list-type": "2", prefix: this.config.prefix ? `${this.config.prefix}/` : "", "max-keys": "1" };
+    const date = await this.request("list", { method: "GET", objectName: "", query, returnBody: true }, undefined, async (r) => {
+      await r.body?.cancel();
+      return r.headers.get("date");
+    });
+    return date ? new Date(date) : null;
+  }
+
   private objectName(key: string): string {
     assertValidKey(key);
     return this.config.prefix ? `${this.config.prefix}/${key}` : key;

@@ -9,6 +9,7 @@
  *   status          answer with an S3 error document: 500, 503, SlowDown (503), or any status and code
  *   error-200       forward the request, then answer 200 with an <Error> body
  *   down            stop listening for `downMs` (connections are refused), then listen again
+ *   fake-204        answer 204 No Content without forwarding (a delete that is acknowledged, not done)
  */
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -20,7 +21,8 @@ export type Fault =
   | { kind: "delay"; delayMs: number }
   | { kind: "status"; status: number; code?: string }
   | { kind: "error-200"; code?: string }
-  | { kind: "down"; downMs: number };
+  | { kind: "down"; downMs: number }
+  | { kind: "fake-204" };
 
 export interface FaultRule {
   /** Which requests: method and a test on the path with its query. */
@@ -87,6 +89,13 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
         return;
       case "error-200":
         return forward(req, res, { replaceWith: { status: 200, body: errorXml(fault.code ?? "InternalError") } });
+      case "fake-204":
+        req.resume();
+        req.on("end", () => {
+          res.writeHead(204);
+          res.end();
+        });
+        return;
       case "down":
         req.socket.destroy();
         server.close();

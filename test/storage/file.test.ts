@@ -30,6 +30,17 @@ describe("local directory specifics", () => {
     expect((openStorage(dir) as FileStorage).root).toBe(dir);
   });
 
+  test("deleting the last key of a directory removes the directory, never the root", async () => {
+    const root = join(tempDir("file-rmdir"), "repo");
+    const s = new FileStorage(root);
+    await s.put("db/a", bytesOf(10));
+    await s.put("other/b", bytesOf(10));
+    await s.delete(["db/a"]);
+    expect(readdirSync(root)).toEqual(["other"]);
+    await s.delete(["other/b"]);
+    expect(readdirSync(root)).toEqual([]);
+  });
+
   test("objects are written 0600 and no temp file remains after a failed put", async () => {
     const root = join(tempDir("file-mode"), "repo");
     const s = new FileStorage(root);

@@ -1,0 +1,34 @@
+import { defineCommand } from "citty";
+import { runDoctor, type DoctorReport } from "../doctor.ts";
+import { openStorage } from "../storage/index.ts";
+import { S3Storage } from "../storage/s3.ts";
+import { outputArgs, repoArgs } from "./_args.ts";
+import { openRepo, runCommand } from "./_run.ts";
+
+const args = { ...repoArgs, ...outputArgs } as const;
+
+export default defineCommand({
+  meta: { name: "doctor", description: "Probe the repository the way a backup would, and say how to fix what fails" },
+  args,
+  run: ({ args: flags, rawArgs }) =>
+    runCommand<DoctorReport>({
+      flags,
+      rawArgs,
+      argsDef: args,
+      async execute(ctx) {
+        const { settings, storage } = openRepo(flags, ctx.log);
+        const openOtherAddressing =
+          storage instanceof S3Storage
+            ? () => openStorage(settings.repo, { endpoint: flags.endpoint, region: flags.region, pathStyle: storage.addressing !== "path-style", retries: 0, timeoutMs: settings.timeoutMs })
+            : undefined;
+        return runDoctor(storage, { partSize: settings.partSize, openOtherAddressing }, ctx);
+      },
+      render: (r) =>
+        [
+          `checking ${r.repo}`,
+          ...r.checks.map((c) => `${c.ok ? "ok  " : "FAIL"} ${c.name}: ${c.detail}${c.fix ? `\n     fix: ${c.fix}` : ""}`),
+          r.ok ? "a backup to this repository would work" : "a backup to this repository would fail",
+        ].join("\n"),
+      exitCode: (r) => r.exitCode,
+    }),
+});
