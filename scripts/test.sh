@@ -35,4 +35,14 @@ eval "$(scripts/s3-server.sh start)"
 
 bun run build
 bunx tsc --noEmit -p .
-bun test "$@"
+# bun test's own summary, plus the plain "N passed, N failed" line that any CI can read.
+log="$(mktemp)"
+set +e
+bun test "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -Eo '^ *[0-9]+ pass$' "$log" | tail -n 1 | grep -Eo '[0-9]+' || true)
+failed=$(grep -Eo '^ *[0-9]+ fail$' "$log" | tail -n 1 | grep -Eo '[0-9]+' || true)
+rm -f "$log"
+echo "${passed:-0} passed, ${failed:-0} failed"
+exit "$status"
