@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Run every test on a fresh machine: installs what the suite needs (Bun from npm, sqlite3 and Ceph from
-# Debian), starts the test S3 server (Ceph RGW on 127.0.0.1), builds the binary, type-checks, runs
+# Run every test on a fresh machine: installs what the suite needs (Bun from npm; sqlite3, age and Ceph
+# from Debian), starts the test S3 server (Ceph RGW on 127.0.0.1), builds the binary, type-checks, runs
 # `bun test`, and stops the server again however the run ends.
 #
 #   scripts/test.sh [bun test arguments…]
@@ -18,6 +18,8 @@ command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
 command -v gunzip >/dev/null 2>&1 || missing+=(gzip)
 command -v flock >/dev/null 2>&1 || missing+=(util-linux)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v age >/dev/null 2>&1 || missing+=(age)
+command -v script >/dev/null 2>&1 || missing+=(bsdutils)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]} from Debian"
   apt-get update -qq >/dev/null

@@ -5,6 +5,7 @@
 import { realpathSync } from "node:fs";
 import { hostname } from "node:os";
 import { createCompressor } from "./codec.ts";
+import { describeEncryption, encryptStream, type EncryptionSettings } from "./encryption.ts";
 import type { RunContext } from "./context.ts";
 import { VaultError } from "./errors.ts";
 import { acquireLock } from "./lock.ts";
@@ -30,6 +31,8 @@ export interface BackupInput {
   /** Defaults to deriveName(databasePath). */
   name?: string;
   compression: Compression;
+  /** Encrypt the stored object with age; null or absent: not encrypted. */
+  encryption?: EncryptionSettings | null;
   tmpDir: string;
   /** The clock; tests pass a fixed time. */
   now?: () => Date;
@@ -44,6 +47,7 @@ export interface BackupResult {
   manifestKey: string;
   dataKey: string;
   compression: Compression;
+  encrypted: boolean;
   databaseBytes: number;
   storedBytes: number;
   /** stored / database bytes. */
@@ -70,14 +74,12 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
     const snapshot = await createSnapshot(input.databasePath, input.tmpDir, ctx);
     ctx.log.debug(`snapshot of ${input.databasePath}: ${snapshot.bytes} bytes via VACUUM INTO`);
 
-    const key = dataKey(name, id, input.compression);
+    const encryption = input.encryption ?? null;
+    const key = dataKey(name, id, input.compression, encryption !== null);
     const dbDigest = createDigestStream();
     const storedDigest = createDigestStream();
-    const body = Bun.file(snapshot.path)
-      .stream()
-      .pipeThrough(dbDigest.stream)
-      .pipeThrough(createCompressor(input.compression))
-      .pipeThrough(storedDigest.stream);
+    const compressed = Bun.file(snapshot.path).stream().pipeThrough(dbDigest.stream).pipeThrough(createCompressor(input.compression));
+    const body = (encryption ? await encryptStream(compressed, encryption) : compressed).pipeThrough(storedDigest.stream);
     let uploaded = false;
     try {
       const { size } = await storage.put(key, body, { signal: ctx.signal });
@@ -99,7 +101,7 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
         sqliteVersion: snapshot.sqliteVersion,
         snapshot: { method: "vacuum-into", journalMode: snapshot.journalMode },
         database: { pageSize: snapshot.pageSize, pageCount: snapshot.pageCount, bytes: db.bytes, sha256: db.sha256 },
-        stored: { key, bytes: stored.bytes, sha256: stored.sha256, compression: input.compression },
+        stored: { key, bytes: stored.bytes, sha256: stored.sha256, compression: input.compression, ...(encryption ? { encryption: describeEncryption(encryption) } : {}) },
       };
       await storage.put(manifestKey(name, id), serializeManifest(manifest), { signal: ctx.signal });
       return {
@@ -111,6 +113,7 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
         manifestKey: manifestKey(name, id),
         dataKey: key,
         compression: input.compression,
+        encrypted: encryption !== null,
         databaseBytes: db.bytes,
         storedBytes: stored.bytes,
         ratio: db.bytes === 0 ? 0 : stored.bytes / db.bytes,

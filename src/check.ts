@@ -11,6 +11,7 @@ import { Database } from "bun:sqlite";
 import { open } from "node:fs/promises";
 import { createDecompressor } from "./codec.ts";
 import type { RunContext } from "./context.ts";
+import { decryptStream, NoMatchingIdentityError, type DecryptionSettings } from "./encryption.ts";
 import { NotFoundError, StorageUnavailableError, VaultError, VerificationError } from "./errors.ts";
 import type { BackupManifest } from "./manifest.ts";
 import { readDatabaseHeader } from "./snapshot.ts";
@@ -25,15 +26,22 @@ export interface CheckResult {
   warnings: string[];
 }
 
+export interface CheckOptions {
+  mode: number;
+  quick?: boolean;
+  /** Keys for encrypted backups. */
+  decryption?: DecryptionSettings;
+}
+
 /**
  * Download the backup into a new file at `path` (created with `mode`, fsynced) and run every check.
  * Throws VerificationError (with its step) when the backup is bad, storage errors when the storage
  * fails, and the signal's reason when aborted. The caller owns `path` and removes it on failure.
  */
-export async function fetchAndCheck(storage: Storage, manifest: BackupManifest, path: string, options: { mode: number; quick?: boolean }, ctx: RunContext): Promise<CheckResult> {
+export async function fetchAndCheck(storage: Storage, manifest: BackupManifest, path: string, options: CheckOptions, ctx: RunContext): Promise<CheckResult> {
   try {
     await checkObject(storage, manifest);
-    await download(storage, manifest, path, options.mode, ctx);
+    await download(storage, manifest, path, options, ctx);
     ctx.signal.throwIfAborted();
     const check: IntegrityCheck = options.quick ? "quick_check" : "integrity_check";
     return { check, warnings: checkDatabase(path, manifest, check) };
@@ -52,23 +60,60 @@ async function checkObject(storage: Storage, manifest: BackupManifest): Promise<
     throw new VerificationError(`backup ${manifest.id}: its data object is ${info.size} bytes, the manifest says ${manifest.stored.bytes}`, "object");
 }
 
-/** Step "checksum": stream the object through both digests and the decompressor into `path`. */
-async function download(storage: Storage, manifest: BackupManifest, path: string, mode: number, ctx: RunContext): Promise<void> {
-  const { stored, database } = manifest;
-  let source: ReadableStream<Uint8Array>;
+/**
+ * Only the stored bytes of a backup: its size and SHA-256 (for an encrypted backup checked without
+ * its key). Throws VerificationError ("object", "checksum").
+ */
+export async function checkStoredBytes(storage: Storage, manifest: BackupManifest, ctx: RunContext): Promise<void> {
   try {
-    source = await storage.get(stored.key, { signal: ctx.signal });
+    await checkObject(storage, manifest);
+    const digest = await digestObject(storage, manifest, ctx);
+    if (digest.bytes !== manifest.stored.bytes || digest.sha256 !== manifest.stored.sha256)
+      throw new VerificationError(`backup ${manifest.id} is corrupt: the stored object does not match its manifest's SHA-256`, "checksum");
   } catch (error) {
-    if (error instanceof NotFoundError) throw new VerificationError(`backup ${manifest.id}: its data object ${stored.key} is missing`, "object");
+    if (ctx.signal.aborted) throw ctx.signal.reason;
     throw error;
   }
+}
+
+async function digestObject(storage: Storage, manifest: BackupManifest, ctx: RunContext) {
+  const digest = createDigestStream();
+  for await (const _ of iterate((await openObject(storage, manifest, ctx)).pipeThrough(digest.stream), ctx.signal));
+  return digest.result();
+}
+
+async function openObject(storage: Storage, manifest: BackupManifest, ctx: RunContext): Promise<ReadableStream<Uint8Array>> {
+  const key = manifest.stored.key;
+  try {
+    const source = await storage.get(key, { signal: ctx.signal });
+    return mapStreamErrors(source, (error) => (error instanceof VaultError ? error : new StorageUnavailableError(`download of ${key} failed: ${(error as Error).message}`)));
+  } catch (error) {
+    if (error instanceof NotFoundError) throw new VerificationError(`backup ${manifest.id}: its data object ${key} is missing`, "object");
+    throw error;
+  }
+}
+
+/** Step "checksum": stream the object through both digests, the decryption and the decompressor into `path`. */
+async function download(storage: Storage, manifest: BackupManifest, path: string, options: CheckOptions, ctx: RunContext): Promise<void> {
+  const { stored, database } = manifest;
   const storedDigest = createDigestStream();
   const dbDigest = createDigestStream();
-  const plain = mapStreamErrors(source, (error) => (error instanceof VaultError ? error : new StorageUnavailableError(`download of ${stored.key} failed: ${(error as Error).message}`)))
-    .pipeThrough(storedDigest.stream)
-    .pipeThrough(createDecompressor(stored.compression))
-    .pipeThrough(dbDigest.stream);
-  const handle = await open(path, "wx", mode);
+  const ciphertextOrCompressed = (await openObject(storage, manifest, ctx)).pipeThrough(storedDigest.stream);
+  let compressed = ciphertextOrCompressed;
+  if (stored.encryption) {
+    try {
+      compressed = await decryptStream(ciphertextOrCompressed, options.decryption ?? { identities: [], passphrases: [] }, `backup ${manifest.id}`);
+    } catch (error) {
+      if (ctx.signal.aborted || (error instanceof VaultError && !(error instanceof NoMatchingIdentityError))) throw error;
+      // A damaged header reads like a wrong key, or does not parse: the stored checksum tells which.
+      const digest = await digestObject(storage, manifest, ctx);
+      if (digest.sha256 !== stored.sha256) throw new VerificationError(`backup ${manifest.id} is corrupt: the stored object does not match its manifest's SHA-256`, "checksum");
+      if (error instanceof NoMatchingIdentityError) throw error;
+      throw new VerificationError(`backup ${manifest.id} is corrupt: its age header does not parse (${(error as Error).message})`, "checksum");
+    }
+  }
+  const plain = compressed.pipeThrough(createDecompressor(stored.compression)).pipeThrough(dbDigest.stream);
+  const handle = await open(path, "wx", options.mode);
   try {
     for await (const chunk of iterate(plain, ctx.signal)) {
       let offset = 0;
@@ -82,7 +127,7 @@ async function download(storage: Storage, manifest: BackupManifest, path: string
     const s = storedDigest.result();
     if (s.sha256 !== stored.sha256 && s.bytes === stored.bytes)
       throw new VerificationError(`backup ${manifest.id} is corrupt: the stored object does not match its manifest's SHA-256`, "checksum");
-    throw new VerificationError(`backup ${manifest.id} is corrupt: decompression failed (${(error as Error).message})`, "checksum");
+    throw new VerificationError(`backup ${manifest.id} is corrupt: ${stored.encryption ? "decryption or " : ""}decompression failed (${(error as Error).message})`, "checksum");
   } finally {
     await handle.close();
   }

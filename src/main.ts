@@ -15,5 +15,6 @@ export const main = defineCommand({
     verify: () => import("./commands/verify.ts").then((m) => m.default),
     prune: () => import("./commands/prune.ts").then((m) => m.default),
     doctor: () => import("./commands/doctor.ts").then((m) => m.default),
+    keygen: () => import("./commands/keygen.ts").then((m) => m.default),
   },
 });

@@ -2,13 +2,14 @@
  * The backup manifest and the repository layout (docs/FORMAT.md is the user-facing description).
  *
  *   {name}/{id}.json                  the manifest: the commit point, written after the data
- *   {name}/{id}.sqlite[.gz|.zst]      the data object: the database, compressed as named
+ *   {name}/{id}.sqlite[.gz|.zst][.age] the data object: the database, compressed (and encrypted) as named
  *   {name}/{id}.verified.json         optional: when `verify --record` last found the backup sound
  *
  * Ids are "YYYYMMDDTHHMMSSmmmZ-xxxxxxxx": UTC creation time to the millisecond, then 32 random bits,
  * so keys sort by creation time and two hosts backing up the same name never collide.
  * Readers trust only what a manifest names: a data object without a manifest is never a backup.
  */
+import type { ManifestEncryption } from "./encryption.ts";
 import { VerificationError, UsageError } from "./errors.ts";
 
 export const FORMAT_VERSION = 1;
@@ -41,6 +42,8 @@ export interface BackupManifest {
     bytes: number;
     sha256: string;
     compression: Compression;
+    /** Present when the stored object is encrypted: how, and to which public keys. */
+    encryption?: ManifestEncryption;
   };
 }
 
@@ -78,8 +81,8 @@ export function manifestKey(name: string, id: string): string {
   return `${name}/${id}${MANIFEST_SUFFIX}`;
 }
 
-export function dataKey(name: string, id: string, compression: Compression): string {
-  return `${name}/${id}${extensionFor(compression)}`;
+export function dataKey(name: string, id: string, compression: Compression, encrypted = false): string {
+  return `${name}/${id}${extensionFor(compression)}${encrypted ? ".age" : ""}`;
 }
 
 /** For a listed key, the (name, id) of the manifest it is, or null. */
@@ -102,7 +105,7 @@ export function parseVerifiedKey(key: string): { name: string; id: string } | nu
 
 /** For a listed key, the (name, id) of the data object it is, or null. */
 export function parseDataKey(key: string): { name: string; id: string } | null {
-  const match = /^([^/]+)\/([^/]+?)\.sqlite(\.gz|\.zst)?$/.exec(key);
+  const match = /^([^/]+)\/([^/]+?)\.sqlite(\.gz|\.zst)?(\.age)?$/.exec(key);
   if (!match || !isBackupId(match[2]!)) return null;
   return { name: match[1]!, id: match[2]! };
 }
@@ -133,7 +136,10 @@ export function parseManifest(bytes: Uint8Array, key: string): BackupManifest {
   const stored = m.stored;
   if (!db || !isCount(db.pageSize) || !isCount(db.pageCount) || !isCount(db.bytes) || !isSha256(db.sha256)) throw fail("bad database section");
   if (!stored || !isCount(stored.bytes) || !isSha256(stored.sha256) || !COMPRESSIONS.includes(stored.compression)) throw fail("bad stored section");
-  if (stored.key !== dataKey(m.name, m.id, stored.compression)) throw fail("stored.key does not match id and compression");
+  const enc = stored.encryption;
+  if (enc !== undefined && (typeof enc !== "object" || enc === null || enc.method !== "age" || !["recipients", "passphrase"].includes(enc.mode) || !Array.isArray(enc.recipients)))
+    throw fail("bad stored.encryption");
+  if (stored.key !== dataKey(m.name, m.id, stored.compression, enc !== undefined)) throw fail("stored.key does not match id, compression and encryption");
   return m;
 }
 

@@ -11,6 +11,7 @@ import { chmodSync, closeSync, existsSync, fsyncSync, linkSync, openSync, rename
 import { basename, dirname, join, resolve } from "node:path";
 import { describeSelection, readCatalog, selectCandidates, type Selection } from "./catalog.ts";
 import { fetchAndCheck, type IntegrityCheck } from "./check.ts";
+import type { DecryptionSettings } from "./encryption.ts";
 import type { RunContext } from "./context.ts";
 import { VaultError, VerificationError, type CheckStep } from "./errors.ts";
 import { acquireLock } from "./lock.ts";
@@ -30,6 +31,8 @@ export interface RestoreInput {
   quick?: boolean;
   /** When a backup fails a check, try the next older one. */
   fallback?: boolean;
+  /** Keys for encrypted backups. */
+  decryption?: DecryptionSettings;
 }
 
 export interface SkippedBackup {
@@ -111,7 +114,7 @@ async function restoreFirstSound(storage: Storage, input: RestoreInput, candidat
     ctx.log.info(`restoring ${manifest.name} ${manifest.id} (${manifest.createdAt}) to ${target}`);
     const temp = ctx.temp.add(join(dir, `${tempPrefix(target)}${tempTag()}.tmp`));
     try {
-      const { check, warnings } = await fetchAndCheck(storage, manifest, temp, { mode, quick: input.quick }, ctx);
+      const { check, warnings } = await fetchAndCheck(storage, manifest, temp, { mode, quick: input.quick, decryption: input.decryption }, ctx);
       for (const warning of warnings) ctx.log.warn(warning);
       if (manifest.snapshot?.journalMode === "wal") setWalMode(temp);
       ctx.signal.throwIfAborted();

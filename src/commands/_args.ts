@@ -41,3 +41,16 @@ export const policyArgs = {
   timezone: { type: "string", valueHint: "ZONE", description: "Time zone for calendar periods (default UTC)" },
   grace: { type: "string", valueHint: "DURATION", description: "Leave interrupted uploads younger than this alone (default 24h)" },
 } as const satisfies ArgsDef;
+
+export const encryptArgs = {
+  recipient: { type: "string", valueHint: "AGE_PUBLIC_KEY", description: "Encrypt to this age public key (repeatable; env SQLITE_VAULT_RECIPIENTS)" },
+  "recipients-file": { type: "string", valueHint: "FILE", description: "Encrypt to the age public keys in FILE (env SQLITE_VAULT_RECIPIENTS_FILE)" },
+  "passphrase-file": { type: "string", valueHint: "FILE", description: "Encrypt with the passphrase in FILE (env SQLITE_VAULT_PASSPHRASE_FILE, SQLITE_VAULT_PASSPHRASE)" },
+  passphrase: { type: "string", description: "Passphrase (visible in the process list: prefer --passphrase-file)" },
+} as const satisfies ArgsDef;
+
+export const decryptArgs = {
+  identity: { type: "string", valueHint: "FILE", description: "age identity file for encrypted backups (repeatable; env SQLITE_VAULT_IDENTITY_FILE)" },
+  "passphrase-file": { type: "string", valueHint: "FILE", description: "Passphrase of encrypted backups, from FILE (env SQLITE_VAULT_PASSPHRASE_FILE, SQLITE_VAULT_PASSPHRASE)" },
+  passphrase: { type: "string", description: "Passphrase (visible in the process list: prefer --passphrase-file)" },
+} as const satisfies ArgsDef;

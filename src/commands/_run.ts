@@ -9,6 +9,7 @@ import { ExitCode, InterruptedError, toVaultError, UsageError, type VaultError }
 import { createLogger, type Logger } from "../logger.ts";
 import { resolveSettings, type Settings } from "../config.ts";
 import { openStorage, type Storage } from "../storage/index.ts";
+import { resolveDecryption, type DecryptionSettings } from "../encryption.ts";
 
 export interface CommonFlags {
   json?: boolean;
@@ -107,4 +108,21 @@ export function openRepo(flags: RepoFlags, log?: Logger): { settings: Settings; 
 export function resolveTarget(flags: { db?: string; name?: string }, needs: "db" | "db-or-name"): { db?: string; name?: string } {
   if (needs === "db" && !flags.db) throw new UsageError("which database? pass its path", "sqlite-vault backup /var/lib/app/app.db");
   return { db: flags.db || undefined, name: flags.name || undefined };
+}
+
+/** Every value of a repeatable flag (citty keeps only the last): `--name A --name=B` -> ["A", "B"]. */
+export function repeatedFlag(rawArgs: string[], name: string): string[] {
+  const values: string[] = [];
+  for (let i = 0; i < rawArgs.length; i++) {
+    const arg = rawArgs[i]!;
+    if (arg === "--") break;
+    if (arg === `--${name}` && i + 1 < rawArgs.length) values.push(rawArgs[++i]!);
+    else if (arg.startsWith(`--${name}=`)) values.push(arg.slice(name.length + 3));
+  }
+  return values;
+}
+
+/** Keys for reading encrypted backups, from `--identity`, `--passphrase-file`, `--passphrase` and the environment. */
+export function decryptionFrom(flags: { passphrase?: string; "passphrase-file"?: string }, rawArgs: string[], log: Logger): DecryptionSettings {
+  return resolveDecryption({ identities: repeatedFlag(rawArgs, "identity"), passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"] }, process.env, log);
 }

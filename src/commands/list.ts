@@ -19,6 +19,7 @@ export interface ListResult {
     storedBytes: number;
     ratio: number;
     compression: string;
+    encrypted: boolean;
     /** When `verify --record` last found this backup sound, or null. */
     verifiedAt: string | null;
   }[];
@@ -51,6 +52,7 @@ export default defineCommand({
             storedBytes: m.stored.bytes,
             ratio: m.database.bytes ? m.stored.bytes / m.database.bytes : 0,
             compression: m.stored.compression,
+            encrypted: m.stored.encryption !== undefined,
             verifiedAt: catalog.verifiedAt[m.id] ?? null,
           })),
           invalid: catalog.invalid,
@@ -59,8 +61,17 @@ export default defineCommand({
       render: (r) => {
         if (r.backups.length === 0) return `no backups${r.name ? ` of ${r.name}` : ""} in ${r.repo}`;
         return formatTable(
-          ["NAME", "ID", "TIME (UTC)", "DATABASE", "STORED", "RATIO", "VERIFIED (UTC)"],
-          r.backups.map((b) => [b.name, b.id, formatTime(b.createdAt), formatBytes(b.databaseBytes), formatBytes(b.storedBytes), formatRatio(b.ratio), b.verifiedAt ? formatTime(b.verifiedAt) : "-"]),
+          ["NAME", "ID", "TIME (UTC)", "DATABASE", "STORED", "RATIO", "FORMAT", "VERIFIED (UTC)"],
+          r.backups.map((b) => [
+            b.name,
+            b.id,
+            formatTime(b.createdAt),
+            formatBytes(b.databaseBytes),
+            formatBytes(b.storedBytes),
+            formatRatio(b.ratio),
+            `${b.compression}${b.encrypted ? "+age" : ""}`,
+            b.verifiedAt ? formatTime(b.verifiedAt) : "-",
+          ]),
         );
       },
     }),

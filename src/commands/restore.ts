@@ -4,8 +4,8 @@ import { UsageError } from "../errors.ts";
 import { deriveName } from "../manifest.ts";
 import { formatBytes, formatDuration } from "../output.ts";
 import { runRestore, type RestoreResult } from "../restore.ts";
-import { databaseArgs, outputArgs, repoArgs } from "./_args.ts";
-import { openRepo, runCommand } from "./_run.ts";
+import { databaseArgs, decryptArgs, outputArgs, repoArgs } from "./_args.ts";
+import { decryptionFrom, openRepo, runCommand } from "./_run.ts";
 
 const args = {
   ...databaseArgs,
@@ -18,6 +18,7 @@ const args = {
   "if-missing": { type: "boolean", description: "Do nothing when the database exists; succeed when there is no backup yet" },
   quick: { type: "boolean", description: "Run PRAGMA quick_check instead of the full integrity_check" },
   fallback: { type: "boolean", description: "If a backup fails verification, restore the next older one that passes" },
+  ...decryptArgs,
   ...outputArgs,
 } as const;
 
@@ -35,7 +36,7 @@ export default defineCommand({
         const name = flags.name || deriveName(flags.db || target);
         const selection = parseSelection({ latest: flags.latest, id: flags.id, at: flags.at });
         const { storage } = openRepo(flags, ctx.log);
-        return runRestore(storage, { name, target, selection, force: flags.force, ifMissing: flags["if-missing"], quick: flags.quick, fallback: flags.fallback }, ctx);
+        return runRestore(storage, { name, target, selection, force: flags.force, ifMissing: flags["if-missing"], quick: flags.quick, fallback: flags.fallback, decryption: decryptionFrom(flags, rawArgs, ctx.log) }, ctx);
       },
       render: (r) => {
         if (r.action === "skipped")

@@ -3,8 +3,8 @@ import { ExitCode, UsageError } from "../errors.ts";
 import { deriveName } from "../manifest.ts";
 import { formatTable, formatTime } from "../output.ts";
 import { runVerify, type VerifyReport, type VerifySelection } from "../verify.ts";
-import { databaseArgs, outputArgs, repoArgs, tmpDirArgs } from "./_args.ts";
-import { openRepo, runCommand } from "./_run.ts";
+import { databaseArgs, decryptArgs, outputArgs, repoArgs, tmpDirArgs } from "./_args.ts";
+import { decryptionFrom, openRepo, runCommand } from "./_run.ts";
 
 const args = {
   ...databaseArgs,
@@ -15,6 +15,7 @@ const args = {
   quick: { type: "boolean", description: "Run PRAGMA quick_check instead of the full integrity_check" },
   concurrency: { type: "string", valueHint: "N", description: "Backups checked at once with --all (default 2)" },
   record: { type: "boolean", description: "Write a marker beside each backup that passes, shown by list" },
+  ...decryptArgs,
   ...tmpDirArgs,
   ...outputArgs,
 } as const;
@@ -45,6 +46,7 @@ export default defineCommand({
             tmpDir: settings.tmpDir,
             concurrency,
             record: flags.record,
+            decryption: decryptionFrom(flags, rawArgs, ctx.log),
             onProgress: progress ? (done, total) => process.stderr.write(`\rverifying ${done}/${total}${done === total ? "\n" : ""}`) : undefined,
           },
           ctx,
@@ -55,7 +57,7 @@ export default defineCommand({
       render: (r) => {
         const table = formatTable(
           ["NAME", "ID", "TIME (UTC)", "RESULT", "FAILED STEP", "SECONDS"],
-          r.results.map((e) => [e.name, e.id, e.createdAt ? formatTime(e.createdAt) : "-", e.result === "pass" ? "ok" : "FAILED", e.step ?? "-", e.seconds.toFixed(2)]),
+          r.results.map((e) => [e.name, e.id, e.createdAt ? formatTime(e.createdAt) : "-", e.result === "fail" ? "FAILED" : e.checked === "stored-bytes" ? "ok (stored bytes only)" : "ok", e.step ?? "-", e.seconds.toFixed(2)]),
         );
         const failures = r.results.filter((e) => e.result === "fail").map((e) => `FAILED ${e.name} ${e.id}: ${e.step}: ${e.message}`);
         const orphans = r.orphans.map((o) => `warning: ${o.key} has no manifest (an interrupted upload); it is not a backup`);

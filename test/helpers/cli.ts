@@ -40,12 +40,45 @@ function cliEnv(env: Record<string, string | undefined>): Record<string, string>
   return merged;
 }
 
+/**
+ * Secrets the binary must never print: S3 secret keys, passphrases, identities. Every run through
+ * runCli and spawnCli is scanned, so the whole suite is a scan of everything the binary prints.
+ */
+const secrets = new Set<string>();
+
+export function registerSecret(secret: string): string {
+  if (secret.length >= 8) secrets.add(secret);
+  return secret;
+}
+
+function assertNoSecrets(text: string, args: string[]): void {
+  for (const secret of secrets)
+    if (text.includes(secret)) throw new Error(`sqlite-vault ${args[0]} printed a secret (${secret.slice(0, 4)}…): the secrets scan failed`);
+}
+
 export async function runCli(args: string[], options: { env?: Record<string, string | undefined>; cwd?: string } = {}): Promise<CliResult> {
-  const proc = spawnCli(args, options);
+  const proc = Bun.spawn([ensureBinary(), ...args], { env: cliEnv(options.env ?? {}), cwd: options.cwd, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
   const [stdout, stderr, exitCode] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  assertNoSecrets(stdout + stderr, args);
   return { exitCode, stdout, stderr };
 }
 
+/** Start the binary; its output is scanned for secrets too (`exited` rejects if one was printed). */
 export function spawnCli(args: string[], options: { env?: Record<string, string | undefined>; cwd?: string } = {}) {
-  return Bun.spawn([ensureBinary(), ...args], { env: cliEnv(options.env ?? {}), cwd: options.cwd, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const proc = Bun.spawn([ensureBinary(), ...args], { env: cliEnv(options.env ?? {}), cwd: options.cwd, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const [stdout, scanOut] = proc.stdout.tee();
+  const [stderr, scanErr] = proc.stderr.tee();
+  const scanned = Promise.all([new Response(scanOut).text(), new Response(scanErr).text()]).then(([o, e]) => assertNoSecrets(o + e, args));
+  return {
+    stdout,
+    stderr,
+    kill: (signal?: NodeJS.Signals | number) => proc.kill(signal),
+    get exitCode() {
+      return proc.exitCode;
+    },
+    exited: proc.exited.then(async (code) => {
+      await scanned;
+      return code;
+    }),
+  };
 }

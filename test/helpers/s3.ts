@@ -3,6 +3,7 @@
  * never skip, when it is not configured or not answering.
  */
 import { S3Client } from "@bradenmacdonald/s3-lite-client";
+import { registerSecret } from "./cli.ts";
 
 export interface TestS3 {
   endpoint: string;
@@ -28,6 +29,8 @@ export function adminClient(bucket?: string): S3Client {
 /** The environment a process needs to reach the test server with the test credentials. */
 export function s3Env(overrides: Record<string, string> = {}): Record<string, string> {
   const s3 = testS3();
+  registerSecret(s3.secretKey);
+  if (overrides.AWS_SECRET_ACCESS_KEY) registerSecret(overrides.AWS_SECRET_ACCESS_KEY);
   return { AWS_ACCESS_KEY_ID: s3.accessKey, AWS_SECRET_ACCESS_KEY: s3.secretKey, AWS_REGION: s3.region, ...overrides };
 }
 
