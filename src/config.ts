@@ -1,6 +1,6 @@
 /**
- * Settings shared by every command, merged in one pure function: flag > environment > built-in default.
- * (A config file joins this chain later, between the environment and the defaults.)
+ * Settings shared by every command, merged in one pure function:
+ *   flag > environment > config file (the database's entry, then the file's defaults) > built-in default.
  */
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,6 +11,9 @@ import type { Env } from "./storage/credentials.ts";
 import { DEFAULT_RETRIES, DEFAULT_TIMEOUT_MS } from "./storage/retry.ts";
 import { DEFAULT_PART_SIZE } from "./storage/s3.ts";
 import { parseDuration } from "./retention.ts";
+import { RETENTION_KEYS, validateSchedule, type FileSettings } from "./config-file.ts";
+
+type RetentionKey = (typeof RETENTION_KEYS)[number];
 
 export interface SettingFlags {
   repo?: string;
@@ -19,12 +22,16 @@ export interface SettingFlags {
   retries?: string;
   timeout?: string;
   partSize?: string;
+  schedule?: string;
+  healthcheckUrl?: string;
+  /** --keep-… flags by their names ("keep-daily": "7"). */
+  retention?: Partial<Record<RetentionKey, string | undefined>>;
 }
 
 export interface Settings {
   repo: string;
   /** Where the repo came from, so a command can say when the local default is in use. */
-  repoSource: "flag" | "env" | "default";
+  repoSource: "flag" | "env" | "config" | "default";
   compression: Compression;
   tmpDir: string;
   /** Network storage: retries after a transient failure. */
@@ -33,30 +40,48 @@ export interface Settings {
   timeoutMs: number;
   /** S3 multipart part size in bytes. */
   partSize: number;
+  /** When `cron` backs the database up. */
+  schedule: string;
+  healthcheckUrl?: string;
+  /** Retention settings by flag name, flags over the config file; empty when none is given. */
+  retention: Partial<Record<RetentionKey, string>>;
 }
 
-/** Pure: merge flags, environment and defaults. Throws UsageError for invalid values. */
-export function resolveSettings(flags: SettingFlags, env: Env): Settings {
+export const DEFAULT_SCHEDULE = "@hourly";
+
+/** Pure: merge flags, environment, the config file's settings and defaults. Throws UsageError for invalid values. */
+export function resolveSettings(flags: SettingFlags, env: Env, file: FileSettings = {}): Settings {
   const repoFlag = nonEmpty(flags.repo);
   const repoEnv = nonEmpty(env.SQLITE_VAULT_REPO);
-  const repo = repoFlag ?? repoEnv ?? defaultRepo(env);
-  const compression = parseCompression(nonEmpty(flags.compression) ?? nonEmpty(env.SQLITE_VAULT_COMPRESSION), "gzip");
-  const tmpDir = nonEmpty(flags.tmpDir) ?? nonEmpty(env.SQLITE_VAULT_TMP_DIR) ?? nonEmpty(env.TMPDIR) ?? tmpdir();
+  const repoFile = nonEmpty(file.repo);
+  const repo = repoFlag ?? repoEnv ?? repoFile ?? defaultRepo(env);
+  const compression = parseCompression(nonEmpty(flags.compression) ?? nonEmpty(env.SQLITE_VAULT_COMPRESSION) ?? nonEmpty(file.compression), "gzip");
+  const tmpDir = nonEmpty(flags.tmpDir) ?? nonEmpty(env.SQLITE_VAULT_TMP_DIR) ?? nonEmpty(file.tmpDir) ?? nonEmpty(env.TMPDIR) ?? tmpdir();
   if (flags.tmpDir === "") throw new UsageError("--tmp-dir is empty");
-  const retries = wholeNumber(nonEmpty(flags.retries) ?? nonEmpty(env.SQLITE_VAULT_RETRIES), "--retries", 0, 100) ?? DEFAULT_RETRIES;
-  const timeoutText = nonEmpty(flags.timeout) ?? nonEmpty(env.SQLITE_VAULT_TIMEOUT);
+  const retries = wholeNumber(nonEmpty(flags.retries) ?? nonEmpty(env.SQLITE_VAULT_RETRIES) ?? nonEmpty(file.retries), "--retries", 0, 100) ?? DEFAULT_RETRIES;
+  const timeoutText = nonEmpty(flags.timeout) ?? nonEmpty(env.SQLITE_VAULT_TIMEOUT) ?? nonEmpty(file.timeout);
   const timeout = timeoutText ? parseDuration(timeoutText, "--timeout") : undefined;
   if (timeout && (timeout.months || timeout.years)) throw new UsageError(`--timeout ${timeoutText} reads as months`, "write minutes as min: --timeout 2min");
   if (timeout && timeout.ms < 1000) throw new UsageError(`--timeout ${timeoutText} is shorter than a second`);
-  const partMiB = wholeNumber(nonEmpty(flags.partSize) ?? nonEmpty(env.SQLITE_VAULT_PART_SIZE), "--part-size", 5, 5120);
+  const partMiB = wholeNumber(nonEmpty(flags.partSize) ?? nonEmpty(env.SQLITE_VAULT_PART_SIZE) ?? nonEmpty(file.partSize), "--part-size", 5, 5120);
+  const schedule = nonEmpty(flags.schedule) ?? nonEmpty(env.SQLITE_VAULT_SCHEDULE) ?? nonEmpty(file.schedule) ?? DEFAULT_SCHEDULE;
+  validateSchedule(schedule);
+  const retention: Partial<Record<RetentionKey, string>> = {};
+  for (const key of RETENTION_KEYS) {
+    const value = nonEmpty(flags.retention?.[key]) ?? nonEmpty(file.retention?.[key]);
+    if (value !== undefined) retention[key] = value;
+  }
   return {
     repo,
-    repoSource: repoFlag ? "flag" : repoEnv ? "env" : "default",
+    repoSource: repoFlag ? "flag" : repoEnv ? "env" : repoFile ? "config" : "default",
     compression,
     tmpDir,
     retries,
     timeoutMs: timeout?.ms ?? DEFAULT_TIMEOUT_MS,
     partSize: partMiB ? partMiB * 1024 * 1024 : DEFAULT_PART_SIZE,
+    schedule,
+    healthcheckUrl: nonEmpty(flags.healthcheckUrl) ?? nonEmpty(env.SQLITE_VAULT_HEALTHCHECK_URL) ?? nonEmpty(file.healthcheckUrl),
+    retention,
   };
 }
 

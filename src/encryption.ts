@@ -38,6 +38,14 @@ export interface EncryptionFlags {
   passphraseFile?: string;
 }
 
+/** Keys named in the config file: the lowest layer, under flags and the environment. */
+export interface FileKeys {
+  recipients?: string[];
+  recipientsFile?: string;
+  passphraseFile?: string;
+  identityFiles?: string[];
+}
+
 export interface DecryptionFlags {
   identities: string[];
   passphrase?: string;
@@ -49,12 +57,13 @@ export interface DecryptionFlags {
  * SQLITE_VAULT_RECIPIENTS_FILE, SQLITE_VAULT_PASSPHRASE, SQLITE_VAULT_PASSPHRASE_FILE). Returns null
  * when nothing asks for encryption. Throws UsageError for invalid keys or files.
  */
-export function resolveEncryption(flags: EncryptionFlags, env: Env, log: Logger): EncryptionSettings | null {
+export function resolveEncryption(flags: EncryptionFlags, env: Env, log: Logger, file: FileKeys = {}): EncryptionSettings | null {
   const recipients = [...flags.recipients];
   if (!recipients.length && env.SQLITE_VAULT_RECIPIENTS) recipients.push(...env.SQLITE_VAULT_RECIPIENTS.split(/[\s,]+/).filter(Boolean));
-  const recipientsFile = flags.recipientsFile || env.SQLITE_VAULT_RECIPIENTS_FILE;
+  const recipientsFile = flags.recipientsFile || env.SQLITE_VAULT_RECIPIENTS_FILE || (recipients.length ? undefined : file.recipientsFile);
+  if (!recipients.length && !recipientsFile && file.recipients) recipients.push(...file.recipients);
   if (recipientsFile) recipients.push(...readKeyLines(recipientsFile, "recipients file"));
-  const passphrase = resolvePassphrase(flags, env, log);
+  const passphrase = resolvePassphrase(flags, env, log, recipients.length ? undefined : file.passphraseFile);
   if (recipients.length && passphrase !== undefined) throw new UsageError("use either recipients or a passphrase, not both");
   for (const r of recipients) {
     if (r.startsWith("AGE-SECRET-KEY")) throw new UsageError("a recipient is a public key (age1…); that was a secret identity", "keep identities off the machine that backs up; pass the public key");
@@ -70,9 +79,9 @@ export function resolveEncryption(flags: EncryptionFlags, env: Env, log: Logger)
 }
 
 /** Resolve identities and passphrases for reading encrypted backups (SQLITE_VAULT_IDENTITY_FILE, …). */
-export function resolveDecryption(flags: DecryptionFlags, env: Env, log: Logger): DecryptionSettings {
+export function resolveDecryption(flags: DecryptionFlags, env: Env, log: Logger, file: FileKeys = {}): DecryptionSettings {
   const identities: string[] = [];
-  const sources = flags.identities.length ? flags.identities : env.SQLITE_VAULT_IDENTITY_FILE ? env.SQLITE_VAULT_IDENTITY_FILE.split(":") : [];
+  const sources = flags.identities.length ? flags.identities : env.SQLITE_VAULT_IDENTITY_FILE ? env.SQLITE_VAULT_IDENTITY_FILE.split(":") : (file.identityFiles ?? []);
   for (const source of sources) {
     if (source.startsWith("AGE-SECRET-KEY-")) {
       log.warn("an identity given on the command line is visible in the process list; use --identity FILE");
@@ -82,11 +91,11 @@ export function resolveDecryption(flags: DecryptionFlags, env: Env, log: Logger)
     warnIfReadableByOthers(source, log);
     identities.push(...readKeyLines(source, "identity file").filter((line) => line.startsWith("AGE-SECRET-KEY-")));
   }
-  const passphrase = resolvePassphrase(flags, env, log);
+  const passphrase = resolvePassphrase(flags, env, log, file.passphraseFile);
   return { identities, passphrases: passphrase === undefined ? [] : [passphrase] };
 }
 
-function resolvePassphrase(flags: { passphrase?: string; passphraseFile?: string }, env: Env, log: Logger): string | undefined {
+function resolvePassphrase(flags: { passphrase?: string; passphraseFile?: string }, env: Env, log: Logger, fileFallback?: string): string | undefined {
   if (flags.passphrase !== undefined && flags.passphrase !== "") {
     log.warn("a passphrase given on the command line is visible in the process list; use --passphrase-file or SQLITE_VAULT_PASSPHRASE");
     return flags.passphrase;
@@ -98,7 +107,9 @@ function resolvePassphrase(flags: { passphrase?: string; passphraseFile?: string
     if (!text) throw new UsageError(`the passphrase file ${file} is empty`);
     return text;
   }
-  return env.SQLITE_VAULT_PASSPHRASE || undefined;
+  if (env.SQLITE_VAULT_PASSPHRASE) return env.SQLITE_VAULT_PASSPHRASE;
+  if (fileFallback) return resolvePassphrase({ passphraseFile: fileFallback }, {}, log);
+  return undefined;
 }
 
 /** Encrypt a stream for the manifest's recipients or passphrase. */

@@ -9,7 +9,7 @@ import { ExitCode, InterruptedError, toVaultError, UsageError, type VaultError }
 import { createLogger, type Logger } from "../logger.ts";
 import { resolveSettings, type Settings } from "../config.ts";
 import { openStorage, type Storage } from "../storage/index.ts";
-import { resolveDecryption, type DecryptionSettings } from "../encryption.ts";
+import { resolveDecryption, type DecryptionSettings, type FileKeys } from "../encryption.ts";
 
 export interface CommonFlags {
   json?: boolean;
@@ -123,6 +123,6 @@ export function repeatedFlag(rawArgs: string[], name: string): string[] {
 }
 
 /** Keys for reading encrypted backups, from `--identity`, `--passphrase-file`, `--passphrase` and the environment. */
-export function decryptionFrom(flags: { passphrase?: string; "passphrase-file"?: string }, rawArgs: string[], log: Logger): DecryptionSettings {
-  return resolveDecryption({ identities: repeatedFlag(rawArgs, "identity"), passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"] }, process.env, log);
+export function decryptionFrom(flags: { passphrase?: string; "passphrase-file"?: string }, rawArgs: string[], log: Logger, file: FileKeys = {}): DecryptionSettings {
+  return resolveDecryption({ identities: repeatedFlag(rawArgs, "identity"), passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"] }, process.env, log, file);
 }

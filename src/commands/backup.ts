@@ -1,14 +1,15 @@
 import { defineCommand } from "citty";
-import { runBackup, type BackupResult } from "../backup.ts";
 import { resolveNow } from "../config.ts";
-import { ExitCode, toVaultError, UsageError } from "../errors.ts";
-import { formatBytes, formatDuration, formatRatio } from "../output.ts";
-import { DEFAULT_GRACE, runPrune, type PruneReport } from "../prune.ts";
-import { isEmptyPolicy, parseDuration, parsePolicy } from "../retention.ts";
-import { databaseArgs, encryptArgs, outputArgs, policyArgs, repoArgs, tmpDirArgs } from "./_args.ts";
 import { resolveEncryption } from "../encryption.ts";
+import { ExitCode, VaultError } from "../errors.ts";
+import type { BackupResult } from "../backup.ts";
+import { runBackupJob, type JobOutcome } from "../job.ts";
+import { Metrics } from "../metrics.ts";
+import { formatBytes, formatDuration, formatRatio } from "../output.ts";
+import { databaseArgs, encryptArgs, outputArgs, policyArgs, repoArgs, tmpDirArgs } from "./_args.ts";
 import { renderPrune } from "./prune.ts";
-import { openRepo, repeatedFlag, runCommand } from "./_run.ts";
+import { repeatedFlag, runCommand } from "./_run.ts";
+import { configArgs, resolveTargets } from "./_targets.ts";
 
 const args = {
   ...databaseArgs,
@@ -17,46 +18,73 @@ const args = {
   ...tmpDirArgs,
   ...encryptArgs,
   ...policyArgs,
+  "healthcheck-url": { type: "string", valueHint: "URL", description: "Ping URL/start, URL and URL/fail (healthchecks.io style; env SQLITE_VAULT_HEALTHCHECK_URL)" },
+  "metrics-file": { type: "string", valueHint: "PATH", description: "Write Prometheus metrics of this run to PATH (node_exporter textfile), atomically" },
+  ...configArgs,
   ...outputArgs,
 } as const;
 
-type BackupOutcome = BackupResult & { prune?: PruneReport; pruneError?: string };
+/** One database: its backup (and prune). Several (from the config file): every job's outcome. */
+type SingleBackup = BackupResult & { prune?: JobOutcome["prune"]; pruneError?: string };
+type BackupOutput = SingleBackup | { results: JobOutcome[]; failed: string[] };
 
 export default defineCommand({
   meta: { name: "backup", description: "Take a consistent snapshot of a live SQLite database and store it in the repository" },
   args,
   run: ({ args: flags, rawArgs }) =>
-    runCommand<BackupOutcome>({
+    runCommand<BackupOutput>({
       flags,
       rawArgs,
       argsDef: args,
       async execute(ctx) {
-        if (!flags.db) throw new UsageError("which database? pass its path", "sqlite-vault backup /var/lib/app/app.db --repo s3://bucket/prefix");
-        const policy = parsePolicy(flags);
-        const grace = parseDuration(flags.grace ?? DEFAULT_GRACE, "--grace");
+        const { targets, fromConfig } = resolveTargets(flags, ctx.log, { needsDb: true });
         const now = resolveNow(process.env);
-        const encryption = resolveEncryption(
-          { recipients: repeatedFlag(rawArgs, "recipient"), recipientsFile: flags["recipients-file"], passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"] },
-          process.env,
-          ctx.log,
-        );
-        const { settings, storage } = openRepo(flags, ctx.log);
-        if (settings.repoSource === "default") ctx.log.warn(`no --repo or SQLITE_VAULT_REPO: storing in the local default ${settings.repo}, which does not survive losing this machine`);
-        const backup = await runBackup(storage, { databasePath: flags.db, name: flags.name, compression: settings.compression, encryption, tmpDir: settings.tmpDir, now }, ctx);
-        if (isEmptyPolicy(policy)) return backup;
-        // Only a backup that succeeded ever leads to a prune.
-        try {
-          return { ...backup, prune: await runPrune(storage, { name: backup.name, policy, grace, now: now() }, ctx) };
-        } catch (error) {
-          const failure = toVaultError(error);
-          ctx.log.error(`the backup succeeded, but pruning failed: ${failure.message}${failure.hint ? ` (${failure.hint})` : ""}`);
-          return { ...backup, pruneError: failure.message };
+        const metrics = flags["metrics-file"] ? new Metrics() : undefined;
+        const recipients = repeatedFlag(rawArgs, "recipient");
+        const jobs = targets.map((t) => {
+          if (t.settings.repoSource === "default") ctx.log.warn(`no --repo, SQLITE_VAULT_REPO or config repo: storing in the local default ${t.settings.repo}, which does not survive losing this machine`);
+          const encryption = resolveEncryption({ recipients, recipientsFile: flags["recipients-file"], passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"] }, process.env, ctx.log, t.file);
+          return { db: t.db!, name: t.name!, settings: t.settings, storage: t.storage, encryption };
+        });
+        const outcomes: JobOutcome[] = [];
+        const many = fromConfig || jobs.length > 1;
+        for (const job of jobs) {
+          const outcome = await runBackupJob(job, ctx, { metrics, now });
+          if (!outcome.ok && many) ctx.log.error(`backup of ${job.name} failed: ${outcome.error!.message}`);
+          outcomes.push(outcome);
         }
+        if (metrics && flags["metrics-file"]) metrics.writeFile(flags["metrics-file"]);
+        if (!fromConfig && outcomes.length === 1) {
+          const only = outcomes[0]!;
+          if (!only.ok) throw new VaultErrorFromOutcome(only);
+          return { ...only.backup!, ...(only.prune ? { prune: only.prune } : {}), ...(only.pruneError ? { pruneError: only.pruneError } : {}) };
+        }
+        return { results: outcomes, failed: outcomes.filter((o) => !o.ok).map((o) => o.name) };
       },
-      render: (r) => {
-        const line = `backed up ${r.name} ${r.id}: ${formatBytes(r.databaseBytes)} -> ${formatBytes(r.storedBytes)} (${formatRatio(r.ratio)}, ${r.compression}${r.encrypted ? ", encrypted" : ""}) in ${formatDuration(r.durationMs)} to ${r.repo}`;
-        return r.prune ? `${line}\n${renderPrune(r.prune)}` : line;
+      render: (r) =>
+        "results" in r
+          ? [...r.results.map((o) => (o.ok ? renderBackup(o.backup!, o.prune) : `FAILED ${o.name}: ${o.error!.message}`)), r.failed.length ? `failed: ${r.failed.join(", ")}` : ""].filter(Boolean).join("\n")
+          : renderBackup(r, r.prune),
+      exitCode: (r) => {
+        const all = "results" in r ? r.results : [{ ok: true, prune: r.prune, pruneError: r.pruneError }];
+        if (all.some((o) => !o.ok)) return ExitCode.partial;
+        return all.some((o) => o.pruneError || (o.prune?.failures ?? 0) > 0) ? ExitCode.partial : ExitCode.ok;
       },
-      exitCode: (r) => (r.pruneError || (r.prune?.failures ?? 0) > 0 ? ExitCode.partial : ExitCode.ok),
     }),
 });
+
+function renderBackup(b: BackupResult, prune?: JobOutcome["prune"]): string {
+  const line = `backed up ${b.name} ${b.id}: ${formatBytes(b.databaseBytes)} -> ${formatBytes(b.storedBytes)} (${formatRatio(b.ratio)}, ${b.compression}${b.encrypted ? ", encrypted" : ""}) in ${formatDuration(b.durationMs)} to ${b.repo}`;
+  return prune ? `${line}\n${renderPrune(prune)}` : line;
+}
+
+/** A single database's failure keeps its own message, code and exit code. */
+class VaultErrorFromOutcome extends VaultError {
+  override readonly exitCode: ExitCode;
+  override readonly code: string;
+  constructor(outcome: JobOutcome) {
+    super(outcome.error!.message, outcome.error!.hint);
+    this.exitCode = outcome.error!.exitCode as ExitCode;
+    this.code = outcome.error!.code;
+  }
+}

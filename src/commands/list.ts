@@ -1,11 +1,11 @@
 import { defineCommand } from "citty";
 import { readCatalog } from "../catalog.ts";
-import { assertValidName, deriveName } from "../manifest.ts";
 import { formatBytes, formatRatio, formatTable, formatTime } from "../output.ts";
 import { databaseArgs, outputArgs, repoArgs } from "./_args.ts";
-import { openRepo, runCommand } from "./_run.ts";
+import { runCommand } from "./_run.ts";
+import { configArgs, resolveTargets } from "./_targets.ts";
 
-const args = { ...databaseArgs, ...repoArgs, ...outputArgs } as const;
+const args = { ...databaseArgs, ...repoArgs, ...configArgs, ...outputArgs } as const;
 
 export interface ListResult {
   repo: string;
@@ -35,15 +35,14 @@ export default defineCommand({
       rawArgs,
       argsDef: args,
       async execute(ctx) {
-        const { storage } = openRepo(flags, ctx.log);
-        const name = flags.name || (flags.db ? deriveName(flags.db) : undefined);
-        if (name) assertValidName(name);
-        const catalog = await readCatalog(storage, name);
-        for (const bad of catalog.invalid) ctx.log.warn(`ignoring ${bad.key}: ${bad.reason}`);
-        return {
-          repo: storage.url,
-          name: name ?? null,
-          backups: catalog.backups.map((m) => ({
+        const { targets } = resolveTargets(flags, ctx.log);
+        const backups: ListResult["backups"] = [];
+        const invalid: ListResult["invalid"] = [];
+        for (const { storage, name } of targets) {
+          const catalog = await readCatalog(storage, name);
+          for (const bad of catalog.invalid) ctx.log.warn(`ignoring ${bad.key}: ${bad.reason}`);
+          invalid.push(...catalog.invalid.map((i) => ({ key: i.key, reason: i.reason })));
+          backups.push(...catalog.backups.map((m) => ({
             name: m.name,
             id: m.id,
             createdAt: m.createdAt,
@@ -54,9 +53,11 @@ export default defineCommand({
             compression: m.stored.compression,
             encrypted: m.stored.encryption !== undefined,
             verifiedAt: catalog.verifiedAt[m.id] ?? null,
-          })),
-          invalid: catalog.invalid,
-        };
+          })));
+        }
+        backups.sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+        const repos = [...new Set(targets.map((t) => t.storage.url))];
+        return { repo: repos.join(", "), name: targets.length === 1 ? (targets[0]!.name ?? null) : null, backups, invalid };
       },
       render: (r) => {
         if (r.backups.length === 0) return `no backups${r.name ? ` of ${r.name}` : ""} in ${r.repo}`;

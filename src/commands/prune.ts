@@ -1,18 +1,19 @@
 import { defineCommand } from "citty";
 import { resolveNow } from "../config.ts";
 import { ExitCode, UsageError } from "../errors.ts";
-import { assertValidName, deriveName } from "../manifest.ts";
 import { formatTable, formatTime } from "../output.ts";
 import { DEFAULT_GRACE, runPrune, type PruneReport } from "../prune.ts";
 import { isEmptyPolicy, parseDuration, parsePolicy } from "../retention.ts";
 import { databaseArgs, outputArgs, policyArgs, repoArgs } from "./_args.ts";
-import { openRepo, runCommand } from "./_run.ts";
+import { runCommand } from "./_run.ts";
+import { configArgs, resolveTargets } from "./_targets.ts";
 
 const args = {
   ...databaseArgs,
   ...repoArgs,
   ...policyArgs,
   "dry-run": { type: "boolean", description: "Print the plan (kept with reasons, removed) and delete nothing" },
+  ...configArgs,
   ...outputArgs,
 } as const;
 
@@ -25,18 +26,38 @@ export default defineCommand({
       rawArgs,
       argsDef: args,
       async execute(ctx) {
-        const policy = parsePolicy(flags);
-        if (isEmptyPolicy(policy)) throw new UsageError("prune needs a retention policy", "for example: --keep-daily 7 --keep-weekly 4, or --keep-last 3");
-        const grace = parseDuration(flags.grace ?? DEFAULT_GRACE, "--grace");
-        const name = flags.name || (flags.db ? deriveName(flags.db) : undefined);
-        if (name) assertValidName(name);
-        const { storage } = openRepo(flags, ctx.log);
-        return runPrune(storage, { name, policy, dryRun: flags["dry-run"], grace, now: resolveNow(process.env)() }, ctx);
+        const { targets } = resolveTargets(flags, ctx.log);
+        const plans = targets.map((target) => {
+          const policy = parsePolicy(target.settings.retention);
+          if (isEmptyPolicy(policy)) throw new UsageError(`prune needs a retention policy${target.name ? ` for ${target.name}` : ""}`, "for example: --keep-daily 7 --keep-weekly 4, or --keep-last 3 (or retention: in the config file)");
+          return { target, policy, grace: parseDuration(target.settings.retention.grace ?? DEFAULT_GRACE, "--grace") };
+        });
+        const now = resolveNow(process.env)();
+        const reports: PruneReport[] = [];
+        for (const { target, policy, grace } of plans) reports.push(await runPrune(target.storage, { name: target.name, policy, dryRun: flags["dry-run"], grace, now }, ctx));
+        return mergePruneReports(reports);
       },
       render: renderPrune,
       exitCode: (r) => (r.failures > 0 ? ExitCode.partial : ExitCode.ok),
     }),
 });
+
+function mergePruneReports(reports: PruneReport[]): PruneReport {
+  if (reports.length === 1) return reports[0]!;
+  return {
+    repo: [...new Set(reports.map((r) => r.repo))].join(", "),
+    dryRun: reports[0]!.dryRun,
+    policy: [...new Set(reports.map((r) => r.policy))].join("; "),
+    names: reports.flatMap((r) => r.names),
+    housekeeping: {
+      removed: reports.flatMap((r) => r.housekeeping.removed),
+      aborted: reports.flatMap((r) => r.housekeeping.aborted),
+      young: reports.flatMap((r) => r.housekeeping.young),
+      failed: reports.flatMap((r) => r.housekeeping.failed),
+    },
+    failures: reports.reduce((n, r) => n + r.failures, 0),
+  };
+}
 
 export function renderPrune(r: PruneReport): string {
   const lines: string[] = [];

@@ -1,11 +1,11 @@
 import { defineCommand } from "citty";
 import { parseSelection } from "../catalog.ts";
-import { UsageError } from "../errors.ts";
-import { deriveName } from "../manifest.ts";
+import { ExitCode, toVaultError, UsageError } from "../errors.ts";
 import { formatBytes, formatDuration } from "../output.ts";
 import { runRestore, type RestoreResult } from "../restore.ts";
 import { databaseArgs, decryptArgs, outputArgs, repoArgs } from "./_args.ts";
-import { decryptionFrom, openRepo, runCommand } from "./_run.ts";
+import { decryptionFrom, runCommand } from "./_run.ts";
+import { configArgs, resolveTargets } from "./_targets.ts";
 
 const args = {
   ...databaseArgs,
@@ -19,6 +19,7 @@ const args = {
   quick: { type: "boolean", description: "Run PRAGMA quick_check instead of the full integrity_check" },
   fallback: { type: "boolean", description: "If a backup fails verification, restore the next older one that passes" },
   ...decryptArgs,
+  ...configArgs,
   ...outputArgs,
 } as const;
 
@@ -26,24 +27,67 @@ export default defineCommand({
   meta: { name: "restore", description: "Restore a verified backup atomically into place" },
   args,
   run: ({ args: flags, rawArgs }) =>
-    runCommand<RestoreResult>({
+    runCommand<RestoreResult | { results: RestoreOutcome[]; failed: string[] }>({
       flags,
       rawArgs,
       argsDef: args,
       async execute(ctx) {
-        const target = flags.output || flags.db;
-        if (!target) throw new UsageError("where to? pass the database path, or --name NAME --output PATH", "sqlite-vault restore /var/lib/app/app.db");
-        const name = flags.name || deriveName(flags.db || target);
         const selection = parseSelection({ latest: flags.latest, id: flags.id, at: flags.at });
-        const { storage } = openRepo(flags, ctx.log);
-        return runRestore(storage, { name, target, selection, force: flags.force, ifMissing: flags["if-missing"], quick: flags.quick, fallback: flags.fallback, decryption: decryptionFrom(flags, rawArgs, ctx.log) }, ctx);
+        const path = flags.output || flags.db;
+        if (!path && !flags["if-missing"]) throw new UsageError("where to? pass the database path, or --name NAME --output PATH", "sqlite-vault restore /var/lib/app/app.db");
+        if (flags.output && !flags.db && !flags.name) throw new UsageError("which backup? pass --name NAME (or the database path) with --output");
+        const { targets, fromConfig } = resolveTargets({ ...flags, db: flags.db || (flags.name ? undefined : flags.output) }, ctx.log, { needsDb: !flags.name });
+        const restoreOne = (target: (typeof targets)[number], to: string) =>
+          runRestore(
+            target.storage,
+            {
+              name: target.name!,
+              target: to,
+              selection,
+              force: flags.force,
+              ifMissing: flags["if-missing"],
+              quick: flags.quick,
+              fallback: flags.fallback,
+              decryption: decryptionFrom(flags, rawArgs, ctx.log, target.file),
+            },
+            ctx,
+          );
+        if (!fromConfig) {
+          const only = targets[0]!;
+          const to = flags.output || only.db;
+          if (!to) throw new UsageError(`where to? ${only.name} is not in the config file; pass --output PATH`);
+          return restoreOne(only, to);
+        }
+        // restore --if-missing with no arguments: every configured database (the start-up restore).
+        const results: RestoreOutcome[] = [];
+        for (const target of targets) {
+          try {
+            results.push({ name: target.name!, ok: true, result: await restoreOne(target, target.db!) });
+          } catch (thrown) {
+            if (ctx.signal.aborted) throw ctx.signal.reason;
+            const error = toVaultError(thrown);
+            ctx.log.error(`restore of ${target.name} failed: ${error.message}`);
+            results.push({ name: target.name!, ok: false, error: { message: error.message, exitCode: error.exitCode } });
+          }
+        }
+        return { results, failed: results.filter((r) => !r.ok).map((r) => r.name) };
       },
-      render: (r) => {
-        if (r.action === "skipped")
-          return r.reason === "target-exists" ? `${r.target} exists; nothing restored` : `no backups of ${r.name} in ${r.repo}; nothing restored`;
-        const aside = r.replaced.length ? `; the previous file was kept as ${r.replaced[0]}` : "";
-        const skipped = r.skipped.map((s) => `skipped ${r.name} ${s.id} (${s.createdAt}): failed step ${s.step}: ${s.reason}\n`).join("");
-        return `${skipped}restored ${r.name} ${r.id} (${r.createdAt}) to ${r.target}: ${formatBytes(r.databaseBytes)}, ${r.check} ok, in ${formatDuration(r.durationMs)}${aside}`;
-      },
+      exitCode: (r) => ("results" in r && r.failed.length ? (r.failed.length === r.results.length && r.results.length === 1 ? r.results[0]!.error!.exitCode : ExitCode.partial) : ExitCode.ok),
+      render: (r) => ("results" in r ? r.results.map((o) => (o.ok ? renderRestore(o.result!) : `FAILED ${o.name}: ${o.error!.message}`)).join("\n") : renderRestore(r)),
     }),
 });
+
+interface RestoreOutcome {
+  name: string;
+  ok: boolean;
+  result?: RestoreResult;
+  error?: { message: string; exitCode: number };
+}
+
+function renderRestore(r: RestoreResult): string {
+  if (r.action === "skipped")
+    return r.reason === "target-exists" ? `${r.target} exists; nothing restored` : `no backups of ${r.name} in ${r.repo}; nothing restored`;
+  const aside = r.replaced.length ? `; the previous file was kept as ${r.replaced[0]}` : "";
+  const skipped = r.skipped.map((s) => `skipped ${r.name} ${s.id} (${s.createdAt}): failed step ${s.step}: ${s.reason}\n`).join("");
+  return `${skipped}restored ${r.name} ${r.id} (${r.createdAt}) to ${r.target}: ${formatBytes(r.databaseBytes)}, ${r.check} ok, in ${formatDuration(r.durationMs)}${aside}`;
+}

@@ -1,10 +1,10 @@
 import { defineCommand } from "citty";
 import { ExitCode, UsageError } from "../errors.ts";
-import { deriveName } from "../manifest.ts";
 import { formatTable, formatTime } from "../output.ts";
 import { runVerify, type VerifyReport, type VerifySelection } from "../verify.ts";
 import { databaseArgs, decryptArgs, outputArgs, repoArgs, tmpDirArgs } from "./_args.ts";
-import { decryptionFrom, openRepo, runCommand } from "./_run.ts";
+import { decryptionFrom, runCommand } from "./_run.ts";
+import { configArgs, resolveTargets } from "./_targets.ts";
 
 const args = {
   ...databaseArgs,
@@ -17,6 +17,7 @@ const args = {
   record: { type: "boolean", description: "Write a marker beside each backup that passes, shown by list" },
   ...decryptArgs,
   ...tmpDirArgs,
+  ...configArgs,
   ...outputArgs,
 } as const;
 
@@ -34,23 +35,28 @@ export default defineCommand({
         const selection: VerifySelection = flags.all ? "all" : flags.id ? { id: flags.id } : "latest";
         const concurrency = flags.concurrency === undefined ? 2 : Number(flags.concurrency);
         if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new UsageError(`--concurrency must be a whole number from 1 to 64, not ${flags.concurrency}`);
-        const { settings, storage } = openRepo(flags, ctx.log);
-        const name = flags.name || (flags.db ? deriveName(flags.db) : undefined);
+        const { targets } = resolveTargets(flags, ctx.log);
         const progress = process.stderr.isTTY && !flags.json && !flags.quiet;
-        const report = await runVerify(
-          storage,
-          {
-            name,
-            selection,
-            quick: flags.quick,
-            tmpDir: settings.tmpDir,
-            concurrency,
-            record: flags.record,
-            decryption: decryptionFrom(flags, rawArgs, ctx.log),
-            onProgress: progress ? (done, total) => process.stderr.write(`\rverifying ${done}/${total}${done === total ? "\n" : ""}`) : undefined,
-          },
-          ctx,
-        );
+        const reports: VerifyReport[] = [];
+        for (const target of targets) {
+          reports.push(
+            await runVerify(
+              target.storage,
+              {
+                name: target.name,
+                selection,
+                quick: flags.quick,
+                tmpDir: target.settings.tmpDir,
+                concurrency,
+                record: flags.record,
+                decryption: decryptionFrom(flags, rawArgs, ctx.log, target.file),
+                onProgress: progress ? (done, total) => process.stderr.write(`\rverifying ${done}/${total}${done === total ? "\n" : ""}`) : undefined,
+              },
+              ctx,
+            ),
+          );
+        }
+        const report = mergeReports(reports);
         for (const r of report.results) for (const w of r.warnings) ctx.log.warn(`${r.name} ${r.id}: ${w}`);
         return report;
       },
@@ -66,3 +72,15 @@ export default defineCommand({
       exitCode: (r) => (r.failed > 0 ? ExitCode.verification : ExitCode.ok),
     }),
 });
+
+function mergeReports(reports: VerifyReport[]): VerifyReport {
+  if (reports.length === 1) return reports[0]!;
+  return {
+    repo: [...new Set(reports.map((r) => r.repo))].join(", "),
+    check: reports[0]!.check,
+    results: reports.flatMap((r) => r.results),
+    orphans: reports.flatMap((r) => r.orphans),
+    passed: reports.reduce((n, r) => n + r.passed, 0),
+    failed: reports.reduce((n, r) => n + r.failed, 0),
+  };
+}

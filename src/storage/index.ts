@@ -5,7 +5,7 @@
  *
  * S3 settings, highest precedence first: flags (--endpoint, --region, --path-style), the URL query,
  * the environment (SQLITE_VAULT_S3_ENDPOINT, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL; AWS_REGION,
- * AWS_DEFAULT_REGION), built-in defaults (AWS, us-east-1).
+ * AWS_DEFAULT_REGION), the config file, built-in defaults (AWS, us-east-1).
  */
 import { isIP } from "node:net";
 import { resolve } from "node:path";
@@ -27,7 +27,7 @@ export interface S3Flags {
 export type RepoLocation = { kind: "file"; path: string } | { kind: "s3"; config: Omit<S3Config, "credentials"> };
 
 /** Pure: parse a repo URL and merge S3 settings from flags, the URL and the environment. Throws UsageError. */
-export function resolveRepo(repo: string, flags: S3Flags = {}, env: Env = {}, cwd = process.cwd()): RepoLocation {
+export function resolveRepo(repo: string, flags: S3Flags = {}, env: Env = {}, cwd = process.cwd(), fallback: S3Flags = {}): RepoLocation {
   if (!repo) throw new UsageError("the repository URL is empty");
   if (repo.startsWith("file:")) {
     let path: string;
@@ -38,12 +38,12 @@ export function resolveRepo(repo: string, flags: S3Flags = {}, env: Env = {}, cw
     }
     return { kind: "file", path };
   }
-  if (repo.startsWith("s3://")) return { kind: "s3", config: resolveS3(repo, flags, env) };
+  if (repo.startsWith("s3://")) return { kind: "s3", config: resolveS3(repo, flags, env, fallback) };
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(repo)) throw new UsageError(`unsupported repository URL scheme in ${redactUrl(repo)}`, "use a directory path, file:///path or s3://bucket/prefix");
   return { kind: "file", path: resolve(cwd, repo) };
 }
 
-function resolveS3(repo: string, flags: S3Flags, env: Env): Omit<S3Config, "credentials"> {
+function resolveS3(repo: string, flags: S3Flags, env: Env, fallback: S3Flags): Omit<S3Config, "credentials"> {
   let url: URL;
   try {
     url = new URL(repo);
@@ -61,8 +61,8 @@ function resolveS3(repo: string, flags: S3Flags, env: Env): Omit<S3Config, "cred
   for (const key of query.keys())
     if (!["endpoint", "region", "path-style"].includes(key)) throw new UsageError(`unknown S3 URL option "${key}"`, "known options: endpoint, region, path-style");
 
-  const endpointRaw = flags.endpoint || query.get("endpoint") || env.SQLITE_VAULT_S3_ENDPOINT || env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || "";
-  const region = flags.region || query.get("region") || env.AWS_REGION || env.AWS_DEFAULT_REGION || "us-east-1";
+  const endpointRaw = flags.endpoint || query.get("endpoint") || env.SQLITE_VAULT_S3_ENDPOINT || env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || fallback.endpoint || "";
+  const region = flags.region || query.get("region") || env.AWS_REGION || env.AWS_DEFAULT_REGION || fallback.region || "us-east-1";
   let endpoint: string;
   let isAws = false;
   if (endpointRaw) {
@@ -83,7 +83,7 @@ function resolveS3(repo: string, flags: S3Flags, env: Env): Omit<S3Config, "cred
   const ipOrLocal = isIP(host) !== 0 || host === "localhost" || host.endsWith(".localhost");
   const pathStyleQuery = query.get("path-style");
   if (pathStyleQuery !== null && pathStyleQuery !== "true" && pathStyleQuery !== "false") throw new UsageError(`path-style must be true or false, not "${pathStyleQuery}"`);
-  const requested = flags.pathStyle ?? (pathStyleQuery === null ? undefined : pathStyleQuery === "true");
+  const requested = flags.pathStyle ?? (pathStyleQuery === null ? undefined : pathStyleQuery === "true") ?? fallback.pathStyle;
   // A bucket cannot be a subdomain of an IP address or localhost: those are always path-style.
   const pathStyle = ipOrLocal ? true : (requested ?? !isAws);
   if (pathStyle === false && bucket.includes(".") && endpoint.startsWith("https:"))
@@ -93,6 +93,8 @@ function resolveS3(repo: string, flags: S3Flags, env: Env): Omit<S3Config, "cred
 
 export interface OpenStorageOptions extends S3Flags {
   env?: Env;
+  /** S3 settings from the config file: used when flags, the URL and the environment give none. */
+  fallback?: S3Flags;
   partSize?: number;
   partConcurrency?: number;
   retries?: number;
@@ -104,7 +106,7 @@ export interface OpenStorageOptions extends S3Flags {
 /** Open the storage for a repo URL. Does not contact the storage; throws UsageError for bad URLs or credentials setup. */
 export function openStorage(repo: string, options: OpenStorageOptions = {}): Storage {
   const env = options.env ?? process.env;
-  const location = resolveRepo(repo, options, env);
+  const location = resolveRepo(repo, options, env, process.cwd(), options.fallback);
   if (location.kind === "file") return new FileStorage(location.path);
   return new S3Storage({
     ...location.config,

@@ -1,0 +1,124 @@
+/**
+ * Which databases a command acts on, and with which settings: the DB argument or --name, else every
+ * database in the config file. Each target carries its merged settings (flag > env > the database's
+ * config entry > the config file's defaults > built-in defaults) and its opened storage.
+ */
+import type { ArgsDef } from "citty";
+import { resolve } from "node:path";
+import { resolveSettings, type Settings } from "../config.ts";
+import { loadConfig, RETENTION_KEYS, type ConfigFile, type FileSettings } from "../config-file.ts";
+import { UsageError } from "../errors.ts";
+import type { Logger } from "../logger.ts";
+import { assertValidName, deriveName } from "../manifest.ts";
+import { openStorage, type Storage } from "../storage/index.ts";
+
+export const configArgs = {
+  config: { type: "string", valueHint: "FILE", description: "Config file (env SQLITE_VAULT_CONFIG; default ./sqlite-vault.yml, then /etc/sqlite-vault.yml)" },
+  "expand-env": { type: "boolean", description: "Expand ${VAR} in the config file (default on; --no-expand-env turns it off)" },
+} as const satisfies ArgsDef;
+
+export interface TargetFlags {
+  db?: string;
+  name?: string;
+  config?: string;
+  "expand-env"?: boolean;
+  repo?: string;
+  endpoint?: string;
+  region?: string;
+  "path-style"?: boolean;
+  "tmp-dir"?: string;
+  compression?: string;
+  retries?: string;
+  timeout?: string;
+  "part-size"?: string;
+  schedule?: string;
+  "healthcheck-url"?: string;
+  timezone?: string;
+  grace?: string;
+}
+
+export interface Target {
+  /** The database file, when known (always for backup). */
+  db?: string;
+  /** The backup name; undefined means every name in the repository. */
+  name?: string;
+  settings: Settings;
+  /** The config file's settings for this database (for encryption keys and the like). */
+  file: FileSettings;
+  storage: Storage;
+}
+
+export interface TargetSet {
+  config: ConfigFile | null;
+  targets: Target[];
+  /** True when the targets came from the config file's database list (not from arguments). */
+  fromConfig: boolean;
+}
+
+/**
+ * Resolve the targets. `needsDb`: every target must have a database path (backup, cron).
+ * With neither arguments nor configured databases: one target for the whole repository, unless needsDb.
+ */
+export function resolveTargets(flags: TargetFlags, log: Logger | undefined, options: { needsDb?: boolean } = {}): TargetSet {
+  const config = loadConfig({ path: flags.config, env: process.env, expandEnv: flags["expand-env"] !== false });
+  const configured = config?.databases ?? [];
+  const make = (db: string | undefined, name: string | undefined, file: FileSettings): Target => {
+    if (name) assertValidName(name);
+    const settings = resolveSettings(
+      {
+        repo: flags.repo,
+        compression: flags.compression,
+        tmpDir: flags["tmp-dir"],
+        retries: flags.retries,
+        timeout: flags.timeout,
+        partSize: flags["part-size"],
+        schedule: flags.schedule,
+        healthcheckUrl: flags["healthcheck-url"],
+        retention: Object.fromEntries(RETENTION_KEYS.map((k) => [k, stringFlag((flags as Record<string, unknown>)[k])])),
+      },
+      process.env,
+      file,
+    );
+    const storage = openStorage(settings.repo, {
+      endpoint: flags.endpoint,
+      region: flags.region,
+      pathStyle: flags["path-style"],
+      fallback: { endpoint: file.endpoint, region: file.region, pathStyle: file.pathStyle },
+      retries: settings.retries,
+      timeoutMs: settings.timeoutMs,
+      partSize: settings.partSize,
+      onRetry: log ? (message) => log.warn(message) : undefined,
+    });
+    return { db, name, settings, file, storage };
+  };
+  const defaults = config?.defaults ?? {};
+
+  if (flags.db) {
+    const path = resolve(flags.db);
+    const entry = configured.find((d) => d.path === path);
+    return { config, fromConfig: false, targets: [make(flags.db, flags.name || entry?.name || deriveName(flags.db), mergeFileSettings(defaults, entry?.settings))] };
+  }
+  if (flags.name) {
+    const entry = configured.find((d) => (d.name ?? deriveName(d.path)) === flags.name);
+    return { config, fromConfig: false, targets: [make(entry?.path, flags.name, mergeFileSettings(defaults, entry?.settings))] };
+  }
+  if (configured.length)
+    return { config, fromConfig: true, targets: configured.map((d) => make(d.path, d.name ?? deriveName(d.path), mergeFileSettings(defaults, d.settings))) };
+  if (options.needsDb)
+    throw new UsageError(config ? `${config.path} lists no databases; pass a database path` : "which database? pass its path, or list databases in a config file", "sqlite-vault backup /var/lib/app/app.db --repo s3://bucket/prefix");
+  return { config, fromConfig: false, targets: [make(undefined, undefined, defaults)] };
+}
+
+/** A database's config entry over the file's defaults; retention merges key by key. */
+export function mergeFileSettings(defaults: FileSettings, entry: FileSettings = {}): FileSettings {
+  return { ...defaults, ...entry, retention: { ...defaults.retention, ...entry.retention } };
+}
+
+/** A short label for messages: the name, or the path. */
+export function describeTarget(target: Target): string {
+  return target.name ?? target.db ?? "every backup";
+}
+
+function stringFlag(value: unknown): string | undefined {
+  return typeof value === "string" ? value : undefined;
+}
