@@ -14,7 +14,7 @@
  *       schedule: "*\/15 * * * *"
  */
 import { existsSync, readFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import { UsageError } from "./errors.ts";
 import { parseDuration } from "./retention.ts";
 import type { Env } from "./storage/credentials.ts";
@@ -129,7 +129,8 @@ export function parseConfig(text: string, path: string, env: Env, expandEnv = tr
       if (typeof entry.path !== "string" || !entry.path) return fail([...at, "path"], "is required (the database file)");
       if (entry.name !== undefined && typeof entry.name !== "string") return fail([...at, "name"], "must be a string");
       databases.push({
-        path: resolve(expand(entry.path, [...at, "path"])),
+        // Relative paths are relative to the config file, wherever the command runs.
+        path: resolve(dirname(path), expand(entry.path, [...at, "path"])),
         name: entry.name === undefined ? undefined : expand(entry.name, [...at, "name"]),
         settings: readSettings(entry, at, { fail, expand, allow: ["path", "name"] }),
       });

@@ -51,9 +51,11 @@ export function createContext(options: { log?: Logger; signal?: AbortSignal } = 
 
 /**
  * A context for one CLI run: the first SIGINT/SIGTERM aborts the signal (the run cleans up and exits
- * 130); a second one removes temp files and exits at once. Call dispose() when the run ends.
+ * 130); a second one removes temp files and exits at once. With `signals: "manual"` the run handles
+ * signals itself (cron's graceful shutdown) and only the exit-time clean-up is installed.
+ * Call dispose() when the run ends.
  */
-export function createCliContext(log: Logger): RunContext & { dispose(): void } {
+export function createCliContext(log: Logger, options: { signals?: "abort" | "manual" } = {}): RunContext & { dispose(): void } {
   const controller = new AbortController();
   const temp = new TempRegistry();
   const onSignal = (signal: NodeJS.Signals) => {
@@ -64,8 +66,11 @@ export function createCliContext(log: Logger): RunContext & { dispose(): void } 
     controller.abort(new InterruptedError(signal));
   };
   const onExit = () => temp.removeAll();
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  const manual = options.signals === "manual";
+  if (!manual) {
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+  }
   process.on("exit", onExit);
   return {
     log,

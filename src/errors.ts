@@ -88,6 +88,23 @@ export class NotFoundError extends VaultError {
   override readonly code = "not-found";
 }
 
+/** An error carrying another's exit code and code under a new message (context added, or rebuilt from a report). */
+export class ContextualError extends VaultError {
+  override readonly exitCode: ExitCode;
+  override readonly code: string;
+  constructor(message: string, original: { exitCode: number; code: string; hint?: string }) {
+    super(message, original.hint);
+    this.exitCode = original.exitCode as ExitCode;
+    this.code = original.code;
+  }
+}
+
+/** The same failure, with what was being done in front of its message. */
+export function withContext(prefix: string, error: unknown): VaultError {
+  const e = toVaultError(error);
+  return new ContextualError(`${prefix}: ${e.message}`, e);
+}
+
 /** Anything not thrown as a VaultError is reported as a plain failure (exit 1). */
 export function toVaultError(error: unknown): VaultError {
   if (error instanceof VaultError) return error;

@@ -16,5 +16,7 @@ export const main = defineCommand({
     prune: () => import("./commands/prune.ts").then((m) => m.default),
     doctor: () => import("./commands/doctor.ts").then((m) => m.default),
     keygen: () => import("./commands/keygen.ts").then((m) => m.default),
+    cron: () => import("./commands/cron.ts").then((m) => m.default),
+    status: () => import("./commands/status.ts").then((m) => m.default),
   },
 });

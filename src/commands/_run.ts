@@ -7,8 +7,6 @@ import type { ArgsDef } from "citty";
 import { createCliContext, type RunContext } from "../context.ts";
 import { ExitCode, InterruptedError, toVaultError, UsageError, type VaultError } from "../errors.ts";
 import { createLogger, type Logger } from "../logger.ts";
-import { resolveSettings, type Settings } from "../config.ts";
-import { openStorage, type Storage } from "../storage/index.ts";
 import { resolveDecryption, type DecryptionSettings, type FileKeys } from "../encryption.ts";
 
 export interface CommonFlags {
@@ -25,11 +23,13 @@ export interface CommandRun<R> {
   render: (result: R) => string;
   /** A result can still fail the command (for example a partial success). */
   exitCode?: (result: R) => number;
+  /** "manual": the command handles SIGINT/SIGTERM itself (cron). */
+  signals?: "abort" | "manual";
 }
 
 export async function runCommand<R>(run: CommandRun<R>): Promise<void> {
   const log = createLogger(run.flags);
-  const ctx = createCliContext(log);
+  const ctx = createCliContext(log, { signals: run.signals });
   try {
     assertKnownFlags(run.rawArgs, run.argsDef);
     const result = await run.execute(ctx);
@@ -72,42 +72,6 @@ export function assertKnownFlags(rawArgs: string[], argsDef: ArgsDef): void {
     const flag = match[1]!;
     if (!known.has(flag)) throw new UsageError(`unknown option ${arg.split("=")[0]}`, "see --help");
   }
-}
-
-export interface RepoFlags {
-  repo?: string;
-  endpoint?: string;
-  region?: string;
-  "path-style"?: boolean;
-  "tmp-dir"?: string;
-  compression?: string;
-  retries?: string;
-  timeout?: string;
-  "part-size"?: string;
-}
-
-/** Merge the common settings and open the storage they name. */
-export function openRepo(flags: RepoFlags, log?: Logger): { settings: Settings; storage: Storage } {
-  const settings = resolveSettings(
-    { repo: flags.repo, compression: flags.compression, tmpDir: flags["tmp-dir"], retries: flags.retries, timeout: flags.timeout, partSize: flags["part-size"] },
-    process.env,
-  );
-  const storage = openStorage(settings.repo, {
-    endpoint: flags.endpoint,
-    region: flags.region,
-    pathStyle: flags["path-style"],
-    retries: settings.retries,
-    timeoutMs: settings.timeoutMs,
-    partSize: settings.partSize,
-    onRetry: log ? (message) => log.warn(message) : undefined,
-  });
-  return { settings, storage };
-}
-
-/** The database path and backup name from `[DB] [--name NAME]`. */
-export function resolveTarget(flags: { db?: string; name?: string }, needs: "db" | "db-or-name"): { db?: string; name?: string } {
-  if (needs === "db" && !flags.db) throw new UsageError("which database? pass its path", "sqlite-vault backup /var/lib/app/app.db");
-  return { db: flags.db || undefined, name: flags.name || undefined };
 }
 
 /** Every value of a repeatable flag (citty keeps only the last): `--name A --name=B` -> ["A", "B"]. */

@@ -1,7 +1,7 @@
 import { defineCommand } from "citty";
 import { resolveNow } from "../config.ts";
 import { resolveEncryption } from "../encryption.ts";
-import { ExitCode, VaultError } from "../errors.ts";
+import { ContextualError, ExitCode } from "../errors.ts";
 import type { BackupResult } from "../backup.ts";
 import { runBackupJob, type JobOutcome } from "../job.ts";
 import { Metrics } from "../metrics.ts";
@@ -56,7 +56,7 @@ export default defineCommand({
         if (metrics && flags["metrics-file"]) metrics.writeFile(flags["metrics-file"]);
         if (!fromConfig && outcomes.length === 1) {
           const only = outcomes[0]!;
-          if (!only.ok) throw new VaultErrorFromOutcome(only);
+          if (!only.ok) throw new ContextualError(only.error!.message, only.error!);
           return { ...only.backup!, ...(only.prune ? { prune: only.prune } : {}), ...(only.pruneError ? { pruneError: only.pruneError } : {}) };
         }
         return { results: outcomes, failed: outcomes.filter((o) => !o.ok).map((o) => o.name) };
@@ -76,15 +76,4 @@ export default defineCommand({
 function renderBackup(b: BackupResult, prune?: JobOutcome["prune"]): string {
   const line = `backed up ${b.name} ${b.id}: ${formatBytes(b.databaseBytes)} -> ${formatBytes(b.storedBytes)} (${formatRatio(b.ratio)}, ${b.compression}${b.encrypted ? ", encrypted" : ""}) in ${formatDuration(b.durationMs)} to ${b.repo}`;
   return prune ? `${line}\n${renderPrune(prune)}` : line;
-}
-
-/** A single database's failure keeps its own message, code and exit code. */
-class VaultErrorFromOutcome extends VaultError {
-  override readonly exitCode: ExitCode;
-  override readonly code: string;
-  constructor(outcome: JobOutcome) {
-    super(outcome.error!.message, outcome.error!.hint);
-    this.exitCode = outcome.error!.exitCode as ExitCode;
-    this.code = outcome.error!.code;
-  }
 }

@@ -3,9 +3,10 @@ import { runDoctor, type DoctorReport } from "../doctor.ts";
 import { openStorage } from "../storage/index.ts";
 import { S3Storage } from "../storage/s3.ts";
 import { outputArgs, repoArgs } from "./_args.ts";
-import { openRepo, runCommand } from "./_run.ts";
+import { runCommand } from "./_run.ts";
+import { configArgs, resolveTargets } from "./_targets.ts";
 
-const args = { ...repoArgs, ...outputArgs } as const;
+const args = { ...repoArgs, ...configArgs, ...outputArgs } as const;
 
 export default defineCommand({
   meta: { name: "doctor", description: "Probe the repository the way a backup would, and say how to fix what fails" },
@@ -16,7 +17,8 @@ export default defineCommand({
       rawArgs,
       argsDef: args,
       async execute(ctx) {
-        const { settings, storage } = openRepo(flags, ctx.log);
+        // With a config file, the repository of its first database (they usually share one).
+        const { settings, storage } = resolveTargets(flags, ctx.log).targets[0]!;
         const openOtherAddressing =
           storage instanceof S3Storage
             ? () => openStorage(settings.repo, { endpoint: flags.endpoint, region: flags.region, pathStyle: storage.addressing !== "path-style", retries: 0, timeoutMs: settings.timeoutMs })

@@ -1,0 +1,109 @@
+import { defineCommand } from "citty";
+import { startDaemon } from "../daemon.ts";
+import { resolveDecryption, resolveEncryption } from "../encryption.ts";
+import { UsageError } from "../errors.ts";
+import { validateSchedule } from "../config-file.ts";
+import { parseDuration } from "../retention.ts";
+import { resolveNow } from "../config.ts";
+import { databaseArgs, encryptArgs, outputArgs, policyArgs, repoArgs, tmpDirArgs } from "./_args.ts";
+import { repeatedFlag, runCommand } from "./_run.ts";
+import { configArgs, resolveTargets } from "./_targets.ts";
+
+const args = {
+  ...databaseArgs,
+  ...configArgs,
+  schedule: { type: "string", valueHint: "EXPR", description: 'When to back up: 5 cron fields, @hourly-style nicknames or "@every 30m" (env SQLITE_VAULT_SCHEDULE; default @hourly)' },
+  "restore-if-missing": { type: "boolean", description: "Before anything else, restore each configured database that does not exist" },
+  exec: { type: "string", valueHint: "CMD", description: "Start the application after the startup restore; forward signals; exit with its code after a final backup" },
+  listen: { type: "string", valueHint: "127.0.0.1:PORT", description: "Serve GET /health (JSON) and GET /metrics (Prometheus)" },
+  "shutdown-timeout": { type: "string", valueHint: "DURATION", description: "Time allowed for the final backups on shutdown (default 30s)" },
+  "healthcheck-url": { type: "string", valueHint: "URL", description: "Ping URL/start, URL and URL/fail around each backup (env SQLITE_VAULT_HEALTHCHECK_URL)" },
+  ...repoArgs,
+  ...tmpDirArgs,
+  ...policyArgs,
+  ...encryptArgs,
+  identity: { type: "string", valueHint: "FILE", description: "age identity file for the startup restore of encrypted backups (repeatable)" },
+  ...outputArgs,
+} as const;
+
+export default defineCommand({
+  meta: { name: "cron", description: "Run in the foreground: restore on start, back up on a schedule, take a final backup on stop" },
+  args,
+  run: ({ args: flags, rawArgs }) =>
+    runCommand<{ exitCode: number }>({
+      flags,
+      rawArgs,
+      argsDef: args,
+      signals: "manual",
+      async execute(ctx) {
+        if (flags.schedule) validateSchedule(flags.schedule);
+        const shutdown = parseDuration(flags["shutdown-timeout"] ?? "30s", "--shutdown-timeout");
+        if (shutdown.months || shutdown.years) throw new UsageError("--shutdown-timeout reads as months; write minutes as min");
+        const listen = flags.listen ? parseListen(flags.listen) : undefined;
+        const exec = flags.exec ? splitCommand(flags.exec) : undefined;
+        const { targets } = resolveTargets(flags, ctx.log, { needsDb: true });
+        const recipients = repeatedFlag(rawArgs, "recipient");
+        const daemonTargets = targets.map((t) => ({
+          db: t.db!,
+          name: t.name!,
+          settings: t.settings,
+          storage: t.storage,
+          encryption: resolveEncryption({ recipients, recipientsFile: flags["recipients-file"], passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"] }, process.env, ctx.log, t.file),
+          decryption: resolveDecryption({ identities: repeatedFlag(rawArgs, "identity"), passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"] }, process.env, ctx.log, t.file),
+        }));
+        const emit = (event: string, fields: Record<string, unknown>) => {
+          const time = new Date().toISOString();
+          const line = flags.json
+            ? JSON.stringify({ time, event, ...fields })
+            : `${time} ${event}${Object.entries(fields)
+                .map(([k, v]) => ` ${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
+                .join("")}`;
+          process.stderr.write(`${line}\n`);
+        };
+        const daemon = await startDaemon(
+          { targets: daemonTargets, restoreIfMissing: flags["restore-if-missing"] === true, exec, listen, shutdownTimeoutMs: shutdown.ms, now: resolveNow(process.env), emit },
+          ctx,
+        );
+        return { exitCode: await daemon.done };
+      },
+      render: () => "",
+      exitCode: (r) => r.exitCode,
+    }),
+});
+
+function parseListen(value: string): { hostname: string; port: number } {
+  const match = /^(?:(\[[^\]]+\]|[^:]+):)?(\d+)$/.exec(value);
+  const port = Number(match?.[2]);
+  if (!match || !Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--listen ${value} is not HOST:PORT`, "for example --listen 127.0.0.1:9090");
+  return { hostname: match[1]?.replace(/^\[|\]$/g, "") ?? "127.0.0.1", port };
+}
+
+/** Split a command line into argv: whitespace separates, single and double quotes group, backslash escapes. */
+export function splitCommand(line: string): string[] {
+  const argv: string[] = [];
+  let current = "";
+  let quote: "'" | '"' | null = null;
+  let has = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!;
+    if (quote) {
+      if (c === quote) quote = null;
+      else if (c === "\\" && quote === '"' && i + 1 < line.length) current += line[++i];
+      else current += c;
+    } else if (c === "'" || c === '"') {
+      quote = c;
+      has = true;
+    } else if (c === "\\" && i + 1 < line.length) {
+      current += line[++i];
+      has = true;
+    } else if (/\s/.test(c)) {
+      if (has || current) argv.push(current);
+      current = "";
+      has = false;
+    } else current += c;
+  }
+  if (quote) throw new UsageError(`--exec has an unclosed ${quote} quote`);
+  if (has || current) argv.push(current);
+  if (!argv.length) throw new UsageError("--exec is empty");
+  return argv;
+}

@@ -1,0 +1,79 @@
+import { defineCommand } from "citty";
+import { readCatalog } from "../catalog.ts";
+import { VaultError } from "../errors.ts";
+import { parseDuration, subtractDuration } from "../retention.ts";
+import { databaseArgs, outputArgs, repoArgs } from "./_args.ts";
+import { runCommand } from "./_run.ts";
+import { configArgs, resolveTargets } from "./_targets.ts";
+
+const args = {
+  ...databaseArgs,
+  ...repoArgs,
+  "max-age": { type: "string", valueHint: "DURATION", description: "Fail when the newest backup is older than this (such as 26h)" },
+  ...configArgs,
+  ...outputArgs,
+} as const;
+
+interface StatusEntry {
+  name: string;
+  newest: { id: string; createdAt: string; ageSeconds: number } | null;
+  ok: boolean;
+  reason: string | null;
+}
+
+interface StatusResult {
+  repo: string;
+  maxAgeSeconds: number | null;
+  databases: StatusEntry[];
+  ok: boolean;
+}
+
+export default defineCommand({
+  meta: { name: "status", description: "Check from anywhere that the newest backup is recent enough (for monitoring)" },
+  args,
+  run: ({ args: flags, rawArgs }) =>
+    runCommand<StatusResult>({
+      flags,
+      rawArgs,
+      argsDef: args,
+      async execute(ctx) {
+        const maxAge = flags["max-age"] ? parseDuration(flags["max-age"], "--max-age") : undefined;
+        const now = new Date();
+        const limit = maxAge ? subtractDuration(now, maxAge).getTime() : undefined;
+        const { targets } = resolveTargets(flags, ctx.log);
+        const databases: StatusEntry[] = [];
+        for (const target of targets) {
+          const { backups } = await readCatalog(target.storage, target.name);
+          const names = target.name ? [target.name] : [...new Set(backups.map((b) => b.name))];
+          if (names.length === 0) databases.push({ name: "(any)", newest: null, ok: false, reason: `no backups in ${target.storage.url}` });
+          for (const name of names) {
+            const newest = backups.find((b) => b.name === name);
+            if (!newest) {
+              databases.push({ name, newest: null, ok: false, reason: `no backups of ${name} in ${target.storage.url}` });
+              continue;
+            }
+            const created = Date.parse(newest.createdAt);
+            const ageSeconds = Math.round((now.getTime() - created) / 1000);
+            const stale = limit !== undefined && created < limit;
+            databases.push({
+              name,
+              newest: { id: newest.id, createdAt: newest.createdAt, ageSeconds },
+              ok: !stale,
+              reason: stale ? `the newest backup of ${name} is ${describeAge(ageSeconds)} old, older than ${maxAge!.text}` : null,
+            });
+          }
+        }
+        const failing = databases.filter((d) => !d.ok);
+        if (failing.length) throw new VaultError(failing.map((d) => d.reason).join("; "), maxAge ? "check that the backup job runs (cron, sqlite-vault cron) and succeeds" : undefined);
+        return { repo: [...new Set(targets.map((t) => t.storage.url))].join(", "), maxAgeSeconds: maxAge ? (now.getTime() - limit!) / 1000 : null, databases, ok: true };
+      },
+      render: (r) => r.databases.map((d) => `${d.name}: newest backup ${d.newest!.id}, ${describeAge(d.newest!.ageSeconds)} old`).join("\n"),
+    }),
+});
+
+function describeAge(seconds: number): string {
+  if (seconds < 120) return `${seconds}s`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)}min`;
+  if (seconds < 172_800) return `${Math.round(seconds / 3600)}h`;
+  return `${Math.round(seconds / 86_400)}d`;
+}

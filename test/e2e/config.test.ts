@@ -1,0 +1,98 @@
+/**
+ * The config file through the compiled binary: every command acts on the configured databases, and
+ * an invalid file is one clear message with the key and line (exit 2).
+ */
+import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { existsSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { createBankDb, inspectBank, removeTempDirs, tempDir } from "../helpers/db.ts";
+import { runCli } from "../helpers/cli.ts";
+
+setDefaultTimeout(120_000);
+afterAll(removeTempDirs);
+
+function setup() {
+  const dir = tempDir("config");
+  createBankDb(join(dir, "alpha.db"));
+  createBankDb(join(dir, "beta.sqlite"));
+  const config = join(dir, "sqlite-vault.yml");
+  writeFileSync(
+    config,
+    ["repo: ${VAULT_REPO}", "retention:", "  keep-last: 2", "databases:", "  - path: alpha.db", "  - path: beta.sqlite", "    name: bee", "    compression: zstd", "    retention:", "      keep-last: 1"].join("\n"),
+  );
+  return { dir, config, env: { VAULT_REPO: join(dir, "repo") } };
+}
+
+describe("config file", () => {
+  test("backup with no arguments backs up every configured database; list, prune and verify follow", async () => {
+    const { dir, config, env } = setup();
+    for (let i = 0; i < 3; i++) {
+      const r = await runCli(["backup", "--config", config, "--json"], { env });
+      expect(r.exitCode).toBe(0);
+      const out = JSON.parse(r.stdout);
+      expect(out.results.map((o: { name: string; ok: boolean }) => [o.name, o.ok])).toEqual([
+        ["alpha", true],
+        ["bee", true],
+      ]);
+      expect(out.results[1].backup.compression).toBe("zstd");
+    }
+    // each database's own retention ran after its backup: alpha keeps 2, bee keeps 1
+    const list = JSON.parse((await runCli(["list", "--config", config, "--json"], { env })).stdout);
+    const count = (name: string) => list.backups.filter((b: { name: string }) => b.name === name).length;
+    expect([count("alpha"), count("bee")]).toEqual([2, 1]);
+    const verify = await runCli(["verify", "--all", "--config", config, "--json"], { env });
+    expect(verify.exitCode).toBe(0);
+    expect(JSON.parse(verify.stdout).results).toHaveLength(3);
+    // the config file is found in the working directory too
+    const here = await runCli(["list", "--json"], { env, cwd: dir });
+    expect(JSON.parse(here.stdout).backups).toHaveLength(3);
+    // prune uses the configured policies
+    const prune = await runCli(["prune", "--config", config, "--keep-last", "1", "--json"], { env });
+    expect(prune.exitCode).toBe(0);
+    expect(JSON.parse((await runCli(["list", "--config", config, "--json"], { env })).stdout).backups).toHaveLength(2);
+  });
+
+  test("when some databases fail, backup exits 3 and names them", async () => {
+    const { dir, config, env } = setup();
+    rmSync(join(dir, "beta.sqlite"));
+    const r = await runCli(["backup", "--config", config], { env });
+    expect(r.exitCode).toBe(3);
+    expect(r.stdout).toContain("FAILED bee");
+    expect(r.stdout).toContain("failed: bee");
+    expect(r.stdout).toContain("backed up alpha");
+  });
+
+  test("restore --if-missing with no arguments restores every missing database", async () => {
+    const { dir, config, env } = setup();
+    expect((await runCli(["backup", "--config", config], { env })).exitCode).toBe(0);
+    for (const f of ["alpha.db", "alpha.db-wal", "alpha.db-shm"]) rmSync(join(dir, f), { force: true });
+    const r = await runCli(["restore", "--if-missing", "--config", config, "--json"], { env });
+    expect(r.exitCode).toBe(0);
+    const results = JSON.parse(r.stdout).results;
+    expect(results.map((o: { name: string; result: { action: string } }) => [o.name, o.result.action])).toEqual([
+      ["alpha", "restored"],
+      ["bee", "skipped"],
+    ]);
+    expect(inspectBank(join(dir, "alpha.db")).integrity).toBe("ok");
+  });
+
+  test("an invalid or missing config file is exit 2 with the key and line", async () => {
+    const { dir, env } = setup();
+    const bad = join(dir, "bad.yml");
+    writeFileSync(bad, "repo: /x\ndatabases:\n  - path: a.db\n    retention:\n      keep-dayly: 3\n");
+    const r = await runCli(["backup", "--config", bad], { env });
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toContain(`${bad}:5: databases[0].retention.keep-dayly is not a retention setting`);
+    const missing = await runCli(["list", "--config", join(dir, "nope.yml")], { env });
+    expect(missing.exitCode).toBe(2);
+    expect(missing.stderr).toContain("does not exist");
+    const unset = await runCli(["list", "--config", join(dir, "sqlite-vault.yml")], {});
+    expect(unset.exitCode).toBe(2);
+    expect(unset.stderr).toContain("${VAULT_REPO}, which is not set");
+    // without expansion the repository is literally "${VAULT_REPO}", a directory that does not exist
+    const literal = await runCli(["list", "--config", join(dir, "sqlite-vault.yml"), "--no-expand-env"], { cwd: dir });
+    expect(literal.exitCode).toBe(10);
+    expect(literal.stderr).toContain("${VAULT_REPO} does not exist");
+    expect(existsSync(join(dir, "${VAULT_REPO}"))).toBe(false);
+  });
+});

@@ -1,0 +1,225 @@
+/**
+ * cron through the compiled binary against the real S3 server: the startup restore before the
+ * application starts, scheduled backups, /health and /metrics, healthcheck pings in order, and a
+ * SIGTERM that ends in a final backup holding the application's last write and the child's exit code.
+ */
+import { Database } from "bun:sqlite";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { existsSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { createBankDb, removeTempDirs, tempDir } from "../helpers/db.ts";
+import { ROOT, runCli, spawnCli } from "../helpers/cli.ts";
+import { createTestBucket, s3Env, s3RepoUrl } from "../helpers/s3.ts";
+
+setDefaultTimeout(120_000);
+
+let bucket: Awaited<ReturnType<typeof createTestBucket>>;
+const pings: string[] = [];
+let pingServer: ReturnType<typeof Bun.serve>;
+
+beforeAll(async () => {
+  bucket = await createTestBucket("cron");
+  pingServer = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    async fetch(request) {
+      pings.push(`${request.method} ${new URL(request.url).pathname} ${await request.text()}`);
+      return new Response("OK");
+    },
+  });
+});
+afterAll(async () => {
+  pingServer?.stop(true);
+  await bucket?.cleanup();
+  removeTempDirs();
+});
+
+/** Read a process's stream line by line into `lines`, as it arrives. */
+function collectLines(stream: ReadableStream<Uint8Array>, lines: string[]): Promise<void> {
+  return (async () => {
+    const decoder = new TextDecoder();
+    let rest = "";
+    for await (const chunk of stream) {
+      rest += decoder.decode(chunk, { stream: true });
+      const parts = rest.split("\n");
+      rest = parts.pop()!;
+      lines.push(...parts);
+    }
+    if (rest) lines.push(rest);
+  })();
+}
+
+async function waitFor(what: string, condition: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(50);
+  }
+}
+
+const events = (lines: string[]) => lines.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as { event: string; [k: string]: unknown });
+
+describe("cron", () => {
+  test("restore on start, then the app; scheduled backups; SIGTERM gives a final backup with the last write and the app's exit code", async () => {
+    const dir = tempDir("cron-app");
+    const db = join(dir, "app.db");
+    createBankDb(db, { fillerRows: 100 });
+    const setup = new Database(db);
+    setup.run("CREATE TABLE log (id INTEGER PRIMARY KEY, what TEXT)");
+    setup.run("INSERT INTO log (what) VALUES ('from-backup')");
+    setup.close();
+    const repo = s3RepoUrl(bucket.bucket, "cron-app");
+    expect((await runCli(["backup", db, "--repo", repo], { env: s3Env() })).exitCode).toBe(0);
+    rmSync(db);
+    for (const suffix of ["-wal", "-shm"]) rmSync(db + suffix, { force: true });
+
+    const config = join(dir, "sqlite-vault.yml");
+    writeFileSync(
+      config,
+      [`repo: "${repo}"`, 'schedule: "@every 1s"', "retention:", "  keep-last: 20", `healthcheck-url: "http://127.0.0.1:${pingServer.port}/hc"`, "databases:", "  - path: ./app.db"].join("\n"),
+    );
+    pings.length = 0;
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const proc = spawnCli(["cron", "--config", config, "--restore-if-missing", "--exec", `${process.execPath} ${join(ROOT, "test", "helpers", "app.ts")} ${db}`, "--listen", `127.0.0.1:${port}`, "--json"], {
+      env: s3Env(),
+    });
+    const out: string[] = [];
+    const err: string[] = [];
+    const reading = Promise.all([collectLines(proc.stdout, out), collectLines(proc.stderr, err)]);
+
+    await waitFor("the app to start", () => out.some((l) => l.startsWith("app:")));
+    expect(out[0]).toBe("app: started with from-backup"); // the restore came first
+    const startup = events(err);
+    expect(startup.map((e) => e.event).slice(0, 2)).toEqual(["restored", "exec-started"]);
+
+    await waitFor("two scheduled backups", () => events(err).filter((e) => e.event === "backup-done").length >= 2);
+    const done = events(err).find((e) => e.event === "backup-done")!;
+    expect(done).toMatchObject({ database: "app" });
+    expect(typeof done.id).toBe("string");
+    expect(done.storedBytes).toBeGreaterThan(0);
+
+    const health = await fetch(`http://127.0.0.1:${port}/health`);
+    expect(health.status).toBe(200);
+    const body = (await health.json()) as { ok: boolean; databases: { name: string; backupCount: number; restoredOnStartup: boolean; lastBackupAt: string; nextScheduledAt: string }[] };
+    expect(body.ok).toBe(true);
+    expect(body.databases[0]).toMatchObject({ name: "app", restoredOnStartup: true });
+    expect(body.databases[0]!.backupCount).toBeGreaterThanOrEqual(2);
+    expect(Date.parse(body.databases[0]!.nextScheduledAt)).toBeGreaterThan(Date.parse(body.databases[0]!.lastBackupAt));
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(metrics).toMatch(/sqlite_vault_backups_total\{database="app",result="success"\} [2-9]/);
+    expect(metrics).toContain('sqlite_vault_restore_duration_seconds_count{database="app"} 1');
+    expect(metrics).toContain("# TYPE sqlite_vault_backup_duration_seconds histogram");
+
+    // the pings come in pairs: start, then success
+    const kinds = pings.map((p) => p.split(" ")[1]);
+    expect(kinds.slice(0, 4)).toEqual(["/hc/start", "/hc", "/hc/start", "/hc"]);
+    expect(pings[1]).toContain("backup of app");
+
+    proc.kill("SIGTERM");
+    expect(await proc.exited).toBe(7);
+    await reading;
+    expect(out).toContain("app: stopped after the last write");
+    const final = events(err);
+    expect(final.map((e) => e.event)).toContain("exec-exited");
+    const stopped = final.find((e) => e.event === "stopped")!;
+    expect(stopped).toMatchObject({ backedUp: ["app"], notBackedUp: [] });
+
+    const restored = join(dir, "after.db");
+    expect((await runCli(["restore", "--name", "app", "-o", restored, "--repo", repo], { env: s3Env() })).exitCode).toBe(0);
+    const check = new Database(restored, { readonly: true });
+    expect((check.query("SELECT what FROM log ORDER BY id DESC LIMIT 1").get() as { what: string }).what).toBe("last-write");
+    check.close();
+  });
+
+  test("a failing backup turns /health to 503 and pings /fail; an unreachable repository is fatal at startup", async () => {
+    const dir = tempDir("cron-fail");
+    const bad = join(dir, "broken.db");
+    writeFileSync(bad, "this is not a database ".repeat(20));
+    pings.length = 0;
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const proc = spawnCli(
+      ["cron", bad, "--repo", join(dir, "repo"), "--schedule", "@every 1s", "--listen", `127.0.0.1:${port}`, "--healthcheck-url", `http://127.0.0.1:${pingServer.port}/hc2`, "--shutdown-timeout", "5s"],
+      {},
+    );
+    const err: string[] = [];
+    const reading = collectLines(proc.stderr, err);
+    await waitFor("a failed run", () => err.some((l) => l.includes("backup-failed")));
+    const health = await fetch(`http://127.0.0.1:${port}/health`);
+    expect(health.status).toBe(503);
+    const body = (await health.json()) as { databases: { lastError: string }[] };
+    expect(body.databases[0]!.lastError).toContain("not a SQLite database");
+    await waitFor("the fail ping", () => pings.some((p) => p.startsWith("POST /hc2/fail")));
+    expect(pings[0]).toStartWith("POST /hc2/start");
+    proc.kill("SIGTERM");
+    expect(await proc.exited).toBe(3); // the final backup failed too
+    await reading;
+    expect(err.some((l) => l.includes("stopped") && l.includes("broken"))).toBe(true);
+
+    const unreachable = await runCli(["cron", bad, "--repo", "s3://some-bucket/x?endpoint=http://127.0.0.1:9", "--retries", "0"], { env: s3Env() });
+    expect(unreachable.exitCode).toBe(10);
+    expect(unreachable.stderr).toContain("not usable at startup");
+  });
+
+  test("a startup restore that fails is fatal and the app never starts", async () => {
+    const dir = tempDir("cron-badrestore");
+    const db = join(dir, "app.db");
+    createBankDb(db);
+    const repo = join(dir, "repo");
+    const b = await runCli(["backup", db, "--repo", repo, "--json"]);
+    const { dataKey } = JSON.parse(b.stdout);
+    writeFileSync(join(repo, dataKey), "damaged");
+    rmSync(db);
+    rmSync(`${db}-wal`, { force: true });
+    rmSync(`${db}-shm`, { force: true });
+    const marker = join(dir, "started");
+    const r = await runCli(["cron", db, "--repo", repo, "--restore-if-missing", "--exec", `touch ${marker}`]);
+    expect(r.exitCode).toBe(4);
+    expect(r.stderr).toContain("startup restore of app failed");
+    expect(existsSync(marker)).toBe(false);
+    expect(existsSync(db)).toBe(false);
+  });
+});
+
+describe("one-shot observability", () => {
+  test("backup pings start then success (or fail), and writes a metrics file", async () => {
+    const dir = tempDir("oneshot");
+    const db = join(dir, "app.db");
+    createBankDb(db);
+    pings.length = 0;
+    const metricsFile = join(dir, "vault.prom");
+    const ok = await runCli(["backup", db, "--repo", join(dir, "repo"), "--healthcheck-url", `http://127.0.0.1:${pingServer.port}/one`, "--metrics-file", metricsFile]);
+    expect(ok.exitCode).toBe(0);
+    expect(pings.map((p) => p.split(" ")[1])).toEqual(["/one/start", "/one"]);
+    const text = await Bun.file(metricsFile).text();
+    expect(text).toContain('sqlite_vault_backups_total{database="app",result="success"} 1');
+    expect(text).toMatch(/sqlite_vault_last_backup_size_bytes\{database="app"\} \d+/);
+
+    pings.length = 0;
+    const failed = await runCli(["backup", join(dir, "missing.db"), "--repo", join(dir, "repo"), "--healthcheck-url", `http://127.0.0.1:${pingServer.port}/one`]);
+    expect(failed.exitCode).toBe(1);
+    expect(pings.map((p) => p.split(" ")[1])).toEqual(["/one/start", "/one/fail"]);
+    expect(pings[1]).toContain("does not exist");
+
+    const unreachablePing = await runCli(["backup", db, "--repo", join(dir, "repo"), "--healthcheck-url", "http://127.0.0.1:9/hc"]);
+    expect(unreachablePing.exitCode).toBe(0); // a ping that fails never fails the backup
+    expect(unreachablePing.stderr).toContain("healthcheck ping (start) failed");
+    expect(unreachablePing.stderr).not.toContain("127.0.0.1:9/hc");
+  });
+
+  test("status --max-age fails when the newest backup is too old", async () => {
+    const dir = tempDir("status");
+    const db = join(dir, "app.db");
+    createBankDb(db);
+    const repo = join(dir, "repo");
+    expect((await runCli(["backup", db, "--repo", repo], { env: { SQLITE_VAULT_NOW: new Date(Date.now() - 3 * 3600_000).toISOString() } })).exitCode).toBe(0);
+    const fresh = await runCli(["status", db, "--repo", repo, "--max-age", "4h"]);
+    expect(fresh.exitCode).toBe(0);
+    expect(fresh.stdout).toContain("app: newest backup");
+    const stale = await runCli(["status", db, "--repo", repo, "--max-age", "2h"]);
+    expect(stale.exitCode).toBe(1);
+    expect(stale.stderr.trim().split("\n")[0]).toMatch(/^sqlite-vault: the newest backup of app is 3h old, older than 2h$/);
+    const none = await runCli(["status", "--name", "other", "--repo", repo, "--max-age", "2h"]);
+    expect(none.exitCode).toBe(1);
+    expect(none.stderr).toContain("no backups of other");
+  });
+});
