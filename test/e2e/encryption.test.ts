@@ -6,11 +6,10 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { openStorage } from "../../src/storage/index.ts";
-import type { Storage } from "../../src/storage/types.ts";
 import { ACCOUNTS, createBankDb, INITIAL_BALANCE, inspectBank, removeTempDirs, tempDir } from "../helpers/db.ts";
 import { registerSecret, runCli } from "../helpers/cli.ts";
-import { createTestBucket, s3Env, s3RepoUrl } from "../helpers/s3.ts";
+import { createTestBucket } from "../helpers/s3.ts";
+import { localRepo, s3Repo, type TestRepo } from "../helpers/repos.ts";
 import { readBackupManifest, readObject } from "../helpers/tamper.ts";
 
 setDefaultTimeout(120_000);
@@ -43,30 +42,9 @@ function secretOf(path: string): string {
   return readFileSync(path, "utf8").split("\n").find((l) => l.startsWith("AGE-SECRET-KEY-"))!;
 }
 
-interface Repo {
-  url: string;
-  env: Record<string, string>;
-  storage: Storage;
-  dir: string;
-}
-
-const backends: [string, () => Repo][] = [
-  [
-    "local directory",
-    () => {
-      const dir = tempDir("enc-local");
-      const url = join(dir, "repo");
-      return { url, env: {}, storage: openStorage(url), dir };
-    },
-  ],
-  [
-    "S3",
-    () => {
-      const dir = tempDir("enc-s3");
-      const url = s3RepoUrl(bucket.bucket, `e-${Math.random().toString(36).slice(2)}`);
-      return { url, env: s3Env(), storage: openStorage(url, { env: s3Env() }), dir };
-    },
-  ],
+const backends: [string, () => TestRepo][] = [
+  ["local directory", () => localRepo("enc-local")],
+  ["S3", () => s3Repo(bucket.bucket, "enc-s3")],
 ];
 
 describe("keygen", () => {

@@ -7,7 +7,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createBankDb, removeTempDirs, tempDir } from "../helpers/db.ts";
 import { ROOT, runCli, spawnCli } from "../helpers/cli.ts";
-import { createTestBucket, listUploads, s3Env, s3RepoUrl, testS3 } from "../helpers/s3.ts";
+import { createTestBucket, listUploads, s3Env, s3RepoUrl } from "../helpers/s3.ts";
 
 // Real databases through a real S3 server (and retries with backoff) take more than the default 5 s.
 setDefaultTimeout(120_000);

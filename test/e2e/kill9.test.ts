@@ -10,11 +10,10 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { openStorage } from "../../src/storage/index.ts";
-import type { Storage } from "../../src/storage/types.ts";
 import { createBankDb, inspectBank, removeTempDirs, startWriter, tempDir } from "../helpers/db.ts";
 import { runCli, spawnCli } from "../helpers/cli.ts";
-import { createTestBucket, s3Env, s3RepoUrl } from "../helpers/s3.ts";
+import { createTestBucket } from "../helpers/s3.ts";
+import { s3Repo, type TestRepo } from "../helpers/repos.ts";
 
 setDefaultTimeout(300_000);
 
@@ -42,16 +41,10 @@ afterAll(async () => {
   removeTempDirs();
 });
 
-interface Repo {
-  url: string;
-  env: Record<string, string>;
-  storage: Storage;
-}
+type Repo = Pick<TestRepo, "url" | "env" | "storage">;
 
-function repo(prefix: string): Repo {
-  const url = s3RepoUrl(bucket.bucket, prefix);
-  const env = s3Env();
-  return { url, env, storage: openStorage(url, { env }) };
+function repo(label: string): Repo {
+  return s3Repo(bucket.bucket, label);
 }
 
 const TUNING = ["--part-size", "5"];

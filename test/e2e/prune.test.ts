@@ -9,12 +9,11 @@ import { runPrune } from "../../src/prune.ts";
 import { createContext } from "../../src/context.ts";
 import { dataKey, manifestKey } from "../../src/manifest.ts";
 import { parseDuration, parsePolicy, planRetention } from "../../src/retention.ts";
-import { FileStorage } from "../../src/storage/file.ts";
-import { openStorage } from "../../src/storage/index.ts";
 import type { Storage } from "../../src/storage/types.ts";
-import { createBankDb, inspectBank, removeTempDirs, tempDir } from "../helpers/db.ts";
+import { createBankDb, inspectBank, removeTempDirs } from "../helpers/db.ts";
 import { runCli } from "../helpers/cli.ts";
-import { abandonUpload, adminClient, createTestBucket, s3Env, s3RepoUrl } from "../helpers/s3.ts";
+import { abandonUpload, adminClient, createTestBucket } from "../helpers/s3.ts";
+import { localRepo as localRepoIn, s3Repo as s3RepoIn, type TestRepo } from "../helpers/repos.ts";
 
 // Real databases through a real S3 server (and retries with backoff) take more than the default 5 s.
 setDefaultTimeout(120_000);
@@ -28,28 +27,9 @@ afterAll(async () => {
   removeTempDirs();
 });
 
-interface Repo {
-  url: string;
-  env: Record<string, string>;
-  storage: Storage;
-  dir: string;
-  db: string;
-  prefix: string;
-}
-
-function s3Repo(): Repo {
-  const dir = tempDir("prune-s3");
-  const prefix = `p-${Math.random().toString(36).slice(2)}`;
-  const url = s3RepoUrl(bucket.bucket, prefix);
-  const env = s3Env();
-  return { url, env, storage: openStorage(url, { env }), dir, db: join(dir, "app.db"), prefix };
-}
-
-function localRepo(): Repo {
-  const dir = tempDir("prune-local");
-  const url = join(dir, "repo");
-  return { url, env: {}, storage: new FileStorage(url), dir, db: join(dir, "app.db"), prefix: "" };
-}
+type Repo = TestRepo;
+const s3Repo = () => s3RepoIn(bucket.bucket, "prune-s3");
+const localRepo = () => localRepoIn("prune-local");
 
 /** Backups of one database at the given (fake) times; returns { id, createdAt } newest first. */
 async function backupsAt(repo: Repo, times: string[]): Promise<{ id: string; createdAt: string }[]> {

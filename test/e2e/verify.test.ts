@@ -5,11 +5,10 @@
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { openStorage } from "../../src/storage/index.ts";
-import type { Storage } from "../../src/storage/types.ts";
 import { ACCOUNTS, createBankDb, INITIAL_BALANCE, inspectBank, removeTempDirs, tempDir } from "../helpers/db.ts";
 import { ensureBinary, runCli, spawnCli } from "../helpers/cli.ts";
-import { createTestBucket, s3Env, s3RepoUrl } from "../helpers/s3.ts";
+import { createTestBucket } from "../helpers/s3.ts";
+import { localRepo, s3Repo, type TestRepo } from "../helpers/repos.ts";
 import { flipByte, readBackupManifest, rewriteManifest, storeCorruptDatabase, truncate } from "../helpers/tamper.ts";
 import { dataKey } from "../../src/manifest.ts";
 
@@ -25,32 +24,11 @@ afterAll(async () => {
   removeTempDirs();
 });
 
-interface Repo {
-  url: string;
-  env: Record<string, string>;
-  storage: Storage;
-  dir: string;
-  db: string;
-}
+type Repo = TestRepo;
 
 const backends: { label: string; make: () => Repo }[] = [
-  {
-    label: "local directory",
-    make: () => {
-      const dir = tempDir("verify");
-      const url = join(dir, "repo");
-      return { url, env: {}, storage: openStorage(url), dir, db: join(dir, "app.db") };
-    },
-  },
-  {
-    label: "S3",
-    make: () => {
-      const dir = tempDir("verify-s3");
-      const url = s3RepoUrl(bucket.bucket, `v-${Math.random().toString(36).slice(2)}`);
-      const env = s3Env();
-      return { url, env, storage: openStorage(url, { env }), dir, db: join(dir, "app.db") };
-    },
-  },
+  { label: "local directory", make: () => localRepo("verify") },
+  { label: "S3", make: () => s3Repo(bucket.bucket, "verify-s3") },
 ];
 
 /** Make `count` backups of a bank database, each after a different number of transfers; newest first. */
