@@ -5,6 +5,7 @@
  */
 import { runCommand, showUsage } from "citty";
 import { main } from "./main.ts";
+import { renderExamples } from "./help.ts";
 import { VERSION } from "./version.ts";
 
 const rawArgs = process.argv.slice(2);
@@ -24,6 +25,8 @@ try {
   } else if (rawArgs.length === 0 || rawArgs.includes("--help") || rawArgs.includes("-h")) {
     const [cmd, parent] = await resolveLeaf(rawArgs);
     await showUsage(cmd as typeof main, parent);
+    const name = parent ? rawArgs.find((a) => !a.startsWith("-")) ?? "" : "";
+    process.stdout.write(`${renderExamples(name)}\n`);
   } else {
     await runCommand(main, { rawArgs });
   }

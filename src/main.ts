@@ -18,5 +18,6 @@ export const main = defineCommand({
     keygen: () => import("./commands/keygen.ts").then((m) => m.default),
     cron: () => import("./commands/cron.ts").then((m) => m.default),
     status: () => import("./commands/status.ts").then((m) => m.default),
+    version: () => import("./commands/version.ts").then((m) => m.default),
   },
 });

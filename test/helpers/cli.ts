@@ -1,4 +1,4 @@
-/** Run the compiled binary, as users do. Builds dist/sqlite-vault when it is missing or older than src/. */
+/** Run the compiled binary, as users do. */
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 
@@ -7,7 +7,12 @@ export const BINARY = join(ROOT, "dist", "sqlite-vault");
 
 let built = false;
 
+/**
+ * The binary under test: SQLITE_VAULT_TEST_BINARY when set (a release build, such as
+ * dist/sqlite-vault-linux-x64), else dist/sqlite-vault, built when missing or older than src/.
+ */
 export function ensureBinary(): string {
+  if (process.env.SQLITE_VAULT_TEST_BINARY) return process.env.SQLITE_VAULT_TEST_BINARY;
   if (built) return BINARY;
   const newest = newestMtime(join(ROOT, "src"));
   if (!existsSync(BINARY) || statSync(BINARY).mtimeMs < newest) {
