@@ -21,7 +21,7 @@ import { mkdtemp } from "node:fs/promises";
 import { join } from "node:path";
 import type { RunContext } from "./context.ts";
 import { removeStale, tempTag } from "./stale.ts";
-import { compareVersions, WAL_RESET_FIX } from "./version.ts";
+import { walResetWarning } from "./version.ts";
 import { VaultError } from "./errors.ts";
 
 export interface Snapshot {
@@ -96,8 +96,8 @@ function copyDatabase(databasePath: string, dir: string, ctx: RunContext): Snaps
     db.run(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
     journalMode = String((db.query("PRAGMA journal_mode").get() as { journal_mode: string }).journal_mode);
     sqliteVersion = String((db.query("SELECT sqlite_version() AS v").get() as { v: string }).v);
-    if (journalMode === "wal" && compareVersions(sqliteVersion, WAL_RESET_FIX) < 0)
-      ctx.log.warn(`SQLite ${sqliteVersion} is older than ${WAL_RESET_FIX}, which fixes a WAL-reset bug that can corrupt WAL databases; upgrade the system SQLite`);
+    const warning = walResetWarning(sqliteVersion, journalMode);
+    if (warning) ctx.log.warn(warning);
     db.run("VACUUM INTO ?", [path]);
   } catch (error) {
     const message = (error as Error).message;

@@ -37,3 +37,9 @@ export function compareVersions(a: string, b: string): number {
   }
   return 0;
 }
+
+/** The warning backup gives for a WAL database on an SQLite without the WAL-reset fix, or null. */
+export function walResetWarning(sqliteVersion: string, journalMode: string): string | null {
+  if (journalMode !== "wal" || compareVersions(sqliteVersion, WAL_RESET_FIX) >= 0) return null;
+  return `SQLite ${sqliteVersion} is older than ${WAL_RESET_FIX}, which fixes a WAL-reset bug that can corrupt WAL databases; upgrade the system SQLite`;
+}

@@ -25,6 +25,8 @@ export interface CommandRun<R> {
   exitCode?: (result: R) => number;
   /** "manual": the command handles SIGINT/SIGTERM itself (cron). */
   signals?: "abort" | "manual";
+  /** false: the result only decides the exit code; nothing is printed on stdout (cron's stdout is the application's). */
+  print?: boolean;
 }
 
 export async function runCommand<R>(run: CommandRun<R>): Promise<void> {
@@ -33,7 +35,7 @@ export async function runCommand<R>(run: CommandRun<R>): Promise<void> {
   try {
     assertKnownFlags(run.rawArgs, run.argsDef);
     const result = await run.execute(ctx);
-    const text = run.flags.json ? JSON.stringify(result, null, 2) : run.render(result);
+    const text = run.print === false ? "" : run.flags.json ? JSON.stringify(result, null, 2) : run.render(result);
     if (text) process.stdout.write(`${text}\n`);
     process.exitCode = run.exitCode?.(result) ?? ExitCode.ok;
   } catch (thrown) {

@@ -35,6 +35,7 @@ export default defineCommand({
       rawArgs,
       argsDef: args,
       signals: "manual",
+      print: false,
       async execute(ctx) {
         if (flags.schedule) validateSchedule(flags.schedule);
         const shutdown = parseDuration(flags["shutdown-timeout"] ?? "30s", "--shutdown-timeout");

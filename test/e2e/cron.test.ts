@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "
 import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createBankDb, removeTempDirs, tempDir } from "../helpers/db.ts";
-import { ROOT, runCli, spawnCli } from "../helpers/cli.ts";
+import { assertNoSecrets, ROOT, runCli, spawnCli } from "../helpers/cli.ts";
 import { createTestBucket, s3Env, s3RepoUrl } from "../helpers/s3.ts";
 
 setDefaultTimeout(120_000);
@@ -106,7 +106,17 @@ describe("cron", () => {
     expect(body.databases[0]!.backupCount).toBeGreaterThanOrEqual(2);
     expect(Date.parse(body.databases[0]!.nextScheduledAt)).toBeGreaterThan(Date.parse(body.databases[0]!.lastBackupAt));
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    expect(metrics).toMatch(/sqlite_vault_backups_total\{database="app",result="success"\} [2-9]/);
+    const successes = (text: string) => Number(/sqlite_vault_backups_total\{database="app",result="success"\} (\d+)/.exec(text)![1]);
+    expect(successes(metrics)).toBeGreaterThanOrEqual(2);
+    // both change after the next run
+    const seen = events(err).filter((e) => e.event === "backup-done").length;
+    await waitFor("one more backup", () => events(err).filter((e) => e.event === "backup-done").length > seen);
+    expect(successes(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())).toBeGreaterThan(successes(metrics));
+    const later = (await (await fetch(`http://127.0.0.1:${port}/health`)).json()) as typeof body;
+    expect(later.databases[0]!.backupCount).toBeGreaterThan(body.databases[0]!.backupCount);
+    expect(later.databases[0]!.lastBackupAt > body.databases[0]!.lastBackupAt).toBe(true);
+    // nothing the daemon says or sends carries a secret
+    assertNoSecrets(JSON.stringify(later) + metrics + pings.join("\n"), ["cron"]);
     expect(metrics).toContain('sqlite_vault_restore_duration_seconds_count{database="app"} 1');
     expect(metrics).toContain("# TYPE sqlite_vault_backup_duration_seconds histogram");
 
@@ -177,6 +187,35 @@ describe("cron", () => {
     expect(r.stderr).toContain("startup restore of app failed");
     expect(existsSync(marker)).toBe(false);
     expect(existsSync(db)).toBe(false);
+  });
+
+  test("a second signal exits at once", async () => {
+    const dir = tempDir("cron-twice");
+    const db = join(dir, "app.db");
+    createBankDb(db);
+    // an application that ignores SIGTERM: the first signal is forwarded and changes nothing
+    const proc = spawnCli(["cron", db, "--repo", join(dir, "repo"), "--exec", "sh -c 'trap \"\" TERM; exec sleep 60'", "--json"]);
+    const err: string[] = [];
+    const reading = collectLines(proc.stderr, err);
+    await waitFor("the app to start", () => err.some((l) => l.includes("exec-started")));
+    proc.kill("SIGTERM");
+    await waitFor("the signal to be forwarded", () => err.some((l) => l.includes("signal-forwarded")));
+    const t0 = performance.now();
+    proc.kill("SIGTERM");
+    expect(await proc.exited).toBe(130);
+    expect(performance.now() - t0).toBeLessThan(5000);
+    await reading;
+    expect(err.some((l) => l.includes("exit-now"))).toBe(true);
+  });
+
+  test("an application that cannot start is an error", async () => {
+    const dir = tempDir("cron-noexec");
+    const db = join(dir, "app.db");
+    createBankDb(db);
+    const r = await runCli(["cron", db, "--repo", join(dir, "repo"), "--exec", join(dir, "no-such-program")]);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain("could not start");
+    expect(r.stdout).toBe("");
   });
 });
 

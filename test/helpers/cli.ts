@@ -56,7 +56,8 @@ export function registerSecret(secret: string): string {
   return secret;
 }
 
-function assertNoSecrets(text: string, args: string[]): void {
+/** Throws when `text` (anything the binary printed or sent) contains a registered secret. */
+export function assertNoSecrets(text: string, args: string[]): void {
   for (const secret of secrets)
     if (text.includes(secret)) throw new Error(`sqlite-vault ${args[0]} printed a secret (${secret.slice(0, 4)}…): the secrets scan failed`);
 }

@@ -82,6 +82,22 @@ describe("splitParts", () => {
     });
 });
 
+describe("versions", () => {
+  test("compareVersions orders dotted versions", async () => {
+    const { compareVersions } = await import("../../src/version.ts");
+    expect(compareVersions("3.51.2", "3.51.3")).toBeLessThan(0);
+    expect(compareVersions("3.51.3", "3.51.3")).toBe(0);
+    expect(compareVersions("3.54.1", "3.51.3")).toBeGreaterThan(0);
+    expect(compareVersions("3.9", "3.51.3")).toBeLessThan(0);
+  });
+  test("backup warns about the WAL-reset bug only for WAL databases on SQLite before 3.51.3", async () => {
+    const { walResetWarning } = await import("../../src/version.ts");
+    expect(walResetWarning("3.50.4", "wal")).toContain("older than 3.51.3");
+    expect(walResetWarning("3.50.4", "delete")).toBeNull();
+    expect(walResetWarning("3.51.3", "wal")).toBeNull();
+  });
+});
+
 describe("output", () => {
   test("formatBytes", () => {
     expect([0, 1023, 1024, 1536, 10 * 1024 * 1024, 3 * 1024 ** 3].map(formatBytes)).toEqual(["0 B", "1023 B", "1.0 KiB", "1.5 KiB", "10.0 MiB", "3.0 GiB"]);
