@@ -62,6 +62,7 @@ export async function startDaemon(options: DaemonOptions, ctx: RunContext): Prom
     state.set(t.name, { name: t.name, schedule: t.settings.schedule, running: null, lastBackupAt: null, lastBackupBytes: null, lastBackupId: null, nextScheduledAt: null, backupCount: 0, restoredOnStartup: false, lastError: null, lastRunOk: null });
   }
 
+  let stopping = false;
   // Work is cancelled only by a shutdown that ran out of time, never by the first signal.
   const work = new AbortController();
   const jobCtx: RunContext = { log: ctx.log, temp: ctx.temp, signal: work.signal };
@@ -90,18 +91,44 @@ export async function startDaemon(options: DaemonOptions, ctx: RunContext): Prom
     }
   }
 
+  // Health and metrics: bound before the application starts, so a busy port never orphans it.
+  let server: ReturnType<typeof Bun.serve> | undefined;
+  if (options.listen) {
+    const { hostname, port } = options.listen;
+    try {
+      server = Bun.serve({
+      hostname: options.listen.hostname,
+      port: options.listen.port,
+      fetch(request) {
+        const path = new URL(request.url).pathname;
+        if (request.method !== "GET") return new Response("method not allowed\n", { status: 405 });
+        if (path === "/health") {
+          const databases = [...state.values()].map(({ running, schedule: sched, lastRunOk, ...rest }) => ({ ...rest, schedule: sched, enabled: true, running: running !== null, lastRunOk }));
+          const ok = databases.every((d) => d.lastRunOk !== false);
+          return Response.json({ ok, stopping, databases }, { status: ok ? 200 : 503 });
+        }
+        if (path === "/metrics") return new Response(metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4" } });
+        return new Response("not found\n", { status: 404 });
+      },
+      });
+    } catch (error) {
+      throw new VaultError(`cannot listen on ${hostname}:${port}: ${(error as Error).message}`, "choose another --listen port");
+    }
+    emit("listening", { url: `http://${server.hostname}:${server.port}` });
+  }
+
   let child: Subprocess | undefined;
   if (options.exec) {
     try {
       child = Bun.spawn(options.exec, { stdin: "inherit", stdout: "inherit", stderr: "inherit" });
     } catch (error) {
+      server?.stop(true);
       throw new VaultError(`could not start ${options.exec[0]}: ${(error as Error).message}`, "check --exec");
     }
     emit("exec-started", { command: options.exec[0], pid: child.pid });
   }
 
   // Scheduling.
-  let stopping = false;
   const timers: (() => void)[] = [];
   const runScheduled = async (t: DaemonTarget) => {
     const s = state.get(t.name)!;
@@ -155,27 +182,6 @@ export async function startDaemon(options: DaemonOptions, ctx: RunContext): Prom
   };
   for (const t of options.targets) timers.push(schedule(t.settings.schedule, () => runScheduled(t), (next) => (state.get(t.name)!.nextScheduledAt = next?.toISOString() ?? null)));
   emit("scheduled", { databases: options.targets.map((t) => ({ database: t.name, schedule: t.settings.schedule, next: state.get(t.name)!.nextScheduledAt })) });
-
-  // Health and metrics.
-  let server: ReturnType<typeof Bun.serve> | undefined;
-  if (options.listen) {
-    server = Bun.serve({
-      hostname: options.listen.hostname,
-      port: options.listen.port,
-      fetch(request) {
-        const path = new URL(request.url).pathname;
-        if (request.method !== "GET") return new Response("method not allowed\n", { status: 405 });
-        if (path === "/health") {
-          const databases = [...state.values()].map(({ running, schedule: sched, lastRunOk, ...rest }) => ({ ...rest, schedule: sched, enabled: true, running: running !== null, lastRunOk }));
-          const ok = databases.every((d) => d.lastRunOk !== false);
-          return Response.json({ ok, stopping, databases }, { status: ok ? 200 : 503 });
-        }
-        if (path === "/metrics") return new Response(metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4" } });
-        return new Response("not found\n", { status: 404 });
-      },
-    });
-    emit("listening", { url: `http://${server.hostname}:${server.port}` });
-  }
 
   // Shutdown.
   let resolveDone!: (code: number) => void;
