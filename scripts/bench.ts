@@ -1,0 +1,498 @@
+#!/usr/bin/env bun
+/**
+ * bench.ts — sqlite-vault against the "reference script" people write today, side by side.
+ *
+ *   bun scripts/bench.ts [--quick] [--runs N] [--data-dir DIR]
+ *
+ *   --quick      a 100 MiB database only, 2 runs, verify over 3 backups (a couple of minutes)
+ *   (default)    100 MiB and 1 GiB databases, 3 runs each, verify over 10 backups of 100 MiB
+ *   --runs N     timed runs per tool and scenario
+ *   --data-dir   where the generated databases are kept for reuse (default bench/data/)
+ *
+ * What is compared (the same database, the same local S3 server, the same temp filesystem):
+ *
+ *   backup    reference: sqlite3 SRC ".backup TMP.db"; gzip -6 (or zstd -3) TMP.db; rclone copyto
+ *             ours:      sqlite-vault backup SRC --repo s3://... --compression gzip|zstd
+ *   restore   reference: rclone cat | gunzip (or zstd -d) > OUT.db; sqlite3 OUT.db "PRAGMA integrity_check"
+ *             ours:      sqlite-vault restore --name NAME --output OUT.db (full integrity_check)
+ *   verify    reference: the reference restore above, once per stored backup, one after another
+ *             ours:      sqlite-vault verify --all (its default --concurrency 2) over the same number
+ *
+ * How: runs alternate A/B (reference, ours, reference, ours, ...) so that drift of the machine
+ * (page cache, the S3 server's memory, thermal state) hits both alike. Every command runs under
+ * `/usr/bin/time -v`; wall time is measured around it, peak RSS is its "Maximum resident set
+ * size". For the reference pipelines that is `time -v bash -c '...'`, whose figure is the largest
+ * single process among the children (getrusage RUSAGE_CHILDREN keeps a max, not a sum), so a
+ * pipeline's processes running at the same time are not added up. Stored size is the .gz/.zst
+ * file for the reference and `storedBytes` from `backup --json` for ours.
+ *
+ * The S3 server is scripts/s3-server.sh (started if `status` fails); rclone is configured through
+ * RCLONE_CONFIG_VAULT_* variables, without a config file. Test databases are generated once with
+ * bun:sqlite (WAL mode; several tables and indexes, JSON-ish event payloads, names, repeated
+ * phrases, some random blobs) and reused while their size is right. The bucket, its objects and
+ * the temp files are removed at the end; the results go to stdout and bench/results.md.
+ *
+ * Not part of the test suite.
+ */
+import { S3Client } from "@bradenmacdonald/s3-lite-client";
+import { Database } from "bun:sqlite";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpus, tmpdir, totalmem } from "node:os";
+import { dirname, join, resolve } from "node:path";
+
+const ROOT = resolve(import.meta.dir, "..");
+const BIN = join(ROOT, "dist", "sqlite-vault");
+const MiB = 1024 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// options
+
+interface Options {
+  quick: boolean;
+  runs: number;
+  dataDir: string;
+  sizesMiB: number[];
+  verifyBackups: number;
+}
+
+function parseOptions(argv: string[]): Options {
+  let quick = false;
+  let runs: number | undefined;
+  let dataDir = join(ROOT, "bench", "data");
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--quick") quick = true;
+    else if (a === "--runs") runs = Number(argv[++i]);
+    else if (a.startsWith("--runs=")) runs = Number(a.slice("--runs=".length));
+    else if (a === "--data-dir") dataDir = resolve(argv[++i] ?? "");
+    else if (a.startsWith("--data-dir=")) dataDir = resolve(a.slice("--data-dir=".length));
+    else if (a === "-h" || a === "--help") {
+      console.log("usage: bun scripts/bench.ts [--quick] [--runs N] [--data-dir DIR]");
+      process.exit(0);
+    } else throw new Error(`unknown argument ${a}`);
+  }
+  runs ??= quick ? 2 : 3;
+  if (!Number.isInteger(runs) || runs < 1) throw new Error("--runs must be a positive integer");
+  return { quick, runs, dataDir, sizesMiB: quick ? [100] : [100, 1024], verifyBackups: quick ? 3 : 10 };
+}
+
+// ---------------------------------------------------------------------------------------------
+// small process helpers
+
+function sh(cmd: string[], opts: { env?: Record<string, string | undefined>; allowFail?: boolean } = {}): { code: number; stdout: string; stderr: string } {
+  const p = Bun.spawnSync(cmd, { env: opts.env ?? process.env, stdout: "pipe", stderr: "pipe" });
+  const r = { code: p.exitCode ?? -1, stdout: p.stdout.toString(), stderr: p.stderr.toString() };
+  if (r.code !== 0 && !opts.allowFail) throw new Error(`${cmd.join(" ")} exited ${r.code}\n${r.stderr.trim()}`);
+  return r;
+}
+
+const have = (cmd: string[]) => {
+  try {
+    return sh(cmd, { allowFail: true }).code === 0;
+  } catch {
+    return false; // not on PATH
+  }
+};
+
+/** Single-quote for bash. */
+const q = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+
+function ensureTools(): void {
+  const missing: string[] = [];
+  if (!have(["rclone", "version"])) missing.push("rclone");
+  if (!existsSync("/usr/bin/time")) missing.push("time");
+  if (missing.length) {
+    console.error(`installing ${missing.join(" ")} ...`);
+    const install = ["apt-get", "install", "-y", "--no-install-recommends", ...missing];
+    if (sh(install, { allowFail: true }).code !== 0) {
+      sh(["apt-get", "update"]);
+      sh(install);
+    }
+  }
+  for (const [tool, probe] of [["sqlite3", ["sqlite3", "--version"]], ["gzip", ["gzip", "--version"]], ["zstd", ["zstd", "--version"]], ["rclone", ["rclone", "version"]], ["bash", ["bash", "--version"]]] as const)
+    if (!have([...probe])) throw new Error(`${tool} is required`);
+  if (!existsSync(BIN)) {
+    console.error("building dist/sqlite-vault ...");
+    const p = Bun.spawnSync(["bun", "run", "build"], { cwd: ROOT, stdout: "inherit", stderr: "inherit" });
+    if (p.exitCode !== 0 || !existsSync(BIN)) throw new Error("bun run build failed");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// S3 server
+
+interface S3Env {
+  endpoint: string;
+  accessKey: string;
+  secretKey: string;
+  region: string;
+}
+
+function startS3(): S3Env {
+  const script = join(ROOT, "scripts", "s3-server.sh");
+  const running = sh([script, "status"], { allowFail: true }).code === 0;
+  if (!running) console.error("starting the test S3 server (scripts/s3-server.sh start) ...");
+  const out = sh([script, running ? "env" : "start"]).stdout;
+  const vars: Record<string, string> = {};
+  for (const m of out.matchAll(/^export (SQLITE_VAULT_TEST_S3_\w+)=(.*)$/gm)) vars[m[1]!] = m[2]!.trim().replace(/^(["'])(.*)\1$/, "$2");
+  const get = (k: string) => {
+    const v = vars[`SQLITE_VAULT_TEST_S3_${k}`];
+    if (!v) throw new Error(`s3-server.sh printed no SQLITE_VAULT_TEST_S3_${k}:\n${out}`);
+    return v;
+  };
+  return { endpoint: get("ENDPOINT"), accessKey: get("ACCESS_KEY"), secretKey: get("SECRET_KEY"), region: vars.SQLITE_VAULT_TEST_S3_REGION || "us-east-1" };
+}
+
+// ---------------------------------------------------------------------------------------------
+// test databases
+
+/** xorshift32: fast and reproducible, so regenerated databases look alike. */
+function rng(seed: number) {
+  let x = seed >>> 0 || 1;
+  const next = () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x / 4294967296;
+  };
+  return {
+    next,
+    int: (n: number) => Math.floor(next() * n),
+    pick: <T>(a: readonly T[]): T => a[Math.floor(next() * a.length)]!,
+  };
+}
+
+const FIRST = ["Alice", "Bruno", "Chen", "Dmitri", "Elena", "Fatima", "Giorgio", "Hana", "Ivan", "Jasmine", "Kofi", "Lena", "Mateo", "Nadia", "Omar", "Priya", "Quentin", "Rosa", "Sven", "Tomoko", "Umar", "Vera", "Wei", "Ximena", "Yusuf", "Zoe"];
+const LAST = ["Anderson", "Bianchi", "Costa", "Dubois", "Eriksson", "Fischer", "Garcia", "Hoffmann", "Ivanova", "Jensen", "Kowalski", "Lopez", "Martin", "Nakamura", "Okafor", "Petrov", "Rossi", "Schmidt", "Tanaka", "Urban", "Virtanen", "Weber", "Yilmaz", "Zhang"];
+const COUNTRIES = ["US", "DE", "FR", "GB", "JP", "BR", "IN", "NG", "SE", "IT", "ES", "PL", "CN", "TR", "FI"];
+const KINDS = ["page_view", "click", "signup", "login", "logout", "purchase", "add_to_cart", "search", "error", "api_call"];
+const PATHS = ["/", "/pricing", "/docs/getting-started", "/docs/api/backup", "/blog/2025/why-sqlite", "/account/settings", "/checkout", "/products/widget-pro", "/search", "/support/tickets"];
+const AGENTS = [
+  "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36",
+  "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15",
+  "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0",
+  "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
+];
+const PHRASES = [
+  "The quarterly report shows steady growth in active users.",
+  "Please review the attached invoice and confirm the shipping address.",
+  "We rolled back the deployment after the health check failed.",
+  "Customer asked whether the export includes archived projects.",
+  "Latency improved once the cache warmed up after the restart.",
+  "Follow up with the vendor about the renewal terms next week.",
+  "The migration added an index on the events table.",
+  "Lorem ipsum dolor sit amet, consectetur adipiscing elit.",
+  "Backups are only as good as the last successful restore.",
+  "Meeting notes: agreed on the roadmap, owners assigned, deadline Friday.",
+];
+
+const dbPath = (dataDir: string, sizeMiB: number) => join(dataDir, `bench-${sizeMiB >= 1024 ? `${sizeMiB / 1024}gib` : `${sizeMiB}mib`}.db`);
+
+/**
+ * A generated database is reused when it exists, has no uncheckpointed WAL and is within 20% above
+ * target. (An empty -wal/-shm pair is fine: opening a WAL database for reading leaves one behind.)
+ */
+function sizeOk(path: string, target: number): boolean {
+  if (!existsSync(path) || (existsSync(`${path}-wal`) && statSync(`${path}-wal`).size > 0)) return false;
+  const size = statSync(path).size;
+  return size >= target && size <= target * 1.2;
+}
+
+function generateDb(path: string, sizeMiB: number): void {
+  const target = sizeMiB * MiB;
+  if (sizeOk(path, target)) return;
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = `${path}.tmp`;
+  for (const f of [tmp, `${tmp}-wal`, `${tmp}-shm`, `${path}-wal`, `${path}-shm`]) rmSync(f, { force: true });
+  console.error(`generating ${path} (${sizeMiB} MiB) ...`);
+  const t0 = performance.now();
+  const r = rng(0x5eed + sizeMiB);
+  const db = new Database(tmp, { create: true });
+  db.run("PRAGMA journal_mode = WAL");
+  db.run("PRAGMA synchronous = NORMAL");
+  db.run(`CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, country TEXT NOT NULL, created_at TEXT NOT NULL)`);
+  db.run(`CREATE TABLE events (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id), kind TEXT NOT NULL, created_at INTEGER NOT NULL, payload TEXT NOT NULL)`);
+  db.run(`CREATE TABLE notes (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id), title TEXT NOT NULL, body TEXT NOT NULL, updated_at TEXT NOT NULL)`);
+  db.run(`CREATE TABLE attachments (id INTEGER PRIMARY KEY, note_id INTEGER NOT NULL REFERENCES notes(id), mime TEXT NOT NULL, data BLOB NOT NULL)`);
+  db.run("CREATE INDEX users_email ON users(email)");
+  db.run("CREATE INDEX users_country ON users(country)");
+  db.run("CREATE INDEX events_user_time ON events(user_id, created_at)");
+  db.run("CREATE INDEX events_kind ON events(kind)");
+  db.run("CREATE INDEX notes_user ON notes(user_id, updated_at)");
+  db.run("CREATE INDEX attachments_note ON attachments(note_id)");
+  const insUser = db.prepare("INSERT INTO users (name, email, country, created_at) VALUES (?, ?, ?, ?)");
+  const insEvent = db.prepare("INSERT INTO events (user_id, kind, created_at, payload) VALUES (?, ?, ?, ?)");
+  const insNote = db.prepare("INSERT INTO notes (user_id, title, body, updated_at) VALUES (?, ?, ?, ?)");
+  const insAttachment = db.prepare("INSERT INTO attachments (note_id, mime, data) VALUES (?, ?, ?)");
+  const pageCount = db.prepare("PRAGMA page_count");
+  const pageSize = (db.query("PRAGMA page_size").get() as { page_size: number }).page_size;
+
+  let users = 0;
+  let notes = 0;
+  let ts = Date.UTC(2024, 0, 1);
+  const iso = (t: number) => new Date(t).toISOString();
+  const batch = db.transaction(() => {
+    for (let i = 0; i < 20; i++) {
+      const first = r.pick(FIRST);
+      const last = r.pick(LAST);
+      insUser.run(`${first} ${last}`, `${first}.${last}${r.int(1000)}@example.${r.pick(["com", "org", "net"])}`.toLowerCase(), r.pick(COUNTRIES), iso(ts));
+      users++;
+    }
+    for (let i = 0; i < 400; i++) {
+      ts += r.int(5000);
+      const kind = r.pick(KINDS);
+      const payload = JSON.stringify({
+        kind,
+        path: r.pick(PATHS),
+        session: r.int(2 ** 31).toString(16),
+        ua: r.pick(AGENTS),
+        ip: `10.${r.int(256)}.${r.int(256)}.${r.int(256)}`,
+        duration_ms: r.int(3000),
+        props: kind === "purchase" ? { sku: `SKU-${r.int(500)}`, qty: 1 + r.int(4), price_cents: 99 + r.int(20000), currency: "EUR" } : { referrer: r.pick(PATHS), ab_bucket: r.pick(["control", "variant-a", "variant-b"]) },
+      });
+      insEvent.run(1 + r.int(users), kind, ts, payload);
+    }
+    for (let i = 0; i < 30; i++) {
+      const sentences = 3 + r.int(20);
+      const body: string[] = [];
+      for (let s = 0; s < sentences; s++) body.push(r.next() < 0.8 ? r.pick(PHRASES) : `Ticket #${r.int(100000)} assigned to ${r.pick(FIRST)} (${r.pick(COUNTRIES)}).`);
+      insNote.run(1 + r.int(users), `${r.pick(KINDS).replace("_", " ")} notes ${r.int(10000)}`, body.join(" "), iso(ts));
+      notes++;
+    }
+    for (let i = 0; i < 3; i++) {
+      const blob = new Uint8Array(2048 + r.int(14336));
+      crypto.getRandomValues(blob); // incompressible, like photos or encrypted payloads
+      insAttachment.run(1 + r.int(notes), r.pick(["image/jpeg", "image/png", "application/pdf", "application/octet-stream"]), blob);
+    }
+  });
+  while ((pageCount.get() as { page_count: number }).page_count * pageSize < target) batch();
+  for (const st of [insUser, insEvent, insNote, insAttachment, pageCount]) st.finalize();
+  db.run("PRAGMA wal_checkpoint(TRUNCATE)");
+  db.close();
+  for (const f of [`${tmp}-wal`, `${tmp}-shm`]) rmSync(f, { force: true });
+  renameSync(tmp, path);
+  console.error(`  ${(statSync(path).size / MiB).toFixed(1)} MiB in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// measuring
+
+interface Sample {
+  seconds: number;
+  rssKiB: number;
+  stdout: string;
+}
+
+/** Runs cmd under /usr/bin/time -v: wall seconds around it, peak RSS from time's report. */
+function measure(cmd: string[], env: Record<string, string | undefined>, timeFile: string): Sample {
+  rmSync(timeFile, { force: true });
+  const t0 = performance.now();
+  const p = Bun.spawnSync(["/usr/bin/time", "-v", "-o", timeFile, ...cmd], { env, stdout: "pipe", stderr: "pipe" });
+  const seconds = (performance.now() - t0) / 1000;
+  if (p.exitCode !== 0) throw new Error(`command failed (exit ${p.exitCode}): ${cmd.join(" ")}\n${p.stderr.toString().trim()}\n${p.stdout.toString().trim()}`);
+  const report = readFileSync(timeFile, "utf8");
+  const m = /Maximum resident set size \(kbytes\): (\d+)/.exec(report);
+  if (!m) throw new Error(`no peak RSS in /usr/bin/time output:\n${report}`);
+  return { seconds, rssKiB: Number(m[1]), stdout: p.stdout.toString() };
+}
+
+interface Side {
+  samples: Sample[];
+  storedBytes?: number;
+}
+
+interface Row {
+  scenario: string;
+  ref: Side;
+  ours: Side;
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+};
+const secs = (s: Side) => s.samples.map((x) => x.seconds);
+const peakMiB = (s: Side) => Math.max(...s.samples.map((x) => x.rssKiB)) / 1024;
+
+function renderTable(rows: Row[]): string {
+  const header = ["scenario", "reference s median (min–max)", "ours s median (min–max)", "time ours/ref", "ref peak RSS MiB", "ours peak RSS MiB", "RSS ours/ref", "ref stored bytes", "ours stored bytes", "size ours/ref"];
+  const fmtTimes = (s: Side) => {
+    const xs = secs(s);
+    return `${median(xs).toFixed(2)} (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})`;
+  };
+  const lines = [`| ${header.join(" | ")} |`, `|${header.map((_, i) => (i === 0 ? ":---" : "---:")).join("|")}|`];
+  for (const r of rows) {
+    const stored = r.ref.storedBytes !== undefined && r.ours.storedBytes !== undefined;
+    lines.push(
+      `| ${[
+        r.scenario,
+        fmtTimes(r.ref),
+        fmtTimes(r.ours),
+        `${(median(secs(r.ours)) / median(secs(r.ref))).toFixed(2)}×`,
+        peakMiB(r.ref).toFixed(0),
+        peakMiB(r.ours).toFixed(0),
+        `${(peakMiB(r.ours) / peakMiB(r.ref)).toFixed(2)}×`,
+        stored ? r.ref.storedBytes!.toLocaleString("en-US") : "–",
+        stored ? r.ours.storedBytes!.toLocaleString("en-US") : "–",
+        stored ? `${(r.ours.storedBytes! / r.ref.storedBytes!).toFixed(3)}×` : "–",
+      ].join(" | ")} |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// the benchmark
+
+type Compression = "gzip" | "zstd";
+const COMPRESS: Record<Compression, { ext: string; compress: string; decompress: string }> = {
+  gzip: { ext: "gz", compress: "gzip -6 -c", decompress: "gzip -d -c" },
+  zstd: { ext: "zst", compress: "zstd -3 -q -c", decompress: "zstd -d -q -c" },
+};
+
+async function main(): Promise<void> {
+  const opts = parseOptions(process.argv.slice(2));
+  const started = performance.now();
+  ensureTools();
+  const s3 = startS3();
+  const bucket = `bench-${Date.now().toString(36)}`;
+  const client = new S3Client({ endPoint: s3.endpoint, region: s3.region, accessKey: s3.accessKey, secretKey: s3.secretKey, pathStyle: true });
+  await client.makeBucket(bucket);
+
+  const work = mkdtempSync(join(tmpdir(), "sqlite-vault-bench-"));
+  const timeFile = join(work, "time.txt");
+  const repoUrl = (prefix: string) => `s3://${bucket}/${prefix}?endpoint=${encodeURIComponent(s3.endpoint)}&region=${s3.region}`;
+  const oursEnv = { ...process.env, AWS_ACCESS_KEY_ID: s3.accessKey, AWS_SECRET_ACCESS_KEY: s3.secretKey, NO_COLOR: "1" };
+  // rclone 1.60 (Debian) fails with "LoadCustomCABundleError ... unsupported transport" whenever
+  // AWS_CA_BUNDLE is set, even for plain http: drop it (and never read a config file).
+  const { AWS_CA_BUNDLE: _caBundle, ...envWithoutCaBundle } = process.env;
+  const rcloneEnv: Record<string, string | undefined> = {
+    ...envWithoutCaBundle,
+    RCLONE_CONFIG: "/dev/null",
+    RCLONE_CONFIG_VAULT_TYPE: "s3",
+    RCLONE_CONFIG_VAULT_PROVIDER: "Ceph",
+    RCLONE_CONFIG_VAULT_ENDPOINT: s3.endpoint,
+    RCLONE_CONFIG_VAULT_ACCESS_KEY_ID: s3.accessKey,
+    RCLONE_CONFIG_VAULT_SECRET_ACCESS_KEY: s3.secretKey,
+    RCLONE_CONFIG_VAULT_REGION: s3.region,
+    RCLONE_CONFIG_VAULT_FORCE_PATH_STYLE: "true",
+  };
+  const bash = (script: string) => ["bash", "-c", `set -euo pipefail\n${script}`];
+  const refRestoreScript = (key: string, c: Compression, out: string) =>
+    `rm -f ${q(out)}\nrclone cat ${q(`vault:${bucket}/${key}`)} | ${COMPRESS[c].decompress} > ${q(out)}\n` +
+    `r="$(sqlite3 ${q(out)} "PRAGMA integrity_check")"; [ "$r" = ok ] || { echo "integrity_check: $r" >&2; exit 1; }`;
+
+  const rows: Row[] = [];
+  try {
+    for (const sizeMiB of opts.sizesMiB) generateDb(dbPath(opts.dataDir, sizeMiB), sizeMiB);
+    for (const sizeMiB of opts.sizesMiB) {
+      const src = dbPath(opts.dataDir, sizeMiB);
+      const label = sizeMiB >= 1024 ? `${sizeMiB / 1024} GiB` : `${sizeMiB} MiB`;
+      sh(["sh", "-c", `cat ${q(src)} > /dev/null`]); // warm the page cache once, for both sides
+      for (const c of ["gzip", "zstd"] as const) {
+        const name = `db${sizeMiB}-${c}`;
+        const tmpDb = join(work, "ref.db");
+        const tmpZ = `${tmpDb}.${COMPRESS[c].ext}`;
+        const backup: Row = { scenario: `backup ${label} ${c}`, ref: { samples: [] }, ours: { samples: [] } };
+        const restore: Row = { scenario: `restore ${label} ${c}`, ref: { samples: [] }, ours: { samples: [] } };
+        const refKey = `reference/${name}.db.${COMPRESS[c].ext}`;
+        for (let run = 1; run <= opts.runs; run++) {
+          process.stderr.write(`${backup.scenario} run ${run}/${opts.runs}: reference`);
+          backup.ref.samples.push(measure(bash(`sqlite3 ${q(src)} ${q(`.backup ${tmpDb}`)}\n${COMPRESS[c].compress} ${q(tmpDb)} > ${q(tmpZ)}\nrclone copyto ${q(tmpZ)} ${q(`vault:${bucket}/${refKey}`)}`), rcloneEnv, timeFile));
+          backup.ref.storedBytes = statSync(tmpZ).size;
+          rmSync(tmpDb, { force: true });
+          rmSync(tmpZ, { force: true });
+          process.stderr.write(", ours");
+          const s = measure([BIN, "backup", src, "--name", name, "--repo", repoUrl("vault"), "--compression", c, "--tmp-dir", work, "--json", "--quiet"], oursEnv, timeFile);
+          backup.ours.samples.push(s);
+          backup.ours.storedBytes = (JSON.parse(s.stdout) as { storedBytes: number }).storedBytes;
+          process.stderr.write("\n");
+        }
+        const out = join(work, "restored.db");
+        for (let run = 1; run <= opts.runs; run++) {
+          process.stderr.write(`${restore.scenario} run ${run}/${opts.runs}: reference`);
+          restore.ref.samples.push(measure(bash(refRestoreScript(refKey, c, out)), rcloneEnv, timeFile));
+          rmSync(out, { force: true });
+          process.stderr.write(", ours");
+          restore.ours.samples.push(measure([BIN, "restore", "--name", name, "--output", out, "--repo", repoUrl("vault"), "--json", "--quiet"], oursEnv, timeFile));
+          rmSync(out, { force: true });
+          process.stderr.write("\n");
+        }
+        rows.push(backup, restore);
+      }
+    }
+
+    // verify: N stored backups of the 100 MiB database (gzip), checked end to end.
+    const n = opts.verifyBackups;
+    const src = dbPath(opts.dataDir, 100);
+    process.stderr.write(`verify: storing ${n} backups on each side (not timed) ...\n`);
+    const tmpDb = join(work, "ref.db");
+    sh(bash(`sqlite3 ${q(src)} ${q(`.backup ${tmpDb}`)}\ngzip -6 -c ${q(tmpDb)} > ${q(`${tmpDb}.gz`)}`));
+    for (let i = 0; i < n; i++) {
+      sh(["rclone", "copyto", `${tmpDb}.gz`, `vault:${bucket}/verify-ref/db-${i}.db.gz`], { env: rcloneEnv });
+      sh([BIN, "backup", src, "--name", "verifyset", "--repo", repoUrl("verify"), "--compression", "gzip", "--tmp-dir", work, "--quiet"], { env: oursEnv });
+    }
+    rmSync(tmpDb, { force: true });
+    rmSync(`${tmpDb}.gz`, { force: true });
+    const out = join(work, "restored.db");
+    const refVerify = Array.from({ length: n }, (_, i) => `${refRestoreScript(`verify-ref/db-${i}.db.gz`, "gzip", out)}\nrm -f ${q(out)}`).join("\n");
+    const verify: Row = { scenario: `verify ${n}× 100 MiB gzip`, ref: { samples: [] }, ours: { samples: [] } };
+    for (let run = 1; run <= opts.runs; run++) {
+      process.stderr.write(`${verify.scenario} run ${run}/${opts.runs}: reference`);
+      verify.ref.samples.push(measure(bash(refVerify), rcloneEnv, timeFile));
+      process.stderr.write(", ours");
+      const s = measure([BIN, "verify", "--all", "--repo", repoUrl("verify"), "--tmp-dir", work, "--json", "--quiet"], oursEnv, timeFile);
+      const checked = (JSON.parse(s.stdout) as { results: { result: string }[] }).results;
+      if (checked.length !== n || checked.some((e) => e.result !== "pass")) throw new Error(`verify --all did not pass ${n} backups: ${s.stdout}`);
+      verify.ours.samples.push(s);
+      process.stderr.write("\n");
+    }
+    rows.push(verify);
+  } finally {
+    process.stderr.write("cleaning up ...\n");
+    rmSync(work, { recursive: true, force: true });
+    try {
+      const keys: string[] = [];
+      for await (const o of client.listObjects({ bucketName: bucket })) keys.push(o.key);
+      for (const k of keys) await client.deleteObject(k, { bucketName: bucket });
+      await client.removeBucket(bucket);
+    } catch (e) {
+      console.error(`could not empty and remove bucket ${bucket}: ${(e as Error).message}`);
+    }
+  }
+
+  const table = renderTable(rows);
+  const bunVersion = Bun.version;
+  const machine = `${cpus().length} CPUs (nproc ${sh(["nproc"]).stdout.trim()}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, ${sh(["uname", "-m"]).stdout.trim()}`;
+  const ourVersion = sh([BIN, "version"], { allowFail: true }).stdout.trim().split("\n")[0] ?? "";
+  const tools = [sh(["sqlite3", "--version"]).stdout.split(" ")[0], sh(["rclone", "version"]).stdout.split("\n")[0], `zstd ${/v[\d.]+/.exec(sh(["zstd", "--version"]).stdout)?.[0] ?? "?"}`, sh(["gzip", "--version"]).stdout.split("\n")[0]].join("; ");
+  const md = `# sqlite-vault benchmark
+
+- date: ${new Date().toISOString().replace(/\.\d+Z$/, "Z")} (UTC)
+- mode: ${opts.quick ? "quick" : "full"}, ${opts.runs} run(s) per side, alternating reference / ours
+- machine: ${machine}
+- Bun ${bunVersion}; ${ourVersion}
+- reference tools: sqlite3 ${tools}
+- S3: local Ceph RGW (scripts/s3-server.sh, memstore) at ${s3.endpoint}
+
+${table}
+
+Notes:
+- reference backup = \`sqlite3 SRC ".backup TMP.db"\` → \`gzip -6\` / \`zstd -3\` → \`rclone copyto\`;
+  reference restore = \`rclone cat | gunzip\` (or \`zstd -d\`) → \`sqlite3 OUT.db "PRAGMA integrity_check"\`;
+  reference verify = that restore once per stored backup, sequentially. Ours: \`sqlite-vault backup|restore|verify --all\`
+  (restore and verify run a full integrity_check; verify --all uses its default --concurrency 2).
+- wall time is measured around \`/usr/bin/time -v\`; peak RSS is its "Maximum resident set size", the largest over runs.
+  For the reference pipelines (\`bash -c '...'\`) that is the largest single child process, not the sum of a pipeline's processes.
+- stored bytes: the .gz/.zst file (reference) and \`storedBytes\` of \`backup --json\` (ours).
+- total bench time ${((performance.now() - started) / 1000).toFixed(0)} s.
+`;
+  mkdirSync(join(ROOT, "bench"), { recursive: true });
+  writeFileSync(join(ROOT, "bench", "results.md"), md);
+  console.log(`\n${table}\n\nwritten to bench/results.md`);
+}
+
+await main();
