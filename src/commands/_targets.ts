@@ -114,11 +114,6 @@ export function mergeFileSettings(defaults: FileSettings, entry: FileSettings = 
   return { ...defaults, ...entry, retention: { ...defaults.retention, ...entry.retention } };
 }
 
-/** A short label for messages: the name, or the path. */
-export function describeTarget(target: Target): string {
-  return target.name ?? target.db ?? "every backup";
-}
-
 function stringFlag(value: unknown): string | undefined {
   return typeof value === "string" ? value : undefined;
 }
