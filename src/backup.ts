@@ -1,10 +1,11 @@
 /**
- * Backup: snapshot -> compress -> upload the data object -> write the manifest (the commit point).
- * Checksums of the database bytes and of the stored bytes are computed in the same single pass.
+ * Backup: snapshot -> compress in parallel blocks -> upload the data object -> write the manifest
+ * (the commit point). Reading the snapshot, compressing (on the thread pool) and uploading overlap;
+ * checksums of the database bytes and of the stored bytes are computed in the same single pass.
  */
 import { realpathSync } from "node:fs";
 import { hostname } from "node:os";
-import { createCompressor } from "./codec.ts";
+import { blockCompressor, compressBlocks, defaultParallelism, readBlocks, type BlockCompressor } from "./codec.ts";
 import { describeEncryption, encryptStream, type EncryptionSettings } from "./encryption.ts";
 import type { RunContext } from "./context.ts";
 import { VaultError } from "./errors.ts";
@@ -36,6 +37,8 @@ export interface BackupInput {
   tmpDir: string;
   /** The clock; tests pass a fixed time. */
   now?: () => Date;
+  /** Compresses one block; tests pass one that fails. Defaults to blockCompressor(compression). */
+  compressBlock?: BlockCompressor;
 }
 
 export interface BackupResult {
@@ -72,19 +75,24 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
     const createdAt = now();
     const id = createBackupId(createdAt);
     const snapshot = await createSnapshot(input.databasePath, input.tmpDir, ctx);
-    ctx.log.debug(`snapshot of ${input.databasePath}: ${snapshot.bytes} bytes via VACUUM INTO`);
+    ctx.log.debug(`snapshot of ${input.databasePath}: ${snapshot.bytes} bytes via the backup API`);
 
     const encryption = input.encryption ?? null;
     const key = dataKey(name, id, input.compression, encryption !== null);
-    const dbDigest = createDigestStream();
+    const dbDigest = new Bun.CryptoHasher("sha256");
+    let dbBytes = 0;
     const storedDigest = createDigestStream();
-    const compressed = Bun.file(snapshot.path).stream().pipeThrough(dbDigest.stream).pipeThrough(createCompressor(input.compression));
+    const blocks = tap(readBlocks(snapshot.path, undefined, ctx.signal), (block) => {
+      dbDigest.update(block);
+      dbBytes += block.byteLength;
+    });
+    const compressed = compressBlocks(blocks, input.compressBlock ?? blockCompressor(input.compression), defaultParallelism());
     const body = (encryption ? await encryptStream(compressed, encryption) : compressed).pipeThrough(storedDigest.stream);
     let uploaded = false;
     try {
       const { size } = await storage.put(key, body, { signal: ctx.signal });
       uploaded = true;
-      const db = dbDigest.result();
+      const db = { bytes: dbBytes, sha256: dbDigest.digest("hex") };
       const stored = storedDigest.result();
       if (db.bytes !== snapshot.bytes) throw new VaultError(`read ${db.bytes} bytes of the snapshot, expected ${snapshot.bytes}`);
       if (size !== stored.bytes) throw new VaultError(`stored ${size} bytes, expected ${stored.bytes}`);
@@ -99,7 +107,7 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
         host: hostname(),
         toolVersion: VERSION,
         sqliteVersion: snapshot.sqliteVersion,
-        snapshot: { method: "vacuum-into", journalMode: snapshot.journalMode },
+        snapshot: { method: "backup-api", journalMode: snapshot.journalMode },
         database: { pageSize: snapshot.pageSize, pageCount: snapshot.pageCount, bytes: db.bytes, sha256: db.sha256 },
         stored: { key, bytes: stored.bytes, sha256: stored.sha256, compression: input.compression, ...(encryption ? { encryption: describeEncryption(encryption) } : {}) },
       };
@@ -128,6 +136,13 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
     }
   } finally {
     lock.release();
+  }
+}
+
+async function* tap<T>(source: AsyncIterable<T>, each: (item: T) => void): AsyncGenerator<T> {
+  for await (const item of source) {
+    each(item);
+    yield item;
   }
 }
 

@@ -1,10 +1,21 @@
 /**
- * Compression as web streams, on Bun's native zlib/zstd (CompressionStream / DecompressionStream):
- * measured in Bun here, fflate is about 2x slower to compress and 7x slower to decompress.
- * gzip output is a standard .gz stream that `gunzip` reads; zstd output is a standard .zst frame.
- * Memory stays bounded: nothing is ever compressed as one whole buffer.
+ * Compression on Bun's native zlib/zstd: measured in Bun here, fflate is about 2x slower to compress
+ * and 7x slower to decompress.
+ *
+ * Backups compress in independent blocks (BLOCK_SIZE of the database each), several at a time on
+ * Bun's thread pool (node:zlib gzip() and Bun.zstdCompress() run off the JS thread), and write the
+ * results in order: for gzip each block is a complete gzip member, and consecutive members are one
+ * ordinary .gz file (RFC 1952 section 2.2) that `gunzip`, `zcat` and every zlib read as one stream;
+ * for zstd each block is a frame, and concatenated frames are one ordinary .zst file. On the
+ * benchmark database, 4 MiB blocks cost under 0.5% in size against one stream, and two blocks at a
+ * time compress about 1.9x faster than one stream. Memory stays bounded: at most `parallel` blocks
+ * and their outputs are in flight, whatever the database size.
+ * Decompression is one stream (DecompressionStream), which reads both single- and multi-member files.
  * (Bun 1.4.5's zstd streams with ZSTD_c_nbWorkers are broken, so that option is never set.)
  */
+import { availableParallelism } from "node:os";
+import { open } from "node:fs/promises";
+import { gzip } from "node:zlib";
 import { UsageError } from "./errors.ts";
 import { COMPRESSIONS, type Compression } from "./manifest.ts";
 
@@ -14,9 +25,108 @@ export function parseCompression(value: string | undefined, fallback: Compressio
   throw new UsageError(`unknown compression "${value}"`, `use one of: ${COMPRESSIONS.join(", ")}`);
 }
 
-export function createCompressor(compression: Compression): TransformStream<Uint8Array, Uint8Array> {
-  if (compression === "none") return new TransformStream();
-  return new CompressionStream(compression as "gzip") as unknown as TransformStream<Uint8Array, Uint8Array>;
+/** Bytes of the database per independently compressed block. */
+export const BLOCK_SIZE = 4 * 1024 * 1024;
+/** gzip -6, the level `gzip` itself uses; zstd -3, zstd's default. */
+export const GZIP_LEVEL = 6;
+export const ZSTD_LEVEL = 3;
+
+/** Compresses one block into a self-contained gzip member or zstd frame, off the JS thread. */
+export type BlockCompressor = (block: Uint8Array) => Promise<Uint8Array>;
+
+export function blockCompressor(compression: Compression): BlockCompressor {
+  switch (compression) {
+    case "gzip":
+      return (block) =>
+        new Promise((resolve, reject) => gzip(block, { level: GZIP_LEVEL }, (error, out) => (error ? reject(error) : resolve(new Uint8Array(out.buffer, out.byteOffset, out.byteLength)))));
+    case "zstd":
+      return (block) => Bun.zstdCompress(block, { level: ZSTD_LEVEL });
+    case "none":
+      return async (block) => block;
+  }
+}
+
+/** How many blocks compress at once: every core, at least two (so reading and compressing overlap), at most four. */
+export function defaultParallelism(): number {
+  return Math.min(4, Math.max(2, availableParallelism()));
+}
+
+/**
+ * The compressed stream of `blocks`: up to `parallel` blocks are compressed at once, and the outputs
+ * are emitted in the order of their blocks. Compression runs ahead of the consumer by at most
+ * `parallel` blocks. The first failure (reading or compressing) errors the stream; blocks still in
+ * flight are dropped and the source is closed. Cancelling the stream closes the source too.
+ */
+export function compressBlocks(blocks: AsyncIterable<Uint8Array>, compress: BlockCompressor, parallel: number): ReadableStream<Uint8Array> {
+  const source = blocks[Symbol.asyncIterator]();
+  const inFlight: Promise<Uint8Array>[] = [];
+  let exhausted = false;
+  let closed = false;
+  // Top the queue up to `parallel` blocks; runs one at a time (the source is read in order).
+  let filling: Promise<void> = Promise.resolve();
+  const fill = () =>
+    (filling = filling.then(async () => {
+      while (!exhausted && !closed && inFlight.length < parallel) {
+        const next = await source.next();
+        if (next.done) {
+          exhausted = true;
+          return;
+        }
+        const compressed = compress(next.value);
+        compressed.catch(() => {}); // reported in order, by pull()
+        inFlight.push(compressed);
+      }
+    }));
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    inFlight.length = 0;
+    if (!exhausted) await source.return?.();
+  };
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        try {
+          await fill();
+          const head = inFlight.shift();
+          if (!head) {
+            controller.close();
+            return;
+          }
+          const out = await head;
+          void fill().catch(() => {}); // keep every core busy while the consumer works on `out`
+          controller.enqueue(out);
+        } catch (error) {
+          await close().catch(() => {});
+          controller.error(error);
+        }
+      },
+      cancel: close,
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+/** A file read in consecutive `blockSize` blocks (the last one shorter), each in a new buffer. */
+export async function* readBlocks(path: string, blockSize = BLOCK_SIZE, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
+  const handle = await open(path, "r");
+  try {
+    while (true) {
+      signal?.throwIfAborted();
+      const block = new Uint8Array(blockSize);
+      let filled = 0;
+      while (filled < blockSize) {
+        const { bytesRead } = await handle.read(block, filled, blockSize - filled, null);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+      }
+      if (filled === 0) return;
+      yield filled === blockSize ? block : block.subarray(0, filled);
+      if (filled < blockSize) return;
+    }
+  } finally {
+    await handle.close();
+  }
 }
 
 export function createDecompressor(compression: Compression): TransformStream<Uint8Array, Uint8Array> {

@@ -29,7 +29,8 @@ export interface BackupManifest {
   toolVersion: string;
   sqliteVersion: string;
   /** How the consistent copy was made. */
-  snapshot: { method: "vacuum-into"; journalMode: string };
+  /** "vacuum-into" in backups made before 0.2. */
+  snapshot: { method: "backup-api" | "vacuum-into"; journalMode: string };
   database: {
     pageSize: number;
     pageCount: number;
