@@ -1,8 +1,8 @@
 #!/usr/bin/env bun
 /**
- * The measurement behind src/snapshot.ts's choice of VACUUM INTO: makes an app-like database that has
- * seen deletes (free and half-empty pages, as real ones have), then copies it with VACUUM INTO and with
- * the online backup API (node:sqlite backup(), one step), and gzips each copy as backup would.
+ * The measurement behind src/snapshot.ts's choice of the online backup API: makes an app-like database
+ * that has seen deletes (free and half-empty pages, as real ones have), then copies it with the online
+ * backup API (node:sqlite backup(), one step) and with VACUUM INTO, and gzips each copy.
  *
  *   bun scripts/bench-snapshot.ts [MiB=256] [runs=3]
  */

@@ -42,11 +42,19 @@ export function compile(target: BuildTarget, outfile: string): void {
       "build",
       "--compile",
       "--minify",
+      // Precompiled bytecode: `--version` starts in about 10 ms instead of 35 (scripts/bench-startup.ts).
+      // Bytecode needs CommonJS output, where import.meta is invalid; the only use left in the bundle
+      // is a fallback in consola's std-env behind process.env, which always exists in Bun.
+      "--bytecode",
+      "--format=cjs",
+      "--define=import.meta.env=undefined",
       "--no-compile-autoload-dotenv",
       "--no-compile-autoload-bunfig",
       `--target=${target.bun}`,
       `--define=SQLITE_VAULT_BUILD=${JSON.stringify(JSON.stringify(info)).slice(1, -1).replace(/\\"/g, '"')}`,
       join(ROOT, "src", "cli.ts"),
+      // Worker threads are separate entrypoints inside the executable (see src/integrity.ts).
+      join(ROOT, "src", "integrity-worker.ts"),
       "--outfile",
       outfile,
     ],

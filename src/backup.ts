@@ -5,7 +5,7 @@
  */
 import { realpathSync } from "node:fs";
 import { hostname } from "node:os";
-import { blockCompressor, compressBlocks, defaultParallelism, readBlocks, type BlockCompressor } from "./codec.ts";
+import { BLOCK_SIZE, blockCompressor, compressBlocks, defaultParallelism, readBlocks, type BlockCompressor } from "./codec.ts";
 import { describeEncryption, encryptStream, type EncryptionSettings } from "./encryption.ts";
 import type { RunContext } from "./context.ts";
 import { VaultError } from "./errors.ts";
@@ -24,7 +24,7 @@ import {
 } from "./manifest.ts";
 import { createSnapshot } from "./snapshot.ts";
 import type { Storage } from "./storage/types.ts";
-import { createDigestStream } from "./streams.ts";
+import { BufferPool, createDigestStream } from "./streams.ts";
 import { VERSION } from "./version.ts";
 
 export interface BackupInput {
@@ -75,23 +75,27 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
     const createdAt = now();
     const id = createBackupId(createdAt);
     const snapshot = await createSnapshot(input.databasePath, input.tmpDir, ctx);
-    ctx.log.debug(`snapshot of ${input.databasePath}: ${snapshot.bytes} bytes via the backup API`);
+    ctx.log.debug(`snapshot of ${input.databasePath}: ${snapshot.bytes} bytes via the backup API in ${seconds(started)} s`);
 
     const encryption = input.encryption ?? null;
     const key = dataKey(name, id, input.compression, encryption !== null);
     const dbDigest = new Bun.CryptoHasher("sha256");
     let dbBytes = 0;
     const storedDigest = createDigestStream();
-    const blocks = tap(readBlocks(snapshot.path, undefined, ctx.signal), (block) => {
+    const parallel = defaultParallelism();
+    const pool = new BufferPool(BLOCK_SIZE, parallel + 1);
+    const blocks = tap(readBlocks(snapshot.path, pool, ctx.signal), (block) => {
       dbDigest.update(block);
       dbBytes += block.byteLength;
     });
-    const compressed = compressBlocks(blocks, input.compressBlock ?? blockCompressor(input.compression), defaultParallelism());
+    const compressed = compressBlocks(blocks, input.compressBlock ?? blockCompressor(input.compression), parallel, (block) => pool.release(block));
     const body = (encryption ? await encryptStream(compressed, encryption) : compressed).pipeThrough(storedDigest.stream);
     let uploaded = false;
     try {
+      const uploadStarted = performance.now();
       const { size } = await storage.put(key, body, { signal: ctx.signal });
       uploaded = true;
+      ctx.log.debug(`compressed and stored ${size} bytes in ${seconds(uploadStarted)} s`);
       const db = { bytes: dbBytes, sha256: dbDigest.digest("hex") };
       const stored = storedDigest.result();
       if (db.bytes !== snapshot.bytes) throw new VaultError(`read ${db.bytes} bytes of the snapshot, expected ${snapshot.bytes}`);
@@ -137,6 +141,10 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
   } finally {
     lock.release();
   }
+}
+
+function seconds(since: number): string {
+  return ((performance.now() - since) / 1000).toFixed(2);
 }
 
 async function* tap<T>(source: AsyncIterable<T>, each: (item: T) => void): AsyncGenerator<T> {

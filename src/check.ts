@@ -7,18 +7,18 @@
  *   integrity  PRAGMA integrity_check (or quick_check); foreign_key_check findings are warnings
  * (The first step, "manifest", is parseManifest's.) Each failure is a VerificationError naming its step.
  */
-import { Database } from "bun:sqlite";
 import { open } from "node:fs/promises";
-import { createDecompressor } from "./codec.ts";
+import { collectGarbage, createDecompressor } from "./codec.ts";
 import type { RunContext } from "./context.ts";
 import { decryptStream, NoMatchingIdentityError, type DecryptionSettings } from "./encryption.ts";
 import { NotFoundError, StorageUnavailableError, VaultError, VerificationError } from "./errors.ts";
 import type { BackupManifest } from "./manifest.ts";
+import { checkIntegrity, openCopy, type IntegrityCheck } from "./integrity.ts";
 import { readDatabaseHeader } from "./snapshot.ts";
 import type { Storage } from "./storage/types.ts";
 import { createDigestStream, iterate, mapStreamErrors } from "./streams.ts";
 
-export type IntegrityCheck = "integrity_check" | "quick_check";
+export type { IntegrityCheck };
 
 export interface CheckResult {
   check: IntegrityCheck;
@@ -28,23 +28,33 @@ export interface CheckResult {
 
 export interface CheckOptions {
   mode: number;
+  /** fsync the file (a restore keeps it; verify deletes it). The fsync overlaps the integrity check. */
+  durable?: boolean;
   quick?: boolean;
   /** Keys for encrypted backups. */
   decryption?: DecryptionSettings;
 }
 
 /**
- * Download the backup into a new file at `path` (created with `mode`, fsynced) and run every check.
+ * Download the backup into a new file at `path` (created with `mode`; fsynced when `durable`) and run every check.
  * Throws VerificationError (with its step) when the backup is bad, storage errors when the storage
  * fails, and the signal's reason when aborted. The caller owns `path` and removes it on failure.
  */
 export async function fetchAndCheck(storage: Storage, manifest: BackupManifest, path: string, options: CheckOptions, ctx: RunContext): Promise<CheckResult> {
   try {
     await checkObject(storage, manifest);
+    const started = performance.now();
     await download(storage, manifest, path, options, ctx);
     ctx.signal.throwIfAborted();
+    ctx.log.debug(`downloaded and decompressed ${manifest.id} in ${seconds(started)} s`);
+    const checkStarted = performance.now();
     const check: IntegrityCheck = options.quick ? "quick_check" : "integrity_check";
-    return { check, warnings: checkDatabase(path, manifest, check) };
+    const synced = options.durable ? syncFile(path) : Promise.resolve();
+    synced.catch(() => {}); // awaited below, after the check
+    const warnings = await checkDatabase(path, manifest, check, ctx.signal);
+    await synced;
+    ctx.log.debug(`${check} of ${manifest.id}${options.durable ? " and fsync" : ""} in ${seconds(checkStarted)} s`);
+    return { check, warnings };
   } catch (error) {
     // An interrupted download can look like a short object: never report an interruption as damage.
     if (ctx.signal.aborted) throw ctx.signal.reason;
@@ -93,6 +103,22 @@ async function openObject(storage: Storage, manifest: BackupManifest, ctx: RunCo
   }
 }
 
+/** As on the way up (src/codec.ts): without a collection now and then, download buffers pile up. */
+const COLLECT_BYTES = 16 * 1024 * 1024;
+
+function seconds(since: number): string {
+  return ((performance.now() - since) / 1000).toFixed(2);
+}
+
+async function syncFile(path: string): Promise<void> {
+  const handle = await open(path, "r+");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
 /** Step "checksum": stream the object through both digests, the decryption and the decompressor into `path`. */
 async function download(storage: Storage, manifest: BackupManifest, path: string, options: CheckOptions, ctx: RunContext): Promise<void> {
   const { stored, database } = manifest;
@@ -115,11 +141,16 @@ async function download(storage: Storage, manifest: BackupManifest, path: string
   const plain = compressed.pipeThrough(createDecompressor(stored.compression)).pipeThrough(dbDigest.stream);
   const handle = await open(path, "wx", options.mode);
   try {
+    let sinceCollect = 0;
     for await (const chunk of iterate(plain, ctx.signal)) {
       let offset = 0;
       while (offset < chunk.byteLength) offset += (await handle.write(chunk, offset)).bytesWritten;
+      sinceCollect += chunk.byteLength;
+      if (sinceCollect >= COLLECT_BYTES) {
+        sinceCollect = 0;
+        collectGarbage();
+      }
     }
-    await handle.sync();
   } catch (error) {
     if (ctx.signal.aborted) throw ctx.signal.reason;
     // Storage and file-system errors pass through; anything else came from the decompressor.
@@ -139,37 +170,32 @@ async function download(storage: Storage, manifest: BackupManifest, path: string
     throw new VerificationError(`backup ${manifest.id} is corrupt: the decompressed database does not match its manifest's SHA-256`, "checksum");
 }
 
-/** Steps "sqlite" and "integrity" on a local copy. Returns foreign key findings as warnings. */
-export function checkDatabase(path: string, manifest: BackupManifest, check: IntegrityCheck): string[] {
+/**
+ * Steps "sqlite" and "integrity" on a local copy (the integrity pragmas split across cores, see
+ * src/integrity.ts). Returns foreign key findings as warnings.
+ */
+export async function checkDatabase(path: string, manifest: BackupManifest, check: IntegrityCheck, signal?: AbortSignal): Promise<string[]> {
   const header = readDatabaseHeader(path);
   if (header.pageSize !== manifest.database.pageSize || header.pageCount !== manifest.database.pageCount)
     throw new VerificationError(
       `backup ${manifest.id}: page size x count ${header.pageSize} x ${header.pageCount} differs from the manifest's ${manifest.database.pageSize} x ${manifest.database.pageCount}`,
       "sqlite",
     );
-  let db: Database;
   try {
-    db = new Database(path, { readonly: true });
-    db.query("SELECT COUNT(*) FROM sqlite_schema").get();
+    const db = openCopy(path);
+    try {
+      db.query("SELECT COUNT(*) FROM sqlite_schema").get();
+    } finally {
+      db.close();
+    }
   } catch (error) {
     throw new VerificationError(`backup ${manifest.id} does not open as SQLite: ${(error as Error).message}`, "sqlite");
   }
-  try {
-    let problems: string[];
-    try {
-      problems = (db.query(`PRAGMA ${check}`).all() as Record<string, string>[]).map((row) => String(Object.values(row)[0])).filter((v) => v !== "ok");
-    } catch (error) {
-      problems = [(error as Error).message];
-    }
-    if (problems.length)
-      throw new VerificationError(`backup ${manifest.id} fails ${check}: ${problems.slice(0, 3).join("; ")}${problems.length > 3 ? ` (+${problems.length - 3} more)` : ""}`, "integrity");
-    const violations = db.query("PRAGMA foreign_key_check").all() as { table: string; parent: string }[];
-    const byTable = new Map<string, number>();
-    for (const v of violations) byTable.set(`${v.table} -> ${v.parent}`, (byTable.get(`${v.table} -> ${v.parent}`) ?? 0) + 1);
-    return [...byTable].map(([tables, n]) => `foreign_key_check: ${n} row(s) of ${tables} reference missing parents`);
-  } finally {
-    db.close();
-  }
+  const findings = await checkIntegrity(path, check, signal);
+  const problems = findings.problems;
+  if (problems.length)
+    throw new VerificationError(`backup ${manifest.id} fails ${check}: ${problems.slice(0, 3).join("; ")}${problems.length > 3 ? ` (+${problems.length - 3} more)` : ""}`, "integrity");
+  return findings.foreignKeys;
 }
 
 function isFsError(error: unknown): boolean {

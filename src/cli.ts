@@ -19,7 +19,7 @@ async function resolveLeaf(args: string[]) {
   return [sub, main] as const;
 }
 
-try {
+async function run(): Promise<void> {
   if (rawArgs.length === 1 && (rawArgs[0] === "--version" || rawArgs[0] === "-v")) {
     process.stdout.write(`${VERSION}\n`);
   } else if (rawArgs.length === 0 || rawArgs.includes("--help") || rawArgs.includes("-h")) {
@@ -30,8 +30,11 @@ try {
   } else {
     await runCommand(main, { rawArgs });
   }
-} catch (error) {
+}
+
+// No top-level await: the executable is compiled to bytecode, which needs a plain module body.
+run().catch((error) => {
   const e = error as Error & { code?: string };
   process.stderr.write(`sqlite-vault: ${e.message}\nTry: sqlite-vault --help\n`);
   process.exitCode = e.name === "CLIError" ? 2 : 1;
-}
+});

@@ -114,7 +114,7 @@ async function restoreFirstSound(storage: Storage, input: RestoreInput, candidat
     ctx.log.info(`restoring ${manifest.name} ${manifest.id} (${manifest.createdAt}) to ${target}`);
     const temp = ctx.temp.add(join(dir, `${tempPrefix(target)}${tempTag()}.tmp`));
     try {
-      const { check, warnings } = await fetchAndCheck(storage, manifest, temp, { mode, quick: input.quick, decryption: input.decryption }, ctx);
+      const { check, warnings } = await fetchAndCheck(storage, manifest, temp, { mode, durable: true, quick: input.quick, decryption: input.decryption }, ctx);
       for (const warning of warnings) ctx.log.warn(warning);
       if (manifest.snapshot?.journalMode === "wal") setWalMode(temp);
       ctx.signal.throwIfAborted();
@@ -159,7 +159,10 @@ function tempPrefix(target: string): string {
   return `.${basename(target)}.sqlite-vault-`;
 }
 
-/** VACUUM INTO writes rollback-journal files; give a WAL database its journal mode back. */
+/**
+ * Backups made with VACUUM INTO (by earlier builds) hold rollback-journal files; give a WAL database
+ * its journal mode back. (Online-backup-API copies keep it already: then this changes nothing.)
+ */
 function setWalMode(path: string): void {
   const db = new Database(path);
   try {

@@ -77,3 +77,38 @@ export function mapStreamErrors(source: ReadableStream<Uint8Array>, map: (error:
     },
   });
 }
+
+/**
+ * A fixed set of equal buffers handed out and given back, so that a long stream of big blocks reuses
+ * the same memory instead of leaving garbage for the collector (which lags behind: reading 1 GiB in
+ * fresh 4 MiB buffers peaked at 127 MiB RSS, with this pool at the size of the blocks in flight).
+ * `acquire` waits while every buffer is out.
+ */
+export class BufferPool {
+  private readonly free: Uint8Array<ArrayBuffer>[] = [];
+  private readonly waiting: ((buffer: Uint8Array<ArrayBuffer>) => void)[] = [];
+  private created = 0;
+
+  constructor(
+    readonly size: number,
+    readonly max: number,
+  ) {}
+
+  acquire(): Promise<Uint8Array<ArrayBuffer>> {
+    const buffer = this.free.pop();
+    if (buffer) return Promise.resolve(buffer);
+    if (this.created < this.max) {
+      this.created++;
+      return Promise.resolve(new Uint8Array(this.size));
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  /** Give back a buffer from `acquire` (or a view of one); it must not be used afterwards. */
+  release(view: Uint8Array): void {
+    const buffer = new Uint8Array(view.buffer as ArrayBuffer, 0, this.size);
+    const next = this.waiting.shift();
+    if (next) next(buffer);
+    else this.free.push(buffer);
+  }
+}

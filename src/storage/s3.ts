@@ -28,7 +28,7 @@
  */
 import { S3Client, S3Errors } from "@bradenmacdonald/s3-lite-client";
 import { AuthError, NotFoundError, StorageUnavailableError, VaultError } from "../errors.ts";
-import { iterate } from "../streams.ts";
+import { BufferPool, iterate } from "../streams.ts";
 import { runWithSignal } from "./fetch-signal.ts";
 import { AttemptTimeoutError, DEFAULT_RETRIES, DEFAULT_TIMEOUT_MS, isTransient, TransientError, withRetries, type RetryPolicy } from "./retry.ts";
 import { assertValidKey, type GetOptions, type ObjectInfo, type PartialWrite, type PutOptions, type Storage } from "./types.ts";
@@ -117,7 +117,9 @@ export class S3Storage implements Storage {
     const name = this.objectName(key);
     const signal = options.signal;
     const chunks = body instanceof Uint8Array ? single(body) : iterate(body, signal);
-    const parts = splitParts(chunks, this.partSize);
+    // Part buffers are reused: at most partConcurrency uploading and one filling.
+    const pool = new BufferPool(this.partSize, this.partConcurrency + 1);
+    const parts = splitParts(chunks, this.partSize, pool);
     const first = await parts.next();
     const firstPart: Uint8Array<ArrayBuffer> = first.done ? new Uint8Array(0) : first.value;
     const second = first.done ? first : await parts.next();
@@ -127,14 +129,14 @@ export class S3Storage implements Storage {
       await this.request(key, { method: "PUT", objectName: name, payload: firstPart, headers: contentHeaders() }, signal);
       size = firstPart.byteLength;
     } else {
-      size = await this.putMultipart(key, name, prepend([firstPart, second.value], parts), signal);
+      size = await this.putMultipart(key, name, prepend([firstPart, second.value], parts), signal, (part) => pool.release(part));
     }
     const stored = await this.stat(key);
     if (!stored || stored.size !== size) throw new StorageUnavailableError(`stored size of ${key} is ${stored?.size ?? "missing"}, expected ${size}`);
     return { size };
   }
 
-  private async putMultipart(key: string, name: string, parts: AsyncIterable<Uint8Array<ArrayBuffer>>, signal?: AbortSignal): Promise<number> {
+  private async putMultipart(key: string, name: string, parts: AsyncIterable<Uint8Array<ArrayBuffer>>, signal?: AbortSignal, release?: (part: Uint8Array) => void): Promise<number> {
     const initiated = await this.request(key, { method: "POST", objectName: name, query: { uploads: "" }, headers: contentHeaders(), returnBody: true }, signal, (r) => r.text());
     const uploadId = xmlText(initiated, "UploadId");
     if (!uploadId) throw new StorageUnavailableError(`S3 did not return an UploadId for ${key}`);
@@ -162,7 +164,10 @@ export class S3Storage implements Storage {
             failure ??= error;
           },
         );
-        const tracked: Promise<void> = upload.finally(() => inFlight.delete(tracked));
+        const tracked: Promise<void> = upload.finally(() => {
+          inFlight.delete(tracked);
+          release?.(part);
+        });
         inFlight.add(tracked);
         if (inFlight.size >= this.partConcurrency) await Promise.race(inFlight);
       }
@@ -407,8 +412,13 @@ async function* prepend<T>(first: T[], rest: AsyncIterator<T>): AsyncIterable<T>
 }
 
 /** Regroup a stream of chunks into parts of exactly `size` bytes (the last may be shorter). */
-export async function* splitParts(chunks: AsyncIterable<Uint8Array>, size: number): AsyncGenerator<Uint8Array<ArrayBuffer>> {
-  let part = new Uint8Array(size);
+/**
+ * Cut a stream into parts of exactly `size` bytes (the last one shorter). With a pool, part buffers
+ * come from it and the consumer gives each back when its upload has settled.
+ */
+export async function* splitParts(chunks: AsyncIterable<Uint8Array>, size: number, pool?: BufferPool): AsyncGenerator<Uint8Array<ArrayBuffer>> {
+  const fresh = () => (pool ? pool.acquire() : Promise.resolve(new Uint8Array(size)));
+  let part = await fresh();
   let filled = 0;
   for await (const chunk of chunks) {
     let offset = 0;
@@ -419,7 +429,7 @@ export async function* splitParts(chunks: AsyncIterable<Uint8Array>, size: numbe
       offset += n;
       if (filled === size) {
         yield part;
-        part = new Uint8Array(size);
+        part = await fresh();
         filled = 0;
       }
     }
