@@ -13,7 +13,7 @@ import type { RunContext } from "./context.ts";
 import { decryptStream, NoMatchingIdentityError, type DecryptionSettings } from "./encryption.ts";
 import { NotFoundError, StorageUnavailableError, VaultError, VerificationError } from "./errors.ts";
 import type { BackupManifest } from "./manifest.ts";
-import { checkIntegrity, openCopy, type IntegrityCheck } from "./integrity.ts";
+import { checkIntegrity, digestFile, openCopy, type IntegrityCheck } from "./integrity.ts";
 import { readDatabaseHeader } from "./snapshot.ts";
 import type { Storage } from "./storage/types.ts";
 import { createDigestStream, iterate, mapStreamErrors } from "./streams.ts";
@@ -49,12 +49,27 @@ export async function fetchAndCheck(storage: Storage, manifest: BackupManifest, 
     ctx.log.debug(`downloaded and decompressed ${manifest.id} in ${seconds(started)} s`);
     const checkStarted = performance.now();
     const check: IntegrityCheck = options.quick ? "quick_check" : "integrity_check";
+    // The database's SHA-256, the fsync and the integrity check run at once, on the worker threads
+    // and the thread pool. A checksum mismatch is reported first (it is the precise diagnosis), and
+    // stops the check still running.
+    const stop = new AbortController();
+    const signal = AbortSignal.any([ctx.signal, stop.signal]);
+    const digest = digestFile(path, signal);
     const synced = options.durable ? syncFile(path) : Promise.resolve();
-    synced.catch(() => {}); // awaited below, after the check
-    const warnings = await checkDatabase(path, manifest, check, ctx.signal);
-    await synced;
-    ctx.log.debug(`${check} of ${manifest.id}${options.durable ? " and fsync" : ""} in ${seconds(checkStarted)} s`);
-    return { check, warnings };
+    const checked = checkDatabase(path, manifest, check, signal);
+    for (const p of [digest, synced, checked]) p.catch(() => {}); // each awaited below
+    try {
+      const d = await digest;
+      if (d.bytes !== manifest.database.bytes || d.sha256 !== manifest.database.sha256)
+        throw new VerificationError(`backup ${manifest.id} is corrupt: the decompressed database does not match its manifest's SHA-256`, "checksum");
+      const warnings = await checked;
+      await synced;
+      ctx.log.debug(`SHA-256, ${check}${options.durable ? " and fsync" : ""} of ${manifest.id} in ${seconds(checkStarted)} s`);
+      return { check, warnings };
+    } finally {
+      stop.abort(new Error("check stopped"));
+      await synced.catch(() => {});
+    }
   } catch (error) {
     // An interrupted download can look like a short object: never report an interruption as damage.
     if (ctx.signal.aborted) throw ctx.signal.reason;
@@ -119,11 +134,13 @@ async function syncFile(path: string): Promise<void> {
   }
 }
 
-/** Step "checksum": stream the object through both digests, the decryption and the decompressor into `path`. */
+/**
+ * Step "checksum", first half: stream the object through its digest, the decryption and the
+ * decompressor into `path` (the database's own digest is taken from the file afterwards).
+ */
 async function download(storage: Storage, manifest: BackupManifest, path: string, options: CheckOptions, ctx: RunContext): Promise<void> {
   const { stored, database } = manifest;
   const storedDigest = createDigestStream();
-  const dbDigest = createDigestStream();
   const ciphertextOrCompressed = (await openObject(storage, manifest, ctx)).pipeThrough(storedDigest.stream);
   let compressed = ciphertextOrCompressed;
   if (stored.encryption) {
@@ -138,11 +155,15 @@ async function download(storage: Storage, manifest: BackupManifest, path: string
       throw new VerificationError(`backup ${manifest.id} is corrupt: its age header does not parse (${(error as Error).message})`, "checksum");
     }
   }
-  const plain = compressed.pipeThrough(createDecompressor(stored.compression)).pipeThrough(dbDigest.stream);
+  const plain = compressed.pipeThrough(createDecompressor(stored.compression));
   const handle = await open(path, "wx", options.mode);
+  let written = 0;
   try {
     let sinceCollect = 0;
     for await (const chunk of iterate(plain, ctx.signal)) {
+      written += chunk.byteLength;
+      // Never let a damaged or hostile object expand past the database it claims to hold.
+      if (written > database.bytes) throw new VerificationError(`backup ${manifest.id} is corrupt: it decompresses to more than the manifest's ${database.bytes} bytes`, "checksum");
       let offset = 0;
       while (offset < chunk.byteLength) offset += (await handle.write(chunk, offset)).bytesWritten;
       sinceCollect += chunk.byteLength;
@@ -163,11 +184,9 @@ async function download(storage: Storage, manifest: BackupManifest, path: string
     await handle.close();
   }
   const s = storedDigest.result();
-  const d = dbDigest.result();
   if (s.bytes !== stored.bytes || s.sha256 !== stored.sha256)
     throw new VerificationError(`backup ${manifest.id} is corrupt: the stored object does not match its manifest's SHA-256 (${s.bytes} of ${stored.bytes} bytes read)`, "checksum");
-  if (d.bytes !== database.bytes || d.sha256 !== database.sha256)
-    throw new VerificationError(`backup ${manifest.id} is corrupt: the decompressed database does not match its manifest's SHA-256`, "checksum");
+  if (written !== database.bytes) throw new VerificationError(`backup ${manifest.id} is corrupt: it decompresses to ${written} bytes, the manifest says ${database.bytes}`, "checksum");
 }
 
 /**

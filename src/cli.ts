@@ -32,9 +32,25 @@ async function run(): Promise<void> {
   }
 }
 
-// No top-level await: the executable is compiled to bytecode, which needs a plain module body.
-run().catch((error) => {
-  const e = error as Error & { code?: string };
-  process.stderr.write(`sqlite-vault: ${e.message}\nTry: sqlite-vault --help\n`);
-  process.exitCode = e.name === "CLIError" ? 2 : 1;
+let finished = false;
+// If nothing is left to wait for while the command has not finished (a bug: some promise that will
+// never settle), never let that pass as success: say so and fail.
+process.on("beforeExit", () => {
+  if (finished) return;
+  finished = true;
+  process.stderr.write("sqlite-vault: internal error: the command stopped before it finished; nothing it did not report is done\n");
+  process.exitCode = 1;
 });
+
+// No top-level await: the executable is compiled to bytecode, which needs a plain module body.
+run().then(
+  () => {
+    finished = true;
+  },
+  (error) => {
+    finished = true;
+    const e = error as Error & { code?: string };
+    process.stderr.write(`sqlite-vault: ${e.message}\nTry: sqlite-vault --help\n`);
+    process.exitCode = e.name === "CLIError" ? 2 : 1;
+  },
+);

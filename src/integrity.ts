@@ -14,17 +14,15 @@
  * dies fails the check; nothing is ever reported as "ok" that did not run.
  */
 import { constants, Database } from "bun:sqlite";
+import { closeSync, openSync, readSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
 import { VaultError } from "./errors.ts";
 
 export type IntegrityCheck = "integrity_check" | "quick_check";
 
-/** One statement for a worker: a pragma whose rows are the findings. */
-export interface CheckTask {
-  path: string;
-  sql: string;
-}
+/** One job for a worker: a pragma whose rows are the findings, or the SHA-256 of the whole file. */
+export type CheckTask = { path: string; sql: string } | { path: string; digest: "sha256" };
 
 export interface CheckFindings {
   /** Problems: anything but "ok" from the integrity pragmas. */
@@ -43,14 +41,37 @@ export function openCopy(path: string): Database {
   return new Database(`file:${escaped}?immutable=1`, constants.SQLITE_OPEN_READONLY | constants.SQLITE_OPEN_URI);
 }
 
-/** Run one task on its own connection; the rows it returns. Used inside the workers. */
+/** Run one task (on its own connection); the rows it returns. Used inside the workers. */
 export function runTask(task: CheckTask): Record<string, unknown>[] {
+  if ("digest" in task) return [hashFile(task.path)];
   const db = openCopy(task.path);
   try {
     return db.query(task.sql).all() as Record<string, unknown>[];
   } finally {
     db.close();
   }
+}
+
+function hashFile(path: string): { bytes: number; sha256: string } {
+  const hasher = new Bun.CryptoHasher("sha256");
+  const buffer = new Uint8Array(1024 * 1024);
+  const fd = openSync(path, "r");
+  let bytes = 0;
+  try {
+    for (let n; (n = readSync(fd, buffer, 0, buffer.byteLength, null)) > 0; bytes += n) hasher.update(buffer.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+  return { bytes, sha256: hasher.digest("hex") };
+}
+
+/**
+ * SHA-256 and size of a file, computed by a check worker: a restore hashes the database it wrote
+ * while the integrity check runs, instead of on the JS thread during the download.
+ */
+export async function digestFile(path: string, signal?: AbortSignal): Promise<{ bytes: number; sha256: string }> {
+  const [row] = await pool().run({ path, digest: "sha256" }, signal);
+  return row as { bytes: number; sha256: string };
 }
 
 interface Planned {
@@ -169,11 +190,12 @@ type Reply = { id: number; rows: Record<string, unknown>[] } | { id: number; err
 export class StatementError extends Error {}
 
 class WorkerPool {
+  /** Every worker started and not discarded, busy or idle. */
+  private readonly live = new Set<Worker>();
   private readonly idle: Worker[] = [];
   private readonly busy = new Map<Worker, Pending>();
   private readonly queue: Pending[] = [];
   private nextId = 1;
-  private started = 0;
 
   constructor(private readonly size: number) {}
 
@@ -186,6 +208,8 @@ class WorkerPool {
         if (index >= 0) this.queue.splice(index, 1);
         for (const [worker, job] of this.busy) if (job === pending) this.discard(worker);
         reject(signal?.reason);
+        // Other callers' jobs may be waiting for the worker just discarded.
+        this.dispatch();
       };
       signal?.addEventListener("abort", onAbort, { once: true });
       const done = <T>(settle: (value: T) => void) => (value: T) => {
@@ -201,19 +225,20 @@ class WorkerPool {
 
   private dispatch(): void {
     while (this.queue.length) {
-      const worker = this.idle.pop() ?? (this.started < this.size ? this.spawn() : undefined);
+      const worker = this.idle.pop() ?? (this.live.size < this.size ? this.spawn() : undefined);
       if (!worker) return;
       const job = this.queue.shift()!;
       this.busy.set(worker, job);
-      worker.ref();
+      worker.ref(); // a busy worker keeps the process alive; an idle one never does
       worker.postMessage({ id: job.id, task: job.task });
     }
   }
 
   private spawn(): Worker {
-    this.started++;
     const worker = new Worker(WORKER_ENTRY);
+    this.live.add(worker);
     worker.onmessage = (event: MessageEvent<Reply>) => {
+      if (!this.live.has(worker)) return; // discarded meanwhile
       const job = this.busy.get(worker);
       this.busy.delete(worker);
       worker.unref();
@@ -225,9 +250,10 @@ class WorkerPool {
       this.dispatch();
     };
     worker.onerror = (event: ErrorEvent) => {
+      if (!this.live.has(worker)) return;
       const job = this.busy.get(worker);
       this.discard(worker);
-      job?.reject(new VaultError(`the integrity check could not run: its worker failed (${event.message})`));
+      job?.reject(new VaultError(`the check could not run: its worker failed (${event.message})`));
       this.dispatch();
     };
     return worker;
@@ -235,10 +261,10 @@ class WorkerPool {
 
   /** Stop a worker (it may be in the middle of a long pragma) and forget it. */
   private discard(worker: Worker): void {
+    if (!this.live.delete(worker)) return;
     this.busy.delete(worker);
     const index = this.idle.indexOf(worker);
     if (index >= 0) this.idle.splice(index, 1);
-    this.started--;
     worker.terminate();
   }
 }

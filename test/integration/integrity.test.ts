@@ -147,6 +147,21 @@ describe("split integrity check", () => {
     }
   }
 
+  test("checks share the worker pool: stopping one (its busy workers are killed) never strands another", async () => {
+    const dir = tempDir("integrity");
+    const [a, b] = [join(dir, "a.db"), join(dir, "b.db")];
+    createDb(a);
+    createDb(b);
+    const stop = new AbortController();
+    const stopped = checkIntegrity(a, "integrity_check", stop.signal);
+    const other = checkIntegrity(b, "integrity_check");
+    stop.abort(new Error("stopped"));
+    await expect(stopped).rejects.toThrow("stopped");
+    expect(await other).toEqual({ problems: [], foreignKeys: [] });
+    // And the pool still works afterwards.
+    expect(await checkIntegrity(a, "quick_check")).toEqual({ problems: [], foreignKeys: [] });
+  }, 20_000);
+
   test("a table with an awkward name is checked like any other", async () => {
     const path = join(tempDir("integrity"), "names.db");
     const db = new Database(path, { create: true });

@@ -18,7 +18,8 @@ import type { Storage } from "../../src/storage/types.ts";
 import { createBankDb, removeTempDirs, tempDir } from "../helpers/db.ts";
 import { localRepo, s3Repo, type TestRepo } from "../helpers/repos.ts";
 import { createTestBucket } from "../helpers/s3.ts";
-import { readBackupManifest, readObject } from "../helpers/tamper.ts";
+import { readBackupManifest, readObject, rewriteManifest } from "../helpers/tamper.ts";
+import { VerificationError } from "../../src/errors.ts";
 
 setDefaultTimeout(120_000);
 
@@ -130,6 +131,22 @@ for (const backend of backends) {
         await runRestore(repo.storage, { name: result.name, target, selection: { id: result.id } }, ctx);
         expect(sha256(new Uint8Array(readFileSync(target)))).toBe(expected);
       }
+    });
+
+    test("an object that decompresses past the manifest's database size is stopped there, as corrupt", async () => {
+      const repo = await backend.repo();
+      bigDb(repo.db);
+      const ctx = createContext();
+      const result = await runBackup(repo.storage, { databasePath: repo.db, compression: "gzip", tmpDir: repo.dir }, ctx);
+      const manifest = await readBackupManifest(repo.storage, result.name, result.id);
+      await rewriteManifest(repo.storage, manifest, (m) => ({ ...m, database: { ...m.database, bytes: BLOCK_SIZE } }));
+      const target = join(repo.dir, "bomb.db");
+      const error = await runRestore(repo.storage, { name: result.name, target, selection: { id: result.id } }, ctx).catch((e) => e);
+      expect(error).toBeInstanceOf(VerificationError);
+      expect((error as VerificationError).step).toBe("checksum");
+      expect((error as Error).message).toContain(`decompresses to more than the manifest's ${BLOCK_SIZE} bytes`);
+      expect(existsSync(target)).toBe(false);
+      expect(readdirSync(repo.dir).filter((f) => f.includes("sqlite-vault-"))).toEqual([]);
     });
 
     test("a block that fails to compress fails the backup: nothing listed, no partial upload, no temp file", async () => {
