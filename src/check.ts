@@ -118,8 +118,11 @@ async function openObject(storage: Storage, manifest: BackupManifest, ctx: RunCo
   }
 }
 
-/** As on the way up (src/codec.ts): without a collection now and then, download buffers pile up. */
-const COLLECT_BYTES = 16 * 1024 * 1024;
+/**
+ * As on the way up (src/codec.ts): without a collection now and then, download buffers pile up.
+ * Decompressing 1 GiB: none 1.50 s, 86 MiB peak; every 64 MiB 1.63 s, 73 MiB; every 16 MiB 1.84 s, 65 MiB.
+ */
+const COLLECT_BYTES = 64 * 1024 * 1024;
 
 function seconds(since: number): string {
   return ((performance.now() - since) / 1000).toFixed(2);
