@@ -111,3 +111,19 @@ describe("install.sh", () => {
     expect(existsSync(join(prefix, "sqlite-vault"))).toBe(false);
   });
 });
+
+describe("smoke.sh", () => {
+  test("backs up, verifies and restores with the built executable, and fails on a broken one", async () => {
+    const run = (binary: string) => Bun.spawn(["bash", join(ROOT, "scripts", "smoke.sh"), binary], { stdout: "pipe", stderr: "pipe", env: { ...process.env, TMPDIR: tempDir("smoke") } });
+    const ok = run(ensureBinary());
+    const [out, code] = await Promise.all([new Response(ok.stdout).text(), ok.exited]);
+    expect(code).toBe(0);
+    expect(out).toContain("2 passed, 0 failed (integrity_check)");
+    expect(out).toContain("smoke ok:");
+    // An executable that cannot back up must fail the smoke test.
+    const broken = join(tempDir("smoke-broken"), "sqlite-vault");
+    writeFileSync(broken, `#!/bin/sh\n[ "$1" = "--version" ] && echo 0.0.0 && exit 0\nexit 1\n`, { mode: 0o755 });
+    const bad = run(broken);
+    expect(await bad.exited).not.toBe(0);
+  });
+});
