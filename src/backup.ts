@@ -93,7 +93,8 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
     let uploaded = false;
     try {
       const uploadStarted = performance.now();
-      const { size } = await storage.put(key, body, { signal: ctx.signal });
+      // Compressed or not, the stored object is about the database's size at most.
+      const { size } = await storage.put(key, body, { signal: ctx.signal, sizeHint: snapshot.bytes });
       uploaded = true;
       ctx.log.debug(`compressed and stored ${size} bytes in ${seconds(uploadStarted)} s`);
       const db = { bytes: dbBytes, sha256: dbDigest.digest("hex") };

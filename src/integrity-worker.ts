@@ -1,13 +1,5 @@
-/** A worker thread of src/integrity.ts: runs one check statement at a time on its own connection. */
+/** A worker thread of src/integrity.ts: runs one check statement (or file digest) at a time. */
 import { runTask, type CheckTask } from "./integrity.ts";
+import { serveTasks } from "./workers.ts";
 
-declare const self: Worker;
-
-self.onmessage = (event: MessageEvent<{ id: number; task: CheckTask }>) => {
-  const { id, task } = event.data;
-  try {
-    self.postMessage({ id, rows: runTask(task) });
-  } catch (error) {
-    self.postMessage({ id, error: (error as Error).message });
-  }
-};
+serveTasks((task: CheckTask) => ({ result: runTask(task) }));

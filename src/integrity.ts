@@ -15,9 +15,8 @@
  */
 import { constants, Database } from "bun:sqlite";
 import { closeSync, openSync, readSync } from "node:fs";
-import { availableParallelism } from "node:os";
-import { join, resolve } from "node:path";
-import { VaultError } from "./errors.ts";
+import { resolve } from "node:path";
+import { TaskError, WorkerPool } from "./workers.ts";
 
 export type IntegrityCheck = "integrity_check" | "quick_check";
 
@@ -70,7 +69,7 @@ function hashFile(path: string): { bytes: number; sha256: string } {
  * while the integrity check runs, instead of on the JS thread during the download.
  */
 export async function digestFile(path: string, signal?: AbortSignal): Promise<{ bytes: number; sha256: string }> {
-  const [row] = await pool().run({ path, digest: "sha256" }, signal);
+  const [row] = await pool().run({ path, digest: "sha256" }, { signal });
   return row as { bytes: number; sha256: string };
 }
 
@@ -145,12 +144,13 @@ export async function checkIntegrity(path: string, check: IntegrityCheck, signal
   const results = await Promise.all(
     planned.map((p) =>
       pool()
-        .run({ path, sql: p.sql }, signal)
+        .run({ path, sql: p.sql }, { signal })
         .then(
           (rows) => ({ p, rows }),
           (error) => {
             if (signal?.aborted) throw signal.reason;
-            if (!(error instanceof StatementError)) throw error;
+            // TaskError: SQLite refused the statement (a finding); anything else is our failure.
+            if (!(error instanceof TaskError)) throw error;
             return { p: { ...p, kind: "integrity" as const }, rows: [{ failed: `${p.sql} failed: ${(error as Error).message}` }] };
           },
         ),
@@ -174,110 +174,8 @@ export async function checkIntegrity(path: string, check: IntegrityCheck, signal
   return { problems, foreignKeys: [...foreignKeys].map(([tables, n]) => `foreign_key_check: ${n} row(s) of ${tables} reference missing parents`) };
 }
 
-// ---------------------------------------------------------------------------------------------
-// the worker pool: one worker per core, started on first use, never keeping the process alive
+let shared: WorkerPool<CheckTask, Record<string, unknown>[]> | undefined;
 
-interface Pending {
-  id: number;
-  resolve: (rows: Record<string, unknown>[]) => void;
-  reject: (error: unknown) => void;
-  task: CheckTask;
-}
-
-type Reply = { id: number; rows: Record<string, unknown>[] } | { id: number; error: string };
-
-/** A statement SQLite refused to finish (a finding), as opposed to a worker that failed (our fault). */
-export class StatementError extends Error {}
-
-class WorkerPool {
-  /** Every worker started and not discarded, busy or idle. */
-  private readonly live = new Set<Worker>();
-  private readonly idle: Worker[] = [];
-  private readonly busy = new Map<Worker, Pending>();
-  private readonly queue: Pending[] = [];
-  private nextId = 1;
-
-  constructor(private readonly size: number) {}
-
-  run(task: CheckTask, signal?: AbortSignal): Promise<Record<string, unknown>[]> {
-    signal?.throwIfAborted();
-    return new Promise((resolve, reject) => {
-      const pending: Pending = { id: this.nextId++, task, resolve, reject };
-      const onAbort = () => {
-        const index = this.queue.indexOf(pending);
-        if (index >= 0) this.queue.splice(index, 1);
-        for (const [worker, job] of this.busy) if (job === pending) this.discard(worker);
-        reject(signal?.reason);
-        // Other callers' jobs may be waiting for the worker just discarded.
-        this.dispatch();
-      };
-      signal?.addEventListener("abort", onAbort, { once: true });
-      const done = <T>(settle: (value: T) => void) => (value: T) => {
-        signal?.removeEventListener("abort", onAbort);
-        settle(value);
-      };
-      pending.resolve = done(resolve);
-      pending.reject = done(reject);
-      this.queue.push(pending);
-      this.dispatch();
-    });
-  }
-
-  private dispatch(): void {
-    while (this.queue.length) {
-      const worker = this.idle.pop() ?? (this.live.size < this.size ? this.spawn() : undefined);
-      if (!worker) return;
-      const job = this.queue.shift()!;
-      this.busy.set(worker, job);
-      worker.ref(); // a busy worker keeps the process alive; an idle one never does
-      worker.postMessage({ id: job.id, task: job.task });
-    }
-  }
-
-  private spawn(): Worker {
-    const worker = new Worker(WORKER_ENTRY);
-    this.live.add(worker);
-    worker.onmessage = (event: MessageEvent<Reply>) => {
-      if (!this.live.has(worker)) return; // discarded meanwhile
-      const job = this.busy.get(worker);
-      this.busy.delete(worker);
-      worker.unref();
-      this.idle.push(worker);
-      if (job && job.id === event.data.id) {
-        if ("error" in event.data) job.reject(new StatementError(event.data.error));
-        else job.resolve(event.data.rows);
-      }
-      this.dispatch();
-    };
-    worker.onerror = (event: ErrorEvent) => {
-      if (!this.live.has(worker)) return;
-      const job = this.busy.get(worker);
-      this.discard(worker);
-      job?.reject(new VaultError(`the check could not run: its worker failed (${event.message})`));
-      this.dispatch();
-    };
-    return worker;
-  }
-
-  /** Stop a worker (it may be in the middle of a long pragma) and forget it. */
-  private discard(worker: Worker): void {
-    if (!this.live.delete(worker)) return;
-    this.busy.delete(worker);
-    const index = this.idle.indexOf(worker);
-    if (index >= 0) this.idle.splice(index, 1);
-    worker.terminate();
-  }
-}
-
-/**
- * The worker's module, beside this one: in the compiled executable it is a second entrypoint
- * (scripts/build.ts) at the root of the embedded file system. (`__dirname`, not import.meta: the
- * executable is CommonJS bytecode.)
- */
-const WORKER_ENTRY = join(__dirname, "integrity-worker.ts");
-
-let shared: WorkerPool | undefined;
-
-function pool(): WorkerPool {
-  return (shared ??= new WorkerPool(Math.max(1, availableParallelism())));
+function pool(): WorkerPool<CheckTask, Record<string, unknown>[]> {
+  return (shared ??= new WorkerPool("integrity-worker.ts"));
 }

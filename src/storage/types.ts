@@ -33,6 +33,8 @@ export interface PartialWrite {
 
 export interface PutOptions {
   signal?: AbortSignal;
+  /** About how many bytes the body holds, when known: lets S3 pick parts big enough for its 10,000-part limit. */
+  sizeHint?: number;
 }
 
 export interface GetOptions {

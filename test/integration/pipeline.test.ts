@@ -14,6 +14,7 @@ import { BLOCK_SIZE, blockCompressor, compressBlocks, readBlocks } from "../../s
 import { createContext } from "../../src/context.ts";
 import { runRestore } from "../../src/restore.ts";
 import { BufferPool, readAll } from "../../src/streams.ts";
+import { TaskError, WorkerPool } from "../../src/workers.ts";
 import type { Storage } from "../../src/storage/types.ts";
 import { createBankDb, removeTempDirs, tempDir } from "../helpers/db.ts";
 import { localRepo, s3Repo, type TestRepo } from "../helpers/repos.ts";
@@ -83,6 +84,16 @@ describe("blocks compressed in parallel", () => {
     await Bun.sleep(50); // nothing more is read afterwards either
     expect(chunks.length).toBe(1);
     expect(read).toBeLessThanOrEqual(3); // the block in flight and at most one read ahead, never the rest
+  });
+});
+
+describe("the gzip worker threads", () => {
+  test("a block the worker cannot compress rejects as a task error, and the pool keeps working", async () => {
+    const pool = new WorkerPool<unknown, Uint8Array>("compress-worker.ts");
+    await expect(pool.run({ block: "not a buffer", level: 99 })).rejects.toBeInstanceOf(TaskError);
+    const block = new TextEncoder().encode("hello ".repeat(1000));
+    const member = await pool.run({ block: block.buffer, level: 6 }, { transfer: [block.buffer] });
+    expect(new TextDecoder().decode(gunzipSync(member))).toBe("hello ".repeat(1000));
   });
 });
 

@@ -19,9 +19,9 @@ describe("resolveSettings: flag > env > default", () => {
     { flags: {}, env: { SQLITE_VAULT_TMP_DIR: "/t1", TMPDIR: "/t2" }, want: { tmpDir: "/t1" } },
     { flags: { tmpDir: "/t0" }, env: { SQLITE_VAULT_TMP_DIR: "/t1" }, want: { tmpDir: "/t0" } },
     { flags: {}, env: { TMPDIR: "/t2" }, want: { tmpDir: "/t2" } },
-    { flags: {}, env: {}, want: { retries: 5, timeoutMs: 60_000, partSize: 8 * 1024 * 1024 } },
+    { flags: {}, env: {}, want: { retries: 5, timeoutMs: 60_000, partSize: 5 * 1024 * 1024 } },
     { flags: {}, env: { SQLITE_VAULT_RETRIES: "2", SQLITE_VAULT_TIMEOUT: "30s", SQLITE_VAULT_PART_SIZE: "16" }, want: { retries: 2, timeoutMs: 30_000, partSize: 16 * 1024 * 1024 } },
-    { flags: { retries: "0", timeout: "2min", partSize: "5" }, env: { SQLITE_VAULT_RETRIES: "2" }, want: { retries: 0, timeoutMs: 120_000, partSize: 5 * 1024 * 1024 } },
+    { flags: { retries: "0", timeout: "2min", partSize: "6" }, env: { SQLITE_VAULT_RETRIES: "2" }, want: { retries: 0, timeoutMs: 120_000, partSize: 6 * 1024 * 1024 } },
   ];
   for (const c of cases)
     test(`${JSON.stringify(c.flags)} ${JSON.stringify(c.env)}`, () => {
