@@ -22,6 +22,7 @@ import {
   type BackupManifest,
   type Compression,
 } from "./manifest.ts";
+import { secondsSince } from "./output.ts";
 import { createSnapshot } from "./snapshot.ts";
 import type { Storage } from "./storage/types.ts";
 import { BufferPool, createDigestStream } from "./streams.ts";
@@ -75,7 +76,7 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
     const createdAt = now();
     const id = createBackupId(createdAt);
     const snapshot = await createSnapshot(input.databasePath, input.tmpDir, ctx);
-    ctx.log.debug(`snapshot of ${input.databasePath}: ${snapshot.bytes} bytes via the backup API in ${seconds(started)} s`);
+    ctx.log.debug(`snapshot of ${input.databasePath}: ${snapshot.bytes} bytes via the backup API in ${secondsSince(started)} s`);
 
     const encryption = input.encryption ?? null;
     const key = dataKey(name, id, input.compression, encryption !== null);
@@ -96,7 +97,7 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
       // Compressed or not, the stored object is about the database's size at most.
       const { size } = await storage.put(key, body, { signal: ctx.signal, sizeHint: snapshot.bytes });
       uploaded = true;
-      ctx.log.debug(`compressed and stored ${size} bytes in ${seconds(uploadStarted)} s`);
+      ctx.log.debug(`compressed and stored ${size} bytes in ${secondsSince(uploadStarted)} s`);
       const db = { bytes: dbBytes, sha256: dbDigest.digest("hex") };
       const stored = storedDigest.result();
       if (db.bytes !== snapshot.bytes) throw new VaultError(`read ${db.bytes} bytes of the snapshot, expected ${snapshot.bytes}`);
@@ -142,10 +143,6 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
   } finally {
     lock.release();
   }
-}
-
-function seconds(since: number): string {
-  return ((performance.now() - since) / 1000).toFixed(2);
 }
 
 async function* tap<T>(source: AsyncIterable<T>, each: (item: T) => void): AsyncGenerator<T> {

@@ -14,7 +14,9 @@ import { decryptStream, NoMatchingIdentityError, type DecryptionSettings } from 
 import { NotFoundError, StorageUnavailableError, VaultError, VerificationError } from "./errors.ts";
 import type { BackupManifest } from "./manifest.ts";
 import { checkIntegrity, digestFile, openCopy, type IntegrityCheck } from "./integrity.ts";
+import { secondsSince } from "./output.ts";
 import { readDatabaseHeader } from "./snapshot.ts";
+import { syncPath, writeFully } from "./storage/file.ts";
 import type { Storage } from "./storage/types.ts";
 import { createDigestStream, iterate, mapStreamErrors } from "./streams.ts";
 
@@ -46,7 +48,7 @@ export async function fetchAndCheck(storage: Storage, manifest: BackupManifest, 
     const started = performance.now();
     await download(storage, manifest, path, options, ctx);
     ctx.signal.throwIfAborted();
-    ctx.log.debug(`downloaded and decompressed ${manifest.id} in ${seconds(started)} s`);
+    ctx.log.debug(`downloaded and decompressed ${manifest.id} in ${secondsSince(started)} s`);
     const checkStarted = performance.now();
     const check: IntegrityCheck = options.quick ? "quick_check" : "integrity_check";
     // The database's SHA-256, the fsync and the integrity check run at once, on the worker threads
@@ -55,7 +57,7 @@ export async function fetchAndCheck(storage: Storage, manifest: BackupManifest, 
     const stop = new AbortController();
     const signal = AbortSignal.any([ctx.signal, stop.signal]);
     const digest = digestFile(path, signal);
-    const synced = options.durable ? syncFile(path) : Promise.resolve();
+    const synced = options.durable ? syncPath(path) : Promise.resolve();
     const checked = checkDatabase(path, manifest, check, signal);
     for (const p of [digest, synced, checked]) p.catch(() => {}); // each awaited below
     try {
@@ -64,7 +66,7 @@ export async function fetchAndCheck(storage: Storage, manifest: BackupManifest, 
         throw new VerificationError(`backup ${manifest.id} is corrupt: the decompressed database does not match its manifest's SHA-256`, "checksum");
       const warnings = await checked;
       await synced;
-      ctx.log.debug(`SHA-256, ${check}${options.durable ? " and fsync" : ""} of ${manifest.id} in ${seconds(checkStarted)} s`);
+      ctx.log.debug(`SHA-256, ${check}${options.durable ? " and fsync" : ""} of ${manifest.id} in ${secondsSince(checkStarted)} s`);
       return { check, warnings };
     } finally {
       stop.abort(new Error("check stopped"));
@@ -124,19 +126,6 @@ async function openObject(storage: Storage, manifest: BackupManifest, ctx: RunCo
  */
 const COLLECT_BYTES = 64 * 1024 * 1024;
 
-function seconds(since: number): string {
-  return ((performance.now() - since) / 1000).toFixed(2);
-}
-
-async function syncFile(path: string): Promise<void> {
-  const handle = await open(path, "r+");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
 /**
  * Step "checksum", first half: stream the object through its digest, the decryption and the
  * decompressor into `path` (the database's own digest is taken from the file afterwards).
@@ -167,8 +156,7 @@ async function download(storage: Storage, manifest: BackupManifest, path: string
       written += chunk.byteLength;
       // Never let a damaged or hostile object expand past the database it claims to hold.
       if (written > database.bytes) throw new VerificationError(`backup ${manifest.id} is corrupt: it decompresses to more than the manifest's ${database.bytes} bytes`, "checksum");
-      let offset = 0;
-      while (offset < chunk.byteLength) offset += (await handle.write(chunk, offset)).bytesWritten;
+      await writeFully(handle, chunk);
       sinceCollect += chunk.byteLength;
       if (sinceCollect >= COLLECT_BYTES) {
         sinceCollect = 0;

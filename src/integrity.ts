@@ -10,8 +10,9 @@
  *     A table-limited check skips only the whole-file page accounting, which quick_check does.
  * Together they check everything the single pass does. Each runs on its own read-only connection in
  * a worker thread, the biggest tables first (estimated as rows x (1 + indexes)), as many at once as
- * there are cores; `PRAGMA foreign_key_check` runs per table the same way. A worker that fails or
- * dies fails the check; nothing is ever reported as "ok" that did not run.
+ * there are cores; `PRAGMA foreign_key_check` runs per table the same way. A statement SQLite
+ * gives up on is a finding; a worker that dies is an internal error. Nothing that did not run is
+ * ever reported as "ok", and our own failure is never reported as damage.
  */
 import { constants, Database } from "bun:sqlite";
 import { closeSync, openSync, readSync } from "node:fs";

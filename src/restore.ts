@@ -116,7 +116,7 @@ async function restoreFirstSound(storage: Storage, input: RestoreInput, candidat
     try {
       const { check, warnings } = await fetchAndCheck(storage, manifest, temp, { mode, durable: true, quick: input.quick, decryption: input.decryption }, ctx);
       for (const warning of warnings) ctx.log.warn(warning);
-      if (manifest.snapshot?.journalMode === "wal") setWalMode(temp);
+      if (manifest.snapshot?.journalMode === "wal" && manifest.snapshot.method === "vacuum-into") setWalMode(temp);
       ctx.signal.throwIfAborted();
       chmodSync(temp, mode);
       const replaced = swapIntoPlace(temp, target, input.force === true);
@@ -161,7 +161,7 @@ function tempPrefix(target: string): string {
 
 /**
  * Backups made with VACUUM INTO (by earlier builds) hold rollback-journal files; give a WAL database
- * its journal mode back. (Online-backup-API copies keep it already: then this changes nothing.)
+ * its journal mode back. (Online-backup-API copies keep the source's header, WAL mode included.)
  */
 function setWalMode(path: string): void {
   const db = new Database(path);

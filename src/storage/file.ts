@@ -156,7 +156,8 @@ async function collectKeys(root: string, relDir: string, out: string[]): Promise
   }
 }
 
-async function writeFully(handle: import("node:fs/promises").FileHandle, chunk: Uint8Array): Promise<void> {
+/** Write all of `chunk` at the file's current position (one write may take only part of it). */
+export async function writeFully(handle: import("node:fs/promises").FileHandle, chunk: Uint8Array): Promise<void> {
   let offset = 0;
   while (offset < chunk.byteLength) {
     const { bytesWritten } = await handle.write(chunk, offset, chunk.byteLength - offset);
@@ -167,7 +168,12 @@ async function writeFully(handle: import("node:fs/promises").FileHandle, chunk: 
 /** Make a rename durable: fsync the directory that holds it. */
 export async function syncDirectory(dir: string): Promise<void> {
   if (process.platform === "win32") return;
-  const handle = await open(dir, "r");
+  await syncPath(dir);
+}
+
+/** fsync a file (or directory) by its path, after whoever wrote it has closed it. */
+export async function syncPath(path: string): Promise<void> {
+  const handle = await open(path, "r");
   try {
     await handle.sync();
   } finally {

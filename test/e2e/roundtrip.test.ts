@@ -62,6 +62,8 @@ for (const backend of backends) {
       const restored = await runCli(["restore", "--name", "shop", "--output", out, "--id", backup.id, "--json"], { env });
       expect(restored.exitCode).toBe(0);
       expect(JSON.parse(restored.stdout)).toMatchObject({ action: "restored", id: backup.id, check: "integrity_check" });
+      // The header's file format bytes say WAL, as the source's do: the app reopens it in WAL mode.
+      expect([...readFileSync(out).subarray(18, 20)]).toEqual([2, 2]);
       expect(inspectBank(out)).toEqual({ total: ACCOUNTS * INITIAL_BALANCE, integrity: "ok", transfers: 0 });
       expect(statSync(out).mode & 0o777).toBe(0o600);
       expect(readdirSync(dir).filter((f) => f.startsWith("."))).toEqual([]);
