@@ -104,8 +104,21 @@ export class BufferPool {
     return new Promise((resolve) => this.waiting.push(resolve));
   }
 
-  /** Give back a buffer from `acquire` (or a view of one); it must not be used afterwards. */
+  /**
+   * Give back a buffer from `acquire` (or a view of one, or the same buffer moved back from another
+   * thread); it must not be used afterwards. A view whose buffer moved away for good (detached) frees
+   * its place: the pool makes a new buffer instead.
+   */
   release(view: Uint8Array): void {
+    if (view.buffer.byteLength === 0) {
+      this.created--;
+      if (this.waiting.length) {
+        this.created++;
+        this.waiting.shift()!(new Uint8Array(this.size));
+      }
+      return;
+    }
+    if (view.buffer.byteLength !== this.size) throw new Error(`a buffer of ${view.buffer.byteLength} bytes given back to a pool of ${this.size}`);
     const buffer = new Uint8Array(view.buffer as ArrayBuffer, 0, this.size);
     const next = this.waiting.shift();
     if (next) next(buffer);

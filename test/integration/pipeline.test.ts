@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { runBackup } from "../../src/backup.ts";
 import { readCatalog } from "../../src/catalog.ts";
-import { BLOCK_SIZE, blockCompressor, compressBlocks, readBlocks } from "../../src/codec.ts";
+import { BLOCK_SIZE, blockCompressor, compressBlocks, GZIP_LEVEL, readBlocks, type GzipResult } from "../../src/codec.ts";
 import { createContext } from "../../src/context.ts";
 import { runRestore } from "../../src/restore.ts";
 import { BufferPool, readAll } from "../../src/streams.ts";
@@ -87,12 +87,33 @@ describe("blocks compressed in parallel", () => {
   });
 });
 
+describe("the buffer pool", () => {
+  test("a buffer that moved to another thread for good frees its place; a foreign buffer is refused", async () => {
+    const pool = new BufferPool(1024, 2);
+    const a = await pool.acquire();
+    const b = await pool.acquire();
+    const waiting = pool.acquire(); // the pool is exhausted: this waits
+    structuredClone(a.buffer, { transfer: [a.buffer] }); // a's buffer moves away and never comes back
+    expect(a.buffer.byteLength).toBe(0);
+    pool.release(a);
+    const c = await waiting;
+    expect(c.byteLength).toBe(1024);
+    pool.release(b);
+    expect((await pool.acquire()).buffer).toBe(b.buffer); // a buffer given back is used again
+    expect(() => pool.release(new Uint8Array(10))).toThrow("a buffer of 10 bytes given back to a pool of 1024");
+  });
+});
+
 describe("the gzip worker threads", () => {
   test("a block the worker cannot compress rejects as a task error, and the pool keeps working", async () => {
-    const pool = new WorkerPool<unknown, Uint8Array>("compress-worker.ts");
-    await expect(pool.run({ block: "not a buffer", level: 99 })).rejects.toBeInstanceOf(TaskError);
-    const block = new TextEncoder().encode("hello ".repeat(1000));
-    const member = await pool.run({ block: block.buffer, level: 6 }, { transfer: [block.buffer] });
+    const pool = new WorkerPool<unknown, GzipResult>("compress-worker.ts");
+    await expect(pool.run({ block: "not a buffer", length: 3, level: 99 })).rejects.toBeInstanceOf(TaskError);
+    // The first `length` bytes are compressed, and the whole buffer comes back with the member.
+    const buffer = new ArrayBuffer(8192);
+    new TextEncoder().encodeInto("hello ".repeat(1000), new Uint8Array(buffer));
+    const { member, block } = await pool.run({ block: buffer, length: 6000, level: GZIP_LEVEL }, { transfer: [buffer] });
+    expect(buffer.byteLength).toBe(0); // moved, not copied
+    expect(block.byteLength).toBe(8192);
     expect(new TextDecoder().decode(gunzipSync(member))).toBe("hello ".repeat(1000));
   });
 });
