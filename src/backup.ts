@@ -76,7 +76,7 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
     const createdAt = now();
     const id = createBackupId(createdAt);
     const snapshot = await createSnapshot(input.databasePath, input.tmpDir, ctx);
-    ctx.log.debug(`snapshot of ${input.databasePath}: ${snapshot.bytes} bytes via the backup API in ${secondsSince(started)} s`);
+    ctx.log.debug(`snapshot of ${input.databasePath}: ${snapshot.bytes} bytes by ${snapshot.method} in ${secondsSince(started)} s`);
 
     const encryption = input.encryption ?? null;
     const key = dataKey(name, id, input.compression, encryption !== null);
@@ -113,7 +113,7 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
         host: hostname(),
         toolVersion: VERSION,
         sqliteVersion: snapshot.sqliteVersion,
-        snapshot: { method: "backup-api", journalMode: snapshot.journalMode },
+        snapshot: { method: snapshot.method, journalMode: snapshot.journalMode },
         database: { pageSize: snapshot.pageSize, pageCount: snapshot.pageCount, bytes: db.bytes, sha256: db.sha256 },
         stored: { key, bytes: stored.bytes, sha256: stored.sha256, compression: input.compression, ...(encryption ? { encryption: describeEncryption(encryption) } : {}) },
       };

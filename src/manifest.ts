@@ -29,8 +29,8 @@ export interface BackupManifest {
   toolVersion: string;
   sqliteVersion: string;
   /** How the consistent copy was made. */
-  /** "vacuum-into" in backups made before 0.2. */
-  snapshot: { method: "backup-api" | "vacuum-into"; journalMode: string };
+  /** How the snapshot was copied (src/snapshot.ts); "vacuum-into" in backups made before 0.2. */
+  snapshot: { method: "file-copy" | "backup-api" | "vacuum-into"; journalMode: string };
   database: {
     pageSize: number;
     pageCount: number;

@@ -65,9 +65,13 @@ export interface Writer {
   waitForCommits(n: number): Promise<void>;
 }
 
-/** Start a separate process that keeps committing transfers that preserve the total balance. */
-export function startWriter(path: string): Writer {
-  const proc = Bun.spawn([process.execPath, join(import.meta.dir, "writer.ts"), path], { stdout: "pipe", stderr: "inherit" });
+/**
+ * Start a separate process that keeps committing transfers that preserve the total balance.
+ * `autocheckpoint`: its WAL auto-checkpoint threshold in pages (1: a checkpoint after every commit).
+ */
+export function startWriter(path: string, options: { autocheckpoint?: number } = {}): Writer {
+  const args = options.autocheckpoint === undefined ? [] : [String(options.autocheckpoint)];
+  const proc = Bun.spawn([process.execPath, join(import.meta.dir, "writer.ts"), path, ...args], { stdout: "pipe", stderr: "inherit" });
   let commits = 0;
   const waiters: { n: number; resolve: () => void }[] = [];
   const done = (async () => {
