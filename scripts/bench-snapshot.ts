@@ -1,14 +1,16 @@
 #!/usr/bin/env bun
 /**
- * The measurement behind src/snapshot.ts's choice of the online backup API: makes an app-like database
- * that has seen deletes (free and half-empty pages, as real ones have), then copies it with the online
- * backup API (node:sqlite backup(), one step) and with VACUUM INTO, and gzips each copy.
+ * The measurement behind src/snapshot.ts's ways to copy: makes an app-like database that has seen
+ * deletes (free and half-empty pages, as real ones have), then copies it with VACUUM INTO, with the
+ * online backup API (node:sqlite backup(), one step) and as a plain file (what snapshot.ts does
+ * when the file itself holds the snapshot), and gzips each copy.
  *
  *   bun scripts/bench-snapshot.ts [MiB=256] [runs=3]
  */
 import { Database } from "bun:sqlite";
 import { backup, DatabaseSync } from "node:sqlite";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { copyFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -63,5 +65,6 @@ for (let i = 0; i < runs; i++) {
     await backup(ro, out, { rate: -1 } as never);
     ro.close();
   });
+  await measure("file copy", (out) => copyFile(source, out));
 }
 rmSync(dir, { recursive: true, force: true });
