@@ -17,6 +17,9 @@
  *             ours:      sqlite-vault backup SRC --repo s3://... --compression gzip|zstd
  *   restore   reference: rclone cat | gunzip (or zstd -d) > OUT.db; sqlite3 OUT.db "PRAGMA integrity_check"
  *             ours:      sqlite-vault restore --name NAME --output OUT.db (full integrity_check)
+ *   backup, WAL frames pending (not with --quick): the backup above, of a copy of the largest
+ *             database that a connection of the bench holds a fresh, uncheckpointed commit in, as a
+ *             live application does (ours then copies through the WAL with the backup API)
  *   verify    reference: the reference restore above, once per stored backup, one after another
  *             ours:      sqlite-vault verify --all (its default --concurrency 2) over the same number
  *
@@ -38,7 +41,7 @@
  */
 import { S3Client } from "@bradenmacdonald/s3-lite-client";
 import { Database } from "bun:sqlite";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 
@@ -467,6 +470,26 @@ async function main(): Promise<void> {
     `rm -f ${q(out)}\nrclone cat ${q(`vault:${bucket}/${key}`)} | ${COMPRESS[c].decompress} > ${q(out)}\n` +
     `r="$(sqlite3 ${q(out)} "PRAGMA integrity_check")"; [ "$r" = ok ] || { echo "integrity_check: $r" >&2; exit 1; }`;
 
+  /** The backup scenario: `runs` alternating backups of `src` by the reference script and by us. */
+  const backupRow = (scenario: string, src: string, c: Compression, name: string, refKey: string): Row => {
+    const tmpDb = join(work, "ref.db");
+    const tmpZ = `${tmpDb}.${COMPRESS[c].ext}`;
+    const row: Row = { scenario, ref: { samples: [] }, ours: { samples: [] } };
+    for (let run = 1; run <= opts.runs; run++) {
+      process.stderr.write(`${scenario} run ${run}/${opts.runs}: reference`);
+      row.ref.samples.push(measure(bash(`sqlite3 ${q(src)} ${q(`.backup ${tmpDb}`)}\n${COMPRESS[c].compress} ${q(tmpDb)} > ${q(tmpZ)}\nrclone copyto ${q(tmpZ)} ${q(`vault:${bucket}/${refKey}`)}`), rcloneEnv, timeFile));
+      row.ref.storedBytes = statSync(tmpZ).size;
+      rmSync(tmpDb, { force: true });
+      rmSync(tmpZ, { force: true });
+      process.stderr.write(", ours");
+      const s = measure([BIN, "backup", src, "--name", name, "--repo", repoUrl("vault"), "--compression", c, "--tmp-dir", work, "--json", "--quiet"], oursEnv, timeFile);
+      row.ours.samples.push(s);
+      row.ours.storedBytes = (JSON.parse(s.stdout) as { storedBytes: number }).storedBytes;
+      process.stderr.write("\n");
+    }
+    return row;
+  };
+
   const rows: Row[] = [];
   try {
     for (const sizeMiB of opts.sizesMiB) generateDb(dbPath(opts.dataDir, sizeMiB), sizeMiB);
@@ -476,23 +499,9 @@ async function main(): Promise<void> {
       sh(["sh", "-c", `cat ${q(src)} > /dev/null`]); // warm the page cache once, for both sides
       for (const c of ["gzip", "zstd"] as const) {
         const name = `db${sizeMiB}-${c}`;
-        const tmpDb = join(work, "ref.db");
-        const tmpZ = `${tmpDb}.${COMPRESS[c].ext}`;
-        const backup: Row = { scenario: `backup ${label} ${c}`, ref: { samples: [] }, ours: { samples: [] } };
         const restore: Row = { scenario: `restore ${label} ${c}`, ref: { samples: [] }, ours: { samples: [] } };
         const refKey = `reference/${name}.db.${COMPRESS[c].ext}`;
-        for (let run = 1; run <= opts.runs; run++) {
-          process.stderr.write(`${backup.scenario} run ${run}/${opts.runs}: reference`);
-          backup.ref.samples.push(measure(bash(`sqlite3 ${q(src)} ${q(`.backup ${tmpDb}`)}\n${COMPRESS[c].compress} ${q(tmpDb)} > ${q(tmpZ)}\nrclone copyto ${q(tmpZ)} ${q(`vault:${bucket}/${refKey}`)}`), rcloneEnv, timeFile));
-          backup.ref.storedBytes = statSync(tmpZ).size;
-          rmSync(tmpDb, { force: true });
-          rmSync(tmpZ, { force: true });
-          process.stderr.write(", ours");
-          const s = measure([BIN, "backup", src, "--name", name, "--repo", repoUrl("vault"), "--compression", c, "--tmp-dir", work, "--json", "--quiet"], oursEnv, timeFile);
-          backup.ours.samples.push(s);
-          backup.ours.storedBytes = (JSON.parse(s.stdout) as { storedBytes: number }).storedBytes;
-          process.stderr.write("\n");
-        }
+        const backup = backupRow(`backup ${label} ${c}`, src, c, name, refKey);
         const out = join(work, "restored.db");
         for (let run = 1; run <= opts.runs; run++) {
           process.stderr.write(`${restore.scenario} run ${run}/${opts.runs}: reference`);
@@ -507,6 +516,30 @@ async function main(): Promise<void> {
         // The S3 server keeps objects in RAM: drop this scenario's before the next one, so that the
         // server's memory does not grow through the run (both sides alike).
         await emptyBucket(client, bucket);
+      }
+    }
+
+    // A live application's usual state: WAL mode with commits not yet checkpointed (SQLite's default
+    // auto-checkpoint leaves up to 1000 pages in the WAL). Both sides then read through the WAL; ours
+    // takes the backup API instead of a file copy. On a copy of the largest database, with one
+    // connection of this process holding a fresh commit in the WAL while the backups run.
+    if (!opts.quick) {
+      const sizeMiB = Math.max(...opts.sizesMiB);
+      const label = sizeMiB >= 1024 ? `${sizeMiB / 1024} GiB` : `${sizeMiB} MiB`;
+      const live = join(work, "live.db");
+      copyFileSync(dbPath(opts.dataDir, sizeMiB), live);
+      const app = new Database(live);
+      try {
+        app.run("PRAGMA wal_autocheckpoint = 0");
+        app.run("CREATE TABLE IF NOT EXISTS bench_pending (id INTEGER PRIMARY KEY, at TEXT)");
+        app.run("INSERT INTO bench_pending (at) VALUES (datetime('now'))");
+        for (const c of ["gzip", "zstd"] as const) {
+          rows.push(backupRow(`backup ${label} ${c}, WAL frames pending`, live, c, `live-${c}`, `reference/live-${c}.db.${COMPRESS[c].ext}`));
+          await emptyBucket(client, bucket);
+        }
+      } finally {
+        app.close();
+        for (const f of [live, `${live}-wal`, `${live}-shm`]) rmSync(f, { force: true });
       }
     }
 
