@@ -52,7 +52,8 @@ for _ in $(seq 100); do [ "$(pending "$work/app.db")" = 1 ] && break; sleep 0.1;
 "$vault" backup "$work/app.db" --name live --verbose 2> "$work/live1.log"
 grep -q "by backup-api" "$work/live1.log" || { echo "smoke: a WAL with pending frames was not copied through the WAL:" >&2; cat "$work/live1.log" >&2; exit 1; }
 echo "PRAGMA wal_checkpoint(PASSIVE);" >&3
-sleep 1
+echo ".shell touch '$work/checkpointed'" >&3
+for _ in $(seq 100); do [ -e "$work/checkpointed" ] && break; sleep 0.1; done
 "$vault" backup "$work/app.db" --name live --verbose 2> "$work/live2.log"
 grep -q "by file-copy" "$work/live2.log" || { echo "smoke: a checkpointed WAL was not copied as a file:" >&2; cat "$work/live2.log" >&2; exit 1; }
 exec 3>&-
