@@ -37,7 +37,7 @@ export function parseCompression(value: string | undefined, fallback: Compressio
 export const BLOCK_SIZE = 2 * 1024 * 1024;
 /**
  * gzip: libdeflate's level 5, whose output is as small as `gzip -6` (zlib's default level) on
- * SQLite files: 0.989x to 1.008x of it on five generated app databases, 1.004x on the benchmark's,
+ * SQLite files: 0.989x to 1.008x of it on five generated app databases, 1.002x on the benchmark's,
  * while it compresses 41% faster than libdeflate's level 6 there (124 against 88 MB/s per core).
  * (On plain text it can be 2-3% larger; a database is what we compress.)
  * zstd: level 3, zstd's default.
@@ -101,9 +101,9 @@ export function defaultParallelism(): number {
  * The compressed stream of `blocks`: up to `parallel` blocks are compressed at once, and the outputs
  * are emitted in the order of their blocks. Compression runs ahead of the consumer by at most
  * `parallel` blocks; each block (or its buffer given back by the compressor) is handed to `release`
- * as soon as its compression settles. The first
- * failure (reading or compressing) errors the stream; blocks still in flight are dropped and the
- * source is closed. Cancelling the stream closes the source too.
+ * as soon as its compression settles. The first failure (reading or compressing) errors the stream;
+ * blocks still in flight are dropped and the source is closed. Cancelling the stream closes the
+ * source too.
  */
 export function compressBlocks(blocks: AsyncIterable<Uint8Array>, compress: BlockCompressor, parallel: number, release?: (block: Uint8Array) => void): ReadableStream<Uint8Array> {
   const source = blocks[Symbol.asyncIterator]();

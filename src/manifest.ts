@@ -28,8 +28,7 @@ export interface BackupManifest {
   host: string;
   toolVersion: string;
   sqliteVersion: string;
-  /** How the consistent copy was made. */
-  /** How the snapshot was copied (src/snapshot.ts); "vacuum-into" in backups made before 0.2. */
+  /** How the consistent copy was made (src/snapshot.ts); "vacuum-into" in backups made before 0.2. */
   snapshot: { method: "file-copy" | "backup-api" | "vacuum-into"; journalMode: string };
   database: {
     pageSize: number;
