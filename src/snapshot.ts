@@ -9,9 +9,10 @@
  *   can write it until our transaction ends (see fileHoldsSnapshot), the file is copied as a file
  *   (copy_file_range; 0.3-0.5 s per GiB here). That is the case in rollback-journal mode (our shared
  *   lock keeps every writer out of the file) and in WAL mode when every committed frame is already
- *   checkpointed into the file (an idle application, or one that closed its last connection).
+ *   checkpointed into the file (the application closed its last connection, or checkpointed after
+ *   its last write; with SQLite's default auto-checkpoint a busy one usually has frames pending).
  * - "backup-api": otherwise (WAL frames not yet checkpointed), SQLite's online backup API in one
- *   step (node:sqlite backup() with rate -1), which reads our snapshot through the WAL: 1.6-2.5 s
+ *   step (node:sqlite backup() with rate -1), which reads our snapshot through the WAL: 1.1-2.5 s
  *   per GiB here.
  *
  * Either way the result is page for page the live database, as `sqlite3 .backup` would copy it, with
