@@ -7,7 +7,7 @@
  */
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { Database } from "bun:sqlite";
-import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createContext } from "../../src/context.ts";
 import { createSnapshot, readWalIndex } from "../../src/snapshot.ts";
@@ -87,6 +87,29 @@ describe("snapshot copy", () => {
     } finally {
       app.close();
     }
+  });
+
+  test("a file longer than its pages: the copy keeps exactly the pages", async () => {
+    const db = join(tempDir("snap-long"), "bank.db");
+    createBankDb(db, { journalMode: "delete", fillerRows: 500 });
+    const pages = readFileSync(db);
+    appendFileSync(db, new Uint8Array(12_345).fill(7)); // trailing bytes SQLite never reads
+    const { snapshot, bytes, done } = await snapshotOf(db);
+    expect(snapshot.method).toBe("file-copy");
+    expect(bytes.equals(pages)).toBe(true);
+    done();
+  });
+
+  test("a header whose page count is not valid (written by SQLite before 3.7.0): the backup API instead", async () => {
+    const db = join(tempDir("snap-stale"), "bank.db");
+    createBankDb(db, { journalMode: "delete", fillerRows: 500 });
+    const file = readFileSync(db);
+    file.writeUInt32BE(file.readUInt32BE(24) + 1, 92); // version-valid-for no longer matches the change counter
+    writeFileSync(db, file);
+    const { snapshot, done } = await snapshotOf(db);
+    expect(snapshot.method).toBe("backup-api");
+    expect(inspectBank(snapshot.path).total).toBe(ACCOUNTS * INITIAL_BALANCE);
+    done();
   });
 
   test("WAL-index reader: a header being rewritten (copies differ) or with a bad checksum is torn; no file is absent", () => {
