@@ -70,13 +70,17 @@ export function assertSqliteFile(path: string): void {
     throw new VaultError(`${path} is not a SQLite database`, "check the path: the file does not start with the SQLite header");
 }
 
-/** Page size and page count from a database file's header (the file must not be in use). */
-export function readDatabaseHeader(path: string): { pageSize: number; pageCount: number } {
+/**
+ * Page size and page count from a database file's header (the file must not be in use).
+ * `countValid`: whether SQLite trusts that page count (the change counter matches the
+ * version-valid-for number, as in every file SQLite 3.7.0 or later wrote).
+ */
+export function readDatabaseHeader(path: string): { pageSize: number; pageCount: number; countValid: boolean } {
   const header = readHeader(path, 100);
   const view = new DataView(header.buffer, header.byteOffset, header.byteLength);
   const raw = view.getUint16(16);
   const pageSize = raw === 1 ? 65536 : raw;
-  return { pageSize, pageCount: view.getUint32(28) };
+  return { pageSize, pageCount: view.getUint32(28), countValid: view.getUint32(24) === view.getUint32(92) };
 }
 
 /**
@@ -142,7 +146,7 @@ async function copyDatabase(databasePath: string, dir: string, ctx: RunContext):
   ctx.signal.throwIfAborted();
   const bytes = statSync(path).size;
   const header = readDatabaseHeader(path);
-  if (header.pageSize * header.pageCount !== bytes || (method === "file-copy" && (header.pageSize !== pageSize || header.pageCount !== pageCount)))
+  if (header.pageSize * header.pageCount !== bytes)
     throw new VaultError(`snapshot of ${databasePath} is inconsistent: ${header.pageCount} pages of ${header.pageSize} bytes but ${bytes} bytes`);
   return { dir, path, bytes, pageSize: header.pageSize, pageCount: header.pageCount, journalMode, sqliteVersion, method };
 }
@@ -210,10 +214,8 @@ async function copyWholeFile(databasePath: string, path: string, pageSize: numbe
   const size = statSync(path).size;
   if (size < expected) return false;
   if (size > expected) truncateSync(path, expected);
-  const header = readHeader(path, 100);
-  const view = new DataView(header.buffer, header.byteOffset, header.byteLength);
-  const headerPageSize = view.getUint16(16) === 1 ? 65536 : view.getUint16(16);
-  return headerPageSize === pageSize && view.getUint32(28) === pageCount && view.getUint32(24) === view.getUint32(92);
+  const header = readDatabaseHeader(path);
+  return header.countValid && header.pageSize === pageSize && header.pageCount === pageCount;
 }
 
 /** True when the file system holding `dir` has (almost) no free blocks left. */
