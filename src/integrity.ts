@@ -2,27 +2,37 @@
  * The integrity check of a restored or verified copy, split across cores.
  *
  * `PRAGMA integrity_check` is one single-threaded pass, and on a restore it is most of the time
- * (about 6 s of a 1 GiB restore here). It is two kinds of work, which SQLite lets us run apart:
- *   - the structure of the whole file: every b-tree page, the freelist, every page used exactly once.
+ * (about 11 s of a 1 GiB restore here). It is two kinds of work, which SQLite lets us run apart:
+ *   - the structure of the whole file: every b-tree page, the freelist, every page used exactly once,
+ *     the number of entries of every index, NOT NULL, datatypes and CHECK constraints of every row.
  *     That is `PRAGMA quick_check` (everything but the index-content checks, and fast);
  *   - per table, `PRAGMA integrity_check(TABLE)`: that table's and its indexes' b-trees, every row
  *     against every index (missing or extra entries, UNIQUE), NOT NULL and CHECK constraints.
  *     A table-limited check skips only the whole-file page accounting, which quick_check does.
  * Together they check everything the single pass does. Each runs on its own read-only connection in
  * a worker thread, the biggest tables first (estimated as rows x (1 + indexes)), as many at once as
- * there are cores; `PRAGMA foreign_key_check` runs per table the same way. A statement SQLite
- * gives up on is a finding; a worker that dies is an internal error. Nothing that did not run is
- * ever reported as "ok", and our own failure is never reported as damage.
+ * there are cores; `PRAGMA foreign_key_check` runs per table the same way.
+ * One table can be most of the file (an app's log table), and its integrity_check(TABLE) would then
+ * be most of the time on one core. Such a table's index lookups are split into rowid ranges instead
+ * (src/index-check.ts, with the exact argument), when its indexes allow it to be done exactly.
+ * A statement SQLite gives up on is a finding; a worker that dies is an internal error. Nothing
+ * that did not run is ever reported as "ok", and our own failure is never reported as damage.
  */
 import { constants, Database } from "bun:sqlite";
 import { closeSync, openSync, readSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
+import { planTable, quoteIdentifier, runProbe, type ProbeTask, type TablePlan } from "./index-check.ts";
 import { TaskError, WorkerPool } from "./workers.ts";
 
 export type IntegrityCheck = "integrity_check" | "quick_check";
 
-/** One job for a worker: a pragma whose rows are the findings, or the SHA-256 of the whole file. */
-export type CheckTask = { path: string; sql: string } | { path: string; digest: "sha256" };
+/**
+ * One job for a worker: a statement whose rows are the findings (a pragma, or a UNIQUE index's
+ * duplicate keys), one rowid range of a table's index lookups (src/index-check.ts), or the SHA-256 of
+ * the whole file.
+ */
+export type CheckTask = { path: string; sql: string } | { path: string; probe: ProbeTask } | { path: string; digest: "sha256" };
 
 export interface CheckFindings {
   /** Problems: anything but "ok" from the integrity pragmas. */
@@ -46,6 +56,7 @@ export function runTask(task: CheckTask): Record<string, unknown>[] {
   if ("digest" in task) return [hashFile(task.path)];
   const db = openCopy(task.path);
   try {
+    if ("probe" in task) return runProbe(db, task.probe).map((finding) => ({ finding }));
     return db.query(task.sql).all() as Record<string, unknown>[];
   } finally {
     db.close();
@@ -75,31 +86,68 @@ export async function digestFile(path: string, signal?: AbortSignal): Promise<{ 
 }
 
 interface Planned {
+  /** The statement (for a range of index lookups: its scan), which also names the task in findings. */
   sql: string;
   kind: "integrity" | "foreign-keys";
   cost: number;
+  probe?: ProbeTask;
 }
 
-/** The statements that together make up `check` (and foreign_key_check) for the database at `path`, biggest first. */
-export function planCheck(path: string, check: IntegrityCheck): Planned[] {
+export interface PlanOptions {
+  /** Checks that run at once (the worker pool's size). */
+  workers?: number;
+  /** Tables with fewer rows are never split into ranges. */
+  minSplitRows?: number;
+  /** "always": split every table that can be, in three ranges; "never": no table (for tests). Default "auto". */
+  split?: "auto" | "always" | "never";
+}
+
+/**
+ * The statements that together make up `check` (and foreign_key_check) for the database at `path`,
+ * biggest first. A table whose own check would hold up the others (more than a worker's fair share
+ * of the work) has its index lookups split into rowid ranges (src/index-check.ts) when it can be.
+ */
+export function planCheck(path: string, check: IntegrityCheck, options: PlanOptions = {}): Planned[] {
+  const workers = options.workers ?? availableParallelism();
+  const minSplitRows = options.minSplitRows ?? 100_000;
   const db = openCopy(path);
   try {
-    const tables = db.query("SELECT name FROM sqlite_schema WHERE type = 'table' AND sql NOT LIKE 'CREATE VIRTUAL%' ORDER BY rootpage").all() as { name: string }[];
+    const names = db.query("SELECT name FROM sqlite_schema WHERE type = 'table' AND sql NOT LIKE 'CREATE VIRTUAL%' ORDER BY rootpage").all() as { name: string }[];
     const indexes = db.query("SELECT tbl_name AS t, COUNT(*) AS n FROM sqlite_schema WHERE type = 'index' GROUP BY tbl_name").all() as { t: string; n: number }[];
     const indexCount = new Map(indexes.map((i) => [i.t, i.n]));
-    const planned: Planned[] = [];
-    let total = 0;
-    for (const { name } of tables) {
+    const tables = names.map(({ name }) => {
       const rows = estimateRows(db, name);
-      total += rows;
-      if (check === "integrity_check") planned.push({ sql: `PRAGMA integrity_check(${quote(name)})`, kind: "integrity", cost: rows * (1 + (indexCount.get(name) ?? 0)) });
+      return { name, rows, cost: rows * (1 + (indexCount.get(name) ?? 0)) };
+    });
+    // The whole-file structure pass reads every page once: about as costly as a scan of every table.
+    const totalRows = tables.reduce((sum, t) => sum + t.rows, 0);
+    const planned: Planned[] = [{ sql: "PRAGMA quick_check", kind: "integrity", cost: totalRows }];
+    const share = (totalRows + tables.reduce((sum, t) => sum + t.cost, 0)) / workers;
+    for (const { name, rows, cost } of tables) {
+      if (check === "integrity_check") {
+        const parts = options.split === "always" ? 3 : options.split !== "never" && workers > 1 && rows >= minSplitRows && cost > share ? Math.min(16, Math.ceil((4 * cost) / share)) : 1;
+        const split = parts > 1 ? trySplit(db, name, parts) : null;
+        if (split) {
+          for (const probe of split.ranges) planned.push({ sql: probe.sql, kind: "integrity", cost: cost / split.ranges.length, probe });
+          for (const sql of split.unique) planned.push({ sql, kind: "integrity", cost: rows / 2 });
+        } else {
+          planned.push({ sql: `PRAGMA integrity_check(${quote(name)})`, kind: "integrity", cost });
+        }
+      }
       if (hasForeignKeys(db, name)) planned.push({ sql: `PRAGMA foreign_key_check(${quote(name)})`, kind: "foreign-keys", cost: rows });
     }
-    // The whole-file structure pass reads every page once: about as costly as a scan of every table.
-    planned.push({ sql: "PRAGMA quick_check", kind: "integrity", cost: total });
     return planned.sort((a, b) => b.cost - a.cost);
   } finally {
     db.close();
+  }
+}
+
+/** A table that cannot even be planned (damage SQLite stumbles on) keeps integrity_check(TABLE). */
+function trySplit(db: Database, table: string, parts: number): TablePlan | null {
+  try {
+    return planTable(db, table, parts);
+  } catch {
+    return null;
   }
 }
 
@@ -125,34 +173,30 @@ function quote(text: string): string {
   return `'${text.replaceAll("'", "''")}'`;
 }
 
-function quoteIdentifier(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
-}
-
 /**
  * Run `check` and foreign_key_check on the database at `path`, split across the worker pool. A
  * statement SQLite gives up on (a malformed file) is a problem in the findings, named with its
  * statement. A worker that fails throws VaultError: nothing that did not run counts as passed, and
  * our own failure is never reported as damage. Throws the signal's reason when aborted.
  */
-export async function checkIntegrity(path: string, check: IntegrityCheck, signal?: AbortSignal): Promise<CheckFindings> {
+export async function checkIntegrity(path: string, check: IntegrityCheck, signal?: AbortSignal, options?: PlanOptions): Promise<CheckFindings> {
   let planned: Planned[];
   try {
-    planned = planCheck(path, check);
+    planned = planCheck(path, check, options);
   } catch (error) {
     return { problems: [`reading the schema failed: ${(error as Error).message}`], foreignKeys: [] };
   }
   const results = await Promise.all(
     planned.map((p) =>
       pool()
-        .run({ path, sql: p.sql }, { signal })
+        .run(p.probe ? { path, probe: p.probe } : { path, sql: p.sql }, { signal })
         .then(
           (rows) => ({ p, rows }),
           (error) => {
             if (signal?.aborted) throw signal.reason;
             // TaskError: SQLite refused the statement (a finding); anything else is our failure.
             if (!(error instanceof TaskError)) throw error;
-            return { p: { ...p, kind: "integrity" as const }, rows: [{ failed: `${p.sql} failed: ${(error as Error).message}` }] };
+            return { p: { ...p, kind: "integrity" as const }, rows: [{ failed: `${p.probe?.label ?? p.sql} failed: ${(error as Error).message}` }] };
           },
         ),
     ),

@@ -1,15 +1,18 @@
 /**
- * The split integrity check (src/integrity.ts) against the single `PRAGMA integrity_check` pass, on
- * real databases with planted damage of each kind: an index whose content no longer matches its
- * table (only the per-table checks can see it; quick_check cannot), a NOT NULL violation, a
+ * The split integrity check (src/integrity.ts, src/index-check.ts) against the single
+ * `PRAGMA integrity_check` pass, on real databases with planted damage of each kind: an index whose
+ * content no longer matches its table and a UNIQUE index holding a key twice (only the index checks
+ * can see those; quick_check cannot), a row missing from its index, a NOT NULL violation, a
  * scrambled b-tree page, and an orphaned page (only the whole-file pass can see it). Each is planted
- * in every table in turn, including the last one the plan runs, and must be found.
+ * in every table in turn, including the last one the plan runs, and must be found with SQLite's own
+ * words: both with one integrity_check(TABLE) per table and with every table's index lookups split
+ * into rowid ranges.
  */
 import { afterAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { Database } from "bun:sqlite";
 import { closeSync, openSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { checkIntegrity, planCheck } from "../../src/integrity.ts";
+import { checkIntegrity, planCheck, type PlanOptions } from "../../src/integrity.ts";
 import { removeTempDirs, tempDir } from "../helpers/db.ts";
 
 setDefaultTimeout(60_000);
@@ -17,7 +20,7 @@ afterAll(removeTempDirs);
 
 const TABLES = ["accounts", "orders", "notes", "tags"];
 
-/** Four tables of different sizes, each with an index; orders references accounts. */
+/** Four tables of different sizes, each with an index whose keys repeat; orders references accounts. */
 function createDb(path: string): void {
   const db = new Database(path, { create: true });
   db.run("PRAGMA journal_mode = DELETE");
@@ -30,8 +33,8 @@ function createDb(path: string): void {
   db.run("CREATE INDEX notes_score ON notes(score)");
   db.run("CREATE INDEX tags_weight ON tags(weight)");
   db.transaction(() => {
-    for (let i = 1; i <= 3000; i++) db.run("INSERT INTO accounts VALUES (?, ?, ?)", [i, `name ${i}`, `user${i}@example.com`]);
-    for (let i = 1; i <= 6000; i++) db.run("INSERT INTO orders VALUES (?, ?, ?, ?)", [i, 1 + (i % 3000), i * 7, `order note ${i} `.repeat(3)]);
+    for (let i = 1; i <= 3000; i++) db.run("INSERT INTO accounts VALUES (?, ?, ?)", [i, `name ${i}`, `user${1 + (i % 2000)}@example.com`]);
+    for (let i = 1; i <= 6000; i++) db.run("INSERT INTO orders VALUES (?, ?, ?, ?)", [i, 1 + (i % 3000), (i % 50) * 7, `order note ${i} `.repeat(3)]);
     for (let i = 1; i <= 1500; i++) db.run("INSERT INTO notes VALUES (?, ?, ?)", [i, `body ${i} `.repeat(10), i % 97]);
     for (let i = 1; i <= 800; i++) db.run("INSERT INTO tags VALUES (?, ?, ?)", [i, `tag-${i}`, i % 13]);
   })();
@@ -70,6 +73,10 @@ function mismatchIndex(path: string, table: string): void {
   editSchema(path, `UPDATE sqlite_schema SET sql = ${literal(`CREATE INDEX ${index.name} ON ${table}(${otherColumn})`)} WHERE name = ${literal(index.name)};`);
 }
 
+function mismatchColumns(path: string, index: string, sql: string): void {
+  editSchema(path, `UPDATE sqlite_schema SET sql = ${literal(sql)} WHERE name = ${literal(index)};`);
+}
+
 /** Declare a column NOT NULL that holds NULLs. */
 function nullInNotNull(path: string, table: string): void {
   const db = new Database(path);
@@ -92,16 +99,43 @@ function scrambleRoot(path: string, table: string): void {
   closeSync(fd);
 }
 
+function firstIndex(path: string, table: string): { name: string; sql: string; rootpage: number } {
+  const db = new Database(path, { readonly: true });
+  try {
+    return db.query("SELECT name, sql, rootpage FROM sqlite_schema WHERE type = 'index' AND tbl_name = ?").get(table) as { name: string; sql: string; rootpage: number };
+  } finally {
+    db.close();
+  }
+}
+
+/** Add a row while the table's index is hidden from SQLite: the index lacks it. */
+function rowMissingFromIndex(path: string, table: string): void {
+  const index = firstIndex(path, table);
+  const row = { accounts: "100000, 'hidden', 'hidden@example.com'", orders: "100000, 1, 7, 'hidden'", notes: "100000, 'hidden', 5", tags: "100000, 'hidden', 5" }[table]!;
+  editSchema(path, `DELETE FROM sqlite_schema WHERE name = ${literal(index.name)};`);
+  editSchema(path, `INSERT INTO ${table} VALUES (${row});`);
+  editSchema(path, `INSERT INTO sqlite_schema VALUES ('index', ${literal(index.name)}, ${literal(table)}, ${index.rootpage}, ${literal(index.sql)});`);
+}
+
+/** Declare an index UNIQUE whose keys repeat. */
+function duplicateUniqueKey(path: string, table: string): void {
+  const index = firstIndex(path, table);
+  editSchema(path, `UPDATE sqlite_schema SET sql = ${literal(index.sql.replace("CREATE INDEX", "CREATE UNIQUE INDEX"))} WHERE name = ${literal(index.name)};`);
+}
+
 /** Drop an index from the schema but not from the file: its pages become unreachable. */
 function orphanIndex(path: string, table: string): void {
   editSchema(path, `DELETE FROM sqlite_schema WHERE type = 'index' AND tbl_name = ${literal(table)};`);
 }
 
-const damages: { label: string; plant: (path: string, table: string) => void; quickSees: boolean }[] = [
-  { label: "index content that does not match its table", plant: mismatchIndex, quickSees: false },
-  { label: "a NULL in a NOT NULL column", plant: nullInNotNull, quickSees: true },
-  { label: "a scrambled b-tree page", plant: scrambleRoot, quickSees: true },
-  { label: "pages no b-tree uses", plant: orphanIndex, quickSees: true },
+/** `splits`: the damaged table still has an index and a readable b-tree, so its lookups can be split. */
+const damages: { label: string; plant: (path: string, table: string) => void; quickSees: boolean; splits: boolean }[] = [
+  { label: "index content that does not match its table", plant: mismatchIndex, quickSees: false, splits: true },
+  { label: "a key held twice in a UNIQUE index", plant: duplicateUniqueKey, quickSees: false, splits: true },
+  { label: "a row missing from its index", plant: rowMissingFromIndex, quickSees: true, splits: true },
+  { label: "a NULL in a NOT NULL column", plant: nullInNotNull, quickSees: true, splits: true },
+  { label: "a scrambled b-tree page", plant: scrambleRoot, quickSees: true, splits: false },
+  { label: "pages no b-tree uses", plant: orphanIndex, quickSees: true, splits: false },
 ];
 
 describe("split integrity check", () => {
@@ -127,23 +161,44 @@ describe("split integrity check", () => {
     // Biggest first: orders (6000 rows, one index) before tags (800 rows).
     expect(plan.indexOf("PRAGMA integrity_check('orders')")).toBeLessThan(plan.indexOf("PRAGMA integrity_check('tags')"));
     expect(planCheck(path, "quick_check").map((p) => p.sql).toSorted()).toEqual(["PRAGMA foreign_key_check('orders')", "PRAGMA quick_check"].toSorted());
+    // A table with more than a worker's share of the work has its index lookups split into ranges
+    // (small tables never are, by default); the others keep their own integrity_check.
+    expect(planCheck(path, "integrity_check", { workers: 4 }).some((p) => p.probe)).toBe(false);
+    const split = planCheck(path, "integrity_check", { workers: 4, minSplitRows: 0 });
+    expect(split.filter((p) => p.probe).map((p) => p.probe!.table)).toEqual(Array(6).fill("orders"));
+    expect(split.map((p) => p.sql).filter((sql) => sql.startsWith("PRAGMA integrity_check")).toSorted()).toEqual(
+      TABLES.filter((t) => t !== "orders").map((t) => `PRAGMA integrity_check('${t}')`).toSorted(),
+    );
+    expect(planCheck(path, "integrity_check", { workers: 1, minSplitRows: 0 }).some((p) => p.probe)).toBe(false);
   });
 
-  for (const damage of damages) {
-    for (const table of TABLES) {
-      test(`finds ${damage.label} in ${table}${table === TABLES.at(-1) ? " (the last table)" : ""}`, async () => {
-        const path = join(tempDir("integrity"), `${table}.db`);
-        createDb(path);
-        damage.plant(path, table);
-        const single = singlePass(path);
-        expect(single.length).toBeGreaterThan(0); // the damage is real
-        expect(singlePass(path, "quick_check").length > 0).toBe(damage.quickSees);
-        const split = await checkIntegrity(path, "integrity_check");
-        expect(split.problems.length).toBeGreaterThan(0);
-        // Everything the single pass reports, the split check reports too (up to its 100-finding cap);
-        // when SQLite gives up on the file, the statement that stopped is named with the same error.
-        if (single.length < 100) for (const problem of single) expect(split.problems.some((p) => p === problem || p.endsWith(`failed: ${problem}`))).toBe(true);
-      });
+  const modes: { label: string; options: PlanOptions }[] = [
+    { label: "one integrity_check per table", options: { split: "never" } },
+    { label: "index lookups by rowid range", options: { split: "always" } },
+  ];
+  for (const mode of modes) {
+    for (const damage of damages) {
+      for (const table of TABLES) {
+        test(`${mode.label}: finds ${damage.label} in ${table}${table === TABLES.at(-1) ? " (the last table)" : ""}`, async () => {
+          const path = join(tempDir("integrity"), `${table}.db`);
+          createDb(path);
+          damage.plant(path, table);
+          const single = singlePass(path);
+          expect(single.length).toBeGreaterThan(0); // the damage is real
+          expect(singlePass(path, "quick_check").length > 0).toBe(damage.quickSees);
+          if (mode.options.split === "always" && damage.splits) {
+            // The damaged table's index lookups really are split (it did not fall back to integrity_check(TABLE)).
+            const plan = planCheck(path, "integrity_check", mode.options);
+            expect(plan.filter((p) => p.probe?.table === table)).toHaveLength(3);
+            expect(plan.some((p) => p.sql === `PRAGMA integrity_check('${table}')`)).toBe(false);
+          }
+          const split = await checkIntegrity(path, "integrity_check", undefined, mode.options);
+          expect(split.problems.length).toBeGreaterThan(0);
+          // Everything the single pass reports, the split check reports too (up to its 100-finding cap);
+          // when SQLite gives up on the file, the statement that stopped is named with the same error.
+          if (single.length < 100) for (const problem of single) expect(split.problems.some((p) => p === problem || p.endsWith(`failed: ${problem}`))).toBe(true);
+        });
+      }
     }
   }
 
@@ -162,16 +217,59 @@ describe("split integrity check", () => {
     expect(await checkIntegrity(a, "quick_check")).toEqual({ problems: [], foreignKeys: [] });
   }, 20_000);
 
-  test("a table with an awkward name is checked like any other", async () => {
-    const path = join(tempDir("integrity"), "names.db");
+  for (const mode of modes) {
+    test(`${mode.label}: a table with an awkward name is checked like any other`, async () => {
+      const path = join(tempDir("integrity"), "names.db");
+      const db = new Database(path, { create: true });
+      db.run(`CREATE TABLE "it's ""odd""" (id INTEGER PRIMARY KEY, "a ""v""" TEXT)`);
+      db.run(`CREATE INDEX "odd ""v""" ON "it's ""odd"""("a ""v""")`);
+      for (let i = 0; i < 100; i++) db.run(`INSERT INTO "it's ""odd""" ("a ""v""") VALUES (?)`, [`v${i}`]);
+      db.close();
+      expect(await checkIntegrity(path, "integrity_check", undefined, mode.options)).toEqual({ problems: [], foreignKeys: [] });
+      editSchema(path, `UPDATE sqlite_schema SET sql = 'CREATE INDEX "odd ""v""" ON "it''s ""odd"""(id)' WHERE name = 'odd "v"';`);
+      expect(singlePass(path, "quick_check")).toEqual([]);
+      const split = await checkIntegrity(path, "integrity_check", undefined, mode.options);
+      expect(split.problems).toEqual(singlePass(path));
+    });
+  }
+
+  test("tables the range split cannot check exactly as SQLite does keep integrity_check(TABLE)", async () => {
+    const path = join(tempDir("integrity"), "kinds.db");
     const db = new Database(path, { create: true });
-    db.run(`CREATE TABLE "it's ""odd""" (id INTEGER PRIMARY KEY, v TEXT)`);
-    db.run(`CREATE INDEX odd_v ON "it's ""odd"""(v)`);
-    for (let i = 0; i < 100; i++) db.run(`INSERT INTO "it's ""odd""" (v) VALUES (?)`, [`v${i}`]);
+    const kinds: Record<string, [string, string]> = {
+      expression: ["(id INTEGER PRIMARY KEY, v TEXT)", "(lower(v))"],
+      partial: ["(id INTEGER PRIMARY KEY, v TEXT)", "(v) WHERE v IS NOT NULL"],
+      nocase: ["(id INTEGER PRIMARY KEY, v TEXT)", "(v COLLATE NOCASE)"],
+      nocase_column: ["(id INTEGER PRIMARY KEY, v TEXT COLLATE NOCASE)", "(v)"],
+      without_rowid: ["(id TEXT PRIMARY KEY, v TEXT) WITHOUT ROWID", "(v)"],
+      generated: ["(id INTEGER PRIMARY KEY, v TEXT, w TEXT AS (v || 'x'))", "(v)"],
+      all_rowid_names_taken: ['(id INTEGER PRIMARY KEY, "rowid" TEXT, "_rowid_" TEXT, "oid" TEXT, v TEXT)', "(v)"],
+      // Split: one column shadows "rowid" (the probes say _rowid_), and a UNIQUE index on a nullable column.
+      column_named_rowid: ['(id INTEGER PRIMARY KEY, "rowid" TEXT, v TEXT)', '("rowid", v)'],
+      unique_nullable: ["(id INTEGER PRIMARY KEY, v TEXT UNIQUE)", "(v, id)"],
+    };
+    for (const [name, [columns, index]] of Object.entries(kinds)) {
+      db.run(`CREATE TABLE ${name} ${columns}`);
+      db.run(`CREATE INDEX ${name}_index ON ${name}${index}`);
+      for (let i = 1; i <= 50; i++) {
+        if (name === "without_rowid") db.run(`INSERT INTO ${name} (id, v) VALUES (?, ?)`, [`k${i}`, `V${i % 7}`]);
+        else if (name === "all_rowid_names_taken" || name === "column_named_rowid") db.run(`INSERT INTO ${name} ("rowid", v) VALUES (?, ?)`, [`r${i}`, `V${i % 7}`]);
+        else if (name === "unique_nullable") db.run(`INSERT INTO ${name} (v) VALUES (?)`, [i % 5 === 0 ? null : `V${i}`]);
+        else db.run(`INSERT INTO ${name} (v) VALUES (?)`, [i % 5 === 0 ? null : `V${i % 7}`]);
+      }
+    }
     db.close();
-    editSchema(path, `UPDATE sqlite_schema SET sql = 'CREATE INDEX odd_v ON "it''s ""odd"""(id)' WHERE name = 'odd_v';`);
-    expect(singlePass(path, "quick_check")).toEqual([]);
-    const split = await checkIntegrity(path, "integrity_check");
-    expect(split.problems).toEqual(singlePass(path));
+    const plan = planCheck(path, "integrity_check", { split: "always" });
+    const split = new Set(plan.filter((p) => p.probe).map((p) => p.probe!.table));
+    expect([...split].toSorted()).toEqual(["column_named_rowid", "unique_nullable"]);
+    for (const name of Object.keys(kinds)) expect(plan.some((p) => p.sql === `PRAGMA integrity_check('${name}')`)).toBe(!split.has(name));
+    // The UNIQUE index's own statement, which leaves NULL keys alone (SQLite allows any number of them).
+    expect(plan.filter((p) => p.sql.includes("non-unique entry in index sqlite_autoindex_unique_nullable_1"))).toHaveLength(1);
+    expect(await checkIntegrity(path, "integrity_check", undefined, { split: "always" })).toEqual({ problems: [], foreignKeys: [] });
+
+    mismatchColumns(path, "column_named_rowid_index", 'CREATE INDEX column_named_rowid_index ON column_named_rowid(v, "rowid")');
+    const single = singlePass(path);
+    expect(single.length).toBeGreaterThan(0);
+    expect((await checkIntegrity(path, "integrity_check", undefined, { split: "always" })).problems.toSorted()).toEqual(single.toSorted());
   });
 });

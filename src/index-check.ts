@@ -1,0 +1,194 @@
+/**
+ * The index-content part of `PRAGMA integrity_check` for one table, split into rowid ranges that run
+ * on separate connections, for a table too big to leave to one core (an app's log table is often
+ * most of the file, and `integrity_check(TABLE)` cannot be divided).
+ *
+ * What `integrity_check(T)` does beyond `quick_check` (SQLite 3.54, pragma.c) is, for every row of T
+ * and every index of T: (1) the index holds the row's key and rowid ("row N missing from index X");
+ * (2) that entry ends with the rowid ("rowid not at end-of-record"); (3) for non-BINARY collations,
+ * the entry holds exactly the row's values; (4) for UNIQUE indexes, the next entry has another key
+ * ("non-unique entry in index X"). Everything else it does for T (the b-trees, the number of entries
+ * of each index, NOT NULL, datatypes and CHECK constraints) quick_check does too, for every table.
+ *
+ * Here, for a table whose indexes are all plain BINARY columns (no expressions, no partial indexes,
+ * no generated columns, a rowid table), with the rowid in every probe:
+ *   (1) and (2): per range, every row is looked up in every index by its whole entry, columns and
+ *       rowid (a SEARCH of the index, as integrity_check's own lookup), and the entry's rowid is
+ *       compared again as read from the end of the record. A row that fails either is reported
+ *       with SQLite's own words, "row N missing from index X", N counted as SQLite counts it.
+ *   (3): does not arise (BINARY only).
+ *   (4): per UNIQUE index, one scan of the index for a key held twice (NULL keys excepted, as in
+ *       SQLite: only nullable columns may hold them).
+ * Any other table keeps `integrity_check(T)`. Every probe statement is prepared, and its plan
+ * checked, before any range runs: a statement SQLite cannot plan falls back to integrity_check(T)
+ * instead of being mistaken for damage.
+ */
+import type { Database } from "bun:sqlite";
+
+/** One range of rows of one table, checked against every index of the table. */
+export interface ProbeTask {
+  table: string;
+  /** Names the task where it fails. */
+  label: string;
+  /** Selects `r` (the rowid) and one 0/1 column per index, for the rows some index lacks. */
+  sql: string;
+  /** The indexes, in the order of the scan's flag columns. */
+  indexes: string[];
+  /** Counts the rows up to a rowid (`?`): SQLite's "row N" is the row's position in the table. */
+  ordinalSql: string;
+}
+
+export interface TablePlan {
+  /** One task per rowid range, covering every possible rowid. */
+  ranges: ProbeTask[];
+  /** One statement per UNIQUE index, whose rows (one at most) are findings. */
+  unique: string[];
+}
+
+interface IndexInfo {
+  name: string;
+  unique: boolean;
+  /** Key columns (not the rowid), with whether each may hold NULL. */
+  columns: { name: string; nullable: boolean }[];
+}
+
+/** SQLite's findings stop at 100; so does each range. */
+const MAX_FINDINGS = 100;
+const MIN_ROWID = -(2n ** 63n);
+const MAX_ROWID = 2n ** 63n - 1n;
+
+/**
+ * The split plan of `table` in `parts` rowid ranges, or null when the table is not one this module
+ * checks exactly like SQLite (see above), or when SQLite would not plan a probe as an index search.
+ */
+export function planTable(db: Database, table: string, parts: number): TablePlan | null {
+  const rowid = rowidName(db, table);
+  const indexes = rowid === null ? null : readIndexes(db, table);
+  if (rowid === null || indexes === null || indexes.length === 0) return null;
+  const t = quoteIdentifier(table);
+  const probes = indexes.map(
+    (index) =>
+      `NOT EXISTS (SELECT 1 FROM ${t} AS i INDEXED BY ${quoteIdentifier(index.name)} WHERE ` +
+      index.columns.map((c) => `i.${quoteIdentifier(c.name)} IS t.${quoteIdentifier(c.name)}`).join(" AND ") +
+      // The first rowid term is part of the search key; the second (the unary + keeps it out of the
+      // key) compares the rowid as read from the end of the entry found.
+      `${index.columns.length ? " AND " : ""}i.${rowid} = t.${rowid} AND +i.${rowid} = t.${rowid})`,
+  );
+  const scan = (lo: bigint, hi: bigint) =>
+    `SELECT t.${rowid} AS r, ${probes.map((p, k) => `${p} AS m${k}`).join(", ")} FROM ${t} AS t NOT INDEXED ` +
+    `WHERE t.${rowid} BETWEEN ${lo} AND ${hi} AND (${probes.join(" OR ")}) LIMIT ${MAX_FINDINGS}`;
+  if (!plansAsSearches(db, scan(MIN_ROWID, MAX_ROWID), indexes)) return null;
+
+  const unique: string[] = [];
+  for (const index of indexes.filter((i) => i.unique)) {
+    const columns = index.columns.map((c) => quoteIdentifier(c.name));
+    const notNull = index.columns.filter((c) => c.nullable).map((c) => `${quoteIdentifier(c.name)} IS NOT NULL`);
+    const sql =
+      `SELECT ${quoteLiteral(`non-unique entry in index ${index.name}`)} AS finding FROM (SELECT 1 FROM ${t} INDEXED BY ${quoteIdentifier(index.name)}` +
+      `${notNull.length ? ` WHERE ${notNull.join(" AND ")}` : ""} GROUP BY ${columns.join(", ")} HAVING count(*) > 1 LIMIT 1)`;
+    if (!prepares(db, sql)) return null;
+    unique.push(sql);
+  }
+
+  // Counted in the table itself: an index (which may be the damaged one) could answer otherwise.
+  const ordinalSql = `SELECT count(*) AS n FROM ${t} NOT INDEXED WHERE ${rowid} <= ?`;
+  const names = indexes.map((i) => i.name);
+  return { ranges: rowidRanges(db, table, rowid, parts).map(([lo, hi]) => ({
+      table,
+      label: `the index lookups of ${t} rowid ${lo} to ${hi}`,
+      sql: scan(lo, hi),
+      indexes: names,
+      ordinalSql,
+    })), unique };
+}
+
+/** Run one range on `db`: SQLite's findings for the rows of the range that an index lacks. */
+export function runProbe(db: Database, task: ProbeTask): string[] {
+  const rows = db.query(task.sql).safeIntegers(true).all() as Record<string, bigint>[];
+  const ordinal = db.query(task.ordinalSql).safeIntegers(true);
+  const findings: string[] = [];
+  for (const row of rows) {
+    const { n } = ordinal.get(row.r!) as { n: bigint };
+    task.indexes.forEach((name, k) => {
+      if (row[`m${k}`]) findings.push(`row ${n} missing from index ${name}`);
+    });
+  }
+  return findings;
+}
+
+/** A name for the rowid that no column of the table shadows; null for WITHOUT ROWID tables. */
+function rowidName(db: Database, table: string): string | null {
+  const info = db.query("SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?").get(table) as { wr: number } | null;
+  if (!info || info.wr) return null;
+  const columns = db.query("SELECT name, hidden FROM pragma_table_xinfo(?)").all(table) as { name: string; hidden: number }[];
+  if (columns.some((c) => c.hidden === 2 || c.hidden === 3)) return null; // generated columns
+  const taken = new Set(columns.map((c) => c.name.toLowerCase()));
+  return ["rowid", "_rowid_", "oid"].find((name) => !taken.has(name)) ?? null;
+}
+
+/** The table's indexes, or null when one is partial, on an expression or the rowid, or not BINARY. */
+function readIndexes(db: Database, table: string): IndexInfo[] | null {
+  const list = db.query("SELECT name, \"unique\" AS u, partial FROM pragma_index_list(?)").all(table) as { name: string; u: number; partial: number }[];
+  const notNull = new Map((db.query("SELECT name, \"notnull\" AS nn FROM pragma_table_info(?)").all(table) as { name: string; nn: number }[]).map((c) => [c.name, c.nn === 1]));
+  const indexes: IndexInfo[] = [];
+  for (const { name, u, partial } of list) {
+    if (partial) return null;
+    const keys = (db.query("SELECT cid, name, coll FROM pragma_index_xinfo(?) WHERE key = 1 ORDER BY seqno").all(name) as { cid: number; name: string | null; coll: string | null }[]);
+    if (keys.length === 0 || keys.some((k) => k.cid < 0 || k.name === null || (k.coll ?? "BINARY").toUpperCase() !== "BINARY")) return null;
+    indexes.push({ name, unique: u === 1, columns: keys.map((k) => ({ name: k.name!, nullable: !notNull.get(k.name!) })) });
+  }
+  return indexes;
+}
+
+/**
+ * Whether `sql` reads the rows from the table itself, by rowid range (never from an index, which
+ * would compare an index with itself), and searches each index for the whole entry, rowid included.
+ */
+function plansAsSearches(db: Database, sql: string, indexes: IndexInfo[]): boolean {
+  let plan: { detail: string }[];
+  try {
+    plan = db.query(`EXPLAIN QUERY PLAN ${sql}`).all() as { detail: string }[];
+  } catch {
+    return false;
+  }
+  if (!plan.some((step) => step.detail === "SEARCH t USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)")) return false;
+  return indexes.every((index) => {
+    const key = [...index.columns.map((c) => `${c.name}=?`), "rowid=?"].join(" AND ");
+    return plan.some((step) => step.detail === `SEARCH i USING COVERING INDEX ${index.name} (${key})`);
+  });
+}
+
+function prepares(db: Database, sql: string): boolean {
+  try {
+    db.prepare(sql).finalize();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * `parts` consecutive ranges of equal width between the table's smallest and largest rowid, the first
+ * and last stretched to the smallest and largest rowid there can be: together they hold every row.
+ */
+function rowidRanges(db: Database, table: string, rowid: string, parts: number): [bigint, bigint][] {
+  const t = quoteIdentifier(table);
+  const { lo, hi } = db.query(`SELECT min(${rowid}) AS lo, max(${rowid}) AS hi FROM ${t}`).safeIntegers(true).get() as { lo: bigint | null; hi: bigint | null };
+  if (lo === null || hi === null || parts <= 1 || hi - lo < BigInt(parts)) return [[MIN_ROWID, MAX_ROWID]];
+  const width = (hi - lo + 1n) / BigInt(parts);
+  const ranges: [bigint, bigint][] = [];
+  for (let k = 0n, start = MIN_ROWID; k < BigInt(parts); k++) {
+    const end = k === BigInt(parts) - 1n ? MAX_ROWID : lo + width * (k + 1n) - 1n;
+    ranges.push([start, end]);
+    start = end + 1n;
+  }
+  return ranges;
+}
+
+export function quoteIdentifier(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+function quoteLiteral(text: string): string {
+  return `'${text.replaceAll("'", "''")}'`;
+}
