@@ -5,7 +5,7 @@
  */
 import { realpathSync } from "node:fs";
 import { hostname } from "node:os";
-import { BLOCK_SIZE, blockCompressor, compressBlocks, defaultParallelism, readBlocks, type BlockCompressor } from "./codec.ts";
+import { BLOCK_SIZE, blockCompressor, mapBlocks, defaultParallelism, readBlocks, type BlockCompressor } from "./codec.ts";
 import { describeEncryption, encryptStream, type EncryptionSettings } from "./encryption.ts";
 import type { RunContext } from "./context.ts";
 import { VaultError } from "./errors.ts";
@@ -89,7 +89,7 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
       dbDigest.update(block);
       dbBytes += block.byteLength;
     });
-    const compressed = compressBlocks(blocks, input.compressBlock ?? blockCompressor(input.compression), parallel, (block) => pool.release(block));
+    const compressed = mapBlocks(blocks, input.compressBlock ?? blockCompressor(input.compression), parallel, (block) => pool.release(block));
     const body = (encryption ? await encryptStream(compressed, encryption) : compressed).pipeThrough(storedDigest.stream);
     let uploaded = false;
     try {

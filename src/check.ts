@@ -8,7 +8,7 @@
  * (The first step, "manifest", is parseManifest's.) Each failure is a VerificationError naming its step.
  */
 import { open } from "node:fs/promises";
-import { collectGarbage, createDecompressor } from "./codec.ts";
+import { collectGarbage, decompress } from "./codec.ts";
 import type { RunContext } from "./context.ts";
 import { decryptStream, NoMatchingIdentityError, type DecryptionSettings } from "./encryption.ts";
 import { NotFoundError, StorageUnavailableError, VaultError, VerificationError } from "./errors.ts";
@@ -147,7 +147,7 @@ async function download(storage: Storage, manifest: BackupManifest, path: string
       throw new VerificationError(`backup ${manifest.id} is corrupt: its age header does not parse (${(error as Error).message})`, "checksum");
     }
   }
-  const plain = compressed.pipeThrough(createDecompressor(stored.compression));
+  const plain = decompress(compressed, stored.compression);
   const handle = await open(path, "wx", options.mode);
   let written = 0;
   try {

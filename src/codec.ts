@@ -15,9 +15,12 @@
  *   flight, whatever the database size. Against one unbroken stream, gzip loses nothing to speak of
  *   (its window is 32 KiB); zstd, whose window at level 3 is 2 MiB, loses up to about 6% on very
  *   compressible text (test/integration/pipeline.test.ts) and nothing on the benchmark's database.
- * Decompression is one stream (DecompressionStream), which reads both single- and multi-member files:
- * at about 680 MB/s here it is faster alone than node:zlib gunzip() per block on the thread pool
- * (6.7 s for 1 GiB one at a time, 3.5 s three at a time, against 1.6 s).
+ * - Each gzip member carries its own length in its header's extra field (src/gzip-members.ts), which
+ *   every gzip reader skips.
+ * Decompression of gzip backups cuts the stream into members by those lengths and decompresses
+ * several at once with libdeflate on the same worker threads (about 680 MB/s per core here), in
+ * order. A gzip stream without them (a backup of an earlier version) and zstd are read as one
+ * stream (DecompressionStream, which reads single- and multi-member files alike).
  * (Bun 1.4.5's zstd streams with ZSTD_c_nbWorkers are broken, so that option is never set.)
  */
 import { availableParallelism } from "node:os";
@@ -26,6 +29,7 @@ import { UsageError } from "./errors.ts";
 import type { BufferPool } from "./streams.ts";
 import { WorkerPool } from "./workers.ts";
 import { COMPRESSIONS, type Compression } from "./manifest.ts";
+import { FRAMED_HEADER_BYTES, framedLength, splitMembers } from "./gzip-members.ts";
 
 export function parseCompression(value: string | undefined, fallback: Compression = "gzip"): Compression {
   if (value === undefined || value === "") return fallback;
@@ -47,21 +51,31 @@ export const ZSTD_LEVEL = 3;
 
 /** A gzip block for src/compress-worker.ts: the first `length` bytes of `block`. */
 export interface GzipTask {
+  op: "gzip";
   block: ArrayBuffer;
   length: number;
   level: GzipLevel;
 }
-/** The member, and the task's buffer moved back. */
+/** The (framed) member, and the task's buffer moved back. */
 export interface GzipResult {
   member: Uint8Array;
   block: ArrayBuffer;
 }
+/** One whole gzip member to decompress. */
+export interface GunzipTask {
+  op: "gunzip";
+  member: ArrayBuffer;
+}
+export interface GunzipResult {
+  output: Uint8Array;
+}
+export type CodecTask = GzipTask | GunzipTask;
 type GzipLevel = 5;
 
-let gzipWorkers: WorkerPool<GzipTask, GzipResult> | undefined;
+let codecWorkers: WorkerPool<CodecTask, GzipResult | GunzipResult> | undefined;
 
-function gzipPool(): WorkerPool<GzipTask, GzipResult> {
-  return (gzipWorkers ??= new WorkerPool("compress-worker.ts"));
+function codecPool(): WorkerPool<CodecTask, GzipResult | GunzipResult> {
+  return (codecWorkers ??= new WorkerPool("compress-worker.ts"));
 }
 
 /**
@@ -78,7 +92,7 @@ export function blockCompressor(compression: Compression): BlockCompressor {
         // The block's whole buffer moves to the worker (no copy) and comes back with the member.
         const buffer = block.buffer as ArrayBuffer;
         if (block.byteOffset !== 0) throw new Error("gzip blocks must start at their buffer's start");
-        const { member, block: returned } = await gzipPool().run({ block: buffer, length: block.byteLength, level: GZIP_LEVEL }, { transfer: [buffer] });
+        const { member, block: returned } = (await codecPool().run({ op: "gzip", block: buffer, length: block.byteLength, level: GZIP_LEVEL }, { transfer: [buffer] })) as GzipResult;
         return { output: member, returned: new Uint8Array(returned) };
       };
     case "zstd":
@@ -98,14 +112,21 @@ export function defaultParallelism(): number {
 }
 
 /**
- * The compressed stream of `blocks`: up to `parallel` blocks are compressed at once, and the outputs
- * are emitted in the order of their blocks. Compression runs ahead of the consumer by at most
- * `parallel` blocks; each block (or its buffer given back by the compressor) is handed to `release`
- * as soon as its compression settles. The first failure (reading or compressing) errors the stream;
- * blocks still in flight are dropped and the source is closed. Cancelling the stream closes the
- * source too.
+ * The stream of `blocks` each transformed by `transform` (compressed, or decompressed): up to
+ * `parallel` blocks are in the works at once, and the outputs are emitted in the order of their
+ * blocks. The work runs ahead of the consumer by at most `parallel` blocks; each block (or its buffer
+ * given back by the transform) is handed to `release` as soon as its transform settles. The first
+ * failure (reading or transforming) errors the stream; blocks still in flight are dropped and the
+ * source is closed. Cancelling the stream closes the source too. A full garbage collection runs every
+ * `collectEvery` blocks emitted (see COLLECT_EVERY); 0 for never.
  */
-export function compressBlocks(blocks: AsyncIterable<Uint8Array>, compress: BlockCompressor, parallel: number, release?: (block: Uint8Array) => void): ReadableStream<Uint8Array> {
+export function mapBlocks(
+  blocks: AsyncIterable<Uint8Array>,
+  transform: BlockCompressor,
+  parallel: number,
+  release?: (block: Uint8Array) => void,
+  collectEvery = COLLECT_EVERY,
+): ReadableStream<Uint8Array> {
   const source = blocks[Symbol.asyncIterator]();
   let emitted = 0;
   const inFlight: Promise<Uint8Array>[] = [];
@@ -122,7 +143,7 @@ export function compressBlocks(blocks: AsyncIterable<Uint8Array>, compress: Bloc
           return;
         }
         const block = next.value;
-        const compressed = compress(block).then(
+        const compressed = transform(block).then(
           (out) => {
             if (out instanceof Uint8Array) {
               release?.(block);
@@ -159,7 +180,7 @@ export function compressBlocks(blocks: AsyncIterable<Uint8Array>, compress: Bloc
           const out = await head;
           void fill().catch(() => {}); // keep every core busy while the consumer works on `out`
           controller.enqueue(out);
-          if (++emitted % COLLECT_EVERY === 0) collectGarbage();
+          if (collectEvery > 0 && ++emitted % collectEvery === 0) collectGarbage();
         } catch (error) {
           await close().catch(() => {});
           controller.error(error);
@@ -212,7 +233,68 @@ export async function* readBlocks(path: string, pool: BufferPool, signal?: Abort
   }
 }
 
-export function createDecompressor(compression: Compression): TransformStream<Uint8Array, Uint8Array> {
-  if (compression === "none") return new TransformStream();
-  return new DecompressionStream(compression as "gzip") as unknown as TransformStream<Uint8Array, Uint8Array>;
+/**
+ * The decompressed stream of a stored object. gzip streams of framed members (src/gzip-members.ts)
+ * are decompressed a member per worker, `parallel` at once; any other gzip stream, and zstd, as one
+ * stream. A damaged stream errors the returned one.
+ */
+export function decompress(source: ReadableStream<Uint8Array>, compression: Compression, parallel = defaultParallelism()): ReadableStream<Uint8Array> {
+  if (compression === "none") return source;
+  if (compression === "zstd") return source.pipeThrough(new DecompressionStream("zstd" as "gzip") as unknown as TransformStream<Uint8Array, Uint8Array>);
+  const output = gunzipStream(source, parallel);
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const next = await output.next();
+        if (next.done) controller.close();
+        else controller.enqueue(next.value);
+      },
+      async cancel() {
+        await output.return(undefined);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+async function* gunzipStream(source: ReadableStream<Uint8Array>, parallel: number): AsyncGenerator<Uint8Array> {
+  const reader = source.getReader();
+  const rest: AsyncIterator<Uint8Array> = {
+    next: async () => {
+      const { done, value } = await reader.read();
+      return done ? { done: true, value: undefined } : { done: false, value };
+    },
+  };
+  try {
+    // Enough of the start to tell a framed member's header.
+    const chunks: Uint8Array[] = [];
+    let length = 0;
+    for (let next; length < FRAMED_HEADER_BYTES && !(next = await rest.next()).done; length += next.value.length) chunks.push(next.value);
+    const head = Buffer.concat(chunks, length);
+    if (framedLength(head) !== null) {
+      yield* mapBlocks(splitMembers(head, rest), gunzipMember, parallel);
+      return;
+    }
+    const whole = new ReadableStream<Uint8Array>({
+      start(controller) {
+        if (head.length) controller.enqueue(head);
+      },
+      async pull(controller) {
+        const next = await rest.next();
+        if (next.done) controller.close();
+        else controller.enqueue(next.value);
+      },
+    });
+    yield* whole.pipeThrough(new DecompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>);
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+}
+
+/** One whole member, decompressed by a worker (its buffer moves there). */
+async function gunzipMember(member: Uint8Array): Promise<Uint8Array> {
+  const buffer = member.buffer as ArrayBuffer;
+  if (member.byteOffset !== 0 || member.byteLength !== buffer.byteLength) throw new Error("gzip members must fill their buffer");
+  const { output } = (await codecPool().run({ op: "gunzip", member: buffer }, { transfer: [buffer] })) as GunzipResult;
+  return output;
 }

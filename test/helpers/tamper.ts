@@ -49,12 +49,20 @@ export async function storeCorruptDatabase(storage: Storage, manifest: BackupMan
     // Keep the page header's type byte, scramble the cell pointers and content.
     for (let i = start + 8; i < start + 64; i++) db[i] = (i * 31) & 0xff;
   }
-  const stored = new Uint8Array(gzipSync(db));
-  const sha = (b: Uint8Array) => new Bun.CryptoHasher("sha256").update(b).digest("hex");
+  await replaceObject(storage, manifest, new Uint8Array(gzipSync(db)), db);
+}
+
+const sha = (b: Uint8Array) => new Bun.CryptoHasher("sha256").update(b).digest("hex");
+
+/**
+ * Store `stored` as the backup's data object, with a manifest whose stored checksums match it (and
+ * whose database checksums match `database`, when given): only decompressing it can tell.
+ */
+export async function replaceObject(storage: Storage, manifest: BackupManifest, stored: Uint8Array, database?: Uint8Array): Promise<void> {
   await storage.put(manifest.stored.key, stored);
   await rewriteManifest(storage, manifest, (m) => ({
     ...m,
-    database: { ...m.database, sha256: sha(db), bytes: db.length },
+    ...(database ? { database: { ...m.database, sha256: sha(database), bytes: database.length } } : {}),
     stored: { ...m.stored, sha256: sha(stored), bytes: stored.length },
   }));
 }

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { runBackup } from "../../src/backup.ts";
 import { readCatalog } from "../../src/catalog.ts";
-import { BLOCK_SIZE, blockCompressor, compressBlocks, GZIP_LEVEL, readBlocks, type GzipResult } from "../../src/codec.ts";
+import { BLOCK_SIZE, blockCompressor, mapBlocks, GZIP_LEVEL, readBlocks, type GzipResult } from "../../src/codec.ts";
 import { createContext } from "../../src/context.ts";
 import { runRestore } from "../../src/restore.ts";
 import { BufferPool, readAll } from "../../src/streams.ts";
@@ -21,7 +21,8 @@ import type { Storage } from "../../src/storage/types.ts";
 import { createBankDb, removeTempDirs, tempDir } from "../helpers/db.ts";
 import { localRepo, s3Repo, type TestRepo } from "../helpers/repos.ts";
 import { createTestBucket } from "../helpers/s3.ts";
-import { readBackupManifest, readObject, rewriteManifest } from "../helpers/tamper.ts";
+import { readBackupManifest, readObject, replaceObject, rewriteManifest } from "../helpers/tamper.ts";
+import { framedLength } from "../../src/gzip-members.ts";
 import { VerificationError } from "../../src/errors.ts";
 
 setDefaultTimeout(120_000);
@@ -72,7 +73,7 @@ describe("blocks compressed in parallel", () => {
     const original = new Uint8Array(readFileSync(path));
     const pool = new BufferPool(BLOCK_SIZE, 3);
     const members: Uint8Array[] = [];
-    for await (const member of compressBlocks(readBlocks(path, pool), blockCompressor("gzip"), 2, (b) => pool.release(b))) members.push(member);
+    for await (const member of mapBlocks(readBlocks(path, pool), blockCompressor("gzip"), 2, (b) => pool.release(b))) members.push(member);
     expect(members.length).toBe(Math.ceil(original.byteLength / BLOCK_SIZE));
     expect(members.length).toBeGreaterThan(3);
     members.forEach((member, i) => {
@@ -100,7 +101,7 @@ describe("blocks compressed in parallel", () => {
     };
     const chunks: Uint8Array[] = [];
     const consume = async () => {
-      for await (const chunk of compressBlocks(counted(), failing, 2, (b) => pool.release(b))) chunks.push(chunk);
+      for await (const chunk of mapBlocks(counted(), failing, 2, (b) => pool.release(b))) chunks.push(chunk);
     };
     await expect(consume()).rejects.toThrow("block 2 failed");
     await Bun.sleep(50); // nothing more is read afterwards either
@@ -172,6 +173,17 @@ for (const backend of backends) {
         expect(manifest.database.bytes).toBe(original.byteLength);
 
         if (compression === "gzip") {
+          // Every member carries its length, and the lengths walk the object exactly.
+          let members = 0;
+          for (let at = 0; at < stored.length; members++) {
+            const length = framedLength(stored.subarray(at))!;
+            expect(length).toBeGreaterThan(20);
+            const plain = Bun.gunzipSync(stored.slice(at, at + length));
+            expect(plain.byteLength).toBe(Math.min(BLOCK_SIZE, original.byteLength - members * BLOCK_SIZE));
+            at += length;
+            expect(at).toBeLessThanOrEqual(stored.length);
+          }
+          expect(members).toBe(Math.ceil(original.byteLength / BLOCK_SIZE));
           expect(sha256(run(["gunzip", "-c"], stored))).toBe(expected);
           expect(sha256(new Uint8Array(gunzipSync(stored)))).toBe(expected);
           // (Bun.gunzipSync reads only the first member of a multi-member file: README says so.)
@@ -216,6 +228,50 @@ for (const backend of backends) {
       expect((error as Error).message).toContain(`decompresses to more than the manifest's ${BLOCK_SIZE} bytes`);
       expect(existsSync(target)).toBe(false);
       expect(readdirSync(repo.dir).filter((f) => f.includes("sqlite-vault-"))).toEqual([]);
+    });
+
+    test("restore reads gzip objects whose members do not carry their length (earlier versions), and any one gzip stream", async () => {
+      const repo = await backend.repo();
+      bigDb(repo.db);
+      const ctx = createContext();
+      const original = new Uint8Array(readFileSync(repo.db));
+      const blocks = Array.from({ length: Math.ceil(original.length / BLOCK_SIZE) }, (_, i) => Bun.gzipSync(original.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE)));
+      const objects = { "members without their length": new Uint8Array(Buffer.concat(blocks)), "one gzip -6 stream": run(["gzip", "-6", "-c"], original) };
+      for (const [label, object] of Object.entries(objects)) {
+        const result = await runBackup(repo.storage, { databasePath: repo.db, compression: "gzip", tmpDir: repo.dir }, ctx);
+        const manifest = await readBackupManifest(repo.storage, result.name, result.id);
+        expect(framedLength(object)).toBeNull();
+        await replaceObject(repo.storage, manifest, object);
+        const target = join(repo.dir, `${label.replaceAll(" ", "-")}.db`);
+        await runRestore(repo.storage, { name: result.name, target, selection: { id: result.id } }, ctx);
+        expect(sha256(new Uint8Array(readFileSync(target)))).toBe(sha256(original));
+      }
+    });
+
+    test("a damaged member, or an object cut inside one, fails the restore as corrupt even when the stored checksum matches", async () => {
+      const repo = await backend.repo();
+      bigDb(repo.db);
+      const ctx = createContext();
+      const result = await runBackup(repo.storage, { databasePath: repo.db, compression: "gzip", tmpDir: repo.dir }, ctx);
+      const manifest = await readBackupManifest(repo.storage, result.name, result.id);
+      const stored = await readObject(repo.storage, manifest.stored.key);
+      const second = framedLength(stored)!;
+      const damaged = stored.slice();
+      damaged[second + (framedLength(stored.subarray(second))! >> 1)]! ^= 0x5a; // inside the second member's deflate data
+      const cut = stored.slice(0, second + 1000);
+      for (const [object, says] of [
+        [damaged, "decompression failed"],
+        [cut, "the stream ends inside gzip member 2"],
+      ] as const) {
+        await replaceObject(repo.storage, manifest, object);
+        const target = join(repo.dir, "damaged.db");
+        const error = await runRestore(repo.storage, { name: result.name, target, selection: { id: result.id } }, ctx).catch((e) => e);
+        expect(error).toBeInstanceOf(VerificationError);
+        expect((error as VerificationError).step).toBe("checksum");
+        expect((error as Error).message).toContain(says);
+        expect(existsSync(target)).toBe(false);
+        expect(readdirSync(repo.dir).filter((f) => f.includes("sqlite-vault-"))).toEqual([]);
+      }
     });
 
     test("a block that fails to compress fails the backup: nothing listed, no partial upload, no temp file", async () => {

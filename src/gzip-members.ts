@@ -1,0 +1,104 @@
+/**
+ * Framed gzip members: each gzip member of a backup says how long it is, so that a restore can cut
+ * the stream into members without decompressing it, and decompress several at once.
+ *
+ * The length travels in the header's extra field (RFC 1952 section 2.3.1.1), which every gzip reader
+ * skips: FLG.FEXTRA set, XLEN = 8, one subfield with SI1 SI2 = "SV" and LEN = 4, whose data is the
+ * member's whole length in bytes (header to trailer) as an unsigned 32-bit little-endian integer.
+ * BGZF (the blocked gzip of bioinformatics) does the same with a 16-bit length; ours are bigger.
+ * A stream whose first member has no such field (a backup of an earlier version, or any other gzip
+ * file) is read as one ordinary stream instead.
+ */
+
+/** The 10-byte gzip header plus XLEN (2) and the subfield (2 + 2 + 4). */
+export const FRAMED_HEADER_BYTES = 20;
+const FLG_FEXTRA = 0x04;
+const SI1 = 0x53; // "S"
+const SI2 = 0x56; // "V"
+/** The largest member we accept: a 16 MiB block that does not compress, with room for deflate's overhead. */
+export const MAX_MEMBER_BYTES = 17 * 1024 * 1024;
+/** The most a member may decompress to (its ISIZE): blocks are 2 MiB; 16 MiB leaves room. */
+export const MAX_MEMBER_OUTPUT = 16 * 1024 * 1024;
+
+/** `member` (a gzip member with a plain 10-byte header, as libdeflate writes) with its length added. */
+export function frameMember(member: Uint8Array): Uint8Array {
+  if (member.length < 18 || member[0] !== 0x1f || member[1] !== 0x8b || member[2] !== 8 || member[3] !== 0) throw new Error("not a plain gzip member");
+  const framed = new Uint8Array(member.length + FRAMED_HEADER_BYTES - 10);
+  framed.set(member.subarray(0, 10));
+  framed[3] = FLG_FEXTRA;
+  const view = new DataView(framed.buffer);
+  view.setUint16(10, 8, true);
+  framed[12] = SI1;
+  framed[13] = SI2;
+  view.setUint16(14, 4, true);
+  view.setUint32(16, framed.length, true);
+  framed.set(member.subarray(10), FRAMED_HEADER_BYTES);
+  return framed;
+}
+
+/**
+ * The length of the framed member whose header starts `bytes` (at least FRAMED_HEADER_BYTES of it),
+ * or null when it is not a framed member.
+ */
+export function framedLength(bytes: Uint8Array): number | null {
+  if (bytes.length < FRAMED_HEADER_BYTES) return null;
+  if (bytes[0] !== 0x1f || bytes[1] !== 0x8b || bytes[2] !== 8 || (bytes[3]! & FLG_FEXTRA) === 0) return null;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, FRAMED_HEADER_BYTES);
+  if (view.getUint16(10, true) !== 8 || bytes[12] !== SI1 || bytes[13] !== SI2 || view.getUint16(14, true) !== 4) return null;
+  return view.getUint32(16, true);
+}
+
+/**
+ * Cut a stream of framed members into whole members, each in its own buffer. `head` is what was
+ * already read of the stream. Throws when the stream breaks off inside a member, when a member is not
+ * framed or is out of bounds, or when one claims to decompress to more than MAX_MEMBER_OUTPUT.
+ */
+export async function* splitMembers(head: Uint8Array, rest: AsyncIterator<Uint8Array>): AsyncGenerator<Uint8Array> {
+  let pending: Uint8Array[] = head.length ? [head] : [];
+  let buffered = head.length;
+  /** Read until at least `n` bytes are buffered; false at the end of the stream. */
+  const fill = async (n: number) => {
+    while (buffered < n) {
+      const next = await rest.next();
+      if (next.done) return false;
+      pending.push(next.value);
+      buffered += next.value.length;
+    }
+    return true;
+  };
+  /** Take the first `n` buffered bytes (n <= buffered) into one new buffer. */
+  const take = (n: number) => {
+    const out = new Uint8Array(n);
+    let filled = 0;
+    while (filled < n) {
+      const chunk = pending[0]!;
+      const used = Math.min(chunk.length, n - filled);
+      out.set(chunk.subarray(0, used), filled);
+      filled += used;
+      if (used === chunk.length) pending.shift();
+      else pending[0] = chunk.subarray(used);
+    }
+    buffered -= n;
+    return out;
+  };
+  const peek = (n: number) => {
+    if (pending[0] && pending[0].length >= n) return pending[0];
+    const joined = take(buffered);
+    pending = [joined];
+    buffered = joined.length;
+    return joined;
+  };
+  let index = 0;
+  while (await fill(1)) {
+    index++;
+    if (!(await fill(FRAMED_HEADER_BYTES))) throw new Error(`the stream ends inside the header of gzip member ${index}`);
+    const length = framedLength(peek(FRAMED_HEADER_BYTES));
+    if (length === null) throw new Error(`gzip member ${index} does not carry its length`);
+    if (length < FRAMED_HEADER_BYTES + 8 || length > MAX_MEMBER_BYTES) throw new Error(`gzip member ${index} claims an impossible length (${length} bytes)`);
+    if (!(await fill(length))) throw new Error(`the stream ends inside gzip member ${index}`);
+    const member = take(length);
+    const isize = new DataView(member.buffer).getUint32(length - 4, true);
+    if (isize > MAX_MEMBER_OUTPUT) throw new Error(`gzip member ${index} claims to hold ${isize} bytes`);
+    yield member;
+  }
+}
