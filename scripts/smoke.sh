@@ -41,7 +41,7 @@ if [ "$orig" != "$back" ]; then
 fi
 # A live application: a sqlite3 process holds a commit in the WAL, not checkpointed. The snapshot must
 # go through the WAL (backup API) and include it; once the application checkpoints (its connection
-# still open), the snapshot is a file copy, which needs this machine's WAL-index read right.
+# still open), the snapshot reads the file in place, which needs this machine's WAL-index read right.
 mkfifo "$work/app-input"
 sqlite3 "$work/app.db" < "$work/app-input" > /dev/null &
 app=$!
@@ -55,7 +55,7 @@ echo "PRAGMA wal_checkpoint(PASSIVE);" >&3
 echo ".shell touch '$work/checkpointed'" >&3
 for _ in $(seq 100); do [ -e "$work/checkpointed" ] && break; sleep 0.1; done
 "$vault" backup "$work/app.db" --name live --verbose 2> "$work/live2.log"
-grep -q "by file-copy" "$work/live2.log" || { echo "smoke: a checkpointed WAL was not copied as a file:" >&2; cat "$work/live2.log" >&2; exit 1; }
+grep -q "by file-read" "$work/live2.log" || { echo "smoke: a checkpointed WAL was not read in place:" >&2; cat "$work/live2.log" >&2; exit 1; }
 exec 3>&-
 wait "$app"
 for n in 1 2; do

@@ -23,7 +23,7 @@ import {
   type Compression,
 } from "./manifest.ts";
 import { secondsSince } from "./output.ts";
-import { createSnapshot } from "./snapshot.ts";
+import { createSnapshot, type Snapshot } from "./snapshot.ts";
 import type { Storage } from "./storage/types.ts";
 import { BufferPool, createDigestStream } from "./streams.ts";
 import { VERSION } from "./version.ts";
@@ -76,72 +76,94 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
     const createdAt = now();
     const id = createBackupId(createdAt);
     const snapshot = await createSnapshot(input.databasePath, input.tmpDir, ctx);
-    ctx.log.debug(`snapshot of ${input.databasePath}: ${snapshot.bytes} bytes by ${snapshot.method} in ${secondsSince(started)} s`);
-
-    const encryption = input.encryption ?? null;
-    const key = dataKey(name, id, input.compression, encryption !== null);
-    const dbDigest = new Bun.CryptoHasher("sha256");
-    let dbBytes = 0;
-    const storedDigest = createDigestStream();
-    const parallel = defaultParallelism();
-    const pool = new BufferPool(BLOCK_SIZE, parallel + 1);
-    const blocks = tap(readBlocks(snapshot.path, pool, ctx.signal), (block) => {
-      dbDigest.update(block);
-      dbBytes += block.byteLength;
-    });
-    const compressed = mapBlocks(blocks, input.compressBlock ?? blockCompressor(input.compression), parallel, (block) => pool.release(block));
-    const body = (encryption ? await encryptStream(compressed, encryption) : compressed).pipeThrough(storedDigest.stream);
-    let uploaded = false;
     try {
-      const uploadStarted = performance.now();
-      // Compressed or not, the stored object is about the database's size at most.
-      const { size } = await storage.put(key, body, { signal: ctx.signal, sizeHint: snapshot.bytes });
-      uploaded = true;
-      ctx.log.debug(`compressed and stored ${size} bytes in ${secondsSince(uploadStarted)} s`);
-      const db = { bytes: dbBytes, sha256: dbDigest.digest("hex") };
-      const stored = storedDigest.result();
-      if (db.bytes !== snapshot.bytes) throw new VaultError(`read ${db.bytes} bytes of the snapshot, expected ${snapshot.bytes}`);
-      if (size !== stored.bytes) throw new VaultError(`stored ${size} bytes, expected ${stored.bytes}`);
-      ctx.signal.throwIfAborted();
-
-      const manifest: BackupManifest = {
-        format: FORMAT_NAME,
-        formatVersion: FORMAT_VERSION,
-        id,
-        name,
-        createdAt: createdAt.toISOString(),
-        host: hostname(),
-        toolVersion: VERSION,
-        sqliteVersion: snapshot.sqliteVersion,
-        snapshot: { method: snapshot.method, journalMode: snapshot.journalMode },
-        database: { pageSize: snapshot.pageSize, pageCount: snapshot.pageCount, bytes: db.bytes, sha256: db.sha256 },
-        stored: { key, bytes: stored.bytes, sha256: stored.sha256, compression: input.compression, ...(encryption ? { encryption: describeEncryption(encryption) } : {}) },
-      };
-      await storage.put(manifestKey(name, id), serializeManifest(manifest), { signal: ctx.signal });
-      return {
-        id,
-        name,
-        createdAt: manifest.createdAt,
-        database: safeRealpath(input.databasePath),
-        repo: storage.url,
-        manifestKey: manifestKey(name, id),
-        dataKey: key,
-        compression: input.compression,
-        encrypted: encryption !== null,
-        databaseBytes: db.bytes,
-        storedBytes: stored.bytes,
-        ratio: db.bytes === 0 ? 0 : stored.bytes / db.bytes,
-        durationMs: Math.round(performance.now() - started),
-      };
-    } catch (error) {
-      // Without a manifest the data object is not a backup; remove it rather than leave an orphan.
-      if (uploaded) await storage.delete([key]).catch(() => {});
-      throw error;
+      return await storeSnapshot(storage, snapshot, input, { name, id, createdAt, started }, ctx);
     } finally {
+      snapshot.release();
       ctx.temp.remove(snapshot.dir);
     }
   } finally {
     lock.release();
+  }
+}
+
+async function storeSnapshot(
+  storage: Storage,
+  snapshot: Snapshot,
+  input: BackupInput,
+  { name, id, createdAt, started }: { name: string; id: string; createdAt: Date; started: number },
+  ctx: RunContext,
+): Promise<BackupResult> {
+  ctx.log.debug(`snapshot of ${input.databasePath}: ${snapshot.bytes} bytes by ${snapshot.method} in ${secondsSince(started)} s`);
+
+  const encryption = input.encryption ?? null;
+  const key = dataKey(name, id, input.compression, encryption !== null);
+  const dbDigest = new Bun.CryptoHasher("sha256");
+  let dbBytes = 0;
+  const storedDigest = createDigestStream();
+  const parallel = defaultParallelism();
+  const pool = new BufferPool(BLOCK_SIZE, parallel + 1);
+  // The snapshot is let go as soon as its last block is read (for a "file-read", that ends the
+  // read transaction on the live database), before the last blocks are compressed and stored.
+  const read = async function* () {
+    try {
+      yield* readBlocks(snapshot.fd, snapshot.bytes, pool, ctx.signal);
+    } finally {
+      snapshot.release();
+    }
+  };
+  const blocks = tap(read(), (block) => {
+    dbDigest.update(block);
+    dbBytes += block.byteLength;
+  });
+  const compressed = mapBlocks(blocks, input.compressBlock ?? blockCompressor(input.compression), parallel, (block) => pool.release(block));
+  const body = (encryption ? await encryptStream(compressed, encryption) : compressed).pipeThrough(storedDigest.stream);
+  let uploaded = false;
+  try {
+    const uploadStarted = performance.now();
+    // Compressed or not, the stored object is about the database's size at most.
+    const { size } = await storage.put(key, body, { signal: ctx.signal, sizeHint: snapshot.bytes });
+    uploaded = true;
+    ctx.log.debug(`compressed and stored ${size} bytes in ${secondsSince(uploadStarted)} s`);
+    const db = { bytes: dbBytes, sha256: dbDigest.digest("hex") };
+    const stored = storedDigest.result();
+    if (db.bytes !== snapshot.bytes) throw new VaultError(`read ${db.bytes} bytes of the snapshot, expected ${snapshot.bytes}`);
+    if (size !== stored.bytes) throw new VaultError(`stored ${size} bytes, expected ${stored.bytes}`);
+    ctx.signal.throwIfAborted();
+
+    const manifest: BackupManifest = {
+      format: FORMAT_NAME,
+      formatVersion: FORMAT_VERSION,
+      id,
+      name,
+      createdAt: createdAt.toISOString(),
+      host: hostname(),
+      toolVersion: VERSION,
+      sqliteVersion: snapshot.sqliteVersion,
+      snapshot: { method: snapshot.method, journalMode: snapshot.journalMode },
+      database: { pageSize: snapshot.pageSize, pageCount: snapshot.pageCount, bytes: db.bytes, sha256: db.sha256 },
+      stored: { key, bytes: stored.bytes, sha256: stored.sha256, compression: input.compression, ...(encryption ? { encryption: describeEncryption(encryption) } : {}) },
+    };
+    await storage.put(manifestKey(name, id), serializeManifest(manifest), { signal: ctx.signal });
+    return {
+      id,
+      name,
+      createdAt: manifest.createdAt,
+      database: safeRealpath(input.databasePath),
+      repo: storage.url,
+      manifestKey: manifestKey(name, id),
+      dataKey: key,
+      compression: input.compression,
+      encrypted: encryption !== null,
+      databaseBytes: db.bytes,
+      storedBytes: stored.bytes,
+      ratio: db.bytes === 0 ? 0 : stored.bytes / db.bytes,
+      durationMs: Math.round(performance.now() - started),
+    };
+  } catch (error) {
+    // Without a manifest the data object is not a backup; remove it rather than leave an orphan.
+    if (uploaded) await storage.delete([key]).catch(() => {});
+    throw error;
   }
 }
 

@@ -24,7 +24,8 @@
  * (Bun 1.4.5's zstd streams with ZSTD_c_nbWorkers are broken, so that option is never set.)
  */
 import { availableParallelism } from "node:os";
-import { open } from "node:fs/promises";
+import { read } from "node:fs";
+import { promisify } from "node:util";
 import { UsageError } from "./errors.ts";
 import type { BufferPool } from "./streams.ts";
 import { WorkerPool } from "./workers.ts";
@@ -92,7 +93,8 @@ export function blockCompressor(compression: Compression): BlockCompressor {
         // The block's whole buffer moves to the worker (no copy) and comes back with the member.
         const buffer = block.buffer as ArrayBuffer;
         if (block.byteOffset !== 0) throw new Error("gzip blocks must start at their buffer's start");
-        const { member, block: returned } = (await codecPool().run({ op: "gzip", block: buffer, length: block.byteLength, level: GZIP_LEVEL }, { transfer: [buffer] })) as GzipResult;
+        const task: GzipTask = { op: "gzip", block: buffer, length: block.byteLength, level: GZIP_LEVEL };
+        const { member, block: returned } = (await codecPool().run(task, { transfer: [buffer] })) as GzipResult;
         return { output: member, returned: new Uint8Array(returned) };
       };
     case "zstd":
@@ -204,32 +206,31 @@ export function collectGarbage(): void {
   Bun.gc(true);
 }
 
+const readAt = promisify(read);
+
 /**
- * A file read in consecutive blocks of the pool's size (the last one shorter), each in a buffer from
- * `pool` that the consumer gives back with pool.release().
+ * The first `length` bytes of the file open at `fd` (read at positions 0 on; the descriptor stays
+ * open), in consecutive blocks of the pool's size (the last one shorter), each in a buffer from
+ * `pool` that the consumer gives back with pool.release(). Throws if the file ends before `length`.
  */
-export async function* readBlocks(path: string, pool: BufferPool, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
-  const blockSize = pool.size;
-  const handle = await open(path, "r");
-  try {
-    while (true) {
-      signal?.throwIfAborted();
-      const block = await pool.acquire();
-      let filled = 0;
-      while (filled < blockSize) {
-        const { bytesRead } = await handle.read(block, filled, blockSize - filled, null);
-        if (bytesRead === 0) break;
+export async function* readBlocks(fd: number, length: number, pool: BufferPool, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
+  for (let position = 0; position < length; ) {
+    signal?.throwIfAborted();
+    const block = await pool.acquire();
+    const want = Math.min(pool.size, length - position);
+    let filled = 0;
+    try {
+      while (filled < want) {
+        const { bytesRead } = await readAt(fd, block, filled, want - filled, position + filled);
+        if (bytesRead === 0) throw new Error(`the snapshot ended at byte ${position + filled} of ${length}`);
         filled += bytesRead;
       }
-      if (filled === 0) {
-        pool.release(block);
-        return;
-      }
-      yield filled === blockSize ? block : block.subarray(0, filled);
-      if (filled < blockSize) return;
+    } catch (error) {
+      pool.release(block);
+      throw error;
     }
-  } finally {
-    await handle.close();
+    position += filled;
+    yield filled === block.length ? block : block.subarray(0, filled);
   }
 }
 

@@ -28,8 +28,8 @@ export interface BackupManifest {
   host: string;
   toolVersion: string;
   sqliteVersion: string;
-  /** How the consistent copy was made (src/snapshot.ts); "vacuum-into" in backups made before 0.2. */
-  snapshot: { method: "file-copy" | "backup-api" | "vacuum-into"; journalMode: string };
+  /** How the consistent snapshot was taken (src/snapshot.ts); "vacuum-into" in backups made before 0.2. */
+  snapshot: { method: "file-read" | "file-copy" | "backup-api" | "vacuum-into"; journalMode: string };
   database: {
     pageSize: number;
     pageCount: number;

@@ -1,31 +1,40 @@
 /**
- * A consistent copy of a live SQLite database: the only place that opens a source database.
+ * A consistent snapshot of a live SQLite database: the only place that opens a source database.
  *
  * Everything happens inside one read transaction that we open first on a read-only connection, so
- * the copy is exactly that transaction's snapshot, taken in one go; it never restarts however busy
- * the writers are. The source is never written or checkpointed. Two ways to copy, in that order:
+ * the snapshot is exactly that transaction's, taken in one go; it never restarts however busy the
+ * writers are. The source is never written or checkpointed. Three ways, in that order:
  *
- * - "file-copy": when the database file itself holds exactly our snapshot and no other connection
- *   can write it until our transaction ends (see fileHoldsSnapshot), the file is copied as a file
- *   (copy_file_range; 0.3-0.5 s per GiB here). That is the case in rollback-journal mode (our shared
- *   lock keeps every writer out of the file) and in WAL mode when every committed frame is already
- *   checkpointed into the file (the application closed its last connection, or checkpointed after
- *   its last write; with SQLite's default auto-checkpoint a busy one usually has frames pending).
+ * - "file-read": in WAL mode, when every committed frame is already checkpointed into the file (the
+ *   application closed its last connection, or checkpointed after its last write; with SQLite's
+ *   default auto-checkpoint a busy one usually has frames pending), the file itself holds exactly our
+ *   snapshot and no checkpoint can write it while our transaction lasts (see fileHoldsSnapshot). The
+ *   backup then reads the database file itself, and the transaction ends when the last block is
+ *   read: no copy, no temp space. Writers never wait (in WAL mode they append to the WAL); their
+ *   frames are checkpointed once we are done, so the WAL may grow meanwhile by what they write.
+ * - "file-copy": in rollback-journal mode the file holds our snapshot too, but our shared lock keeps
+ *   writers out of it, so the file is copied to a private temp file first (0.5 s per GiB here) and
+ *   the transaction ends before compression and the upload; writers wait for that copy only (a busy
+ *   timeout covers it).
  * - "backup-api": otherwise (WAL frames not yet checkpointed), SQLite's online backup API in one
- *   step (node:sqlite backup() with rate -1), which reads our snapshot through the WAL: 1.1-2.5 s
- *   per GiB here.
+ *   step (node:sqlite backup() with rate -1), which reads our snapshot through the WAL into a
+ *   private temp file: 1.1-2.5 s per GiB here.
  *
  * Either way the result is page for page the live database, as `sqlite3 .backup` would copy it, with
- * a valid header; the copy is checked against the transaction's page size and count. In rollback-
- * journal mode writers wait for the local copy only (a busy timeout covers that), never for
- * compression or the upload; in WAL mode they never wait.
+ * a valid header; it is checked against the transaction's page size and count.
+ *
+ * While the transaction holds SQLite's locks, the database's files (the database, its -shm) are only
+ * ever read through descriptors that stay open until the connection is closed: closing any
+ * descriptor of a file drops every POSIX lock this process holds on it, SQLite's included, and a
+ * writer or a checkpoint could then change the file under us.
  *
  * Why not VACUUM INTO (which earlier builds used): it took 3.6 s per GiB here and its output cannot be
  * compressed before it is complete either. scripts/bench-snapshot.ts compares the ways.
  */
 import { backup, DatabaseSync } from "node:sqlite";
-import { chmodSync, chownSync, closeSync, openSync, readSync, statfsSync, statSync, truncateSync, writeFileSync } from "node:fs";
-import { copyFile, mkdtemp } from "node:fs/promises";
+import { chmodSync, chownSync, closeSync, fstatSync, openSync, read, readSync, statfsSync, statSync, writeFileSync } from "node:fs";
+import { mkdtemp, open } from "node:fs/promises";
+import { promisify } from "node:util";
 import { endianness } from "node:os";
 import { join } from "node:path";
 import type { RunContext } from "./context.ts";
@@ -34,20 +43,24 @@ import { walResetWarning } from "./version.ts";
 import { VaultError } from "./errors.ts";
 
 export interface Snapshot {
-  /** The private temp directory holding the copy (registered with the context's temp registry). */
+  /** The private temp directory (registered with the context's temp registry); empty for "file-read". */
   dir: string;
-  /** The copy itself, inside dir. */
+  /** The copy inside dir, or for "file-read" the database itself. */
   path: string;
+  /** An open descriptor to read the snapshot's `bytes` from, at positions 0 on. Owned by the snapshot. */
+  fd: number;
   bytes: number;
   pageSize: number;
   pageCount: number;
   journalMode: string;
   sqliteVersion: string;
-  /** How the copy was made (see the top of this file). */
+  /** How the snapshot was taken (see the top of this file). */
   method: SnapshotMethod;
+  /** Ends what holds the snapshot (for "file-read", the read transaction) and closes `fd`. Idempotent. */
+  release(): void;
 }
 
-export type SnapshotMethod = "file-copy" | "backup-api";
+export type SnapshotMethod = "file-read" | "file-copy" | "backup-api";
 
 const SQLITE_MAGIC = "SQLite format 3\0";
 const SNAPSHOT_PREFIX = "sqlite-vault-snapshot-";
@@ -76,7 +89,11 @@ export function assertSqliteFile(path: string): void {
  * version-valid-for number, as in every file SQLite 3.7.0 or later wrote).
  */
 export function readDatabaseHeader(path: string): { pageSize: number; pageCount: number; countValid: boolean } {
-  const header = readHeader(path, 100);
+  return parseDatabaseHeader(readHeader(path, 100));
+}
+
+function parseDatabaseHeader(header: Uint8Array): { pageSize: number; pageCount: number; countValid: boolean } {
+  if (header.byteLength < 100) return { pageSize: 0, pageCount: 0, countValid: false };
   const view = new DataView(header.buffer, header.byteOffset, header.byteLength);
   const raw = view.getUint16(16);
   const pageSize = raw === 1 ? 65536 : raw;
@@ -84,38 +101,55 @@ export function readDatabaseHeader(path: string): { pageSize: number; pageCount:
 }
 
 /**
- * Copy `databasePath` into a new 0600 temp file under `tmpDir`. Never modifies the source.
- * Throws VaultError for a missing or non-SQLite file; the temp file is removed on failure.
+ * Take a snapshot of `databasePath`: a read transaction on the file itself, or a new 0600 temp file
+ * under `tmpDir`. Never modifies the source. Throws VaultError for a missing or non-SQLite file; the
+ * temp file is removed on failure. The caller must call release() when done reading.
  */
 export async function createSnapshot(databasePath: string, tmpDir: string, ctx: RunContext): Promise<Snapshot> {
   assertSqliteFile(databasePath);
   for (const stale of removeStale(tmpDir, SNAPSHOT_PREFIX)) ctx.log.info(`removed ${stale}, left by a killed run`);
   const dir = ctx.temp.add(await mkdtemp(join(tmpDir, `${SNAPSHOT_PREFIX}${tempTag()}-`)));
   try {
-    return await copyDatabase(databasePath, dir, ctx);
+    return await takeSnapshot(databasePath, dir, ctx);
   } catch (error) {
     ctx.temp.remove(dir);
     throw error;
   }
 }
 
-async function copyDatabase(databasePath: string, dir: string, ctx: RunContext): Promise<Snapshot> {
+async function takeSnapshot(databasePath: string, dir: string, ctx: RunContext): Promise<Snapshot> {
   const path = join(dir, "snapshot.sqlite");
-  // The backup API accepts an existing empty file: create it first so it is 0600 from the start.
-  writeFileSync(path, new Uint8Array(0), { mode: 0o600 });
   ctx.signal.throwIfAborted();
   const sidecarsBefore = existingSidecars(databasePath);
+  // Descriptors of the database's own files, closed only after the connection (see the top of this file).
+  const held: number[] = [];
   let db: DatabaseSync | undefined;
+  let ended = false;
+  const end = () => {
+    if (ended) return;
+    ended = true;
+    try {
+      if (db?.isTransaction) db.exec("COMMIT");
+    } catch {}
+    db?.close();
+    for (const fd of held) {
+      try {
+        closeSync(fd);
+      } catch {}
+    }
+    adoptNewSidecars(databasePath, sidecarsBefore);
+  };
   let journalMode = "unknown";
   let sqliteVersion = "unknown";
   let method: SnapshotMethod = "backup-api";
   let pageSize = 0;
   let pageCount = 0;
+  let source = -1;
   try {
     db = new DatabaseSync(databasePath, { readOnly: true });
     db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
     // Our own read transaction, so that waiting for a writer ends in a clear "locked" error and the
-    // copy (a file copy, or the backup step, which reuses an open transaction) is exactly this snapshot.
+    // snapshot (the file, or the backup step, which reuses an open transaction) is exactly this one.
     db.exec("BEGIN");
     db.prepare("SELECT COUNT(*) FROM sqlite_schema").get();
     journalMode = String((db.prepare("PRAGMA journal_mode").get() as { journal_mode: string }).journal_mode);
@@ -124,36 +158,90 @@ async function copyDatabase(databasePath: string, dir: string, ctx: RunContext):
     pageCount = Number((db.prepare("PRAGMA page_count").get() as { page_count: number }).page_count);
     const warning = walResetWarning(sqliteVersion, journalMode);
     if (warning) ctx.log.warn(warning);
-    if (fileHoldsSnapshot(databasePath, journalMode) && (await copyWholeFile(databasePath, path, pageSize, pageCount))) method = "file-copy";
-    else {
-      writeFileSync(path, new Uint8Array(0), { mode: 0o600 });
+    const shm = journalMode === "wal" ? openHeld(`${databasePath}-shm`, held) : -1;
+    source = openHeld(databasePath, held);
+    if (source >= 0 && fileHoldsSnapshot(journalMode, shm) && fileMatches(source, pageSize, pageCount)) {
+      method = journalMode === "wal" ? "file-read" : "file-copy";
+      if (method === "file-copy") await copyRange(source, path, pageSize * pageCount, ctx.signal);
+    } else {
+      writeFileSync(path, new Uint8Array(0), { mode: 0o600 }); // the backup API fills an existing empty file, so 0600 from the start
       await backup(db, path, { rate: -1 });
     }
+    ctx.signal.throwIfAborted();
   } catch (error) {
+    end();
+    if (ctx.signal.aborted) throw ctx.signal.reason;
     const message = (error as Error).message;
     if (/not a database|file is encrypted/i.test(message)) throw new VaultError(`${databasePath} is not a SQLite database (${message})`);
     if (/disk is full|disk I\/O error|ENOSPC/i.test(message) && isFull(dir))
       throw new VaultError(`no space left for the snapshot of ${databasePath} in ${dir}`, "the snapshot needs as much free space as the database: use --tmp-dir on a larger disk");
     if (/busy|locked/i.test(message)) throw new VaultError(`${databasePath} stayed locked by a writer for ${BUSY_TIMEOUT_MS / 1000}s: ${message}`, "retry when the writer is idle");
     throw new VaultError(`cannot snapshot ${databasePath}: ${message}`, undefined, { cause: error });
-  } finally {
-    try {
-      if (db?.isTransaction) db.exec("COMMIT");
-    } catch {}
-    db?.close();
-    adoptNewSidecars(databasePath, sidecarsBefore);
   }
-  ctx.signal.throwIfAborted();
+  const common = { dir, journalMode, sqliteVersion, method };
+  if (method === "file-read") return { ...common, path: databasePath, fd: source, bytes: pageSize * pageCount, pageSize, pageCount, release: end };
+  end();
   const bytes = statSync(path).size;
   const header = readDatabaseHeader(path);
   if (header.pageSize * header.pageCount !== bytes)
     throw new VaultError(`snapshot of ${databasePath} is inconsistent: ${header.pageCount} pages of ${header.pageSize} bytes but ${bytes} bytes`);
-  return { dir, path, bytes, pageSize: header.pageSize, pageCount: header.pageCount, journalMode, sqliteVersion, method };
+  const fd = openSync(path, "r");
+  let closed = false;
+  const release = () => {
+    if (closed) return;
+    closed = true;
+    closeSync(fd);
+  };
+  return { ...common, path, fd, bytes, pageSize: header.pageSize, pageCount: header.pageCount, release };
+}
+
+/** Open `path` for reading into `held`; -1 when it does not exist. */
+function openHeld(path: string, held: number[]): number {
+  try {
+    const fd = openSync(path, "r");
+    held.push(fd);
+    return fd;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return -1;
+    throw error;
+  }
+}
+
+/**
+ * Whether the file behind `fd` has at least pageSize x pageCount bytes and a header that describes
+ * exactly that many pages (not so for a database last written by SQLite before 3.7.0).
+ */
+function fileMatches(fd: number, pageSize: number, pageCount: number): boolean {
+  if (fstatSync(fd).size < pageSize * pageCount) return false;
+  const header = new Uint8Array(100);
+  const n = readSync(fd, header, 0, 100, 0);
+  const parsed = parseDatabaseHeader(header.subarray(0, n));
+  return parsed.countValid && parsed.pageSize === pageSize && parsed.pageCount === pageCount;
+}
+
+const readAt = promisify(read);
+const COPY_CHUNK = 4 * 1024 * 1024;
+
+/** Copy the first `length` bytes of `fd` into a new 0600 file at `path`. */
+async function copyRange(fd: number, path: string, length: number, signal: AbortSignal): Promise<void> {
+  const out = await open(path, "wx", 0o600);
+  try {
+    const buffer = new Uint8Array(Math.min(COPY_CHUNK, Math.max(length, 1)));
+    for (let position = 0; position < length;) {
+      signal.throwIfAborted();
+      const { bytesRead } = await readAt(fd, buffer, 0, Math.min(buffer.length, length - position), position);
+      if (bytesRead === 0) throw new VaultError(`the database file ended at byte ${position} of ${length}`);
+      await out.write(buffer, 0, bytesRead, position);
+      position += bytesRead;
+    }
+  } finally {
+    await out.close();
+  }
 }
 
 /**
  * Whether, inside our read transaction, the database file holds exactly our snapshot and nothing
- * can write the file until the transaction ends.
+ * can write the file until the transaction ends. `shm`: a descriptor of the -shm file, or -1.
  *
  * - Rollback-journal modes: yes. Our transaction holds a SHARED lock, and a writer needs an EXCLUSIVE
  *   one to write the file.
@@ -164,11 +252,13 @@ async function copyDatabase(databasePath: string, dir: string, ctx: RunContext):
  *   mxFrame our snapshot ends at, all of which are already copied), and a reader that started on a
  *   fully checkpointed WAL holds read lock 0, which every checkpoint must take exclusively before it
  *   writes the file. Any other state, a header that is being rewritten, or no -shm: no.
+ * Both hold only while this process keeps SQLite's locks: see the top of this file.
  */
-export function fileHoldsSnapshot(databasePath: string, journalMode: string): boolean {
+export function fileHoldsSnapshot(journalMode: string, shm: number): boolean {
   if (journalMode !== "wal") return ["delete", "truncate", "persist"].includes(journalMode);
+  if (shm < 0) return false;
   for (let attempt = 0; attempt < 3; attempt++) {
-    const state = readWalIndex(`${databasePath}-shm`);
+    const state = readWalIndex(shm);
     if (state === "absent") return false;
     if (state !== "torn") return state.nBackfill === state.mxFrame;
   }
@@ -177,15 +267,13 @@ export function fileHoldsSnapshot(databasePath: string, journalMode: string): bo
 
 const WAL_INDEX_VERSION = 3007000;
 
-/** mxFrame and nBackfill from a WAL-index file: "torn" when its two header copies differ or fail their checksum. */
-export function readWalIndex(shmPath: string): { mxFrame: number; nBackfill: number } | "absent" | "torn" {
-  let raw: Uint8Array;
-  try {
-    raw = readHeader(shmPath, 136);
-  } catch {
-    return "absent";
-  }
-  if (raw.byteLength < 136) return "absent";
+/**
+ * mxFrame and nBackfill from the WAL-index file open at `fd`: "torn" when its two header copies differ
+ * or fail their checksum, "absent" when it is too short to hold a header.
+ */
+export function readWalIndex(fd: number): { mxFrame: number; nBackfill: number } | "absent" | "torn" {
+  const raw = new Uint8Array(136);
+  if (readSync(fd, raw, 0, 136, 0) < 136) return "absent";
   const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   const little = endianness() === "LE"; // the WAL-index is in the machine's byte order
   const u32 = (offset: number) => view.getUint32(offset, little);
@@ -200,22 +288,6 @@ export function readWalIndex(shmPath: string): { mxFrame: number; nBackfill: num
   }
   if (s1 !== u32(40) || s2 !== u32(44)) return "torn";
   return { mxFrame: u32(16), nBackfill: u32(96) };
-}
-
-/**
- * Copy the database file to `path` (0600), keeping its first pageSize x pageCount bytes. False, with
- * nothing promised about `path`, when the file is shorter than that or its header does not describe
- * that many pages (a database last written by SQLite before 3.7.0).
- */
-async function copyWholeFile(databasePath: string, path: string, pageSize: number, pageCount: number): Promise<boolean> {
-  await copyFile(databasePath, path);
-  chmodSync(path, 0o600); // copyFile gives the source's mode; the directory is private (0700) meanwhile
-  const expected = pageSize * pageCount;
-  const size = statSync(path).size;
-  if (size < expected) return false;
-  if (size > expected) truncateSync(path, expected);
-  const header = readDatabaseHeader(path);
-  return header.countValid && header.pageSize === pageSize && header.pageCount === pageCount;
 }
 
 /** True when the file system holding `dir` has (almost) no free blocks left. */

@@ -36,13 +36,25 @@ afterAll(() => {
 describe("disk full", () => {
   test("backup whose snapshot does not fit in --tmp-dir: exit 1, nothing listed, temp removed", async () => {
     writeFileSync(join(small, "occupant"), "x"); // the filesystem is otherwise empty
-    const r = await runCli(["backup", db, "--repo", repo, "--tmp-dir", small]);
+    // A rollback-journal database is copied to --tmp-dir before it is compressed.
+    const rollback = join(dir, "rollback.db");
+    createBankDb(rollback, { fillerRows: 15_000, journalMode: "delete" });
+    const r = await runCli(["backup", rollback, "--name", "app", "--repo", repo, "--tmp-dir", small]);
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/sqlite-vault: no space left for the snapshot/);
     expect(r.stderr).toContain("Try: the snapshot needs as much free space as the database");
     expect(readdirSync(small)).toEqual(["occupant"]);
     const list = JSON.parse((await runCli(["list", "--repo", repo, "--json"])).stdout);
     expect(list.backups).toHaveLength(1);
+  });
+
+  test("a checkpointed WAL database is read in place: its backup needs no room in --tmp-dir", async () => {
+    const r = await runCli(["backup", db, "--repo", repo, "--tmp-dir", small, "--verbose"]);
+    expect(r.exitCode).toBe(0);
+    expect(r.stderr).toContain("by file-read");
+    expect(readdirSync(small)).toEqual(["occupant"]);
+    const list = JSON.parse((await runCli(["list", "--repo", repo, "--json"])).stdout);
+    expect(list.backups).toHaveLength(2);
   });
 
   test("restore whose output does not fit: exit 1, no file at the target, temp removed", async () => {

@@ -7,7 +7,7 @@
  */
 import { afterAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { Database } from "bun:sqlite";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, openSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { runBackup } from "../../src/backup.ts";
@@ -73,7 +73,7 @@ describe("blocks compressed in parallel", () => {
     const original = new Uint8Array(readFileSync(path));
     const pool = new BufferPool(BLOCK_SIZE, 3);
     const members: Uint8Array[] = [];
-    for await (const member of mapBlocks(readBlocks(path, pool), blockCompressor("gzip"), 2, (b) => pool.release(b))) members.push(member);
+    for await (const member of mapBlocks(readBlocks(openSync(path, "r"), statSync(path).size, pool), blockCompressor("gzip"), 2, (b) => pool.release(b))) members.push(member);
     expect(members.length).toBe(Math.ceil(original.byteLength / BLOCK_SIZE));
     expect(members.length).toBeGreaterThan(3);
     members.forEach((member, i) => {
@@ -89,7 +89,7 @@ describe("blocks compressed in parallel", () => {
     const pool = new BufferPool(BLOCK_SIZE, 3);
     let read = 0;
     async function* counted() {
-      for await (const block of readBlocks(path, pool)) {
+      for await (const block of readBlocks(openSync(path, "r"), statSync(path).size, pool)) {
         read++;
         yield block;
       }

@@ -7,7 +7,7 @@ import { describe, expect, test } from "bun:test";
 import { gunzipSync } from "node:zlib";
 import { frameMember, framedLength, MAX_MEMBER_OUTPUT, splitMembers } from "../../src/gzip-members.ts";
 
-const text = (n: number, seed: number) => new TextEncoder().encode(Array.from({ length: n }, (_, i) => `line ${i * seed} of ${seed}\n`).join(""));
+const text = (n: number, seed: number): Uint8Array<ArrayBuffer> => new TextEncoder().encode(Array.from({ length: n }, (_, i) => `line ${i * seed} of ${seed}\n`).join(""));
 const members = [text(5000, 1), text(3000, 2), text(10, 3)].map((block) => ({ block, member: frameMember(Bun.gzipSync(block, { level: 5, library: "libdeflate" })) }));
 const whole = new Uint8Array(Buffer.concat(members.map((m) => m.member)));
 
@@ -27,7 +27,7 @@ describe("framed gzip members", () => {
     for (const { block, member } of members) {
       expect(framedLength(member)).toBe(member.length);
       expect(new Uint8Array(gunzipSync(member))).toEqual(block);
-      expect(new Uint8Array(Bun.gunzipSync(member, { library: "libdeflate" }))).toEqual(block);
+      expect(new Uint8Array(Bun.gunzipSync(member as Uint8Array<ArrayBuffer>, { library: "libdeflate" }))).toEqual(block);
     }
     const result = Bun.spawnSync(["gunzip", "-c"], { stdin: whole, stdout: "pipe" });
     expect(new Uint8Array(result.stdout)).toEqual(new Uint8Array(Buffer.concat(members.map((m) => m.block))));
