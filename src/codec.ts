@@ -30,7 +30,7 @@ import { UsageError } from "./errors.ts";
 import type { BufferPool } from "./streams.ts";
 import { WorkerPool } from "./workers.ts";
 import { COMPRESSIONS, type Compression } from "./manifest.ts";
-import { FRAMED_HEADER_BYTES, framedLength, splitMembers } from "./gzip-members.ts";
+import { FRAMED_HEADER_BYTES, frameHeader, framedLength, splitMembers } from "./gzip-members.ts";
 
 export function parseCompression(value: string | undefined, fallback: Compression = "gzip"): Compression {
   if (value === undefined || value === "") return fallback;
@@ -57,7 +57,7 @@ export interface GzipTask {
   length: number;
   level: GzipLevel;
 }
-/** The (framed) member, and the task's buffer moved back. */
+/** The member (with a plain header: framing is added here, see blockCompressor), and the task's buffer moved back. */
 export interface GzipResult {
   member: Uint8Array;
   block: ArrayBuffer;
@@ -69,6 +69,8 @@ export interface GunzipTask {
 }
 export interface GunzipResult {
   output: Uint8Array;
+  /** The member's buffer, moved back to be freed here (see src/compress-worker.ts). */
+  spent: ArrayBuffer[];
 }
 export type CodecTask = GzipTask | GunzipTask;
 type GzipLevel = 5;
@@ -84,7 +86,7 @@ function codecPool(): WorkerPool<CodecTask, GzipResult | GunzipResult> {
  * compressor that moves the block's buffer to another thread answers with the buffer given back
  * (`returned`); the block itself is then detached.
  */
-export type BlockCompressor = (block: Uint8Array) => Promise<Uint8Array | { output: Uint8Array; returned: Uint8Array }>;
+export type BlockCompressor = (block: Uint8Array) => Promise<Uint8Array | { output: Uint8Array | Uint8Array[]; returned: Uint8Array }>;
 
 export function blockCompressor(compression: Compression): BlockCompressor {
   switch (compression) {
@@ -95,7 +97,8 @@ export function blockCompressor(compression: Compression): BlockCompressor {
         if (block.byteOffset !== 0) throw new Error("gzip blocks must start at their buffer's start");
         const task: GzipTask = { op: "gzip", block: buffer, length: block.byteLength, level: GZIP_LEVEL };
         const { member, block: returned } = (await codecPool().run(task, { transfer: [buffer] })) as GzipResult;
-        return { output: member, returned: new Uint8Array(returned) };
+        // The framed member, as its new header and the rest of the member: never copied.
+        return { output: [frameHeader(member), member.subarray(10)], returned: new Uint8Array(returned) };
       };
     case "zstd":
       return (block) => Bun.zstdCompress(block, { level: ZSTD_LEVEL });
@@ -115,7 +118,7 @@ export function defaultParallelism(): number {
 
 /**
  * The stream of `blocks` each transformed by `transform` (compressed, or decompressed): up to
- * `parallel` blocks are in the works at once, and the outputs are emitted in the order of their
+ * `parallel` blocks are in the works at once, and the outputs (a chunk, or several) are emitted in the order of their
  * blocks. The work runs ahead of the consumer by at most `parallel` blocks; each block (or its buffer
  * given back by the transform) is handed to `release` as soon as its transform settles. The first
  * failure (reading or transforming) errors the stream; blocks still in flight are dropped and the
@@ -131,7 +134,7 @@ export function mapBlocks(
 ): ReadableStream<Uint8Array> {
   const source = blocks[Symbol.asyncIterator]();
   let emitted = 0;
-  const inFlight: Promise<Uint8Array>[] = [];
+  const inFlight: Promise<Uint8Array | Uint8Array[]>[] = [];
   let exhausted = false;
   let closed = false;
   // Top the queue up to `parallel` blocks; runs one at a time (the source is read in order).
@@ -181,7 +184,8 @@ export function mapBlocks(
           }
           const out = await head;
           void fill().catch(() => {}); // keep every core busy while the consumer works on `out`
-          controller.enqueue(out);
+          if (out instanceof Uint8Array) controller.enqueue(out);
+          else for (const chunk of out) controller.enqueue(chunk);
           if (collectEvery > 0 && ++emitted % collectEvery === 0) collectGarbage();
         } catch (error) {
           await close().catch(() => {});

@@ -20,18 +20,29 @@ export const MAX_MEMBER_BYTES = 17 * 1024 * 1024;
 /** The most a member may decompress to (its ISIZE): blocks are 2 MiB; 16 MiB leaves room. */
 export const MAX_MEMBER_OUTPUT = 16 * 1024 * 1024;
 
-/** `member` (a gzip member with a plain 10-byte header, as libdeflate writes) with its length added. */
-export function frameMember(member: Uint8Array): Uint8Array {
+/**
+ * The framed header of `member` (a gzip member with a plain 10-byte header, as libdeflate writes):
+ * the framed member is this header followed by `member.subarray(10)`, so the member itself is never
+ * copied.
+ */
+export function frameHeader(member: Uint8Array): Uint8Array {
   if (member.length < 18 || member[0] !== 0x1f || member[1] !== 0x8b || member[2] !== 8 || member[3] !== 0) throw new Error("not a plain gzip member");
-  const framed = new Uint8Array(member.length + FRAMED_HEADER_BYTES - 10);
-  framed.set(member.subarray(0, 10));
-  framed[3] = FLG_FEXTRA;
-  const view = new DataView(framed.buffer);
+  const header = new Uint8Array(FRAMED_HEADER_BYTES);
+  header.set(member.subarray(0, 10));
+  header[3] = FLG_FEXTRA;
+  const view = new DataView(header.buffer);
   view.setUint16(10, 8, true);
-  framed[12] = SI1;
-  framed[13] = SI2;
+  header[12] = SI1;
+  header[13] = SI2;
   view.setUint16(14, 4, true);
-  view.setUint32(16, framed.length, true);
+  view.setUint32(16, member.length + FRAMED_HEADER_BYTES - 10, true);
+  return header;
+}
+
+/** `member` framed, in one buffer. */
+export function frameMember(member: Uint8Array): Uint8Array {
+  const framed = new Uint8Array(member.length + FRAMED_HEADER_BYTES - 10);
+  framed.set(frameHeader(member));
   framed.set(member.subarray(10), FRAMED_HEADER_BYTES);
   return framed;
 }
