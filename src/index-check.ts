@@ -7,8 +7,10 @@
  * and every index of T: (1) the index holds the row's key and rowid ("row N missing from index X");
  * (2) that entry ends with the rowid ("rowid not at end-of-record"); (3) for non-BINARY collations,
  * the entry holds exactly the row's values; (4) for UNIQUE indexes, the next entry has another key
- * ("non-unique entry in index X"). Everything else it does for T (the b-trees, the number of entries
- * of each index, NOT NULL, datatypes and CHECK constraints) quick_check does too, for every table.
+ * ("non-unique entry in index X"); and (5) each index has as many entries as T has rows ("wrong # of
+ * entries in index X"). Everything else it does for T (the b-trees, NOT NULL, datatypes and CHECK
+ * constraints) quick_check does too, for every table; so does (5) from SQLite 3.4x on, but not the
+ * 3.40 of Debian 12, nor perhaps the SQLite of the system Bun links on macOS.
  *
  * Here, for a table whose indexes are all plain BINARY columns (no expressions, no partial indexes,
  * no generated columns, a rowid table), with the rowid in every probe:
@@ -19,6 +21,7 @@
  *   (3): does not arise (BINARY only).
  *   (4): per UNIQUE index, one scan of the index for a key held twice (NULL keys excepted, as in
  *       SQLite: only nullable columns may hold them).
+ *   (5): one statement counts the table's rows and each index's entries.
  * Any other table keeps `integrity_check(T)`. Every probe statement is prepared, and its plan
  * checked, before any range runs: a statement SQLite cannot plan falls back to integrity_check(T)
  * instead of being mistaken for damage.
@@ -41,8 +44,8 @@ export interface ProbeTask {
 export interface TablePlan {
   /** One task per rowid range, covering every possible rowid. */
   ranges: ProbeTask[];
-  /** One statement per UNIQUE index, whose rows (one at most) are findings. */
-  unique: string[];
+  /** Statements whose rows are findings: the entry counts, and one per UNIQUE index. */
+  statements: string[];
 }
 
 interface IndexInfo {
@@ -79,7 +82,10 @@ export function planTable(db: Database, table: string, parts: number): TablePlan
     `WHERE t.${rowid} BETWEEN ${lo} AND ${hi} AND (${probes.join(" OR ")}) LIMIT ${MAX_FINDINGS}`;
   if (!plansAsSearches(db, scan(MIN_ROWID, MAX_ROWID), indexes)) return null;
 
-  const unique: string[] = [];
+  const counts = indexes.map((index) => `SELECT ${quoteLiteral(index.name)} AS name, (SELECT count(*) FROM ${t} INDEXED BY ${quoteIdentifier(index.name)}) AS n`);
+  const countSql = `SELECT 'wrong # of entries in index ' || name AS finding FROM (${counts.join(" UNION ALL ")}) WHERE n != (SELECT count(*) FROM ${t} NOT INDEXED)`;
+  if (!prepares(db, countSql)) return null;
+  const statements = [countSql];
   for (const index of indexes.filter((i) => i.unique)) {
     const columns = index.columns.map((c) => quoteIdentifier(c.name));
     const notNull = index.columns.filter((c) => c.nullable).map((c) => `${quoteIdentifier(c.name)} IS NOT NULL`);
@@ -87,19 +93,14 @@ export function planTable(db: Database, table: string, parts: number): TablePlan
       `SELECT ${quoteLiteral(`non-unique entry in index ${index.name}`)} AS finding FROM (SELECT 1 FROM ${t} INDEXED BY ${quoteIdentifier(index.name)}` +
       `${notNull.length ? ` WHERE ${notNull.join(" AND ")}` : ""} GROUP BY ${columns.join(", ")} HAVING count(*) > 1 LIMIT 1)`;
     if (!prepares(db, sql)) return null;
-    unique.push(sql);
+    statements.push(sql);
   }
 
   // Counted in the table itself: an index (which may be the damaged one) could answer otherwise.
   const ordinalSql = `SELECT count(*) AS n FROM ${t} NOT INDEXED WHERE ${rowid} <= ?`;
   const names = indexes.map((i) => i.name);
-  return { ranges: rowidRanges(db, table, rowid, parts).map(([lo, hi]) => ({
-      table,
-      label: `the index lookups of ${t} rowid ${lo} to ${hi}`,
-      sql: scan(lo, hi),
-      indexes: names,
-      ordinalSql,
-    })), unique };
+  const ranges = rowidRanges(db, table, rowid, parts).map(([lo, hi]) => ({ table, label: `the index lookups of ${t} rowid ${lo} to ${hi}`, sql: scan(lo, hi), indexes: names, ordinalSql }));
+  return { ranges, statements };
 }
 
 /** Run one range on `db`: SQLite's findings for the rows of the range that an index lacks. */

@@ -129,7 +129,7 @@ export function planCheck(path: string, check: IntegrityCheck, options: PlanOpti
         const split = parts > 1 ? trySplit(db, name, parts) : null;
         if (split) {
           for (const probe of split.ranges) planned.push({ sql: probe.sql, kind: "integrity", cost: cost / split.ranges.length, probe });
-          for (const sql of split.unique) planned.push({ sql, kind: "integrity", cost: rows / 2 });
+          for (const sql of split.statements) planned.push({ sql, kind: "integrity", cost: rows / 2 });
         } else {
           planned.push({ sql: `PRAGMA integrity_check(${quote(name)})`, kind: "integrity", cost });
         }
