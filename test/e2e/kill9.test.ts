@@ -93,7 +93,8 @@ describe(`kill -9 (seed ${SEED})`, () => {
     const original = sha(db);
     const r = repo("backup");
     const args = ["backup", db, "--repo", r.url, "--tmp-dir", tmp, ...TUNING];
-    const duration = await timed(args, r.env);
+    // The fastest of three runs: the first one is slower (cold), and kills must land within a run.
+    const duration = Math.min(await timed(args, r.env), await timed(args, r.env), await timed(args, r.env));
     let killed = 0;
     for (let trial = 0; trial < TRIALS; trial++) {
       const exit = await killAfter(args, r.env, random() * duration * 1.2);
