@@ -27,7 +27,7 @@ import { availableParallelism } from "node:os";
 import { read } from "node:fs";
 import { promisify } from "node:util";
 import { UsageError } from "./errors.ts";
-import type { BufferPool } from "./streams.ts";
+import { iterate, prepend, streamOf, type BufferPool } from "./streams.ts";
 import { WorkerPool } from "./workers.ts";
 import { COMPRESSIONS, type Compression } from "./manifest.ts";
 import { FRAMED_HEADER_BYTES, frameHeader, framedLength, splitMembers } from "./gzip-members.ts";
@@ -123,14 +123,13 @@ export function defaultParallelism(): number {
  * given back by the transform) is handed to `release` as soon as its transform settles. The first
  * failure (reading or transforming) errors the stream; blocks still in flight are dropped and the
  * source is closed. Cancelling the stream closes the source too. A full garbage collection runs every
- * `collectEvery` blocks emitted (see COLLECT_EVERY); 0 for never.
+ * COLLECT_EVERY blocks emitted.
  */
 export function mapBlocks(
   blocks: AsyncIterable<Uint8Array>,
   transform: BlockCompressor,
   parallel: number,
   release?: (block: Uint8Array) => void,
-  collectEvery = COLLECT_EVERY,
 ): ReadableStream<Uint8Array> {
   const source = blocks[Symbol.asyncIterator]();
   let emitted = 0;
@@ -186,7 +185,7 @@ export function mapBlocks(
           void fill().catch(() => {}); // keep every core busy while the consumer works on `out`
           if (out instanceof Uint8Array) controller.enqueue(out);
           else for (const chunk of out) controller.enqueue(chunk);
-          if (collectEvery > 0 && ++emitted % collectEvery === 0) collectGarbage();
+          if (++emitted % COLLECT_EVERY === 0) collectGarbage();
         } catch (error) {
           await close().catch(() => {});
           controller.error(error);
@@ -246,53 +245,21 @@ export async function* readBlocks(fd: number, length: number, pool: BufferPool, 
 export function decompress(source: ReadableStream<Uint8Array>, compression: Compression, parallel = defaultParallelism()): ReadableStream<Uint8Array> {
   if (compression === "none") return source;
   if (compression === "zstd") return source.pipeThrough(new DecompressionStream("zstd" as "gzip") as unknown as TransformStream<Uint8Array, Uint8Array>);
-  const output = gunzipStream(source, parallel);
-  return new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        const next = await output.next();
-        if (next.done) controller.close();
-        else controller.enqueue(next.value);
-      },
-      async cancel() {
-        await output.return(undefined);
-      },
-    },
-    { highWaterMark: 0 },
-  );
+  return streamOf(gunzipStream(source, parallel));
 }
 
 async function* gunzipStream(source: ReadableStream<Uint8Array>, parallel: number): AsyncGenerator<Uint8Array> {
-  const reader = source.getReader();
-  const rest: AsyncIterator<Uint8Array> = {
-    next: async () => {
-      const { done, value } = await reader.read();
-      return done ? { done: true, value: undefined } : { done: false, value };
-    },
-  };
+  const rest = iterate(source)[Symbol.asyncIterator]();
   try {
     // Enough of the start to tell a framed member's header.
     const chunks: Uint8Array[] = [];
     let length = 0;
     for (let next; length < FRAMED_HEADER_BYTES && !(next = await rest.next()).done; length += next.value.length) chunks.push(next.value);
     const head = Buffer.concat(chunks, length);
-    if (framedLength(head) !== null) {
-      yield* mapBlocks(splitMembers(head, rest), gunzipMember, parallel);
-      return;
-    }
-    const whole = new ReadableStream<Uint8Array>({
-      start(controller) {
-        if (head.length) controller.enqueue(head);
-      },
-      async pull(controller) {
-        const next = await rest.next();
-        if (next.done) controller.close();
-        else controller.enqueue(next.value);
-      },
-    });
-    yield* whole.pipeThrough(new DecompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>);
+    if (framedLength(head) !== null) yield* mapBlocks(splitMembers(head, rest), gunzipMember, parallel);
+    else yield* streamOf(prepend([head], rest)).pipeThrough(new DecompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>);
   } finally {
-    await reader.cancel().catch(() => {});
+    await rest.return?.();
   }
 }
 

@@ -39,14 +39,6 @@ export function frameHeader(member: Uint8Array): Uint8Array {
   return header;
 }
 
-/** `member` framed, in one buffer. */
-export function frameMember(member: Uint8Array): Uint8Array {
-  const framed = new Uint8Array(member.length + FRAMED_HEADER_BYTES - 10);
-  framed.set(frameHeader(member));
-  framed.set(member.subarray(10), FRAMED_HEADER_BYTES);
-  return framed;
-}
-
 /**
  * The length of the framed member whose header starts `bytes` (at least FRAMED_HEADER_BYTES of it),
  * or null when it is not a framed member.

@@ -190,6 +190,7 @@ export function quoteIdentifier(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
 
-function quoteLiteral(text: string): string {
+/** A string literal (pragma arguments are names or literals; a literal takes any table name). */
+export function quoteLiteral(text: string): string {
   return `'${text.replaceAll("'", "''")}'`;
 }

@@ -22,7 +22,7 @@ import { constants, Database } from "bun:sqlite";
 import { closeSync, openSync, readSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
-import { planTable, quoteIdentifier, runProbe, type ProbeTask, type TablePlan } from "./index-check.ts";
+import { planTable, quoteIdentifier, quoteLiteral, runProbe, type ProbeTask, type TablePlan } from "./index-check.ts";
 import { TaskError, WorkerPool } from "./workers.ts";
 
 export type IntegrityCheck = "integrity_check" | "quick_check";
@@ -131,10 +131,10 @@ export function planCheck(path: string, check: IntegrityCheck, options: PlanOpti
           for (const probe of split.ranges) planned.push({ sql: probe.sql, kind: "integrity", cost: cost / split.ranges.length, probe });
           for (const sql of split.statements) planned.push({ sql, kind: "integrity", cost: rows / 2 });
         } else {
-          planned.push({ sql: `PRAGMA integrity_check(${quote(name)})`, kind: "integrity", cost });
+          planned.push({ sql: `PRAGMA integrity_check(${quoteLiteral(name)})`, kind: "integrity", cost });
         }
       }
-      if (hasForeignKeys(db, name)) planned.push({ sql: `PRAGMA foreign_key_check(${quote(name)})`, kind: "foreign-keys", cost: rows });
+      if (hasForeignKeys(db, name)) planned.push({ sql: `PRAGMA foreign_key_check(${quoteLiteral(name)})`, kind: "foreign-keys", cost: rows });
     }
     return planned.sort((a, b) => b.cost - a.cost);
   } finally {
@@ -162,16 +162,12 @@ function estimateRows(db: Database, table: string): number {
 
 function hasForeignKeys(db: Database, table: string): boolean {
   try {
-    return db.query(`SELECT 1 FROM pragma_foreign_key_list(${quote(table)}) LIMIT 1`).get() !== null;
+    return db.query(`SELECT 1 FROM pragma_foreign_key_list(${quoteLiteral(table)}) LIMIT 1`).get() !== null;
   } catch {
     return true; // when in doubt, check
   }
 }
 
-/** A string literal (pragma arguments are names or literals; a literal takes any table name). */
-function quote(text: string): string {
-  return `'${text.replaceAll("'", "''")}'`;
-}
 
 /**
  * Run `check` and foreign_key_check on the database at `path`, split across the worker pool. A

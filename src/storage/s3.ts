@@ -28,7 +28,7 @@
  */
 import { S3Client, S3Errors } from "@bradenmacdonald/s3-lite-client";
 import { AuthError, NotFoundError, StorageUnavailableError, VaultError } from "../errors.ts";
-import { BufferPool, iterate } from "../streams.ts";
+import { BufferPool, iterate, prepend } from "../streams.ts";
 import { runWithSignal } from "./fetch-signal.ts";
 import { AttemptTimeoutError, DEFAULT_RETRIES, DEFAULT_TIMEOUT_MS, isTransient, TransientError, withRetries, type RetryPolicy } from "./retry.ts";
 import { assertValidKey, type GetOptions, type ObjectInfo, type PartialWrite, type PutOptions, type Storage } from "./types.ts";
@@ -415,15 +415,6 @@ function contentHeaders(): Headers {
 
 async function* single(bytes: Uint8Array): AsyncIterable<Uint8Array> {
   yield bytes;
-}
-
-async function* prepend<T>(first: T[], rest: AsyncIterator<T>): AsyncIterable<T> {
-  yield* first;
-  while (true) {
-    const next = await rest.next();
-    if (next.done) return;
-    yield next.value;
-  }
 }
 
 /**

@@ -5,10 +5,12 @@
  */
 import { describe, expect, test } from "bun:test";
 import { gunzipSync } from "node:zlib";
-import { frameMember, framedLength, MAX_MEMBER_OUTPUT, splitMembers } from "../../src/gzip-members.ts";
+import { frameHeader, framedLength, MAX_MEMBER_OUTPUT, splitMembers } from "../../src/gzip-members.ts";
 
 const text = (n: number, seed: number): Uint8Array<ArrayBuffer> => new TextEncoder().encode(Array.from({ length: n }, (_, i) => `line ${i * seed} of ${seed}\n`).join(""));
-const members = [text(5000, 1), text(3000, 2), text(10, 3)].map((block) => ({ block, member: frameMember(Bun.gzipSync(block, { level: 5, library: "libdeflate" })) }));
+/** A member framed as a backup stores it: the framed header, then the member after its own 10-byte header. */
+const frame = (member: Uint8Array) => new Uint8Array(Buffer.concat([frameHeader(member), member.subarray(10)]));
+const members = [text(5000, 1), text(3000, 2), text(10, 3)].map((block) => ({ block, member: frame(Bun.gzipSync(block, { level: 5, library: "libdeflate" })) }));
 const whole = new Uint8Array(Buffer.concat(members.map((m) => m.member)));
 
 /** The stream in chunks of `size` bytes. */
