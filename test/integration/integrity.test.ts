@@ -99,10 +99,10 @@ function scrambleRoot(path: string, table: string): void {
   closeSync(fd);
 }
 
-function firstIndex(path: string, table: string): { name: string; sql: string; rootpage: number } {
+function firstIndex(path: string, table: string, name?: string): { name: string; sql: string; rootpage: number } {
   const db = new Database(path, { readonly: true });
   try {
-    return db.query("SELECT name, sql, rootpage FROM sqlite_schema WHERE type = 'index' AND tbl_name = ?").get(table) as { name: string; sql: string; rootpage: number };
+    return db.query("SELECT name, sql, rootpage FROM sqlite_schema WHERE type = 'index' AND tbl_name = ?1 AND (?2 IS NULL OR name = ?2)").get(table, name ?? null) as { name: string; sql: string; rootpage: number };
   } finally {
     db.close();
   }
@@ -118,8 +118,7 @@ function rowMissingFromIndex(path: string, table: string): void {
 }
 
 /** Delete a row while the table's index is hidden from SQLite: the index keeps an entry for it. */
-function entryWithoutRow(path: string, table: string): void {
-  const index = firstIndex(path, table);
+function entryWithoutRow(path: string, table: string, index = firstIndex(path, table)): void {
   editSchema(path, `DELETE FROM sqlite_schema WHERE name = ${literal(index.name)};`);
   editSchema(path, `DELETE FROM ${table} WHERE id = 7;`);
   editSchema(path, `INSERT INTO sqlite_schema VALUES ('index', ${literal(index.name)}, ${literal(table)}, ${index.rootpage}, ${literal(index.sql)});`);
@@ -252,6 +251,20 @@ describe("split integrity check", () => {
     entryWithoutRow(path, "notes");
     const findings = counting().flatMap((p) => runTask({ path, sql: p.sql }).map((row) => String(Object.values(row)[0])));
     expect(findings).toEqual(["wrong # of entries in index notes_score"]);
+  });
+
+  test("the count covers every index of a table, not only its smallest (count(*) with INDEXED BY counts the smallest)", () => {
+    const path = join(tempDir("integrity"), "count-two.db");
+    createDb(path);
+    const db = new Database(path);
+    db.run("CREATE INDEX notes_body ON notes(body)"); // wider than notes_score: never the one count(*) picks
+    db.close();
+    const counting = () => planCheck(path, "integrity_check", { split: "always" }).filter((p) => p.sql.includes("wrong # of entries in index") && p.sql.includes("notes_body"));
+    expect(counting()).toHaveLength(1);
+    entryWithoutRow(path, "notes", firstIndex(path, "notes", "notes_body"));
+    expect(singlePass(path)).toContain("wrong # of entries in index notes_body");
+    const findings = counting().flatMap((p) => runTask({ path, sql: p.sql }).map((row) => String(Object.values(row)[0])));
+    expect(findings).toEqual(["wrong # of entries in index notes_body"]);
   });
 
   test("tables the range split cannot check exactly as SQLite does keep integrity_check(TABLE)", async () => {
