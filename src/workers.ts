@@ -11,7 +11,7 @@
  * beside this file; they answer through serveTasks().
  */
 import { availableParallelism } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { VaultError } from "./errors.ts";
 
 /** What postMessage can move to another thread instead of copying. */
@@ -82,8 +82,7 @@ export class WorkerPool<T, R> {
   }
 
   private spawn(): Worker {
-    // `__dirname`, not import.meta: the executable is CommonJS bytecode.
-    const worker = new Worker(join(__dirname, this.module));
+    const worker = new Worker(workerPath(this.module));
     this.live.add(worker);
     worker.onmessage = (event: MessageEvent<Reply<R>>) => {
       if (!this.live.has(worker)) return; // discarded meanwhile
@@ -116,6 +115,19 @@ export class WorkerPool<T, R> {
     worker.terminate();
   }
 }
+
+/**
+ * Where a worker module is. In the compiled executable, the worker entrypoints are embedded beside
+ * the main one (under /$bunfs/root/), while `__dirname` is the directory the build ran in, baked in
+ * at build time: a path under it exists only on the build machine, and a relative one would load a
+ * file from the working directory if the embedded one were missing. From source, `__dirname` is this
+ * file's directory. (`__dirname`, not import.meta: the executable is CommonJS bytecode.)
+ */
+export function workerPath(module: string, main = Bun.main): string {
+  return main.startsWith(EMBEDDED_ROOT) ? join(dirname(main), module) : join(__dirname, module);
+}
+
+const EMBEDDED_ROOT = "/$bunfs/";
 
 /**
  * The worker side: answer each task with `handle`'s result (and move the buffers it lists), or with

@@ -1,10 +1,12 @@
 /**
- * What ships: the binary ignores a hostile .env and bunfig.toml in its working directory, reports its
- * build, teaches with --help, and install.sh installs it from a release (a local HTTP server serving a
- * built dist/), verifying SHA256SUMS and refusing a mismatch.
+ * What ships: the binary ignores a hostile .env and bunfig.toml in its working directory, runs on a
+ * machine without the source tree it was built from, reports its build, teaches with --help, and
+ * install.sh installs it from a release (a local HTTP server serving a built dist/), verifying
+ * SHA256SUMS and refusing a mismatch.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { Database } from "bun:sqlite";
 import { join } from "node:path";
 import { createBankDb, removeTempDirs, tempDir } from "../helpers/db.ts";
 import { ensureBinary, ROOT, runCli } from "../helpers/cli.ts";
@@ -32,6 +34,44 @@ describe("a hostile working directory", () => {
     expect(def.exitCode).toBe(0);
     expect(JSON.parse(def.stdout).repo).not.toContain("evil-repo");
     expect(existsSync(evilRepo)).toBe(false);
+  });
+});
+
+describe("the executable away from the tree it was built in", () => {
+  // Every other test runs the binary on the machine that built it, where paths baked in at build
+  // time still exist. Users have only the binary: its worker threads (gzip compression, parallel
+  // decompression, the integrity check) must load from inside it.
+  test("backs up, restores and verifies once its build directory is gone", async () => {
+    const dir = tempDir("moved");
+    const tree = join(dir, "tree");
+    mkdirSync(tree);
+    for (const name of ["src", "scripts", "package.json", "tsconfig.json"]) cpSync(join(ROOT, name), join(tree, name), { recursive: true });
+    symlinkSync(join(ROOT, "node_modules"), join(tree, "node_modules"));
+    const build = Bun.spawnSync([process.execPath, join(tree, "scripts", "build.ts")], { cwd: tree, stdout: "pipe", stderr: "pipe" });
+    expect(build.exitCode).toBe(0);
+    const binary = join(dir, "sqlite-vault");
+    renameSync(join(tree, "dist", "sqlite-vault"), binary);
+    rmSync(tree, { recursive: true, force: true });
+
+    createBankDb(join(dir, "app.db"));
+    const repo = join(dir, "repo");
+    const backup = await runCli(["backup", "app.db", "--repo", repo, "--compression", "gzip", "--json"], { cwd: dir, binary });
+    expect(backup.stderr).toBe("");
+    expect(backup.exitCode).toBe(0);
+    const restore = await runCli(["restore", "app", "--repo", repo, "--output", "restored.db", "--json"], { cwd: dir, binary });
+    expect(restore.stderr).toBe("");
+    expect(restore.exitCode).toBe(0);
+    const verify = await runCli(["verify", "--all", "--repo", repo], { cwd: dir, binary });
+    expect(verify.exitCode).toBe(0);
+    const rows = (path: string) => {
+      const db = new Database(path, { readonly: true });
+      try {
+        return db.query("SELECT id, balance FROM accounts ORDER BY id").all();
+      } finally {
+        db.close();
+      }
+    };
+    expect(rows(join(dir, "restored.db"))).toEqual(rows(join(dir, "app.db")));
   });
 });
 

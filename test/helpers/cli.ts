@@ -62,8 +62,8 @@ export function assertNoSecrets(text: string, args: string[]): void {
     if (text.includes(secret)) throw new Error(`sqlite-vault ${args[0]} printed a secret (${secret.slice(0, 4)}…): the secrets scan failed`);
 }
 
-export async function runCli(args: string[], options: { env?: Record<string, string | undefined>; cwd?: string } = {}): Promise<CliResult> {
-  const proc = Bun.spawn([ensureBinary(), ...args], { env: cliEnv(options.env ?? {}), cwd: options.cwd, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+export async function runCli(args: string[], options: { env?: Record<string, string | undefined>; cwd?: string; binary?: string } = {}): Promise<CliResult> {
+  const proc = Bun.spawn([options.binary ?? ensureBinary(), ...args], { env: cliEnv(options.env ?? {}), cwd: options.cwd, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
   const [stdout, stderr, exitCode] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   assertNoSecrets(stdout + stderr, args);
   return { exitCode, stdout, stderr };
