@@ -13,7 +13,7 @@ import type { RunContext } from "./context.ts";
 import { decryptStream, NoMatchingIdentityError, type DecryptionSettings } from "./encryption.ts";
 import { NotFoundError, StorageUnavailableError, VaultError, VerificationError } from "./errors.ts";
 import type { BackupManifest } from "./manifest.ts";
-import { checkIntegrity, digestFile, openCopy, type IntegrityCheck } from "./integrity.ts";
+import { checkIntegrity, digestFile, openCopy, WriteProgress, type IntegrityCheck } from "./integrity.ts";
 import { secondsSince } from "./output.ts";
 import { readDatabaseHeader } from "./snapshot.ts";
 import { syncPath, writeFully } from "./storage/file.ts";
@@ -46,27 +46,24 @@ export async function fetchAndCheck(storage: Storage, manifest: BackupManifest, 
   try {
     await checkObject(storage, manifest);
     const started = performance.now();
-    await download(storage, manifest, path, options, ctx);
-    ctx.signal.throwIfAborted();
-    ctx.log.debug(`downloaded and decompressed ${manifest.id} in ${secondsSince(started)} s`);
-    const checkStarted = performance.now();
-    const check: IntegrityCheck = options.quick ? "quick_check" : "integrity_check";
-    // The database's SHA-256, the fsync and the integrity check run at once, on the worker threads
-    // and the thread pool. A checksum mismatch is reported first (it is the precise diagnosis), and
-    // stops the check still running.
     const stop = new AbortController();
     const signal = AbortSignal.any([ctx.signal, stop.signal]);
-    const digest = digestFile(path, signal);
-    const synced = options.durable ? syncPath(path) : Promise.resolve();
-    const checked = checkDatabase(path, manifest, check, signal);
-    for (const p of [digest, synced, checked]) p.catch(() => {}); // each awaited below
+    let synced: Promise<void> = Promise.resolve();
     try {
-      const d = await digest;
-      if (d.bytes !== manifest.database.bytes || d.sha256 !== manifest.database.sha256)
+      // The database's SHA-256 is read back from the file behind the download (src/integrity.ts).
+      const digest = await download(storage, manifest, path, options, ctx, (progress) => digestFile(path, progress, signal));
+      ctx.signal.throwIfAborted();
+      if (digest.bytes !== manifest.database.bytes || digest.sha256 !== manifest.database.sha256)
         throw new VerificationError(`backup ${manifest.id} is corrupt: the decompressed database does not match its manifest's SHA-256`, "checksum");
-      const warnings = await checked;
+      ctx.log.debug(`downloaded, decompressed and hashed ${manifest.id} in ${secondsSince(started)} s`);
+      const checkStarted = performance.now();
+      const check: IntegrityCheck = options.quick ? "quick_check" : "integrity_check";
+      // The fsync and the integrity check run at once, on the thread pool and the worker threads.
+      if (options.durable) synced = syncPath(path);
+      synced.catch(() => {}); // awaited below
+      const warnings = await checkDatabase(path, manifest, check, signal);
       await synced;
-      ctx.log.debug(`SHA-256, ${check}${options.durable ? " and fsync" : ""} of ${manifest.id} in ${secondsSince(checkStarted)} s`);
+      ctx.log.debug(`${check}${options.durable ? " and fsync" : ""} of ${manifest.id} in ${secondsSince(checkStarted)} s`);
       return { check, warnings };
     } finally {
       stop.abort(new Error("check stopped"));
@@ -127,10 +124,17 @@ async function openObject(storage: Storage, manifest: BackupManifest, ctx: RunCo
 const COLLECT_BYTES = 64 * 1024 * 1024;
 
 /**
- * Step "checksum", first half: stream the object through its digest, the decryption and the
- * decompressor into `path` (the database's own digest is taken from the file afterwards).
+ * Step "checksum": stream the object through its digest, the decryption and the decompressor into
+ * `path`, while `follow` reads the file back behind the writes; the database's digest it returns.
  */
-async function download(storage: Storage, manifest: BackupManifest, path: string, options: CheckOptions, ctx: RunContext): Promise<void> {
+async function download(
+  storage: Storage,
+  manifest: BackupManifest,
+  path: string,
+  options: CheckOptions,
+  ctx: RunContext,
+  follow: (progress: WriteProgress) => Promise<{ bytes: number; sha256: string }>,
+): Promise<{ bytes: number; sha256: string }> {
   const { stored, database } = manifest;
   const storedDigest = createDigestStream();
   const ciphertextOrCompressed = (await openObject(storage, manifest, ctx)).pipeThrough(storedDigest.stream);
@@ -149,7 +153,11 @@ async function download(storage: Storage, manifest: BackupManifest, path: string
   }
   const plain = decompress(compressed, stored.compression);
   const handle = await open(path, "wx", options.mode);
+  const progress = new WriteProgress();
+  const digest = follow(progress);
+  digest.catch(() => {}); // awaited below, once the file is written
   let written = 0;
+  let ok = false;
   try {
     let sinceCollect = 0;
     for await (const chunk of iterate(plain, ctx.signal)) {
@@ -157,12 +165,14 @@ async function download(storage: Storage, manifest: BackupManifest, path: string
       // Never let a damaged or hostile object expand past the database it claims to hold.
       if (written > database.bytes) throw new VerificationError(`backup ${manifest.id} is corrupt: it decompresses to more than the manifest's ${database.bytes} bytes`, "checksum");
       await writeFully(handle, chunk);
+      progress.written(written);
       sinceCollect += chunk.byteLength;
       if (sinceCollect >= COLLECT_BYTES) {
         sinceCollect = 0;
         collectGarbage();
       }
     }
+    ok = true;
   } catch (error) {
     if (ctx.signal.aborted) throw ctx.signal.reason;
     // Storage and file-system errors pass through; anything else came from the decompressor.
@@ -172,12 +182,14 @@ async function download(storage: Storage, manifest: BackupManifest, path: string
       throw new VerificationError(`backup ${manifest.id} is corrupt: the stored object does not match its manifest's SHA-256`, "checksum");
     throw new VerificationError(`backup ${manifest.id} is corrupt: ${stored.encryption ? "decryption or " : ""}decompression failed (${(error as Error).message})`, "checksum");
   } finally {
+    progress.end(ok);
     await handle.close();
   }
   const s = storedDigest.result();
   if (s.bytes !== stored.bytes || s.sha256 !== stored.sha256)
     throw new VerificationError(`backup ${manifest.id} is corrupt: the stored object does not match its manifest's SHA-256 (${s.bytes} of ${stored.bytes} bytes read)`, "checksum");
   if (written !== database.bytes) throw new VerificationError(`backup ${manifest.id} is corrupt: it decompresses to ${written} bytes, the manifest says ${database.bytes}`, "checksum");
+  return await digest;
 }
 
 /**

@@ -32,7 +32,7 @@ export type IntegrityCheck = "integrity_check" | "quick_check";
  * duplicate keys), one rowid range of a table's index lookups (src/index-check.ts), or the SHA-256 of
  * the whole file.
  */
-export type CheckTask = { path: string; sql: string } | { path: string; probe: ProbeTask } | { path: string; digest: "sha256" };
+export type CheckTask = { path: string; sql: string } | { path: string; probe: ProbeTask } | { path: string; digest: "sha256"; progress: SharedArrayBuffer };
 
 export interface CheckFindings {
   /** Problems: anything but "ok" from the integrity pragmas. */
@@ -53,7 +53,7 @@ export function openCopy(path: string): Database {
 
 /** Run one task (on its own connection); the rows it returns. Used inside the workers. */
 export function runTask(task: CheckTask): Record<string, unknown>[] {
-  if ("digest" in task) return [hashFile(task.path)];
+  if ("digest" in task) return [hashFile(task.path, new BigInt64Array(task.progress))];
   const db = openCopy(task.path);
   try {
     if ("probe" in task) return runProbe(db, task.probe).map((finding) => ({ finding }));
@@ -63,25 +63,59 @@ export function runTask(task: CheckTask): Record<string, unknown>[] {
   }
 }
 
-function hashFile(path: string): { bytes: number; sha256: string } {
+/**
+ * SHA-256 and size of a file that is still being written, read behind its writer: progress[0] is
+ * the number of bytes written so far, progress[1] becomes 1 when the writer is done (-1 when it gave
+ * up). Every byte is read back from the file, not taken from the writer.
+ */
+function hashFile(path: string, progress: BigInt64Array): { bytes: number; sha256: string } {
   const hasher = new Bun.CryptoHasher("sha256");
   const buffer = new Uint8Array(1024 * 1024);
   const fd = openSync(path, "r");
   let bytes = 0;
   try {
-    for (let n; (n = readSync(fd, buffer, 0, buffer.byteLength, null)) > 0; bytes += n) hasher.update(buffer.subarray(0, n));
+    for (;;) {
+      const state = Atomics.load(progress, 1); // before the count: once done, the count is final
+      const written = Number(Atomics.load(progress, 0));
+      if (bytes < written) {
+        const n = readSync(fd, buffer, 0, Math.min(buffer.byteLength, written - bytes), bytes);
+        if (n === 0) throw new Error(`${path} ends at byte ${bytes}, ${written} were written`);
+        hasher.update(buffer.subarray(0, n));
+        bytes += n;
+      } else if (state === 1n) {
+        return { bytes, sha256: hasher.digest("hex") };
+      } else if (state < 0n) {
+        throw new Error("the writer gave up");
+      } else {
+        Atomics.wait(progress, 0, BigInt(written), 100);
+      }
+    }
   } finally {
     closeSync(fd);
   }
-  return { bytes, sha256: hasher.digest("hex") };
+}
+
+/** What the writer of a file tells digestFile(): how far it got, and when it is done. */
+export class WriteProgress {
+  readonly buffer = new SharedArrayBuffer(16);
+  private readonly view = new BigInt64Array(this.buffer);
+  written(bytes: number): void {
+    Atomics.store(this.view, 0, BigInt(bytes));
+    Atomics.notify(this.view, 0);
+  }
+  end(ok: boolean): void {
+    Atomics.store(this.view, 1, ok ? 1n : -1n);
+    Atomics.notify(this.view, 0);
+  }
 }
 
 /**
- * SHA-256 and size of a file, computed by a check worker: a restore hashes the database it wrote
- * while the integrity check runs, instead of on the JS thread during the download.
+ * SHA-256 and size of the file at `path`, computed by a check worker that reads it as `progress`
+ * reports it written: a restore hashes the database from the file while the download is still
+ * writing it, on a core the download leaves partly idle.
  */
-export async function digestFile(path: string, signal?: AbortSignal): Promise<{ bytes: number; sha256: string }> {
-  const [row] = await pool().run({ path, digest: "sha256" }, { signal });
+export async function digestFile(path: string, progress: WriteProgress, signal?: AbortSignal): Promise<{ bytes: number; sha256: string }> {
+  const [row] = await pool().run({ path, digest: "sha256", progress: progress.buffer }, { signal });
   return row as { bytes: number; sha256: string };
 }
 
