@@ -1,13 +1,14 @@
 /**
- * One backup or restore at a time per database path, across processes. The lock is a file in the OS temp dir named
- * after the database's real path, created atomically (write a temp file, then link() it into place,
- * which fails if the lock exists). It holds the owner's pid and host; a lock whose process is gone
- * (killed with -9, crashed) is stale and taken over, so it never blocks the next run.
+ * One backup or restore at a time per database path, across processes of one user. The lock is a
+ * file named after the database's real path, in the user's own lock directory (see lockDir), created
+ * atomically (write a temp file, then link() it into place, which fails if the lock exists). It holds
+ * the owner's pid and host; a lock whose process is gone (killed with -9, crashed) is stale and taken
+ * over, so it never blocks the next run.
  */
-import { linkSync, mkdirSync, readFileSync, realpathSync, unlinkSync, writeFileSync } from "node:fs";
+import { lstatSync, linkSync, mkdirSync, readFileSync, realpathSync, unlinkSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
-import { LockedError } from "./errors.ts";
+import { LockedError, VaultError } from "./errors.ts";
 
 export interface Lock {
   path: string;
@@ -21,9 +22,31 @@ interface LockOwner {
   startedAt: string;
 }
 
+/**
+ * The user's lock directory: sqlite-vault-locks-UID in the temp dir, mode 0700. Per user, because a
+ * directory shared in /tmp belongs to whoever ran first (every other user then failed with
+ * "permission denied"), and another local user could create it first to block or spy on runs.
+ */
+export function lockDir(): string {
+  return join(tmpdir(), `sqlite-vault-locks-${process.getuid?.() ?? 0}`);
+}
+
+/** Create `dir` (mode 0700), or accept it only as this user's own private directory. */
+function ensurePrivateDir(dir: string): void {
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+  }
+  const stat = lstatSync(dir);
+  const uid = process.getuid?.();
+  if (!stat.isDirectory() || (uid !== undefined && stat.uid !== uid) || (stat.mode & 0o077) !== 0)
+    throw new VaultError(`the lock directory ${dir} is not a private directory of this user`, `remove it (sqlite-vault creates it, mode 0700), or set TMPDIR to a directory of your own`);
+}
+
 /** Take the lock for `target` or throw LockedError naming the holder. Synchronous and atomic. */
-export function acquireLock(target: string, purpose: string, dir = join(tmpdir(), "sqlite-vault-locks")): Lock {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+export function acquireLock(target: string, purpose: string, dir = lockDir()): Lock {
+  ensurePrivateDir(dir);
   const real = safeRealpath(target);
   const id = new Bun.CryptoHasher("sha256").update(real).digest("hex").slice(0, 24);
   const path = join(dir, `${id}.lock`);

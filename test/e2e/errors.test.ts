@@ -3,7 +3,7 @@
  * "Try:" hint), the documented exit code, nothing half-written, nothing listed that is not complete.
  */
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createBankDb, removeTempDirs, tempDir } from "../helpers/db.ts";
 import { ROOT, runCli, spawnCli } from "../helpers/cli.ts";
@@ -223,5 +223,29 @@ describe("interruption and locking", () => {
     await holder.exited;
     const after = await runCli(["backup", db, "--repo", repo]);
     expect(after.exitCode).toBe(0);
+  });
+
+  test("locks live in the user's own directory, mode 0700; one open to others, or not the user's, is refused", async () => {
+    const { db, repo } = setup("err-lockdir");
+    const tmp = tempDir("lockdir");
+    const dir = join(tmp, `sqlite-vault-locks-${process.getuid!()}`);
+    const ok = await runCli(["backup", db, "--repo", repo], { env: { TMPDIR: tmp } });
+    expect(ok.exitCode).toBe(0);
+    // Per user: a directory shared in /tmp belonged to whoever ran first, and failed everyone else.
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+    chmodSync(dir, 0o777);
+    const open = await runCli(["backup", db, "--repo", repo], { env: { TMPDIR: tmp } });
+    expect(open.exitCode).toBe(1);
+    expectCleanError(open.stderr, `the lock directory ${dir} is not a private directory of this user`);
+    if (process.getuid!() === 0) {
+      // (Only root can give a directory away.)
+      const other = tempDir("lockdir-other");
+      const theirs = join(other, "sqlite-vault-locks-0");
+      mkdirSync(theirs, { mode: 0o700 });
+      chownSync(theirs, 65534, 65534);
+      const foreign = await runCli(["backup", db, "--repo", repo], { env: { TMPDIR: other } });
+      expect(foreign.exitCode).toBe(1);
+      expectCleanError(foreign.stderr, `the lock directory ${theirs} is not a private directory of this user`);
+    }
   });
 });
