@@ -32,11 +32,11 @@
  * compressed before it is complete either. scripts/bench-snapshot.ts compares the ways.
  */
 import { backup, DatabaseSync } from "node:sqlite";
-import { chmodSync, chownSync, closeSync, fstatSync, openSync, read, readSync, statfsSync, statSync, writeFileSync } from "node:fs";
+import { accessSync, chmodSync, chownSync, closeSync, constants, existsSync, fstatSync, openSync, read, readSync, statfsSync, statSync, writeFileSync } from "node:fs";
 import { mkdtemp, open } from "node:fs/promises";
 import { promisify } from "node:util";
 import { endianness } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { RunContext } from "./context.ts";
 import { removeStale, tempTag } from "./stale.ts";
 import { walResetWarning } from "./version.ts";
@@ -88,6 +88,25 @@ export function assertSqliteFile(path: string): void {
  * `countValid`: whether SQLite trusts that page count (the change counter matches the
  * version-valid-for number, as in every file SQLite 3.7.0 or later wrote).
  */
+/**
+ * The directory of a WAL-mode database whose -shm file is missing and cannot be created there by
+ * this user (SQLite then cannot read the database at all), or null.
+ */
+function unwritableWalDir(databasePath: string): string | null {
+  const dir = dirname(databasePath);
+  try {
+    if (readHeader(databasePath, 20)[18] !== 2 || existsSync(`${databasePath}-shm`)) return null; // not WAL (read version 2), or not missing
+  } catch {
+    return null;
+  }
+  try {
+    accessSync(dir, constants.W_OK);
+    return null;
+  } catch {
+    return dir;
+  }
+}
+
 export function readDatabaseHeader(path: string): { pageSize: number; pageCount: number; countValid: boolean } {
   return parseDatabaseHeader(readHeader(path, 100));
 }
@@ -176,6 +195,12 @@ async function takeSnapshot(databasePath: string, dir: string, ctx: RunContext):
     if (/disk is full|disk I\/O error|ENOSPC/i.test(message) && isFull(dir))
       throw new VaultError(`no space left for the snapshot of ${databasePath} in ${dir}`, "the snapshot needs as much free space as the database: use --tmp-dir on a larger disk");
     if (/busy|locked/i.test(message)) throw new VaultError(`${databasePath} stayed locked by a writer for ${BUSY_TIMEOUT_MS / 1000}s: ${message}`, "retry when the writer is idle");
+    const walDir = /readonly|unable to open/i.test(message) ? unwritableWalDir(databasePath) : null;
+    if (walDir)
+      throw new VaultError(
+        `cannot snapshot ${databasePath}: it is in WAL mode, and reading it takes its -shm file, which does not exist and which this user cannot create in ${walDir}`,
+        `run the backup as a user who can write to ${walDir} (the database's owner), or while the application has the database open`,
+      );
     throw new VaultError(`cannot snapshot ${databasePath}: ${message}`, undefined, { cause: error });
   }
   const common = { dir, journalMode, sqliteVersion, method };

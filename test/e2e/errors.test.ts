@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createBankDb, removeTempDirs, tempDir } from "../helpers/db.ts";
-import { ROOT, runCli, spawnCli } from "../helpers/cli.ts";
+import { ensureBinary, ROOT, runCli, spawnCli } from "../helpers/cli.ts";
 import { createTestBucket, listUploads, s3Env, s3RepoUrl } from "../helpers/s3.ts";
 
 // Real databases through a real S3 server (and retries with backoff) take more than the default 5 s.
@@ -223,6 +223,32 @@ describe("interruption and locking", () => {
     await holder.exited;
     const after = await runCli(["backup", db, "--repo", repo]);
     expect(after.exitCode).toBe(0);
+  });
+
+  test("a WAL database whose -shm this user cannot create gets one line saying so, not SQLite's \"readonly database\"", async () => {
+    // A backup user with read access only: the database's directory is not writable, and the
+    // application is not running (no -wal, no -shm). Root writes anywhere, so root runs it as nobody.
+    const dir = tempDir("err-rowal");
+    chmodSync(dir, 0o755);
+    const dbDir = join(dir, "data");
+    mkdirSync(dbDir);
+    const db = join(dbDir, "app.db");
+    createBankDb(db);
+    expect(existsSync(`${db}-shm`)).toBe(false);
+    chmodSync(db, 0o644);
+    chmodSync(dbDir, 0o555);
+    const repo = join(dir, "repo");
+    const tmp = join(dir, "tmp");
+    for (const writable of [repo, tmp]) {
+      mkdirSync(writable);
+      chmodSync(writable, 0o1777);
+    }
+    const asOther = process.getuid!() === 0 ? ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] : [];
+    const proc = Bun.spawn([...asOther, ensureBinary(), "backup", db, "--repo", repo], { cwd: dir, env: { ...process.env, HOME: dir, TMPDIR: tmp }, stdout: "pipe", stderr: "pipe" });
+    const [stderr, exitCode] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+    chmodSync(dbDir, 0o755);
+    expect(exitCode).toBe(1);
+    expectCleanError(stderr, `cannot snapshot ${db}: it is in WAL mode, and reading it takes its -shm file, which does not exist and which this user cannot create in ${dbDir}`);
   });
 
   test("locks live in the user's own directory, mode 0700; one open to others, or not the user's, is refused", async () => {
