@@ -7,7 +7,7 @@
  * reported) in favour of the next older one.
  */
 import { Database } from "bun:sqlite";
-import { chmodSync, closeSync, existsSync, fsyncSync, linkSync, openSync, renameSync, statSync, unlinkSync } from "node:fs";
+import { chmodSync, chownSync, closeSync, existsSync, fsyncSync, linkSync, openSync, renameSync, statSync, unlinkSync, type Stats } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { describeSelection, readCatalog, selectCandidates, type Selection } from "./catalog.ts";
 import { fetchAndCheck, type IntegrityCheck } from "./check.ts";
@@ -108,7 +108,9 @@ export async function runRestore(storage: Storage, input: RestoreInput, ctx: Run
 
 async function restoreFirstSound(storage: Storage, input: RestoreInput, candidates: BackupManifest[], target: string, ctx: RunContext, started: number): Promise<RestoreResult> {
   const dir = dirname(target);
-  const mode = existsSync(target) ? statSync(target).mode & 0o777 : 0o600;
+  const previous = statSync(target, { throwIfNoEntry: false });
+  const mode = previous ? previous.mode & 0o777 : 0o600;
+  const owner = ownerFor(target, previous);
   const skipped: SkippedBackup[] = [];
   for (const manifest of input.fallback ? candidates : candidates.slice(0, 1)) {
     ctx.log.info(`restoring ${manifest.name} ${manifest.id} (${manifest.createdAt}) to ${target}`);
@@ -119,6 +121,7 @@ async function restoreFirstSound(storage: Storage, input: RestoreInput, candidat
       if (manifest.snapshot?.journalMode === "wal" && manifest.snapshot.method === "vacuum-into") setWalMode(temp);
       ctx.signal.throwIfAborted();
       chmodSync(temp, mode);
+      if (owner) adoptOwner(temp, target, owner, ctx);
       const replaced = swapIntoPlace(temp, target, input.force === true);
       ctx.temp.keep(temp);
       await syncDirectory(dir);
@@ -152,6 +155,29 @@ async function restoreFirstSound(storage: Storage, input: RestoreInput, candidat
     }
   }
   throw new VerificationError(`none of the ${skipped.length} backup(s) of ${input.name} passed verification; nothing was restored`, skipped[0]?.step ?? "checksum", "run: sqlite-vault verify --all");
+}
+
+/**
+ * Who must own the restored file, when not the user restoring: the owner of the file it replaces;
+ * for a new file restored by root, the owner of its directory. Root restoring an application's
+ * database must not leave it root's: the application, running as its own user, could not open it.
+ */
+function ownerFor(target: string, previous: Stats | undefined): { uid: number; gid: number } | null {
+  if (previous) return { uid: previous.uid, gid: previous.gid };
+  if (process.getuid?.() !== 0) return null;
+  const dir = statSync(dirname(target));
+  return dir.uid === 0 ? null : { uid: dir.uid, gid: dir.gid };
+}
+
+function adoptOwner(path: string, target: string, owner: { uid: number; gid: number }, ctx: RunContext): void {
+  const now = statSync(path);
+  if (now.uid === owner.uid && now.gid === owner.gid) return;
+  try {
+    chownSync(path, owner.uid, owner.gid);
+  } catch (error) {
+    // Only root gives files away; anyone else's restore is their own file, as with cp.
+    ctx.log.warn(`${target} will be owned by uid ${now.uid}, not ${owner.uid} as before: ${(error as Error).message}`);
+  }
 }
 
 /** Restore temp files: hidden, beside the target, named after it and the restoring process. */

@@ -3,7 +3,7 @@
  * recovery path that needs no sqlite-vault at all (gunzip + sqlite3).
  */
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
-import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ACCOUNTS, createBankDb, INITIAL_BALANCE, inspectBank, removeTempDirs, tempDir } from "../helpers/db.ts";
 import { runCli } from "../helpers/cli.ts";
@@ -78,6 +78,9 @@ for (const backend of backends) {
   });
 }
 
+/** Root gives files to another user (nobody); anyone else can only own them. */
+const OTHER = process.getuid!() === 0 ? 65534 : process.getuid!();
+
 describe("restore into place", () => {
   test("an existing database is never overwritten without --force; with --force it is moved aside", async () => {
     const dir = tempDir("e2e-force");
@@ -89,6 +92,7 @@ describe("restore into place", () => {
     writeFileSync(db, "the current database, different from the backup");
     writeFileSync(`${db}-wal`, "stale wal");
     chmodSync(db, 0o640);
+    chownSync(db, OTHER, OTHER);
     const refused = await runCli(["restore", db, "--repo", repo]);
     expect(refused.exitCode).toBe(1);
     expect(refused.stderr).toContain("already exists");
@@ -107,6 +111,23 @@ describe("restore into place", () => {
     expect(existsSync(`${db}-wal`)).toBe(false);
     expect(inspectBank(db).integrity).toBe("ok");
     expect(statSync(db).mode & 0o777).toBe(0o640); // keeps the mode of the file it replaced
+    expect([statSync(db).uid, statSync(db).gid]).toEqual([OTHER, OTHER]); // and its owner
+  });
+
+  test("a new database restored by root into an application's directory belongs to the directory's owner", async () => {
+    const dir = tempDir("e2e-owner");
+    const repo = join(dir, "repo");
+    const db = join(dir, "app.db");
+    createBankDb(db);
+    expect((await runCli(["backup", db, "--repo", repo])).exitCode).toBe(0);
+    const appDir = join(dir, "srv");
+    mkdirSync(appDir);
+    chownSync(appDir, OTHER, OTHER);
+    const target = join(appDir, "app.db");
+    const r = await runCli(["restore", target, "--name", "app", "--repo", repo]);
+    expect(r.exitCode).toBe(0);
+    expect([statSync(target).uid, statSync(target).gid, statSync(target).mode & 0o777]).toEqual([OTHER, OTHER, 0o600]);
+    expect(inspectBank(target).integrity).toBe("ok");
   });
 
   test("--if-missing: nothing to do when the database exists, and success when there is no backup yet", async () => {
