@@ -75,7 +75,8 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
     const now = input.now ?? (() => new Date());
     const createdAt = now();
     const id = createBackupId(createdAt);
-    const snapshot = await createSnapshot(input.databasePath, input.tmpDir, ctx);
+    // Through any symbolic link to the file itself, beside which SQLite keeps the -wal and -shm.
+    const snapshot = await createSnapshot(safeRealpath(input.databasePath), input.tmpDir, ctx);
     try {
       return await storeSnapshot(storage, snapshot, input, { name, id, createdAt, started }, ctx);
     } finally {

@@ -7,7 +7,7 @@
  * reported) in favour of the next older one.
  */
 import { Database } from "bun:sqlite";
-import { chmodSync, chownSync, closeSync, existsSync, fsyncSync, linkSync, openSync, renameSync, statSync, unlinkSync, type Stats } from "node:fs";
+import { chmodSync, chownSync, closeSync, existsSync, fsyncSync, linkSync, lstatSync, openSync, readlinkSync, renameSync, statSync, unlinkSync, type Stats } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { describeSelection, readCatalog, selectCandidates, type Selection } from "./catalog.ts";
 import { fetchAndCheck, type IntegrityCheck } from "./check.ts";
@@ -74,7 +74,8 @@ const SIDECARS = ["-wal", "-shm", "-journal"];
 export async function runRestore(storage: Storage, input: RestoreInput, ctx: RunContext): Promise<RestoreResult> {
   const started = performance.now();
   assertValidName(input.name);
-  const target = resolve(input.target);
+  const target = followLinks(resolve(input.target));
+  if (target !== resolve(input.target)) ctx.log.info(`${input.target} is a symbolic link: restoring to ${target}, where it leads`);
   const base = { name: input.name, target, repo: storage.url };
   if (input.ifMissing && existsSync(target)) {
     ctx.log.info(`${target} exists; nothing to restore`);
@@ -178,6 +179,20 @@ function adoptOwner(path: string, target: string, owner: { uid: number; gid: num
     // Only root gives files away; anyone else's restore is their own file, as with cp.
     ctx.log.warn(`${target} will be owned by uid ${now.uid}, not ${owner.uid} as before: ${(error as Error).message}`);
   }
+}
+
+/**
+ * Where a restore to `path` writes: `path`, or the file its symbolic links lead to (existing or not).
+ * The link stays a link, and the database lands where the application's data lives (a volume, say):
+ * renaming over the link would leave the real file old and the new one beside the link.
+ */
+function followLinks(path: string): string {
+  let current = path;
+  for (let hops = 0; hops < 40; hops++) {
+    if (!lstatSync(current, { throwIfNoEntry: false })?.isSymbolicLink()) return current;
+    current = resolve(dirname(current), readlinkSync(current));
+  }
+  throw new VaultError(`${path}: too many levels of symbolic links`);
 }
 
 /** Restore temp files: hidden, beside the target, named after it and the restoring process. */

@@ -3,7 +3,7 @@
  * recovery path that needs no sqlite-vault at all (gunzip + sqlite3).
  */
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ACCOUNTS, createBankDb, INITIAL_BALANCE, inspectBank, removeTempDirs, tempDir } from "../helpers/db.ts";
 import { runCli } from "../helpers/cli.ts";
@@ -128,6 +128,38 @@ describe("restore into place", () => {
     expect(r.exitCode).toBe(0);
     expect([statSync(target).uid, statSync(target).gid, statSync(target).mode & 0o777]).toEqual([OTHER, OTHER, 0o600]);
     expect(inspectBank(target).integrity).toBe("ok");
+  });
+
+  test("through a symbolic link, backup reads and restore writes the file it leads to; the link stays", async () => {
+    // As a container's /app/app.db -> /data/app.db on a volume: renaming over the link would leave
+    // the volume's file old and the restored one in the container's own layer.
+    const dir = tempDir("e2e-link");
+    const repo = join(dir, "repo");
+    mkdirSync(join(dir, "data"));
+    const real = join(dir, "data", "app.db");
+    const link = join(dir, "app.db");
+    createBankDb(real);
+    symlinkSync("data/app.db", link);
+    const backup = await runCli(["backup", link, "--repo", repo, "--json"]);
+    expect(backup.exitCode).toBe(0);
+    const { id } = JSON.parse(backup.stdout);
+    // Read in place (its -shm is beside the real file), not copied through the backup API.
+    expect(JSON.parse(readFileSync(join(repo, "app", `${id}.json`), "utf8")).snapshot.method).toBe("file-read");
+
+    writeFileSync(real, "the current database, different from the backup");
+    const forced = await runCli(["restore", link, "--repo", repo, "--force", "--json"]);
+    expect(forced.exitCode).toBe(0);
+    expect(JSON.parse(forced.stdout).target).toBe(real);
+    expect(readlinkSync(link)).toBe("data/app.db");
+    expect(inspectBank(real).integrity).toBe("ok");
+    expect(readFileSync(JSON.parse(forced.stdout).replaced[0], "utf8")).toBe("the current database, different from the backup");
+
+    // A link whose file is missing (a fresh volume): the file is created where the link leads.
+    for (const name of readdirSync(join(dir, "data"))) rmSync(join(dir, "data", name));
+    const fresh = await runCli(["restore", link, "--repo", repo, "--if-missing"]);
+    expect(fresh.exitCode).toBe(0);
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(inspectBank(real).integrity).toBe("ok");
   });
 
   test("--if-missing: nothing to do when the database exists, and success when there is no backup yet", async () => {
