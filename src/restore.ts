@@ -7,7 +7,7 @@
  * reported) in favour of the next older one.
  */
 import { Database } from "bun:sqlite";
-import { chmodSync, chownSync, closeSync, existsSync, fsyncSync, linkSync, lstatSync, openSync, readlinkSync, renameSync, statSync, unlinkSync, type Stats } from "node:fs";
+import { chmodSync, chownSync, closeSync, existsSync, fsyncSync, linkSync, lstatSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, statSync, unlinkSync, type Stats } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { describeSelection, readCatalog, selectCandidates, type Selection } from "./catalog.ts";
 import { fetchAndCheck, type IntegrityCheck } from "./check.ts";
@@ -85,6 +85,7 @@ export async function runRestore(storage: Storage, input: RestoreInput, ctx: Run
   if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new VaultError(`directory ${dir} does not exist`, `create it first: mkdir -p ${dir}`);
   if (existsSync(target) && !input.force)
     throw new VaultError(`${target} already exists; refusing to overwrite it`, "pass --force to replace it (the current file is kept aside), or --output to restore elsewhere");
+  refuseIfOpen(target);
 
   const { backups } = await readCatalog(storage, input.name);
   const candidates = selectCandidates(backups, input.selection);
@@ -123,6 +124,7 @@ async function restoreFirstSound(storage: Storage, input: RestoreInput, candidat
       ctx.signal.throwIfAborted();
       chmodSync(temp, mode);
       if (owner) adoptOwner(temp, target, owner, ctx);
+      refuseIfOpen(target);
       const replaced = swapIntoPlace(temp, target, input.force === true);
       ctx.temp.keep(temp);
       await syncDirectory(dir);
@@ -178,6 +180,63 @@ function adoptOwner(path: string, target: string, owner: { uid: number; gid: num
   } catch (error) {
     // Only root gives files away; anyone else's restore is their own file, as with cp.
     ctx.log.warn(`${target} will be owned by uid ${now.uid}, not ${owner.uid} as before: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * Refuse to replace a database another process has open (Linux: its /proc/PID/fd; processes this
+ * user may not inspect are not seen): the application would go on reading and writing the file moved
+ * aside, and its writes would never reach the restored database. Checked again just before the swap.
+ */
+function refuseIfOpen(target: string): void {
+  const holders = openedBy(target);
+  if (holders.length)
+    throw new VaultError(
+      `${target} is open in ${holders.map((h) => `${h.name} (pid ${h.pid})`).join(", ")}; refusing to replace a database in use`,
+      "stop the application, restore, then start it again",
+    );
+}
+
+/** Other processes that have `path`, or its -wal or -shm, open. */
+export function openedBy(path: string, proc = "/proc"): { pid: number; name: string }[] {
+  const files = new Set<string>();
+  for (const file of [path, ...SIDECARS.map((s) => path + s)]) {
+    const stat = statSync(file, { throwIfNoEntry: false });
+    if (stat) files.add(`${stat.dev}:${stat.ino}`);
+  }
+  if (files.size === 0) return [];
+  let pids: string[];
+  try {
+    pids = readdirSync(proc).filter((name) => /^\d+$/.test(name) && Number(name) !== process.pid);
+  } catch {
+    return []; // no /proc (macOS)
+  }
+  const holders: { pid: number; name: string }[] = [];
+  for (const pid of pids) {
+    let fds: string[];
+    try {
+      fds = readdirSync(join(proc, pid, "fd"));
+    } catch {
+      continue; // gone, or not ours to see
+    }
+    const holds = fds.some((fd) => {
+      try {
+        const stat = statSync(join(proc, pid, "fd", fd));
+        return files.has(`${stat.dev}:${stat.ino}`);
+      } catch {
+        return false; // closed meanwhile, or not ours to see
+      }
+    });
+    if (holds) holders.push({ pid: Number(pid), name: processName(join(proc, pid)) });
+  }
+  return holders;
+}
+
+function processName(dir: string): string {
+  try {
+    return readFileSync(join(dir, "comm"), "utf8").trim();
+  } catch {
+    return "a process";
   }
 }
 

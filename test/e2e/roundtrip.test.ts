@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { ACCOUNTS, createBankDb, INITIAL_BALANCE, inspectBank, removeTempDirs, tempDir } from "../helpers/db.ts";
 import { runCli } from "../helpers/cli.ts";
 import { createTestBucket, s3Env, s3RepoUrl } from "../helpers/s3.ts";
@@ -160,6 +160,31 @@ describe("restore into place", () => {
     expect(fresh.exitCode).toBe(0);
     expect(lstatSync(link).isSymbolicLink()).toBe(true);
     expect(inspectBank(real).integrity).toBe("ok");
+  });
+
+  test("a database another process has open is not replaced, even with --force", async () => {
+    const dir = tempDir("e2e-inuse");
+    const repo = join(dir, "repo");
+    const db = join(dir, "app.db");
+    createBankDb(db);
+    expect((await runCli(["backup", db, "--repo", repo])).exitCode).toBe(0);
+    // The application: a connection that stays open, as a server's does.
+    const app = Bun.spawn([process.execPath, "-e", `const { Database } = require("bun:sqlite"); const db = new Database(${JSON.stringify(db)}); db.query("SELECT count(*) FROM accounts").get(); console.log("open"); setInterval(() => {}, 1000);`], { stdout: "pipe" });
+    try {
+      expect(new TextDecoder().decode((await app.stdout.getReader().read()).value)).toContain("open");
+      const before = readFileSync(db);
+      const refused = await runCli(["restore", db, "--repo", repo, "--force"]);
+      expect(refused.exitCode).toBe(1);
+      expect(refused.stderr).toContain(`${db} is open in ${basename(process.execPath).slice(0, 15)} (pid ${app.pid}); refusing to replace a database in use`);
+      expect(refused.stderr).toContain("Try: stop the application, restore, then start it again");
+      expect(readFileSync(db).equals(before)).toBe(true);
+      expect(readdirSync(dir).filter((name) => name.includes("replaced") || name.includes(".tmp"))).toEqual([]);
+    } finally {
+      app.kill();
+      await app.exited;
+    }
+    const forced = await runCli(["restore", db, "--repo", repo, "--force"]);
+    expect(forced.exitCode).toBe(0);
   });
 
   test("--if-missing: nothing to do when the database exists, and success when there is no backup yet", async () => {
