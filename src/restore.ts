@@ -198,7 +198,8 @@ function refuseIfOpen(target: string): void {
 }
 
 /** Other processes that have `path`, or its -wal or -shm, open. */
-export function openedBy(path: string, proc = "/proc"): { pid: number; name: string }[] {
+function openedBy(path: string): { pid: number; name: string }[] {
+  const proc = "/proc";
   const files = new Set<string>();
   for (const file of [path, ...SIDECARS.map((s) => path + s)]) {
     const stat = statSync(file, { throwIfNoEntry: false });

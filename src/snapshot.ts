@@ -88,6 +88,10 @@ export function assertSqliteFile(path: string): void {
  * `countValid`: whether SQLite trusts that page count (the change counter matches the
  * version-valid-for number, as in every file SQLite 3.7.0 or later wrote).
  */
+export function readDatabaseHeader(path: string): { pageSize: number; pageCount: number; countValid: boolean } {
+  return parseDatabaseHeader(readHeader(path, 100));
+}
+
 /**
  * The directory of a WAL-mode database whose -shm file is missing and cannot be created there by
  * this user (SQLite then cannot read the database at all), or null.
@@ -105,10 +109,6 @@ function unwritableWalDir(databasePath: string): string | null {
   } catch {
     return dir;
   }
-}
-
-export function readDatabaseHeader(path: string): { pageSize: number; pageCount: number; countValid: boolean } {
-  return parseDatabaseHeader(readHeader(path, 100));
 }
 
 function parseDatabaseHeader(header: Uint8Array): { pageSize: number; pageCount: number; countValid: boolean } {
