@@ -195,6 +195,11 @@ async function takeSnapshot(databasePath: string, dir: string, ctx: RunContext):
     if (/disk is full|disk I\/O error|ENOSPC/i.test(message) && isFull(dir))
       throw new VaultError(`no space left for the snapshot of ${databasePath} in ${dir}`, "the snapshot needs as much free space as the database: use --tmp-dir on a larger disk");
     if (/busy|locked/i.test(message)) throw new VaultError(`${databasePath} stayed locked by a writer for ${BUSY_TIMEOUT_MS / 1000}s: ${message}`, "retry when the writer is idle");
+    if (/readonly/i.test(message) && (statSync(`${databasePath}-journal`, { throwIfNoEntry: false })?.size ?? 0) > 0)
+      throw new VaultError(
+        `cannot snapshot ${databasePath}: it has a hot journal (a writer stopped in the middle of a transaction), which only a connection that may write can roll back; backups never write to the database`,
+        `let the application open it, or run: sqlite3 '${databasePath}' 'PRAGMA quick_check'; then back up`,
+      );
     const walDir = /readonly|unable to open/i.test(message) ? unwritableWalDir(databasePath) : null;
     if (walDir)
       throw new VaultError(

@@ -251,6 +251,32 @@ describe("interruption and locking", () => {
     expectCleanError(stderr, `cannot snapshot ${db}: it is in WAL mode, and reading it takes its -shm file, which does not exist and which this user cannot create in ${dbDir}`);
   });
 
+  test("a hot journal (a writer killed mid-transaction) is reported in one line, and left for a writer to roll back", async () => {
+    const dir = tempDir("err-hot");
+    const db = join(dir, "app.db");
+    const repo = join(dir, "repo");
+    // A rollback-journal database whose writer dies with a big transaction half written.
+    const writer = Bun.spawnSync([process.execPath, "-e", `
+      const { Database } = require("bun:sqlite");
+      const db = new Database(${JSON.stringify(db)});
+      db.run("PRAGMA journal_mode = DELETE"); db.run("PRAGMA cache_size = 10");
+      db.run("CREATE TABLE t (a BLOB)");
+      db.transaction(() => { for (let i = 0; i < 3000; i++) db.run("INSERT INTO t VALUES (randomblob(500))"); })();
+      db.run("BEGIN"); db.run("UPDATE t SET a = randomblob(500)");
+      process.kill(process.pid, "SIGKILL");`]);
+    expect(writer.signalCode).toBe("SIGKILL");
+    expect(statSync(`${db}-journal`).size).toBeGreaterThan(0);
+    const before = [readFileSync(db), readFileSync(`${db}-journal`)];
+    const r = await runCli(["backup", db, "--repo", repo]);
+    expect(r.exitCode).toBe(1);
+    expectCleanError(r.stderr, `cannot snapshot ${db}: it has a hot journal`);
+    expect(r.stderr).toContain(`Try: let the application open it, or run: sqlite3 '${db}' 'PRAGMA quick_check'; then back up`);
+    // Backups never write to the database: the journal is still there for a writer to roll back.
+    expect([readFileSync(db), readFileSync(`${db}-journal`)]).toEqual(before);
+    expect(Bun.spawnSync(["sqlite3", db, "PRAGMA quick_check"]).stdout.toString().trim()).toBe("ok");
+    expect((await runCli(["backup", db, "--repo", repo])).exitCode).toBe(0);
+  });
+
   test("locks live in the user's own directory, mode 0700; one open to others, or not the user's, is refused", async () => {
     const { db, repo } = setup("err-lockdir");
     const tmp = tempDir("lockdir");
