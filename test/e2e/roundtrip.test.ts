@@ -78,16 +78,22 @@ for (const backend of backends) {
   });
 }
 
+/** A bank database `app.db` in a new temp dir, backed up once to `repo` beside it. */
+async function backedUp(label: string, options: Parameters<typeof createBankDb>[1] = {}) {
+  const dir = tempDir(label);
+  const repo = join(dir, "repo");
+  const db = join(dir, "app.db");
+  createBankDb(db, options);
+  expect((await runCli(["backup", db, "--repo", repo])).exitCode).toBe(0);
+  return { dir, repo, db };
+}
+
 /** Root gives files to another user (nobody); anyone else can only own them. */
 const OTHER = process.getuid!() === 0 ? 65534 : process.getuid!();
 
 describe("restore into place", () => {
   test("an existing database is never overwritten without --force; with --force it is moved aside", async () => {
-    const dir = tempDir("e2e-force");
-    const repo = join(dir, "repo");
-    const db = join(dir, "app.db");
-    createBankDb(db, { journalMode: "wal" });
-    expect((await runCli(["backup", db, "--repo", repo])).exitCode).toBe(0);
+    const { repo, db } = await backedUp("e2e-force", { journalMode: "wal" });
 
     writeFileSync(db, "the current database, different from the backup");
     writeFileSync(`${db}-wal`, "stale wal");
@@ -115,11 +121,7 @@ describe("restore into place", () => {
   });
 
   test("a new database restored by root into an application's directory belongs to the directory's owner", async () => {
-    const dir = tempDir("e2e-owner");
-    const repo = join(dir, "repo");
-    const db = join(dir, "app.db");
-    createBankDb(db);
-    expect((await runCli(["backup", db, "--repo", repo])).exitCode).toBe(0);
+    const { dir, repo } = await backedUp("e2e-owner");
     const appDir = join(dir, "srv");
     mkdirSync(appDir);
     chownSync(appDir, OTHER, OTHER);
@@ -163,11 +165,7 @@ describe("restore into place", () => {
   });
 
   test("a database another process has open is not replaced, even with --force", async () => {
-    const dir = tempDir("e2e-inuse");
-    const repo = join(dir, "repo");
-    const db = join(dir, "app.db");
-    createBankDb(db);
-    expect((await runCli(["backup", db, "--repo", repo])).exitCode).toBe(0);
+    const { dir, repo, db } = await backedUp("e2e-inuse");
     // The application: a connection that stays open, as a server's does.
     const app = Bun.spawn([process.execPath, "-e", `const { Database } = require("bun:sqlite"); const db = new Database(${JSON.stringify(db)}); db.query("SELECT count(*) FROM accounts").get(); console.log("open"); setInterval(() => {}, 1000);`], { stdout: "pipe" });
     try {
@@ -188,11 +186,7 @@ describe("restore into place", () => {
   });
 
   test("--if-missing: nothing to do when the database exists, and success when there is no backup yet", async () => {
-    const dir = tempDir("e2e-ifmissing");
-    const repo = join(dir, "repo");
-    const db = join(dir, "app.db");
-    createBankDb(db);
-    expect((await runCli(["backup", db, "--repo", repo])).exitCode).toBe(0);
+    const { dir, repo, db } = await backedUp("e2e-ifmissing");
     const before = readFileSync(db);
     const exists = await runCli(["restore", db, "--repo", repo, "--if-missing"]);
     expect(exists.exitCode).toBe(0);
