@@ -78,6 +78,7 @@ export function assertSqliteFile(path: string): void {
     throw new VaultError(`cannot read database ${path}: ${(error as Error).message}`);
   }
   if (!info.isFile()) throw new VaultError(`${path} is not a file`);
+  if (info.size === 0) throw new VaultError(`${path} is empty: no database has been written there yet, so there is nothing to back up`, "check the path, or back up once the application has created its tables");
   const header = readHeader(path, 100);
   if (header.byteLength < 100 || new TextDecoder().decode(header.subarray(0, 16)) !== SQLITE_MAGIC)
     throw new VaultError(`${path} is not a SQLite database`, "check the path: the file does not start with the SQLite header");

@@ -58,6 +58,15 @@ describe("exit codes", () => {
     expectCleanError(r.stderr, /is not a SQLite database/);
   });
 
+  test("an empty file (SQLite's empty database, before any table): exit 1, saying so", async () => {
+    const { dir, repo } = setup("err-empty");
+    const path = join(dir, "new.db");
+    writeFileSync(path, "");
+    const r = await runCli(["backup", path, "--repo", repo]);
+    expect(r.exitCode).toBe(1);
+    expectCleanError(r.stderr, `${path} is empty: no database has been written there yet, so there is nothing to back up`);
+  });
+
   test("wrong S3 secret: exit 12, the secret never printed", async () => {
     const { db } = setup("err-auth");
     const env = s3Env({ AWS_SECRET_ACCESS_KEY: "definitely-wrong-secret-4711" });
