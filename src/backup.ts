@@ -8,7 +8,7 @@ import { hostname } from "node:os";
 import { BLOCK_SIZE, blockCompressor, mapBlocks, defaultParallelism, readBlocks, type BlockCompressor } from "./codec.ts";
 import { describeEncryption, encryptStream, type EncryptionSettings } from "./encryption.ts";
 import type { RunContext } from "./context.ts";
-import { VaultError } from "./errors.ts";
+import { UsageError, VaultError } from "./errors.ts";
 import { acquireLock } from "./lock.ts";
 import {
   assertValidName,
@@ -18,10 +18,12 @@ import {
   FORMAT_NAME,
   FORMAT_VERSION,
   manifestKey,
+  parseManifestKey,
   serializeManifest,
   type BackupManifest,
   type Compression,
 } from "./manifest.ts";
+import { readManifest } from "./catalog.ts";
 import { secondsSince } from "./output.ts";
 import { createSnapshot, type Snapshot } from "./snapshot.ts";
 import type { Storage } from "./storage/types.ts";
@@ -32,6 +34,11 @@ export interface BackupInput {
   databasePath: string;
   /** Defaults to deriveName(databasePath). */
   name?: string;
+  /**
+   * False when `name` was derived from the file name: the backup then refuses to join a name whose
+   * newest backup is of another file (see assertSameSource). Default true.
+   */
+  nameGiven?: boolean;
   compression: Compression;
   /** Encrypt the stored object with age; null or absent: not encrypted. */
   encryption?: EncryptionSettings | null;
@@ -72,13 +79,15 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
   const lock = acquireLock(input.databasePath, "backup");
   try {
     await storage.check({ create: true });
+    const source = safeRealpath(input.databasePath);
+    if (input.name === undefined || input.nameGiven === false) await assertSameSource(storage, name, source);
     const now = input.now ?? (() => new Date());
     const createdAt = now();
     const id = createBackupId(createdAt);
     // Through any symbolic link to the file itself, beside which SQLite keeps the -wal and -shm.
-    const snapshot = await createSnapshot(safeRealpath(input.databasePath), input.tmpDir, ctx);
+    const snapshot = await createSnapshot(source, input.tmpDir, ctx);
     try {
-      return await storeSnapshot(storage, snapshot, input, { name, id, createdAt, started }, ctx);
+      return await storeSnapshot(storage, snapshot, input, { name, id, createdAt, started, source }, ctx);
     } finally {
       snapshot.release();
       ctx.temp.remove(snapshot.dir);
@@ -92,7 +101,7 @@ async function storeSnapshot(
   storage: Storage,
   snapshot: Snapshot,
   input: BackupInput,
-  { name, id, createdAt, started }: { name: string; id: string; createdAt: Date; started: number },
+  { name, id, createdAt, started, source }: { name: string; id: string; createdAt: Date; started: number; source: string },
   ctx: RunContext,
 ): Promise<BackupResult> {
   ctx.log.debug(`snapshot of ${input.databasePath}: ${snapshot.bytes} bytes by ${snapshot.method} in ${secondsSince(started)} s`);
@@ -139,6 +148,7 @@ async function storeSnapshot(
       name,
       createdAt: createdAt.toISOString(),
       host: hostname(),
+      source: { path: source },
       toolVersion: VERSION,
       sqliteVersion: snapshot.sqliteVersion,
       snapshot: { method: snapshot.method, journalMode: snapshot.journalMode },
@@ -166,6 +176,35 @@ async function storeSnapshot(
     if (uploaded) await storage.delete([key]).catch(() => {});
     throw error;
   }
+}
+
+/**
+ * A name derived from the file name (app.db -> app) is shared by every app.db: two databases backed
+ * up under it to one repository would mix, and then retention prunes one by the other's backups and
+ * `restore --latest` may bring back the wrong database. So a derived name whose newest backup is of
+ * a file at another path is refused. The host is not compared: a machine rebuilt after a disaster,
+ * or a container redeployed, has a new host name and the same database at the same path. A name
+ * given with --name (or a config file's `name`) is the user's decision: a database that moved to
+ * another path keeps its name that way.
+ */
+async function assertSameSource(storage: Storage, name: string, source: string): Promise<void> {
+  let newest: string | undefined;
+  for await (const object of storage.list(`${name}/`)) {
+    const parsed = parseManifestKey(object.key);
+    if (parsed?.name === name && (newest === undefined || object.key > newest)) newest = object.key;
+  }
+  if (newest === undefined) return;
+  let previous: BackupManifest;
+  try {
+    previous = await readManifest(storage, newest);
+  } catch {
+    return; // unreadable: restore and verify will say so; it says nothing about the source
+  }
+  if (!previous.source || previous.source.path === source) return;
+  throw new UsageError(
+    `backups named ${name} in ${storage.url} are of ${previous.source.path} (on ${previous.host}), not of ${source}`,
+    `give this database its own name with --name; or, if it is the same database moved here, pass --name ${name}`,
+  );
 }
 
 async function* tap<T>(source: AsyncIterable<T>, each: (item: T) => void): AsyncGenerator<T> {

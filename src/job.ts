@@ -18,6 +18,8 @@ import type { Storage } from "./storage/types.ts";
 export interface JobTarget {
   db: string;
   name: string;
+  /** False when the name was derived from the file name (see BackupInput.nameGiven). */
+  nameGiven?: boolean;
   settings: Settings;
   storage: Storage;
   encryption: EncryptionSettings | null;
@@ -47,7 +49,7 @@ export async function runBackupJob(target: JobTarget, ctx: RunContext, hooks: { 
   try {
     backup = await runBackup(
       target.storage,
-      { databasePath: target.db, name, compression: settings.compression, encryption: target.encryption, tmpDir: settings.tmpDir, now: hooks.now },
+      { databasePath: target.db, name, nameGiven: target.nameGiven ?? true, compression: settings.compression, encryption: target.encryption, tmpDir: settings.tmpDir, now: hooks.now },
       ctx,
     );
   } catch (thrown) {

@@ -26,6 +26,8 @@ export interface BackupManifest {
   /** ISO 8601 UTC, when the snapshot was taken. */
   createdAt: string;
   host: string;
+  /** The database file backed up (its real path on `host`); absent in backups made before 0.2. */
+  source?: { path: string };
   toolVersion: string;
   sqliteVersion: string;
   /** How the consistent snapshot was taken (src/snapshot.ts); "vacuum-into" in backups made before 0.2. */
@@ -132,6 +134,7 @@ export function parseManifest(bytes: Uint8Array, key: string): BackupManifest {
   if (!isBackupId(m.id) || typeof m.name !== "string" || !NAME_PATTERN.test(m.name)) throw fail("bad id or name");
   if (manifestKey(m.name, m.id) !== key) throw fail("id and name do not match its key");
   if (Number.isNaN(Date.parse(m.createdAt))) throw fail("bad createdAt");
+  if (m.source !== undefined && (typeof m.source !== "object" || m.source === null || typeof m.source.path !== "string")) throw fail("bad source");
   const db = m.database;
   const stored = m.stored;
   if (!db || !isCount(db.pageSize) || !isCount(db.pageCount) || !isCount(db.bytes) || !isSha256(db.sha256)) throw fail("bad database section");

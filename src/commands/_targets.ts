@@ -42,6 +42,8 @@ export interface Target {
   db?: string;
   /** The backup name; undefined means every name in the repository. */
   name?: string;
+  /** Whether the name was given (--name, or the config's `name`) rather than derived from the file name. */
+  nameGiven: boolean;
   settings: Settings;
   /** The config file's settings for this database (for encryption keys and the like). */
   file: FileSettings;
@@ -62,7 +64,7 @@ export interface TargetSet {
 export function resolveTargets(flags: TargetFlags, log: Logger | undefined, options: { needsDb?: boolean } = {}): TargetSet {
   const config = loadConfig({ path: flags.config, env: process.env, expandEnv: flags["expand-env"] !== false });
   const configured = config?.databases ?? [];
-  const make = (db: string | undefined, name: string | undefined, file: FileSettings): Target => {
+  const make = (db: string | undefined, name: string | undefined, file: FileSettings, nameGiven = true): Target => {
     if (name) assertValidName(name);
     const settings = resolveSettings(
       {
@@ -89,21 +91,22 @@ export function resolveTargets(flags: TargetFlags, log: Logger | undefined, opti
       partSize: settings.partSize,
       onRetry: log ? (message) => log.warn(message) : undefined,
     });
-    return { db, name, settings, file, storage };
+    return { db, name, nameGiven, settings, file, storage };
   };
   const defaults = config?.defaults ?? {};
 
   if (flags.db) {
     const path = resolve(flags.db);
     const entry = configured.find((d) => d.path === path);
-    return { config, fromConfig: false, targets: [make(flags.db, flags.name || entry?.name || deriveName(flags.db), mergeFileSettings(defaults, entry?.settings))] };
+    const given = flags.name || entry?.name;
+    return { config, fromConfig: false, targets: [make(flags.db, given || deriveName(flags.db), mergeFileSettings(defaults, entry?.settings), Boolean(given))] };
   }
   if (flags.name) {
     const entry = configured.find((d) => (d.name ?? deriveName(d.path)) === flags.name);
     return { config, fromConfig: false, targets: [make(entry?.path, flags.name, mergeFileSettings(defaults, entry?.settings))] };
   }
   if (configured.length)
-    return { config, fromConfig: true, targets: configured.map((d) => make(d.path, d.name ?? deriveName(d.path), mergeFileSettings(defaults, d.settings))) };
+    return { config, fromConfig: true, targets: configured.map((d) => make(d.path, d.name ?? deriveName(d.path), mergeFileSettings(defaults, d.settings), d.name !== undefined)) };
   if (options.needsDb)
     throw new UsageError(config ? `${config.path} lists no databases; pass a database path` : "which database? pass its path, or list databases in a config file", "sqlite-vault backup /var/lib/app/app.db --repo s3://bucket/prefix");
   return { config, fromConfig: false, targets: [make(undefined, undefined, defaults)] };

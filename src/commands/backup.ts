@@ -44,7 +44,7 @@ export default defineCommand({
         const jobs = targets.map((t) => {
           if (t.settings.repoSource === "default") ctx.log.warn(`no --repo, SQLITE_VAULT_REPO or config repo: storing in the local default ${t.settings.repo}, which does not survive losing this machine`);
           const encryption = resolveEncryption({ recipients, recipientsFile: flags["recipients-file"], passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"] }, process.env, ctx.log, t.file);
-          return { db: t.db!, name: t.name!, settings: t.settings, storage: t.storage, encryption };
+          return { db: t.db!, name: t.name!, nameGiven: t.nameGiven, settings: t.settings, storage: t.storage, encryption };
         });
         const outcomes: JobOutcome[] = [];
         const many = fromConfig || jobs.length > 1;

@@ -47,6 +47,7 @@ export default defineCommand({
         const daemonTargets = targets.map((t) => ({
           db: t.db!,
           name: t.name!,
+          nameGiven: t.nameGiven,
           settings: t.settings,
           storage: t.storage,
           encryption: resolveEncryption({ recipients, recipientsFile: flags["recipients-file"], passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"] }, process.env, ctx.log, t.file),

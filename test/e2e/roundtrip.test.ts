@@ -228,6 +228,56 @@ describe("restore into place", () => {
   });
 });
 
+describe("one name, one database", () => {
+  test("a name taken from the file name is refused for another file of the same name; --name decides", async () => {
+    const dir = tempDir("e2e-samename");
+    const repo = join(dir, "repo");
+    for (const sub of ["a", "b"]) {
+      mkdirSync(join(dir, sub));
+      createBankDb(join(dir, sub, "app.db"));
+    }
+    const [a, b] = [join(dir, "a", "app.db"), join(dir, "b", "app.db")];
+    expect((await runCli(["backup", a, "--repo", repo])).exitCode).toBe(0);
+    // Another app.db would join the backups of the first: retention would prune one by the other's
+    // backups, and restore --latest could bring back the wrong one.
+    const refused = await runCli(["backup", b, "--repo", repo]);
+    expect(refused.exitCode).toBe(2);
+    expect(refused.stderr).toContain(`sqlite-vault: backups named app in file://${repo} are of ${a} (on `);
+    expect(refused.stderr).toContain(`not of ${b}`);
+    expect(refused.stderr).toContain("Try: give this database its own name with --name");
+    const listed = async () => JSON.parse((await runCli(["list", "--repo", repo, "--json"])).stdout).backups.length;
+    expect(await listed()).toBe(1);
+
+    // The same file through a symbolic link is the same database.
+    symlinkSync(a, join(dir, "app.db"));
+    expect((await runCli(["backup", join(dir, "app.db"), "--repo", repo])).exitCode).toBe(0);
+    // Its own name; or the same name, given on purpose (a database that moved).
+    expect((await runCli(["backup", b, "--name", "app-b", "--repo", repo])).exitCode).toBe(0);
+    expect((await runCli(["backup", b, "--name", "app", "--repo", repo])).exitCode).toBe(0);
+    expect(await listed()).toBe(4);
+    // A config file's databases without a `name` are held to the same rule.
+    const config = join(dir, "sqlite-vault.yml");
+    writeFileSync(config, `repo: ${repo}\ndatabases:\n  - path: ${a}\n`);
+    const fromConfig = await runCli(["backup", "--config", config]);
+    expect(fromConfig.exitCode).toBe(3);
+    expect(fromConfig.stderr).toContain(`backups named app in file://${repo} are of ${b}`);
+  });
+
+  test("backups made before the manifest named its source join as before", async () => {
+    const { repo, db } = await backedUp("e2e-nosource");
+    const dir = join(repo, "app");
+    for (const name of readdirSync(dir).filter((n) => n.endsWith(".json"))) {
+      const manifest = JSON.parse(readFileSync(join(dir, name), "utf8"));
+      expect(manifest.source).toEqual({ path: db });
+      delete manifest.source;
+      writeFileSync(join(dir, name), JSON.stringify(manifest));
+    }
+    const other = join(tempDir("e2e-nosource-other"), "app.db");
+    createBankDb(other);
+    expect((await runCli(["backup", other, "--repo", repo])).exitCode).toBe(0);
+  });
+});
+
 describe("recovery without sqlite-vault", () => {
   test("the stored object is a plain .gz that gunzip and sqlite3 open", async () => {
     const dir = tempDir("e2e-manual");
