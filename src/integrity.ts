@@ -11,7 +11,9 @@
  *     A table-limited check skips only the whole-file page accounting, which quick_check does.
  * Together they check everything the single pass does. Each runs on its own read-only connection in
  * a worker thread, the biggest tables first (estimated as rows x (1 + indexes)), as many at once as
- * there are cores; `PRAGMA foreign_key_check` runs per table the same way.
+ * there are cores; `PRAGMA foreign_key_check` runs per table the same way. Small statements share a
+ * connection in batches (see batched()): a database of thousands of small tables would otherwise
+ * spend its check opening connections, each of which reads the whole schema.
  * One table can be most of the file (an app's log table), and its integrity_check(TABLE) would then
  * be most of the time on one core. Such a table's index lookups are split into rowid ranges instead
  * (src/index-check.ts, with the exact argument), when its indexes allow it to be done exactly.
@@ -32,7 +34,11 @@ export type IntegrityCheck = "integrity_check" | "quick_check";
  * duplicate keys), one rowid range of a table's index lookups (src/index-check.ts), or the SHA-256 of
  * the whole file.
  */
-export type CheckTask = { path: string; sql: string } | { path: string; probe: ProbeTask } | { path: string; digest: "sha256"; progress: SharedArrayBuffer };
+export type CheckTask =
+  | { path: string; sql: string }
+  | { path: string; batch: string[] }
+  | { path: string; probe: ProbeTask }
+  | { path: string; digest: "sha256"; progress: SharedArrayBuffer };
 
 export interface CheckFindings {
   /** Problems: anything but "ok" from the integrity pragmas. */
@@ -54,6 +60,7 @@ export function openCopy(path: string): Database {
 /** Run one task (on its own connection); the rows it returns. Used inside the workers. */
 export function runTask(task: CheckTask): Record<string, unknown>[] {
   if ("digest" in task) return [hashFile(task.path, new BigInt64Array(task.progress))];
+  if ("batch" in task) return runBatch(task.path, task.batch);
   const db = openCopy(task.path);
   try {
     if ("probe" in task) return runProbe(db, task.probe).map((finding) => ({ finding }));
@@ -61,6 +68,30 @@ export function runTask(task: CheckTask): Record<string, unknown>[] {
   } finally {
     db.close();
   }
+}
+
+/**
+ * Several small statements on one connection (opening one reads the whole schema, which for a
+ * database of thousands of tables costs more than checking a small table). Each result is one row
+ * per statement: its rows, or the message SQLite refused it with (on a fresh connection after that).
+ */
+function runBatch(path: string, statements: string[]): Record<string, unknown>[] {
+  const results: Record<string, unknown>[] = [];
+  let db = openCopy(path);
+  try {
+    for (const sql of statements) {
+      try {
+        results.push({ rows: db.query(sql).all() });
+      } catch (error) {
+        results.push({ failed: (error as Error).message });
+        db.close();
+        db = openCopy(path);
+      }
+    }
+  } finally {
+    db.close();
+  }
+  return results;
 }
 
 /**
@@ -134,6 +165,8 @@ export interface PlanOptions {
   minSplitRows?: number;
   /** "always": split every table that can be, in three ranges; "never": no table (for tests). Default "auto". */
   split?: "auto" | "always" | "never";
+  /** "always": every statement but the probes runs in batches, however big (for tests). Default "auto". */
+  batch?: "auto" | "always";
 }
 
 /**
@@ -216,21 +249,30 @@ export async function checkIntegrity(path: string, check: IntegrityCheck, signal
   } catch (error) {
     return { problems: [`reading the schema failed: ${(error as Error).message}`], foreignKeys: [] };
   }
-  const results = await Promise.all(
-    planned.map((p) =>
-      pool()
-        .run(p.probe ? { path, probe: p.probe } : { path, sql: p.sql }, { signal })
-        .then(
-          (rows) => ({ p, rows }),
-          (error) => {
-            if (signal?.aborted) throw signal.reason;
-            // TaskError: SQLite refused the statement (a finding); anything else is our failure.
-            if (!(error instanceof TaskError)) throw error;
-            return { p: { ...p, kind: "integrity" as const }, rows: [{ failed: `${p.probe?.label ?? p.sql} failed: ${(error as Error).message}` }] };
-          },
-        ),
-    ),
-  );
+  const refused = (p: Planned, message: string) => ({ p: { ...p, kind: "integrity" as const }, rows: [{ failed: `${p.probe?.label ?? p.sql} failed: ${message}` }] });
+  const results = (
+    await Promise.all(
+      batched(planned, options?.workers ?? availableParallelism(), options?.batch === "always").map((job) =>
+        pool()
+          .run(Array.isArray(job) ? { path, batch: job.map((p) => p.sql) } : job.probe ? { path, probe: job.probe } : { path, sql: job.sql }, { signal })
+          .then(
+            (rows) =>
+              Array.isArray(job)
+                ? job.map((p, k) => {
+                    const result = rows[k] as { rows: Record<string, unknown>[] } | { failed: string };
+                    return "failed" in result ? refused(p, result.failed) : { p, rows: result.rows };
+                  })
+                : [{ p: job, rows }],
+            (error) => {
+              if (signal?.aborted) throw signal.reason;
+              // TaskError: SQLite refused the statement (a finding); anything else is our failure.
+              if (!(error instanceof TaskError) || Array.isArray(job)) throw error;
+              return [refused(job, (error as Error).message)];
+            },
+          ),
+      ),
+    )
+  ).flat();
   const problems: string[] = [];
   const foreignKeys = new Map<string, number>();
   for (const { p, rows } of results) {
@@ -247,6 +289,37 @@ export async function checkIntegrity(path: string, check: IntegrityCheck, signal
     }
   }
   return { problems, foreignKeys: [...foreignKeys].map(([tables, n]) => `foreign_key_check: ${n} row(s) of ${tables} reference missing parents`) };
+}
+
+/**
+ * The planned statements as worker jobs: each big one alone, the small ones (below a sixteenth of a
+ * worker's share) together in batches of up to that much (and at most a quarter of a worker's share
+ * of the small statements each), so that thousands of small tables cost a few dozen connections, not
+ * one each. Probes always run alone.
+ */
+export function batched(planned: Planned[], workers: number, always = false): (Planned | Planned[])[] {
+  const threshold = always ? Infinity : planned.reduce((sum, p) => sum + p.cost, 0) / Math.max(1, workers) / 16;
+  const small = (p: Planned) => !p.probe && (p.cost < threshold || threshold === 0);
+  // Enough batches for every worker even when the small statements cost next to nothing.
+  const most = Math.max(8, Math.ceil(planned.filter(small).length / (Math.max(1, workers) * 4)));
+  const jobs: (Planned | Planned[])[] = [];
+  let batch: Planned[] = [];
+  let cost = 0;
+  for (const p of planned) {
+    if (!small(p)) {
+      jobs.push(p);
+      continue;
+    }
+    if (batch.length && (cost + p.cost > threshold || batch.length >= most)) {
+      jobs.push(batch);
+      batch = [];
+      cost = 0;
+    }
+    batch.push(p);
+    cost += p.cost;
+  }
+  if (batch.length) jobs.push(batch);
+  return jobs;
 }
 
 let shared: WorkerPool<CheckTask, Record<string, unknown>[]> | undefined;

@@ -12,7 +12,7 @@ import { afterAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { Database } from "bun:sqlite";
 import { closeSync, openSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { checkIntegrity, planCheck, runTask, type PlanOptions } from "../../src/integrity.ts";
+import { batched, checkIntegrity, planCheck, runTask, type PlanOptions } from "../../src/integrity.ts";
 import { removeTempDirs, tempDir } from "../helpers/db.ts";
 
 setDefaultTimeout(60_000);
@@ -184,6 +184,7 @@ describe("split integrity check", () => {
   const modes: { label: string; options: PlanOptions }[] = [
     { label: "one integrity_check per table", options: { split: "never" } },
     { label: "index lookups by rowid range", options: { split: "always" } },
+    { label: "statements batched on shared connections", options: { split: "never", batch: "always" } },
   ];
   for (const mode of modes) {
     for (const damage of damages) {
@@ -210,6 +211,32 @@ describe("split integrity check", () => {
       }
     }
   }
+
+  test("thousands of small tables run in a few dozen batches, and a finding in any of them keeps its statement", async () => {
+    const path = join(tempDir("integrity"), "many.db");
+    const db = new Database(path, { create: true });
+    db.transaction(() => {
+      for (let i = 0; i < 600; i++) {
+        db.run(`CREATE TABLE p${i} (id INTEGER PRIMARY KEY, v TEXT)`);
+        db.run(`CREATE INDEX p${i}_v ON p${i}(v)`);
+        db.run(`CREATE TABLE c${i} (id INTEGER PRIMARY KEY, p INTEGER REFERENCES p${i}(id))`);
+        for (let k = 1; k <= 5; k++) db.run(`INSERT INTO p${i} (v) VALUES (?)`, [`v${k}`]);
+        db.run(`INSERT INTO c${i} (p) VALUES (1)`);
+      }
+      db.run("INSERT INTO c450 (p) VALUES (99)"); // one foreign key violation, in a batched table
+    })();
+    db.close();
+    const planned = planCheck(path, "integrity_check", { workers: 2 });
+    expect(planned.length).toBe(1 + 1200 + 600);
+    const jobs = batched(planned, 2);
+    expect(jobs.length).toBeLessThan(40);
+    expect(jobs.filter(Array.isArray).flat().length + jobs.filter((j) => !Array.isArray(j)).length).toBe(planned.length);
+    // Index content that no longer matches its table, in a table deep inside a batch.
+    editSchema(path, `UPDATE sqlite_schema SET sql = 'CREATE INDEX p321_v ON p321(id)' WHERE name = 'p321_v';`);
+    const findings = await checkIntegrity(path, "integrity_check", undefined, { workers: 2 });
+    expect(findings.problems).toEqual(singlePass(path));
+    expect(findings.foreignKeys).toEqual(["foreign_key_check: 1 row(s) of c450 -> p450 reference missing parents"]);
+  });
 
   test("checks share the worker pool: stopping one (its busy workers are killed) never strands another", async () => {
     const dir = tempDir("integrity");
