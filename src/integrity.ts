@@ -43,7 +43,7 @@ export type CheckTask =
 export interface CheckFindings {
   /** Problems: anything but "ok" from the integrity pragmas. */
   problems: string[];
-  /** foreign_key_check rows, summarised per table and parent. */
+  /** foreign_key_check rows, summarised per table and parent, and the checks the schema would not let run. */
   foreignKeys: string[];
 }
 
@@ -249,7 +249,14 @@ export async function checkIntegrity(path: string, check: IntegrityCheck, signal
   } catch (error) {
     return { problems: [`reading the schema failed: ${(error as Error).message}`], foreignKeys: [] };
   }
-  const refused = (p: Planned, message: string) => ({ p: { ...p, kind: "integrity" as const }, rows: [{ failed: `${p.probe?.label ?? p.sql} failed: ${message}` }] });
+  // A foreign_key_check SQLite refuses is a fault of the schema ("foreign key mismatch": a parent key
+  // without a UNIQUE index, a parent table that does not exist), which SQLite accepts with foreign keys
+  // off, its default, and which integrity_check does not look at: a warning, never damage. (Damage
+  // that stops it stops the whole-file pass too.)
+  const refused = (p: Planned, message: string) =>
+    p.kind === "foreign-keys"
+      ? { p, rows: [], unchecked: `${p.sql} could not run: ${message}` }
+      : { p: { ...p, kind: "integrity" as const }, rows: [{ failed: `${p.probe?.label ?? p.sql} failed: ${message}` }] };
   const results = (
     await Promise.all(
       batched(planned, options?.workers ?? availableParallelism(), options?.batch === "always").map((job) =>
@@ -275,7 +282,10 @@ export async function checkIntegrity(path: string, check: IntegrityCheck, signal
   ).flat();
   const problems: string[] = [];
   const foreignKeys = new Map<string, number>();
-  for (const { p, rows } of results) {
+  const unchecked: string[] = [];
+  for (const result of results) {
+    const { p, rows } = result;
+    if ("unchecked" in result && result.unchecked) unchecked.push(result.unchecked);
     if (p.kind === "integrity") {
       for (const row of rows) {
         const value = String(Object.values(row)[0]);
@@ -288,7 +298,7 @@ export async function checkIntegrity(path: string, check: IntegrityCheck, signal
       }
     }
   }
-  return { problems, foreignKeys: [...foreignKeys].map(([tables, n]) => `foreign_key_check: ${n} row(s) of ${tables} reference missing parents`) };
+  return { problems, foreignKeys: [...[...foreignKeys].map(([tables, n]) => `foreign_key_check: ${n} row(s) of ${tables} reference missing parents`), ...unchecked] };
 }
 
 /**

@@ -3,6 +3,7 @@
  * recovery path that needs no sqlite-vault at all (gunzip + sqlite3).
  */
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
+import { Database } from "bun:sqlite";
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { ACCOUNTS, createBankDb, INITIAL_BALANCE, inspectBank, removeTempDirs, tempDir } from "../helpers/db.ts";
@@ -225,6 +226,26 @@ describe("restore into place", () => {
     const before = await runCli(["restore", "--name", "app", "-o", join(dir, "early.db"), "--repo", repo, "--at", "2000-01-01T00:00:00Z"]);
     expect(before.exitCode).toBe(1);
     expect(before.stderr).toContain("no backup of app at or before 2000-01-01");
+  });
+});
+
+describe("schemas SQLite accepts", () => {
+  test("a foreign key to a parent key without a UNIQUE index restores, with a warning", async () => {
+    // Accepted with foreign keys off (SQLite's default); foreign_key_check refuses to run on it.
+    const dir = tempDir("e2e-fkschema");
+    const db = join(dir, "app.db");
+    const sqlite = new Database(db, { create: true });
+    sqlite.run("CREATE TABLE p (id INTEGER PRIMARY KEY, code TEXT)");
+    sqlite.run("CREATE TABLE c (id INTEGER PRIMARY KEY, pcode TEXT REFERENCES p(code))");
+    sqlite.run("INSERT INTO p (code) VALUES ('a')");
+    sqlite.run("INSERT INTO c (pcode) VALUES ('a')");
+    sqlite.close();
+    const repo = join(dir, "repo");
+    expect((await runCli(["backup", db, "--repo", repo])).exitCode).toBe(0);
+    const restored = await runCli(["restore", "--name", "app", "-o", join(dir, "restored.db"), "--repo", repo]);
+    expect(restored.exitCode).toBe(0);
+    expect(restored.stderr).toContain(`[warn] PRAGMA foreign_key_check('c') could not run: foreign key mismatch - "c" referencing "p"`);
+    expect((await runCli(["verify", "--all", "--repo", repo])).exitCode).toBe(0);
   });
 });
 

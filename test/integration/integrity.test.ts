@@ -212,6 +212,29 @@ describe("split integrity check", () => {
     }
   }
 
+  for (const mode of modes) {
+    test(`${mode.label}: a foreign key the schema gets wrong is a warning, not damage`, async () => {
+      // SQLite accepts these with foreign keys off (its default), and integrity_check passes them;
+      // foreign_key_check refuses to run. Such a database must still restore.
+      const path = join(tempDir("integrity"), "fkschema.db");
+      const db = new Database(path, { create: true });
+      db.run("CREATE TABLE p (id INTEGER PRIMARY KEY, code TEXT)");
+      db.run("CREATE TABLE c (id INTEGER PRIMARY KEY, pcode TEXT REFERENCES p(code))"); // no UNIQUE index on p.code
+      db.run("CREATE TABLE d (id INTEGER PRIMARY KEY, x INTEGER REFERENCES gone(id))"); // no such table
+      db.run("INSERT INTO p (code) VALUES ('a')");
+      db.run("INSERT INTO c (pcode) VALUES ('a')");
+      db.run("INSERT INTO d (x) VALUES (1)");
+      db.close();
+      expect(singlePass(path)).toEqual([]);
+      const findings = await checkIntegrity(path, "integrity_check", undefined, mode.options);
+      expect(findings.problems).toEqual([]);
+      expect(findings.foreignKeys.toSorted()).toEqual([
+        `PRAGMA foreign_key_check('c') could not run: foreign key mismatch - "c" referencing "p"`,
+        "foreign_key_check: 1 row(s) of d -> gone reference missing parents",
+      ]);
+    });
+  }
+
   test("thousands of small tables run in a few dozen batches, and a finding in any of them keeps its statement", async () => {
     const path = join(tempDir("integrity"), "many.db");
     const db = new Database(path, { create: true });
