@@ -215,6 +215,15 @@ export async function checkDatabase(path: string, manifest: BackupManifest, chec
   }
   const findings = await checkIntegrity(path, check, signal);
   const problems = findings.problems;
+  // An index in a collation only the application defines (create_collation, ICU, Android's
+  // LOCALIZED) stops SQLite from checking the file at all: not damage, but nothing was verified.
+  const collations = [...new Set(problems.map((p) => /no such collation sequence: (\S+)/.exec(p)?.[1]).filter((c) => c !== undefined))];
+  if (collations.length && problems.every((p) => /no such collation sequence/.test(p)))
+    throw new VerificationError(
+      `backup ${manifest.id} cannot be checked here: its schema uses the collation sequence ${collations.join(", ")}, which only the application that made it defines`,
+      "integrity",
+      "the stored object is a plain database file: README, \"Format and recovery without sqlite-vault\", restores it by hand",
+    );
   if (problems.length)
     throw new VerificationError(`backup ${manifest.id} fails ${check}: ${problems.slice(0, 3).join("; ")}${problems.length > 3 ? ` (+${problems.length - 3} more)` : ""}`, "integrity");
   return findings.foreignKeys;

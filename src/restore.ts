@@ -149,7 +149,7 @@ async function restoreFirstSound(storage: Storage, input: RestoreInput, candidat
         throw new VerificationError(
           `${error.message} (failed step: ${error.step}); nothing was restored`,
           error.step,
-          "id" in input.selection ? "run: sqlite-vault verify --all" : "pass --fallback to restore the newest backup that passes every check",
+          error.hint ?? ("id" in input.selection ? "run: sqlite-vault verify --all" : "pass --fallback to restore the newest backup that passes every check"),
         );
       ctx.log.warn(`skipping backup ${manifest.id}: failed step ${error.step}: ${error.message}`);
       skipped.push({ id: manifest.id, createdAt: manifest.createdAt, step: error.step, reason: error.message });

@@ -249,6 +249,29 @@ describe("schemas SQLite accepts", () => {
   });
 });
 
+describe("schemas SQLite accepts, continued", () => {
+  test("an index in the application's own collation: restore says it cannot check it, and how to restore by hand", async () => {
+    const dir = tempDir("e2e-collation");
+    const db = join(dir, "app.db");
+    const sqlite = new Database(db, { create: true });
+    sqlite.run("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT)");
+    sqlite.run("CREATE INDEX ia ON t(a)");
+    sqlite.run("INSERT INTO t (a) VALUES ('x'), ('y')");
+    sqlite.close();
+    // As an application with create_collation() leaves it (no other SQLite knows `appcoll`).
+    const edit = Bun.spawnSync(["sqlite3", db], { stdin: Buffer.from(".dbconfig defensive off\nPRAGMA writable_schema = ON;\nUPDATE sqlite_schema SET sql = 'CREATE INDEX ia ON t(a COLLATE appcoll)' WHERE name = 'ia';\n"), stdout: "ignore" });
+    expect(edit.exitCode).toBe(0);
+    const repo = join(dir, "repo");
+    expect((await runCli(["backup", db, "--repo", repo])).exitCode).toBe(0);
+    const target = join(dir, "restored.db");
+    const r = await runCli(["restore", "--name", "app", "-o", target, "--repo", repo]);
+    expect(r.exitCode).toBe(4);
+    expect(r.stderr).toContain("cannot be checked here: its schema uses the collation sequence appcoll, which only the application that made it defines");
+    expect(r.stderr).toContain('Try: the stored object is a plain database file: README, "Format and recovery without sqlite-vault", restores it by hand');
+    expect(existsSync(target)).toBe(false);
+  });
+});
+
 describe("one name, one database", () => {
   test("a name taken from the file name is refused for another file of the same name; --name decides", async () => {
     const dir = tempDir("e2e-samename");
