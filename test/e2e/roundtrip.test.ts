@@ -230,39 +230,43 @@ describe("restore into place", () => {
 });
 
 describe("schemas SQLite accepts", () => {
-  test("a foreign key to a parent key without a UNIQUE index restores, with a warning", async () => {
-    // Accepted with foreign keys off (SQLite's default); foreign_key_check refuses to run on it.
-    const dir = tempDir("e2e-fkschema");
+  /** A database of `statements` (and then `edit`, SQL run by the sqlite3 CLI with writable_schema on), backed up once. */
+  async function backedUpSchema(label: string, statements: string[], edit?: string) {
+    const dir = tempDir(label);
     const db = join(dir, "app.db");
     const sqlite = new Database(db, { create: true });
-    sqlite.run("CREATE TABLE p (id INTEGER PRIMARY KEY, code TEXT)");
-    sqlite.run("CREATE TABLE c (id INTEGER PRIMARY KEY, pcode TEXT REFERENCES p(code))");
-    sqlite.run("INSERT INTO p (code) VALUES ('a')");
-    sqlite.run("INSERT INTO c (pcode) VALUES ('a')");
+    for (const sql of statements) sqlite.run(sql);
     sqlite.close();
+    if (edit) {
+      const r = Bun.spawnSync(["sqlite3", db], { stdin: Buffer.from(`.dbconfig defensive off\nPRAGMA writable_schema = ON;\n${edit}\n`), stdout: "ignore" });
+      expect(r.exitCode).toBe(0);
+    }
     const repo = join(dir, "repo");
     expect((await runCli(["backup", db, "--repo", repo])).exitCode).toBe(0);
+    return { dir, repo };
+  }
+
+  test("a foreign key to a parent key without a UNIQUE index restores, with a warning", async () => {
+    // Accepted with foreign keys off (SQLite's default); foreign_key_check refuses to run on it.
+    const { dir, repo } = await backedUpSchema("e2e-fkschema", [
+      "CREATE TABLE p (id INTEGER PRIMARY KEY, code TEXT)",
+      "CREATE TABLE c (id INTEGER PRIMARY KEY, pcode TEXT REFERENCES p(code))",
+      "INSERT INTO p (code) VALUES ('a')",
+      "INSERT INTO c (pcode) VALUES ('a')",
+    ]);
     const restored = await runCli(["restore", "--name", "app", "-o", join(dir, "restored.db"), "--repo", repo]);
     expect(restored.exitCode).toBe(0);
     expect(restored.stderr).toContain(`[warn] PRAGMA foreign_key_check('c') could not run: foreign key mismatch - "c" referencing "p"`);
     expect((await runCli(["verify", "--all", "--repo", repo])).exitCode).toBe(0);
   });
-});
 
-describe("schemas SQLite accepts, continued", () => {
   test("an index in the application's own collation: restore says it cannot check it, and how to restore by hand", async () => {
-    const dir = tempDir("e2e-collation");
-    const db = join(dir, "app.db");
-    const sqlite = new Database(db, { create: true });
-    sqlite.run("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT)");
-    sqlite.run("CREATE INDEX ia ON t(a)");
-    sqlite.run("INSERT INTO t (a) VALUES ('x'), ('y')");
-    sqlite.close();
     // As an application with create_collation() leaves it (no other SQLite knows `appcoll`).
-    const edit = Bun.spawnSync(["sqlite3", db], { stdin: Buffer.from(".dbconfig defensive off\nPRAGMA writable_schema = ON;\nUPDATE sqlite_schema SET sql = 'CREATE INDEX ia ON t(a COLLATE appcoll)' WHERE name = 'ia';\n"), stdout: "ignore" });
-    expect(edit.exitCode).toBe(0);
-    const repo = join(dir, "repo");
-    expect((await runCli(["backup", db, "--repo", repo])).exitCode).toBe(0);
+    const { dir, repo } = await backedUpSchema(
+      "e2e-collation",
+      ["CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT)", "CREATE INDEX ia ON t(a)", "INSERT INTO t (a) VALUES ('x'), ('y')"],
+      "UPDATE sqlite_schema SET sql = 'CREATE INDEX ia ON t(a COLLATE appcoll)' WHERE name = 'ia';",
+    );
     const target = join(dir, "restored.db");
     const r = await runCli(["restore", "--name", "app", "-o", target, "--repo", repo]);
     expect(r.exitCode).toBe(4);
