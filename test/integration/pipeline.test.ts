@@ -217,20 +217,31 @@ for (const backend of backends) {
       }
     });
 
-    test("an object that decompresses past the manifest's database size is stopped there, as corrupt", async () => {
+    /** A gzip backup of a fresh big database, and its manifest. */
+    async function gzipBackup() {
       const repo = await backend.repo();
       bigDb(repo.db);
       const ctx = createContext();
       const result = await runBackup(repo.storage, { databasePath: repo.db, compression: "gzip", tmpDir: repo.dir }, ctx);
       const manifest = await readBackupManifest(repo.storage, result.name, result.id);
-      await rewriteManifest(repo.storage, manifest, (m) => ({ ...m, database: { ...m.database, bytes: BLOCK_SIZE } }));
-      const target = join(repo.dir, "bomb.db");
+      return { repo, ctx, result, manifest };
+    }
+
+    /** Restoring it fails at step "checksum", saying `says`, and leaves neither the target nor a temp file. */
+    async function expectCorruptRestore({ repo, ctx, result }: Awaited<ReturnType<typeof gzipBackup>>, says: string) {
+      const target = join(repo.dir, "damaged.db");
       const error = await runRestore(repo.storage, { name: result.name, target, selection: { id: result.id } }, ctx).catch((e) => e);
       expect(error).toBeInstanceOf(VerificationError);
       expect((error as VerificationError).step).toBe("checksum");
-      expect((error as Error).message).toContain(`decompresses to more than the manifest's ${BLOCK_SIZE} bytes`);
+      expect((error as Error).message).toContain(says);
       expect(existsSync(target)).toBe(false);
       expect(readdirSync(repo.dir).filter((f) => f.includes("sqlite-vault-"))).toEqual([]);
+    }
+
+    test("an object that decompresses past the manifest's database size is stopped there, as corrupt", async () => {
+      const backup = await gzipBackup();
+      await rewriteManifest(backup.repo.storage, backup.manifest, (m) => ({ ...m, database: { ...m.database, bytes: BLOCK_SIZE } }));
+      await expectCorruptRestore(backup, `decompresses to more than the manifest's ${BLOCK_SIZE} bytes`);
     });
 
     test("restore reads gzip objects whose members do not carry their length (earlier versions), and any one gzip stream", async () => {
@@ -252,11 +263,8 @@ for (const backend of backends) {
     });
 
     test("a damaged member, or an object cut inside one, fails the restore as corrupt even when the stored checksum matches", async () => {
-      const repo = await backend.repo();
-      bigDb(repo.db);
-      const ctx = createContext();
-      const result = await runBackup(repo.storage, { databasePath: repo.db, compression: "gzip", tmpDir: repo.dir }, ctx);
-      const manifest = await readBackupManifest(repo.storage, result.name, result.id);
+      const backup = await gzipBackup();
+      const { repo, manifest } = backup;
       const stored = await readObject(repo.storage, manifest.stored.key);
       const second = framedLength(stored)!;
       const damaged = stored.slice();
@@ -267,13 +275,7 @@ for (const backend of backends) {
         [cut, "the stream ends inside gzip member 2"],
       ] as const) {
         await replaceObject(repo.storage, manifest, object);
-        const target = join(repo.dir, "damaged.db");
-        const error = await runRestore(repo.storage, { name: result.name, target, selection: { id: result.id } }, ctx).catch((e) => e);
-        expect(error).toBeInstanceOf(VerificationError);
-        expect((error as VerificationError).step).toBe("checksum");
-        expect((error as Error).message).toContain(says);
-        expect(existsSync(target)).toBe(false);
-        expect(readdirSync(repo.dir).filter((f) => f.includes("sqlite-vault-"))).toEqual([]);
+        await expectCorruptRestore(backup, says);
       }
     });
 
