@@ -3,13 +3,12 @@
  * (the commit point). Reading the snapshot, compressing (on the thread pool) and uploading overlap;
  * checksums of the database bytes and of the stored bytes are computed in the same single pass.
  */
-import { realpathSync } from "node:fs";
 import { hostname } from "node:os";
 import { BLOCK_SIZE, blockCompressor, mapBlocks, defaultParallelism, readBlocks, type BlockCompressor } from "./codec.ts";
 import { describeEncryption, encryptStream, type EncryptionSettings } from "./encryption.ts";
 import type { RunContext } from "./context.ts";
 import { UsageError, VaultError } from "./errors.ts";
-import { acquireLock } from "./lock.ts";
+import { acquireLock, safeRealpath } from "./lock.ts";
 import {
   assertValidName,
   createBackupId,
@@ -160,7 +159,7 @@ async function storeSnapshot(
       id,
       name,
       createdAt: manifest.createdAt,
-      database: safeRealpath(input.databasePath),
+      database: source,
       repo: storage.url,
       manifestKey: manifestKey(name, id),
       dataKey: key,
@@ -211,13 +210,5 @@ async function* tap<T>(source: AsyncIterable<T>, each: (item: T) => void): Async
   for await (const item of source) {
     each(item);
     yield item;
-  }
-}
-
-function safeRealpath(path: string): string {
-  try {
-    return realpathSync(path);
-  } catch {
-    return path;
   }
 }

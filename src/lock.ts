@@ -106,7 +106,8 @@ function isAlive(owner: LockOwner): boolean {
   }
 }
 
-function safeRealpath(path: string): string {
+/** The real path of `path` (through symbolic links), or `path` itself when it does not resolve. */
+export function safeRealpath(path: string): string {
   try {
     return realpathSync(path);
   } catch {
