@@ -19,7 +19,7 @@
  *             ours:      sqlite-vault restore --name NAME --output OUT.db (full integrity_check)
  *   backup, WAL frames pending (not with --quick): the backup above, of a copy of the largest
  *             database that a connection of the bench holds a fresh, uncheckpointed commit in, as a
- *             live application does (ours then copies through the WAL with the backup API)
+ *             live application does (ours then reads the file and those frames in place)
  *   verify    reference: the reference restore above, once per stored backup, one after another
  *             ours:      sqlite-vault verify --all (its default --concurrency 2) over the same number
  *
@@ -521,7 +521,7 @@ async function main(): Promise<void> {
 
     // A live application's usual state: WAL mode with commits not yet checkpointed (SQLite's default
     // auto-checkpoint leaves up to 1000 pages in the WAL). Both sides then read through the WAL; ours
-    // takes the backup API instead of a file copy. On a copy of the largest database, with one
+    // reads the file and the WAL's frames in place ("wal-read"). On a copy of the largest database, with one
     // connection of this process holding a fresh commit in the WAL while the backups run.
     if (!opts.quick) {
       const sizeMiB = Math.max(...opts.sizesMiB);

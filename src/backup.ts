@@ -4,7 +4,7 @@
  * checksums of the database bytes and of the stored bytes are computed in the same single pass.
  */
 import { hostname } from "node:os";
-import { BLOCK_SIZE, blockCompressor, mapBlocks, defaultParallelism, readBlocks, type BlockCompressor } from "./codec.ts";
+import { BLOCK_SIZE, blockCompressor, mapBlocks, defaultParallelism, type BlockCompressor } from "./codec.ts";
 import { describeEncryption, encryptStream, type EncryptionSettings } from "./encryption.ts";
 import type { RunContext } from "./context.ts";
 import { UsageError, VaultError } from "./errors.ts";
@@ -116,7 +116,7 @@ async function storeSnapshot(
   // read transaction on the live database), before the last blocks are compressed and stored.
   const read = async function* () {
     try {
-      yield* readBlocks(snapshot.fd, snapshot.bytes, pool, ctx.signal);
+      yield* snapshot.blocks(pool, ctx.signal);
     } finally {
       snapshot.release();
     }

@@ -214,20 +214,25 @@ const readAt = promisify(read);
 /**
  * The first `length` bytes of the file open at `fd` (read at positions 0 on; the descriptor stays
  * open), in consecutive blocks of the pool's size (the last one shorter), each in a buffer from
- * `pool` that the consumer gives back with pool.release(). Throws if the file ends before `length`.
+ * `pool` that the consumer gives back with pool.release(). Only the first `inFile` bytes are read
+ * from the file; any after them are zeros, for the caller to fill in. Throws if the file ends before
+ * `inFile`.
  */
-export async function* readBlocks(fd: number, length: number, pool: BufferPool, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
+export async function* readBlocks(fd: number, length: number, pool: BufferPool, signal?: AbortSignal, inFile = length): AsyncGenerator<Uint8Array> {
   for (let position = 0; position < length; ) {
     signal?.throwIfAborted();
     const block = await pool.acquire();
     const want = Math.min(pool.size, length - position);
     let filled = 0;
     try {
-      while (filled < want) {
-        const { bytesRead } = await readAt(fd, block, filled, want - filled, position + filled);
+      const fromFile = Math.max(0, Math.min(want, inFile - position));
+      block.fill(0, fromFile, want);
+      while (filled < fromFile) {
+        const { bytesRead } = await readAt(fd, block, filled, fromFile - filled, position + filled);
         if (bytesRead === 0) throw new Error(`the snapshot ended at byte ${position + filled} of ${length}`);
         filled += bytesRead;
       }
+      filled = want;
     } catch (error) {
       pool.release(block);
       throw error;

@@ -31,7 +31,7 @@ export interface BackupManifest {
   toolVersion: string;
   sqliteVersion: string;
   /** How the consistent snapshot was taken (src/snapshot.ts); "vacuum-into" in backups made before 0.2. */
-  snapshot: { method: "file-read" | "file-copy" | "backup-api" | "vacuum-into"; journalMode: string };
+  snapshot: { method: "file-read" | "wal-read" | "file-copy" | "backup-api" | "vacuum-into"; journalMode: string };
   database: {
     pageSize: number;
     pageCount: number;

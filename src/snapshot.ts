@@ -3,7 +3,7 @@
  *
  * Everything happens inside one read transaction that we open first on a read-only connection, so
  * the snapshot is exactly that transaction's, taken in one go; it never restarts however busy the
- * writers are. The source is never written or checkpointed. Three ways, in that order:
+ * writers are. The source is never written or checkpointed. Four ways, in that order:
  *
  * - "file-read": in WAL mode, when every committed frame is already checkpointed into the file (the
  *   application closed its last connection, or checkpointed after its last write; with SQLite's
@@ -16,14 +16,18 @@
  *   writers out of it, so the file is copied to a private temp file first (0.5 s per GiB here) and
  *   the transaction ends before compression and the upload; writers wait for that copy only (a busy
  *   timeout covers it).
- * - "backup-api": otherwise (WAL frames not yet checkpointed), SQLite's online backup API in one
- *   step (node:sqlite backup() with rate -1), which reads our snapshot through the WAL into a
- *   private temp file: 1.1-2.5 s per GiB here.
+ * - "wal-read": in WAL mode with frames not yet checkpointed (a live application's usual state), when
+ *   we know exactly which frames our transaction sees: the database file and those frames of the WAL,
+ *   read in place, each page from the last of our frames that holds it, else from the file, as SQLite
+ *   itself reads it. No checkpoint can write a page of the file that none of our frames holds, and
+ *   no writer can overwrite our frames (see walOverlay). No copy, no temp space, and writers never wait.
+ * - "backup-api": otherwise, SQLite's online backup API in one step (node:sqlite backup() with rate
+ *   -1), which reads our snapshot through the WAL into a private temp file: 1.1-2.5 s per GiB here.
  *
  * Either way the result is page for page the live database, as `sqlite3 .backup` would copy it, with
  * a valid header; it is checked against the transaction's page size and count.
  *
- * While the transaction holds SQLite's locks, the database's files (the database, its -shm) are only
+ * While the transaction holds SQLite's locks, the database's files (the database, -wal, -shm) are only
  * ever read through descriptors that stay open until the connection is closed: closing any
  * descriptor of a file drops every POSIX lock this process holds on it, SQLite's included, and a
  * writer or a checkpoint could then change the file under us.
@@ -41,14 +45,14 @@ import type { RunContext } from "./context.ts";
 import { removeStale, tempTag } from "./stale.ts";
 import { walResetWarning } from "./version.ts";
 import { VaultError } from "./errors.ts";
+import { readBlocks } from "./codec.ts";
+import type { BufferPool } from "./streams.ts";
 
 export interface Snapshot {
   /** The private temp directory (registered with the context's temp registry); empty for "file-read". */
   dir: string;
-  /** The copy inside dir, or for "file-read" the database itself. */
+  /** The copy inside dir, or for "file-read" and "wal-read" the database itself. */
   path: string;
-  /** An open descriptor to read the snapshot's `bytes` from, at positions 0 on. Owned by the snapshot. */
-  fd: number;
   bytes: number;
   pageSize: number;
   pageCount: number;
@@ -56,11 +60,16 @@ export interface Snapshot {
   sqliteVersion: string;
   /** How the snapshot was taken (see the top of this file). */
   method: SnapshotMethod;
-  /** Ends what holds the snapshot (for "file-read", the read transaction) and closes `fd`. Idempotent. */
+  /**
+   * The snapshot's `bytes`, in consecutive blocks of the pool's size (see readBlocks); read once,
+   * before release().
+   */
+  blocks(pool: BufferPool, signal?: AbortSignal): AsyncGenerator<Uint8Array>;
+  /** Ends what holds the snapshot (for "file-read" and "wal-read", the read transaction). Idempotent. */
   release(): void;
 }
 
-export type SnapshotMethod = "file-read" | "file-copy" | "backup-api";
+export type SnapshotMethod = "file-read" | "wal-read" | "file-copy" | "backup-api";
 
 const SQLITE_MAGIC = "SQLite format 3\0";
 const SNAPSHOT_PREFIX = "sqlite-vault-snapshot-";
@@ -165,24 +174,40 @@ async function takeSnapshot(databasePath: string, dir: string, ctx: RunContext):
   let pageSize = 0;
   let pageCount = 0;
   let source = -1;
+  let overlay: WalOverlay | null = null;
   try {
     db = new DatabaseSync(databasePath, { readOnly: true });
     db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
     // Our own read transaction, so that waiting for a writer ends in a clear "locked" error and the
     // snapshot (the file, or the backup step, which reuses an open transaction) is exactly this one.
-    db.exec("BEGIN");
-    db.prepare("SELECT COUNT(*) FROM sqlite_schema").get();
+    // In WAL mode, the WAL-index header just before and just after it began: the same header means
+    // no commit came between, and our snapshot is exactly the frames it lists (see walOverlay). A
+    // commit in between (or a -shm that our connection created) begins it again, twice at most.
+    let shm = openHeld(`${databasePath}-shm`, held);
+    let walBefore: ReturnType<typeof readWalIndex> = "absent";
+    let walAfter: ReturnType<typeof readWalIndex> = "absent";
+    for (let attempt = 1; ; attempt++) {
+      walBefore = shm >= 0 ? readWalIndex(shm) : "absent";
+      db.exec("BEGIN");
+      db.prepare("SELECT COUNT(*) FROM sqlite_schema").get();
+      if (shm < 0) shm = openHeld(`${databasePath}-shm`, held);
+      walAfter = shm >= 0 ? readWalIndex(shm) : "absent";
+      if (typeof walAfter !== "object" || sameWalIndex(walBefore, walAfter) || attempt === 3) break;
+      db.exec("COMMIT");
+    }
     journalMode = String((db.prepare("PRAGMA journal_mode").get() as { journal_mode: string }).journal_mode);
     sqliteVersion = String((db.prepare("SELECT sqlite_version() AS v").get() as { v: string }).v);
     pageSize = Number((db.prepare("PRAGMA page_size").get() as { page_size: number }).page_size);
     pageCount = Number((db.prepare("PRAGMA page_count").get() as { page_count: number }).page_count);
     const warning = walResetWarning(sqliteVersion, journalMode);
     if (warning) ctx.log.warn(warning);
-    const shm = journalMode === "wal" ? openHeld(`${databasePath}-shm`, held) : -1;
+    if (journalMode !== "wal") shm = -1;
     source = openHeld(databasePath, held);
     if (source >= 0 && fileHoldsSnapshot(journalMode, shm) && fileMatches(source, pageSize, pageCount)) {
       method = journalMode === "wal" ? "file-read" : "file-copy";
       if (method === "file-copy") await copyRange(source, path, pageSize * pageCount, ctx.signal);
+    } else if (source >= 0 && shm >= 0 && sameWalIndex(walBefore, walAfter) && (overlay = walOverlay(databasePath, held, source, walAfter as WalIndex, pageSize, pageCount))) {
+      method = "wal-read";
     } else {
       writeFileSync(path, new Uint8Array(0), { mode: 0o600 }); // the backup API fills an existing empty file, so 0600 from the start
       await backup(db, path, { rate: -1 });
@@ -210,12 +235,17 @@ async function takeSnapshot(databasePath: string, dir: string, ctx: RunContext):
     throw new VaultError(`cannot snapshot ${databasePath}: ${message}`, undefined, { cause: error });
   }
   const common = { dir, journalMode, sqliteVersion, method };
-  if (method === "file-read") return { ...common, path: databasePath, fd: source, bytes: pageSize * pageCount, pageSize, pageCount, release: end };
+  const bytes = pageSize * pageCount;
+  if (method === "file-read") return { ...common, path: databasePath, bytes, pageSize, pageCount, blocks: (pool, signal) => readBlocks(source, bytes, pool, signal), release: end };
+  if (overlay) {
+    const read = overlay;
+    return { ...common, path: databasePath, bytes, pageSize, pageCount, blocks: (pool, signal) => readOverlaid(source, bytes, read, pool, signal), release: end };
+  }
   end();
-  const bytes = statSync(path).size;
+  const copied = statSync(path).size;
   const header = readDatabaseHeader(path);
-  if (header.pageSize * header.pageCount !== bytes)
-    throw new VaultError(`snapshot of ${databasePath} is inconsistent: ${header.pageCount} pages of ${header.pageSize} bytes but ${bytes} bytes`);
+  if (header.pageSize * header.pageCount !== copied)
+    throw new VaultError(`snapshot of ${databasePath} is inconsistent: ${header.pageCount} pages of ${header.pageSize} bytes but ${copied} bytes`);
   const fd = openSync(path, "r");
   let closed = false;
   const release = () => {
@@ -223,7 +253,7 @@ async function takeSnapshot(databasePath: string, dir: string, ctx: RunContext):
     closed = true;
     closeSync(fd);
   };
-  return { ...common, path, fd, bytes, pageSize: header.pageSize, pageCount: header.pageCount, release };
+  return { ...common, path, bytes: copied, pageSize: header.pageSize, pageCount: header.pageCount, blocks: (pool, signal) => readBlocks(fd, copied, pool, signal), release };
 }
 
 /** Open `path` for reading into `held`; -1 when it does not exist. */
@@ -298,11 +328,23 @@ export function fileHoldsSnapshot(journalMode: string, shm: number): boolean {
 
 const WAL_INDEX_VERSION = 3007000;
 
+/** What readWalIndex reads: the WAL-index header and the checkpoint's progress. */
+export interface WalIndex {
+  /** The last committed frame. */
+  mxFrame: number;
+  /** Frames checkpointed into the database file. */
+  nBackfill: number;
+  /** The database's size in pages as of mxFrame. */
+  nPage: number;
+  /** The header itself (48 bytes; its change counter grows with every commit). */
+  header: Uint8Array;
+}
+
 /**
- * mxFrame and nBackfill from the WAL-index file open at `fd`: "torn" when its two header copies differ
- * or fail their checksum, "absent" when it is too short to hold a header.
+ * The WAL-index header of the WAL-index file open at `fd`, and nBackfill: "torn" when its two header
+ * copies differ or fail their checksum, "absent" when it is too short to hold a header.
  */
-export function readWalIndex(fd: number): { mxFrame: number; nBackfill: number } | "absent" | "torn" {
+export function readWalIndex(fd: number): WalIndex | "absent" | "torn" {
   const raw = new Uint8Array(136);
   if (readSync(fd, raw, 0, 136, 0) < 136) return "absent";
   const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
@@ -318,7 +360,126 @@ export function readWalIndex(fd: number): { mxFrame: number; nBackfill: number }
     s2 = (s2 + u32(offset + 4) + s1) >>> 0;
   }
   if (s1 !== u32(40) || s2 !== u32(44)) return "torn";
-  return { mxFrame: u32(16), nBackfill: u32(96) };
+  return { mxFrame: u32(16), nBackfill: u32(96), nPage: u32(20), header: raw.slice(0, 48) };
+}
+
+/** Whether two reads of the WAL-index found the same header (no commit between them). */
+function sameWalIndex(a: WalIndex | "absent" | "torn", b: WalIndex | "absent" | "torn"): boolean {
+  return typeof a === "object" && typeof b === "object" && Buffer.from(a.header).equals(Buffer.from(b.header));
+}
+
+/** Where our frames are: the WAL's descriptor and, per page they hold, the offset of its latest copy. */
+interface WalOverlay {
+  wal: number;
+  pageSize: number;
+  /** [page number, offset of the page's bytes in the WAL], by page number. */
+  pages: [number, number][];
+  /** How many of the snapshot's bytes to take from the database file (the rest come from frames). */
+  inFile: number;
+  /** The WAL header's salts: a WAL restarted (its frames about to be overwritten) has new ones. */
+  salts: Uint8Array;
+}
+
+const WAL_HEADER_BYTES = 32;
+const WAL_FRAME_HEADER_BYTES = 24;
+const WAL_MAGIC = [0x377f0682, 0x377f0683];
+
+/**
+ * The frames our transaction sees, when it is certain which they are and that they stay put until
+ * the transaction ends, or null (the caller then takes the backup API). Called inside the
+ * transaction, with `after` the WAL-index as read just after it began, the same as just before.
+ *
+ * - Which frames: SQLite's readers take their snapshot from the WAL-index header, whose change
+ *   counter grows with every commit. The same header before and after our transaction began means
+ *   no commit came between: our snapshot is frames 1 to its mxFrame, and the database is its nPage
+ *   pages (checked against our page count; the last frame must commit exactly that many).
+ * - That they stay put: a reader that begins with frames not yet checkpointed holds a read mark of
+ *   at most its mxFrame (https://sqlite.org/walformat.html). A checkpoint copies frames into the file
+ *   only up to every reader's mark, so it only ever writes pages that one of our frames holds (which
+ *   we read from the WAL, never from the file), and never shrinks the file below our pages; the WAL
+ *   restarts (overwriting frame 1 on) only once no reader holds a mark, nor is it truncated, and no
+ *   last connection can delete it while ours is open.
+ * - This holds only when SQLite can use the WAL-index as shared memory: when this user cannot write
+ *   the -shm file, SQLite reads the WAL by other rules, and so do we (the backup API).
+ * - Everything else must agree too: the WAL's header (magic, page size, salts the same as the
+ *   WAL-index's), every frame's salts, the last frame a commit of our page count, every page past
+ *   the end of the file in some frame, and page 1 as we would read it a valid header of our size.
+ */
+function walOverlay(databasePath: string, held: number[], source: number, after: WalIndex, pageSize: number, pageCount: number): WalOverlay | null {
+  if (after.mxFrame === 0 || after.nPage !== pageCount) return null;
+  try {
+    accessSync(`${databasePath}-shm`, constants.W_OK);
+  } catch {
+    return null;
+  }
+  const wal = openHeld(`${databasePath}-wal`, held);
+  if (wal < 0) return null;
+  const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
+  if (fstatSync(wal).size < WAL_HEADER_BYTES + after.mxFrame * frameBytes) return null;
+  const walHeader = new Uint8Array(WAL_HEADER_BYTES);
+  if (readSync(wal, walHeader, 0, WAL_HEADER_BYTES, 0) < WAL_HEADER_BYTES) return null;
+  const headerView = new DataView(walHeader.buffer);
+  const salts = walHeader.subarray(16, 24);
+  if (!WAL_MAGIC.includes(headerView.getUint32(0)) || headerView.getUint32(8) !== pageSize) return null;
+  if (!Buffer.from(salts).equals(Buffer.from(after.header.subarray(32, 40)))) return null; // the WAL-index's aSalt, as the WAL header holds them
+
+  const latest = new Map<number, number>();
+  const frame = new Uint8Array(WAL_FRAME_HEADER_BYTES);
+  const frameView = new DataView(frame.buffer);
+  for (let k = 1; k <= after.mxFrame; k++) {
+    const offset = WAL_HEADER_BYTES + (k - 1) * frameBytes;
+    if (readSync(wal, frame, 0, WAL_FRAME_HEADER_BYTES, offset) < WAL_FRAME_HEADER_BYTES) return null;
+    if (!Buffer.from(frame.subarray(8, 16)).equals(Buffer.from(salts))) return null;
+    const page = frameView.getUint32(0);
+    if (page === 0) return null;
+    if (k === after.mxFrame && frameView.getUint32(4) !== pageCount) return null; // our last frame commits our size
+    if (page <= pageCount) latest.set(page, offset + WAL_FRAME_HEADER_BYTES); // a later frame of a page replaces an earlier one
+  }
+  const filePages = Math.min(pageCount, Math.floor(fstatSync(source).size / pageSize));
+  for (let page = filePages + 1; page <= pageCount; page++) if (!latest.has(page)) return null;
+
+  const first = new Uint8Array(100);
+  const firstAt = latest.get(1);
+  if ((firstAt === undefined ? readSync(source, first, 0, 100, 0) : readSync(wal, first, 0, 100, firstAt)) < 100) return null;
+  const header = parseDatabaseHeader(first);
+  if (new TextDecoder().decode(first.subarray(0, 16)) !== SQLITE_MAGIC || !header.countValid || header.pageSize !== pageSize || header.pageCount !== pageCount) return null;
+  return { wal, pageSize, pages: [...latest].sort((a, b) => a[0] - b[0]), inFile: filePages * pageSize, salts: salts.slice() };
+}
+
+/**
+ * The snapshot's blocks: the database file's, with every page our frames hold read from the WAL.
+ * Throws VaultError if the WAL was restarted before a block's frames were read: our read mark rules
+ * that out, and the check (the WAL header, rewritten with new salts before any frame is overwritten)
+ * makes sure no backup is ever stored from frames that changed under it.
+ */
+async function* readOverlaid(source: number, bytes: number, overlay: WalOverlay, pool: BufferPool, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
+  const { wal, pages, pageSize } = overlay;
+  const walHeader = new Uint8Array(WAL_HEADER_BYTES);
+  let next = 0;
+  let position = 0;
+  for await (const block of readBlocks(source, bytes, pool, signal, overlay.inFile)) {
+    try {
+      const end = position + block.byteLength;
+      for (; next < pages.length && (pages[next]![0] - 1) * pageSize < end; next++) {
+        const [page, at] = pages[next]!;
+        const into = (page - 1) * pageSize - position;
+        if (into < 0 || into + pageSize > block.byteLength) throw new Error(`page ${page} straddles a block`); // blocks hold whole pages
+        for (let filled = 0; filled < pageSize; ) {
+          const { bytesRead } = await readAt(wal, block, into + filled, pageSize - filled, at + filled);
+          if (bytesRead === 0) throw new Error(`the WAL ended inside the frame of page ${page}`);
+          filled += bytesRead;
+        }
+      }
+      const { bytesRead } = await readAt(wal, walHeader, 0, WAL_HEADER_BYTES, 0);
+      if (bytesRead < WAL_HEADER_BYTES || !Buffer.from(walHeader.subarray(16, 24)).equals(Buffer.from(overlay.salts)))
+        throw new VaultError("the database's WAL was restarted while the backup read it, so the snapshot is not consistent; nothing was stored", "run the backup again");
+      position = end;
+    } catch (error) {
+      pool.release(block);
+      throw error;
+    }
+    yield block;
+  }
 }
 
 /** True when the file system holding `dir` has (almost) no free blocks left. */

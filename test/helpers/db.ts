@@ -100,3 +100,84 @@ export function startWriter(path: string, options: { autocheckpoint?: number } =
     },
   };
 }
+
+/**
+ * An application process that keeps the database open, and so its WAL: it turns auto-checkpoints
+ * off, runs `statements`, and waits until stop(). (In the test's own process, a connection would
+ * share SQLite's lock bookkeeping with the snapshot's, and a descriptor closed nearby drops both.)
+ */
+export async function holdOpen(path: string, statements: string[]): Promise<{ stop(): Promise<void> }> {
+  const script = `
+    const { Database } = require("bun:sqlite");
+    const db = new Database(${JSON.stringify(path)});
+    db.run("PRAGMA wal_autocheckpoint = 0");
+    for (const sql of ${JSON.stringify(statements)}) db.run(sql);
+    process.stdout.write("ready\\n");
+    process.on("SIGTERM", () => process.exit(0));
+    setInterval(() => db.query("SELECT 1").get(), 1000); // (db stays referenced: a collected connection closes)`;
+  const proc = Bun.spawn([process.execPath, "-e", script], { stdout: "pipe", stderr: "inherit" });
+  const reader = proc.stdout.getReader();
+  const { value } = await reader.read();
+  if (!new TextDecoder().decode(value).includes("ready")) throw new Error("the application did not start");
+  return {
+    async stop() {
+      proc.kill("SIGTERM");
+      await proc.exited;
+    },
+  };
+}
+
+/**
+ * Accounts whose balance is not what the transfers table says it must be (INITIAL_BALANCE plus what
+ * came in minus what went out): a snapshot that mixed pages of different moments shows some, even
+ * where each table alone looks whole. Only for banks that startWriter() alone has written to.
+ */
+export function ledgerMismatches(path: string): number {
+  const db = new Database(path, { readonly: true });
+  try {
+    return (
+      db
+        .query(
+          `SELECT COUNT(*) AS n FROM accounts a WHERE a.balance != ${INITIAL_BALANCE}
+             + (SELECT COALESCE(SUM(amount), 0) FROM transfers WHERE dst = a.id)
+             - (SELECT COALESCE(SUM(amount), 0) FROM transfers WHERE src = a.id)`,
+        )
+        .get() as { n: number }
+    ).n;
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * A process that checkpoints the database over and over (PASSIVE, and every few rounds RESTART and
+ * TRUNCATE, each giving up at once when a reader is in the way) until stop(), which resolves to
+ * how many checkpoints copied frames into the file and how many restarted the WAL.
+ */
+export function startCheckpointer(path: string): { stop(): Promise<{ copied: number; restarted: number }> } {
+  const script = `
+    const { Database } = require("bun:sqlite");
+    const db = new Database(${JSON.stringify(path)});
+    db.run("PRAGMA busy_timeout = 0");
+    let copied = 0, restarted = 0, stopping = false;
+    process.on("SIGTERM", () => { stopping = true; });
+    for (let round = 1; !stopping; round++) {
+      const mode = round % 7 === 0 ? "TRUNCATE" : round % 3 === 0 ? "RESTART" : "PASSIVE";
+      try {
+        const { busy, checkpointed } = db.query("PRAGMA wal_checkpoint(" + mode + ")").get();
+        if (checkpointed > 0) copied++;
+        if (mode !== "PASSIVE" && busy === 0) restarted++;
+      } catch {}
+      await Bun.sleep(2);
+    }
+    db.close();
+    process.stdout.write(JSON.stringify({ copied, restarted }));`;
+  const proc = Bun.spawn([process.execPath, "-e", script], { stdout: "pipe", stderr: "inherit" });
+  return {
+    async stop() {
+      proc.kill("SIGTERM");
+      await proc.exited;
+      return JSON.parse(await new Response(proc.stdout).text());
+    },
+  };
+}

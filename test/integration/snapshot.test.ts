@@ -9,27 +9,34 @@
  */
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { Database } from "bun:sqlite";
-import { appendFileSync, closeSync, copyFileSync, openSync, readFileSync, readSync, writeFileSync } from "node:fs";
+import { appendFileSync, chmodSync, closeSync, copyFileSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createContext } from "../../src/context.ts";
 import { createSnapshot, readWalIndex, type Snapshot } from "../../src/snapshot.ts";
-import { ACCOUNTS, createBankDb, INITIAL_BALANCE, inspectBank, removeTempDirs, startWriter, tempDir } from "../helpers/db.ts";
+import { BLOCK_SIZE } from "../../src/codec.ts";
+import { BufferPool } from "../../src/streams.ts";
+import { ROOT } from "../helpers/cli.ts";
+import { ACCOUNTS, createBankDb, holdOpen, INITIAL_BALANCE, inspectBank, ledgerMismatches, removeTempDirs, startCheckpointer, startWriter, tempDir } from "../helpers/db.ts";
 
 setDefaultTimeout(60_000);
 afterAll(removeTempDirs);
 
-/** The snapshot's bytes, read through its descriptor (opening the live database would drop our locks). */
-function contents(snapshot: Snapshot): Buffer {
-  const bytes = Buffer.alloc(snapshot.bytes);
-  for (let at = 0; at < bytes.length; ) at += readSync(snapshot.fd, bytes, at, bytes.length - at, at);
-  return bytes;
+/** The snapshot's bytes, as a backup reads them (opening the live database would drop our locks). */
+async function contents(snapshot: Snapshot): Promise<Buffer> {
+  const pool = new BufferPool(BLOCK_SIZE, 2);
+  const chunks: Buffer[] = [];
+  for await (const block of snapshot.blocks(pool)) {
+    chunks.push(Buffer.from(block));
+    pool.release(block);
+  }
+  return Buffer.concat(chunks);
 }
 
 /** A snapshot's bytes, and a private copy of them to open (`path`); `done` releases the snapshot. */
 async function snapshotOf(db: string) {
   const ctx = createContext();
   const snapshot = await createSnapshot(db, tempDir("snap-tmp"), ctx);
-  const bytes = contents(snapshot);
+  const bytes = await contents(snapshot);
   const path = join(tempDir("snap-copy"), "copy.db");
   writeFileSync(path, bytes);
   return {
@@ -98,10 +105,10 @@ describe("snapshot copy", () => {
     };
     try {
       expect(snapshot.method).toBe("file-read");
-      const before = contents(snapshot);
+      const before = await contents(snapshot);
       // Another process commits and asks for a full checkpoint: busy (1|...), nothing copied.
       expect(sqlite3("INSERT INTO transfers (src, dst, amount, at) VALUES (1, 2, 3, 'now'); PRAGMA wal_checkpoint(TRUNCATE);")).toMatch(/^1\|\d+\|0$/);
-      expect(contents(snapshot).equals(before)).toBe(true);
+      expect((await contents(snapshot)).equals(before)).toBe(true);
     } finally {
       snapshot.release();
       ctx.temp.remove(snapshot.dir);
@@ -110,38 +117,124 @@ describe("snapshot copy", () => {
     expect(countTransfers(db)).toBe(transfers + 1);
   });
 
-  test("WAL frames not checkpointed yet: the backup API, with the committed frames; after a checkpoint, the file itself with them too", async () => {
-    const db = join(tempDir("snap-wal-busy"), "bank.db");
+  test("WAL frames not checkpointed yet: the file and the frames read in place, page for page what sqlite3 .backup copies; after a checkpoint, the file itself", async () => {
+    const dir = tempDir("snap-wal-busy");
+    const db = join(dir, "bank.db");
     createBankDb(db, { journalMode: "wal", fillerRows: 2000 });
     const before = countTransfers(db);
-    const app = new Database(db);
+    const app = await holdOpen(db, [
+      "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) INSERT INTO transfers (src, dst, amount, at) SELECT 1, 2, 3, printf('%.100c', 'x') FROM n",
+      "UPDATE accounts SET balance = balance + 1 WHERE id = 1", // more commits: a page's newest frame wins
+      "UPDATE accounts SET balance = balance - 1 WHERE id = 1",
+    ]);
     try {
-      app.run("PRAGMA wal_autocheckpoint = 0");
-      const insert = app.prepare("INSERT INTO transfers (src, dst, amount, at) VALUES (1, 2, 3, 'now')");
-      app.transaction(() => {
-        for (let i = 0; i < 500; i++) insert.run();
-      })();
-      insert.finalize();
       const wal = shm(`${db}-shm`);
-      expect(wal).not.toBe("absent");
-      expect(wal).not.toBe("torn");
+      expect(typeof wal).toBe("object");
       if (typeof wal === "object") expect(wal.nBackfill).toBeLessThan(wal.mxFrame);
-      const fileBefore = readFileSync(db);
+      const files = [readFileSync(db), readFileSync(`${db}-wal`)];
 
       const viaWal = await snapshotOf(db);
-      expect(viaWal.snapshot.method).toBe("backup-api");
-      expect(countTransfers(viaWal.path)).toBe(before + 500);
+      expect(viaWal.snapshot.method).toBe("wal-read");
+      expect(viaWal.snapshot.path).toBe(db);
+      // The database grew in the WAL: its last pages exist only as frames.
+      expect(files[0]!.length).toBeLessThan(viaWal.snapshot.bytes);
+      expect(countTransfers(viaWal.path)).toBe(before + 3000);
+      expect(inspectBank(viaWal.path)).toMatchObject({ integrity: "ok", total: ACCOUNTS * INITIAL_BALANCE });
+      // SQLite's own copy differs only in header fields a backup sets anew: the change counter (bytes
+      // 24-27), the schema cookie (40-43), and the version-valid-for and writer's version (92-99).
+      const reference = join(dir, "reference.db");
+      const copied = Bun.spawnSync(["sqlite3", db, `.backup '${reference}'`], { stderr: "pipe" });
+      expect(copied.stderr.toString()).toBe("");
+      const theirs = readFileSync(reference);
+      const ours = Buffer.from(viaWal.bytes);
+      expect(ours.length).toBe(theirs.length);
+      for (const [from, to] of [[24, 28], [40, 44], [92, 100]]) theirs.copy(ours, from, from, to);
+      expect(ours.equals(theirs)).toBe(true);
       viaWal.done();
       // The source was neither written nor checkpointed.
-      expect(readFileSync(db).equals(fileBefore)).toBe(true);
+      expect([readFileSync(db), readFileSync(`${db}-wal`)]).toEqual(files);
 
-      app.run("PRAGMA wal_checkpoint(PASSIVE)"); // the application checkpoints; its connection stays open
+      expect(Bun.spawnSync(["sqlite3", db, "PRAGMA wal_checkpoint(PASSIVE);"]).stdout.toString()).toMatch(/^0\|/);
       const viaFile = await snapshotOf(db);
       expect(viaFile.snapshot.method).toBe("file-read");
-      expect(countTransfers(viaFile.path)).toBe(before + 500);
+      expect(countTransfers(viaFile.path)).toBe(before + 3000);
       viaFile.done();
     } finally {
-      app.close();
+      await app.stop();
+    }
+  });
+
+  test("while a wal-read snapshot is held, a checkpoint may copy its frames into the file, and its bytes stay the same; no checkpoint can restart the WAL", async () => {
+    const db = join(tempDir("snap-wal-held"), "bank.db");
+    createBankDb(db, { journalMode: "wal", fillerRows: 2000 });
+    const app = await holdOpen(db, ["UPDATE notes SET title = 'first ' || id WHERE id % 3 = 0"]); // keeps the WAL
+    const sqlite3 = (sql: string) => {
+      const result = Bun.spawnSync(["sqlite3", db, `PRAGMA busy_timeout = 0; ${sql}`], { stdout: "pipe", stderr: "pipe" });
+      expect(result.stderr.toString()).toBe("");
+      return result.stdout.toString().trim().split("\n").at(-1)!;
+    };
+    // Read by another process: closing a descriptor of the file here would drop our locks.
+    const digest = () => Bun.spawnSync(["sha256sum", db]).stdout.toString();
+    const ctx = createContext();
+    let snapshot: Snapshot | undefined;
+    try {
+      const transfers = countTransfers(db);
+      snapshot = await createSnapshot(db, tempDir("snap-tmp"), ctx);
+      expect(snapshot.method).toBe("wal-read");
+      const held = await contents(snapshot);
+      const file = digest();
+      // Another process commits, then checkpoints as far as it may: up to our frames, into the file.
+      const [logged, done] = sqlite3("UPDATE notes SET title = 'second ' || id WHERE id % 3 = 0; PRAGMA wal_checkpoint(PASSIVE);").split("|").slice(1).map(Number);
+      expect(done).toBeGreaterThan(0);
+      expect(done).toBeLessThan(logged!);
+      expect(digest()).not.toBe(file);
+      expect((await contents(snapshot)).equals(held)).toBe(true);
+      // Restarting the WAL would overwrite our frames: busy while the snapshot is held.
+      expect(sqlite3("PRAGMA wal_checkpoint(TRUNCATE);")).toMatch(/^1\|/);
+      expect((await contents(snapshot)).equals(held)).toBe(true);
+      const copy = join(tempDir("snap-copy"), "copy.db");
+      writeFileSync(copy, held);
+      expect(inspectBank(copy)).toMatchObject({ integrity: "ok", transfers });
+      snapshot.release();
+      expect(sqlite3("PRAGMA wal_checkpoint(TRUNCATE);")).toBe("0|0|0");
+    } finally {
+      snapshot?.release();
+      if (snapshot) ctx.temp.remove(snapshot.dir);
+      await app.stop();
+    }
+  });
+
+  test("a -shm file this user cannot write: SQLite then reads the WAL by other rules, and the snapshot takes the backup API", async () => {
+    const dir = tempDir("snap-wal-rdonly");
+    chmodSync(dir, 0o755);
+    const db = join(dir, "bank.db");
+    createBankDb(db, { journalMode: "wal", fillerRows: 500 });
+    const app = await holdOpen(db, ["UPDATE accounts SET balance = balance + 5 WHERE id = 1", "UPDATE accounts SET balance = balance - 5 WHERE id = 2"]);
+    const out = join(dir, "out");
+    mkdirSync(out);
+    chmodSync(out, 0o1777);
+    // Root runs the snapshot as nobody (the -shm stays root's, 0644); anyone else takes away their own write permission.
+    const asOther = process.getuid!() === 0 ? ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] : [];
+    if (!asOther.length) chmodSync(`${db}-shm`, 0o444);
+    try {
+      const script = `
+        const { createSnapshot } = require(${JSON.stringify(join(ROOT, "src", "snapshot.ts"))});
+        const { createContext } = require(${JSON.stringify(join(ROOT, "src", "context.ts"))});
+        const { BufferPool } = require(${JSON.stringify(join(ROOT, "src", "streams.ts"))});
+        const snapshot = await createSnapshot(${JSON.stringify(db)}, ${JSON.stringify(out)}, createContext());
+        const pool = new BufferPool(1 << 20, 2);
+        const chunks = [];
+        for await (const block of snapshot.blocks(pool)) { chunks.push(Buffer.from(block)); pool.release(block); }
+        require("node:fs").writeFileSync(${JSON.stringify(join(out, "copy.db"))}, Buffer.concat(chunks));
+        snapshot.release();
+        console.log(snapshot.method);`;
+      const r = Bun.spawnSync([...asOther, process.execPath, "-e", script], { env: { ...process.env, HOME: out, TMPDIR: out }, stdout: "pipe", stderr: "pipe" });
+      expect(r.stderr.toString()).toBe("");
+      expect(r.stdout.toString().trim()).toBe("backup-api");
+      const bank = inspectBank(join(out, "copy.db"));
+      expect(bank).toMatchObject({ integrity: "ok", total: ACCOUNTS * INITIAL_BALANCE });
+    } finally {
+      await app.stop();
     }
   });
 
@@ -200,7 +293,7 @@ describe("snapshot copy", () => {
     }
   });
 
-  test("a writer that checkpoints after every commit: snapshots by both WAL ways while it writes, all consistent", async () => {
+  test("a writer that checkpoints after every commit: snapshots by both ways of reading in place while it writes, all consistent", async () => {
     const db = join(tempDir("snap-live"), "bank.db");
     createBankDb(db, { journalMode: "wal", fillerRows: 5000 });
     const writer = startWriter(db, { autocheckpoint: 1 });
@@ -209,13 +302,13 @@ describe("snapshot copy", () => {
     try {
       await writer.waitForCommits(50);
       // Which way a snapshot takes depends on where the writer is: go on until both ran a few times.
-      for (let i = 0; i < 300 && (i < 30 || Math.min(methods.get("file-read") ?? 0, methods.get("backup-api") ?? 0) < 3); i++) {
+      for (let i = 0; i < 300 && (i < 30 || Math.min(methods.get("file-read") ?? 0, methods.get("wal-read") ?? 0) < 3); i++) {
         const ctx = createContext();
         const snapshot = await createSnapshot(db, tempDir("snap-tmp"), ctx);
-        // Hold a file-read snapshot while the writer commits and tries to checkpoint, then read it.
-        if (snapshot.method === "file-read") await Bun.sleep(20);
+        // Hold a snapshot read in place while the writer commits and checkpoints, then read it.
+        if (snapshot.path === db) await Bun.sleep(20);
         const { path, done } = { path: join(tempDir("snap-copy"), "copy.db"), done: () => (snapshot.release(), ctx.temp.remove(snapshot.dir)) };
-        writeFileSync(path, contents(snapshot));
+        writeFileSync(path, await contents(snapshot));
         methods.set(snapshot.method, (methods.get(snapshot.method) ?? 0) + 1);
         const bank = inspectBank(path);
         expect(bank.integrity).toBe("ok");
@@ -229,7 +322,77 @@ describe("snapshot copy", () => {
     }
     // Both ways ran against a database being written, and the snapshots caught it at many points.
     expect(methods.get("file-read") ?? 0).toBeGreaterThanOrEqual(3);
-    expect(methods.get("backup-api") ?? 0).toBeGreaterThanOrEqual(3);
+    expect(methods.get("wal-read") ?? 0).toBeGreaterThanOrEqual(3);
     expect(seen.size).toBeGreaterThan(10);
+  });
+
+  test("a writer and a checkpointer at work while snapshots are read slowly: each one is a single moment of the database, across its tables", async () => {
+    const db = join(tempDir("snap-wal-stress"), "bank.db");
+    createBankDb(db, { journalMode: "wal", fillerRows: 3000 });
+    const writer = startWriter(db); // SQLite's default auto-checkpoint: frames pending most of the time
+    const checkpointer = startCheckpointer(db);
+    const methods = new Map<string, number>();
+    const seen = new Set<number>();
+    let checkpoints = { copied: 0, restarted: 0 };
+    try {
+      await writer.waitForCommits(100);
+      let previous = 0;
+      for (let i = 0; i < 200 && (i < 40 || (methods.get("wal-read") ?? 0) < 20); i++) {
+        // Every commit made before the snapshot began is in it (counted with no snapshot held: closing
+        // a connection of this process drops every lock it holds on the database).
+        const floor = Math.max(previous, countTransfers(db));
+        const ctx = createContext();
+        const snapshot = await createSnapshot(db, tempDir("snap-tmp"), ctx);
+        // Small blocks, a pause after each: the writer commits, the database grows and the checkpointer
+        // copies frames into the file between the reads of one snapshot.
+        const pool = new BufferPool(64 * 1024, 2);
+        const chunks: Buffer[] = [];
+        for await (const block of snapshot.blocks(pool)) {
+          chunks.push(Buffer.from(block));
+          pool.release(block);
+          await Bun.sleep(1);
+        }
+        snapshot.release();
+        ctx.temp.remove(snapshot.dir);
+        methods.set(snapshot.method, (methods.get(snapshot.method) ?? 0) + 1);
+        const copy = join(tempDir("snap-copy"), "copy.db");
+        writeFileSync(copy, Buffer.concat(chunks));
+        expect(inspectBank(copy)).toMatchObject({ integrity: "ok", total: ACCOUNTS * INITIAL_BALANCE });
+        expect(ledgerMismatches(copy)).toBe(0);
+        previous = countTransfers(copy);
+        expect(previous).toBeGreaterThanOrEqual(floor);
+        seen.add(previous);
+      }
+    } finally {
+      await writer.stop();
+      checkpoints = await checkpointer.stop();
+    }
+    expect(methods.get("wal-read") ?? 0).toBeGreaterThanOrEqual(20);
+    expect(seen.size).toBeGreaterThan(20);
+    // The checkpointer really did copy frames and restart the WAL (between snapshots) meanwhile.
+    expect(checkpoints.copied).toBeGreaterThan(10);
+    expect(checkpoints.restarted).toBeGreaterThan(0);
+    expect(inspectBank(db)).toMatchObject({ integrity: "ok", total: ACCOUNTS * INITIAL_BALANCE });
+    expect(ledgerMismatches(db)).toBe(0);
+  });
+
+  test("a WAL restarted under a wal-read snapshot (what its read mark rules out) fails the read rather than yield other frames", async () => {
+    const db = join(tempDir("snap-wal-restart"), "bank.db");
+    createBankDb(db, { journalMode: "wal", fillerRows: 500 });
+    const app = await holdOpen(db, ["UPDATE notes SET title = 'changed ' || id"]);
+    const ctx = createContext();
+    const snapshot = await createSnapshot(db, tempDir("snap-tmp"), ctx);
+    try {
+      expect(snapshot.method).toBe("wal-read");
+      // What a restart writes first: the WAL header with new salts (by another process: a descriptor
+      // of the WAL closed here would drop our locks).
+      const salt = Bun.spawnSync(["sh", "-c", `printf 'XXXXXXXX' | dd of='${db}-wal' bs=1 seek=16 conv=notrunc status=none`]);
+      expect(salt.exitCode).toBe(0);
+      await expect(contents(snapshot)).rejects.toThrow(/WAL was restarted while the backup read it/);
+    } finally {
+      snapshot.release();
+      ctx.temp.remove(snapshot.dir);
+      await app.stop();
+    }
   });
 });
