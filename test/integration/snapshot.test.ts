@@ -9,7 +9,7 @@
  */
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { Database } from "bun:sqlite";
-import { appendFileSync, chmodSync, closeSync, copyFileSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, chmodSync, closeSync, copyFileSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createContext } from "../../src/context.ts";
 import { createSnapshot, readWalIndex, type Snapshot } from "../../src/snapshot.ts";
@@ -375,6 +375,39 @@ describe("snapshot copy", () => {
     expect(inspectBank(db)).toMatchObject({ integrity: "ok", total: ACCOUNTS * INITIAL_BALANCE });
     expect(ledgerMismatches(db)).toBe(0);
   });
+
+  for (const shmKept of [true, false])
+    test(`an application killed in the middle of a big transaction${shmKept ? "" : ", its -shm gone too"}: its committed frames, none of the half-written ones`, async () => {
+      const dir = tempDir("snap-wal-crash");
+      const db = join(dir, "bank.db");
+      createBankDb(db, { journalMode: "wal", fillerRows: 200 });
+      // Committed, left in the WAL; then a transaction big enough to spill frames into the WAL past
+      // the last commit, and a kill -9 before it commits.
+      const script = `
+        const { Database } = require("bun:sqlite");
+        const db = new Database(${JSON.stringify(db)});
+        db.run("PRAGMA wal_autocheckpoint = 0");
+        db.run("PRAGMA cache_size = 10");
+        db.run("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500) INSERT INTO transfers (src, dst, amount, at) SELECT 1, 1, 0, 'committed' FROM n");
+        db.run("BEGIN");
+        db.run("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) INSERT INTO transfers (src, dst, amount, at) SELECT 1, 1, 0, printf('%.200c', 'x') FROM n");
+        process.kill(process.pid, "SIGKILL");`;
+      const killed = Bun.spawnSync([process.execPath, "-e", script]);
+      expect(killed.signalCode).toBe("SIGKILL");
+      const walBytes = readFileSync(`${db}-wal`).length;
+      const index = shm(`${db}-shm`);
+      expect(typeof index).toBe("object");
+      // The half-written transaction's frames are in the WAL, past the last committed one.
+      if (typeof index === "object") expect(walBytes).toBeGreaterThan(32 + (index.mxFrame + 100) * (24 + 4096));
+      if (!shmKept) rmSync(`${db}-shm`);
+      const { snapshot, path, done } = await snapshotOf(db);
+      try {
+        expect(snapshot.method).toBe("wal-read");
+        expect(inspectBank(path)).toMatchObject({ integrity: "ok", total: ACCOUNTS * INITIAL_BALANCE, transfers: 500 });
+      } finally {
+        done();
+      }
+    });
 
   test("a WAL restarted under a wal-read snapshot (what its read mark rules out) fails the read rather than yield other frames", async () => {
     const db = join(tempDir("snap-wal-restart"), "bank.db");
