@@ -17,10 +17,14 @@
  *   compressible text (test/integration/pipeline.test.ts) and nothing on the benchmark's database.
  * - Each gzip member carries its own length in its header's extra field (src/gzip-members.ts), which
  *   every gzip reader skips.
+ * - Each zstd frame states its decompressed size in its header (src/zstd-frames.ts).
  * Decompression of gzip backups cuts the stream into members by those lengths and decompresses
  * several at once with libdeflate on the same worker threads (about 680 MB/s per core here), in
- * order. A gzip stream without them (a backup of an earlier version) and zstd are read as one
- * stream (DecompressionStream, which reads single- and multi-member files alike).
+ * order; zstd backups are cut into frames by walking their block headers and decompressed several
+ * at once with Bun.zstdDecompress() on Bun's thread pool (1 GiB: about 0.7 s against 3.3 s as one
+ * stream on the JS thread). A gzip stream without lengths (a backup of an earlier version), a zstd
+ * stream whose first frame states no size (one streamed frame), and any other file of either kind
+ * are read as one stream (DecompressionStream, which reads single- and multi-member files alike).
  * (Bun 1.4.5's zstd streams with ZSTD_c_nbWorkers are broken, so that option is never set.)
  */
 import { availableParallelism } from "node:os";
@@ -30,7 +34,8 @@ import { UsageError } from "./errors.ts";
 import { iterate, prepend, streamOf, type BufferPool } from "./streams.ts";
 import { WorkerPool } from "./workers.ts";
 import { COMPRESSIONS, type Compression } from "./manifest.ts";
-import { FRAMED_HEADER_BYTES, frameHeader, framedLength, splitMembers } from "./gzip-members.ts";
+import { FRAMED_HEADER_BYTES, frameHeader as framedMemberHeader, framedLength, splitMembers } from "./gzip-members.ts";
+import { frameHeader, MAX_FRAME_HEADER_BYTES, splitFrames } from "./zstd-frames.ts";
 
 export function parseCompression(value: string | undefined, fallback: Compression = "gzip"): Compression {
   if (value === undefined || value === "") return fallback;
@@ -98,7 +103,7 @@ export function blockCompressor(compression: Compression): BlockCompressor {
         const task: GzipTask = { op: "gzip", block: buffer, length: block.byteLength, level: GZIP_LEVEL };
         const { member, block: returned } = (await codecPool().run(task, { transfer: [buffer] })) as GzipResult;
         // The framed member, as its new header and the rest of the member: never copied.
-        return { output: [frameHeader(member), member.subarray(10)], returned: new Uint8Array(returned) };
+        return { output: [framedMemberHeader(member), member.subarray(10)], returned: new Uint8Array(returned) };
       };
     case "zstd":
       return (block) => Bun.zstdCompress(block, { level: ZSTD_LEVEL });
@@ -244,28 +249,49 @@ export async function* readBlocks(fd: number, length: number, pool: BufferPool, 
 
 /**
  * The decompressed stream of a stored object. gzip streams of framed members (src/gzip-members.ts)
- * are decompressed a member per worker, `parallel` at once; any other gzip stream, and zstd, as one
- * stream. A damaged stream errors the returned one.
+ * and zstd streams of sized frames (src/zstd-frames.ts) are decompressed a piece per thread,
+ * `parallel` at once, in order; any other stream as one. A damaged stream errors the returned one.
  */
 export function decompress(source: ReadableStream<Uint8Array>, compression: Compression, parallel = defaultParallelism()): ReadableStream<Uint8Array> {
   if (compression === "none") return source;
-  if (compression === "zstd") return source.pipeThrough(new DecompressionStream("zstd" as "gzip") as unknown as TransformStream<Uint8Array, Uint8Array>);
-  return streamOf(gunzipStream(source, parallel));
+  if (compression === "zstd")
+    return streamOf(decompressPieces(source, "zstd", MAX_FRAME_HEADER_BYTES, (head) => frameHeader(head) !== null, (head, rest) => mapBlocks(splitFrames(head, rest), unzstdFrame, parallel)));
+  return streamOf(decompressPieces(source, "gzip", FRAMED_HEADER_BYTES, (head) => framedLength(head) !== null, (head, rest) => mapBlocks(splitMembers(head, rest), gunzipMember, parallel)));
 }
 
-async function* gunzipStream(source: ReadableStream<Uint8Array>, parallel: number): AsyncGenerator<Uint8Array> {
+/**
+ * `source` decompressed piece by piece by `split` when its first `headBytes` (or all of it, if
+ * shorter) pass `isPieces`, else as one stream by DecompressionStream(`format`).
+ */
+async function* decompressPieces(
+  source: ReadableStream<Uint8Array>,
+  format: "gzip" | "zstd",
+  headBytes: number,
+  isPieces: (head: Uint8Array) => boolean,
+  split: (head: Uint8Array, rest: AsyncIterator<Uint8Array>) => ReadableStream<Uint8Array>,
+): AsyncGenerator<Uint8Array> {
   const rest = iterate(source)[Symbol.asyncIterator]();
   try {
-    // Enough of the start to tell a framed member's header.
     const chunks: Uint8Array[] = [];
     let length = 0;
-    for (let next; length < FRAMED_HEADER_BYTES && !(next = await rest.next()).done; length += next.value.length) chunks.push(next.value);
+    for (let next; length < headBytes && !(next = await rest.next()).done; length += next.value.length) chunks.push(next.value);
     const head = Buffer.concat(chunks, length);
-    if (framedLength(head) !== null) yield* mapBlocks(splitMembers(head, rest), gunzipMember, parallel);
-    else yield* streamOf(prepend([head], rest)).pipeThrough(new DecompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>);
+    if (isPieces(head)) yield* split(head, rest);
+    else yield* streamOf(prepend([head], rest)).pipeThrough(new DecompressionStream(format as "gzip") as unknown as TransformStream<Uint8Array, Uint8Array>);
   } finally {
     await rest.return?.();
   }
+}
+
+/**
+ * One whole frame, decompressed on Bun's thread pool; exactly the size its header states (zstd itself
+ * refuses a frame whose content differs from it; this holds whatever the zstd build).
+ */
+async function unzstdFrame(frame: Uint8Array): Promise<Uint8Array> {
+  const expected = frameHeader(frame)!.contentSize; // splitFrames checked it
+  const output = await Bun.zstdDecompress(frame as Uint8Array<ArrayBuffer>);
+  if (output.byteLength !== expected) throw new Error(`a zstd frame decompressed to ${output.byteLength} bytes, its header says ${expected}`);
+  return output;
 }
 
 /** One whole member, decompressed by a worker (its buffer moves there). */

@@ -9,6 +9,7 @@
  * A stream whose first member has no such field (a backup of an earlier version, or any other gzip
  * file) is read as one ordinary stream instead.
  */
+import { ByteQueue } from "./streams.ts";
 
 /** The 10-byte gzip header plus XLEN (2) and the subfield (2 + 2 + 4). */
 export const FRAMED_HEADER_BYTES = 20;
@@ -57,49 +58,14 @@ export function framedLength(bytes: Uint8Array): number | null {
  * framed or is out of bounds, or when one claims to decompress to more than MAX_MEMBER_OUTPUT.
  */
 export async function* splitMembers(head: Uint8Array, rest: AsyncIterator<Uint8Array>): AsyncGenerator<Uint8Array> {
-  let pending: Uint8Array[] = head.length ? [head] : [];
-  let buffered = head.length;
-  /** Read until at least `n` bytes are buffered; false at the end of the stream. */
-  const fill = async (n: number) => {
-    while (buffered < n) {
-      const next = await rest.next();
-      if (next.done) return false;
-      pending.push(next.value);
-      buffered += next.value.length;
-    }
-    return true;
-  };
-  /** Take the first `n` buffered bytes (n <= buffered) into one new buffer. */
-  const take = (n: number) => {
-    const out = new Uint8Array(n);
-    let filled = 0;
-    while (filled < n) {
-      const chunk = pending[0]!;
-      const used = Math.min(chunk.length, n - filled);
-      out.set(chunk.subarray(0, used), filled);
-      filled += used;
-      if (used === chunk.length) pending.shift();
-      else pending[0] = chunk.subarray(used);
-    }
-    buffered -= n;
-    return out;
-  };
-  const peek = (n: number) => {
-    if (pending[0] && pending[0].length >= n) return pending[0];
-    const joined = take(buffered);
-    pending = [joined];
-    buffered = joined.length;
-    return joined;
-  };
-  let index = 0;
-  while (await fill(1)) {
-    index++;
-    if (!(await fill(FRAMED_HEADER_BYTES))) throw new Error(`the stream ends inside the header of gzip member ${index}`);
-    const length = framedLength(peek(FRAMED_HEADER_BYTES));
+  const queue = new ByteQueue(head, rest);
+  for (let index = 1; await queue.fill(1); index++) {
+    if (!(await queue.fill(FRAMED_HEADER_BYTES))) throw new Error(`the stream ends inside the header of gzip member ${index}`);
+    const length = framedLength(queue.peek(0, FRAMED_HEADER_BYTES));
     if (length === null) throw new Error(`gzip member ${index} does not carry its length`);
     if (length < FRAMED_HEADER_BYTES + 8 || length > MAX_MEMBER_BYTES) throw new Error(`gzip member ${index} claims an impossible length (${length} bytes)`);
-    if (!(await fill(length))) throw new Error(`the stream ends inside gzip member ${index}`);
-    const member = take(length);
+    if (!(await queue.fill(length))) throw new Error(`the stream ends inside gzip member ${index}`);
+    const member = queue.take(length);
     const isize = new DataView(member.buffer).getUint32(length - 4, true);
     if (isize > MAX_MEMBER_OUTPUT) throw new Error(`gzip member ${index} claims to hold ${isize} bytes`);
     yield member;

@@ -56,6 +56,71 @@ export function streamOf(source: AsyncIterable<Uint8Array>): ReadableStream<Uint
   );
 }
 
+/**
+ * The bytes of a chunked stream, to be cut into pieces that do not follow its chunks (the gzip
+ * members and zstd frames of a backup): read ahead with fill(), look with peek(), cut with take().
+ */
+export class ByteQueue {
+  private pending: Uint8Array[];
+  /** How many bytes are read and not yet taken. */
+  buffered: number;
+
+  constructor(
+    head: Uint8Array,
+    private readonly rest: AsyncIterator<Uint8Array>,
+  ) {
+    this.pending = head.length ? [head] : [];
+    this.buffered = head.length;
+  }
+
+  /** Read until at least `n` bytes are buffered; false when the stream ends first. */
+  async fill(n: number): Promise<boolean> {
+    while (this.buffered < n) {
+      const next = await this.rest.next();
+      if (next.done) return false;
+      this.pending.push(next.value);
+      this.buffered += next.value.length;
+    }
+    return true;
+  }
+
+  /** A copy of the `n` buffered bytes at `offset` (offset + n <= buffered), which stay buffered. */
+  peek(offset: number, n: number): Uint8Array {
+    const out = new Uint8Array(n);
+    let filled = 0;
+    for (const chunk of this.pending) {
+      if (filled === n) break;
+      if (offset >= chunk.length) {
+        offset -= chunk.length;
+        continue;
+      }
+      const part = chunk.subarray(offset, offset + n - filled);
+      out.set(part, filled);
+      filled += part.length;
+      offset = 0;
+    }
+    if (filled < n) throw new Error(`peek past the ${this.buffered} bytes buffered`);
+    return out;
+  }
+
+  /** Take the first `n` buffered bytes (n <= buffered) into one new buffer of exactly that size. */
+  take(n: number): Uint8Array {
+    if (n > this.buffered) throw new Error(`take past the ${this.buffered} bytes buffered`);
+    const out = new Uint8Array(n);
+    let filled = 0;
+    while (filled < n) {
+      const chunk = this.pending[0]!;
+      const used = Math.min(chunk.length, n - filled);
+      out.set(chunk.subarray(0, used), filled);
+      filled += used;
+      if (used === chunk.length) this.pending.shift();
+      else this.pending[0] = chunk.subarray(used);
+    }
+    this.buffered -= n;
+    return out;
+  }
+}
+
 /** Collect a stream into one buffer; only for small objects such as manifests. */
 export async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
   return new Uint8Array(await new Response(stream).arrayBuffer());

@@ -23,6 +23,7 @@ import { localRepo, s3Repo, type TestRepo } from "../helpers/repos.ts";
 import { createTestBucket } from "../helpers/s3.ts";
 import { readBackupManifest, readObject, replaceObject, rewriteManifest } from "../helpers/tamper.ts";
 import { framedLength } from "../../src/gzip-members.ts";
+import { frameHeader, splitFrames } from "../../src/zstd-frames.ts";
 import { VerificationError } from "../../src/errors.ts";
 
 setDefaultTimeout(120_000);
@@ -59,6 +60,9 @@ function textDb(path: string): void {
   insert.finalize();
   db.close();
 }
+
+/** `bytes` cut into BLOCK_SIZE blocks. */
+const blocksOf = (bytes: Uint8Array<ArrayBuffer>) => Array.from({ length: Math.ceil(bytes.length / BLOCK_SIZE) }, (_, i) => bytes.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE));
 
 function run(cmd: string[], input: Uint8Array): Uint8Array {
   const result = Bun.spawnSync(cmd, { stdin: input, stdout: "pipe", stderr: "pipe" });
@@ -217,18 +221,18 @@ for (const backend of backends) {
       }
     });
 
-    /** A gzip backup of a fresh big database, and its manifest. */
-    async function gzipBackup() {
+    /** A backup of a fresh big database, and its manifest. */
+    async function backupOf(compression: "gzip" | "zstd" = "gzip") {
       const repo = await backend.repo();
       bigDb(repo.db);
       const ctx = createContext();
-      const result = await runBackup(repo.storage, { databasePath: repo.db, compression: "gzip", tmpDir: repo.dir }, ctx);
+      const result = await runBackup(repo.storage, { databasePath: repo.db, compression, tmpDir: repo.dir }, ctx);
       const manifest = await readBackupManifest(repo.storage, result.name, result.id);
       return { repo, ctx, result, manifest };
     }
 
     /** Restoring it fails at step "checksum", saying `says`, and leaves neither the target nor a temp file. */
-    async function expectCorruptRestore({ repo, ctx, result }: Awaited<ReturnType<typeof gzipBackup>>, says: string) {
+    async function expectCorruptRestore({ repo, ctx, result }: Awaited<ReturnType<typeof backupOf>>, says: string) {
       const target = join(repo.dir, "damaged.db");
       const error = await runRestore(repo.storage, { name: result.name, target, selection: { id: result.id } }, ctx).catch((e) => e);
       expect(error).toBeInstanceOf(VerificationError);
@@ -239,7 +243,7 @@ for (const backend of backends) {
     }
 
     test("an object that decompresses past the manifest's database size is stopped there, as corrupt", async () => {
-      const backup = await gzipBackup();
+      const backup = await backupOf();
       await rewriteManifest(backup.repo.storage, backup.manifest, (m) => ({ ...m, database: { ...m.database, bytes: BLOCK_SIZE } }));
       await expectCorruptRestore(backup, `decompresses to more than the manifest's ${BLOCK_SIZE} bytes`);
     });
@@ -249,7 +253,7 @@ for (const backend of backends) {
       bigDb(repo.db);
       const ctx = createContext();
       const original = new Uint8Array(readFileSync(repo.db));
-      const blocks = Array.from({ length: Math.ceil(original.length / BLOCK_SIZE) }, (_, i) => Bun.gzipSync(original.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE)));
+      const blocks = blocksOf(original).map((block) => Bun.gzipSync(block));
       const objects = { "members without their length": new Uint8Array(Buffer.concat(blocks)), "one gzip -6 stream": run(["gzip", "-6", "-c"], original) };
       for (const [label, object] of Object.entries(objects)) {
         const result = await runBackup(repo.storage, { databasePath: repo.db, compression: "gzip", tmpDir: repo.dir }, ctx);
@@ -263,7 +267,7 @@ for (const backend of backends) {
     });
 
     test("a damaged member, or an object cut inside one, fails the restore as corrupt even when the stored checksum matches", async () => {
-      const backup = await gzipBackup();
+      const backup = await backupOf();
       const { repo, manifest } = backup;
       const stored = await readObject(repo.storage, manifest.stored.key);
       const second = framedLength(stored)!;
@@ -273,6 +277,56 @@ for (const backend of backends) {
       for (const [object, says] of [
         [damaged, "decompression failed"],
         [cut, "the stream ends inside gzip member 2"],
+      ] as const) {
+        await replaceObject(repo.storage, manifest, object);
+        await expectCorruptRestore(backup, says);
+      }
+    });
+
+    test("restore reads zstd objects written as one stream (earlier versions, `zstd -3` of a pipe or of a big file), and frames as the zstd CLI writes them (with a size and a checksum)", async () => {
+      const repo = await backend.repo();
+      bigDb(repo.db);
+      const ctx = createContext();
+      const original = new Uint8Array(readFileSync(repo.db));
+      const streamed = await readAll(new Blob([original]).stream().pipeThrough(new CompressionStream("zstd" as "gzip")));
+      const objects = {
+        "one streamed frame": { object: streamed, framed: false },
+        "zstd -3 of a pipe": { object: run(["sh", "-c", "cat | zstd -3 -c"], original), framed: false },
+        "zstd -3 FILE (more than the biggest frame we cut)": { object: run(["zstd", "-3", "-c", repo.db], new Uint8Array(0)), framed: false },
+        "zstd -3 FILE of each 2 MiB": { object: new Uint8Array(Buffer.concat(blocksOf(original).map((block) => run(["sh", "-c", "cat > \"$0\" && zstd -3 -c \"$0\"", join(repo.dir, "block")], block)))), framed: true },
+      };
+      for (const [label, { object, framed }] of Object.entries(objects)) {
+        expect(frameHeader(object) !== null).toBe(framed);
+        if (framed) expect(object[4]! & 0x04).toBe(0x04); // the content checksum follows its last block
+        const result = await runBackup(repo.storage, { databasePath: repo.db, compression: "zstd", tmpDir: repo.dir }, ctx);
+        const manifest = await readBackupManifest(repo.storage, result.name, result.id);
+        await replaceObject(repo.storage, manifest, object);
+        const target = join(repo.dir, `${label.replaceAll(" ", "-")}.db`);
+        await runRestore(repo.storage, { name: result.name, target, selection: { id: result.id } }, ctx);
+        expect(sha256(new Uint8Array(readFileSync(target)))).toBe(sha256(original));
+      }
+    });
+
+    test("a damaged zstd frame, one whose header states a wrong size, or an object cut inside a frame fails the restore as corrupt", async () => {
+      const backup = await backupOf("zstd");
+      const { repo, manifest } = backup;
+      const stored = await readObject(repo.storage, manifest.stored.key);
+      const frames: number[] = [];
+      for await (const frame of splitFrames(stored, (async function* () {})())) frames.push(frame.length);
+      expect(frames.length).toBe(Math.ceil(manifest.database.bytes / BLOCK_SIZE));
+      const second = frames[0]!;
+      const damaged = stored.slice();
+      damaged[second + (frames[1]! >> 1)]! ^= 0x5a; // inside the second frame's compressed data
+      const wrongSize = stored.slice();
+      expect(frameHeader(wrongSize.subarray(second))!.contentSize).toBe(BLOCK_SIZE);
+      const sizeAt = second + 5 + ((wrongSize[second + 4]! >> 5) & 1 ? 0 : 1);
+      new DataView(wrongSize.buffer).setUint32(sizeAt, BLOCK_SIZE - 4096, true);
+      expect(frameHeader(wrongSize.subarray(second))!.contentSize).toBe(BLOCK_SIZE - 4096);
+      const cut = stored.slice(0, second + 1000);
+      for (const [object, says] of [
+        [damaged, "is corrupt"], // (zstd notices, or the database's SHA-256 does)
+        [wrongSize, "decompression failed"],
+        [cut, "the stream ends inside zstd frame 2"],
       ] as const) {
         await replaceObject(repo.storage, manifest, object);
         await expectCorruptRestore(backup, says);
