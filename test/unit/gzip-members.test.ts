@@ -6,6 +6,7 @@
 import { describe, expect, test } from "bun:test";
 import { gunzipSync } from "node:zlib";
 import { frameHeader, framedLength, MAX_MEMBER_OUTPUT, splitMembers } from "../../src/gzip-members.ts";
+import { splitAll } from "../helpers/chunks.ts";
 
 const text = (n: number, seed: number): Uint8Array<ArrayBuffer> => new TextEncoder().encode(Array.from({ length: n }, (_, i) => `line ${i * seed} of ${seed}\n`).join(""));
 /** A member framed as a backup stores it: the framed header, then the member after its own 10-byte header. */
@@ -13,16 +14,7 @@ const frame = (member: Uint8Array) => new Uint8Array(Buffer.concat([frameHeader(
 const members = [text(5000, 1), text(3000, 2), text(10, 3)].map((block) => ({ block, member: frame(Bun.gzipSync(block, { level: 5, library: "libdeflate" })) }));
 const whole = new Uint8Array(Buffer.concat(members.map((m) => m.member)));
 
-/** The stream in chunks of `size` bytes. */
-async function* chunked(bytes: Uint8Array, size: number): AsyncGenerator<Uint8Array> {
-  for (let at = 0; at < bytes.length; at += size) yield bytes.subarray(at, at + size);
-}
-
-async function split(bytes: Uint8Array, chunkSize: number, headBytes = 0): Promise<Uint8Array[]> {
-  const out: Uint8Array[] = [];
-  for await (const member of splitMembers(bytes.subarray(0, headBytes), chunked(bytes.subarray(headBytes), chunkSize))) out.push(member);
-  return out;
-}
+const split = (bytes: Uint8Array, chunkSize: number, headBytes = 0) => splitAll(splitMembers, bytes, chunkSize, headBytes);
 
 describe("framed gzip members", () => {
   test("a framed member says its own length, and gzip readers skip the field", () => {

@@ -5,6 +5,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { frameHeader, MAX_FRAME_OUTPUT, splitFrames } from "../../src/zstd-frames.ts";
+import { splitAll } from "../helpers/chunks.ts";
 
 const text = (n: number, seed: number): Uint8Array<ArrayBuffer> => new TextEncoder().encode(Array.from({ length: n }, (_, i) => `line ${i * seed} of ${seed}\n`).join(""));
 // Compressed blocks (text), raw blocks (random bytes do not compress), RLE blocks (one repeated
@@ -15,15 +16,7 @@ const frames = blocks.map((block) => new Uint8Array(Bun.zstdCompressSync(block, 
 const checksummed = blocks.map((block) => new Uint8Array(Bun.spawnSync(["zstd", "-3", "-c", "--check", `--stream-size=${block.length}`], { stdin: block, stdout: "pipe" }).stdout));
 const whole = new Uint8Array(Buffer.concat(frames));
 
-async function* chunked(bytes: Uint8Array, size: number): AsyncGenerator<Uint8Array> {
-  for (let at = 0; at < bytes.length; at += size) yield bytes.subarray(at, at + size);
-}
-
-async function split(bytes: Uint8Array, chunkSize: number, headBytes = 0): Promise<Uint8Array[]> {
-  const out: Uint8Array[] = [];
-  for await (const frame of splitFrames(bytes.subarray(0, headBytes), chunked(bytes.subarray(headBytes), chunkSize))) out.push(frame);
-  return out;
-}
+const split = (bytes: Uint8Array, chunkSize: number, headBytes = 0) => splitAll(splitFrames, bytes, chunkSize, headBytes);
 
 /** The types of the blocks of one frame (0 raw, 1 RLE, 2 compressed), walked by hand. */
 function blockTypes(frame: Uint8Array): number[] {
