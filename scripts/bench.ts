@@ -569,6 +569,10 @@ async function main(): Promise<void> {
       process.stderr.write("\n");
     }
     rows.push(verify);
+  } catch (error) {
+    // Said before the clean-up, which may hang where the failure came from (a full S3 server).
+    console.error(`bench failed: ${(error as Error).message}`);
+    throw error;
   } finally {
     process.stderr.write("cleaning up ...\n");
     rmSync(work, { recursive: true, force: true });
