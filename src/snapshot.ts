@@ -45,7 +45,7 @@ import type { RunContext } from "./context.ts";
 import { removeStale, tempTag } from "./stale.ts";
 import { walResetWarning } from "./version.ts";
 import { VaultError } from "./errors.ts";
-import { readBlocks } from "./codec.ts";
+import { readBlocks, readFullyAt } from "./codec.ts";
 import type { BufferPool } from "./streams.ts";
 
 export interface Snapshot {
@@ -464,11 +464,7 @@ async function* readOverlaid(source: number, bytes: number, overlay: WalOverlay,
         const [page, at] = pages[next]!;
         const into = (page - 1) * pageSize - position;
         if (into < 0 || into + pageSize > block.byteLength) throw new Error(`page ${page} straddles a block`); // blocks hold whole pages
-        for (let filled = 0; filled < pageSize; ) {
-          const { bytesRead } = await readAt(wal, block, into + filled, pageSize - filled, at + filled);
-          if (bytesRead === 0) throw new Error(`the WAL ended inside the frame of page ${page}`);
-          filled += bytesRead;
-        }
+        await readFullyAt(wal, block, into, pageSize, at, () => new Error(`the WAL ended inside the frame of page ${page}`));
       }
       const { bytesRead } = await readAt(wal, walHeader, 0, WAL_HEADER_BYTES, 0);
       if (bytesRead < WAL_HEADER_BYTES || !Buffer.from(walHeader.subarray(16, 24)).equals(Buffer.from(overlay.salts)))
