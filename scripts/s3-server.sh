@@ -12,8 +12,8 @@
 #
 # Environment:
 #   SQLITE_VAULT_S3_STATE           state dir          (/tmp/sqlite-vault-s3)
-#   SQLITE_VAULT_S3_PORT            S3 port            (7480)
-#   SQLITE_VAULT_S3_MON_PORT        monitor port       (6789)
+#   SQLITE_VAULT_S3_PORT            S3 port            (7480, or the next free one)
+#   SQLITE_VAULT_S3_MON_PORT        monitor port       (6789, or the next free one)
 #   SQLITE_VAULT_S3_MEMSTORE_BYTES  OSD RAM store size (6 GiB)
 #   SQLITE_VAULT_S3_TIMEOUT         start timeout, s   (120)
 #
@@ -24,6 +24,10 @@ set -euo pipefail
 STATE="${SQLITE_VAULT_S3_STATE:-/tmp/sqlite-vault-s3}"
 PORT="${SQLITE_VAULT_S3_PORT:-7480}"
 MON_PORT="${SQLITE_VAULT_S3_MON_PORT:-6789}"
+# A port given in the environment is used or refused; a default one that is
+# taken is replaced by the next free port, recorded in the state dir.
+PORT_FIXED="${SQLITE_VAULT_S3_PORT:+1}"
+MON_PORT_FIXED="${SQLITE_VAULT_S3_MON_PORT:+1}"
 MEMSTORE_BYTES="${SQLITE_VAULT_S3_MEMSTORE_BYTES:-$((6 * 1024 * 1024 * 1024))}"
 TIMEOUT="${SQLITE_VAULT_S3_TIMEOUT:-120}"
 
@@ -34,11 +38,26 @@ REGION="us-east-1"
 
 CONF="$STATE/ceph.conf"
 RUN="$STATE/run"
+PORTS="$STATE/ports" # the ports a running cluster was started on
 LOCK="${STATE%/}.lock" # outside the state dir, which `stop` deletes
 BOOTLOG="$STATE/log/startup.log" # daemons' stderr before they detach
 
 log() { echo "s3-server: $*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+# The ports of the cluster in the state dir, if one was started there.
+load_ports() {
+  [[ -r $PORTS ]] || return 0
+  local name value
+  while IFS='=' read -r name value; do
+    [[ $value =~ ^[0-9]+$ ]] || continue
+    case "$name" in
+      PORT) PORT="$value" ;;
+      MON_PORT) MON_PORT="$value" ;;
+    esac
+  done <"$PORTS"
+  ENDPOINT="http://127.0.0.1:${PORT}"
+}
 
 print_env() {
   cat <<EOF
@@ -89,6 +108,26 @@ port_busy() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# Print a free port for <what>: <port> itself, once it is free (a server
+# being stopped may hold it for a few seconds), else, unless <fixed>, the
+# first free one of the <spare> ports after it.
+free_port() { # <what> <port> <fixed> <spare>
+  local what="$1" port="$2" fixed="$3" spare="$4" i
+  for ((i = 0; i < 20; i++)); do
+    port_busy "$port" || { echo "$port"; return 0; }
+    sleep 0.5
+  done
+  [[ -z $fixed ]] || die "127.0.0.1:$port ($what) is already in use"
+  for ((i = 1; i <= spare; i++)); do
+    if ! port_busy $((port + i)); then
+      log "127.0.0.1:$port ($what) is in use; using $((port + i))"
+      echo $((port + i))
+      return 0
+    fi
+  done
+  die "127.0.0.1:$port ($what) and the $spare ports after it are in use"
+}
+
 is_running() {
   daemon_pid client.rgw.a radosgw >/dev/null && s3_ok
 }
@@ -121,7 +160,9 @@ write_conf() {
 [global]
 fsid = $fsid
 mon initial members = a
-mon host = 127.0.0.1:$MON_PORT
+# v1 spelled out: a bare address on a port other than 6789 would be taken
+# for msgr2, which is not bound.
+mon host = [v1:127.0.0.1:$MON_PORT]
 public addr = 127.0.0.1
 cluster addr = 127.0.0.1
 ms bind ipv4 = true
@@ -191,9 +232,10 @@ fail() {
 }
 
 # Run one setup command; daemons must not inherit the lock (fd 9), and
-# their stderr goes to the startup log.
+# their stderr goes to the startup log. A daemon's launcher waits for it to
+# reach its monitor, so each command gets the start timeout too.
 run() {
-  "$@" 9>&- 2>>"$BOOTLOG" || fail "command failed: $*"
+  timeout "$TIMEOUT" "$@" 9>&- 2>>"$BOOTLOG" || fail "command failed or timed out: $*"
 }
 
 wait_for() { # <description> <deadline (bash SECONDS)> <command...>
@@ -211,6 +253,7 @@ wait_for() { # <description> <deadline (bash SECONDS)> <command...>
 
 cmd_start() {
   take_lock
+  load_ports
   if is_running; then
     print_env
     return 0
@@ -220,17 +263,21 @@ cmd_start() {
   wipe_state
 
   ensure_packages
-  local port
-  for port in "$PORT" "$MON_PORT"; do
-    port_busy "$port" && die "127.0.0.1:$port is already in use"
-  done
+  PORT="${SQLITE_VAULT_S3_PORT:-7480}"
+  MON_PORT="${SQLITE_VAULT_S3_MON_PORT:-6789}"
+  # The OSD takes the lowest free ports from 6800, so the monitor's spares
+  # stay below it and the gateway's well above.
+  PORT="$(free_port "S3 gateway" "$PORT" "$PORT_FIXED" 40)"
+  MON_PORT="$(free_port "monitor" "$MON_PORT" "$MON_PORT_FIXED" 10)"
+  ENDPOINT="http://127.0.0.1:${PORT}"
   local began=$SECONDS deadline=$((SECONDS + TIMEOUT)) fsid id
   fsid="$(cat /proc/sys/kernel/random/uuid)"
   mkdir -p "$RUN" "$STATE/log" "$STATE/crash" "$STATE/mon" "$STATE/osd/0" "$STATE/rgw"
+  printf 'PORT=%s\nMON_PORT=%s\n' "$PORT" "$MON_PORT" >"$PORTS"
   write_conf "$fsid"
 
   log "starting ceph-mon on 127.0.0.1:$MON_PORT"
-  run monmaptool --create --add a "127.0.0.1:$MON_PORT" --fsid "$fsid" "$STATE/monmap" >/dev/null
+  run monmaptool --create --addv a "[v1:127.0.0.1:$MON_PORT]" --fsid "$fsid" "$STATE/monmap" >/dev/null
   run ceph-mon -c "$CONF" --mkfs -i a --monmap "$STATE/monmap"
   run ceph-mon -c "$CONF" -i a
 
@@ -282,6 +329,7 @@ cmd_stop() {
   wipe_state
 }
 
+load_ports
 case "${1:-}" in
   start) cmd_start ;;
   stop) cmd_stop ;;

@@ -33,7 +33,33 @@ if ! scripts/s3-server.sh status >/dev/null 2>&1; then
   started_here=1
   trap 'scripts/s3-server.sh stop >/dev/null 2>&1 || true' EXIT
 fi
-eval "$(scripts/s3-server.sh start)"
+# Start the server (or reuse a running one), once more from nothing if the first try fails. A server
+# that does not start ends the run here, with its reason as the last lines, where a CI log's tail
+# shows it (`eval "$(…)"` alone would swallow the failure and run every S3 test without a server).
+start_log="$(mktemp)"
+s3_start() {
+  local rc=0
+  s3env="$(scripts/s3-server.sh start 2>"$start_log")" || rc=$?
+  cat "$start_log" >&2
+  return "$rc"
+}
+if ! s3_start; then
+  log "the test S3 server did not start; stopping what is left and trying once more"
+  scripts/s3-server.sh stop || true
+  trap 'scripts/s3-server.sh stop >/dev/null 2>&1 || true' EXIT
+  if ! s3_start; then
+    log "error: the test S3 server (Ceph RGW, scripts/s3-server.sh) did not start; its last lines:"
+    tail -n 40 "$start_log" >&2
+    rm -f "$start_log"
+    exit 1
+  fi
+fi
+rm -f "$start_log"
+eval "$s3env"
+if [ -z "${SQLITE_VAULT_TEST_S3_ENDPOINT:-}" ]; then
+  log "error: scripts/s3-server.sh start printed no SQLITE_VAULT_TEST_S3_ENDPOINT"
+  exit 1
+fi
 
 bun run build
 bunx tsc --noEmit -p .

@@ -3,12 +3,14 @@
  * HOME and XDG dirs point at a fresh temp dir, and AWS_* / SQLITE_VAULT_* variables are removed
  * (the test S3 server's settings, SQLITE_VAULT_TEST_*, are kept for test/helpers/s3.ts).
  */
+import { afterAll } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const home = mkdtempSync(join(tmpdir(), "sqlite-vault-test-home-"));
-process.on("exit", () => rmSync(home, { recursive: true, force: true }));
+// A hook in a preload runs once, after the last test file (bun test fires no "exit" event).
+afterAll(() => rmSync(home, { recursive: true, force: true }));
 process.env.HOME = home;
 process.env.XDG_DATA_HOME = join(home, ".local", "share");
 process.env.XDG_CONFIG_HOME = join(home, ".config");
