@@ -4,7 +4,7 @@
  * reported as an orphan.
  */
 import { NotFoundError, UsageError, VerificationError } from "./errors.ts";
-import { parseDataKey, parseManifest, parseManifestKey, parseVerifiedKey, type BackupManifest } from "./manifest.ts";
+import { backupIdTime, parseDataKey, parseManifest, parseManifestKey, parseVerifiedKey, type BackupManifest } from "./manifest.ts";
 import { readAll } from "./streams.ts";
 import type { ObjectInfo, Storage } from "./storage/types.ts";
 
@@ -73,6 +73,54 @@ export async function readCatalog(storage: Storage, name?: string): Promise<Cata
     return !named.has(`${parsed.name}/${parsed.id}`) && (!name || parsed.name === name);
   });
   return { backups, invalid, orphans, verifiedAt: verified, strayMarkers };
+}
+
+/** A manifest's key with the name and id it encodes. */
+export interface ManifestEntry {
+  key: string;
+  name: string;
+  id: string;
+}
+
+/** The manifest keys under `name` (every name when omitted), newest first; no manifest is read. */
+export async function listManifests(storage: Storage, name?: string): Promise<ManifestEntry[]> {
+  const entries: ManifestEntry[] = [];
+  for await (const object of storage.list(name ? `${name}/` : "")) {
+    const parsed = parseManifestKey(object.key);
+    if (parsed && (!name || parsed.name === name)) entries.push({ key: object.key, ...parsed });
+  }
+  return entries.sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : a.name.localeCompare(b.name)));
+}
+
+/**
+ * The valid backups among `entries` that `selection` may pick, best candidate first, each manifest
+ * read only when the caller asks for the next one, a few ahead: `restore --latest` and `status` read
+ * the newest manifest of a name, not all of its thousands. Keys already rule out what their id
+ * (creation time, to the millisecond) does not match; an invalid manifest is skipped, as readCatalog
+ * lists it under `invalid`; one removed since the listing (a concurrent prune) is skipped too.
+ */
+export async function* readCandidates(storage: Storage, entries: ManifestEntry[], selection: Selection): AsyncGenerator<BackupManifest> {
+  const wanted = entries.filter((e) => ("id" in selection ? e.id === selection.id : "at" in selection ? !(backupIdTime(e.id) > selection.at.getTime()) : true));
+  const read = (entry: ManifestEntry) =>
+    readManifest(storage, entry.key).catch((error: unknown) => {
+      if (error instanceof NotFoundError || error instanceof VerificationError) return null;
+      throw error;
+    });
+  // The first manifest alone (usually the only one needed), then READ_CONCURRENCY at a time.
+  for (let start = 0, size = 1; start < wanted.length; start += size, size = READ_CONCURRENCY) {
+    const window = wanted.slice(start, start + size).map(read);
+    for (const pending of window) pending.catch(() => {}); // a failure is thrown below, in order
+    for (const pending of window) {
+      const manifest = await pending;
+      if (manifest && selectCandidates([manifest], selection).length) yield manifest;
+    }
+  }
+}
+
+/** The newest valid backup among `entries`, reading as few manifests as it takes. */
+export async function newestBackup(storage: Storage, entries: ManifestEntry[]): Promise<BackupManifest | undefined> {
+  for await (const manifest of readCandidates(storage, entries, { latest: true })) return manifest;
+  return undefined;
 }
 
 export async function readManifest(storage: Storage, key: string): Promise<BackupManifest> {

@@ -63,6 +63,14 @@ export function isBackupId(id: string): boolean {
   return ID_PATTERN.test(id);
 }
 
+/** The creation time an id was made from (createBackupId), to the millisecond; NaN for a non-id. */
+export function backupIdTime(id: string): number {
+  const stamp = ID_PATTERN.exec(id)?.[1];
+  if (!stamp) return Number.NaN;
+  const [, y, mo, d, h, mi, s, ms] = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(\d{3})Z$/.exec(stamp)!;
+  return Date.parse(`${y}-${mo}-${d}T${h}:${mi}:${s}.${ms}Z`);
+}
+
 /** Throws UsageError when a name cannot be used as a key segment. */
 export function assertValidName(name: string): void {
   if (!NAME_PATTERN.test(name))

@@ -9,7 +9,7 @@
 import { Database } from "bun:sqlite";
 import { chmodSync, chownSync, closeSync, existsSync, fsyncSync, linkSync, lstatSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, statSync, unlinkSync, type Stats } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
-import { describeSelection, readCatalog, selectCandidates, type Selection } from "./catalog.ts";
+import { describeSelection, listManifests, readCandidates, type Selection } from "./catalog.ts";
 import { fetchAndCheck, type IntegrityCheck } from "./check.ts";
 import type { DecryptionSettings } from "./encryption.ts";
 import type { RunContext } from "./context.ts";
@@ -87,34 +87,42 @@ export async function runRestore(storage: Storage, input: RestoreInput, ctx: Run
     throw new VaultError(`${target} already exists; refusing to overwrite it`, "pass --force to replace it (the current file is kept aside), or --output to restore elsewhere");
   refuseIfOpen(target);
 
-  const { backups } = await readCatalog(storage, input.name);
-  const candidates = selectCandidates(backups, input.selection);
-  if (candidates.length === 0) {
-    if (input.ifMissing && backups.length === 0) {
-      ctx.log.info(`no backups of ${input.name} in ${storage.url}; starting without one`);
-      return { action: "skipped", reason: "no-backups", ...base };
-    }
+  const entries = await listManifests(storage, input.name);
+  if (entries.length === 0 && input.ifMissing) {
+    ctx.log.info(`no backups of ${input.name} in ${storage.url}; starting without one`);
+    return { action: "skipped", reason: "no-backups", ...base };
+  }
+  const candidates = readCandidates(storage, entries, input.selection);
+  const first = await candidates.next();
+  if (first.done) {
     const which = describeSelection(input.selection);
-    throw new VaultError(`no backup of ${input.name}${which ? ` ${which}` : ""} in ${storage.url}`, "run: sqlite-vault list");
+    // Manifests that exist but none of them valid are damage, not a fresh start (even with --if-missing).
+    const damaged = "latest" in input.selection && entries.length > 0 ? `; its ${entries.length} manifest(s) are all unreadable or invalid` : "";
+    throw new VaultError(`no backup of ${input.name}${which ? ` ${which}` : ""} in ${storage.url}${damaged}`, "run: sqlite-vault list");
   }
 
   // One restore (or backup) of a path at a time; then what a killed restore left here is stale.
   const lock = acquireLock(target, "restore");
   try {
     for (const stale of removeStale(dir, tempPrefix(target))) ctx.log.info(`removed ${stale}, left by a killed restore`);
-    return await restoreFirstSound(storage, input, candidates, target, ctx, started);
+    return await restoreFirstSound(storage, input, prepend(first.value, candidates), target, ctx, started);
   } finally {
     lock.release();
   }
 }
 
-async function restoreFirstSound(storage: Storage, input: RestoreInput, candidates: BackupManifest[], target: string, ctx: RunContext, started: number): Promise<RestoreResult> {
+async function* prepend<T>(first: T, rest: AsyncIterable<T>): AsyncGenerator<T> {
+  yield first;
+  yield* rest;
+}
+
+async function restoreFirstSound(storage: Storage, input: RestoreInput, candidates: AsyncIterable<BackupManifest>, target: string, ctx: RunContext, started: number): Promise<RestoreResult> {
   const dir = dirname(target);
   const previous = statSync(target, { throwIfNoEntry: false });
   const mode = previous ? previous.mode & 0o777 : 0o600;
   const owner = ownerFor(target, previous);
   const skipped: SkippedBackup[] = [];
-  for (const manifest of input.fallback ? candidates : candidates.slice(0, 1)) {
+  for await (const manifest of candidates) {
     ctx.log.info(`restoring ${manifest.name} ${manifest.id} (${manifest.createdAt}) to ${target}`);
     const temp = ctx.temp.add(join(dir, `${tempPrefix(target)}${tempTag()}.tmp`));
     try {

@@ -1,5 +1,5 @@
 import { defineCommand } from "citty";
-import { readCatalog } from "../catalog.ts";
+import { listManifests, newestBackup } from "../catalog.ts";
 import { VaultError } from "../errors.ts";
 import { parseDuration, subtractDuration } from "../retention.ts";
 import { databaseArgs, outputArgs, repoArgs } from "./_args.ts";
@@ -43,11 +43,11 @@ export default defineCommand({
         const { targets } = resolveTargets(flags, ctx.log);
         const databases: StatusEntry[] = [];
         for (const target of targets) {
-          const { backups } = await readCatalog(target.storage, target.name);
-          const names = target.name ? [target.name] : [...new Set(backups.map((b) => b.name))];
+          const entries = await listManifests(target.storage, target.name);
+          const names = target.name ? [target.name] : [...new Set(entries.map((e) => e.name))].sort();
           if (names.length === 0) databases.push({ name: "(any)", newest: null, ok: false, reason: `no backups in ${target.storage.url}` });
           for (const name of names) {
-            const newest = backups.find((b) => b.name === name);
+            const newest = await newestBackup(target.storage, entries.filter((e) => e.name === name));
             if (!newest) {
               databases.push({ name, newest: null, ok: false, reason: `no backups of ${name} in ${target.storage.url}` });
               continue;

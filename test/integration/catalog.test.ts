@@ -1,0 +1,150 @@
+/**
+ * Choosing a backup without reading every manifest: `restore --latest` and `status` over a name with
+ * many backups read the newest manifest (a few more when it is damaged), `--at` and `--id` read only
+ * manifests whose key can match, and the choice is the one reading the whole catalog would make.
+ * Counted through a real repository on both backends, by wrapping its get().
+ */
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
+import { mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { runBackup } from "../../src/backup.ts";
+import { listManifests, newestBackup, readCandidates, readCatalog } from "../../src/catalog.ts";
+import { createContext } from "../../src/context.ts";
+import { VaultError } from "../../src/errors.ts";
+import { createBackupId, dataKey, manifestKey, serializeManifest, type BackupManifest } from "../../src/manifest.ts";
+import { runRestore } from "../../src/restore.ts";
+import type { Storage } from "../../src/storage/types.ts";
+import { createBankDb, removeTempDirs } from "../helpers/db.ts";
+import { localRepo, s3Repo, type TestRepo } from "../helpers/repos.ts";
+import { createTestBucket } from "../helpers/s3.ts";
+import { readObject } from "../helpers/tamper.ts";
+
+setDefaultTimeout(120_000);
+
+const COPIES = 40;
+const HOUR = 3_600_000;
+
+let bucket: Awaited<ReturnType<typeof createTestBucket>> | undefined;
+afterAll(async () => {
+  await bucket?.cleanup();
+  removeTempDirs();
+});
+
+/** The same storage, counting the manifests it is asked for. */
+function counting(storage: Storage): { storage: Storage; manifestReads: () => number; reset: () => void } {
+  let reads = 0;
+  const wrapped = new Proxy(storage, {
+    get(target, prop, receiver) {
+      if (prop === "get")
+        return (key: string, options?: unknown) => {
+          if (key.endsWith(".json")) reads++;
+          return target.get(key, options as never);
+        };
+      const value = Reflect.get(target, prop, receiver);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return { storage: wrapped, manifestReads: () => reads, reset: () => (reads = 0) };
+}
+
+/**
+ * One real backup, then COPIES more of it an hour apart going back in time (data object and manifest
+ * under each new id, as backups taken then would be). Returns the manifests newest first.
+ */
+async function manyBackups(repo: TestRepo): Promise<BackupManifest[]> {
+  createBankDb(repo.db, { journalMode: "wal" });
+  const first = await runBackup(repo.storage, { databasePath: repo.db, compression: "gzip", tmpDir: repo.dir }, createContext());
+  const original = JSON.parse(new TextDecoder().decode(await readObject(repo.storage, manifestKey("app", first.id)))) as BackupManifest;
+  const data = await readObject(repo.storage, original.stored.key);
+  const made: BackupManifest[] = [original];
+  const newest = Date.parse(original.createdAt);
+  for (let i = 1; i <= COPIES; i++) {
+    const createdAt = new Date(newest - i * HOUR);
+    const id = createBackupId(createdAt);
+    const copy: BackupManifest = { ...structuredClone(original), id, createdAt: createdAt.toISOString() };
+    copy.stored.key = dataKey("app", id, "gzip");
+    await repo.storage.put(copy.stored.key, data);
+    await repo.storage.put(manifestKey("app", id), serializeManifest(copy));
+    made.push(copy);
+  }
+  return made;
+}
+
+const backends: [string, () => TestRepo][] = [
+  ["local", () => localRepo("catalog")],
+  ["S3", () => s3Repo(bucket!.bucket, "catalog")],
+];
+
+for (const [backend, makeRepo] of backends) {
+  describe(`choosing a backup among many, ${backend}`, () => {
+    let repo: TestRepo;
+    let made: BackupManifest[];
+    beforeAll(async () => {
+      if (backend === "S3") bucket ??= await createTestBucket("catalog");
+      repo = makeRepo();
+      made = await manyBackups(repo);
+    });
+
+    test("restore --latest reads one manifest of many and restores the newest", async () => {
+      const { storage, manifestReads } = counting(repo.storage);
+      const output = join(repo.dir, "latest.db");
+      const result = await runRestore(storage, { name: "app", target: output, selection: { latest: true } }, createContext());
+      expect(result.action === "restored" && result.id).toBe(made[0]!.id);
+      expect(manifestReads()).toBe(1);
+      expect(readFileSync(output).length).toBe(made[0]!.database.bytes);
+    });
+
+    test("--at and --id read only the manifests whose key can match, and pick what the whole catalog would", async () => {
+      const { storage, manifestReads, reset } = counting(repo.storage);
+      const catalog = await readCatalog(repo.storage, "app");
+      expect(catalog.backups.map((b) => b.id)).toEqual(made.map((m) => m.id));
+      const entries = await listManifests(storage, "app");
+      expect(entries.map((e) => e.id)).toEqual(made.map((m) => m.id));
+      const first = async (selection: Parameters<typeof readCandidates>[2]) => {
+        for await (const manifest of readCandidates(storage, entries, selection)) return manifest.id;
+        return undefined;
+      };
+      reset();
+      // Half an hour after the 10th copy: the 10th copy, whose id is the newest not after that time.
+      expect(await first({ at: new Date(Date.parse(made[10]!.createdAt) + HOUR / 2) })).toBe(made[10]!.id);
+      expect(manifestReads()).toBe(1);
+      reset();
+      expect(await first({ at: new Date(made[25]!.createdAt) })).toBe(made[25]!.id); // at exactly its time
+      expect(await first({ id: made[33]!.id })).toBe(made[33]!.id);
+      expect(manifestReads()).toBe(2);
+      reset();
+      expect(await first({ at: new Date(Date.parse(made.at(-1)!.createdAt) - 1) })).toBeUndefined();
+      expect(await first({ id: createBackupId(new Date()) })).toBeUndefined();
+      expect(manifestReads()).toBe(0);
+    });
+
+    test("a damaged newest manifest is passed over: the next one is chosen, a few manifests read, not all", async () => {
+      const { storage, manifestReads } = counting(repo.storage);
+      const newestKey = manifestKey("app", made[0]!.id);
+      const saved = await readObject(repo.storage, newestKey);
+      await repo.storage.put(newestKey, new TextEncoder().encode("{ not json"));
+      try {
+        const newest = await newestBackup(storage, await listManifests(storage, "app"));
+        expect(newest?.id).toBe(made[1]!.id);
+        expect(manifestReads()).toBeGreaterThan(1);
+        expect(manifestReads()).toBeLessThan(COPIES / 2);
+      } finally {
+        await repo.storage.put(newestKey, saved);
+      }
+    });
+
+    test("restore --if-missing does not start empty when backups exist but no manifest is valid", async () => {
+      const other = makeRepo();
+      const id = createBackupId(new Date());
+      await other.storage.put(manifestKey("app", id), new TextEncoder().encode("{ not json"));
+      const run = runRestore(other.storage, { name: "app", target: other.db, selection: { latest: true }, ifMissing: true }, createContext());
+      await expect(run).rejects.toThrow(VaultError);
+      await expect(run).rejects.toThrow(/1 manifest\(s\) are all unreadable or invalid/);
+      // With no manifest at all, --if-missing is a fresh start.
+      const empty = makeRepo();
+      if (backend === "local") mkdirSync(empty.url); // an existing, empty repository
+      const fresh = await runRestore(empty.storage, { name: "app", target: empty.db, selection: { latest: true }, ifMissing: true }, createContext());
+      expect(fresh.action === "skipped" && fresh.reason).toBe("no-backups");
+    });
+  });
+}
