@@ -92,34 +92,43 @@ export async function listManifests(storage: Storage, name?: string): Promise<Ma
   return entries.sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : a.name.localeCompare(b.name)));
 }
 
+/** A backup a selection may pick: its manifest, or the reason its manifest cannot be used. */
+export type Candidate = { ok: true; manifest: BackupManifest } | { ok: false; entry: ManifestEntry; error: VerificationError };
+
 /**
- * The valid backups among `entries` that `selection` may pick, best candidate first, each manifest
- * read only when the caller asks for the next one, a few ahead: `restore --latest` and `status` read
- * the newest manifest of a name, not all of its thousands. Keys already rule out what their id
- * (creation time, to the millisecond) does not match; an invalid manifest is skipped, as readCatalog
- * lists it under `invalid`; one removed since the listing (a concurrent prune) is skipped too.
+ * The backups among `entries` that `selection` may pick, best candidate first, each manifest read
+ * only when the caller asks for the next one, a few ahead: `restore --latest` and `status` read the
+ * newest manifest of a name, not all of its thousands. Keys already rule out what their id (creation
+ * time, to the millisecond) does not match. A manifest that cannot be read or validated is a
+ * candidate that failed (the caller refuses it, or passes over it with --fallback: a newest backup
+ * written by a newer version is never silently replaced by an older one); one removed since the
+ * listing (a concurrent prune) is skipped.
  */
-export async function* readCandidates(storage: Storage, entries: ManifestEntry[], selection: Selection): AsyncGenerator<BackupManifest> {
+export async function* readCandidates(storage: Storage, entries: ManifestEntry[], selection: Selection): AsyncGenerator<Candidate> {
   const wanted = entries.filter((e) => ("id" in selection ? e.id === selection.id : "at" in selection ? !(backupIdTime(e.id) > selection.at.getTime()) : true));
-  const read = (entry: ManifestEntry) =>
-    readManifest(storage, entry.key).catch((error: unknown) => {
-      if (error instanceof NotFoundError || error instanceof VerificationError) return null;
-      throw error;
-    });
+  const read = (entry: ManifestEntry): Promise<Candidate | null> =>
+    readManifest(storage, entry.key).then(
+      (manifest) => ({ ok: true as const, manifest }),
+      (error: unknown) => {
+        if (error instanceof NotFoundError) return null;
+        if (error instanceof VerificationError) return { ok: false as const, entry, error };
+        throw error;
+      },
+    );
   // The first manifest alone (usually the only one needed), then READ_CONCURRENCY at a time.
   for (let start = 0, size = 1; start < wanted.length; start += size, size = READ_CONCURRENCY) {
     const window = wanted.slice(start, start + size).map(read);
     for (const pending of window) pending.catch(() => {}); // a failure is thrown below, in order
     for (const pending of window) {
-      const manifest = await pending;
-      if (manifest && selectCandidates([manifest], selection).length) yield manifest;
+      const candidate = await pending;
+      if (candidate && (!candidate.ok || selectCandidates([candidate.manifest], selection).length)) yield candidate;
     }
   }
 }
 
-/** The newest valid backup among `entries`, reading as few manifests as it takes. */
-export async function newestBackup(storage: Storage, entries: ManifestEntry[]): Promise<BackupManifest | undefined> {
-  for await (const manifest of readCandidates(storage, entries, { latest: true })) return manifest;
+/** The newest backup among `entries` (its manifest, or why that cannot be used), reading as few manifests as it takes. */
+export async function newestBackup(storage: Storage, entries: ManifestEntry[]): Promise<Candidate | undefined> {
+  for await (const candidate of readCandidates(storage, entries, { latest: true })) return candidate;
   return undefined;
 }
 

@@ -9,13 +9,13 @@
 import { Database } from "bun:sqlite";
 import { chmodSync, chownSync, closeSync, existsSync, fsyncSync, linkSync, lstatSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, statSync, unlinkSync, type Stats } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
-import { describeSelection, listManifests, readCandidates, type Selection } from "./catalog.ts";
+import { describeSelection, listManifests, readCandidates, type Candidate, type Selection } from "./catalog.ts";
 import { fetchAndCheck, type IntegrityCheck } from "./check.ts";
 import type { DecryptionSettings } from "./encryption.ts";
 import type { RunContext } from "./context.ts";
 import { VaultError, VerificationError, type CheckStep } from "./errors.ts";
 import { acquireLock } from "./lock.ts";
-import { assertValidName, type BackupManifest } from "./manifest.ts";
+import { assertValidName, backupIdTime } from "./manifest.ts";
 import { removeStale, tempTag } from "./stale.ts";
 import { syncDirectory } from "./storage/file.ts";
 import type { Storage } from "./storage/types.ts";
@@ -83,10 +83,15 @@ export async function runRestore(storage: Storage, input: RestoreInput, ctx: Run
   }
   const dir = dirname(target);
   if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new VaultError(`directory ${dir} does not exist`, `create it first: mkdir -p ${dir}`);
-  if (existsSync(target) && !input.force)
+  const existing = statSync(target, { throwIfNoEntry: false });
+  if (existing && !existing.isFile())
+    throw new VaultError(`${target} is not a regular file (${existing.isDirectory() ? "a directory" : "a special file"}); refusing to replace it`, "give the database's file path, or --output FILE to restore elsewhere");
+  if (existing && !input.force)
     throw new VaultError(`${target} already exists; refusing to overwrite it`, "pass --force to replace it (the current file is kept aside), or --output to restore elsewhere");
   refuseIfOpen(target);
 
+  // A fresh deployment's local repository may not exist yet; the first backup would create it.
+  if (input.ifMissing) await storage.check({ create: true });
   const entries = await listManifests(storage, input.name);
   if (entries.length === 0 && input.ifMissing) {
     ctx.log.info(`no backups of ${input.name} in ${storage.url}; starting without one`);
@@ -96,9 +101,7 @@ export async function runRestore(storage: Storage, input: RestoreInput, ctx: Run
   const first = await candidates.next();
   if (first.done) {
     const which = describeSelection(input.selection);
-    // Manifests that exist but none of them valid are damage, not a fresh start (even with --if-missing).
-    const damaged = "latest" in input.selection && entries.length > 0 ? `; its ${entries.length} manifest(s) are all unreadable or invalid` : "";
-    throw new VaultError(`no backup of ${input.name}${which ? ` ${which}` : ""} in ${storage.url}${damaged}`, "run: sqlite-vault list");
+    throw new VaultError(`no backup of ${input.name}${which ? ` ${which}` : ""} in ${storage.url}`, "run: sqlite-vault list");
   }
 
   // One restore (or backup) of a path at a time; then what a killed restore left here is stale.
@@ -116,13 +119,29 @@ async function* prepend<T>(first: T, rest: AsyncIterable<T>): AsyncGenerator<T> 
   yield* rest;
 }
 
-async function restoreFirstSound(storage: Storage, input: RestoreInput, candidates: AsyncIterable<BackupManifest>, target: string, ctx: RunContext, started: number): Promise<RestoreResult> {
+async function restoreFirstSound(storage: Storage, input: RestoreInput, candidates: AsyncIterable<Candidate>, target: string, ctx: RunContext, started: number): Promise<RestoreResult> {
   const dir = dirname(target);
   const previous = statSync(target, { throwIfNoEntry: false });
   const mode = previous ? previous.mode & 0o777 : 0o600;
   const owner = ownerFor(target, previous);
   const skipped: SkippedBackup[] = [];
-  for await (const manifest of candidates) {
+  /** A backup that failed a check: the end of the restore, or with fallback, one to pass over. */
+  const passOver = (error: VerificationError, id: string, createdAt: string) => {
+    if (!input.fallback)
+      throw new VerificationError(
+        `${error.message} (failed step: ${error.step}); nothing was restored`,
+        error.step,
+        error.hint ?? ("id" in input.selection ? "run: sqlite-vault verify --all" : "pass --fallback to restore the newest backup that passes every check"),
+      );
+    ctx.log.warn(`skipping backup ${id}: failed step ${error.step}: ${error.message}`);
+    skipped.push({ id, createdAt, step: error.step, reason: error.message });
+  };
+  for await (const candidate of candidates) {
+    if (!candidate.ok) {
+      passOver(candidate.error, candidate.entry.id, new Date(backupIdTime(candidate.entry.id)).toISOString());
+      continue;
+    }
+    const manifest = candidate.manifest;
     ctx.log.info(`restoring ${manifest.name} ${manifest.id} (${manifest.createdAt}) to ${target}`);
     const temp = ctx.temp.add(join(dir, `${tempPrefix(target)}${tempTag()}.tmp`));
     try {
@@ -153,14 +172,7 @@ async function restoreFirstSound(storage: Storage, input: RestoreInput, candidat
       };
     } catch (error) {
       if (!(error instanceof VerificationError)) throw error;
-      if (!input.fallback)
-        throw new VerificationError(
-          `${error.message} (failed step: ${error.step}); nothing was restored`,
-          error.step,
-          error.hint ?? ("id" in input.selection ? "run: sqlite-vault verify --all" : "pass --fallback to restore the newest backup that passes every check"),
-        );
-      ctx.log.warn(`skipping backup ${manifest.id}: failed step ${error.step}: ${error.message}`);
-      skipped.push({ id: manifest.id, createdAt: manifest.createdAt, step: error.step, reason: error.message });
+      passOver(error, manifest.id, manifest.createdAt);
     } finally {
       for (const path of [temp, ...SIDECARS.map((s) => temp + s)]) ctx.temp.remove(path);
     }

@@ -47,11 +47,17 @@ export default defineCommand({
           const names = target.name ? [target.name] : [...new Set(entries.map((e) => e.name))].sort();
           if (names.length === 0) databases.push({ name: "(any)", newest: null, ok: false, reason: `no backups in ${target.storage.url}` });
           for (const name of names) {
-            const newest = await newestBackup(target.storage, entries.filter((e) => e.name === name));
-            if (!newest) {
+            const candidate = await newestBackup(target.storage, entries.filter((e) => e.name === name));
+            if (!candidate) {
               databases.push({ name, newest: null, ok: false, reason: `no backups of ${name} in ${target.storage.url}` });
               continue;
             }
+            if (!candidate.ok) {
+              // What restore --latest would refuse is no recent backup.
+              databases.push({ name, newest: null, ok: false, reason: `the newest backup of ${name}, ${candidate.entry.id}, cannot be used: ${candidate.error.message}` });
+              continue;
+            }
+            const newest = candidate.manifest;
             const created = Date.parse(newest.createdAt);
             const ageSeconds = Math.round((now.getTime() - created) / 1000);
             const stale = limit !== undefined && created < limit;

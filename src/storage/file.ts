@@ -27,9 +27,15 @@ export class FileStorage implements Storage {
   }
 
   async check(options: { create?: boolean } = {}): Promise<void> {
-    if (options.create) await mkdir(this.root, { recursive: true, mode: 0o700 });
-    const info = await stat(this.root).catch(() => null);
-    if (!info?.isDirectory())
+    let info = await stat(this.root).catch(() => null);
+    if (!info && options.create) {
+      await mkdir(this.root, { recursive: true, mode: 0o700 }).catch((error: NodeJS.ErrnoException) => {
+        throw new StorageUnavailableError(`cannot create repository directory ${this.root}: ${error.code ?? error.message}`, "check --repo and the permissions of its parent directories");
+      });
+      info = await stat(this.root).catch(() => null);
+    }
+    if (info && !info.isDirectory()) throw new StorageUnavailableError(`repository path ${this.root} is not a directory`, "check --repo: a local repository is a directory");
+    if (!info)
       throw new StorageUnavailableError(
         `repository directory ${this.root} does not exist`,
         "check --repo, or run a backup first: backup creates the directory",

@@ -101,6 +101,33 @@ describe("exit codes", () => {
     expectCleanError(r.stderr, /repository directory .* does not exist/);
   });
 
+  test("a regular file given as the repository: exit 10, saying it is not a directory", async () => {
+    const { db } = setup("err-filerepo");
+    for (const args of [["list"], ["backup", db]]) {
+      const r = await runCli([...args, "--repo", db]);
+      expect(r.exitCode).toBe(10);
+      expectCleanError(r.stderr, /repository path .*app\.db is not a directory/);
+    }
+  });
+
+  test("restore onto a directory or a special file: exit 1, --force or not, and the directory stays where it was with its files", async () => {
+    const { dir, db, repo } = setup("err-dirtarget");
+    expect((await runCli(["backup", db, "--repo", repo])).exitCode).toBe(0);
+    const data = join(dir, "data");
+    mkdirSync(data);
+    writeFileSync(join(data, "keep.txt"), "keep");
+    for (const [target, kind] of [[data, "a directory"], ["/dev/null", "a special file"]] as const)
+      for (const force of [[], ["--force"]]) {
+        const r = await runCli(["restore", "--name", "app", "--output", target, ...force, "--repo", repo]);
+        expect(r.exitCode).toBe(1);
+        expectCleanError(r.stderr, `${target} is not a regular file (${kind}); refusing to replace it`);
+      }
+    expect(statSync(data).isDirectory()).toBe(true);
+    expect(readFileSync(join(data, "keep.txt"), "utf8")).toBe("keep");
+    expect(readdirSync(dir).filter((f) => f.startsWith("data"))).toEqual(["data"]); // nothing moved aside
+    expect(statSync("/dev/null").isCharacterDevice()).toBe(true);
+  });
+
   test("no backups to restore: exit 1", async () => {
     const { dir, db, repo } = setup("err-nobackup");
     expect((await runCli(["backup", db, "--repo", repo])).exitCode).toBe(0);

@@ -5,15 +5,16 @@
  * Counted through a real repository on both backends, by wrapping its get().
  */
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
-import { mkdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { runBackup } from "../../src/backup.ts";
 import { listManifests, newestBackup, readCandidates, readCatalog } from "../../src/catalog.ts";
 import { createContext } from "../../src/context.ts";
-import { VaultError } from "../../src/errors.ts";
+import { VerificationError } from "../../src/errors.ts";
 import { createBackupId, dataKey, manifestKey, serializeManifest, type BackupManifest } from "../../src/manifest.ts";
 import { runRestore } from "../../src/restore.ts";
 import type { Storage } from "../../src/storage/types.ts";
+import { runCli } from "../helpers/cli.ts";
 import { createBankDb, removeTempDirs } from "../helpers/db.ts";
 import { localRepo, s3Repo, type TestRepo } from "../helpers/repos.ts";
 import { createTestBucket } from "../helpers/s3.ts";
@@ -101,7 +102,7 @@ for (const [backend, makeRepo] of backends) {
       const entries = await listManifests(storage, "app");
       expect(entries.map((e) => e.id)).toEqual(made.map((m) => m.id));
       const first = async (selection: Parameters<typeof readCandidates>[2]) => {
-        for await (const manifest of readCandidates(storage, entries, selection)) return manifest.id;
+        for await (const candidate of readCandidates(storage, entries, selection)) return candidate.ok ? candidate.manifest.id : `invalid ${candidate.entry.id}`;
         return undefined;
       };
       reset();
@@ -118,33 +119,61 @@ for (const [backend, makeRepo] of backends) {
       expect(manifestReads()).toBe(0);
     });
 
-    test("a damaged newest manifest is passed over: the next one is chosen, a few manifests read, not all", async () => {
-      const { storage, manifestReads } = counting(repo.storage);
+    test("a damaged newest manifest (or one of a newer format) is refused, never silently replaced by an older backup; --fallback passes over it", async () => {
+      const { storage, manifestReads, reset } = counting(repo.storage);
       const newestKey = manifestKey("app", made[0]!.id);
       const saved = await readObject(repo.storage, newestKey);
-      await repo.storage.put(newestKey, new TextEncoder().encode("{ not json"));
+      const damages: [string, Uint8Array][] = [
+        ["not JSON", new TextEncoder().encode("{ not json")],
+        ["a newer format", new TextEncoder().encode(new TextDecoder().decode(saved).replace('"formatVersion": 1', '"formatVersion": 2'))],
+      ];
       try {
-        const newest = await newestBackup(storage, await listManifests(storage, "app"));
-        expect(newest?.id).toBe(made[1]!.id);
-        expect(manifestReads()).toBeGreaterThan(1);
-        expect(manifestReads()).toBeLessThan(COPIES / 2);
+        for (const [what, bytes] of damages) {
+          await repo.storage.put(newestKey, bytes);
+          reset();
+          const newest = await newestBackup(storage, await listManifests(storage, "app"));
+          expect(newest?.ok === false && newest.entry.id, what).toBe(made[0]!.id);
+          expect(manifestReads()).toBe(1);
+
+          const output = join(repo.dir, "refused.db");
+          for (const selection of [{ latest: true as const }, { id: made[0]!.id }]) {
+            const refused = runRestore(storage, { name: "app", target: output, selection }, createContext());
+            await expect(refused, what).rejects.toBeInstanceOf(VerificationError);
+            await expect(refused, what).rejects.toMatchObject({ step: "manifest" });
+            expect(existsSync(output)).toBe(false);
+          }
+
+          reset();
+          const fellBack = await runRestore(storage, { name: "app", target: output, selection: { latest: true }, fallback: true }, createContext());
+          expect(fellBack.action === "restored" && fellBack.id, what).toBe(made[1]!.id);
+          expect(fellBack.action === "restored" && fellBack.skipped.map((s) => [s.id, s.step, s.createdAt]), what).toEqual([[made[0]!.id, "manifest", made[0]!.createdAt]]);
+          expect(manifestReads()).toBeLessThan(COPIES / 2);
+          rmSync(output);
+
+          const status = await runCli(["status", "--name", "app", "--repo", repo.url], { env: repo.env });
+          expect(status.exitCode, what).toBe(1);
+          expect(status.stderr).toContain(`the newest backup of app, ${made[0]!.id}, cannot be used`);
+        }
       } finally {
         await repo.storage.put(newestKey, saved);
       }
     });
 
-    test("restore --if-missing does not start empty when backups exist but no manifest is valid", async () => {
+    test("restore --if-missing does not start empty when backups exist but no manifest is valid; a repository not created yet is a fresh start", async () => {
       const other = makeRepo();
       const id = createBackupId(new Date());
       await other.storage.put(manifestKey("app", id), new TextEncoder().encode("{ not json"));
       const run = runRestore(other.storage, { name: "app", target: other.db, selection: { latest: true }, ifMissing: true }, createContext());
-      await expect(run).rejects.toThrow(VaultError);
-      await expect(run).rejects.toThrow(/1 manifest\(s\) are all unreadable or invalid/);
-      // With no manifest at all, --if-missing is a fresh start.
+      await expect(run).rejects.toBeInstanceOf(VerificationError);
+      await expect(run).rejects.toMatchObject({ step: "manifest" });
+      expect(existsSync(other.db)).toBe(false);
+      // With no manifest at all, --if-missing is a fresh start, also where the repository is yet to be created.
       const empty = makeRepo();
-      if (backend === "local") mkdirSync(empty.url); // an existing, empty repository
       const fresh = await runRestore(empty.storage, { name: "app", target: empty.db, selection: { latest: true }, ifMissing: true }, createContext());
       expect(fresh.action === "skipped" && fresh.reason).toBe("no-backups");
+      const cli = await runCli(["restore", join(empty.dir, "cli.db"), "--repo", backend === "local" ? join(empty.dir, "not-yet") : empty.url, "--if-missing"], { env: empty.env });
+      expect(cli.exitCode).toBe(0);
+      expect(cli.stderr).toContain("starting without one");
     });
   });
 }
