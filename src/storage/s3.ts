@@ -236,19 +236,24 @@ export class S3Storage implements Storage {
       response = await this.request(key, { method: "GET", objectName, headers, statusCode: 206, returnBody: true }, signal, async (r) => r);
       reader = response.body!.getReader() as Reader;
     };
+    // A body that ends early because we stopped reading (cancelled, aborted) is no closed connection.
+    let cancelled = false;
     return new ReadableStream<Uint8Array>({
       pull: async (controller) => {
         while (true) {
           try {
             const { done, value } = await readWithin(reader, retry.timeoutMs);
+            if (cancelled) return;
             if (!done) {
               offset += value.byteLength;
               controller.enqueue(value);
               return;
             }
             if (!Number.isFinite(total) || offset >= total) return controller.close();
+            if (signal?.aborted) return controller.error(signal.reason);
             await resume(new TransientError(`the connection closed after ${offset} of ${total} bytes`));
           } catch (error) {
+            if (cancelled) return;
             if (signal?.aborted) return controller.error(signal.reason);
             if (!isTransient(error)) return controller.error(mapS3Error(error, key, this.config));
             try {
@@ -259,7 +264,10 @@ export class S3Storage implements Storage {
           }
         }
       },
-      cancel: (reason) => reader.cancel(reason),
+      cancel: (reason) => {
+        cancelled = true;
+        return reader.cancel(reason);
+      },
     });
   }
 

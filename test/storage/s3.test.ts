@@ -12,9 +12,10 @@ setDefaultTimeout(120_000);
 const PART = 5 * 1024 * 1024;
 let prefixCounter = 0;
 
-function storageFor(bucket: string, prefix: string, secret?: string): S3Storage {
+function storageFor(bucket: string, prefix: string, secret?: string, onRetry?: (message: string) => void): S3Storage {
   const s3 = testS3();
   return new S3Storage({
+    onRetry,
     bucket,
     prefix,
     endpoint: s3.endpoint,
@@ -46,6 +47,29 @@ describe("S3 specifics", () => {
     bucket = await createTestBucket("s3spec");
   });
   afterAll(() => bucket.cleanup());
+
+  test("a download its reader stops (a failed write, an interrupted run) ends without a retry or a 'connection closed' warning", async () => {
+    const retries: string[] = [];
+    const s = storageFor(bucket.bucket, "stopped", undefined, (message) => retries.push(message));
+    await s.put("db/big", bytesOf(LARGE, 12));
+    // As a restore's pipeline does when its file write fails (disk full) or the run is interrupted.
+    const sinks = {
+      "a failing write": () => new WritableStream<Uint8Array>({ write: () => Promise.reject(new Error("ENOSPC")) }),
+      "a cancelled read": null,
+    };
+    for (const [how, sink] of Object.entries(sinks))
+      for (let i = 0; i < 5; i++) {
+        const stream = await s.get("db/big");
+        if (sink) await stream.pipeTo(sink()).catch(() => {});
+        else {
+          const reader = stream.getReader();
+          await reader.read();
+          await reader.cancel(new Error("interrupted"));
+        }
+        await Bun.sleep(50);
+        expect(retries, how).toEqual([]);
+      }
+  });
 
   test("an object larger than the part size goes up as a multipart upload and comes back identical", async () => {
     const s = storageFor(bucket.bucket, "multi");
