@@ -145,7 +145,9 @@ export function parseSelection(flags: { latest?: boolean; id?: string; at?: stri
   if (flags.id) return { id: flags.id };
   if (flags.at) {
     const at = new Date(flags.at);
-    if (!/^\d{4}-\d{2}-\d{2}/.test(flags.at) || Number.isNaN(at.getTime()))
+    const [, year, month, day] = (/^(\d{4})-(\d{2})-(\d{2})/.exec(flags.at) ?? []).map(Number);
+    const realDay = year !== undefined && month! >= 1 && month! <= 12 && day! >= 1 && day! <= new Date(Date.UTC(year, month!, 0)).getUTCDate(); // not 2026-02-30
+    if (!realDay || Number.isNaN(at.getTime()))
       throw new UsageError(`--at ${flags.at} is not an ISO 8601 time`, "for example --at 2026-11-22T05:00:00Z");
     return { at };
   }

@@ -142,6 +142,8 @@ export function parseManifest(bytes: Uint8Array, key: string): BackupManifest {
   if (!isBackupId(m.id) || typeof m.name !== "string" || !NAME_PATTERN.test(m.name)) throw fail("bad id or name");
   if (manifestKey(m.name, m.id) !== key) throw fail("id and name do not match its key");
   if (Number.isNaN(Date.parse(m.createdAt))) throw fail("bad createdAt");
+  // The id is made from createdAt; list and restore order by id, retention by createdAt: they must agree.
+  if (Date.parse(m.createdAt) !== backupIdTime(m.id)) throw fail("createdAt does not match the time in its id");
   if (m.source !== undefined && (typeof m.source !== "object" || m.source === null || typeof m.source.path !== "string")) throw fail("bad source");
   const db = m.database;
   const stored = m.stored;

@@ -90,12 +90,19 @@ describe("parseManifest", () => {
     ["an unknown compression", { ...manifest(), stored: { ...manifest().stored, compression: "lz4" } }],
     ["a data key elsewhere", { ...manifest(), stored: { ...manifest().stored, key: "other/x.sqlite.gz" } }],
     ["a bad time", { ...manifest(), createdAt: "yesterday" }],
+    ["a time other than its id's (retention would call it newest, list and restore would not)", { ...manifest(), createdAt: "2027-11-22T05:32:47.123Z" }],
+    ["a time a millisecond off its id's", { ...manifest(), createdAt: "2026-11-22T05:32:47.124Z" }],
   ];
   for (const [what, value] of invalid)
     test(`refuses ${what}`, () => {
       const bytes = new TextEncoder().encode(typeof value === "string" ? value : JSON.stringify(value));
       expect(() => parseManifest(bytes, manifestKey("app", "20261122T053247123Z-0a1b2c3d"))).toThrow(VerificationError);
     });
+
+  test("the same time, written with an offset, is the id's time", () => {
+    const m = manifest({ createdAt: "2026-11-22T06:32:47.123+01:00" });
+    expect(parseManifest(serializeManifest(m), manifestKey(m.name, m.id)).createdAt).toBe(m.createdAt);
+  });
 
   test("refuses a manifest stored under another key", () => {
     expect(() => parseManifest(serializeManifest(manifest()), "other/20261122T053247123Z-0a1b2c3d.json")).toThrow(VerificationError);

@@ -47,6 +47,8 @@ describe("backup selection", () => {
   test("conflicting or malformed selections are usage errors", () => {
     expect(() => parseSelection({ latest: true, id: "x" })).toThrow(UsageError);
     expect(() => parseSelection({ at: "last tuesday" })).toThrow(UsageError);
+    for (const at of ["2026-02-30", "2026-02-29T10:00:00Z", "2026-13-01", "2026-04-31", "2026-00-10"]) expect(() => parseSelection({ at }), at).toThrow(UsageError);
+    for (const at of ["2024-02-29", "2026-04-30T23:59:59Z", "2026-12-31T10:00:00+02:00"]) expect(parseSelection({ at }), at).toHaveProperty("at");
   });
 });
 
