@@ -19,6 +19,11 @@ export interface Catalog {
   verifiedAt: Record<string, string>;
   /** Verification markers whose backup is gone (left by an interrupted prune). */
   strayMarkers: ObjectInfo[];
+  /**
+   * Valid manifests whose data object the listing shows missing or of another size than recorded:
+   * backups that cannot be restored, found without reading a byte of data. Newest first.
+   */
+  damaged: { backup: BackupManifest; reason: string }[];
 }
 
 const READ_CONCURRENCY = 8;
@@ -72,7 +77,14 @@ export async function readCatalog(storage: Storage, name?: string): Promise<Cata
     const parsed = parseVerifiedKey(m.key)!;
     return !named.has(`${parsed.name}/${parsed.id}`) && (!name || parsed.name === name);
   });
-  return { backups, invalid, orphans, verifiedAt: verified, strayMarkers };
+  const sizes = new Map(data.map((object) => [object.key, object.size]));
+  const damaged = backups.flatMap((backup) => {
+    const size = sizes.get(backup.stored.key);
+    if (size === undefined) return [{ backup, reason: `its data object ${backup.stored.key} is missing` }];
+    if (size !== backup.stored.bytes) return [{ backup, reason: `its data object is ${size} bytes, not the ${backup.stored.bytes} its manifest records` }];
+    return [];
+  });
+  return { backups, invalid, orphans, verifiedAt: verified, strayMarkers, damaged };
 }
 
 /** A manifest's key with the name and id it encodes. */

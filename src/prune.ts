@@ -3,6 +3,9 @@
  *
  * - The plan comes from planRetention; the newest backup is always kept, and a plan that would remove
  *   every backup of a name is refused.
+ * - Only backups whose data object is there, at the size its manifest records, count for the policy:
+ *   a broken newest backup must not take the place of a sound one, or `--keep-last 1` would delete
+ *   every backup that can still be restored. Broken ones are left alone and reported.
  * - Each removed backup loses its manifest first, then its data object and verification marker, so an
  *   interrupted prune never leaves a listed backup whose data is gone (at worst an orphan data object,
  *   which the next prune's housekeeping removes).
@@ -38,6 +41,8 @@ export interface PrunedName {
   removed: string[];
   /** Backups whose removal failed; they remain listed and restorable. */
   failed: { id: string; error: string }[];
+  /** Backups whose data object is missing or of the wrong size: outside the policy, left alone. */
+  damaged: { id: string; createdAt: string; reason: string }[];
 }
 
 export interface PruneReport {
@@ -66,25 +71,31 @@ export interface PruneReport {
 export async function runPrune(storage: Storage, input: PruneInput, ctx: RunContext): Promise<PruneReport> {
   const catalog = await readCatalog(storage, input.name);
   for (const bad of catalog.invalid) ctx.log.warn(`leaving ${bad.key} alone: ${bad.reason}`);
+  const broken = new Map(catalog.damaged.map((d) => [d.backup, d.reason]));
+  for (const [backup, reason] of broken)
+    ctx.log.warn(`${backup.name} ${backup.id} cannot be restored (${reason}): the policy does not count it, and prune leaves it alone`);
   const byName = new Map<string, BackupManifest[]>();
   for (const backup of catalog.backups) byName.set(backup.name, [...(byName.get(backup.name) ?? []), backup]);
 
   const plans = [...byName].sort(([a], [b]) => a.localeCompare(b)).map(([name, backups]) => {
-    const plan = planRetention(backups, input.policy, input.now);
-    if (plan.keep.length === 0) throw new VaultError(`refusing to prune: the policy would remove every backup of ${name}`);
-    return { name, plan };
+    const sound = backups.filter((b) => !broken.has(b));
+    const plan = planRetention(sound, input.policy, input.now);
+    if (sound.length > 0 && plan.keep.length === 0) throw new VaultError(`refusing to prune: the policy would remove every backup of ${name}`);
+    const damaged = backups.filter((b) => broken.has(b)).map((b) => ({ id: b.id, createdAt: b.createdAt, reason: broken.get(b)! }));
+    return { name, plan, damaged };
   });
 
   let deleted = 0;
   let authFailure: AuthError | undefined;
   const names: PrunedName[] = [];
-  for (const { name, plan } of plans) {
+  for (const { name, plan, damaged } of plans) {
     const entry: PrunedName = {
       name,
       keep: plan.keep.map((k) => ({ id: k.backup.id, createdAt: k.backup.createdAt, reasons: k.reasons })),
       remove: plan.remove.map((b) => ({ id: b.id, createdAt: b.createdAt })),
       removed: [],
       failed: [],
+      damaged,
     };
     names.push(entry);
     if (input.dryRun) continue;

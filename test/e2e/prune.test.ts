@@ -106,6 +106,36 @@ for (const [label, make] of [
       expect(await listIds(repo)).toEqual([made[0]!.id]);
     });
 
+    test("a broken newest backup (data object missing or cut short) does not count: --keep-last 1 keeps the newest one that restores, and leaves the broken one alone", async () => {
+      const times = ["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z", "2026-01-03T00:00:00.000Z", "2026-01-04T00:00:00.000Z"];
+      for (const damage of ["missing", "cut short"] as const) {
+        const repo = make();
+        const made = await backupsAt(repo, times);
+        const key = dataKey("app", made[0]!.id, "gzip");
+        if (damage === "missing") await repo.storage.delete([key]);
+        else await repo.storage.put(key, new Uint8Array(100));
+        const env = { ...repo.env, SQLITE_VAULT_NOW: "2026-01-05T00:00:00.000Z" };
+
+        const dry = await runCli(["prune", "--repo", repo.url, "--keep-last", "1", "--dry-run", "--json"], { env });
+        expect(dry.exitCode, damage).toBe(0);
+        const plan = JSON.parse(dry.stdout).names[0];
+        expect(plan.keep.map((k: { id: string }) => k.id), damage).toEqual([made[1]!.id]);
+        expect(plan.keep[0].reasons).toContain("newest");
+        expect(plan.remove.map((b: { id: string }) => b.id)).toEqual([made[2]!.id, made[3]!.id]);
+        expect(plan.damaged.map((d: { id: string }) => d.id)).toEqual([made[0]!.id]);
+
+        const real = await runCli(["prune", "--repo", repo.url, "--keep-last", "1"], { env });
+        expect(real.exitCode, damage).toBe(0);
+        expect(real.stdout).toContain("left alone");
+        expect(real.stderr).toContain(`app ${made[0]!.id} cannot be restored`);
+        expect(await listIds(repo)).toEqual([made[0]!.id, made[1]!.id]);
+        const restored = join(repo.dir, "restored.db");
+        const restore = await runCli(["restore", "--name", "app", "--output", restored, "--fallback", "--repo", repo.url], { env: repo.env });
+        expect(restore.exitCode, restore.stderr).toBe(0);
+        expect(inspectBank(restored).integrity).toBe("ok");
+      }
+    });
+
     test("backup --keep-last prunes after its own backup succeeded; a failed backup never prunes", async () => {
       const repo = make();
       await backupsAt(repo, ["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z", "2026-01-03T00:00:00.000Z"]);
