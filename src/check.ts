@@ -10,7 +10,7 @@
 import { open, type FileHandle } from "node:fs/promises";
 import { collectGarbage, decompress } from "./codec.ts";
 import type { RunContext } from "./context.ts";
-import { decryptStream, NoMatchingIdentityError, type DecryptionSettings } from "./encryption.ts";
+import { decryptStream, NoMatchingIdentityError, redactSecrets, type DecryptionSettings } from "./encryption.ts";
 import { NotFoundError, StorageUnavailableError, VaultError, VerificationError } from "./errors.ts";
 import type { BackupManifest } from "./manifest.ts";
 import { checkIntegrity, digestFile, openCopy, WriteProgress, type IntegrityCheck } from "./integrity.ts";
@@ -148,7 +148,7 @@ async function download(
       const digest = await digestObject(storage, manifest, ctx);
       if (digest.sha256 !== stored.sha256) throw new VerificationError(`backup ${manifest.id} is corrupt: the stored object does not match its manifest's SHA-256`, "checksum");
       if (error instanceof NoMatchingIdentityError) throw error;
-      throw new VerificationError(`backup ${manifest.id} is corrupt: its age header does not parse (${(error as Error).message})`, "checksum");
+      throw new VerificationError(`backup ${manifest.id} is corrupt: its age header does not parse (${redactSecrets((error as Error).message)})`, "checksum");
     }
   }
   const plain = decompress(compressed, stored.compression);

@@ -119,7 +119,8 @@ export function parseConfig(text: string, path: string, env: Env, expandEnv = tr
           return v;
         });
   if (!isObject(raw)) return fail([], "must be a mapping of settings");
-  const defaults = readSettings(raw, [], { fail, expand, allow: ["databases"] });
+  const dir = dirname(path);
+  const defaults = readSettings(raw, [], { fail, expand, allow: ["databases"], dir });
   const databases: ConfiguredDatabase[] = [];
   if (raw.databases !== undefined) {
     if (!Array.isArray(raw.databases)) fail(["databases"], "must be a list");
@@ -132,7 +133,7 @@ export function parseConfig(text: string, path: string, env: Env, expandEnv = tr
         // Relative paths are relative to the config file, wherever the command runs.
         path: resolve(dirname(path), expand(entry.path, [...at, "path"])),
         name: entry.name === undefined ? undefined : expand(entry.name, [...at, "name"]),
-        settings: readSettings(entry, at, { fail, expand, allow: ["path", "name"] }),
+        settings: readSettings(entry, at, { fail, expand, allow: ["path", "name"], dir }),
       });
     });
   }
@@ -148,6 +149,8 @@ interface Readers {
   fail: (keyPath: (string | number)[], problem: string) => never;
   expand: (value: string, keyPath: (string | number)[]) => string;
   allow: string[];
+  /** The config file's directory: relative file names in it are relative to it. */
+  dir: string;
 }
 
 function readSettings(source: Record<string, unknown>, at: (string | number)[], r: Readers): FileSettings {
@@ -210,19 +213,23 @@ function readRetention(value: unknown, at: (string | number)[], r: Readers): Fil
 function readEncryption(value: unknown, at: (string | number)[], r: Readers): Partial<FileSettings> {
   if (!isObject(value)) return r.fail(at, "must be a mapping such as { recipients: [age1…] }");
   const out: Partial<FileSettings> = {};
+  if (Object.keys(value).length === 0) r.fail(at, `names no key (known: ${ENCRYPTION_KEYS.join(", ")}); leave it out for unencrypted backups`);
   for (const [key, v] of Object.entries(value)) {
     const keyPath = [...at, key];
     if (!(ENCRYPTION_KEYS as readonly string[]).includes(key)) r.fail(keyPath, `is not an encryption setting (known: ${ENCRYPTION_KEYS.join(", ")}; secrets belong in files or the environment)`);
     if (key === "recipients" || key === "identity-files") {
       if (!Array.isArray(v) || v.some((x) => typeof x !== "string")) r.fail(keyPath, "must be a list of strings");
       const list = (v as string[]).map((x, i) => r.expand(x, [...keyPath, i]));
+      // An empty list, or one whose variables expand to nothing, would mean unencrypted backups.
+      if (!list.length || list.some((x) => !x.trim())) r.fail(keyPath, "must list at least one key, and no empty one");
       if (key === "recipients") out.recipients = list;
-      else out.identityFiles = list;
+      else out.identityFiles = list.map((file) => resolve(r.dir, file));
     } else {
       if (typeof v !== "string") r.fail(keyPath, `must be a string, not ${describe(v)}`);
       const text = r.expand(v as string, keyPath);
-      if (key === "recipients-file") out.recipientsFile = text;
-      else out.passphraseFile = text;
+      if (!text.trim()) r.fail(keyPath, "is empty: it must name a file");
+      if (key === "recipients-file") out.recipientsFile = resolve(r.dir, text);
+      else out.passphraseFile = resolve(r.dir, text);
     }
   }
   return out;

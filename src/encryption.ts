@@ -52,18 +52,70 @@ export interface DecryptionFlags {
   passphraseFile?: string;
 }
 
+/** Where keys may be named, highest first; the first that names any key decides alone. */
+interface KeyLayer {
+  recipients: string[];
+  recipientsFile?: string;
+  passphrase?: string;
+  passphraseFile?: string;
+  /** How the user wrote each setting, for messages. */
+  names: { recipients: string; recipientsFile: string; passphrase: string; passphraseFile: string };
+  fromCommandLine: boolean;
+}
+
+const ENV_NAMES = { recipients: "SQLITE_VAULT_RECIPIENTS", recipientsFile: "SQLITE_VAULT_RECIPIENTS_FILE", passphrase: "SQLITE_VAULT_PASSPHRASE", passphraseFile: "SQLITE_VAULT_PASSPHRASE_FILE" };
+
+function keyLayers(flags: EncryptionFlags, env: Env, file: FileKeys): KeyLayer[] {
+  const fromEnv = env.SQLITE_VAULT_RECIPIENTS;
+  return [
+    {
+      ...flags,
+      names: { recipients: "--recipient", recipientsFile: "--recipients-file", passphrase: "--passphrase", passphraseFile: "--passphrase-file" },
+      fromCommandLine: true,
+    },
+    {
+      recipients: fromEnv === undefined ? [] : fromEnv.split(/[\s,]+/).filter(Boolean),
+      recipientsFile: env.SQLITE_VAULT_RECIPIENTS_FILE,
+      passphrase: env.SQLITE_VAULT_PASSPHRASE,
+      passphraseFile: env.SQLITE_VAULT_PASSPHRASE_FILE,
+      names: ENV_NAMES,
+      fromCommandLine: false,
+    },
+    {
+      recipients: file.recipients ?? [],
+      recipientsFile: file.recipientsFile,
+      // A config file may name a passphrase file for restores beside recipients for backups.
+      passphraseFile: file.recipients?.length || file.recipientsFile ? undefined : file.passphraseFile,
+      names: { recipients: "encryption.recipients", recipientsFile: "encryption.recipients-file", passphrase: "", passphraseFile: "encryption.passphrase-file" },
+      fromCommandLine: false,
+    },
+  ];
+}
+
+const namesAnyKey = (layer: KeyLayer, env: Env) =>
+  layer.recipients.length > 0 || layer.recipientsFile !== undefined || layer.passphrase !== undefined || layer.passphraseFile !== undefined || (layer.names === ENV_NAMES && env.SQLITE_VAULT_RECIPIENTS !== undefined);
+
 /**
- * Resolve what to encrypt to, from flags and the environment (SQLITE_VAULT_RECIPIENTS,
- * SQLITE_VAULT_RECIPIENTS_FILE, SQLITE_VAULT_PASSPHRASE, SQLITE_VAULT_PASSPHRASE_FILE). Returns null
- * when nothing asks for encryption. Throws UsageError for invalid keys or files.
+ * Resolve what to encrypt to. One layer decides, the first that names any key: flags, then the
+ * environment (SQLITE_VAULT_RECIPIENTS, SQLITE_VAULT_RECIPIENTS_FILE, SQLITE_VAULT_PASSPHRASE,
+ * SQLITE_VAULT_PASSPHRASE_FILE), then the config file; a key named in a lower layer never joins one
+ * from a higher (rotating a key on the command line must leave the old one out). Returns null when
+ * nothing asks for encryption. Anything that asks for it and yields no key (an empty value, a file
+ * with no recipient) is a UsageError: encryption asked for never silently becomes a plaintext backup.
  */
 export function resolveEncryption(flags: EncryptionFlags, env: Env, log: Logger, file: FileKeys = {}): EncryptionSettings | null {
-  const recipients = [...flags.recipients];
-  if (!recipients.length && env.SQLITE_VAULT_RECIPIENTS) recipients.push(...env.SQLITE_VAULT_RECIPIENTS.split(/[\s,]+/).filter(Boolean));
-  const recipientsFile = flags.recipientsFile || env.SQLITE_VAULT_RECIPIENTS_FILE || (recipients.length ? undefined : file.recipientsFile);
-  if (!recipients.length && !recipientsFile && file.recipients) recipients.push(...file.recipients);
-  if (recipientsFile) recipients.push(...readKeyLines(recipientsFile, "recipients file"));
-  const passphrase = resolvePassphrase(flags, env, log, recipients.length ? undefined : file.passphraseFile);
+  const layer = keyLayers(flags, env, file).find((l) => namesAnyKey(l, env));
+  if (!layer) return null;
+  const recipients = [...layer.recipients];
+  if (layer.names === ENV_NAMES && env.SQLITE_VAULT_RECIPIENTS !== undefined && !recipients.length)
+    throw new UsageError("SQLITE_VAULT_RECIPIENTS is set but holds no recipient", "set it to one or more age1… public keys, or unset it");
+  if (layer.recipientsFile !== undefined) {
+    const path = nonEmpty(layer.recipientsFile, layer.names.recipientsFile);
+    const keys = readKeyLines(path, "recipients file");
+    if (!keys.length) throw new UsageError(`the recipients file ${path} holds no recipient`, "one age1… public key per line (sqlite-vault keygen prints one)");
+    recipients.push(...keys);
+  }
+  const passphrase = passphraseOf(layer, log);
   if (recipients.length && passphrase !== undefined) throw new UsageError("use either recipients or a passphrase, not both");
   for (const r of recipients) {
     if (r.startsWith("AGE-SECRET-KEY")) throw new UsageError("a recipient is a public key (age1…); that was a secret identity", "keep identities off the machine that backs up; pass the public key");
@@ -75,41 +127,66 @@ export function resolveEncryption(flags: EncryptionFlags, env: Env, log: Logger,
   }
   if (recipients.length) return { recipients: [...new Set(recipients)] };
   if (passphrase !== undefined) return { recipients: [], passphrase };
-  return null;
+  throw new UsageError(`${layer.names.recipients} names no recipient`, "give an age1… public key, or leave encryption out");
 }
 
-/** Resolve identities and passphrases for reading encrypted backups (SQLITE_VAULT_IDENTITY_FILE, …). */
+/**
+ * Resolve identities and passphrases for reading encrypted backups (SQLITE_VAULT_IDENTITY_FILE, …).
+ * Every identity is checked here: one that does not parse is a UsageError naming its file, never
+ * quoted (a mistyped secret key is still almost all of the secret), and a file with no identity in
+ * it is an error, not "no identity given".
+ */
 export function resolveDecryption(flags: DecryptionFlags, env: Env, log: Logger, file: FileKeys = {}): DecryptionSettings {
   const identities: string[] = [];
-  const sources = flags.identities.length ? flags.identities : env.SQLITE_VAULT_IDENTITY_FILE ? env.SQLITE_VAULT_IDENTITY_FILE.split(":") : (file.identityFiles ?? []);
+  const sources = flags.identities.length ? flags.identities : env.SQLITE_VAULT_IDENTITY_FILE !== undefined ? env.SQLITE_VAULT_IDENTITY_FILE.split(":") : (file.identityFiles ?? []);
   for (const source of sources) {
     if (source.startsWith("AGE-SECRET-KEY-")) {
       log.warn("an identity given on the command line is visible in the process list; use --identity FILE");
-      identities.push(source);
+      identities.push(checkedIdentity(source, "the identity given on the command line"));
       continue;
     }
-    warnIfReadableByOthers(source, log);
-    identities.push(...readKeyLines(source, "identity file").filter((line) => line.startsWith("AGE-SECRET-KEY-")));
+    const path = nonEmpty(source, flags.identities.length ? "--identity" : env.SQLITE_VAULT_IDENTITY_FILE !== undefined ? "SQLITE_VAULT_IDENTITY_FILE" : "encryption.identity-files");
+    warnIfReadableByOthers(path, log);
+    const lines = readKeyLines(path, "identity file");
+    if (!lines.length) throw new UsageError(`the identity file ${path} holds no age identity`, "an identity file holds AGE-SECRET-KEY-1… lines, as sqlite-vault keygen or age-keygen write them");
+    lines.forEach((line, i) => identities.push(checkedIdentity(line, `key ${i + 1} in the identity file ${path}`)));
   }
-  const passphrase = resolvePassphrase(flags, env, log, file.passphraseFile);
+  const layers = keyLayers({ recipients: [], passphrase: flags.passphrase, passphraseFile: flags.passphraseFile }, env, { passphraseFile: file.passphraseFile });
+  const layer = layers.find((l) => l.passphrase !== undefined || l.passphraseFile !== undefined);
+  const passphrase = layer ? passphraseOf(layer, log) : undefined;
   return { identities, passphrases: passphrase === undefined ? [] : [passphrase] };
 }
 
-function resolvePassphrase(flags: { passphrase?: string; passphraseFile?: string }, env: Env, log: Logger, fileFallback?: string): string | undefined {
-  if (flags.passphrase !== undefined && flags.passphrase !== "") {
-    log.warn("a passphrase given on the command line is visible in the process list; use --passphrase-file or SQLITE_VAULT_PASSPHRASE");
-    return flags.passphrase;
+/** An identity that age accepts, or a UsageError that names where it came from and never quotes it. */
+function checkedIdentity(identity: string, where: string): string {
+  const problem = identity.startsWith("AGE-PLUGIN-") ? "is an age plugin identity, which sqlite-vault does not support" : !identity.startsWith("AGE-SECRET-KEY-1") ? "is not an age identity (AGE-SECRET-KEY-1…)" : "";
+  if (!problem)
+    try {
+      new age.Decrypter().addIdentity(identity);
+      return identity;
+    } catch {
+      throw new UsageError(`${where} is not a valid age identity (mistyped or cut short)`, "copy the whole AGE-SECRET-KEY-1… line from the file keygen wrote");
+    }
+  throw new UsageError(`${where} ${problem}`, "an identity file holds AGE-SECRET-KEY-1… lines, as sqlite-vault keygen or age-keygen write them");
+}
+
+function nonEmpty(value: string, name: string): string {
+  if (!value.trim()) throw new UsageError(`${name} is empty: it must name a file`);
+  return value;
+}
+
+function passphraseOf(layer: KeyLayer, log: Logger): string | undefined {
+  if (layer.passphrase !== undefined) {
+    if (layer.passphrase === "") throw new UsageError(`${layer.names.passphrase} is empty`, "give a passphrase, or leave it out");
+    if (layer.fromCommandLine) log.warn("a passphrase given on the command line is visible in the process list; use --passphrase-file or SQLITE_VAULT_PASSPHRASE");
+    return layer.passphrase;
   }
-  const file = flags.passphraseFile || env.SQLITE_VAULT_PASSPHRASE_FILE;
-  if (file) {
-    warnIfReadableByOthers(file, log);
-    const text = readSecretFile(file, "passphrase file").replace(/\r?\n$/, "");
-    if (!text) throw new UsageError(`the passphrase file ${file} is empty`);
-    return text;
-  }
-  if (env.SQLITE_VAULT_PASSPHRASE) return env.SQLITE_VAULT_PASSPHRASE;
-  if (fileFallback) return resolvePassphrase({ passphraseFile: fileFallback }, {}, log);
-  return undefined;
+  if (layer.passphraseFile === undefined) return undefined;
+  const path = nonEmpty(layer.passphraseFile, layer.names.passphraseFile);
+  warnIfReadableByOthers(path, log);
+  const text = readSecretFile(path, "passphrase file").replace(/\r?\n$/, "");
+  if (!text) throw new UsageError(`the passphrase file ${path} is empty`);
+  return text;
 }
 
 /** Encrypt a stream for the manifest's recipients or passphrase. */
@@ -126,6 +203,11 @@ export function describeEncryption(settings: EncryptionSettings): ManifestEncryp
 }
 
 export class NoMatchingIdentityError extends AuthError {}
+
+/** A message with any age secret key in it cut down to its prefix (the age library quotes keys it cannot parse). */
+export function redactSecrets(text: string): string {
+  return text.replace(/AGE-SECRET-KEY-1[0-9A-Za-z]*/g, "AGE-SECRET-KEY-1…");
+}
 
 /**
  * Decrypt a stream. Resolves once the header is read; throws NoMatchingIdentityError when no identity

@@ -9,7 +9,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { mapLimit, readCatalog } from "./catalog.ts";
 import { checkStoredBytes, fetchAndCheck, type IntegrityCheck } from "./check.ts";
-import type { DecryptionSettings } from "./encryption.ts";
+import { NoMatchingIdentityError, type DecryptionSettings } from "./encryption.ts";
 import type { RunContext } from "./context.ts";
 import { removeStale, tempTag } from "./stale.ts";
 import { VaultError, VerificationError, type CheckStep } from "./errors.ts";
@@ -123,12 +123,23 @@ async function verifyOne(storage: Storage, candidate: Candidate, path: string, i
     if (input.record) await recordPass(storage, manifest, input.quick ? "quick_check" : "integrity_check", ctx);
     return { ...base, result: "pass", checked: "database", step: null, message: null, warnings, seconds: seconds() };
   } catch (error) {
-    if (!(error instanceof VerificationError)) throw error;
-    ctx.log.error(`${manifest.name} ${manifest.id}: failed step ${error.step}: ${error.message}`);
-    return { ...base, result: "fail", checked: null, step: error.step, message: error.message, warnings: [], seconds: seconds() };
+    // Keys were given and none opens this backup (say, one from before a key rotation): these keys
+    // cannot restore it, which is a failure of this backup, not the end of the drill for the others.
+    const failure =
+      error instanceof NoMatchingIdentityError
+        ? new VerificationError(`${error.message}${encryptedTo(manifest)}; its stored bytes match its manifest`, "checksum")
+        : error;
+    if (!(failure instanceof VerificationError)) throw error;
+    ctx.log.error(`${manifest.name} ${manifest.id}: failed step ${failure.step}: ${failure.message}`);
+    return { ...base, result: "fail", checked: null, step: failure.step, message: failure.message, warnings: [], seconds: seconds() };
   } finally {
     ctx.temp.remove(path);
   }
+}
+
+function encryptedTo(manifest: BackupManifest): string {
+  const recipients = manifest.stored.encryption?.recipients ?? [];
+  return recipients.length ? ` (it is encrypted to ${recipients.join(", ")})` : " (it is encrypted with a passphrase)";
 }
 
 async function recordPass(storage: Storage, manifest: BackupManifest, check: IntegrityCheck, ctx: RunContext): Promise<void> {

@@ -82,7 +82,13 @@ export function repeatedFlag(rawArgs: string[], name: string): string[] {
   for (let i = 0; i < rawArgs.length; i++) {
     const arg = rawArgs[i]!;
     if (arg === "--") break;
-    if (arg === `--${name}` && i + 1 < rawArgs.length) values.push(rawArgs[++i]!);
+    if (arg === `--${name}`) {
+      const value = rawArgs[i + 1];
+      // `--recipient $UNSET_VARIABLE` must not quietly mean "no recipient".
+      if (value === undefined || (value.startsWith("--") && value.length > 2)) throw new UsageError(`--${name} needs a value`);
+      values.push(value);
+      i++;
+    }
     else if (arg.startsWith(`--${name}=`)) values.push(arg.slice(name.length + 3));
   }
   return values;

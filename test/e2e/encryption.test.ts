@@ -11,6 +11,7 @@ import { registerSecret, runCli } from "../helpers/cli.ts";
 import { createTestBucket } from "../helpers/s3.ts";
 import { localRepo, s3Repo, type TestRepo } from "../helpers/repos.ts";
 import { readBackupManifest, readObject } from "../helpers/tamper.ts";
+import { openStorage } from "../../src/storage/index.ts";
 
 setDefaultTimeout(120_000);
 
@@ -184,5 +185,134 @@ describe("interoperability and hygiene", () => {
     const misuse = await runCli(["backup", db, "--repo", repo, "--recipient", secretOf(identity)]);
     expect(misuse.exitCode).toBe(2);
     expect(misuse.stderr).toContain("that was a secret identity");
+  });
+});
+
+describe("keys asked for but not usable", () => {
+  test("asking for encryption and naming no usable key is a usage error, never a plaintext backup", async () => {
+    const dir = tempDir("enc-nokey");
+    const db = join(dir, "app.db");
+    createBankDb(db);
+    const repo = join(dir, "repo");
+    const empty = join(dir, "empty.txt");
+    writeFileSync(empty, "");
+    const comments = join(dir, "comments.txt");
+    writeFileSync(comments, "# no key yet\n\n");
+    const config = (body: string) => {
+      const path = join(dir, `cfg-${Math.random().toString(36).slice(2)}.yml`);
+      writeFileSync(path, `repo: ${repo}\n${body}\ndatabases:\n  - path: ${db}\n`);
+      return path;
+    };
+    const cases: [string, string[], Record<string, string>][] = [
+      ["--recipient with no value (an unset variable in a crontab)", ["--recipient"], {}],
+      ["--recipient followed by another flag", ["--recipient", "--compression", "gzip"], {}],
+      ["an empty recipients file", ["--recipients-file", empty], {}],
+      ["a recipients file of comments", ["--recipients-file", comments], {}],
+      ["--recipients-file ''", ["--recipients-file", ""], {}],
+      ["--passphrase-file ''", ["--passphrase-file", ""], {}],
+      ["--passphrase ''", ["--passphrase", ""], {}],
+      ["SQLITE_VAULT_RECIPIENTS blank", [], { SQLITE_VAULT_RECIPIENTS: " " }],
+      ["SQLITE_VAULT_RECIPIENTS empty", [], { SQLITE_VAULT_RECIPIENTS: "" }],
+      ["SQLITE_VAULT_RECIPIENTS_FILE empty", [], { SQLITE_VAULT_RECIPIENTS_FILE: "" }],
+      ["SQLITE_VAULT_PASSPHRASE empty", [], { SQLITE_VAULT_PASSPHRASE: "" }],
+    ];
+    for (const [what, flags, env] of cases) {
+      const r = await runCli(["backup", db, "--repo", repo, ...flags], { env });
+      expect(r.exitCode, `${what}: ${r.stderr}`).toBe(2);
+      expect(r.stderr, what).toStartWith("sqlite-vault: ");
+    }
+    for (const body of ["encryption:\n  recipients: []", "encryption: {}", "encryption:\n  recipients: [\"${UNSET_RECIPIENT:-}\"]", "encryption:\n  recipients-file: \"\""]) {
+      const r = await runCli(["backup", "--config", config(body)]);
+      expect(r.exitCode, `${body}: ${r.stderr}`).toBe(2);
+    }
+    expect(existsSync(repo)).toBe(false); // nothing was backed up, encrypted or not
+  });
+
+  test("a mistyped identity is refused before any download, naming its file and never quoting it; a file with no identity is not 'no identity given'", async () => {
+    const dir = tempDir("enc-badid");
+    const db = join(dir, "app.db");
+    createBankDb(db);
+    const repo = join(dir, "repo");
+    expect((await runCli(["backup", db, "--repo", repo, "--recipient", recipient])).exitCode).toBe(0);
+    const secret = secretOf(identity);
+    const typo = `${secret.slice(0, 40)}${secret.slice(40).replace(/[A-Z0-9]/, (c) => (c === "Q" ? "P" : "Q"))}`;
+    const files = { typo: join(dir, "typo.txt"), cut: join(dir, "cut.txt"), garbage: join(dir, "garbage.txt"), lower: join(dir, "lower.txt"), recipients: join(dir, "public.txt") };
+    writeFileSync(files.typo, `# created: today\n${typo}\n`);
+    writeFileSync(files.cut, `${secret.slice(0, 50)}\n`);
+    writeFileSync(files.garbage, "garbage\n");
+    writeFileSync(files.lower, `${secret.toLowerCase()}\n`);
+    writeFileSync(files.recipients, `${recipient}\n`);
+    for (const file of Object.values(files)) chmodSync(file, 0o600);
+    const output = join(dir, "restored.db");
+    for (const [what, file] of Object.entries(files))
+      for (const command of [["restore", "--name", "app", "--output", output], ["verify"], ["verify", "--all", "--json"]]) {
+        const r = await runCli([...command, "--repo", repo, "--identity", file]);
+        expect(r.exitCode, `${what} ${command[0]}: ${r.stderr}`).toBe(2);
+        expect(r.stderr).toContain(file);
+        expect(r.stdout + r.stderr).not.toContain(secret.slice(16, 40));
+        expect(r.stdout + r.stderr).not.toContain(secret.slice(16, 40).toLowerCase());
+      }
+    const inline = await runCli(["restore", "--name", "app", "--output", output, "--repo", repo, "--identity", typo]);
+    expect(inline.exitCode).toBe(2);
+    expect(inline.stderr).toContain("is not a valid age identity");
+    expect(inline.stdout + inline.stderr).not.toContain(secret.slice(16, 40));
+    expect(existsSync(output)).toBe(false);
+  });
+
+  test("verify --all with keys that open only some backups reports the others as failed and checks every one", async () => {
+    const dir = tempDir("enc-rotated");
+    const db = join(dir, "app.db");
+    createBankDb(db);
+    const repo = join(dir, "repo");
+    const otherRecipient = readFileSync(otherIdentity, "utf8").match(/public key: (age1\S+)/)![1]!;
+    const ids: string[] = [];
+    for (const to of [otherRecipient, recipient, recipient]) {
+      const b = await runCli(["backup", db, "--repo", repo, "--recipient", to, "--json"]);
+      expect(b.exitCode).toBe(0);
+      ids.unshift(JSON.parse(b.stdout).id);
+    }
+    const r = await runCli(["verify", "--all", "--record", "--repo", repo, "--identity", identity, "--json"]);
+    expect(r.exitCode).toBe(4);
+    const report = JSON.parse(r.stdout);
+    expect(report.results.map((x: { id: string; result: string }) => [x.id, x.result])).toEqual([
+      [ids[0], "pass"],
+      [ids[1], "pass"],
+      [ids[2], "fail"],
+    ]);
+    expect(report.results[2].step).toBe("checksum");
+    expect(report.results[2].message).toContain(`encrypted to ${otherRecipient}`);
+    const list = JSON.parse((await runCli(["list", "--repo", repo, "--json"])).stdout);
+    expect(list.backups.filter((b: { verifiedAt?: string }) => b.verifiedAt).map((b: { id: string }) => b.id)).toEqual([ids[0], ids[1]]);
+  });
+
+  test("a key named on the command line replaces the environment's, never joins it; config file key paths are relative to the config file", async () => {
+    const dir = tempDir("enc-layers");
+    const db = join(dir, "app.db");
+    createBankDb(db);
+    const repo = join(dir, "repo");
+    const otherRecipient = readFileSync(otherIdentity, "utf8").match(/public key: (age1\S+)/)![1]!;
+    const newKeys = join(dir, "new.txt");
+    writeFileSync(newKeys, `${recipient}\n`);
+    const runs = [
+      await runCli(["backup", db, "--repo", repo, "--recipients-file", newKeys, "--json"], { env: { SQLITE_VAULT_RECIPIENTS: otherRecipient } }),
+      await runCli(["backup", db, "--repo", repo, "--recipient", recipient, "--json"], { env: { SQLITE_VAULT_RECIPIENTS_FILE: join(keys, "does-not-matter.txt"), SQLITE_VAULT_PASSPHRASE: PASSPHRASE } }),
+    ];
+    for (const run of runs) {
+      expect(run.exitCode, run.stderr).toBe(0);
+      const manifest = await readBackupManifest(openStorage(repo), "app", JSON.parse(run.stdout).id);
+      expect(manifest.stored.encryption?.recipients).toEqual([recipient]);
+    }
+    // The config names its key files relative to itself; the command runs elsewhere.
+    const cfgDir = join(dir, "cfg");
+    Bun.spawnSync(["mkdir", "-p", cfgDir]);
+    writeFileSync(join(cfgDir, "recipients.txt"), `${recipient}\n`);
+    writeFileSync(join(cfgDir, "id.txt"), readFileSync(identity));
+    chmodSync(join(cfgDir, "id.txt"), 0o600);
+    writeFileSync(join(cfgDir, "vault.yml"), `repo: ${join(dir, "repo2")}\nencryption:\n  recipients-file: recipients.txt\n  identity-files: [id.txt]\ndatabases:\n  - path: ../app.db\n`);
+    const backup = await runCli(["backup", "--config", join(cfgDir, "vault.yml")], { cwd: "/" });
+    expect(backup.exitCode, backup.stderr).toBe(0);
+    const verify = await runCli(["verify", "--config", join(cfgDir, "vault.yml"), "--json"], { cwd: "/" });
+    expect(verify.exitCode, verify.stderr).toBe(0);
+    expect(JSON.parse(verify.stdout).results[0]).toMatchObject({ result: "pass", checked: "database" });
   });
 });
