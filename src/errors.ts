@@ -114,7 +114,10 @@ export function toVaultError(error: unknown): VaultError {
       const path = (error as NodeJS.ErrnoException).path;
       return new VaultError(`no space left on device${path ? ` writing ${path}` : ""}; nothing was left half-written`, "free some space, or write elsewhere (--tmp-dir, --output)", { cause: error });
     }
-    if (code === "EACCES" || code === "EPERM") return new VaultError(`permission denied: ${error.message}`, undefined, { cause: error });
+    const path = (error as NodeJS.ErrnoException).path;
+    if (code === "EACCES" || code === "EPERM")
+      return new VaultError(path ? `permission denied: ${path}` : `permission denied: ${error.message}`, "check its owner and mode, or run as the user who owns it", { cause: error });
+    if (code === "ENOENT" && path) return new VaultError(`no such file or directory: ${path}`, "check the path; a directory it names must exist", { cause: error });
     return new VaultError(error.message, undefined, { cause: error });
   }
   return new VaultError(String(error));

@@ -128,6 +128,14 @@ describe("exit codes", () => {
     expect(statSync("/dev/null").isCharacterDevice()).toBe(true);
   });
 
+  test("a file system error names its path in one line: keygen into a missing directory", async () => {
+    const { dir } = setup("err-enoent");
+    const target = join(dir, "no-such-dir", "id.txt");
+    const r = await runCli(["keygen", "--output", target]);
+    expect(r.exitCode).toBe(1);
+    expectCleanError(r.stderr, `no such file or directory: ${target}`);
+  });
+
   test("no backups to restore: exit 1", async () => {
     const { dir, db, repo } = setup("err-nobackup");
     expect((await runCli(["backup", db, "--repo", repo])).exitCode).toBe(0);
