@@ -4,6 +4,8 @@
  * checksums of the database bytes and of the stored bytes are computed in the same single pass.
  */
 import { hostname } from "node:os";
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
 import { BLOCK_SIZE, blockCompressor, mapBlocks, defaultParallelism, type BlockCompressor } from "./codec.ts";
 import { describeEncryption, encryptStream, type EncryptionSettings } from "./encryption.ts";
 import type { RunContext } from "./context.ts";
@@ -78,8 +80,9 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
   const lock = acquireLock(input.databasePath, "backup");
   try {
     await storage.check({ create: true });
-    const source = safeRealpath(input.databasePath);
-    if (input.name === undefined || input.nameGiven === false) await assertSameSource(storage, name, source);
+    const source = safeRealpath(resolve(input.databasePath));
+    // A missing database is reported as missing (by the snapshot), not as another file's name.
+    if (existsSync(source) && (input.name === undefined || input.nameGiven === false)) await assertSameSource(storage, name, source);
     const now = input.now ?? (() => new Date());
     const createdAt = now();
     const id = createBackupId(createdAt);

@@ -16,6 +16,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { UsageError } from "./errors.ts";
+import { deriveName } from "./manifest.ts";
 import { parseDuration } from "./retention.ts";
 import type { Env } from "./storage/credentials.ts";
 
@@ -55,11 +56,11 @@ export interface ConfigFile {
 export const RETENTION_KEYS = ["keep-last", "keep-hourly", "keep-daily", "keep-weekly", "keep-monthly", "keep-yearly", "keep-within", "timezone", "grace"] as const;
 type RetentionKey = (typeof RETENTION_KEYS)[number];
 
-type Kind = "string" | "number" | "boolean" | "schedule" | "duration" | "strings" | "retention" | "encryption";
+type Kind = "string" | "path" | "number" | "boolean" | "schedule" | "duration" | "strings" | "retention" | "encryption";
 const SETTING_KEYS: Record<string, { kind: Kind; field: keyof FileSettings }> = {
-  repo: { kind: "string", field: "repo" },
+  repo: { kind: "path", field: "repo" },
   compression: { kind: "string", field: "compression" },
-  "tmp-dir": { kind: "string", field: "tmpDir" },
+  "tmp-dir": { kind: "path", field: "tmpDir" },
   schedule: { kind: "schedule", field: "schedule" },
   "healthcheck-url": { kind: "string", field: "healthcheckUrl" },
   retries: { kind: "number", field: "retries" },
@@ -119,8 +120,9 @@ export function parseConfig(text: string, path: string, env: Env, expandEnv = tr
           return v;
         });
   if (!isObject(raw)) return fail([], "must be a mapping of settings");
-  const dir = dirname(path);
-  const defaults = readSettings(raw, [], { fail, expand, allow: ["databases"], dir });
+  const home = env.HOME;
+  const filePath = (name: string) => resolve(dirname(path), home && (name === "~" || name.startsWith("~/")) ? home + name.slice(1) : name);
+  const defaults = readSettings(raw, [], { fail, expand, allow: ["databases"], path: filePath });
   const databases: ConfiguredDatabase[] = [];
   if (raw.databases !== undefined) {
     if (!Array.isArray(raw.databases)) fail(["databases"], "must be a list");
@@ -131,16 +133,21 @@ export function parseConfig(text: string, path: string, env: Env, expandEnv = tr
       if (entry.name !== undefined && typeof entry.name !== "string") return fail([...at, "name"], "must be a string");
       databases.push({
         // Relative paths are relative to the config file, wherever the command runs.
-        path: resolve(dirname(path), expand(entry.path, [...at, "path"])),
+        path: filePath(expand(entry.path, [...at, "path"])),
         name: entry.name === undefined ? undefined : expand(entry.name, [...at, "name"]),
-        settings: readSettings(entry, at, { fail, expand, allow: ["path", "name"], dir }),
+        settings: readSettings(entry, at, { fail, expand, allow: ["path", "name"], path: filePath }),
       });
     });
   }
   const seen = new Map<string, number>();
+  const names = new Map<string, number>();
   databases.forEach((db, i) => {
     if (seen.has(db.path)) fail(["databases", i, "path"], `repeats databases[${seen.get(db.path)}] (${db.path})`);
     seen.set(db.path, i);
+    // Two databases under one name would prune each other's backups and restore each other's data.
+    const name = db.name ?? deriveName(db.path);
+    if (names.has(name)) fail(["databases", i, db.name === undefined ? "path" : "name"], `gives the backup name ${name} of databases[${names.get(name)}] to another database; give each its own name`);
+    names.set(name, i);
   });
   return { path, defaults, databases };
 }
@@ -149,8 +156,8 @@ interface Readers {
   fail: (keyPath: (string | number)[], problem: string) => never;
   expand: (value: string, keyPath: (string | number)[]) => string;
   allow: string[];
-  /** The config file's directory: relative file names in it are relative to it. */
-  dir: string;
+  /** A file name from the config file: `~/` is the home directory; relative is relative to the file. */
+  path: (name: string) => string;
 }
 
 function readSettings(source: Record<string, unknown>, at: (string | number)[], r: Readers): FileSettings {
@@ -163,10 +170,13 @@ function readSettings(source: Record<string, unknown>, at: (string | number)[], 
     if (value === null || value === undefined) continue;
     switch (spec!.kind) {
       case "string":
+      case "path":
       case "schedule":
       case "duration": {
         if (typeof value !== "string") r.fail(keyPath, `must be a string, not ${describe(value)}`);
-        const text = r.expand(value as string, keyPath);
+        let text = r.expand(value as string, keyPath);
+        // A local repository or directory: relative to the config file (a URL stays as it is).
+        if (spec!.kind === "path" && text && !/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) text = r.path(text);
         if (spec!.kind === "schedule") checkSchedule(text, keyPath, r);
         if (spec!.kind === "duration") checkDuration(text, keyPath, r);
         (settings as Record<string, unknown>)[spec!.field] = text;
@@ -223,13 +233,13 @@ function readEncryption(value: unknown, at: (string | number)[], r: Readers): Pa
       // An empty list, or one whose variables expand to nothing, would mean unencrypted backups.
       if (!list.length || list.some((x) => !x.trim())) r.fail(keyPath, "must list at least one key, and no empty one");
       if (key === "recipients") out.recipients = list;
-      else out.identityFiles = list.map((file) => resolve(r.dir, file));
+      else out.identityFiles = list.map(r.path);
     } else {
       if (typeof v !== "string") r.fail(keyPath, `must be a string, not ${describe(v)}`);
       const text = r.expand(v as string, keyPath);
       if (!text.trim()) r.fail(keyPath, "is empty: it must name a file");
-      if (key === "recipients-file") out.recipientsFile = resolve(r.dir, text);
-      else out.passphraseFile = resolve(r.dir, text);
+      if (key === "recipients-file") out.recipientsFile = r.path(text);
+      else out.passphraseFile = r.path(text);
     }
   }
   return out;

@@ -9,7 +9,7 @@
 import type { Subprocess } from "bun";
 import type { RunContext } from "./context.ts";
 import type { DecryptionSettings } from "./encryption.ts";
-import { ExitCode, InterruptedError, toVaultError, VaultError, withContext } from "./errors.ts";
+import { ContextualError, ExitCode, InterruptedError, toVaultError, VaultError, withContext } from "./errors.ts";
 import { runBackupJob, type JobOutcome, type JobTarget } from "./job.ts";
 import { Metrics } from "./metrics.ts";
 import { parseDuration } from "./retention.ts";
@@ -67,26 +67,44 @@ export async function startDaemon(options: DaemonOptions, ctx: RunContext): Prom
   const work = new AbortController();
   const jobCtx: RunContext = { log: ctx.log, temp: ctx.temp, signal: work.signal };
 
-  for (const t of options.targets) {
-    try {
-      await t.storage.check({ create: true });
-    } catch (error) {
-      throw withContext(`repository ${t.storage.url} for ${t.name} is not usable at startup`, error);
-    }
+  // Until the daemon's own handlers are installed below, a signal interrupts the startup: a restore
+  // in progress stops, removes its temp file and ends the run with exit 130, as a one-shot restore does.
+  const interruptStartup = (signal: NodeJS.Signals) => work.abort(new InterruptedError(signal));
+  process.on("SIGTERM", interruptStartup);
+  process.on("SIGINT", interruptStartup);
+  try {
+    await startupChecksAndRestores();
+  } finally {
+    process.off("SIGTERM", interruptStartup);
+    process.off("SIGINT", interruptStartup);
   }
-  if (options.restoreIfMissing) {
+  async function startupChecksAndRestores(): Promise<void> {
     for (const t of options.targets) {
-      const started = performance.now();
+      jobCtx.signal.throwIfAborted();
       try {
-        const result = await runRestore(t.storage, { name: t.name, target: t.db, selection: { latest: true }, ifMissing: true, decryption: t.decryption }, jobCtx);
-        const seconds = (performance.now() - started) / 1000;
-        if (result.action === "restored") {
-          state.get(t.name)!.restoredOnStartup = true;
-          metrics.restored(t.name, seconds);
-          emit("restored", { database: t.name, path: t.db, id: result.id, bytes: result.databaseBytes, seconds: round(seconds) });
-        } else emit("restore-skipped", { database: t.name, path: t.db, reason: result.reason });
+        await t.storage.check({ create: true });
       } catch (error) {
-        throw withContext(`startup restore of ${t.name} failed`, error);
+        throw withContext(`repository ${t.storage.url} for ${t.name} is not usable at startup`, error);
+      }
+    }
+    if (options.restoreIfMissing) {
+      for (const t of options.targets) {
+        const started = performance.now();
+        try {
+          const result = await runRestore(t.storage, { name: t.name, target: t.db, selection: { latest: true }, ifMissing: true, decryption: t.decryption }, jobCtx);
+          const seconds = (performance.now() - started) / 1000;
+          if (result.action === "restored") {
+            state.get(t.name)!.restoredOnStartup = true;
+            metrics.restored(t.name, seconds);
+            emit("restored", { database: t.name, path: t.db, id: result.id, bytes: result.databaseBytes, seconds: round(seconds) });
+          } else emit("restore-skipped", { database: t.name, path: t.db, reason: result.reason });
+        } catch (error) {
+          if (work.signal.aborted) throw work.signal.reason;
+          const failure = toVaultError(error);
+          // cron takes no --fallback: the way out is a restore by hand.
+          const hint = failure.hint?.includes("--fallback") ? `restore the newest sound backup by hand (sqlite-vault restore ${t.db} --fallback), then start cron again` : failure.hint;
+          throw new ContextualError(`startup restore of ${t.name} failed: ${failure.message}`, { exitCode: failure.exitCode, code: failure.code, hint });
+        }
       }
     }
   }

@@ -112,9 +112,17 @@ export function resolveTargets(flags: TargetFlags, log: Logger | undefined, opti
   return { config, fromConfig: false, targets: [make(undefined, undefined, defaults)] };
 }
 
-/** A database's config entry over the file's defaults; retention merges key by key. */
+const ENCRYPTION_FIELDS = ["recipients", "recipientsFile", "passphraseFile", "identityFiles"] as const;
+
+/**
+ * A database's config entry over the file's defaults; retention merges key by key. An entry's
+ * `encryption` replaces the defaults' whole: a passphrase for one database must not be joined by the
+ * recipients every other database uses.
+ */
 export function mergeFileSettings(defaults: FileSettings, entry: FileSettings = {}): FileSettings {
-  return { ...defaults, ...entry, retention: { ...defaults.retention, ...entry.retention } };
+  const base = { ...defaults };
+  if (ENCRYPTION_FIELDS.some((field) => entry[field] !== undefined)) for (const field of ENCRYPTION_FIELDS) delete base[field];
+  return { ...base, ...entry, retention: { ...defaults.retention, ...entry.retention } };
 }
 
 function stringFlag(value: unknown): string | undefined {

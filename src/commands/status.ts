@@ -1,6 +1,6 @@
 import { defineCommand } from "citty";
 import { listManifests, newestBackup } from "../catalog.ts";
-import { VaultError } from "../errors.ts";
+import { UsageError, VaultError } from "../errors.ts";
 import { parseDuration, subtractDuration } from "../retention.ts";
 import { databaseArgs, outputArgs, repoArgs } from "./_args.ts";
 import { runCommand } from "./_run.ts";
@@ -38,6 +38,8 @@ export default defineCommand({
       argsDef: args,
       async execute(ctx) {
         const maxAge = flags["max-age"] ? parseDuration(flags["max-age"], "--max-age") : undefined;
+        // "30m" is months in retention; for a freshness check it would never fail.
+        if (maxAge && (maxAge.months || maxAge.years)) throw new UsageError(`--max-age ${maxAge.text} reads as months or years`, "write minutes as min, hours as h, days as d: --max-age 90min");
         const now = new Date();
         const limit = maxAge ? subtractDuration(now, maxAge).getTime() : undefined;
         const { targets } = resolveTargets(flags, ctx.log);

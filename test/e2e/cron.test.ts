@@ -192,6 +192,8 @@ describe("cron", () => {
     const r = await runCli(["cron", db, "--repo", repo, "--restore-if-missing", "--exec", `touch ${marker}`]);
     expect(r.exitCode).toBe(4);
     expect(r.stderr).toContain("startup restore of app failed");
+    expect(r.stderr).toContain(`Try: restore the newest sound backup by hand (sqlite-vault restore ${db} --fallback), then start cron again`);
+    expect(r.stderr).not.toContain("pass --fallback");
     expect(existsSync(marker)).toBe(false);
     expect(existsSync(db)).toBe(false);
   });
@@ -267,5 +269,12 @@ describe("one-shot observability", () => {
     const none = await runCli(["status", "--name", "other", "--repo", repo, "--max-age", "2h"]);
     expect(none.exitCode).toBe(1);
     expect(none.stderr).toContain("no backups of other");
+    // "30m" is months in retention; as a freshness limit it would never fail, so it is refused.
+    for (const maxAge of ["30m", "1y"]) {
+      const months = await runCli(["status", db, "--repo", repo, "--max-age", maxAge]);
+      expect(months.exitCode).toBe(2);
+      expect(months.stderr).toContain(`--max-age ${maxAge} reads as months or years`);
+    }
+    expect((await runCli(["status", db, "--repo", repo, "--max-age", "240min"])).exitCode).toBe(0);
   });
 });

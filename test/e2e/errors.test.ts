@@ -3,7 +3,7 @@
  * "Try:" hint), the documented exit code, nothing half-written, nothing listed that is not complete.
  */
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createBankDb, removeTempDirs, tempDir } from "../helpers/db.ts";
 import { ensureBinary, ROOT, runCli, spawnCli } from "../helpers/cli.ts";
@@ -47,6 +47,19 @@ describe("exit codes", () => {
     expect(r.exitCode).toBe(1);
     expectCleanError(r.stderr, /database .*nope\.db does not exist/);
     expect(r.stdout).toBe("");
+  });
+
+  test("a database given by a relative path and since deleted is reported missing, not as another file's name", async () => {
+    const { dir, repo } = setup("err-relmissing");
+    createBankDb(join(dir, "del.db"));
+    expect((await runCli(["backup", "del.db", "--repo", repo], { cwd: dir })).exitCode).toBe(0);
+    rmSync(join(dir, "del.db"));
+    const r = await runCli(["backup", "del.db", "--repo", repo], { cwd: dir });
+    expect(r.exitCode).toBe(1);
+    expectCleanError(r.stderr, /database .*del\.db does not exist/);
+    // The same relative path, present again, is the same database as before.
+    createBankDb(join(dir, "del.db"));
+    expect((await runCli(["backup", "del.db", "--repo", repo], { cwd: dir })).exitCode).toBe(0);
   });
 
   test("file not a SQLite database: exit 1", async () => {

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "
 import { existsSync, mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { ACCOUNTS, createBankDb, INITIAL_BALANCE, inspectBank, removeTempDirs, tempDir } from "../helpers/db.ts";
-import { runCli } from "../helpers/cli.ts";
+import { runCli, spawnCli } from "../helpers/cli.ts";
 import { on, startFaultProxy, type FaultProxy } from "../helpers/fault-proxy.ts";
 import { createTestBucket, listUploads, s3Env, testS3 } from "../helpers/s3.ts";
 
@@ -107,6 +107,28 @@ describe("persistent faults", () => {
     expect(readdirSync(dir).filter((f) => f.startsWith("."))).toEqual([]);
     proxy.clear();
   });
+
+  for (const signal of ["SIGTERM", "SIGINT"] as const)
+    test(`${signal} during cron's startup restore ends it with exit 130 and one line; nothing is left and the application never starts`, async () => {
+      proxy.clear();
+      const prefix = `cron-startup-${signal}`;
+      expect((await runCli(["backup", db, "--name", "big", "--repo", repo(prefix), ...TUNING], { env: s3Env() })).exitCode).toBe(0);
+      const target = join(tmpDir(`cron-startup-${signal}`), "big.db");
+      const marker = `${target}.started`;
+      proxy.add({ method: "GET", match: on.object(".sqlite.gz"), fault: { kind: "delay", delayMs: 20_000 } });
+      const proc = spawnCli(["cron", target, "--name", "big", "--repo", repo(prefix), "--restore-if-missing", "--timeout", "60s", "--exec", `touch ${marker}`], { env: s3Env() });
+      const deadline = Date.now() + 20_000;
+      while (proxy.injected.length === 0 && Date.now() < deadline) await Bun.sleep(20);
+      expect(proxy.injected).toHaveLength(1); // the download is being held
+      proc.kill(signal);
+      const [code, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
+      expect(code).toBe(130);
+      expect(stderr.trimEnd().split("\n").filter((l) => l.startsWith("sqlite-vault: "))).toEqual([`sqlite-vault: interrupted by ${signal}; nothing was left half-written`]);
+      expect(existsSync(target)).toBe(false);
+      expect(existsSync(marker)).toBe(false);
+      expect(readdirSync(join(target, "..")).filter((f) => f !== "big.db")).toEqual([]);
+      proxy.clear();
+    });
 
   test("permanent errors are not retried: access denied exits 12, a skewed clock gets a hint", async () => {
     proxy.clear();

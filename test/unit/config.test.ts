@@ -72,6 +72,11 @@ describe("parseConfig", () => {
     ["a secret in the config", "encryption:\n  passphrase: hunter2\n", /c\.yml:2: encryption\.passphrase is not an encryption setting/],
     ["an unset variable", "repo: s3://b/${UNSET_VAR}\n", /c\.yml:1: repo uses \$\{UNSET_VAR\}, which is not set/],
     ["a repeated database", "databases:\n  - path: /a.db\n  - path: /a.db\n", /c\.yml:3: databases\[1\]\.path repeats databases\[0\]/],
+    ["two databases under one name", "databases:\n  - path: /a.db\n    name: main\n  - path: /b.db\n    name: main\n", /c\.yml:5: databases\[1\]\.name gives the backup name main of databases\[0\] to another database/],
+    ["two files that derive one name", "databases:\n  - path: /a/app.db\n  - path: /b/app.sqlite\n", /c\.yml:3: databases\[1\]\.path gives the backup name app of databases\[0\]/],
+    ["an empty recipients list", "encryption:\n  recipients: []\n", /c\.yml:2: encryption\.recipients must list at least one key/],
+    ["an encryption section naming no key", "encryption: {}\n", /c\.yml:1: encryption names no key/],
+    ["a recipients file that expands to nothing", "encryption:\n  recipients-file: \"${EMPTY}\"\n", /c\.yml:2: encryption\.recipients-file is empty/],
     ["not YAML", "repo: [unclosed\n", /c\.yml: invalid YAML/],
     ["not a mapping", "- just\n- a list\n", /c\.yml: the file must be a mapping/],
   ];
@@ -79,13 +84,30 @@ describe("parseConfig", () => {
     test(`refuses ${what}, naming the key and line`, () => {
       let error: unknown;
       try {
-        parseConfig(text, "c.yml", {});
+        parseConfig(text, "c.yml", { EMPTY: "" });
       } catch (e) {
         error = e;
       }
       expect(error).toBeInstanceOf(UsageError);
       expect((error as Error).message).toMatch(message);
     });
+
+  test("file names in it are relative to the config file, and ~/ is the home directory; URLs stay as written", () => {
+    const text = "repo: ./repo\ntmp-dir: tmp\nencryption:\n  recipients-file: keys/recipients.txt\n  identity-files: [~/id.txt, /abs/id.txt]\ndatabases:\n  - path: ~/app.db\n  - path: data/x.db\n    repo: s3://bucket/p?endpoint=http://127.0.0.1:7480\n";
+    const config = parseConfig(text, "/etc/vault/c.yml", { HOME: "/home/u" });
+    expect(config.defaults).toMatchObject({ repo: "/etc/vault/repo", tmpDir: "/etc/vault/tmp", recipientsFile: "/etc/vault/keys/recipients.txt", identityFiles: ["/home/u/id.txt", "/abs/id.txt"] });
+    expect(config.databases.map((d) => d.path)).toEqual(["/home/u/app.db", "/etc/vault/data/x.db"]);
+    expect(config.databases[1]!.settings.repo).toBe("s3://bucket/p?endpoint=http://127.0.0.1:7480");
+  });
+
+  test("a database's encryption replaces the defaults' whole, never joins it", () => {
+    const config = parseConfig("encryption:\n  recipients: [age1default]\n  identity-files: [/keys/id.txt]\ndatabases:\n  - path: /a.db\n  - path: /b.db\n    encryption:\n      passphrase-file: /keys/b-pass.txt\n", "/c.yml", {});
+    const [a, b] = config.databases.map((d) => mergeFileSettings(config.defaults, d.settings));
+    expect(a).toMatchObject({ recipients: ["age1default"], identityFiles: ["/keys/id.txt"] });
+    expect(b!.passphraseFile).toBe("/keys/b-pass.txt");
+    expect(b!.recipients).toBeUndefined();
+    expect(b!.identityFiles).toBeUndefined();
+  });
 
   test("locate finds keys by indentation", () => {
     const text = "a: 1\nlist:\n  - x: 1\n  - x: 2\n    y:\n      z: 3\n";
