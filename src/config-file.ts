@@ -16,7 +16,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { UsageError } from "./errors.ts";
-import { deriveName } from "./manifest.ts";
+import { COMPRESSIONS, deriveName, isBackupName } from "./manifest.ts";
 import { parseDuration } from "./retention.ts";
 import type { Env } from "./storage/credentials.ts";
 
@@ -57,15 +57,16 @@ export const RETENTION_KEYS = ["keep-last", "keep-hourly", "keep-daily", "keep-w
 type RetentionKey = (typeof RETENTION_KEYS)[number];
 
 type Kind = "string" | "path" | "number" | "boolean" | "schedule" | "duration" | "strings" | "retention" | "encryption";
-const SETTING_KEYS: Record<string, { kind: Kind; field: keyof FileSettings }> = {
+/** What a setting is; `min`/`max` bound numbers, `choices` strings, so a bad value is refused at its line. */
+const SETTING_KEYS: Record<string, { kind: Kind; field: keyof FileSettings; min?: number; max?: number; choices?: readonly string[] }> = {
   repo: { kind: "path", field: "repo" },
-  compression: { kind: "string", field: "compression" },
+  compression: { kind: "string", field: "compression", choices: COMPRESSIONS },
   "tmp-dir": { kind: "path", field: "tmpDir" },
   schedule: { kind: "schedule", field: "schedule" },
   "healthcheck-url": { kind: "string", field: "healthcheckUrl" },
-  retries: { kind: "number", field: "retries" },
+  retries: { kind: "number", field: "retries", min: 0, max: 100 },
   timeout: { kind: "duration", field: "timeout" },
-  "part-size": { kind: "number", field: "partSize" },
+  "part-size": { kind: "number", field: "partSize", min: 5, max: 5120 },
   endpoint: { kind: "string", field: "endpoint" },
   region: { kind: "string", field: "region" },
   "path-style": { kind: "boolean", field: "pathStyle" },
@@ -131,6 +132,7 @@ export function parseConfig(text: string, path: string, env: Env, expandEnv = tr
       if (!isObject(entry)) return fail(at, "must be a mapping with at least a path");
       if (typeof entry.path !== "string" || !entry.path) return fail([...at, "path"], "is required (the database file)");
       if (entry.name !== undefined && typeof entry.name !== "string") return fail([...at, "name"], "must be a string");
+      if (typeof entry.name === "string" && !isBackupName(expand(entry.name, [...at, "name"]))) return fail([...at, "name"], `"${entry.name}" cannot be a backup name: letters, digits, ".", "_" and "-", starting with a letter or digit`);
       databases.push({
         // Relative paths are relative to the config file, wherever the command runs.
         path: filePath(expand(entry.path, [...at, "path"])),
@@ -178,12 +180,14 @@ function readSettings(source: Record<string, unknown>, at: (string | number)[], 
         // A local repository or directory: relative to the config file (a URL stays as it is).
         if (spec!.kind === "path" && text && !/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) text = r.path(text);
         if (spec!.kind === "schedule") checkSchedule(text, keyPath, r);
-        if (spec!.kind === "duration") checkDuration(text, keyPath, r);
+        if (spec!.kind === "duration") checkDuration(text, keyPath, r, { exact: true });
+        if (spec!.choices && !spec!.choices.includes(text)) r.fail(keyPath, `must be one of ${spec!.choices.join(", ")}, not "${text}"`);
         (settings as Record<string, unknown>)[spec!.field] = text;
         break;
       }
       case "number":
         if (typeof value !== "number" || !Number.isInteger(value) || value < 0) r.fail(keyPath, `must be a whole number, not ${describe(value)}`);
+        if ((spec!.min !== undefined && (value as number) < spec!.min) || (spec!.max !== undefined && (value as number) > spec!.max)) r.fail(keyPath, `must be from ${spec!.min} to ${spec!.max}, not ${value}`);
         (settings as Record<string, unknown>)[spec!.field] = String(value);
         break;
       case "boolean":
@@ -201,6 +205,15 @@ function readSettings(source: Record<string, unknown>, at: (string | number)[], 
   return settings;
 }
 
+function isTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat("en-US", { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function readRetention(value: unknown, at: (string | number)[], r: Readers): FileSettings["retention"] {
   if (!isObject(value)) return r.fail(at, "must be a mapping such as { keep-daily: 7 }");
   const out: Partial<Record<RetentionKey, string>> = {};
@@ -211,6 +224,7 @@ function readRetention(value: unknown, at: (string | number)[], r: Readers): Fil
       if (typeof v !== "string") r.fail(keyPath, `must be a string, not ${describe(v)}`);
       const text = r.expand(v as string, keyPath);
       if (key !== "timezone") checkDuration(text, keyPath, r);
+      else if (!isTimeZone(text)) r.fail(keyPath, `"${text}" is not an IANA time zone (such as UTC or Europe/Berlin)`);
       out[key as RetentionKey] = text;
     } else {
       if (typeof v !== "number" || !Number.isInteger(v) || v < 1) r.fail(keyPath, `must be a whole number of at least 1, not ${describe(v)}`);
@@ -268,12 +282,15 @@ function checkSchedule(text: string, keyPath: (string | number)[], r: Readers): 
   }
 }
 
-function checkDuration(text: string, keyPath: (string | number)[], r: Readers): void {
+/** A duration; `exact` ones (a timeout) may not be months or years, which `m` would otherwise mean. */
+function checkDuration(text: string, keyPath: (string | number)[], r: Readers, options: { exact?: boolean } = {}): void {
+  let duration: ReturnType<typeof parseDuration>;
   try {
-    parseDuration(text);
+    duration = parseDuration(text);
   } catch {
-    r.fail(keyPath, `"${text}" is not a duration (such as 90s, 5min, 36h, 7d, 2w)`);
+    return r.fail(keyPath, `"${text}" is not a duration (such as 90s, 5min, 36h, 7d, 2w)`);
   }
+  if (options.exact && (duration.months || duration.years)) r.fail(keyPath, `"${text}" reads as months or years; write minutes as min (such as 2min)`);
 }
 
 /** The 1-based line where a key path is written, found by indentation (best effort). */

@@ -6,7 +6,7 @@ import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseCompression } from "./codec.ts";
 import { UsageError } from "./errors.ts";
-import type { Compression } from "./manifest.ts";
+import { COMPRESSIONS, type Compression } from "./manifest.ts";
 import type { Env } from "./storage/credentials.ts";
 import { DEFAULT_RETRIES, DEFAULT_TIMEOUT_MS } from "./storage/retry.ts";
 import { DEFAULT_PART_SIZE } from "./storage/s3.ts";
@@ -55,15 +55,21 @@ export function resolveSettings(flags: SettingFlags, env: Env, file: FileSetting
   const repoEnv = nonEmpty(env.SQLITE_VAULT_REPO);
   const repoFile = nonEmpty(file.repo);
   const repo = repoFlag ?? repoEnv ?? repoFile ?? defaultRepo(env);
-  const compression = parseCompression(nonEmpty(flags.compression) ?? nonEmpty(env.SQLITE_VAULT_COMPRESSION) ?? nonEmpty(file.compression), "gzip");
+  // Each value with where it came from, so a bad one is reported under the name the user wrote.
+  const pick = (flag: string, flagValue: string | undefined, envName: string, fileKey: string, fileValue: string | undefined) =>
+    nonEmpty(flagValue) !== undefined ? { text: flagValue!, from: flag } : nonEmpty(env[envName]) !== undefined ? { text: env[envName]!, from: envName } : nonEmpty(fileValue) !== undefined ? { text: fileValue!, from: `${fileKey} in the config file` } : undefined;
+  const compressionPick = pick("--compression", flags.compression, "SQLITE_VAULT_COMPRESSION", "compression", file.compression);
+  if (compressionPick && !(COMPRESSIONS as readonly string[]).includes(compressionPick.text))
+    throw new UsageError(`${compressionPick.from}: unknown compression "${compressionPick.text}"`, `use one of: ${COMPRESSIONS.join(", ")}`);
+  const compression = parseCompression(compressionPick?.text, "gzip");
   const tmpDir = nonEmpty(flags.tmpDir) ?? nonEmpty(env.SQLITE_VAULT_TMP_DIR) ?? nonEmpty(file.tmpDir) ?? nonEmpty(env.TMPDIR) ?? tmpdir();
   if (flags.tmpDir === "") throw new UsageError("--tmp-dir is empty");
-  const retries = wholeNumber(nonEmpty(flags.retries) ?? nonEmpty(env.SQLITE_VAULT_RETRIES) ?? nonEmpty(file.retries), "--retries", 0, 100) ?? DEFAULT_RETRIES;
-  const timeoutText = nonEmpty(flags.timeout) ?? nonEmpty(env.SQLITE_VAULT_TIMEOUT) ?? nonEmpty(file.timeout);
-  const timeout = timeoutText ? parseDuration(timeoutText, "--timeout") : undefined;
-  if (timeout && (timeout.months || timeout.years)) throw new UsageError(`--timeout ${timeoutText} reads as months`, "write minutes as min: --timeout 2min");
-  if (timeout && timeout.ms < 1000) throw new UsageError(`--timeout ${timeoutText} is shorter than a second`);
-  const partMiB = wholeNumber(nonEmpty(flags.partSize) ?? nonEmpty(env.SQLITE_VAULT_PART_SIZE) ?? nonEmpty(file.partSize), "--part-size", 5, 5120);
+  const retries = wholeNumber(pick("--retries", flags.retries, "SQLITE_VAULT_RETRIES", "retries", file.retries), 0, 100) ?? DEFAULT_RETRIES;
+  const timeoutPick = pick("--timeout", flags.timeout, "SQLITE_VAULT_TIMEOUT", "timeout", file.timeout);
+  const timeout = timeoutPick ? parseDuration(timeoutPick.text, timeoutPick.from) : undefined;
+  if (timeout && (timeout.months || timeout.years)) throw new UsageError(`${timeoutPick!.from} ${timeoutPick!.text} reads as months`, "write minutes as min: --timeout 2min");
+  if (timeout && timeout.ms < 1000) throw new UsageError(`${timeoutPick!.from} ${timeoutPick!.text} is shorter than a second`);
+  const partMiB = wholeNumber(pick("--part-size", flags.partSize, "SQLITE_VAULT_PART_SIZE", "part-size", file.partSize), 5, 5120);
   const schedule = nonEmpty(flags.schedule) ?? nonEmpty(env.SQLITE_VAULT_SCHEDULE) ?? nonEmpty(file.schedule) ?? DEFAULT_SCHEDULE;
   validateSchedule(schedule);
   const retention: Partial<Record<RetentionKey, string>> = {};
@@ -85,10 +91,10 @@ export function resolveSettings(flags: SettingFlags, env: Env, file: FileSetting
   };
 }
 
-function wholeNumber(text: string | undefined, flag: string, min: number, max: number): number | undefined {
-  if (text === undefined) return undefined;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${flag} must be a whole number from ${min} to ${max}, not "${text}"`);
+function wholeNumber(value: { text: string; from: string } | undefined, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value.text);
+  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${value.from} must be a whole number from ${min} to ${max}, not "${value.text}"`);
   return n;
 }
 

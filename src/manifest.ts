@@ -71,6 +71,10 @@ export function backupIdTime(id: string): number {
   return Date.parse(`${y}-${mo}-${d}T${h}:${mi}:${s}.${ms}Z`);
 }
 
+export function isBackupName(name: string): boolean {
+  return NAME_PATTERN.test(name);
+}
+
 /** Throws UsageError when a name cannot be used as a key segment. */
 export function assertValidName(name: string): void {
   if (!NAME_PATTERN.test(name))

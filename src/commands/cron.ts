@@ -54,6 +54,8 @@ export default defineCommand({
           decryption: resolveDecryption({ identities: repeatedFlag(rawArgs, "identity"), passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"] }, process.env, ctx.log, t.file),
         }));
         const emit = (event: string, fields: Record<string, unknown>) => {
+          // --quiet: only what went wrong.
+          if (flags.quiet && !isFailureEvent(event, fields)) return;
           const time = new Date().toISOString();
           const line = flags.json
             ? JSON.stringify({ time, event, ...fields })
@@ -108,4 +110,9 @@ export function splitCommand(line: string): string[] {
   if (has || current) argv.push(current);
   if (!argv.length) throw new UsageError("--exec is empty");
   return argv;
+}
+
+/** Events --quiet still prints: failures, an exit forced by a second signal, a stop that left a database without its final backup. */
+export function isFailureEvent(event: string, fields: Record<string, unknown>): boolean {
+  return event === "backup-failed" || event === "exit-now" || (event === "stopped" && Array.isArray(fields.notBackedUp) && fields.notBackedUp.length > 0);
 }

@@ -217,6 +217,25 @@ describe("cron", () => {
     expect(err.some((l) => l.includes("exit-now"))).toBe(true);
   });
 
+  test("--quiet prints only what went wrong", async () => {
+    const dir = tempDir("cron-quiet");
+    const db = join(dir, "app.db");
+    createBankDb(db);
+    const loud = await runCli(["cron", db, "--repo", join(dir, "repo"), "--exec", "true"]);
+    expect(loud.exitCode).toBe(0);
+    expect(loud.stderr).toContain(" backup-done ");
+    const quiet = await runCli(["cron", db, "--repo", join(dir, "repo"), "--exec", "true", "--quiet"]);
+    expect(quiet.exitCode).toBe(0);
+    expect(quiet.stderr).toBe("");
+    // The final backup fails (the database is gone): that is printed.
+    const gone = join(dir, "gone.db");
+    createBankDb(gone);
+    const failing = await runCli(["cron", gone, "--repo", join(dir, "repo"), "--exec", `rm ${gone}`, "--quiet"]);
+    expect(failing.exitCode).toBe(3);
+    expect(failing.stderr).toContain(" backup-failed ");
+    expect(failing.stderr).not.toContain(" backup-started ");
+  });
+
   test("an application that cannot start is an error", async () => {
     const dir = tempDir("cron-noexec");
     const db = join(dir, "app.db");

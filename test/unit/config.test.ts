@@ -77,6 +77,12 @@ describe("parseConfig", () => {
     ["an empty recipients list", "encryption:\n  recipients: []\n", /c\.yml:2: encryption\.recipients must list at least one key/],
     ["an encryption section naming no key", "encryption: {}\n", /c\.yml:1: encryption names no key/],
     ["a recipients file that expands to nothing", "encryption:\n  recipients-file: \"${EMPTY}\"\n", /c\.yml:2: encryption\.recipients-file is empty/],
+    ["retries out of range", "repo: /x\nretries: 500\n", /c\.yml:2: retries must be from 0 to 100, not 500/],
+    ["a part size under S3's minimum", "part-size: 2\n", /c\.yml:1: part-size must be from 5 to 5120, not 2/],
+    ["a timeout in months", "timeout: 2m\n", /c\.yml:1: timeout "2m" reads as months or years/],
+    ["an unknown compression", "repo: /x\ncompression: lz4\n", /c\.yml:2: compression must be one of gzip, zstd, none, not "lz4"/],
+    ["an unknown time zone", "retention:\n  keep-daily: 7\n  timezone: Mars/Base\n", /c\.yml:3: retention\.timezone "Mars\/Base" is not an IANA time zone/],
+    ["a name that cannot be a key", "databases:\n  - path: /a.db\n    name: bad/name\n", /c\.yml:3: databases\[0\]\.name "bad\/name" cannot be a backup name/],
     ["not YAML", "repo: [unclosed\n", /c\.yml: invalid YAML/],
     ["not a mapping", "- just\n- a list\n", /c\.yml: the file must be a mapping/],
   ];

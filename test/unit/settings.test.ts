@@ -27,6 +27,19 @@ describe("resolveSettings: flag > env > default", () => {
     test(`${JSON.stringify(c.flags)} ${JSON.stringify(c.env)}`, () => {
       expect(resolveSettings(c.flags, c.env)).toMatchObject(c.want);
     });
+  test("an invalid value is reported under the name it was given by: flag, variable or config key", () => {
+    const cases: [SettingFlags, Record<string, string>, Record<string, string>, RegExp][] = [
+      [{ retries: "abc" }, {}, {}, /^--retries must be a whole number/],
+      [{}, { SQLITE_VAULT_RETRIES: "abc" }, {}, /^SQLITE_VAULT_RETRIES must be a whole number/],
+      [{}, {}, { retries: "500" }, /^retries in the config file must be a whole number/],
+      [{}, { SQLITE_VAULT_TIMEOUT: "10" }, {}, /^SQLITE_VAULT_TIMEOUT "10" is not a duration/],
+      [{}, { SQLITE_VAULT_TIMEOUT: "2m" }, {}, /^SQLITE_VAULT_TIMEOUT 2m reads as months/],
+      [{}, { SQLITE_VAULT_COMPRESSION: "lz4" }, {}, /^SQLITE_VAULT_COMPRESSION: unknown compression "lz4"/],
+      [{}, {}, { partSize: "2" }, /^part-size in the config file must be a whole number from 5/],
+    ];
+    for (const [flags, env, file, message] of cases) expect(() => resolveSettings(flags, env, file), message.source).toThrow(message);
+  });
+
   test("invalid values are usage errors", () => {
     for (const flags of [{ compression: "lz4" }, { retries: "-1" }, { retries: "x" }, { timeout: "0s" }, { timeout: "2m" }, { timeout: "soon" }, { partSize: "4" }, { partSize: "1.5" }])
       expect(() => resolveSettings(flags, {})).toThrow(UsageError);
