@@ -160,6 +160,7 @@ export async function startDaemon(options: DaemonOptions, ctx: RunContext): Prom
   const runJob = (t: DaemonTarget, reason: "scheduled" | "final"): Promise<JobOutcome> => {
     const s = state.get(t.name)!;
     emit("backup-started", { database: t.name, reason });
+    const started = performance.now();
     const running = runBackupJob(t, jobCtx, { metrics, now: options.now }).then(
       (outcome) => {
         record(s, outcome);
@@ -167,7 +168,7 @@ export async function startDaemon(options: DaemonOptions, ctx: RunContext): Prom
       },
       (error) => {
         const e = toVaultError(error);
-        const outcome: JobOutcome = { name: t.name, database: t.db, ok: false, error: { code: e.code, message: e.message, exitCode: e.exitCode }, seconds: 0 };
+        const outcome: JobOutcome = { name: t.name, database: t.db, ok: false, error: { code: e.code, message: e.message, exitCode: e.exitCode }, seconds: round((performance.now() - started) / 1000) };
         record(s, outcome);
         return outcome;
       },
@@ -198,7 +199,15 @@ export async function startDaemon(options: DaemonOptions, ctx: RunContext): Prom
       emit("backup-failed", { database: s.name, error: s.lastError, seconds: outcome.seconds });
     }
   };
-  for (const t of options.targets) timers.push(schedule(t.settings.schedule, () => runScheduled(t), (next) => (state.get(t.name)!.nextScheduledAt = next?.toISOString() ?? null)));
+  for (const t of options.targets)
+    timers.push(
+      schedule(
+        t.settings.schedule,
+        () => runScheduled(t),
+        (next) => (state.get(t.name)!.nextScheduledAt = next?.toISOString() ?? null),
+        (at) => emit("backup-skipped", { database: t.name, at: at.toISOString(), reason: "the previous run was still going" }),
+      ),
+    );
   emit("scheduled", { databases: options.targets.map((t) => ({ database: t.name, schedule: t.settings.schedule, next: state.get(t.name)!.nextScheduledAt })) });
 
   // Shutdown.
@@ -262,7 +271,7 @@ export async function startDaemon(options: DaemonOptions, ctx: RunContext): Prom
  * Run `fn` on a schedule: 5-field cron expressions and @nicknames through Bun.cron (which never
  * overlaps runs), or "@every DURATION" through a timer chain. Returns a function that stops it.
  */
-function schedule(expression: string, fn: () => Promise<void>, onNext: (next: Date | null) => void): () => void {
+function schedule(expression: string, fn: () => Promise<void>, onNext: (next: Date | null) => void, onMissed?: (at: Date) => void): () => void {
   const every = /^@every\s+(\S+)$/.exec(expression.trim());
   if (every) {
     const interval = parseDuration(every[1]!).ms;
@@ -283,7 +292,12 @@ function schedule(expression: string, fn: () => Promise<void>, onNext: (next: Da
   }
   onNext(Bun.cron.parse(expression));
   const job = Bun.cron(expression, async () => {
+    // While this run goes, the next time is the next tick; Bun.cron lets no run overlap the last, so
+    // a tick that comes while it goes is skipped, and said so.
+    const next = Bun.cron.parse(expression);
+    onNext(next);
     await fn();
+    if (next && Date.now() > next.getTime()) onMissed?.(next);
     onNext(Bun.cron.parse(expression));
   });
   return () => job.stop();
