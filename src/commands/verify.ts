@@ -66,7 +66,8 @@ export default defineCommand({
           r.results.map((e) => [e.name, e.id, e.createdAt ? formatTime(e.createdAt) : "-", e.result === "fail" ? "FAILED" : e.checked === "stored-bytes" ? "ok (stored bytes only)" : "ok", e.step ?? "-", e.seconds.toFixed(2)]),
         );
         const failures = r.results.filter((e) => e.result === "fail").map((e) => `FAILED ${e.name} ${e.id}: ${e.step}: ${e.message}`);
-        const orphans = r.orphans.map((o) => `warning: ${o.key} has no manifest (an interrupted upload); it is not a backup`);
+        // Each orphan was named on stderr as a warning; the report only counts them.
+        const orphans = r.orphans.length ? [`${r.orphans.length} data object(s) without a manifest (interrupted uploads, not backups; prune removes them)`] : [];
         return [table, ...failures, ...orphans, `${r.passed} passed, ${r.failed} failed (${r.check})`].join("\n");
       },
       exitCode: (r) => (r.failed > 0 ? ExitCode.verification : ExitCode.ok),

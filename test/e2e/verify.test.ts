@@ -131,6 +131,8 @@ for (const backend of backends) {
       const human = await runCli(["verify", "--all", "--repo", repo.url], { env: repo.env });
       expect(human.exitCode).toBe(0);
       expect(human.stderr).toContain(`${orphan} has no manifest`);
+      expect(human.stdout).not.toContain(orphan); // named once, on stderr
+      expect(human.stdout).toContain("1 data object(s) without a manifest");
       const list = await runCli(["list", "--repo", repo.url, "--json"], { env: repo.env });
       expect(JSON.parse(list.stdout).backups).toHaveLength(1);
     });
