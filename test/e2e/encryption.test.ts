@@ -20,6 +20,7 @@ let keys: string;
 let identity: string;
 let recipient: string;
 let otherIdentity: string;
+let otherRecipient: string;
 const PASSPHRASE = registerSecret("correct horse battery staple 7");
 
 beforeAll(async () => {
@@ -31,13 +32,23 @@ beforeAll(async () => {
   recipient = made.stdout.trim();
   registerSecret(secretOf(identity));
   otherIdentity = join(keys, "other.txt");
-  expect((await runCli(["keygen", "-o", otherIdentity])).exitCode).toBe(0);
+  const other = await runCli(["keygen", "-o", otherIdentity]);
+  expect(other.exitCode).toBe(0);
+  otherRecipient = other.stdout.trim();
   registerSecret(secretOf(otherIdentity));
 });
 afterAll(async () => {
   await bucket?.cleanup();
   removeTempDirs();
 });
+
+/** A fresh directory with a database and the path of a repository (not created). */
+function scratch(label: string): { dir: string; db: string; repo: string } {
+  const dir = tempDir(label);
+  const db = join(dir, "app.db");
+  createBankDb(db);
+  return { dir, db, repo: join(dir, "repo") };
+}
 
 function secretOf(path: string): string {
   return readFileSync(path, "utf8").split("\n").find((l) => l.startsWith("AGE-SECRET-KEY-"))!;
@@ -190,10 +201,7 @@ describe("interoperability and hygiene", () => {
 
 describe("keys asked for but not usable", () => {
   test("asking for encryption and naming no usable key is a usage error, never a plaintext backup", async () => {
-    const dir = tempDir("enc-nokey");
-    const db = join(dir, "app.db");
-    createBankDb(db);
-    const repo = join(dir, "repo");
+    const { dir, db, repo } = scratch("enc-nokey");
     const empty = join(dir, "empty.txt");
     writeFileSync(empty, "");
     const comments = join(dir, "comments.txt");
@@ -229,10 +237,7 @@ describe("keys asked for but not usable", () => {
   });
 
   test("a mistyped identity is refused before any download, naming its file and never quoting it; a file with no identity is not 'no identity given'", async () => {
-    const dir = tempDir("enc-badid");
-    const db = join(dir, "app.db");
-    createBankDb(db);
-    const repo = join(dir, "repo");
+    const { dir, db, repo } = scratch("enc-badid");
     expect((await runCli(["backup", db, "--repo", repo, "--recipient", recipient])).exitCode).toBe(0);
     const secret = secretOf(identity);
     const typo = `${secret.slice(0, 40)}${secret.slice(40).replace(/[A-Z0-9]/, (c) => (c === "Q" ? "P" : "Q"))}`;
@@ -260,11 +265,7 @@ describe("keys asked for but not usable", () => {
   });
 
   test("verify --all with keys that open only some backups reports the others as failed and checks every one", async () => {
-    const dir = tempDir("enc-rotated");
-    const db = join(dir, "app.db");
-    createBankDb(db);
-    const repo = join(dir, "repo");
-    const otherRecipient = readFileSync(otherIdentity, "utf8").match(/public key: (age1\S+)/)![1]!;
+    const { db, repo } = scratch("enc-rotated");
     const ids: string[] = [];
     for (const to of [otherRecipient, recipient, recipient]) {
       const b = await runCli(["backup", db, "--repo", repo, "--recipient", to, "--json"]);
@@ -286,11 +287,7 @@ describe("keys asked for but not usable", () => {
   });
 
   test("a key named on the command line replaces the environment's, never joins it; config file key paths are relative to the config file", async () => {
-    const dir = tempDir("enc-layers");
-    const db = join(dir, "app.db");
-    createBankDb(db);
-    const repo = join(dir, "repo");
-    const otherRecipient = readFileSync(otherIdentity, "utf8").match(/public key: (age1\S+)/)![1]!;
+    const { dir, db, repo } = scratch("enc-layers");
     const newKeys = join(dir, "new.txt");
     writeFileSync(newKeys, `${recipient}\n`);
     const runs = [
