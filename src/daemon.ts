@@ -95,6 +95,9 @@ export async function startDaemon(options: DaemonOptions, ctx: RunContext): Prom
           const seconds = (performance.now() - started) / 1000;
           if (result.action === "restored") {
             state.get(t.name)!.restoredOnStartup = true;
+            // Restored from this name (perhaps onto a new path after a rebuild): its backups go on
+            // under it, even where the name comes from the file name and the old path differs.
+            t.nameGiven = true;
             metrics.restored(t.name, seconds);
             emit("restored", { database: t.name, path: t.db, id: result.id, bytes: result.databaseBytes, seconds: round(seconds) });
           } else emit("restore-skipped", { database: t.name, path: t.db, reason: result.reason });

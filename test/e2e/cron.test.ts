@@ -5,7 +5,7 @@
  */
 import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { existsSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createBankDb, removeTempDirs, tempDir } from "../helpers/db.ts";
 import { assertNoSecrets, ROOT, runCli, spawnCli } from "../helpers/cli.ts";
@@ -215,6 +215,23 @@ describe("cron", () => {
     expect(performance.now() - t0).toBeLessThan(5000);
     await reading;
     expect(err.some((l) => l.includes("exit-now"))).toBe(true);
+  });
+
+  test("a database restored on startup onto a new path (a rebuilt machine) goes on backing up under its name", async () => {
+    const dir = tempDir("cron-newpath");
+    const repo = join(dir, "repo");
+    mkdirSync(join(dir, "old"));
+    mkdirSync(join(dir, "new"));
+    const [before, after] = [join(dir, "old", "app.db"), join(dir, "new", "app.db")];
+    createBankDb(before);
+    expect((await runCli(["backup", before, "--repo", repo])).exitCode).toBe(0);
+    const r = await runCli(["cron", after, "--repo", repo, "--restore-if-missing", "--exec", "true"]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stderr).toContain(" restored ");
+    expect(r.stderr).toContain(" backup-done ");
+    const list = JSON.parse((await runCli(["list", "--repo", repo, "--json"])).stdout);
+    const sources = list.backups.map((b: { id: string }) => JSON.parse(readFileSync(join(repo, "app", `${b.id}.json`), "utf8")).source.path);
+    expect(sources).toEqual([after, before]);
   });
 
   test("--quiet prints only what went wrong", async () => {
