@@ -57,6 +57,9 @@ export interface VerifyReport {
   failed: number;
 }
 
+/** The selection matched no backup (for one database of many: a failure in the report, not the end of it). */
+export class NothingToVerifyError extends VaultError {}
+
 type Candidate = { manifest: BackupManifest } | { invalid: { name: string; id: string; reason: string } };
 
 /**
@@ -71,7 +74,7 @@ export async function runVerify(storage: Storage, input: VerifyInput, ctx: RunCo
   const chosen = choose(all, input.selection);
   if (chosen.length === 0) {
     const what = typeof input.selection === "object" ? `backup ${input.selection.id}` : "backups";
-    throw new VaultError(`no ${what}${input.name ? ` of ${input.name}` : ""} in ${storage.url} to verify`, "run: sqlite-vault list");
+    throw new NothingToVerifyError(`no ${what}${input.name ? ` of ${input.name}` : ""} in ${storage.url} to verify`, "run: sqlite-vault list");
   }
   for (const orphan of catalog.orphans) ctx.log.warn(`${orphan.key} has no manifest (an interrupted upload?); it is not a backup`);
 

@@ -1,7 +1,7 @@
 import { defineCommand } from "citty";
 import { ExitCode, UsageError } from "../errors.ts";
 import { formatTable, formatTime } from "../output.ts";
-import { runVerify, type VerifyReport, type VerifySelection } from "../verify.ts";
+import { NothingToVerifyError, runVerify, type VerifyReport, type VerifySelection } from "../verify.ts";
 import { databaseArgs, decryptArgs, outputArgs, repoArgs, tmpDirArgs } from "./_args.ts";
 import { decryptionFrom, runCommand } from "./_run.ts";
 import { configArgs, resolveTargets } from "./_targets.ts";
@@ -39,8 +39,8 @@ export default defineCommand({
         const progress = process.stderr.isTTY && !flags.json && !flags.quiet;
         const reports: VerifyReport[] = [];
         for (const target of targets) {
-          reports.push(
-            await runVerify(
+          const verify = () =>
+            runVerify(
               target.storage,
               {
                 name: target.name,
@@ -53,8 +53,10 @@ export default defineCommand({
                 onProgress: progress ? (done, total) => process.stderr.write(`\rverifying ${done}/${total}${done === total ? "\n" : ""}`) : undefined,
               },
               ctx,
-            ),
-          );
+            );
+          // One configured database with nothing to verify (none backed up yet) fails in the report;
+          // the others are still verified and reported.
+          reports.push(targets.length > 1 ? await verify().catch((error) => nothingReport(error, target.name!, target.storage.url, flags.quick ? "quick_check" : "integrity_check")) : await verify());
         }
         const report = mergeReports(reports);
         for (const r of report.results) for (const w of r.warnings) ctx.log.warn(`${r.name} ${r.id}: ${w}`);
@@ -65,10 +67,12 @@ export default defineCommand({
           ["NAME", "ID", "TIME (UTC)", "RESULT", "FAILED STEP", "SECONDS"],
           r.results.map((e) => [e.name, e.id, e.createdAt ? formatTime(e.createdAt) : "-", e.result === "fail" ? "FAILED" : e.checked === "stored-bytes" ? "ok (stored bytes only)" : "ok", e.step ?? "-", e.seconds.toFixed(2)]),
         );
-        const failures = r.results.filter((e) => e.result === "fail").map((e) => `FAILED ${e.name} ${e.id}: ${e.step}: ${e.message}`);
+        const failures = r.results.filter((e) => e.result === "fail").map((e) => `FAILED ${e.name} ${e.id}: ${e.step ? `${e.step}: ` : ""}${e.message}`);
         // Each orphan was named on stderr as a warning; the report only counts them.
         const orphans = r.orphans.length ? [`${r.orphans.length} data object(s) without a manifest (interrupted uploads, not backups; prune removes them)`] : [];
-        return [table, ...failures, ...orphans, `${r.passed} passed, ${r.failed} failed (${r.check})`].join("\n");
+        const bytesOnly = r.results.filter((e) => e.result === "pass" && e.checked === "stored-bytes").length;
+        const summary = `${r.passed} passed, ${r.failed} failed (${r.check}${bytesOnly ? `; ${bytesOnly} of them encrypted and checked by their stored bytes only, for want of a key` : ""})`;
+        return [table, ...failures, ...orphans, summary].join("\n");
       },
       exitCode: (r) => (r.failed > 0 ? ExitCode.verification : ExitCode.ok),
     }),
@@ -84,4 +88,10 @@ function mergeReports(reports: VerifyReport[]): VerifyReport {
     passed: reports.reduce((n, r) => n + r.passed, 0),
     failed: reports.reduce((n, r) => n + r.failed, 0),
   };
+}
+
+function nothingReport(error: unknown, name: string, repo: string, check: VerifyReport["check"]): VerifyReport {
+  if (!(error instanceof NothingToVerifyError)) throw error;
+  const entry = { name, id: "-", createdAt: null, result: "fail" as const, checked: null, step: null, message: error.message, warnings: [], seconds: 0 };
+  return { repo, check, results: [entry], orphans: [], passed: 0, failed: 1 };
 }

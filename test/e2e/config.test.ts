@@ -62,6 +62,24 @@ describe("config file", () => {
     expect(r.stdout).toContain("backed up alpha");
   });
 
+  test("verify of every configured database reports one not backed up yet as failed, and still verifies the others", async () => {
+    const { dir, config, env } = setup();
+    expect((await runCli(["backup", "alpha.db", "--config", config], { env, cwd: dir })).exitCode).toBe(0);
+    for (const all of [["--all"], []]) {
+      const r = await runCli(["verify", ...all, "--config", config, "--json"], { env });
+      expect(r.exitCode).toBe(4);
+      const report = JSON.parse(r.stdout);
+      expect(report.results.map((e: { name: string; result: string }) => [e.name, e.result])).toEqual([
+        ["alpha", "pass"],
+        ["bee", "fail"],
+      ]);
+      expect(report.results[1].message).toContain("no backups of bee");
+    }
+    const human = await runCli(["verify", "--config", config], { env });
+    expect(human.stdout).toContain("FAILED bee -: no backups of bee");
+    expect(human.stdout).toContain("1 passed, 1 failed");
+  });
+
   test("restore --if-missing with no arguments restores every missing database", async () => {
     const { dir, config, env } = setup();
     expect((await runCli(["backup", "--config", config], { env })).exitCode).toBe(0);

@@ -101,6 +101,7 @@ for (const [label, make] of backends) {
       expect(JSON.parse(blind.stdout).results[0]).toMatchObject({ result: "pass", checked: "stored-bytes" });
       const said = await runCli(["verify", "--repo", repo.url], { env: repo.env });
       expect(said.stdout).toContain("ok (stored bytes only)");
+      expect(said.stdout).toContain("1 passed, 0 failed (integrity_check; 1 of them encrypted and checked by their stored bytes only, for want of a key)");
       expect(said.stderr).toContain("only the stored bytes' SHA-256 was checked, not the database itself");
 
       const list = await runCli(["list", "--repo", repo.url], { env: repo.env });
