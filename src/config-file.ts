@@ -270,7 +270,7 @@ export function validateSchedule(schedule: string): void {
   try {
     Bun.cron.parse(schedule);
   } catch (error) {
-    throw new UsageError(`"${schedule}" is not a schedule: ${(error as Error).message}`, 'use 5 cron fields ("*/15 * * * *"), a nickname (@hourly, @daily) or @every 30m');
+    throw new UsageError(`"${schedule}" is not a schedule: ${(error as Error).message}`, 'use 5 cron fields ("*/15 * * * *"), a nickname (@hourly, @daily) or @every 30min');
   }
 }
 

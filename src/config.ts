@@ -67,11 +67,16 @@ export function resolveSettings(flags: SettingFlags, env: Env, file: FileSetting
   const retries = wholeNumber(pick("--retries", flags.retries, "SQLITE_VAULT_RETRIES", "retries", file.retries), 0, 100) ?? DEFAULT_RETRIES;
   const timeoutPick = pick("--timeout", flags.timeout, "SQLITE_VAULT_TIMEOUT", "timeout", file.timeout);
   const timeout = timeoutPick ? parseDuration(timeoutPick.text, timeoutPick.from) : undefined;
-  if (timeout && (timeout.months || timeout.years)) throw new UsageError(`${timeoutPick!.from} ${timeoutPick!.text} reads as months`, "write minutes as min: --timeout 2min");
+  if (timeout && (timeout.months || timeout.years)) throw new UsageError(`${timeoutPick!.from} ${timeoutPick!.text} reads as months`, `write minutes as min: ${timeoutPick!.text.replace(/(\d+)m\b/g, "$1min")}`);
   if (timeout && timeout.ms < 1000) throw new UsageError(`${timeoutPick!.from} ${timeoutPick!.text} is shorter than a second`);
   const partMiB = wholeNumber(pick("--part-size", flags.partSize, "SQLITE_VAULT_PART_SIZE", "part-size", file.partSize), 5, 5120);
   const schedule = nonEmpty(flags.schedule) ?? nonEmpty(env.SQLITE_VAULT_SCHEDULE) ?? nonEmpty(file.schedule) ?? DEFAULT_SCHEDULE;
-  validateSchedule(schedule);
+  try {
+    validateSchedule(schedule);
+  } catch (error) {
+    const from = nonEmpty(flags.schedule) ? "--schedule" : nonEmpty(env.SQLITE_VAULT_SCHEDULE) ? "SQLITE_VAULT_SCHEDULE" : "schedule in the config file";
+    throw new UsageError(`${from}: ${(error as Error).message}`, (error as UsageError).hint);
+  }
   const retention: Partial<Record<RetentionKey, string>> = {};
   for (const key of RETENTION_KEYS) {
     const value = nonEmpty(flags.retention?.[key]) ?? nonEmpty(file.retention?.[key]);

@@ -47,8 +47,11 @@ export async function runDoctor(storage: Storage, input: DoctorInput, ctx: RunCo
 
   // 1. Reachable, credentials, bucket (or directory).
   try {
-    await storage.check();
-    if (s3) {
+    // A local repository that does not exist yet is what the first backup creates: so does doctor.
+    const created = !s3 && (await storage.check().then(() => false, () => true));
+    await storage.check({ create: created });
+    if (created) pass("repository directory exists", `${storage.url} did not exist; created it, as the first backup would`);
+    else if (s3) {
       pass("endpoint reachable", `${storage.url} answers`);
       pass("credentials accepted", "a signed request succeeded");
       pass("bucket exists", "listing the prefix works");

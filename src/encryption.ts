@@ -122,7 +122,7 @@ export function resolveEncryption(flags: EncryptionFlags, env: Env, log: Logger,
     try {
       new age.Encrypter().addRecipient(r);
     } catch {
-      throw new UsageError(`"${r.slice(0, 12)}…" is not an age recipient`, "recipients look like age1… (sqlite-vault keygen prints one)");
+      throw new UsageError(r.trim() ? `"${r.slice(0, 12)}…" is not an age recipient` : "a recipient is empty", "recipients look like age1… (sqlite-vault keygen prints one)");
     }
   }
   if (recipients.length) return { recipients: [...new Set(recipients)] };

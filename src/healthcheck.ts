@@ -27,6 +27,17 @@ export async function ping(base: string | undefined, kind: PingKind, body: strin
     await response.body?.cancel();
     if (!response.ok) log.warn(`healthcheck ping (${kind}) answered HTTP ${response.status}; the backup itself is unaffected`);
   } catch (error) {
-    log.warn(`healthcheck ping (${kind}) failed: ${(error as Error).name}; the backup itself is unaffected`);
+    // The host and the error's code only: a ping URL's path is its secret (healthchecks.io's UUID).
+    const code = (error as { code?: string }).code;
+    const reason = (error as Error).name === "TimeoutError" ? `no answer within ${PING_TIMEOUT_MS / 1000} s` : code ? `${code}` : (error as Error).name;
+    log.warn(`healthcheck ping (${kind}) to ${hostOf(base)} failed: ${reason}; the backup itself is unaffected`);
+  }
+}
+
+function hostOf(url: string): string {
+  try {
+    return new URL(url).host;
+  } catch {
+    return "the healthcheck URL";
   }
 }

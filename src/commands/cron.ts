@@ -12,7 +12,7 @@ import { configArgs, resolveTargets } from "./_targets.ts";
 const args = {
   ...databaseArgs,
   ...configArgs,
-  schedule: { type: "string", valueHint: "EXPR", description: 'When to back up: 5 cron fields, @hourly-style nicknames or "@every 30m" (env SQLITE_VAULT_SCHEDULE; default @hourly)' },
+  schedule: { type: "string", valueHint: "EXPR", description: 'When to back up: 5 cron fields, @hourly-style nicknames or "@every 30min" (env SQLITE_VAULT_SCHEDULE; default @hourly)' },
   "restore-if-missing": { type: "boolean", description: "Before anything else, restore each configured database that does not exist" },
   exec: { type: "string", valueHint: "CMD", description: "Start the application after the startup restore; forward signals; exit with its code after a final backup" },
   listen: { type: "string", valueHint: "127.0.0.1:PORT", description: "Serve GET /health (JSON) and GET /metrics (Prometheus)" },

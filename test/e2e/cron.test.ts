@@ -286,7 +286,7 @@ describe("one-shot observability", () => {
 
     const unreachablePing = await runCli(["backup", db, "--repo", join(dir, "repo"), "--healthcheck-url", "http://127.0.0.1:9/hc"]);
     expect(unreachablePing.exitCode).toBe(0); // a ping that fails never fails the backup
-    expect(unreachablePing.stderr).toContain("healthcheck ping (start) failed");
+    expect(unreachablePing.stderr).toContain("healthcheck ping (start) to 127.0.0.1:9 failed: ECONNREFUSED");
     expect(unreachablePing.stderr).not.toContain("127.0.0.1:9/hc");
   });
 

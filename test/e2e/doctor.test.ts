@@ -4,7 +4,7 @@
  * It always cleans up what it wrote.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { readdirSync } from "node:fs";
+import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { removeTempDirs, tempDir } from "../helpers/db.ts";
 import { runCli } from "../helpers/cli.ts";
@@ -88,8 +88,14 @@ describe("doctor", () => {
     const r = await runCli(["doctor", "--repo", dir]);
     expect(r.exitCode).toBe(0);
     expect(readdirSync(dir)).toEqual([]);
-    const missing = await runCli(["doctor", "--repo", join(dir, "absent")]);
-    expect(missing.exitCode).toBe(10);
-    expect(missing.stdout).toContain("FAIL repository directory exists");
+    // One not created yet is created, as the first backup would; one that cannot be is a failure.
+    const fresh = await runCli(["doctor", "--repo", join(dir, "absent")]);
+    expect(fresh.exitCode, fresh.stdout).toBe(0);
+    expect(fresh.stdout).toContain("did not exist; created it, as the first backup would");
+    expect(readdirSync(join(dir, "absent"))).toEqual([]);
+    writeFileSync(join(dir, "a-file"), "");
+    const impossible = await runCli(["doctor", "--repo", join(dir, "a-file", "repo")]);
+    expect(impossible.exitCode).toBe(10);
+    expect(impossible.stdout).toContain("FAIL repository directory exists");
   });
 });

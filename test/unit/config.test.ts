@@ -160,7 +160,9 @@ describe("precedence: flag > env > config entry > config defaults > built-in", (
 
 describe("schedules and commands", () => {
   test("schedules: cron fields, nicknames and @every", () => {
-    for (const ok of ["@hourly", "@daily", "*/15 * * * *", "0 3 * * MON", "@every 30s", "@every 6h"]) validateSchedule(ok);
+    for (const ok of ["@hourly", "@daily", "*/15 * * * *", "0 3 * * MON", "@every 30s", "@every 6h", "@every 15min"]) validateSchedule(ok);
+    // The examples the help and the errors give must be schedules themselves.
+    expect(() => validateSchedule("@every 15m")).toThrow(UsageError); // 15 months
     for (const bad of ["hourly", "61 * * * *", "@every", "@every 0s", "@every 1m", "* * *"]) expect(() => validateSchedule(bad)).toThrow(UsageError);
   });
   test("--exec command lines split like a shell", () => {

@@ -36,8 +36,17 @@ describe("resolveSettings: flag > env > default", () => {
       [{}, { SQLITE_VAULT_TIMEOUT: "2m" }, {}, /^SQLITE_VAULT_TIMEOUT 2m reads as months/],
       [{}, { SQLITE_VAULT_COMPRESSION: "lz4" }, {}, /^SQLITE_VAULT_COMPRESSION: unknown compression "lz4"/],
       [{}, {}, { partSize: "2" }, /^part-size in the config file must be a whole number from 5/],
+      [{}, { SQLITE_VAULT_SCHEDULE: "bad" }, {}, /^SQLITE_VAULT_SCHEDULE: "bad" is not a schedule/],
+      [{ schedule: "bad" }, {}, {}, /^--schedule: "bad" is not a schedule/],
     ];
     for (const [flags, env, file, message] of cases) expect(() => resolveSettings(flags, env, file), message.source).toThrow(message);
+    let hint: string | undefined;
+    try {
+      resolveSettings({}, { SQLITE_VAULT_TIMEOUT: "30m" }, {});
+    } catch (error) {
+      hint = (error as UsageError).hint;
+    }
+    expect(hint).toBe("write minutes as min: 30min");
   });
 
   test("invalid values are usage errors", () => {
