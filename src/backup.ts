@@ -158,6 +158,13 @@ async function storeSnapshot(
       stored: { key, bytes: stored.bytes, sha256: stored.sha256, compression: input.compression, ...(encryption ? { encryption: describeEncryption(encryption) } : {}) },
     };
     await storage.put(manifestKey(name, id), serializeManifest(manifest), { signal: ctx.signal });
+    // The data object must still be there now that its manifest is: a prune elsewhere, run with a
+    // --grace shorter than this upload, may have taken it for a leftover. Then this is no backup.
+    const after = await storage.stat(key);
+    if (after?.size !== stored.bytes) {
+      await storage.delete([manifestKey(name, id)]).catch(() => {});
+      throw new VaultError(`the data object ${key} was removed while its manifest was written; nothing was backed up`, "a prune with a short --grace ran meanwhile; keep --grace longer than a backup takes (default 24h)");
+    }
     return {
       id,
       name,

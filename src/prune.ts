@@ -16,7 +16,7 @@
 import { readCatalog, type Catalog } from "./catalog.ts";
 import type { RunContext } from "./context.ts";
 import { AuthError, VaultError } from "./errors.ts";
-import { manifestKey, verifiedKey, type BackupManifest } from "./manifest.ts";
+import { manifestKey, parseDataKey, verifiedKey, type BackupManifest } from "./manifest.ts";
 import { describePolicy, planRetention, subtractDuration, type Duration, type KeepReason, type RetentionPolicy } from "./retention.ts";
 import type { Storage } from "./storage/types.ts";
 
@@ -69,6 +69,9 @@ export interface PruneReport {
  * credential). Other per-object failures are reported in the result (`failures`).
  */
 export async function runPrune(storage: Storage, input: PruneInput, ctx: RunContext): Promise<PruneReport> {
+  if (!input.grace.months && !input.grace.years && input.grace.ms < 3_600_000)
+    ctx.log.warn(`--grace ${input.grace.text} is under an hour: an upload in progress elsewhere that takes longer may be removed as a leftover (such a backup then fails, and lists nothing)`);
+  const listedAt = new Date();
   const catalog = await readCatalog(storage, input.name);
   for (const bad of catalog.invalid) ctx.log.warn(`leaving ${bad.key} alone: ${bad.reason}`);
   const broken = new Map(catalog.damaged.map((d) => [d.backup, d.reason]));
@@ -121,7 +124,7 @@ export async function runPrune(storage: Storage, input: PruneInput, ctx: RunCont
   if (authFailure && deleted === 0 && failedBackups > 0)
     throw new AuthError(`${authFailure.message}: the storage refused to delete`, "a backup-only credential cannot prune; run prune with credentials that may delete objects");
 
-  const housekeeping = await keepHouse(storage, catalog, input, ctx);
+  const housekeeping = await keepHouse(storage, catalog, listedAt, input, ctx);
   return {
     repo: storage.url,
     dryRun: input.dryRun === true,
@@ -132,9 +135,11 @@ export async function runPrune(storage: Storage, input: PruneInput, ctx: RunCont
   };
 }
 
-async function keepHouse(storage: Storage, catalog: Catalog, input: PruneInput, ctx: RunContext): Promise<PruneReport["housekeeping"]> {
+async function keepHouse(storage: Storage, catalog: Catalog, listedAt: Date, input: PruneInput, ctx: RunContext): Promise<PruneReport["housekeeping"]> {
   // Grace is measured against the real clock and the storage's own timestamps, never a planning time.
-  const cutoff = subtractDuration(new Date(), input.grace).getTime();
+  // An orphan is one as of the listing: its age counts to then, however long the deletes took since,
+  // and its manifest is looked for once more just before it goes (its backup may have committed).
+  const cutoff = subtractDuration(listedAt, input.grace).getTime();
   const result: PruneReport["housekeeping"] = { removed: [], aborted: [], young: [], failed: [] };
   for (const object of [...catalog.orphans, ...catalog.strayMarkers]) {
     if (object.lastModified.getTime() > cutoff) {
@@ -142,14 +147,17 @@ async function keepHouse(storage: Storage, catalog: Catalog, input: PruneInput, 
       continue;
     }
     try {
+      const data = parseDataKey(object.key);
+      if (data && (await storage.stat(manifestKey(data.name, data.id)))) continue; // committed meanwhile: a backup
       if (!input.dryRun) await storage.delete([object.key]);
       result.removed.push(object.key);
     } catch (error) {
       result.failed.push({ key: object.key, error: (error as Error).message });
     }
   }
+  const writesCutoff = subtractDuration(new Date(), input.grace).getTime(); // listed now
   for await (const write of storage.listPartialWrites(input.name ? `${input.name}/` : "")) {
-    if (write.startedAt.getTime() > cutoff) {
+    if (write.startedAt.getTime() > writesCutoff) {
       result.young.push(write.key);
       continue;
     }

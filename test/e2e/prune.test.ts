@@ -7,9 +7,11 @@ import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "
 import { join } from "node:path";
 import { runPrune } from "../../src/prune.ts";
 import { createContext } from "../../src/context.ts";
-import { dataKey, manifestKey } from "../../src/manifest.ts";
+import { createBackupId, dataKey, manifestKey, parseDataKey, serializeManifest, type BackupManifest } from "../../src/manifest.ts";
+import { runBackup } from "../../src/backup.ts";
+import { readBackupManifest, readObject } from "../helpers/tamper.ts";
 import { parseDuration, parsePolicy, planRetention } from "../../src/retention.ts";
-import type { Storage } from "../../src/storage/types.ts";
+import type { PutOptions, Storage } from "../../src/storage/types.ts";
 import { createBankDb, inspectBank, removeTempDirs } from "../helpers/db.ts";
 import { runCli } from "../helpers/cli.ts";
 import { abandonUpload, adminClient, createTestBucket } from "../helpers/s3.ts";
@@ -170,6 +172,72 @@ describe("prune order and failures", () => {
       expect(m).toBeGreaterThanOrEqual(0);
       expect(d).toBeGreaterThan(m);
     }
+  });
+
+  test("a backup that commits while prune runs keeps its data: leftovers are judged as of the listing, and looked at again before they go", async () => {
+    for (const backend of ["local", "S3"] as const) {
+      const repo = backend === "local" ? localRepo() : s3Repo();
+      const made = await backupsAt(repo, ["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z"]);
+      // A third backup caught between its data upload and its manifest: its data object, no manifest yet.
+      const original = await readBackupManifest(repo.storage, "app", made[0]!.id);
+      const id = createBackupId(new Date("2026-01-03T00:00:00.000Z"));
+      const late: BackupManifest = { ...structuredClone(original), id, createdAt: "2026-01-03T00:00:00.000Z" };
+      late.stored.key = dataKey("app", id, "gzip");
+      await repo.storage.put(late.stored.key, await readObject(repo.storage, original.stored.key));
+      await Bun.sleep(2100); // older than the grace below by the time prune lists it
+      const storage = repo.storage;
+      let committed = false;
+      const racing: Storage = Object.assign(Object.create(Object.getPrototypeOf(storage)), storage, {
+        // The first delete (retention removing the oldest backup) is when the late backup commits.
+        delete: async (keys: string[]) => {
+          if (!committed) {
+            committed = true;
+            await storage.put(manifestKey("app", id), serializeManifest(late));
+          }
+          return storage.delete(keys);
+        },
+      });
+      const report = await runPrune(racing, { policy: parsePolicy({ "keep-last": "1" }), grace: parseDuration("2s"), now: new Date("2026-01-04T00:00:00.000Z") }, createContext());
+      expect(committed).toBe(true);
+      expect(report.housekeeping.removed, backend).toEqual([]);
+      expect(await storage.stat(late.stored.key), backend).not.toBeNull();
+      const restored = join(repo.dir, `late-${backend}.db`);
+      const r = await runCli(["restore", "--name", "app", "--id", id, "-o", restored, "--repo", repo.url], { env: repo.env });
+      expect(r.exitCode, r.stderr).toBe(0);
+    }
+  });
+
+  test("a leftover young at the listing stays young however long prune's deletes take", async () => {
+    const repo = localRepo();
+    await backupsAt(repo, ["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z"]);
+    const leftover = dataKey("app", createBackupId(new Date("2026-01-03T00:00:00.000Z")), "gzip");
+    await repo.storage.put(leftover, new Uint8Array(10));
+    const storage = repo.storage;
+    const slow: Storage = Object.assign(Object.create(Object.getPrototypeOf(storage)), storage, {
+      delete: async (keys: string[]) => {
+        await Bun.sleep(1500);
+        return storage.delete(keys);
+      },
+    });
+    const report = await runPrune(slow, { policy: parsePolicy({ "keep-last": "1" }), grace: parseDuration("1s"), now: new Date("2026-01-04T00:00:00.000Z") }, createContext());
+    expect(report.housekeeping.young).toContain(leftover);
+    expect(await storage.stat(leftover)).not.toBeNull();
+  });
+
+  test("a backup whose data object is removed while its manifest is written fails, and lists nothing", async () => {
+    const repo = localRepo();
+    createBankDb(repo.db);
+    const storage = repo.storage;
+    const pruning: Storage = Object.assign(Object.create(Object.getPrototypeOf(storage)), storage, {
+      // A prune elsewhere with a short --grace takes the data object for a leftover, just then.
+      put: async (key: string, body: Uint8Array | ReadableStream<Uint8Array>, options?: PutOptions) => {
+        if (key.endsWith(".json")) for await (const o of storage.list("app/")) if (parseDataKey(o.key)) await storage.delete([o.key]);
+        return storage.put(key, body, options);
+      },
+    });
+    const run = runBackup(pruning, { databasePath: repo.db, compression: "gzip", tmpDir: repo.dir }, createContext());
+    await expect(run).rejects.toThrow(/was removed while its manifest was written; nothing was backed up/);
+    expect(await listIds(repo)).toEqual([]);
   });
 
   test("S3 refusing some deletes: exit 3, and what remains is listed and restorable", async () => {
