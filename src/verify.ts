@@ -13,7 +13,7 @@ import { NoMatchingIdentityError, type DecryptionSettings } from "./encryption.t
 import type { RunContext } from "./context.ts";
 import { removeStale, tempTag } from "./stale.ts";
 import { VaultError, VerificationError, type CheckStep } from "./errors.ts";
-import { verifiedKey, type BackupManifest } from "./manifest.ts";
+import { manifestKey, verifiedKey, type BackupManifest } from "./manifest.ts";
 import type { Storage } from "./storage/types.ts";
 import { VERSION } from "./version.ts";
 
@@ -81,20 +81,21 @@ export async function runVerify(storage: Storage, input: VerifyInput, ctx: RunCo
   const check: IntegrityCheck = input.quick ? "quick_check" : "integrity_check";
   removeStale(input.tmpDir, "sqlite-vault-verify-");
   const workDir = ctx.temp.add(await mkdtemp(join(input.tmpDir, `sqlite-vault-verify-${tempTag()}-`)));
-  const results: VerifyEntry[] = new Array(chosen.length);
+  const outcomes: (VerifyEntry | null)[] = new Array(chosen.length);
   let done = 0;
   try {
     await mapLimit(
       chosen.map((candidate, index) => ({ candidate, index })),
       Math.max(1, input.concurrency),
       async ({ candidate, index }) => {
-        results[index] = await verifyOne(storage, candidate, join(workDir, `${index}.sqlite`), input, ctx);
+        outcomes[index] = await verifyOne(storage, candidate, join(workDir, `${index}.sqlite`), input, ctx);
         input.onProgress?.(++done, chosen.length);
       },
     );
   } finally {
     ctx.temp.remove(workDir);
   }
+  const results = outcomes.filter((r): r is VerifyEntry => r !== null);
   const failed = results.filter((r) => r.result === "fail").length;
   return {
     repo: storage.url,
@@ -106,7 +107,7 @@ export async function runVerify(storage: Storage, input: VerifyInput, ctx: RunCo
   };
 }
 
-async function verifyOne(storage: Storage, candidate: Candidate, path: string, input: VerifyInput, ctx: RunContext): Promise<VerifyEntry> {
+async function verifyOne(storage: Storage, candidate: Candidate, path: string, input: VerifyInput, ctx: RunContext): Promise<VerifyEntry | null> {
   const started = performance.now();
   const seconds = () => Math.round((performance.now() - started) / 10) / 100;
   if ("invalid" in candidate) {
@@ -133,6 +134,11 @@ async function verifyOne(storage: Storage, candidate: Candidate, path: string, i
         ? new VerificationError(`${error.message}${encryptedTo(manifest)}; its stored bytes match its manifest`, "checksum")
         : error;
     if (!(failure instanceof VerificationError)) throw error;
+    // A backup a concurrent prune removed is no failed check: it is simply not there any more.
+    if (failure.step === "object" && !(await storage.stat(manifestKey(manifest.name, manifest.id)))) {
+      ctx.log.info(`${manifest.name} ${manifest.id} was removed while verify ran (a prune); not counted`);
+      return null;
+    }
     ctx.log.error(`${manifest.name} ${manifest.id}: failed step ${failure.step}: ${failure.message}`);
     return { ...base, result: "fail", checked: null, step: failure.step, message: failure.message, warnings: [], seconds: seconds() };
   } finally {

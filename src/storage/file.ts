@@ -5,7 +5,6 @@
  * start with "." and are never listed.
  */
 import { mkdir, open, readdir, rename, rm, rmdir, stat } from "node:fs/promises";
-import { createReadStream } from "node:fs";
 import { basename, dirname, join, sep } from "node:path";
 import { Readable } from "node:stream";
 import { NotFoundError, StorageUnavailableError } from "../errors.ts";
@@ -77,11 +76,14 @@ export class FileStorage implements Storage {
   async get(key: string, options: GetOptions = {}): Promise<ReadableStream<Uint8Array>> {
     const path = this.pathOf(key);
     const info = await stat(path).catch(() => null);
-    if (!info?.isFile()) {
+    // Opened here, not when the stream first reads: an object removed meanwhile (a concurrent prune)
+    // is NotFoundError like any missing key, never a read error in the middle of a download.
+    const handle = info?.isFile() ? await open(path, "r").catch(() => null) : null;
+    if (!handle) {
       await this.check();
       throw new NotFoundError(`${key} not found in ${this.url}`);
     }
-    const stream = createReadStream(path, { highWaterMark: 1 << 20, signal: options.signal });
+    const stream = handle.createReadStream({ highWaterMark: 1 << 20, signal: options.signal });
     return Readable.toWeb(stream) as unknown as ReadableStream<Uint8Array>;
   }
 

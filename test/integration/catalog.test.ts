@@ -11,9 +11,10 @@ import { runBackup } from "../../src/backup.ts";
 import { listManifests, newestBackup, readCandidates, readCatalog } from "../../src/catalog.ts";
 import { createContext } from "../../src/context.ts";
 import { VerificationError } from "../../src/errors.ts";
-import { createBackupId, dataKey, manifestKey, serializeManifest, type BackupManifest } from "../../src/manifest.ts";
+import { createBackupId, dataKey, manifestKey, parseDataKey, serializeManifest, type BackupManifest } from "../../src/manifest.ts";
+import { runVerify } from "../../src/verify.ts";
 import { runRestore } from "../../src/restore.ts";
-import type { Storage } from "../../src/storage/types.ts";
+import type { GetOptions, Storage } from "../../src/storage/types.ts";
 import { runCli } from "../helpers/cli.ts";
 import { createBankDb, removeTempDirs } from "../helpers/db.ts";
 import { localRepo, s3Repo, type TestRepo } from "../helpers/repos.ts";
@@ -156,6 +157,31 @@ for (const [backend, makeRepo] of backends) {
         }
       } finally {
         await repo.storage.put(newestKey, saved);
+      }
+    });
+
+    test("verify --all while a prune removes backups: the removed ones are not counted as failures", async () => {
+      const doomed = new Set([made[5]!.id, made[6]!.id]);
+      const storage = repo.storage;
+      const pruning: Storage = Object.assign(Object.create(Object.getPrototypeOf(storage)), storage, {
+        // A prune elsewhere removes these two (manifest, then data) just as verify comes to their data.
+        get: async (key: string, options?: GetOptions) => {
+          const id = parseDataKey(key)?.id;
+          if (id && doomed.has(id)) await storage.delete([manifestKey("app", id), key]);
+          return storage.get(key, options);
+        },
+      });
+      try {
+        const report = await runVerify(pruning, { name: "app", selection: "all", tmpDir: repo.dir, concurrency: 4 }, createContext());
+        expect(report.failed).toBe(0);
+        expect(report.results.map((r) => r.id)).toEqual(made.map((m) => m.id).filter((id) => !doomed.has(id)));
+      } finally {
+        // Put them back for the tests that follow.
+        const data = await readObject(storage, made[0]!.stored.key);
+        for (const m of made.filter((m) => doomed.has(m.id))) {
+          await storage.put(m.stored.key, data);
+          await storage.put(manifestKey("app", m.id), serializeManifest(m));
+        }
       }
     });
 

@@ -5,6 +5,8 @@ import { FileStorage, TEMP_MARK } from "../../src/storage/file.ts";
 import { openStorage } from "../../src/storage/index.ts";
 import { removeTempDirs, tempDir } from "../helpers/db.ts";
 import { bytesOf, describeStorageContract } from "./contract.ts";
+import { readAll } from "../../src/streams.ts";
+import { NotFoundError } from "../../src/errors.ts";
 
 // Real databases through a real S3 server (and retries with backoff) take more than the default 5 s.
 setDefaultTimeout(120_000);
@@ -28,6 +30,23 @@ describe("local directory specifics", () => {
     const dir = tempDir("file-url");
     expect((openStorage(`file://${dir}`) as FileStorage).root).toBe(dir);
     expect((openStorage(dir) as FileStorage).root).toBe(dir);
+  });
+
+  test("an object removed while get() opens it is NotFoundError or reads whole, never a read error midway (a concurrent prune)", async () => {
+    const s = new FileStorage(join(tempDir("file-vanish"), "repo"));
+    const data = bytesOf(4096, 5);
+    const outcomes = { whole: 0, notFound: 0, other: [] as string[] };
+    for (let i = 0; i < 400; i++) {
+      await s.put(`k/${i}`, data);
+      const [got] = await Promise.allSettled([s.get(`k/${i}`).then(readAll), s.delete([`k/${i}`])]);
+      if (got.status === "fulfilled") {
+        expect(got.value.length).toBe(data.length);
+        outcomes.whole++;
+      } else if (got.reason instanceof NotFoundError) outcomes.notFound++;
+      else outcomes.other.push(String(got.reason));
+    }
+    expect(outcomes.other).toEqual([]);
+    expect(outcomes.notFound).toBeGreaterThan(0); // the race was really run
   });
 
   test("deleting the last key of a directory removes the directory, never the root", async () => {
