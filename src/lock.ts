@@ -5,7 +5,7 @@
  * the owner's pid and host; a lock whose process is gone (killed with -9, crashed) is stale and taken
  * over, so it never blocks the next run.
  */
-import { lstatSync, linkSync, mkdirSync, readFileSync, realpathSync, unlinkSync, writeFileSync } from "node:fs";
+import { closeSync, fstatSync, lstatSync, linkSync, mkdirSync, openSync, readFileSync, realpathSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { LockedError, VaultError } from "./errors.ts";
@@ -71,14 +71,31 @@ export function acquireLock(target: string, purpose: string, dir = lockDir()): L
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
       }
-      const holder = readOwner(path);
+      const found = readOwner(path);
+      if (!found) continue; // released meanwhile: try again
+      const { owner: holder, ino } = found;
       if (holder && isAlive(holder)) {
         throw new LockedError(`another ${holder.purpose ?? "run"} of ${real} is running (pid ${holder.pid}, since ${holder.startedAt})`, "wait for it to finish; runs of one database never overlap");
       }
-      // Stale: its process is gone. Remove it and try again.
+      // Stale: its process is gone. Several runs may find it so at once: each moves the lock aside
+      // (rename is atomic, so one of them gets any given file) and removes it only if it is the very
+      // file found stale; a fresh lock another run has taken meanwhile is put back, and is the holder.
+      const aside = `${path}.stale.${crypto.randomUUID()}`;
       try {
-        unlinkSync(path);
+        renameSync(path, aside);
+      } catch {
+        continue; // gone already
+      }
+      if (lstatSync(aside).ino === ino) {
+        unlinkSync(aside);
+        continue;
+      }
+      try {
+        linkSync(aside, path);
       } catch {}
+      unlinkSync(aside);
+      const fresh = readOwner(path)?.owner;
+      throw new LockedError(`another ${fresh?.purpose ?? "run"} of ${real} is running${fresh ? ` (pid ${fresh.pid}, since ${fresh.startedAt})` : ""}`, "wait for it to finish; runs of one database never overlap");
     }
     throw new LockedError(`could not take the lock for ${real}`, "retry in a moment");
   } finally {
@@ -88,11 +105,23 @@ export function acquireLock(target: string, purpose: string, dir = lockDir()): L
   }
 }
 
-function readOwner(path: string): LockOwner | null {
+/** The lock file's owner (null when unreadable) and its inode, read from one open file; null when there is no lock. */
+function readOwner(path: string): { owner: LockOwner | null; ino: number } | null {
+  let fd: number;
   try {
-    return JSON.parse(readFileSync(path, "utf8")) as LockOwner;
+    fd = openSync(path, "r");
   } catch {
     return null;
+  }
+  try {
+    const ino = fstatSync(fd).ino;
+    try {
+      return { owner: JSON.parse(readFileSync(fd, "utf8")) as LockOwner, ino };
+    } catch {
+      return { owner: null, ino };
+    }
+  } finally {
+    closeSync(fd);
   }
 }
 
