@@ -81,15 +81,25 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
   try {
     await storage.check({ create: true });
     const source = safeRealpath(resolve(input.databasePath));
+    const derived = input.name === undefined || input.nameGiven === false;
     // A missing database is reported as missing (by the snapshot), not as another file's name.
-    if (existsSync(source) && (input.name === undefined || input.nameGiven === false)) await assertSameSource(storage, name, source);
+    if (existsSync(source) && derived) await assertSameSource(storage, name, source);
     const now = input.now ?? (() => new Date());
     const createdAt = now();
     const id = createBackupId(createdAt);
     // Through any symbolic link to the file itself, beside which SQLite keeps the -wal and -shm.
     const snapshot = await createSnapshot(source, input.tmpDir, ctx);
     try {
-      return await storeSnapshot(storage, snapshot, input, { name, id, createdAt, started, source }, ctx);
+      const result = await storeSnapshot(storage, snapshot, input, { name, id, createdAt, started, source }, ctx);
+      // Another file's first backup under this name may have committed while ours ran (two hosts at
+      // the same moment): then the one that came second, by id, takes its backup back.
+      if (derived)
+        await assertSameSource(storage, name, source, id).catch(async (error) => {
+          await storage.delete([manifestKey(name, id)]);
+          await storage.delete([result.dataKey]).catch(() => {});
+          throw error;
+        });
+      return result;
     } finally {
       snapshot.release();
       ctx.temp.remove(snapshot.dir);
@@ -196,11 +206,13 @@ async function storeSnapshot(
  * given with --name (or a config file's `name`) is the user's decision: a database that moved to
  * another path keeps its name that way.
  */
-async function assertSameSource(storage: Storage, name: string, source: string): Promise<void> {
+async function assertSameSource(storage: Storage, name: string, source: string, before?: string): Promise<void> {
+  // The newest backup of the name (before `before`: the one just older than ours).
+  const limit = before === undefined ? undefined : manifestKey(name, before);
   let newest: string | undefined;
   for await (const object of storage.list(`${name}/`)) {
     const parsed = parseManifestKey(object.key);
-    if (parsed?.name === name && (newest === undefined || object.key > newest)) newest = object.key;
+    if (parsed?.name === name && (limit === undefined || object.key < limit) && (newest === undefined || object.key > newest)) newest = object.key;
   }
   if (newest === undefined) return;
   let previous: BackupManifest;

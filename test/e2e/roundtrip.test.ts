@@ -9,6 +9,11 @@ import { basename, join } from "node:path";
 import { ACCOUNTS, createBankDb, INITIAL_BALANCE, inspectBank, removeTempDirs, tempDir } from "../helpers/db.ts";
 import { runCli } from "../helpers/cli.ts";
 import { createTestBucket, s3Env, s3RepoUrl } from "../helpers/s3.ts";
+import { runBackup } from "../../src/backup.ts";
+import { createContext } from "../../src/context.ts";
+import { backupIdTime, parseManifestKey } from "../../src/manifest.ts";
+import { openStorage } from "../../src/storage/index.ts";
+import type { PutOptions, Storage } from "../../src/storage/types.ts";
 
 // Real databases through a real S3 server (and retries with backoff) take more than the default 5 s.
 setDefaultTimeout(120_000);
@@ -309,6 +314,32 @@ describe("one name, one database", () => {
     const fromConfig = await runCli(["backup", "--config", config]);
     expect(fromConfig.exitCode).toBe(3);
     expect(fromConfig.stderr).toContain(`backups named app in file://${repo} are of ${b}`);
+  });
+
+  test("two files' first backups under one derived name at the same moment: the second to commit takes its backup back", async () => {
+    const dir = tempDir("e2e-samename-race");
+    const repo = join(dir, "repo");
+    for (const sub of ["a", "b"]) {
+      mkdirSync(join(dir, sub));
+      createBankDb(join(dir, sub, "app.db"));
+    }
+    const [a, b] = [join(dir, "a", "app.db"), join(dir, "b", "app.db")];
+    const storage = openStorage(repo);
+    let raced: string | undefined;
+    const racing: Storage = Object.assign(Object.create(Object.getPrototypeOf(storage)), storage, {
+      // Just before b's manifest goes up, a's first backup (begun a moment earlier) commits.
+      put: async (key: string, body: Uint8Array | ReadableStream<Uint8Array>, options?: PutOptions) => {
+        if (key.endsWith(".json") && !raced) {
+          const first = await runBackup(storage, { databasePath: a, compression: "gzip", tmpDir: dir, now: () => new Date(backupIdTime(parseManifestKey(key)!.id) - 1) }, createContext());
+          raced = first.id;
+        }
+        return storage.put(key, body, options);
+      },
+    });
+    await expect(runBackup(racing, { databasePath: b, compression: "gzip", tmpDir: dir }, createContext())).rejects.toThrow(`backups named app in file://${repo} are of ${a}`);
+    const listed = JSON.parse((await runCli(["list", "--repo", repo, "--json"])).stdout).backups.map((x: { id: string }) => x.id);
+    expect(listed).toEqual([raced]);
+    expect(readdirSync(join(repo, "app")).filter((f) => !f.startsWith(raced!))).toEqual([]); // b's data object is gone too
   });
 
   test("backups made before the manifest named its source join as before", async () => {
