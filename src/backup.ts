@@ -9,7 +9,7 @@ import { resolve } from "node:path";
 import { BLOCK_SIZE, blockCompressor, mapBlocks, defaultParallelism, type BlockCompressor } from "./codec.ts";
 import { describeEncryption, encryptStream, type EncryptionSettings } from "./encryption.ts";
 import type { RunContext } from "./context.ts";
-import { UsageError, VaultError } from "./errors.ts";
+import { UsageError, VaultError, VerificationError } from "./errors.ts";
 import { acquireLock, safeRealpath } from "./lock.ts";
 import {
   assertValidName,
@@ -44,6 +44,8 @@ export interface BackupInput {
   /** Encrypt the stored object with age; null or absent: not encrypted. */
   encryption?: EncryptionSettings | null;
   tmpDir: string;
+  /** quick_check the snapshot first: a damaged database is refused (exit 4), never stored. */
+  check?: boolean;
   /** The clock; tests pass a fixed time. */
   now?: () => Date;
   /** Compresses one block; tests pass one that fails. Defaults to blockCompressor(compression). */
@@ -90,6 +92,15 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
     // Through any symbolic link to the file itself, beside which SQLite keeps the -wal and -shm.
     const snapshot = await createSnapshot(source, input.tmpDir, ctx);
     try {
+      if (input.check) {
+        const problems = snapshot.quickCheck();
+        if (problems.length)
+          throw new VerificationError(
+            `${source} is damaged: PRAGMA quick_check found ${problems.length} problem(s), the first: ${problems[0]}; nothing was backed up`,
+            "integrity",
+            "the backups already stored are untouched: restore the newest sound one (sqlite-vault restore --fallback), or repair the database",
+          );
+      }
       const result = await storeSnapshot(storage, snapshot, input, { name, id, createdAt, started, source }, ctx);
       // Another file's first backup under this name may have committed while ours ran (two hosts at
       // the same moment): then the one that came second, by id, takes its backup back.

@@ -33,6 +33,8 @@ export interface FileSettings {
   endpoint?: string;
   region?: string;
   pathStyle?: boolean;
+  /** quick_check each snapshot before storing it (backup --check). */
+  check?: boolean;
   retention?: Partial<Record<RetentionKey, string>>;
   recipients?: string[];
   recipientsFile?: string;
@@ -70,6 +72,7 @@ const SETTING_KEYS: Record<string, { kind: Kind; field: keyof FileSettings; min?
   endpoint: { kind: "string", field: "endpoint" },
   region: { kind: "string", field: "region" },
   "path-style": { kind: "boolean", field: "pathStyle" },
+  check: { kind: "boolean", field: "check" },
   retention: { kind: "retention", field: "retention" },
   encryption: { kind: "encryption", field: "recipients" },
 };
@@ -192,7 +195,7 @@ function readSettings(source: Record<string, unknown>, at: (string | number)[], 
         break;
       case "boolean":
         if (typeof value !== "boolean") r.fail(keyPath, `must be true or false, not ${describe(value)}`);
-        settings.pathStyle = value as boolean;
+        (settings as Record<string, unknown>)[spec!.field] = value;
         break;
       case "retention":
         settings.retention = readRetention(value, keyPath, r);

@@ -24,6 +24,8 @@ export interface SettingFlags {
   partSize?: string;
   schedule?: string;
   healthcheckUrl?: string;
+  /** --check: true, --no-check: false, absent: undefined. */
+  check?: boolean;
   /** --keep-… flags by their names ("keep-daily": "7"). */
   retention?: Partial<Record<RetentionKey, string | undefined>>;
 }
@@ -45,6 +47,8 @@ export interface Settings {
   healthcheckUrl?: string;
   /** Retention settings by flag name, flags over the config file; empty when none is given. */
   retention: Partial<Record<RetentionKey, string>>;
+  /** quick_check each snapshot before it is stored; a damaged database is not backed up. */
+  check: boolean;
 }
 
 export const DEFAULT_SCHEDULE = "@hourly";
@@ -82,7 +86,11 @@ export function resolveSettings(flags: SettingFlags, env: Env, file: FileSetting
     const value = nonEmpty(flags.retention?.[key]) ?? nonEmpty(file.retention?.[key]);
     if (value !== undefined) retention[key] = value;
   }
+  const checkEnv = nonEmpty(env.SQLITE_VAULT_CHECK);
+  if (checkEnv !== undefined && !["1", "0", "true", "false"].includes(checkEnv)) throw new UsageError(`SQLITE_VAULT_CHECK must be true or false (1 or 0), not "${checkEnv}"`);
+  const check = flags.check ?? (checkEnv === undefined ? undefined : checkEnv === "1" || checkEnv === "true") ?? file.check ?? false;
   return {
+    check,
     repo,
     repoSource: repoFlag ? "flag" : repoEnv ? "env" : repoFile ? "config" : "default",
     compression,

@@ -49,7 +49,7 @@ export async function runBackupJob(target: JobTarget, ctx: RunContext, hooks: { 
   try {
     backup = await runBackup(
       target.storage,
-      { databasePath: target.db, name, nameGiven: target.nameGiven ?? true, compression: settings.compression, encryption: target.encryption, tmpDir: settings.tmpDir, now: hooks.now },
+      { databasePath: target.db, name, nameGiven: target.nameGiven ?? true, compression: settings.compression, encryption: target.encryption, tmpDir: settings.tmpDir, check: settings.check, now: hooks.now },
       ctx,
     );
   } catch (thrown) {

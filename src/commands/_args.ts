@@ -30,6 +30,10 @@ export const tmpDirArgs = {
   "tmp-dir": { type: "string", valueHint: "DIR", description: "Directory for temporary files (env SQLITE_VAULT_TMP_DIR; default the OS temp dir)" },
 } as const satisfies ArgsDef;
 
+export const checkArgs = {
+  check: { type: "boolean", description: "quick_check the snapshot before storing it: a damaged database is refused, never backed up (env SQLITE_VAULT_CHECK; config check)" },
+} as const satisfies ArgsDef;
+
 export const policyArgs = {
   "keep-last": { type: "string", valueHint: "N", description: "Keep the N newest backups" },
   "keep-hourly": { type: "string", valueHint: "N", description: "Keep the newest backup of each of the last N hours that have one" },

@@ -76,6 +76,7 @@ export function resolveTargets(flags: TargetFlags, log: Logger | undefined, opti
         partSize: flags["part-size"],
         schedule: flags.schedule,
         healthcheckUrl: flags["healthcheck-url"],
+        check: typeof (flags as Record<string, unknown>).check === "boolean" ? ((flags as Record<string, unknown>).check as boolean) : undefined,
         retention: Object.fromEntries(RETENTION_KEYS.map((k) => [k, stringFlag((flags as Record<string, unknown>)[k])])),
       },
       process.env,

@@ -6,7 +6,7 @@ import type { BackupResult } from "../backup.ts";
 import { runBackupJob, type JobOutcome } from "../job.ts";
 import { Metrics } from "../metrics.ts";
 import { formatBytes, formatDuration, formatRatio } from "../output.ts";
-import { databaseArgs, encryptArgs, outputArgs, policyArgs, repoArgs, tmpDirArgs } from "./_args.ts";
+import { checkArgs, databaseArgs, encryptArgs, outputArgs, policyArgs, repoArgs, tmpDirArgs } from "./_args.ts";
 import { renderPrune } from "./prune.ts";
 import { repeatedFlag, runCommand } from "./_run.ts";
 import { configArgs, resolveTargets } from "./_targets.ts";
@@ -17,6 +17,7 @@ const args = {
   compression: { type: "string", valueHint: "gzip|zstd|none", description: "Compression of the stored object (env SQLITE_VAULT_COMPRESSION; default gzip)" },
   ...tmpDirArgs,
   ...encryptArgs,
+  ...checkArgs,
   ...policyArgs,
   "healthcheck-url": { type: "string", valueHint: "URL", description: "Ping URL/start, URL and URL/fail (healthchecks.io style; env SQLITE_VAULT_HEALTHCHECK_URL)" },
   "metrics-file": { type: "string", valueHint: "PATH", description: "Write Prometheus metrics of this run to PATH (node_exporter textfile), atomically" },

@@ -5,7 +5,7 @@ import { UsageError } from "../errors.ts";
 import { validateSchedule } from "../config-file.ts";
 import { parseDuration } from "../retention.ts";
 import { resolveNow } from "../config.ts";
-import { databaseArgs, encryptArgs, outputArgs, policyArgs, repoArgs, tmpDirArgs } from "./_args.ts";
+import { checkArgs, databaseArgs, encryptArgs, outputArgs, policyArgs, repoArgs, tmpDirArgs } from "./_args.ts";
 import { repeatedFlag, runCommand } from "./_run.ts";
 import { configArgs, resolveTargets } from "./_targets.ts";
 
@@ -20,6 +20,7 @@ const args = {
   "healthcheck-url": { type: "string", valueHint: "URL", description: "Ping URL/start, URL and URL/fail around each backup (env SQLITE_VAULT_HEALTHCHECK_URL)" },
   ...repoArgs,
   ...tmpDirArgs,
+  ...checkArgs,
   ...policyArgs,
   ...encryptArgs,
   identity: { type: "string", valueHint: "FILE", description: "age identity file for the startup restore of encrypted backups (repeatable)" },

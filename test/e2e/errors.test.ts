@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { createBankDb, removeTempDirs, tempDir } from "../helpers/db.ts";
+import { createBankDb, holdOpen, removeTempDirs, tempDir } from "../helpers/db.ts";
 import { ensureBinary, ROOT, runCli, spawnCli } from "../helpers/cli.ts";
 import { createTestBucket, listUploads, s3Env, s3RepoUrl } from "../helpers/s3.ts";
 
@@ -60,6 +60,52 @@ describe("exit codes", () => {
     // The same relative path, present again, is the same database as before.
     createBankDb(join(dir, "del.db"));
     expect((await runCli(["backup", "del.db", "--repo", repo], { cwd: dir })).exitCode).toBe(0);
+  });
+
+  test("--check refuses a damaged database (exit 4, nothing stored) and leaves it as it was; a sound one backs up", async () => {
+    const { dir, repo } = setup("err-check");
+    const damaged = (journalMode: "wal" | "delete") => {
+      const path = join(dir, `damaged-${journalMode}.db`);
+      createBankDb(path, { journalMode, fillerRows: 2000 });
+      const bytes = readFileSync(path);
+      const pageSize = bytes.readUInt16BE(16);
+      for (const page of [5, 9, 13]) for (let i = (page - 1) * pageSize + 8; i < (page - 1) * pageSize + 64; i++) bytes[i] = (i * 31) & 0xff;
+      writeFileSync(path, bytes);
+      return path;
+    };
+    // Rollback journal (checked on the snapshot's copy) and a checkpointed WAL database (checked in place).
+    for (const path of [damaged("delete"), damaged("wal")]) {
+      const before = readFileSync(path);
+      const ways: [string[], Record<string, string>, string | undefined][] = [
+        [["--check"], {}, undefined],
+        [[], { SQLITE_VAULT_CHECK: "1" }, undefined],
+        [["--config", join(dir, "check.yml")], {}, `repo: ${repo}
+check: true
+`],
+      ];
+      for (const [flags, env, config] of ways) {
+        if (config) writeFileSync(join(dir, "check.yml"), config);
+        const r = await runCli(["backup", path, "--repo", repo, ...flags], { env });
+        expect(r.exitCode, `${flags} ${JSON.stringify(env)}: ${r.stderr}`).toBe(4);
+        expectCleanError(r.stderr, /is damaged: PRAGMA quick_check found .* nothing was backed up/);
+      }
+      expect(readFileSync(path).equals(before)).toBe(true);
+      // Without the check it is stored as it is (what verify and restore then refuse).
+      expect((await runCli(["backup", path, "--repo", repo, "--no-check"], { env: { SQLITE_VAULT_CHECK: "1" } })).exitCode).toBe(0);
+    }
+    const list = JSON.parse((await runCli(["list", "--repo", repo, "--json"])).stdout);
+    expect(list.backups).toHaveLength(2); // the two --no-check ones only
+    // A sound database passes, with its WAL frames not checkpointed yet (checked in place, as read).
+    const sound = join(dir, "sound.db");
+    createBankDb(sound, { fillerRows: 200 });
+    const pending = await holdOpen(sound, ["INSERT INTO transfers (src, dst, amount, at) VALUES (1, 2, 5, 'now')"]);
+    try {
+      const r = await runCli(["backup", sound, "--repo", repo, "--check", "--json"]);
+      expect(r.exitCode, r.stderr).toBe(0);
+      expect(JSON.parse(readFileSync(join(repo, "sound", `${JSON.parse(r.stdout).id}.json`), "utf8")).snapshot.method).toBe("wal-read");
+    } finally {
+      await pending.stop();
+    }
   });
 
   test("file not a SQLite database: exit 1", async () => {

@@ -27,6 +27,16 @@ describe("resolveSettings: flag > env > default", () => {
     test(`${JSON.stringify(c.flags)} ${JSON.stringify(c.env)}`, () => {
       expect(resolveSettings(c.flags, c.env)).toMatchObject(c.want);
     });
+  test("check: --check / --no-check > SQLITE_VAULT_CHECK > config > off", () => {
+    expect(resolveSettings({}, {}, {}).check).toBe(false);
+    expect(resolveSettings({}, {}, { check: true }).check).toBe(true);
+    expect(resolveSettings({}, { SQLITE_VAULT_CHECK: "0" }, { check: true }).check).toBe(false);
+    expect(resolveSettings({}, { SQLITE_VAULT_CHECK: "true" }, {}).check).toBe(true);
+    expect(resolveSettings({ check: false }, { SQLITE_VAULT_CHECK: "1" }, { check: true }).check).toBe(false);
+    expect(resolveSettings({ check: true }, {}, {}).check).toBe(true);
+    expect(() => resolveSettings({}, { SQLITE_VAULT_CHECK: "yes" }, {})).toThrow(/SQLITE_VAULT_CHECK must be true or false/);
+  });
+
   test("an invalid value is reported under the name it was given by: flag, variable or config key", () => {
     const cases: [SettingFlags, Record<string, string>, Record<string, string>, RegExp][] = [
       [{ retries: "abc" }, {}, {}, /^--retries must be a whole number/],
