@@ -281,15 +281,19 @@ describe("schemas SQLite accepts", () => {
   });
 });
 
+/** Two different databases, a/app.db and b/app.db, whose names derive the same "app". */
+function twoAppDbs(label: string): { dir: string; repo: string; a: string; b: string } {
+  const dir = tempDir(label);
+  for (const sub of ["a", "b"]) {
+    mkdirSync(join(dir, sub));
+    createBankDb(join(dir, sub, "app.db"));
+  }
+  return { dir, repo: join(dir, "repo"), a: join(dir, "a", "app.db"), b: join(dir, "b", "app.db") };
+}
+
 describe("one name, one database", () => {
   test("a name taken from the file name is refused for another file of the same name; --name decides", async () => {
-    const dir = tempDir("e2e-samename");
-    const repo = join(dir, "repo");
-    for (const sub of ["a", "b"]) {
-      mkdirSync(join(dir, sub));
-      createBankDb(join(dir, sub, "app.db"));
-    }
-    const [a, b] = [join(dir, "a", "app.db"), join(dir, "b", "app.db")];
+    const { dir, repo, a, b } = twoAppDbs("e2e-samename");
     expect((await runCli(["backup", a, "--repo", repo])).exitCode).toBe(0);
     // Another app.db would join the backups of the first: retention would prune one by the other's
     // backups, and restore --latest could bring back the wrong one.
@@ -317,13 +321,7 @@ describe("one name, one database", () => {
   });
 
   test("two files' first backups under one derived name at the same moment: the second to commit takes its backup back", async () => {
-    const dir = tempDir("e2e-samename-race");
-    const repo = join(dir, "repo");
-    for (const sub of ["a", "b"]) {
-      mkdirSync(join(dir, sub));
-      createBankDb(join(dir, sub, "app.db"));
-    }
-    const [a, b] = [join(dir, "a", "app.db"), join(dir, "b", "app.db")];
+    const { dir, repo, a, b } = twoAppDbs("e2e-samename-race");
     const storage = openStorage(repo);
     let raced: string | undefined;
     const racing: Storage = Object.assign(Object.create(Object.getPrototypeOf(storage)), storage, {
