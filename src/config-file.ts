@@ -172,6 +172,8 @@ function readSettings(source: Record<string, unknown>, at: (string | number)[], 
     const spec = SETTING_KEYS[key];
     const keyPath = [...at, key];
     if (!spec) r.fail(keyPath, `is not a known setting (known: ${[...Object.keys(SETTING_KEYS), ...r.allow].join(", ")})`);
+    // An `encryption:` left empty (its only key commented out) must not mean unencrypted backups.
+    if ((value === null || value === undefined) && spec!.kind === "encryption") r.fail(keyPath, `is empty (known: ${ENCRYPTION_KEYS.join(", ")}); leave it out for unencrypted backups`);
     if (value === null || value === undefined) continue;
     switch (spec!.kind) {
       case "string":
@@ -294,6 +296,7 @@ function checkDuration(text: string, keyPath: (string | number)[], r: Readers, o
     return r.fail(keyPath, `"${text}" is not a duration (such as 90s, 5min, 36h, 7d, 2w)`);
   }
   if (options.exact && (duration.months || duration.years)) r.fail(keyPath, `"${text}" reads as months or years; write minutes as min (such as 2min)`);
+  if (options.exact && duration.ms < 1000) r.fail(keyPath, `"${text}" is shorter than a second`);
 }
 
 /** The 1-based line where a key path is written, found by indentation (best effort). */

@@ -4,6 +4,8 @@
  */
 import type { RunContext } from "./context.ts";
 import { AuthError, ExitCode, toVaultError, type VaultError } from "./errors.ts";
+import { rmdir } from "node:fs/promises";
+import { FileStorage } from "./storage/file.ts";
 import { S3Storage } from "./storage/s3.ts";
 import type { Storage } from "./storage/types.ts";
 import { readAll } from "./streams.ts";
@@ -46,11 +48,12 @@ export async function runDoctor(storage: Storage, input: DoctorInput, ctx: RunCo
   const s3 = storage instanceof S3Storage ? storage : undefined;
 
   // 1. Reachable, credentials, bucket (or directory).
+  let created = false;
   try {
     // A local repository that does not exist yet is what the first backup creates: so does doctor.
-    const created = !s3 && (await storage.check().then(() => false, () => true));
+    created = !s3 && (await storage.check().then(() => false, () => true));
     await storage.check({ create: created });
-    if (created) pass("repository directory exists", `${storage.url} did not exist; created it, as the first backup would`);
+    if (created) pass("repository directory exists", `${storage.url} does not exist yet; the first backup creates it (created for this probe, and removed again)`);
     else if (s3) {
       pass("endpoint reachable", `${storage.url} answers`);
       pass("credentials accepted", "a signed request succeeded");
@@ -128,6 +131,8 @@ export async function runDoctor(storage: Storage, input: DoctorInput, ctx: RunCo
     });
   } finally {
     await cleanUp(storage, probe, [small, large]);
+    // A local repository created for the probe goes too: doctor leaves the storage as it found it.
+    if (created && storage instanceof FileStorage) await rmdir(storage.root).catch(() => {});
   }
   return report();
 }

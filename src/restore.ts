@@ -11,7 +11,7 @@ import { chmodSync, chownSync, closeSync, existsSync, fsyncSync, linkSync, lstat
 import { basename, dirname, join, resolve } from "node:path";
 import { describeSelection, listManifests, readCandidates, type Candidate, type Selection } from "./catalog.ts";
 import { fetchAndCheck, type IntegrityCheck } from "./check.ts";
-import type { DecryptionSettings } from "./encryption.ts";
+import { NoMatchingIdentityError, type DecryptionSettings } from "./encryption.ts";
 import type { RunContext } from "./context.ts";
 import { VaultError, VerificationError, type CheckStep } from "./errors.ts";
 import { acquireLock } from "./lock.ts";
@@ -171,6 +171,12 @@ async function restoreFirstSound(storage: Storage, input: RestoreInput, candidat
         durationMs: Math.round(performance.now() - started),
       };
     } catch (error) {
+      // With --fallback, a backup the given keys cannot open (one from before a key rotation) is
+      // passed over like a damaged one; without it, that stays exit 12.
+      if (input.fallback && error instanceof NoMatchingIdentityError) {
+        passOver(new VerificationError(error.message, "checksum"), manifest.id, manifest.createdAt);
+        continue;
+      }
       if (!(error instanceof VerificationError)) throw error;
       passOver(error, manifest.id, manifest.createdAt);
     } finally {

@@ -60,6 +60,13 @@ export default defineCommand({
               continue;
             }
             const newest = candidate.manifest;
+            // Usable means restorable as far as a look can tell: its data object is there, whole.
+            const object = await target.storage.stat(newest.stored.key);
+            if (object?.size !== newest.stored.bytes) {
+              const why = object ? `its data object is ${object.size} bytes, not the ${newest.stored.bytes} its manifest records` : "its data object is missing";
+              databases.push({ name, newest: null, ok: false, reason: `the newest backup of ${name}, ${newest.id}, cannot be restored: ${why}` });
+              continue;
+            }
             const created = Date.parse(newest.createdAt);
             const ageSeconds = Math.round((now.getTime() - created) / 1000);
             const stale = limit !== undefined && created < limit;

@@ -285,6 +285,17 @@ describe("keys asked for but not usable", () => {
     expect(report.results[2].message).toContain(`encrypted to ${otherRecipient}`);
     const list = JSON.parse((await runCli(["list", "--repo", repo, "--json"])).stdout);
     expect(list.backups.filter((b: { verifiedAt?: string }) => b.verifiedAt).map((b: { id: string }) => b.id)).toEqual([ids[0], ids[1]]);
+
+    // restore --fallback passes over a newer backup these keys cannot open; without it, that is exit 12.
+    const newest = await runCli(["backup", db, "--repo", repo, "--recipient", otherRecipient, "--json"]);
+    const newestId = JSON.parse(newest.stdout).id;
+    const output = join(repo, "..", "fallback.db");
+    expect((await runCli(["restore", "--name", "app", "-o", output, "--repo", repo, "--identity", identity])).exitCode).toBe(12);
+    const fellBack = await runCli(["restore", "--name", "app", "-o", output, "--repo", repo, "--identity", identity, "--fallback", "--json"]);
+    expect(fellBack.exitCode, fellBack.stderr).toBe(0);
+    const restored = JSON.parse(fellBack.stdout);
+    expect(restored.id).toBe(ids[0]);
+    expect(restored.skipped.map((s: { id: string; step: string }) => [s.id, s.step])).toEqual([[newestId, "checksum"]]);
   });
 
   test("a key named on the command line replaces the environment's, never joins it; config file key paths are relative to the config file", async () => {

@@ -130,6 +130,10 @@ for (const [label, make] of [
         expect(real.exitCode, damage).toBe(0);
         expect(real.stdout).toContain("left alone");
         expect(real.stderr).toContain(`app ${made[0]!.id} cannot be restored`);
+        // status calls such a newest backup what it is, too: not a usable one.
+        const status = await runCli(["status", "--name", "app", "--repo", repo.url], { env: repo.env });
+        expect(status.exitCode, damage).toBe(1);
+        expect(status.stderr).toContain(`the newest backup of app, ${made[0]!.id}, cannot be restored`);
         expect(await listIds(repo)).toEqual([made[0]!.id, made[1]!.id]);
         const restored = join(repo.dir, "restored.db");
         const restore = await runCli(["restore", "--name", "app", "--output", restored, "--fallback", "--repo", repo.url], { env: repo.env });

@@ -76,6 +76,8 @@ describe("parseConfig", () => {
     ["two files that derive one name", "databases:\n  - path: /a/app.db\n  - path: /b/app.sqlite\n", /c\.yml:3: databases\[1\]\.path gives the backup name app of databases\[0\]/],
     ["an empty recipients list", "encryption:\n  recipients: []\n", /c\.yml:2: encryption\.recipients must list at least one key/],
     ["an encryption section naming no key", "encryption: {}\n", /c\.yml:1: encryption names no key/],
+    ["an encryption section left empty (its key commented out)", "repo: /x\nencryption:\n  # recipients: [age1…]\n", /c\.yml:2: encryption is empty/],
+    ["a timeout under a second", "timeout: 0s\n", /c\.yml:1: timeout "0s" is shorter than a second/],
     ["a recipients file that expands to nothing", "encryption:\n  recipients-file: \"${EMPTY}\"\n", /c\.yml:2: encryption\.recipients-file is empty/],
     ["retries out of range", "repo: /x\nretries: 500\n", /c\.yml:2: retries must be from 0 to 100, not 500/],
     ["a part size under S3's minimum", "part-size: 2\n", /c\.yml:1: part-size must be from 5 to 5120, not 2/],

@@ -76,6 +76,15 @@ describe("backup selection", () => {
     expect(selectCandidates(backups, parseSelection({ at: "2026-11-02T12:00:00Z" }))[0]?.id).toBe("id2");
     expect(selectCandidates(backups, parseSelection({ at: "2026-10-01T00:00:00Z" }))).toEqual([]);
   });
+  test("--at without a zone is UTC, as list shows times", () => {
+    for (const [at, want] of [
+      ["2026-01-02T10:00", "2026-01-02T10:00:00.000Z"],
+      ["2026-01-02T10:00:30.5", "2026-01-02T10:00:30.500Z"],
+      ["2026-01-02", "2026-01-02T00:00:00.000Z"],
+      ["2026-01-02T10:00:00+02:00", "2026-01-02T08:00:00.000Z"],
+    ] as const)
+      expect((parseSelection({ at }) as { at: Date }).at.toISOString(), at).toBe(want);
+  });
   test("conflicting or malformed selections are usage errors", () => {
     expect(() => parseSelection({ latest: true, id: "x" })).toThrow(UsageError);
     expect(() => parseSelection({ at: "last tuesday" })).toThrow(UsageError);
