@@ -105,7 +105,10 @@ const namesAnyKey = (layer: KeyLayer, env: Env) =>
  */
 export function resolveEncryption(flags: EncryptionFlags, env: Env, log: Logger, file: FileKeys = {}): EncryptionSettings | null {
   const layer = keyLayers(flags, env, file).find((l) => namesAnyKey(l, env));
-  if (!layer) return null;
+  if (!layer) {
+    if (file.identityFiles?.length) log.warn("the config file names identity files but no recipients or passphrase file: this backup is not encrypted");
+    return null;
+  }
   const recipients = [...layer.recipients];
   if (layer.names === ENV_NAMES && env.SQLITE_VAULT_RECIPIENTS !== undefined && !recipients.length)
     throw new UsageError("SQLITE_VAULT_RECIPIENTS is set but holds no recipient", "set it to one or more age1… public keys, or unset it");

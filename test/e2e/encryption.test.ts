@@ -235,6 +235,10 @@ describe("keys asked for but not usable", () => {
       expect(r.exitCode, `${body}: ${r.stderr}`).toBe(2);
     }
     expect(existsSync(repo)).toBe(false); // nothing was backed up, encrypted or not
+    // Identity files alone (keys to read backups with) do not encrypt: that is said.
+    const readOnly = await runCli(["backup", "--config", config(`encryption:\n  identity-files: [${identity}]`)]);
+    expect(readOnly.exitCode).toBe(0);
+    expect(readOnly.stderr).toContain("names identity files but no recipients or passphrase file: this backup is not encrypted");
   });
 
   test("a mistyped identity is refused before any download, naming its file and never quoting it; a file with no identity is not 'no identity given'", async () => {
