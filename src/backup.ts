@@ -19,12 +19,11 @@ import {
   FORMAT_NAME,
   FORMAT_VERSION,
   manifestKey,
-  parseManifestKey,
   serializeManifest,
   type BackupManifest,
   type Compression,
 } from "./manifest.ts";
-import { readManifest } from "./catalog.ts";
+import { listManifests, readManifest } from "./catalog.ts";
 import { secondsSince } from "./output.ts";
 import { createSnapshot, type Snapshot } from "./snapshot.ts";
 import type { Storage } from "./storage/types.ts";
@@ -219,16 +218,11 @@ async function storeSnapshot(
  */
 async function assertSameSource(storage: Storage, name: string, source: string, before?: string): Promise<void> {
   // The newest backup of the name (before `before`: the one just older than ours).
-  const limit = before === undefined ? undefined : manifestKey(name, before);
-  let newest: string | undefined;
-  for await (const object of storage.list(`${name}/`)) {
-    const parsed = parseManifestKey(object.key);
-    if (parsed?.name === name && (limit === undefined || object.key < limit) && (newest === undefined || object.key > newest)) newest = object.key;
-  }
+  const newest = (await listManifests(storage, name)).find((entry) => before === undefined || entry.id < before);
   if (newest === undefined) return;
   let previous: BackupManifest;
   try {
-    previous = await readManifest(storage, newest);
+    previous = await readManifest(storage, newest.key);
   } catch {
     return; // unreadable: restore and verify will say so; it says nothing about the source
   }

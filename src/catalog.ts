@@ -79,12 +79,17 @@ export async function readCatalog(storage: Storage, name?: string): Promise<Cata
   });
   const sizes = new Map(data.map((object) => [object.key, object.size]));
   const damaged = backups.flatMap((backup) => {
-    const size = sizes.get(backup.stored.key);
-    if (size === undefined) return [{ backup, reason: `its data object ${backup.stored.key} is missing` }];
-    if (size !== backup.stored.bytes) return [{ backup, reason: `its data object is ${size} bytes, not the ${backup.stored.bytes} its manifest records` }];
-    return [];
+    const reason = dataObjectProblem(backup, sizes.get(backup.stored.key));
+    return reason ? [{ backup, reason }] : [];
   });
   return { backups, invalid, orphans, verifiedAt: verified, strayMarkers, damaged };
+}
+
+/** Why a backup whose data object is `size` bytes (undefined: not there) cannot be restored; null if it looks whole. */
+export function dataObjectProblem(backup: BackupManifest, size: number | undefined): string | null {
+  if (size === undefined) return `its data object ${backup.stored.key} is missing`;
+  if (size !== backup.stored.bytes) return `its data object is ${size} bytes, not the ${backup.stored.bytes} its manifest records`;
+  return null;
 }
 
 /** A manifest's key with the name and id it encodes. */

@@ -42,6 +42,17 @@ export interface CheckOptions {
  * Throws VerificationError (with its step) when the backup is bad, storage errors when the storage
  * fails, and the signal's reason when aborted. The caller owns `path` and removes it on failure.
  */
+/**
+ * A backup that none of the given keys opens, as a failed check (step checksum): for verify, a
+ * failure of that backup among others; for restore --fallback, one to pass over. Its stored bytes
+ * were checked against the manifest before this is thrown (see fetchAndCheck).
+ */
+export function keyMismatchFailure(error: NoMatchingIdentityError, manifest: BackupManifest): VerificationError {
+  const recipients = manifest.stored.encryption?.recipients ?? [];
+  const to = recipients.length ? ` (it is encrypted to ${recipients.join(", ")})` : " (it is encrypted with a passphrase)";
+  return new VerificationError(`${error.message}${to}; its stored bytes match its manifest`, "checksum");
+}
+
 export async function fetchAndCheck(storage: Storage, manifest: BackupManifest, path: string, options: CheckOptions, ctx: RunContext): Promise<CheckResult> {
   try {
     await checkObject(storage, manifest);

@@ -37,10 +37,11 @@ import { COMPRESSIONS, type Compression } from "./manifest.ts";
 import { FRAMED_HEADER_BYTES, frameHeader as framedMemberHeader, framedLength, splitMembers } from "./gzip-members.ts";
 import { frameHeader, MAX_FRAME_HEADER_BYTES, splitFrames } from "./zstd-frames.ts";
 
-export function parseCompression(value: string | undefined, fallback: Compression = "gzip"): Compression {
+/** `from` names where the value came from (a flag, a variable), for the error. */
+export function parseCompression(value: string | undefined, fallback: Compression = "gzip", from?: string): Compression {
   if (value === undefined || value === "") return fallback;
   if ((COMPRESSIONS as readonly string[]).includes(value)) return value as Compression;
-  throw new UsageError(`unknown compression "${value}"`, `use one of: ${COMPRESSIONS.join(", ")}`);
+  throw new UsageError(`${from ? `${from}: ` : ""}unknown compression "${value}"`, `use one of: ${COMPRESSIONS.join(", ")}`);
 }
 
 /** Bytes of the database per independently compressed block. */

@@ -6,7 +6,7 @@ import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseCompression } from "./codec.ts";
 import { UsageError } from "./errors.ts";
-import { COMPRESSIONS, type Compression } from "./manifest.ts";
+import type { Compression } from "./manifest.ts";
 import type { Env } from "./storage/credentials.ts";
 import { DEFAULT_RETRIES, DEFAULT_TIMEOUT_MS } from "./storage/retry.ts";
 import { DEFAULT_PART_SIZE } from "./storage/s3.ts";
@@ -63,9 +63,7 @@ export function resolveSettings(flags: SettingFlags, env: Env, file: FileSetting
   const pick = (flag: string, flagValue: string | undefined, envName: string, fileKey: string, fileValue: string | undefined) =>
     nonEmpty(flagValue) !== undefined ? { text: flagValue!, from: flag } : nonEmpty(env[envName]) !== undefined ? { text: env[envName]!, from: envName } : nonEmpty(fileValue) !== undefined ? { text: fileValue!, from: `${fileKey} in the config file` } : undefined;
   const compressionPick = pick("--compression", flags.compression, "SQLITE_VAULT_COMPRESSION", "compression", file.compression);
-  if (compressionPick && !(COMPRESSIONS as readonly string[]).includes(compressionPick.text))
-    throw new UsageError(`${compressionPick.from}: unknown compression "${compressionPick.text}"`, `use one of: ${COMPRESSIONS.join(", ")}`);
-  const compression = parseCompression(compressionPick?.text, "gzip");
+  const compression = parseCompression(compressionPick?.text, "gzip", compressionPick?.from);
   const tmpDir = nonEmpty(flags.tmpDir) ?? nonEmpty(env.SQLITE_VAULT_TMP_DIR) ?? nonEmpty(file.tmpDir) ?? nonEmpty(env.TMPDIR) ?? tmpdir();
   if (flags.tmpDir === "") throw new UsageError("--tmp-dir is empty");
   const retries = wholeNumber(pick("--retries", flags.retries, "SQLITE_VAULT_RETRIES", "retries", file.retries), 0, 100) ?? DEFAULT_RETRIES;
@@ -74,12 +72,12 @@ export function resolveSettings(flags: SettingFlags, env: Env, file: FileSetting
   if (timeout && (timeout.months || timeout.years)) throw new UsageError(`${timeoutPick!.from} ${timeoutPick!.text} reads as months`, `write minutes as min: ${timeoutPick!.text.replace(/(\d+)m\b/g, "$1min")}`);
   if (timeout && timeout.ms < 1000) throw new UsageError(`${timeoutPick!.from} ${timeoutPick!.text} is shorter than a second`);
   const partMiB = wholeNumber(pick("--part-size", flags.partSize, "SQLITE_VAULT_PART_SIZE", "part-size", file.partSize), 5, 5120);
-  const schedule = nonEmpty(flags.schedule) ?? nonEmpty(env.SQLITE_VAULT_SCHEDULE) ?? nonEmpty(file.schedule) ?? DEFAULT_SCHEDULE;
+  const schedulePick = pick("--schedule", flags.schedule, "SQLITE_VAULT_SCHEDULE", "schedule", file.schedule);
+  const schedule = schedulePick?.text ?? DEFAULT_SCHEDULE;
   try {
     validateSchedule(schedule);
   } catch (error) {
-    const from = nonEmpty(flags.schedule) ? "--schedule" : nonEmpty(env.SQLITE_VAULT_SCHEDULE) ? "SQLITE_VAULT_SCHEDULE" : "schedule in the config file";
-    throw new UsageError(`${from}: ${(error as Error).message}`, (error as UsageError).hint);
+    throw new UsageError(`${schedulePick?.from ?? "schedule"}: ${(error as Error).message}`, (error as UsageError).hint);
   }
   const retention: Partial<Record<RetentionKey, string>> = {};
   for (const key of RETENTION_KEYS) {

@@ -55,6 +55,8 @@ export interface DecryptionFlags {
 /** Where keys may be named, highest first; the first that names any key decides alone. */
 interface KeyLayer {
   recipients: string[];
+  /** The recipients setting was named, even if with nothing in it (SQLITE_VAULT_RECIPIENTS=" "). */
+  recipientsGiven: boolean;
   recipientsFile?: string;
   passphrase?: string;
   passphraseFile?: string;
@@ -63,26 +65,27 @@ interface KeyLayer {
   fromCommandLine: boolean;
 }
 
-const ENV_NAMES = { recipients: "SQLITE_VAULT_RECIPIENTS", recipientsFile: "SQLITE_VAULT_RECIPIENTS_FILE", passphrase: "SQLITE_VAULT_PASSPHRASE", passphraseFile: "SQLITE_VAULT_PASSPHRASE_FILE" };
-
 function keyLayers(flags: EncryptionFlags, env: Env, file: FileKeys): KeyLayer[] {
   const fromEnv = env.SQLITE_VAULT_RECIPIENTS;
   return [
     {
       ...flags,
+      recipientsGiven: flags.recipients.length > 0,
       names: { recipients: "--recipient", recipientsFile: "--recipients-file", passphrase: "--passphrase", passphraseFile: "--passphrase-file" },
       fromCommandLine: true,
     },
     {
       recipients: fromEnv === undefined ? [] : fromEnv.split(/[\s,]+/).filter(Boolean),
+      recipientsGiven: fromEnv !== undefined,
       recipientsFile: env.SQLITE_VAULT_RECIPIENTS_FILE,
       passphrase: env.SQLITE_VAULT_PASSPHRASE,
       passphraseFile: env.SQLITE_VAULT_PASSPHRASE_FILE,
-      names: ENV_NAMES,
+      names: { recipients: "SQLITE_VAULT_RECIPIENTS", recipientsFile: "SQLITE_VAULT_RECIPIENTS_FILE", passphrase: "SQLITE_VAULT_PASSPHRASE", passphraseFile: "SQLITE_VAULT_PASSPHRASE_FILE" },
       fromCommandLine: false,
     },
     {
       recipients: file.recipients ?? [],
+      recipientsGiven: file.recipients !== undefined,
       recipientsFile: file.recipientsFile,
       // A config file may name a passphrase file for restores beside recipients for backups.
       passphraseFile: file.recipients?.length || file.recipientsFile ? undefined : file.passphraseFile,
@@ -92,8 +95,7 @@ function keyLayers(flags: EncryptionFlags, env: Env, file: FileKeys): KeyLayer[]
   ];
 }
 
-const namesAnyKey = (layer: KeyLayer, env: Env) =>
-  layer.recipients.length > 0 || layer.recipientsFile !== undefined || layer.passphrase !== undefined || layer.passphraseFile !== undefined || (layer.names === ENV_NAMES && env.SQLITE_VAULT_RECIPIENTS !== undefined);
+const namesAnyKey = (layer: KeyLayer) => layer.recipientsGiven || layer.recipientsFile !== undefined || layer.passphrase !== undefined || layer.passphraseFile !== undefined;
 
 /**
  * Resolve what to encrypt to. One layer decides, the first that names any key: flags, then the
@@ -104,14 +106,13 @@ const namesAnyKey = (layer: KeyLayer, env: Env) =>
  * with no recipient) is a UsageError: encryption asked for never silently becomes a plaintext backup.
  */
 export function resolveEncryption(flags: EncryptionFlags, env: Env, log: Logger, file: FileKeys = {}): EncryptionSettings | null {
-  const layer = keyLayers(flags, env, file).find((l) => namesAnyKey(l, env));
+  const layer = keyLayers(flags, env, file).find(namesAnyKey);
   if (!layer) {
     if (file.identityFiles?.length) log.warn("the config file names identity files but no recipients or passphrase file: this backup is not encrypted");
     return null;
   }
   const recipients = [...layer.recipients];
-  if (layer.names === ENV_NAMES && env.SQLITE_VAULT_RECIPIENTS !== undefined && !recipients.length)
-    throw new UsageError("SQLITE_VAULT_RECIPIENTS is set but holds no recipient", "set it to one or more age1… public keys, or unset it");
+  if (layer.recipientsGiven && !recipients.length) throw new UsageError(`${layer.names.recipients} is set but holds no recipient`, "set it to one or more age1… public keys, or unset it");
   if (layer.recipientsFile !== undefined) {
     const path = nonEmpty(layer.recipientsFile, layer.names.recipientsFile);
     const keys = readKeyLines(path, "recipients file");

@@ -10,7 +10,7 @@ import { Database } from "bun:sqlite";
 import { chmodSync, chownSync, closeSync, existsSync, fsyncSync, linkSync, lstatSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, statSync, unlinkSync, type Stats } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { describeSelection, listManifests, readCandidates, type Candidate, type Selection } from "./catalog.ts";
-import { fetchAndCheck, type IntegrityCheck } from "./check.ts";
+import { fetchAndCheck, keyMismatchFailure, type IntegrityCheck } from "./check.ts";
 import { NoMatchingIdentityError, type DecryptionSettings } from "./encryption.ts";
 import type { RunContext } from "./context.ts";
 import { VaultError, VerificationError, type CheckStep } from "./errors.ts";
@@ -174,7 +174,7 @@ async function restoreFirstSound(storage: Storage, input: RestoreInput, candidat
       // With --fallback, a backup the given keys cannot open (one from before a key rotation) is
       // passed over like a damaged one; without it, that stays exit 12.
       if (input.fallback && error instanceof NoMatchingIdentityError) {
-        passOver(new VerificationError(error.message, "checksum"), manifest.id, manifest.createdAt);
+        passOver(keyMismatchFailure(error, manifest), manifest.id, manifest.createdAt);
         continue;
       }
       if (!(error instanceof VerificationError)) throw error;

@@ -8,7 +8,7 @@ import { mkdtemp } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { mapLimit, readCatalog } from "./catalog.ts";
-import { checkStoredBytes, fetchAndCheck, type IntegrityCheck } from "./check.ts";
+import { checkStoredBytes, fetchAndCheck, keyMismatchFailure, type IntegrityCheck } from "./check.ts";
 import { NoMatchingIdentityError, type DecryptionSettings } from "./encryption.ts";
 import type { RunContext } from "./context.ts";
 import { removeStale, tempTag } from "./stale.ts";
@@ -129,10 +129,7 @@ async function verifyOne(storage: Storage, candidate: Candidate, path: string, i
   } catch (error) {
     // Keys were given and none opens this backup (say, one from before a key rotation): these keys
     // cannot restore it, which is a failure of this backup, not the end of the drill for the others.
-    const failure =
-      error instanceof NoMatchingIdentityError
-        ? new VerificationError(`${error.message}${encryptedTo(manifest)}; its stored bytes match its manifest`, "checksum")
-        : error;
+    const failure = error instanceof NoMatchingIdentityError ? keyMismatchFailure(error, manifest) : error;
     if (!(failure instanceof VerificationError)) throw error;
     // A backup a concurrent prune removed is no failed check: it is simply not there any more.
     if (failure.step === "object" && !(await storage.stat(manifestKey(manifest.name, manifest.id)))) {
@@ -144,11 +141,6 @@ async function verifyOne(storage: Storage, candidate: Candidate, path: string, i
   } finally {
     ctx.temp.remove(path);
   }
-}
-
-function encryptedTo(manifest: BackupManifest): string {
-  const recipients = manifest.stored.encryption?.recipients ?? [];
-  return recipients.length ? ` (it is encrypted to ${recipients.join(", ")})` : " (it is encrypted with a passphrase)";
 }
 
 async function recordPass(storage: Storage, manifest: BackupManifest, check: IntegrityCheck, ctx: RunContext): Promise<void> {

@@ -1,5 +1,5 @@
 import { defineCommand } from "citty";
-import { listManifests, newestBackup } from "../catalog.ts";
+import { dataObjectProblem, listManifests, newestBackup } from "../catalog.ts";
 import { UsageError, VaultError } from "../errors.ts";
 import { parseDuration, subtractDuration } from "../retention.ts";
 import { databaseArgs, outputArgs, repoArgs } from "./_args.ts";
@@ -61,9 +61,8 @@ export default defineCommand({
             }
             const newest = candidate.manifest;
             // Usable means restorable as far as a look can tell: its data object is there, whole.
-            const object = await target.storage.stat(newest.stored.key);
-            if (object?.size !== newest.stored.bytes) {
-              const why = object ? `its data object is ${object.size} bytes, not the ${newest.stored.bytes} its manifest records` : "its data object is missing";
+            const why = dataObjectProblem(newest, (await target.storage.stat(newest.stored.key))?.size);
+            if (why) {
               databases.push({ name, newest: null, ok: false, reason: `the newest backup of ${name}, ${newest.id}, cannot be restored: ${why}` });
               continue;
             }

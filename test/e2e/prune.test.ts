@@ -15,7 +15,7 @@ import type { PutOptions, Storage } from "../../src/storage/types.ts";
 import { createBankDb, inspectBank, removeTempDirs } from "../helpers/db.ts";
 import { runCli } from "../helpers/cli.ts";
 import { abandonUpload, adminClient, createTestBucket } from "../helpers/s3.ts";
-import { localRepo as localRepoIn, s3Repo as s3RepoIn, type TestRepo } from "../helpers/repos.ts";
+import { localRepo as localRepoIn, overriding, s3Repo as s3RepoIn, type TestRepo } from "../helpers/repos.ts";
 
 // Real databases through a real S3 server (and retries with backoff) take more than the default 5 s.
 setDefaultTimeout(120_000);
@@ -163,7 +163,7 @@ describe("prune order and failures", () => {
     const made = await backupsAt(repo, ["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z", "2026-01-03T00:00:00.000Z"]);
     const deletes: string[] = [];
     const storage = repo.storage;
-    const recording: Storage = Object.assign(Object.create(Object.getPrototypeOf(storage)), storage, {
+    const recording: Storage = overriding(storage, {
       delete: async (keys: string[]) => {
         deletes.push(...keys);
         return storage.delete(keys);
@@ -191,7 +191,7 @@ describe("prune order and failures", () => {
       await Bun.sleep(2100); // older than the grace below by the time prune lists it
       const storage = repo.storage;
       let committed = false;
-      const racing: Storage = Object.assign(Object.create(Object.getPrototypeOf(storage)), storage, {
+      const racing: Storage = overriding(storage, {
         // The first delete (retention removing the oldest backup) is when the late backup commits.
         delete: async (keys: string[]) => {
           if (!committed) {
@@ -217,7 +217,7 @@ describe("prune order and failures", () => {
     const leftover = dataKey("app", createBackupId(new Date("2026-01-03T00:00:00.000Z")), "gzip");
     await repo.storage.put(leftover, new Uint8Array(10));
     const storage = repo.storage;
-    const slow: Storage = Object.assign(Object.create(Object.getPrototypeOf(storage)), storage, {
+    const slow: Storage = overriding(storage, {
       delete: async (keys: string[]) => {
         await Bun.sleep(1500);
         return storage.delete(keys);
@@ -232,7 +232,7 @@ describe("prune order and failures", () => {
     const repo = localRepo();
     createBankDb(repo.db);
     const storage = repo.storage;
-    const pruning: Storage = Object.assign(Object.create(Object.getPrototypeOf(storage)), storage, {
+    const pruning: Storage = overriding(storage, {
       // A prune elsewhere with a short --grace takes the data object for a leftover, just then.
       put: async (key: string, body: Uint8Array | ReadableStream<Uint8Array>, options?: PutOptions) => {
         if (key.endsWith(".json")) for await (const o of storage.list("app/")) if (parseDataKey(o.key)) await storage.delete([o.key]);

@@ -9,6 +9,7 @@ import { basename, join } from "node:path";
 import { ACCOUNTS, createBankDb, INITIAL_BALANCE, inspectBank, removeTempDirs, tempDir } from "../helpers/db.ts";
 import { runCli } from "../helpers/cli.ts";
 import { createTestBucket, s3Env, s3RepoUrl } from "../helpers/s3.ts";
+import { overriding } from "../helpers/repos.ts";
 import { runBackup } from "../../src/backup.ts";
 import { createContext } from "../../src/context.ts";
 import { backupIdTime, parseManifestKey } from "../../src/manifest.ts";
@@ -324,7 +325,7 @@ describe("one name, one database", () => {
     const { dir, repo, a, b } = twoAppDbs("e2e-samename-race");
     const storage = openStorage(repo);
     let raced: string | undefined;
-    const racing: Storage = Object.assign(Object.create(Object.getPrototypeOf(storage)), storage, {
+    const racing: Storage = overriding(storage, {
       // Just before b's manifest goes up, a's first backup (begun a moment earlier) commits.
       put: async (key: string, body: Uint8Array | ReadableStream<Uint8Array>, options?: PutOptions) => {
         if (key.endsWith(".json") && !raced) {

@@ -33,3 +33,11 @@ export function s3Repo(bucket: string, label: string): TestRepo {
   const env = s3Env();
   return { url, env, storage: openStorage(url, { env }), dir, db: join(dir, "app.db"), prefix };
 }
+
+/**
+ * The same storage with some methods replaced: to record calls, or to make another party's step (a
+ * prune, a concurrent backup) happen at a chosen moment. The others go to the real storage.
+ */
+export function overriding(storage: Storage, methods: Partial<Storage>): Storage {
+  return Object.assign(Object.create(Object.getPrototypeOf(storage)), storage, methods);
+}

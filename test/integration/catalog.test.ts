@@ -17,7 +17,7 @@ import { runRestore } from "../../src/restore.ts";
 import type { GetOptions, Storage } from "../../src/storage/types.ts";
 import { runCli } from "../helpers/cli.ts";
 import { createBankDb, removeTempDirs } from "../helpers/db.ts";
-import { localRepo, s3Repo, type TestRepo } from "../helpers/repos.ts";
+import { localRepo, overriding, s3Repo, type TestRepo } from "../helpers/repos.ts";
 import { createTestBucket } from "../helpers/s3.ts";
 import { readObject } from "../helpers/tamper.ts";
 
@@ -163,7 +163,7 @@ for (const [backend, makeRepo] of backends) {
     test("verify --all while a prune removes backups: the removed ones are not counted as failures", async () => {
       const doomed = new Set([made[5]!.id, made[6]!.id]);
       const storage = repo.storage;
-      const pruning: Storage = Object.assign(Object.create(Object.getPrototypeOf(storage)), storage, {
+      const pruning: Storage = overriding(storage, {
         // A prune elsewhere removes these two (manifest, then data) just as verify comes to their data.
         get: async (key: string, options?: GetOptions) => {
           const id = parseDataKey(key)?.id;
