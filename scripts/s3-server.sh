@@ -285,8 +285,24 @@ cmd_start() {
   id="$(ceph -c "$CONF" --connect-timeout "$TIMEOUT" osd create 2>>"$BOOTLOG")" ||
     fail "ceph osd create failed"
   [[ $id == 0 ]] || fail "expected osd id 0, got '$id'"
-  run ceph-osd -c "$CONF" -i 0 --mkfs
-  run ceph-osd -c "$CONF" -i 0
+  # The OSD's mkfs writes the cluster's fsid (ceph_fsid) from what the monitor tells it; once, in a
+  # CI run, it came out empty, and the OSD then failed at start with "wrong fsid". Check it, and
+  # make the store again until it holds the cluster's fsid.
+  local tries
+  for ((tries = 1; ; tries++)); do
+    run ceph-osd -c "$CONF" -i 0 --mkfs
+    [[ "$(cat "$STATE/osd/0/ceph_fsid" 2>/dev/null)" == "$fsid" ]] && break
+    ((tries < 5)) || fail "ceph-osd --mkfs did not record the cluster's fsid $fsid (got '$(cat "$STATE/osd/0/ceph_fsid" 2>/dev/null)')"
+    log "ceph-osd --mkfs recorded fsid '$(cat "$STATE/osd/0/ceph_fsid" 2>/dev/null)', not $fsid; making the store again"
+    rm -rf "$STATE/osd/0" && mkdir -p "$STATE/osd/0"
+    sleep 1
+  done
+  for ((tries = 1; ; tries++)); do
+    timeout "$TIMEOUT" ceph-osd -c "$CONF" -i 0 9>&- 2>>"$BOOTLOG" && break
+    ((tries < 3)) || fail "command failed or timed out: ceph-osd -c $CONF -i 0"
+    log "ceph-osd did not start (try $tries of 3; see $BOOTLOG); starting it again"
+    sleep 2
+  done
 
   log "starting radosgw on $ENDPOINT"
   run radosgw -c "$CONF" -n client.rgw.a
