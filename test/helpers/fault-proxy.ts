@@ -10,6 +10,10 @@
  *   error-200       forward the request, then answer 200 with an <Error> body
  *   down            stop listening for `downMs` (connections are refused), then listen again
  *   fake-204        answer 204 No Content without forwarding (a delete that is acknowledged, not done)
+ *   drop-response   forward the request and let the server finish it, then reset the connection
+ *                   without a response (a request done whose answer was lost)
+ *   rewrite         forward the request, then answer with what `rewrite` makes of the server's
+ *                   status and body (a duplicated listing, a 200 that is not what was asked for)
  */
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -22,7 +26,9 @@ export type Fault =
   | { kind: "status"; status: number; code?: string }
   | { kind: "error-200"; code?: string }
   | { kind: "down"; downMs: number }
-  | { kind: "fake-204" };
+  | { kind: "fake-204" }
+  | { kind: "drop-response" }
+  | { kind: "rewrite"; rewrite: (response: { status: number; body: string }) => { status: number; body: string; contentType?: string } };
 
 export interface FaultRule {
   /** Which requests: method and a test on the path with its query. */
@@ -89,6 +95,10 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
         return;
       case "error-200":
         return forward(req, res, { replaceWith: { status: 200, body: errorXml(fault.code ?? "InternalError") } });
+      case "drop-response":
+        return forward(req, res, { drop: true });
+      case "rewrite":
+        return forward(req, res, { rewrite: fault.rewrite });
       case "fake-204":
         req.resume();
         req.on("end", () => {
@@ -105,10 +115,29 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     }
   };
 
-  function forward(req: IncomingMessage, res: ServerResponse, options: { cutAfter?: number; replaceWith?: { status: number; body: string } } = {}) {
+  function forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    options: { cutAfter?: number; replaceWith?: { status: number; body: string }; drop?: boolean; rewrite?: Extract<Fault, { kind: "rewrite" }>["rewrite"] } = {},
+  ) {
     const upstreamReq = httpRequest(
       { host: target.hostname, port: Number(target.port), method: req.method, path: req.url, headers: req.headers },
       (upstreamRes) => {
+        if (options.drop) {
+          upstreamRes.resume();
+          upstreamRes.on("end", () => res.socket?.destroy());
+          return;
+        }
+        if (options.rewrite) {
+          const chunks: Buffer[] = [];
+          upstreamRes.on("data", (chunk: Buffer) => chunks.push(chunk));
+          upstreamRes.on("end", () => {
+            const out = options.rewrite!({ status: upstreamRes.statusCode ?? 502, body: Buffer.concat(chunks).toString("utf8") });
+            res.writeHead(out.status, { "content-type": out.contentType ?? "application/xml" });
+            res.end(out.body);
+          });
+          return;
+        }
         if (options.replaceWith) {
           upstreamRes.resume();
           upstreamRes.on("end", () => {
