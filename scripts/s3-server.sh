@@ -34,6 +34,8 @@ TIMEOUT="${SQLITE_VAULT_S3_TIMEOUT:-120}"
 ENDPOINT="http://127.0.0.1:${PORT}"
 ACCESS_KEY="vaulttestaccess"
 SECRET_KEY="vaulttestsecret0123456789"
+# A role the test user may assume through RGW's STS API (temporary credentials with a session token).
+ROLE_NAME="vault-backup"
 REGION="us-east-1"
 
 CONF="$STATE/ceph.conf"
@@ -65,6 +67,7 @@ export SQLITE_VAULT_TEST_S3_ENDPOINT=$ENDPOINT
 export SQLITE_VAULT_TEST_S3_ACCESS_KEY=$ACCESS_KEY
 export SQLITE_VAULT_TEST_S3_SECRET_KEY=$SECRET_KEY
 export SQLITE_VAULT_TEST_S3_REGION=$REGION
+export SQLITE_VAULT_TEST_S3_ROLE_ARN=arn:aws:iam:::role/$ROLE_NAME
 EOF
 }
 
@@ -210,6 +213,9 @@ rgw thread pool size = 64
 # memstore is RAM, so reclaim it within about a minute instead.
 rgw gc obj min wait = 30
 rgw gc processor period = 30
+# STS (AssumeRole), so temporary credentials with session tokens can be tested.
+rgw sts key = vaultteststskey1
+rgw s3 auth use sts = true
 EOF
 }
 
@@ -309,7 +315,11 @@ cmd_start() {
   wait_for "radosgw to listen on $ENDPOINT" "$deadline" port_busy "$PORT"
   run radosgw-admin -c "$CONF" user create --uid=vaulttest \
     --display-name="sqlite-vault tests" \
-    --access-key="$ACCESS_KEY" --secret-key="$SECRET_KEY" >/dev/null
+    --access-key="$ACCESS_KEY" --secret-key="$SECRET_KEY" --caps="roles=*" >/dev/null
+  run radosgw-admin -c "$CONF" role create --role-name="$ROLE_NAME" --path=/ \
+    --assume-role-policy-doc='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":["arn:aws:iam:::user/vaulttest"]},"Action":["sts:AssumeRole"]}]}' >/dev/null
+  run radosgw-admin -c "$CONF" role-policy put --role-name="$ROLE_NAME" --policy-name=s3 \
+    --policy-doc='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:*"],"Resource":"arn:aws:s3:::*"}]}' >/dev/null
   wait_for "S3 credentials to be accepted" "$deadline" s3_ok
 
   print_env >"$STATE/env"

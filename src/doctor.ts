@@ -56,7 +56,7 @@ export async function runDoctor(storage: Storage, input: DoctorInput, ctx: RunCo
     if (created) pass("repository directory exists", `${storage.url} does not exist yet; the first backup creates it (created for this probe, and removed again)`);
     else if (s3) {
       pass("endpoint reachable", `${storage.url} answers`);
-      pass("credentials accepted", "a signed request succeeded");
+      pass("credentials accepted", s3.credentialSource ? `a signed request succeeded (credentials from ${s3.credentialSource})` : "anonymous requests work (no credentials were found)");
       pass("bucket exists", "listing the prefix works");
       pass("addressing", `${s3.addressing} requests work`);
     } else pass("repository directory exists", storage.url);

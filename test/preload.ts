@@ -1,7 +1,8 @@
 /**
  * Runs before any test file: the suite must not read or write the developer's real configuration.
  * HOME and XDG dirs point at a fresh temp dir, and AWS_* / SQLITE_VAULT_* variables are removed
- * (the test S3 server's settings, SQLITE_VAULT_TEST_*, are kept for test/helpers/s3.ts).
+ * (the test S3 server's settings, SQLITE_VAULT_TEST_*, are kept for test/helpers/s3.ts); EC2 instance
+ * metadata is disabled.
  */
 import { afterAll } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -18,3 +19,6 @@ process.env.XDG_CACHE_HOME = join(home, ".cache");
 for (const key of Object.keys(process.env)) {
   if (key.startsWith("AWS_") || (key.startsWith("SQLITE_VAULT_") && !key.startsWith("SQLITE_VAULT_TEST_"))) delete process.env[key];
 }
+// A run with no credentials asks EC2's instance metadata address last; tests never send traffic
+// there (the credential tests point it at a stand-in on 127.0.0.1 instead).
+process.env.AWS_EC2_METADATA_DISABLED = "true";

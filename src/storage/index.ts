@@ -5,13 +5,14 @@
  *
  * S3 settings, highest precedence first: flags (--endpoint, --region, --path-style), the URL query,
  * the environment (SQLITE_VAULT_S3_ENDPOINT, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL; AWS_REGION,
- * AWS_DEFAULT_REGION), the config file, built-in defaults (AWS, us-east-1).
+ * AWS_DEFAULT_REGION), the config file, the AWS profile in ~/.aws/config (its services section's s3
+ * endpoint_url or its endpoint_url; its region), built-in defaults (AWS, us-east-1).
  */
 import { isIP } from "node:net";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { UsageError } from "../errors.ts";
-import { resolveCredentials, type Env } from "./credentials.ts";
+import { readProfileSettings, resolveCredentials, type Env, type ProfileSettings } from "./credentials.ts";
 import { FileStorage } from "./file.ts";
 import { S3Storage, type S3Config } from "./s3.ts";
 import type { Storage } from "./types.ts";
@@ -27,7 +28,7 @@ export interface S3Flags {
 export type RepoLocation = { kind: "file"; path: string } | { kind: "s3"; config: Omit<S3Config, "credentials"> };
 
 /** Pure: parse a repo URL and merge S3 settings from flags, the URL and the environment. Throws UsageError. */
-export function resolveRepo(repo: string, flags: S3Flags = {}, env: Env = {}, cwd = process.cwd(), fallback: S3Flags = {}): RepoLocation {
+export function resolveRepo(repo: string, flags: S3Flags = {}, env: Env = {}, cwd = process.cwd(), fallback: S3Flags = {}, profile: ProfileSettings = {}): RepoLocation {
   if (!repo) throw new UsageError("the repository URL is empty");
   if (repo.startsWith("file:")) {
     let path: string;
@@ -38,12 +39,12 @@ export function resolveRepo(repo: string, flags: S3Flags = {}, env: Env = {}, cw
     }
     return { kind: "file", path };
   }
-  if (repo.startsWith("s3://")) return { kind: "s3", config: resolveS3(repo, flags, env, fallback) };
+  if (repo.startsWith("s3://")) return { kind: "s3", config: resolveS3(repo, flags, env, fallback, profile) };
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(repo)) throw new UsageError(`unsupported repository URL scheme in ${redactUrl(repo)}`, "use a directory path, file:///path or s3://bucket/prefix");
   return { kind: "file", path: resolve(cwd, repo) };
 }
 
-function resolveS3(repo: string, flags: S3Flags, env: Env, fallback: S3Flags): Omit<S3Config, "credentials"> {
+function resolveS3(repo: string, flags: S3Flags, env: Env, fallback: S3Flags, profile: ProfileSettings): Omit<S3Config, "credentials"> {
   let url: URL;
   try {
     url = new URL(repo);
@@ -61,8 +62,10 @@ function resolveS3(repo: string, flags: S3Flags, env: Env, fallback: S3Flags): O
   for (const key of query.keys())
     if (!["endpoint", "region", "path-style"].includes(key)) throw new UsageError(`unknown S3 URL option "${key}"`, "known options: endpoint, region, path-style");
 
-  const endpointRaw = flags.endpoint || query.get("endpoint") || env.SQLITE_VAULT_S3_ENDPOINT || env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || fallback.endpoint || "";
-  const region = flags.region || query.get("region") || env.AWS_REGION || env.AWS_DEFAULT_REGION || fallback.region || "us-east-1";
+  // The SDKs ignore AWS_ENDPOINT_URL* too when told to; SQLITE_VAULT_S3_ENDPOINT is ours alone.
+  const awsEndpoint = env.AWS_IGNORE_CONFIGURED_ENDPOINT_URLS?.toLowerCase() === "true" ? undefined : env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL;
+  const endpointRaw = flags.endpoint || query.get("endpoint") || env.SQLITE_VAULT_S3_ENDPOINT || awsEndpoint || fallback.endpoint || profile.endpoint || "";
+  const region = flags.region || query.get("region") || env.AWS_REGION || env.AWS_DEFAULT_REGION || fallback.region || profile.region || "us-east-1";
   let endpoint: string;
   let isAws = false;
   if (endpointRaw) {
@@ -106,7 +109,8 @@ export interface OpenStorageOptions extends S3Flags {
 /** Open the storage for a repo URL. Does not contact the storage; throws UsageError for bad URLs or credentials setup. */
 export function openStorage(repo: string, options: OpenStorageOptions = {}): Storage {
   const env = options.env ?? process.env;
-  const location = resolveRepo(repo, options, env, process.cwd(), options.fallback);
+  const profile = repo.startsWith("s3://") ? readProfileSettings(env) : {};
+  const location = resolveRepo(repo, options, env, process.cwd(), options.fallback, profile);
   if (location.kind === "file") return new FileStorage(location.path);
   return new S3Storage({
     ...location.config,

@@ -31,6 +31,7 @@ import { AuthError, NotFoundError, StorageUnavailableError, VaultError } from ".
 import { BufferPool, iterate, prepend } from "../streams.ts";
 import { runWithSignal } from "./fetch-signal.ts";
 import { AttemptTimeoutError, DEFAULT_RETRIES, DEFAULT_TIMEOUT_MS, isTransient, TransientError, withRetries, type RetryPolicy } from "./retry.ts";
+import type { CredentialProvider, S3Credentials } from "./credentials.ts";
 import { assertValidKey, type GetOptions, type ObjectInfo, type PartialWrite, type PutOptions, type Storage } from "./types.ts";
 
 export interface S3Config {
@@ -41,7 +42,8 @@ export interface S3Config {
   endpoint: string;
   region: string;
   pathStyle: boolean;
-  credentials: S3Credentials | null;
+  /** Static credentials, a provider (refreshed temporary credentials), or null for anonymous requests. */
+  credentials: S3Credentials | CredentialProvider | null;
   /** Multipart part size in bytes (S3 requires at least 5 MiB for all but the last part). */
   partSize?: number;
   /** How many parts may be uploading at once. */
@@ -50,14 +52,6 @@ export interface S3Config {
   retry?: Partial<RetryPolicy>;
   /** Told about each retry, for the log. */
   onRetry?: (message: string) => void;
-}
-
-export interface S3Credentials {
-  accessKeyId: string;
-  secretAccessKey: string;
-  sessionToken?: string;
-  /** Where they came from, for messages ("environment", "profile default in ~/.aws/credentials"). */
-  source: string;
 }
 
 /** S3's smallest part (but the last). */
@@ -82,7 +76,10 @@ type RequestOptions = Parameters<S3Client["makeRequest"]>[0];
 
 export class S3Storage implements Storage {
   readonly url: string;
-  private readonly client: S3Client;
+  private readonly credentials: CredentialProvider;
+  private client: { for: S3Credentials | null; s3: S3Client } | undefined;
+  /** Where the credentials in use came from, once known (for messages). */
+  credentialSource: string | null = null;
   private readonly partSize: number;
   private readonly partConcurrency: number;
   private readonly retry: RetryPolicy;
@@ -92,15 +89,20 @@ export class S3Storage implements Storage {
     this.partSize = Math.max(config.partSize ?? DEFAULT_PART_SIZE, MIN_PART_SIZE);
     this.partConcurrency = Math.max(1, config.partConcurrency ?? DEFAULT_PART_CONCURRENCY);
     this.retry = { retries: config.retry?.retries ?? DEFAULT_RETRIES, timeoutMs: config.retry?.timeoutMs ?? DEFAULT_TIMEOUT_MS, baseDelayMs: config.retry?.baseDelayMs, maxDelayMs: config.retry?.maxDelayMs };
-    this.client = new S3Client({
-      endPoint: config.endpoint,
-      region: config.region,
-      bucket: config.bucket,
-      pathStyle: config.pathStyle,
-      accessKey: config.credentials?.accessKeyId,
-      secretKey: config.credentials?.secretAccessKey,
-      sessionToken: config.credentials?.sessionToken,
-    });
+    const given = config.credentials;
+    this.credentials = given && "get" in given ? given : { get: async () => given };
+  }
+
+  /** The client for the current credentials: a new one when a refresh has replaced them. */
+  private async s3(): Promise<S3Client> {
+    const credentials = await this.credentials.get();
+    this.credentialSource = credentials?.source ?? null;
+    if (this.client?.for !== credentials) {
+      const { endpoint, region, bucket, pathStyle } = this.config;
+      const s3 = new S3Client({ endPoint: endpoint, region, bucket, pathStyle, accessKey: credentials?.accessKeyId, secretKey: credentials?.secretAccessKey, sessionToken: credentials?.sessionToken });
+      this.client = { for: credentials, s3 };
+    }
+    return this.client.s3;
   }
 
   /** How requests address the bucket. */
@@ -255,11 +257,11 @@ export class S3Storage implements Storage {
           } catch (error) {
             if (cancelled) return;
             if (signal?.aborted) return controller.error(signal.reason);
-            if (!isTransient(error)) return controller.error(mapS3Error(error, key, this.config));
+            if (!isTransient(error)) return controller.error(mapS3Error(error, key, this.config, this.credentialSource));
             try {
               await resume(error);
             } catch (final) {
-              return controller.error(mapS3Error(final, key, this.config));
+              return controller.error(mapS3Error(final, key, this.config, this.credentialSource));
             }
           }
         }
@@ -354,14 +356,14 @@ export class S3Storage implements Storage {
       return await withRetries(
         (attemptSignal) =>
           runWithSignal(attemptSignal, async () => {
-            const response = await this.client.makeRequest(options);
+            const response = await (await this.s3()).makeRequest(options);
             return read ? await read(response) : (response as T);
           }),
         this.retry,
         { signal, onRetry: (error, attempt, delay) => this.config.onRetry?.(`retrying ${options.method} ${key} (attempt ${attempt + 1} of ${this.retry.retries + 1}) in ${delay} ms: ${describe(error)}`) },
       );
     } catch (error) {
-      throw mapS3Error(error, key, this.config);
+      throw mapS3Error(error, key, this.config, this.credentialSource);
     }
   }
 }
@@ -389,7 +391,7 @@ function describe(error: unknown): string {
 }
 
 /** Map an s3-lite-client or fetch failure onto the storage error contract. Never includes secrets. */
-export function mapS3Error(error: unknown, key: string, config: Pick<S3Config, "bucket" | "endpoint" | "credentials">): Error {
+export function mapS3Error(error: unknown, key: string, config: Pick<S3Config, "bucket" | "endpoint">, credentialSource: string | null): Error {
   if (error instanceof VaultError) return error;
   if (error instanceof S3Errors.ServerError) {
     const code = error.code;
@@ -400,9 +402,9 @@ export function mapS3Error(error: unknown, key: string, config: Pick<S3Config, "
       return new AuthError(`S3 rejected the request: this machine's clock differs too much from the server's`, "sync the clock (for example with NTP) and retry");
     if (status === 401 || status === 403) {
       const detail = code === "UnrecognizedError" ? `HTTP ${status}` : code;
-      const hint = config.credentials
-        ? `check the access key and secret (credentials from ${config.credentials.source}) and the bucket's permissions`
-        : "no credentials were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE";
+      const hint = credentialSource
+        ? `check the access key and secret (credentials from ${credentialSource}) and the bucket's permissions`
+        : "no credentials were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or give the instance a role";
       return new AuthError(`S3 refused access to bucket ${config.bucket} (${detail})`, hint);
     }
     if (code === "PreconditionFailed" || status === 412) return new StorageUnavailableError(`${key} changed on the server during the download`, "retry");

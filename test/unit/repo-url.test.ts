@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { resolveRepo, redactUrl, type S3Flags } from "../../src/storage/index.ts";
-import { resolveCredentials, parseIni } from "../../src/storage/credentials.ts";
+import { parseIni, readProfileSettings, resolveCredentials } from "../../src/storage/credentials.ts";
 import { UsageError } from "../../src/errors.ts";
 
 describe("resolveRepo", () => {
@@ -84,28 +84,70 @@ describe("resolveRepo", () => {
 });
 
 describe("resolveCredentials", () => {
-  const file = "[default]\naws_access_key_id = AKIDEFAULT\naws_secret_access_key = s1\n\n[profile other]\naws_access_key_id=AKIOTHER\naws_secret_access_key=s2\naws_session_token=tok\n";
-  const read = (path: string) => (path === "/home/u/.aws/credentials" || path === "/custom" ? file : null);
-  const cases: { env: Record<string, string>; want: unknown }[] = [
-    { env: { AWS_ACCESS_KEY_ID: "AK", AWS_SECRET_ACCESS_KEY: "SK", HOME: "/home/u" }, want: { accessKeyId: "AK", secretAccessKey: "SK", sessionToken: undefined, source: "the environment" } },
-    { env: { AWS_ACCESS_KEY_ID: "AK", AWS_SECRET_ACCESS_KEY: "SK", AWS_SESSION_TOKEN: "T" }, want: { accessKeyId: "AK", secretAccessKey: "SK", sessionToken: "T", source: "the environment" } },
-    { env: { HOME: "/home/u" }, want: { accessKeyId: "AKIDEFAULT", secretAccessKey: "s1", sessionToken: undefined, source: "profile default in /home/u/.aws/credentials" } },
-    { env: { HOME: "/home/u", AWS_PROFILE: "other" }, want: { accessKeyId: "AKIOTHER", secretAccessKey: "s2", sessionToken: "tok", source: "profile other in /home/u/.aws/credentials" } },
-    { env: { HOME: "/nowhere", AWS_SHARED_CREDENTIALS_FILE: "/custom" }, want: { accessKeyId: "AKIDEFAULT", secretAccessKey: "s1", sessionToken: undefined, source: "profile default in /custom" } },
-    { env: { HOME: "/nowhere" }, want: null },
-  ];
-  for (const c of cases)
-    test(JSON.stringify(c.env), () => {
-      expect(resolveCredentials(c.env, read)).toEqual(c.want as never);
+  const config = "[profile other]\nregion = eu-west-1\n";
+  const read = (path: string) => (path === "/home/u/.aws/config" ? config : null);
+  test("static keys in the environment are used as they are, session token included", async () => {
+    expect(await resolveCredentials({ AWS_ACCESS_KEY_ID: "AK", AWS_SECRET_ACCESS_KEY: "SK", AWS_SESSION_TOKEN: "T" }, read).get()).toEqual({
+      accessKeyId: "AK",
+      secretAccessKey: "SK",
+      sessionToken: "T",
+      source: "the environment",
     });
-
-  test("a named profile that does not exist is a usage error", () => {
+  });
+  test("a named profile that neither shared file defines is a usage error", () => {
     expect(() => resolveCredentials({ HOME: "/home/u", AWS_PROFILE: "missing" }, read)).toThrow(UsageError);
+    expect(() => resolveCredentials({ HOME: "/home/u", AWS_PROFILE: "other" }, read)).not.toThrow();
   });
   test("half a key pair is a usage error", () => {
     expect(() => resolveCredentials({ AWS_ACCESS_KEY_ID: "AK" }, read)).toThrow(UsageError);
   });
-  test("parseIni ignores comments and reads profile sections", () => {
-    expect(parseIni("# c\n[a]\nk = v\n; x\n[profile b]\nK2=v2")).toEqual({ a: { k: "v" }, b: { k2: "v2" } });
+});
+
+describe("readProfileSettings", () => {
+  const file = [
+    "[default]",
+    "region = eu-central-1",
+    "endpoint_url = https://default.example",
+    "",
+    "[profile r2]",
+    "region = auto",
+    "endpoint_url = https://generic.example",
+    "services = r2-services",
+    "",
+    "[services r2-services]",
+    "s3 =",
+    "  endpoint_url = https://account.r2.example",
+    "sts =",
+    "  endpoint_url = https://sts.example",
+  ].join("\n");
+  const read = (path: string) => (path === "/home/u/.aws/config" || path === "/custom" ? file : null);
+  const cases: { env: Record<string, string>; want: unknown }[] = [
+    { env: { HOME: "/home/u" }, want: { endpoint: "https://default.example", region: "eu-central-1", file: "/home/u/.aws/config" } },
+    { env: { HOME: "/home/u", AWS_PROFILE: "r2" }, want: { endpoint: "https://account.r2.example", region: "auto", file: "/home/u/.aws/config" } },
+    { env: { HOME: "/nowhere", AWS_CONFIG_FILE: "/custom", AWS_PROFILE: "r2" }, want: { endpoint: "https://account.r2.example", region: "auto", file: "/custom" } },
+    { env: { HOME: "/home/u", AWS_PROFILE: "r2", AWS_IGNORE_CONFIGURED_ENDPOINT_URLS: "true" }, want: { endpoint: undefined, region: "auto", file: "/home/u/.aws/config" } },
+    { env: { HOME: "/home/u", AWS_PROFILE: "none" }, want: {} },
+    { env: { HOME: "/nowhere" }, want: {} },
+  ];
+  for (const c of cases)
+    test(JSON.stringify(c.env), () => {
+      expect(readProfileSettings(c.env, read)).toEqual(c.want as never);
+    });
+
+  test("a profile's settings come after flags, the URL, the environment and the config file", () => {
+    const profile = { endpoint: "https://profile.example", region: "auto" };
+    const at = (flags: S3Flags, env: Record<string, string>, fallback: S3Flags = {}) => {
+      const r = resolveRepo("s3://bkt/p", flags, env, "/cwd", fallback, profile);
+      return r.kind === "s3" ? [r.config.endpoint, r.config.region] : [];
+    };
+    expect(at({}, {})).toEqual(["https://profile.example", "auto"]);
+    expect(at({}, {}, { endpoint: "https://file.example", region: "r1" })).toEqual(["https://file.example", "r1"]);
+    expect(at({}, { AWS_ENDPOINT_URL_S3: "https://env.example", AWS_REGION: "r2" })).toEqual(["https://env.example", "r2"]);
+    expect(at({}, { AWS_ENDPOINT_URL: "https://env.example", AWS_IGNORE_CONFIGURED_ENDPOINT_URLS: "true" })).toEqual(["https://profile.example", "auto"]);
+    expect(at({ endpoint: "https://flag.example" }, { AWS_ENDPOINT_URL_S3: "https://env.example" })).toEqual(["https://flag.example", "auto"]);
+  });
+
+  test("parseIni ignores comments, reads profile sections and indented sub-keys", () => {
+    expect(parseIni("# c\n[a]\nk = v\n; x\n[profile b]\nK2=v2\ns3 =\n  endpoint_url = e\nafter = 1")).toEqual({ a: { k: "v" }, b: { k2: "v2", s3: "", "s3.endpoint_url": "e", after: "1" } });
   });
 });
