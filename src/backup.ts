@@ -105,8 +105,7 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
       // the same moment): then the one that came second, by id, takes its backup back.
       if (derived)
         await assertSameSource(storage, name, source, id).catch(async (error) => {
-          await storage.delete([manifestKey(name, id)]);
-          await storage.delete([result.dataKey]).catch(() => {});
+          await takeBack(storage, manifestKey(name, id), result.dataKey, ctx);
           throw error;
         });
       return result;
@@ -151,6 +150,7 @@ async function storeSnapshot(
   const compressed = mapBlocks(blocks, input.compressBlock ?? blockCompressor(input.compression), parallel, (block) => pool.release(block));
   const body = (encryption ? await encryptStream(compressed, encryption) : compressed).pipeThrough(storedDigest.stream);
   let uploaded = false;
+  let committing = false;
   try {
     const uploadStarted = performance.now();
     // Compressed or not, the stored object is about the database's size at most.
@@ -177,12 +177,13 @@ async function storeSnapshot(
       database: { pageSize: snapshot.pageSize, pageCount: snapshot.pageCount, bytes: db.bytes, sha256: db.sha256 },
       stored: { key, bytes: stored.bytes, sha256: stored.sha256, compression: input.compression, ...(encryption ? { encryption: describeEncryption(encryption) } : {}) },
     };
+    // From here a failure may leave the manifest stored (a write whose answer was lost).
+    committing = true;
     await storage.put(manifestKey(name, id), serializeManifest(manifest), { signal: ctx.signal });
     // The data object must still be there now that its manifest is: a prune elsewhere, run with a
     // --grace shorter than this upload, may have taken it for a leftover. Then this is no backup.
     const after = await storage.stat(key);
     if (after?.size !== stored.bytes) {
-      await storage.delete([manifestKey(name, id)]).catch(() => {});
       throw new VaultError(`the data object ${key} was removed while its manifest was written; nothing was backed up`, "a prune with a short --grace ran meanwhile; keep --grace longer than a backup takes (default 24h)");
     }
     return {
@@ -202,9 +203,26 @@ async function storeSnapshot(
     };
   } catch (error) {
     // Without a manifest the data object is not a backup; remove it rather than leave an orphan.
-    if (uploaded) await storage.delete([key]).catch(() => {});
+    if (committing) await takeBack(storage, manifestKey(name, id), key, ctx);
+    else if (uploaded) await storage.delete([key]).catch(() => {});
     throw error;
   }
+}
+
+/**
+ * Undo a backup whose manifest may be stored: the manifest goes first, and the data object only once
+ * that delete succeeded, so a manifest never outlives its data (as prune's order). When the manifest
+ * cannot be deleted, the data object stays: the backup may be listed, and then it still restores;
+ * otherwise it is an orphan, which prune's housekeeping removes once no manifest names it.
+ */
+async function takeBack(storage: Storage, manifest: string, data: string, ctx: RunContext): Promise<void> {
+  try {
+    await storage.delete([manifest]);
+  } catch (error) {
+    ctx.log.warn(`could not remove ${manifest} (${(error as Error).message}): left ${data} in place, so that if the manifest was stored, its backup still restores`);
+    return;
+  }
+  await storage.delete([data]).catch(() => {});
 }
 
 /**

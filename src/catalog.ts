@@ -1,9 +1,13 @@
 /**
  * What a repository holds, as far as manifests say: the only source of truth for list, restore and
  * everything else. A data object without a manifest (an interrupted upload) is never a backup; it is
- * reported as an orphan.
+ * reported as an orphan. A listing is input from the network: a key listed twice is one object.
+ * A backup dated beyond now (a host whose clock was wrong, or a manifest planted in the bucket) is an
+ * anomaly, never the newest backup: retention does not count or remove it, and --latest / --at pass
+ * over it.
  */
 import { NotFoundError, UsageError, VerificationError } from "./errors.ts";
+import type { Logger } from "./logger.ts";
 import { backupIdTime, parseDataKey, parseManifest, parseManifestKey, parseVerifiedKey, type BackupManifest } from "./manifest.ts";
 import { readAll } from "./streams.ts";
 import type { ObjectInfo, Storage } from "./storage/types.ts";
@@ -24,6 +28,19 @@ export interface Catalog {
    * backups that cannot be restored, found without reading a byte of data. Newest first.
    */
   damaged: { backup: BackupManifest; reason: string }[];
+  /** Valid manifests dated beyond now plus FUTURE_TOLERANCE_MS (see isFutureDated). Newest first. */
+  futureDated: BackupManifest[];
+}
+
+/**
+ * How far beyond this machine's clock a backup may be dated and still count: clocks of hosts that
+ * back up to one repository differ by seconds, now and then by a minute or two.
+ */
+export const FUTURE_TOLERANCE_MS = 5 * 60_000;
+
+/** Whether a backup id (its creation time) lies beyond `now` plus FUTURE_TOLERANCE_MS. */
+export function isFutureDated(id: string, now: Date): boolean {
+  return backupIdTime(id) > now.getTime() + FUTURE_TOLERANCE_MS;
 }
 
 const READ_CONCURRENCY = 8;
@@ -31,13 +48,14 @@ const READ_CONCURRENCY = 8;
 /**
  * Read every manifest under `name` (or under every name when omitted). Throws the storage's errors
  * (unavailable, auth); a manifest that vanishes between list and read (a concurrent prune) is skipped.
+ * `now` (default: the clock) decides which backups are future-dated.
  */
-export async function readCatalog(storage: Storage, name?: string): Promise<Catalog> {
+export async function readCatalog(storage: Storage, name?: string, options: { now?: Date } = {}): Promise<Catalog> {
   const manifests: { key: string; name: string; id: string }[] = [];
   const data: ObjectInfo[] = [];
   const verifiedAt: Record<string, string> = {};
   const markers: ObjectInfo[] = [];
-  for await (const object of storage.list(name ? `${name}/` : "")) {
+  for await (const object of listOnce(storage, name ? `${name}/` : "")) {
     const manifest = parseManifestKey(object.key);
     if (manifest && (!name || manifest.name === name)) manifests.push({ key: object.key, ...manifest });
     else if (parseDataKey(object.key)) data.push(object);
@@ -82,7 +100,19 @@ export async function readCatalog(storage: Storage, name?: string): Promise<Cata
     const reason = dataObjectProblem(backup, sizes.get(backup.stored.key));
     return reason ? [{ backup, reason }] : [];
   });
-  return { backups, invalid, orphans, verifiedAt: verified, strayMarkers, damaged };
+  const now = options.now ?? new Date();
+  const futureDated = backups.filter((backup) => isFutureDated(backup.id, now));
+  return { backups, invalid, orphans, verifiedAt: verified, strayMarkers, damaged, futureDated };
+}
+
+/** storage.list with each key at most once: a listing repeated by a faulty server or proxy. */
+async function* listOnce(storage: Storage, prefix: string): AsyncGenerator<ObjectInfo> {
+  const seen = new Set<string>();
+  for await (const object of storage.list(prefix)) {
+    if (seen.has(object.key)) continue;
+    seen.add(object.key);
+    yield object;
+  }
 }
 
 /** Why a backup whose data object is `size` bytes (undefined: not there) cannot be restored; null if it looks whole. */
@@ -102,7 +132,7 @@ export interface ManifestEntry {
 /** The manifest keys under `name` (every name when omitted), newest first; no manifest is read. */
 export async function listManifests(storage: Storage, name?: string): Promise<ManifestEntry[]> {
   const entries: ManifestEntry[] = [];
-  for await (const object of storage.list(name ? `${name}/` : "")) {
+  for await (const object of listOnce(storage, name ? `${name}/` : "")) {
     const parsed = parseManifestKey(object.key);
     if (parsed && (!name || parsed.name === name)) entries.push({ key: object.key, ...parsed });
   }
@@ -119,10 +149,18 @@ export type Candidate = { ok: true; manifest: BackupManifest } | { ok: false; en
  * time, to the millisecond) does not match. A manifest that cannot be read or validated is a
  * candidate that failed (the caller refuses it, or passes over it with --fallback: a newest backup
  * written by a newer version is never silently replaced by an older one); one removed since the
- * listing (a concurrent prune) is skipped.
+ * listing (a concurrent prune) is skipped. --latest and --at pass over future-dated backups (named
+ * on `log` when given), so a wrong clock once never decides what is restored; --id still picks one.
  */
-export async function* readCandidates(storage: Storage, entries: ManifestEntry[], selection: Selection): AsyncGenerator<Candidate> {
-  const wanted = entries.filter((e) => ("id" in selection ? e.id === selection.id : "at" in selection ? !(backupIdTime(e.id) > selection.at.getTime()) : true));
+export async function* readCandidates(storage: Storage, entries: ManifestEntry[], selection: Selection, options: { now?: Date; log?: Logger } = {}): AsyncGenerator<Candidate> {
+  const now = options.now ?? new Date();
+  const wanted = entries.filter((e) => {
+    if ("id" in selection) return e.id === selection.id;
+    if ("at" in selection && backupIdTime(e.id) > selection.at.getTime()) return false;
+    if (!isFutureDated(e.id, now)) return true;
+    options.log?.warn(`passing over ${e.name} ${e.id}: it is dated ${new Date(backupIdTime(e.id)).toISOString()}, beyond this machine's clock (${now.toISOString()})`);
+    return false;
+  });
   const read = (entry: ManifestEntry): Promise<Candidate | null> =>
     readManifest(storage, entry.key).then(
       (manifest) => ({ ok: true as const, manifest }),
@@ -144,8 +182,8 @@ export async function* readCandidates(storage: Storage, entries: ManifestEntry[]
 }
 
 /** The newest backup among `entries` (its manifest, or why that cannot be used), reading as few manifests as it takes. */
-export async function newestBackup(storage: Storage, entries: ManifestEntry[]): Promise<Candidate | undefined> {
-  for await (const candidate of readCandidates(storage, entries, { latest: true })) return candidate;
+export async function newestBackup(storage: Storage, entries: ManifestEntry[], options: { now?: Date; log?: Logger } = {}): Promise<Candidate | undefined> {
+  for await (const candidate of readCandidates(storage, entries, { latest: true }, options)) return candidate;
   return undefined;
 }
 

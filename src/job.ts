@@ -63,7 +63,7 @@ export async function runBackupJob(target: JobTarget, ctx: RunContext, hooks: { 
   const outcome: JobOutcome = { name, database: target.db, ok: true, backup, seconds: seconds() };
   if (!isEmptyPolicy(policy)) {
     try {
-      outcome.prune = await runPrune(target.storage, { name, policy, grace, now: hooks.now?.() ?? new Date() }, ctx);
+      outcome.prune = await runPrune(target.storage, { name, policy, grace, now: hooks.now?.() ?? new Date(), protect: [{ name, id: backup.id }] }, ctx);
     } catch (thrown) {
       const error = toVaultError(thrown);
       if (ctx.signal.aborted) throw ctx.signal.reason;

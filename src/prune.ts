@@ -6,6 +6,10 @@
  * - Only backups whose data object is there, at the size its manifest records, count for the policy:
  *   a broken newest backup must not take the place of a sound one, or `--keep-last 1` would delete
  *   every backup that can still be restored. Broken ones are left alone and reported.
+ * - Backups dated beyond now (catalog's isFutureDated) do not count either, and are never removed by
+ *   policy: a wrong clock once, or a planted manifest, must not make every real backup look old.
+ * - No key that a kept, left-alone or protected backup uses is ever deleted: asserted before the
+ *   first delete, whatever the plan says (a listing that repeats a backup once made it do so).
  * - Each removed backup loses its manifest first, then its data object and verification marker, so an
  *   interrupted prune never leaves a listed backup whose data is gone (at worst an orphan data object,
  *   which the next prune's housekeeping removes).
@@ -29,8 +33,10 @@ export interface PruneInput {
   dryRun?: boolean;
   /** Leftovers younger than this are never touched. */
   grace: Duration;
-  /** The time retention is planned at (keep-within). */
+  /** The time retention is planned at (keep-within); backups dated beyond it are future-dated. */
   now: Date;
+  /** Backups that must not be removed whatever the plan says (the one a backup has just made). */
+  protect?: { name: string; id: string }[];
 }
 
 export interface PrunedName {
@@ -43,6 +49,8 @@ export interface PrunedName {
   failed: { id: string; error: string }[];
   /** Backups whose data object is missing or of the wrong size: outside the policy, left alone. */
   damaged: { id: string; createdAt: string; reason: string }[];
+  /** Backups dated beyond now: outside the policy, left alone. */
+  futureDated: { id: string; createdAt: string }[];
 }
 
 export interface PruneReport {
@@ -72,26 +80,31 @@ export async function runPrune(storage: Storage, input: PruneInput, ctx: RunCont
   if (!input.grace.months && !input.grace.years && input.grace.ms < 3_600_000)
     ctx.log.warn(`--grace ${input.grace.text} is under an hour: an upload in progress elsewhere that takes longer may be removed as a leftover (such a backup then fails, and lists nothing)`);
   const listedAt = new Date();
-  const catalog = await readCatalog(storage, input.name);
+  const catalog = await readCatalog(storage, input.name, { now: input.now });
   for (const bad of catalog.invalid) ctx.log.warn(`leaving ${bad.key} alone: ${bad.reason}`);
   const broken = new Map(catalog.damaged.map((d) => [d.backup, d.reason]));
   for (const [backup, reason] of broken)
     ctx.log.warn(`${backup.name} ${backup.id} cannot be restored (${reason}): the policy does not count it, and prune leaves it alone`);
+  const future = new Set(catalog.futureDated);
+  for (const backup of future)
+    ctx.log.warn(`${backup.name} ${backup.id} is dated ${backup.createdAt}, beyond now (${input.now.toISOString()}): the policy does not count it, and prune leaves it alone`);
   const byName = new Map<string, BackupManifest[]>();
   for (const backup of catalog.backups) byName.set(backup.name, [...(byName.get(backup.name) ?? []), backup]);
 
   const plans = [...byName].sort(([a], [b]) => a.localeCompare(b)).map(([name, backups]) => {
-    const sound = backups.filter((b) => !broken.has(b));
+    const sound = backups.filter((b) => !broken.has(b) && !future.has(b));
     const plan = planRetention(sound, input.policy, input.now);
     if (sound.length > 0 && plan.keep.length === 0) throw new VaultError(`refusing to prune: the policy would remove every backup of ${name}`);
     const damaged = backups.filter((b) => broken.has(b)).map((b) => ({ id: b.id, createdAt: b.createdAt, reason: broken.get(b)! }));
-    return { name, plan, damaged };
+    const futureDated = backups.filter((b) => future.has(b) && !broken.has(b)).map((b) => ({ id: b.id, createdAt: b.createdAt }));
+    return { name, plan, damaged, futureDated };
   });
+  assertRemovesNothingInUse(plans, catalog, input.protect ?? []);
 
   let deleted = 0;
   let authFailure: AuthError | undefined;
   const names: PrunedName[] = [];
-  for (const { name, plan, damaged } of plans) {
+  for (const { name, plan, damaged, futureDated } of plans) {
     const entry: PrunedName = {
       name,
       keep: plan.keep.map((k) => ({ id: k.backup.id, createdAt: k.backup.createdAt, reasons: k.reasons })),
@@ -99,6 +112,7 @@ export async function runPrune(storage: Storage, input: PruneInput, ctx: RunCont
       removed: [],
       failed: [],
       damaged,
+      futureDated,
     };
     names.push(entry);
     if (input.dryRun) continue;
@@ -133,6 +147,25 @@ export async function runPrune(storage: Storage, input: PruneInput, ctx: RunCont
     housekeeping,
     failures: failedBackups + housekeeping.failed.length,
   };
+}
+
+/**
+ * Throws VaultError, before anything is deleted, when a planned removal would delete a key that a
+ * backup staying in the repository uses (kept, left alone, or protected): a plan is only as sound as
+ * the listing it came from.
+ */
+function assertRemovesNothingInUse(plans: { plan: { keep: { backup: BackupManifest }[]; remove: BackupManifest[] } }[], catalog: Catalog, protect: { name: string; id: string }[]): void {
+  const keysOf = (b: { name: string; id: string }) => [manifestKey(b.name, b.id), verifiedKey(b.name, b.id)];
+  const removed = new Set(plans.flatMap(({ plan }) => plan.remove));
+  const staying = catalog.backups.filter((b) => !removed.has(b));
+  const inUse = new Map<string, string>();
+  for (const b of staying) for (const key of [...keysOf(b), b.stored.key]) inUse.set(key, `${b.name} ${b.id}, which stays`);
+  for (const b of protect) for (const key of keysOf(b)) inUse.set(key, `${b.name} ${b.id}, the backup just made`);
+  for (const b of removed)
+    for (const key of [...keysOf(b), b.stored.key]) {
+      const user = inUse.get(key);
+      if (user) throw new VaultError(`refusing to prune: the plan would delete ${key}, which belongs to ${user}; nothing was deleted`, "list the repository (sqlite-vault list) and report this");
+    }
 }
 
 async function keepHouse(storage: Storage, catalog: Catalog, listedAt: Date, input: PruneInput, ctx: RunContext): Promise<PruneReport["housekeeping"]> {

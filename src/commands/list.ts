@@ -22,6 +22,8 @@ export interface ListResult {
     encrypted: boolean;
     /** When `verify --record` last found this backup sound, or null. */
     verifiedAt: string | null;
+    /** Dated beyond this machine's clock: restore --latest and retention pass over it. */
+    futureDated: boolean;
   }[];
   invalid: { key: string; reason: string }[];
 }
@@ -41,6 +43,8 @@ export default defineCommand({
         for (const { storage, name } of targets) {
           const catalog = await readCatalog(storage, name);
           for (const bad of catalog.invalid) ctx.log.warn(`ignoring ${bad.key}: ${bad.reason}`);
+          const future = new Set(catalog.futureDated);
+          for (const m of future) ctx.log.warn(`${m.name} ${m.id} is dated ${m.createdAt}, beyond this machine's clock: restore --latest and retention pass over it`);
           invalid.push(...catalog.invalid.map((i) => ({ key: i.key, reason: i.reason })));
           backups.push(...catalog.backups.map((m) => ({
             name: m.name,
@@ -53,6 +57,7 @@ export default defineCommand({
             compression: m.stored.compression,
             encrypted: m.stored.encryption !== undefined,
             verifiedAt: catalog.verifiedAt[m.id] ?? null,
+            futureDated: future.has(m),
           })));
         }
         backups.sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
@@ -66,7 +71,7 @@ export default defineCommand({
           r.backups.map((b) => [
             b.name,
             b.id,
-            formatTime(b.createdAt),
+            `${formatTime(b.createdAt)}${b.futureDated ? " (future)" : ""}`,
             formatBytes(b.databaseBytes),
             formatBytes(b.storedBytes),
             formatRatio(b.ratio),

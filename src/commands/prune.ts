@@ -67,6 +67,7 @@ export function renderPrune(r: PruneReport): string {
       ...n.keep.map((k) => [k.id, formatTime(k.createdAt), "keep", k.reasons.join(", ")]),
       ...n.remove.map((b) => [b.id, formatTime(b.createdAt), r.dryRun ? "would remove" : n.removed.includes(b.id) ? "removed" : "FAILED", ""]),
       ...n.damaged.map((d) => [d.id, formatTime(d.createdAt), "left alone", "not counted: cannot be restored"]),
+      ...n.futureDated.map((f) => [f.id, formatTime(f.createdAt), "left alone", "not counted: dated in the future"]),
     ].sort((a, b) => (a[0]! < b[0]! ? 1 : -1));
     if (rows.length) lines.push(formatTable(["ID", "TIME (UTC)", "ACTION", "KEPT BY"], rows));
     for (const f of n.failed) lines.push(`could not remove ${n.name} ${f.id}: ${f.error}; it remains listed and restorable`);

@@ -1,5 +1,5 @@
 import { defineCommand } from "citty";
-import { dataObjectProblem, listManifests, newestBackup } from "../catalog.ts";
+import { dataObjectProblem, isFutureDated, listManifests, newestBackup } from "../catalog.ts";
 import { UsageError, VaultError } from "../errors.ts";
 import { parseDuration, subtractDuration } from "../retention.ts";
 import { databaseArgs, outputArgs, repoArgs } from "./_args.ts";
@@ -19,6 +19,8 @@ interface StatusEntry {
   newest: { id: string; createdAt: string; ageSeconds: number } | null;
   ok: boolean;
   reason: string | null;
+  /** Backups dated beyond this machine's clock (plus a tolerance): reported, never taken as newest. */
+  futureDated: string[];
 }
 
 interface StatusResult {
@@ -47,33 +49,38 @@ export default defineCommand({
         for (const target of targets) {
           const entries = await listManifests(target.storage, target.name);
           const names = target.name ? [target.name] : [...new Set(entries.map((e) => e.name))].sort();
-          if (names.length === 0) databases.push({ name: "(any)", newest: null, ok: false, reason: `no backups in ${target.storage.url}` });
+          if (names.length === 0) databases.push({ name: "(any)", newest: null, ok: false, reason: `no backups in ${target.storage.url}`, futureDated: [] });
           for (const name of names) {
-            const candidate = await newestBackup(target.storage, entries.filter((e) => e.name === name));
+            const own = entries.filter((e) => e.name === name);
+            const futureDated = own.filter((e) => isFutureDated(e.id, now)).map((e) => e.id);
+            const candidate = await newestBackup(target.storage, own, { now, log: ctx.log });
             if (!candidate) {
-              databases.push({ name, newest: null, ok: false, reason: `no backups of ${name} in ${target.storage.url}` });
+              const why = futureDated.length ? `no backups of ${name} in ${target.storage.url} dated up to now (${futureDated.length} dated in the future)` : `no backups of ${name} in ${target.storage.url}`;
+              databases.push({ name, newest: null, ok: false, reason: why, futureDated });
               continue;
             }
             if (!candidate.ok) {
               // What restore --latest would refuse is no recent backup.
-              databases.push({ name, newest: null, ok: false, reason: `the newest backup of ${name}, ${candidate.entry.id}, cannot be used: ${candidate.error.message}` });
+              databases.push({ name, newest: null, ok: false, reason: `the newest backup of ${name}, ${candidate.entry.id}, cannot be used: ${candidate.error.message}`, futureDated });
               continue;
             }
             const newest = candidate.manifest;
             // Usable means restorable as far as a look can tell: its data object is there, whole.
             const why = dataObjectProblem(newest, (await target.storage.stat(newest.stored.key))?.size);
             if (why) {
-              databases.push({ name, newest: null, ok: false, reason: `the newest backup of ${name}, ${newest.id}, cannot be restored: ${why}` });
+              databases.push({ name, newest: null, ok: false, reason: `the newest backup of ${name}, ${newest.id}, cannot be restored: ${why}`, futureDated });
               continue;
             }
             const created = Date.parse(newest.createdAt);
-            const ageSeconds = Math.round((now.getTime() - created) / 1000);
+            // Within the tolerance a backup may be dated a little ahead (another host's clock): age 0.
+            const ageSeconds = Math.max(0, Math.round((now.getTime() - created) / 1000));
             const stale = limit !== undefined && created < limit;
             databases.push({
               name,
               newest: { id: newest.id, createdAt: newest.createdAt, ageSeconds },
               ok: !stale,
               reason: stale ? `the newest backup of ${name} is ${describeAge(ageSeconds)} old, older than ${maxAge!.text}` : null,
+              futureDated,
             });
           }
         }

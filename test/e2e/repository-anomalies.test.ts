@@ -1,0 +1,242 @@
+/**
+ * What a repository may hold besides sound backups, and what a lost answer may leave: a backup dated
+ * in the future (a wrong clock once, a planted manifest), a listing that repeats entries, a manifest
+ * stored whose answer never came. Through the compiled binary where the outcome is the user's, and
+ * the fault proxy in front of the real S3 server for the network's part.
+ */
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
+import { join } from "node:path";
+import { runBackup } from "../../src/backup.ts";
+import { createContext } from "../../src/context.ts";
+import { manifestKey } from "../../src/manifest.ts";
+import { runPrune } from "../../src/prune.ts";
+import { parseDuration, parsePolicy } from "../../src/retention.ts";
+import type { ObjectInfo, PutOptions, Storage } from "../../src/storage/types.ts";
+import { runCli } from "../helpers/cli.ts";
+import { createBankDb, inspectBank, removeTempDirs } from "../helpers/db.ts";
+import { on, startFaultProxy, type FaultProxy } from "../helpers/fault-proxy.ts";
+import { localRepo, overriding, type TestRepo } from "../helpers/repos.ts";
+import { createTestBucket, s3Env, s3RepoUrl, testS3 } from "../helpers/s3.ts";
+import { openStorage } from "../../src/storage/index.ts";
+
+setDefaultTimeout(120_000);
+
+let bucket: Awaited<ReturnType<typeof createTestBucket>>;
+let proxy: FaultProxy;
+beforeAll(async () => {
+  bucket = await createTestBucket("e2e-anomalies");
+  proxy = await startFaultProxy(testS3().endpoint);
+});
+afterAll(async () => {
+  await proxy?.stop();
+  await bucket?.cleanup();
+  removeTempDirs();
+});
+
+/** A repository on the real S3 server, reached through the fault proxy (its `storage`: directly). */
+function proxiedRepo(label: string): TestRepo {
+  const repo = localRepo(label);
+  const prefix = `${label}-${Math.random().toString(36).slice(2, 10)}`;
+  const env = s3Env();
+  return { ...repo, url: `s3://${bucket.bucket}/${prefix}?endpoint=${encodeURIComponent(proxy.url)}`, env, storage: openStorage(s3RepoUrl(bucket.bucket, prefix), { env }), prefix };
+}
+
+async function keys(storage: Storage): Promise<string[]> {
+  const all: string[] = [];
+  for await (const object of storage.list("")) all.push(object.key);
+  return all;
+}
+
+async function backupsAt(repo: TestRepo, times: string[]): Promise<string[]> {
+  createBankDb(repo.db, { fillerRows: 20 });
+  const ids: string[] = [];
+  for (const time of times) {
+    const r = await runCli(["backup", repo.db, "--repo", repo.url, "--json"], { env: { ...repo.env, SQLITE_VAULT_NOW: time } });
+    expect(r.exitCode, r.stderr).toBe(0);
+    ids.unshift(JSON.parse(r.stdout).id);
+  }
+  return ids; // newest first
+}
+
+async function listed(repo: TestRepo): Promise<{ id: string; futureDated: boolean }[]> {
+  const r = await runCli(["list", "--repo", repo.url, "--json"], { env: repo.env });
+  expect(r.exitCode, r.stderr).toBe(0);
+  return JSON.parse(r.stdout).backups;
+}
+
+describe("a backup dated in the future", () => {
+  test("is left alone and reported: backup --keep-last 1 keeps what it just made, restore --latest and status pass over it, list marks it, --id still restores it", async () => {
+    const repo = localRepo("e2e-future");
+    const future = new Date(Date.now() + 30 * 86_400_000).toISOString();
+    const [planted = "", old] = await backupsAt(repo, ["2026-01-01T00:00:00.000Z", future]);
+
+    // A negative age never passes: the newest backup dated up to now is months old.
+    const status = await runCli(["status", "--name", "app", "--max-age", "1h", "--repo", repo.url], { env: repo.env });
+    expect(status.exitCode, status.stdout).toBe(1);
+    expect(status.stderr).toContain(`passing over app ${planted}`);
+    expect(status.stderr).toContain("older than 1h");
+
+    const out = join(repo.dir, "latest.db");
+    const restore = await runCli(["restore", "--name", "app", "-o", out, "--repo", repo.url], { env: repo.env });
+    expect(restore.exitCode, restore.stderr).toBe(0);
+    expect(restore.stdout).toContain(`restored app ${old}`);
+
+    const backup = await runCli(["backup", repo.db, "--repo", repo.url, "--keep-last", "1", "--json"], { env: repo.env });
+    expect(backup.exitCode, backup.stderr).toBe(0);
+    const made = JSON.parse(backup.stdout);
+    expect(made.prune.names[0].keep.map((k: { id: string }) => k.id)).toEqual([made.id]);
+    expect(made.prune.names[0].futureDated.map((f: { id: string }) => f.id)).toEqual([planted]);
+    expect(made.prune.names[0].removed).toEqual([old]);
+    expect(await listed(repo)).toEqual([expect.objectContaining({ id: planted, futureDated: true }), expect.objectContaining({ id: made.id, futureDated: false })]);
+
+    const human = await runCli(["list", "--repo", repo.url], { env: repo.env });
+    expect(human.stdout).toContain("(future)");
+    const dry = await runCli(["prune", "--repo", repo.url, "--keep-last", "1", "--dry-run"], { env: repo.env });
+    expect(dry.stdout).toMatch(new RegExp(`${planted} .* left alone .*dated in the future`));
+    expect(dry.stderr).toContain(`app ${planted} is dated ${future}`);
+
+    const fresh = await runCli(["status", "--name", "app", "--max-age", "1h", "--repo", repo.url, "--json"], { env: repo.env });
+    expect(fresh.exitCode, fresh.stderr).toBe(0);
+    const entry = JSON.parse(fresh.stdout).databases[0];
+    expect(entry.newest.id).toBe(made.id);
+    expect(entry.newest.ageSeconds).toBeGreaterThanOrEqual(0);
+    expect(entry.futureDated).toEqual([planted]);
+
+    const byId = join(repo.dir, "planted.db");
+    const r = await runCli(["restore", "--name", "app", "--id", planted, "-o", byId, "--repo", repo.url], { env: repo.env });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(inspectBank(byId).integrity).toBe("ok");
+  });
+
+  test("a backup a minute ahead (another host's clock) is within the tolerance: newest, kept, never a negative age", async () => {
+    const repo = localRepo("e2e-future-tolerance");
+    const ahead = new Date(Date.now() + 60_000).toISOString();
+    const [newest = ""] = await backupsAt(repo, ["2026-01-01T00:00:00.000Z", ahead]);
+    const status = await runCli(["status", "--name", "app", "--max-age", "1h", "--repo", repo.url, "--json"], { env: repo.env });
+    expect(status.exitCode, status.stderr).toBe(0);
+    expect(JSON.parse(status.stdout).databases[0].newest).toMatchObject({ id: newest, ageSeconds: 0 });
+    const prune = await runCli(["prune", "--repo", repo.url, "--keep-last", "1", "--json"], { env: repo.env });
+    expect(prune.exitCode, prune.stderr).toBe(0);
+    expect(JSON.parse(prune.stdout).names[0].keep.map((k: { id: string }) => k.id)).toEqual([newest]);
+  });
+
+  test("prune never removes a protected backup (the one backup --keep-… just made), whatever the plan: it refuses before deleting anything", async () => {
+    const repo = localRepo("e2e-protect");
+    const ids = await backupsAt(repo, ["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z", "2026-01-03T00:00:00.000Z"]);
+    const oldest = ids[2]!;
+    const run = runPrune(repo.storage, { name: "app", policy: parsePolicy({ "keep-last": "1" }), grace: parseDuration("24h"), now: new Date("2026-01-04T00:00:00Z"), protect: [{ name: "app", id: oldest }] }, createContext());
+    await expect(run).rejects.toThrow(`refusing to prune: the plan would delete ${manifestKey("app", oldest)}, which belongs to app ${oldest}, the backup just made; nothing was deleted`);
+    expect((await listed(repo)).map((b) => b.id)).toEqual(ids);
+  });
+});
+
+describe("a listing that repeats entries", () => {
+  test("prune --keep-last 3 keeps 3 (storage whose list repeats every object)", async () => {
+    const repo = localRepo("e2e-dup-list");
+    const ids = await backupsAt(repo, ["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z", "2026-01-03T00:00:00.000Z", "2026-01-04T00:00:00.000Z", "2026-01-05T00:00:00.000Z"]);
+    const storage = repo.storage;
+    const repeating: Storage = overriding(storage, {
+      list: async function* (prefix: string): AsyncGenerator<ObjectInfo> {
+        for await (const object of storage.list(prefix)) {
+          yield object;
+          yield object;
+        }
+      },
+    });
+    const report = await runPrune(repeating, { name: "app", policy: parsePolicy({ "keep-last": "3" }), grace: parseDuration("24h"), now: new Date("2026-01-06T00:00:00Z") }, createContext());
+    expect(report.names[0]!.keep.map((k) => k.id)).toEqual(ids.slice(0, 3));
+    expect(report.names[0]!.removed).toEqual(ids.slice(3));
+    expect((await listed(repo)).map((b) => b.id)).toEqual(ids.slice(0, 3));
+  });
+
+  test("prune --keep-last 3 through S3 answers whose <Contents> are duplicated keeps 3, and every one restores", async () => {
+    const repo = proxiedRepo("dup-s3");
+    const ids = await backupsAt(repo, ["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z", "2026-01-03T00:00:00.000Z", "2026-01-04T00:00:00.000Z", "2026-01-05T00:00:00.000Z"]);
+    proxy.clear();
+    proxy.add({
+      method: "GET",
+      match: on.list,
+      times: Infinity,
+      fault: { kind: "rewrite", rewrite: ({ status, body }) => ({ status, body: body.replace(/<Contents>[\s\S]*?<\/Contents>/g, (c) => c + c) }) },
+    });
+    try {
+      const r = await runCli(["prune", "--repo", repo.url, "--keep-last", "3", "--json"], { env: { ...repo.env, SQLITE_VAULT_NOW: "2026-01-06T00:00:00.000Z" } });
+      expect(proxy.injected.length).toBeGreaterThan(0);
+      expect(r.exitCode, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout).names[0].keep.map((k: { id: string }) => k.id)).toEqual(ids.slice(0, 3));
+    } finally {
+      proxy.clear();
+    }
+    expect((await listed(repo)).map((b) => b.id)).toEqual(ids.slice(0, 3));
+    const verify = await runCli(["verify", "--all", "--repo", repo.url, "--json"], { env: repo.env });
+    expect(verify.exitCode, verify.stderr).toBe(0);
+  });
+});
+
+describe("a manifest stored whose answer was lost", () => {
+  test("the backup fails, and leaves no listed backup without data: restore --if-missing starts fresh, nothing is left behind", async () => {
+    const repo = proxiedRepo("lost-manifest");
+    createBankDb(repo.db, { fillerRows: 20 });
+    proxy.clear();
+    proxy.add({ method: "PUT", match: on.object(".json"), times: 1000, fault: { kind: "drop-response" } });
+    let backup;
+    try {
+      backup = await runCli(["backup", repo.db, "--repo", repo.url, "--timeout", "2s", "--retries", "1"], { env: repo.env });
+      expect(proxy.injected.length).toBeGreaterThan(0);
+    } finally {
+      proxy.clear();
+    }
+    expect(backup.exitCode).toBe(10);
+    expect(await listed(repo)).toEqual([]);
+    const target = join(repo.dir, "fresh.db");
+    const start = await runCli(["restore", "--name", "app", "-o", target, "--if-missing", "--repo", repo.url], { env: repo.env });
+    expect(start.exitCode, start.stderr).toBe(0);
+    expect(start.stderr).toContain("no backups of app");
+    expect(await keys(repo.storage)).toEqual([]); // the manifest went first, then the data
+  });
+
+  test("when the manifest cannot be removed either, its data object stays: the backup that may be listed restores", async () => {
+    const repo = localRepo("e2e-lost-manifest-undeletable");
+    createBankDb(repo.db, { fillerRows: 20 });
+    const storage = repo.storage;
+    const lossy: Storage = overriding(storage, {
+      // The manifest is stored, but its answer is lost; so is the answer to deleting it.
+      put: async (key: string, body: Uint8Array | ReadableStream<Uint8Array>, options?: PutOptions) => {
+        const result = await storage.put(key, body, options);
+        if (key.endsWith(".json")) throw new Error("connection reset");
+        return result;
+      },
+      delete: async (keys: string[]) => {
+        if (keys.some((k) => k.endsWith(".json"))) throw new Error("connection reset");
+        return storage.delete(keys);
+      },
+    });
+    await expect(runBackup(lossy, { databasePath: repo.db, compression: "gzip", tmpDir: repo.dir }, createContext())).rejects.toThrow("connection reset");
+    const [only] = await listed(repo);
+    expect(only).toBeDefined();
+    const out = join(repo.dir, "restored.db");
+    const r = await runCli(["restore", "--name", "app", "--id", only!.id, "-o", out, "--repo", repo.url], { env: repo.env });
+    expect(r.exitCode, r.stderr).toBe(0);
+  });
+
+  test("a failure after the manifest is stored (the data check's request fails) takes the manifest back before the data", async () => {
+    const repo = localRepo("e2e-after-commit");
+    createBankDb(repo.db, { fillerRows: 20 });
+    const storage = repo.storage;
+    const deletes: string[] = [];
+    const failing: Storage = overriding(storage, {
+      stat: async () => {
+        throw new Error("connection reset");
+      },
+      delete: async (keys: string[]) => {
+        deletes.push(...keys);
+        return storage.delete(keys);
+      },
+    });
+    await expect(runBackup(failing, { databasePath: repo.db, compression: "gzip", tmpDir: repo.dir }, createContext())).rejects.toThrow("connection reset");
+    expect(await listed(repo)).toEqual([]);
+    expect(deletes.findIndex((k) => k.endsWith(".json"))).toBe(0);
+    expect(deletes.some((k) => k.endsWith(".sqlite.gz"))).toBe(true);
+    expect(await keys(storage)).toEqual([]);
+  });
+});
