@@ -91,6 +91,7 @@ export function resolveTargets(flags: TargetFlags, log: Logger | undefined, opti
       timeoutMs: settings.timeoutMs,
       partSize: settings.partSize,
       onRetry: log ? (message) => log.warn(message) : undefined,
+      onWarning: log ? (message) => log.warn(message) : undefined,
     });
     return { db, name, nameGiven, settings, file, storage };
   };

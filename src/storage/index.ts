@@ -104,6 +104,8 @@ export interface OpenStorageOptions extends S3Flags {
   timeoutMs?: number;
   /** Told about each retry, for the log. */
   onRetry?: (message: string) => void;
+  /** Told about a setting that cannot take effect. */
+  onWarning?: (message: string) => void;
 }
 
 /** Open the storage for a repo URL. Does not contact the storage; throws UsageError for bad URLs or credentials setup. */
@@ -112,6 +114,9 @@ export function openStorage(repo: string, options: OpenStorageOptions = {}): Sto
   const profile = repo.startsWith("s3://") ? readProfileSettings(env) : {};
   const location = resolveRepo(repo, options, env, process.cwd(), options.fallback, profile);
   if (location.kind === "file") return new FileStorage(location.path);
+  const asked = options.pathStyle ?? new URL(repo).searchParams.get("path-style") ?? options.fallback?.pathStyle;
+  if ((asked === false || asked === "false") && location.config.pathStyle)
+    options.onWarning?.(`virtual-hosted addressing (--no-path-style) is ignored for ${new URL(location.config.endpoint).hostname}: a bucket cannot be a subdomain of an IP address or localhost, so requests are path-style`);
   return new S3Storage({
     ...location.config,
     credentials: resolveCredentials(env),
