@@ -42,7 +42,8 @@ export interface PruneInput {
 export interface PrunedName {
   name: string;
   keep: { id: string; createdAt: string; reasons: KeepReason[] }[];
-  remove: { id: string; createdAt: string }[];
+  /** Backups the policy removes, with the stored bytes each frees. */
+  remove: { id: string; createdAt: string; bytes: number }[];
   /** Ids actually removed (empty in a dry run). */
   removed: string[];
   /** Backups whose removal failed; they remain listed and restorable. */
@@ -108,7 +109,7 @@ export async function runPrune(storage: Storage, input: PruneInput, ctx: RunCont
     const entry: PrunedName = {
       name,
       keep: plan.keep.map((k) => ({ id: k.backup.id, createdAt: k.backup.createdAt, reasons: k.reasons })),
-      remove: plan.remove.map((b) => ({ id: b.id, createdAt: b.createdAt })),
+      remove: plan.remove.map((b) => ({ id: b.id, createdAt: b.createdAt, bytes: b.stored.bytes })),
       removed: [],
       failed: [],
       damaged,
@@ -131,7 +132,7 @@ export async function runPrune(storage: Storage, input: PruneInput, ctx: RunCont
       await storage.delete([backup.stored.key, verifiedKey(backup.name, backup.id)]).catch((error) => {
         ctx.log.warn(`removed backup ${backup.id}, but not its data yet (${(error as Error).message}); the next prune removes it`);
       });
-      ctx.log.info(`removed ${backup.name} ${backup.id} (${backup.createdAt})`);
+      ctx.log.debug(`removed ${backup.name} ${backup.id} (${backup.createdAt})`);
     }
   }
   const failedBackups = names.reduce((n, e) => n + e.failed.length, 0);

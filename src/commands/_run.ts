@@ -20,13 +20,16 @@ export interface CommandRun<R> {
   rawArgs: string[];
   argsDef: ArgsDef;
   execute: (ctx: RunContext) => Promise<R>;
-  render: (result: R) => string;
+  /** The human view; `verbose` asks for the details a summary leaves out. */
+  render: (result: R, view: { verbose: boolean }) => string;
   /** A result can still fail the command (for example a partial success). */
   exitCode?: (result: R) => number;
   /** "manual": the command handles SIGINT/SIGTERM itself (cron). */
   signals?: "abort" | "manual";
   /** false: the result only decides the exit code; nothing is printed on stdout (cron's stdout is the application's). */
   print?: boolean;
+  /** The command reports an action (backup, prune, …): with --quiet its success prints nothing, as cron mail wants. */
+  quietOnSuccess?: boolean;
 }
 
 export async function runCommand<R>(run: CommandRun<R>): Promise<void> {
@@ -35,9 +38,11 @@ export async function runCommand<R>(run: CommandRun<R>): Promise<void> {
   try {
     assertKnownFlags(run.rawArgs, run.argsDef);
     const result = await run.execute(ctx);
-    const text = run.print === false ? "" : run.flags.json ? JSON.stringify(result, null, 2) : run.render(result);
+    const exitCode = run.exitCode?.(result) ?? ExitCode.ok;
+    const silent = run.print === false || (run.quietOnSuccess && run.flags.quiet && !run.flags.json && exitCode === ExitCode.ok);
+    const text = silent ? "" : run.flags.json ? JSON.stringify(result, null, 2) : run.render(result, { verbose: run.flags.verbose === true });
     if (text) process.stdout.write(`${text}\n`);
-    process.exitCode = run.exitCode?.(result) ?? ExitCode.ok;
+    process.exitCode = exitCode;
   } catch (thrown) {
     const error = ctx.signal.aborted ? ctx.signal.reason instanceof InterruptedError ? ctx.signal.reason : new InterruptedError() : toVaultError(thrown);
     reportError(error, thrown, run.flags);

@@ -90,7 +90,7 @@ export function resolveTargets(flags: TargetFlags, log: Logger | undefined, opti
       retries: settings.retries,
       timeoutMs: settings.timeoutMs,
       partSize: settings.partSize,
-      onRetry: log ? (message) => log.warn(message) : undefined,
+      onRetry: log ? (message) => log.debug(message) : undefined,
       onWarning: log ? (message) => log.warn(message) : undefined,
     });
     return { db, name, nameGiven, settings, file, storage };

@@ -62,10 +62,11 @@ export default defineCommand({
         }
         return { results: outcomes, failed: outcomes.filter((o) => !o.ok).map((o) => o.name) };
       },
-      render: (r) =>
+      render: (r, view) =>
         "results" in r
-          ? [...r.results.map((o) => (o.ok ? renderBackup(o.backup!, o.prune) : `FAILED ${o.name}: ${o.error!.message}`)), r.failed.length ? `failed: ${r.failed.join(", ")}` : ""].filter(Boolean).join("\n")
-          : renderBackup(r, r.prune),
+          ? [...r.results.map((o) => (o.ok ? renderBackup(o.backup!, view, o.prune) : `FAILED ${o.name}: ${o.error!.message}`)), r.failed.length ? `failed: ${r.failed.join(", ")}` : ""].filter(Boolean).join("\n")
+          : renderBackup(r, view, r.prune),
+      quietOnSuccess: true,
       exitCode: (r) => {
         const all = "results" in r ? r.results : [{ ok: true, prune: r.prune, pruneError: r.pruneError }];
         if (all.some((o) => !o.ok)) return ExitCode.partial;
@@ -74,7 +75,7 @@ export default defineCommand({
     }),
 });
 
-function renderBackup(b: BackupResult, prune?: JobOutcome["prune"]): string {
+function renderBackup(b: BackupResult, view: { verbose: boolean }, prune?: JobOutcome["prune"]): string {
   const line = `backed up ${b.name} ${b.id}: ${formatBytes(b.databaseBytes)} -> ${formatBytes(b.storedBytes)} (${formatRatio(b.ratio)}, ${b.compression}${b.encrypted ? ", encrypted" : ""}) in ${formatDuration(b.durationMs)} to ${b.repo}`;
-  return prune ? `${line}\n${renderPrune(prune)}` : line;
+  return prune ? `${line}\n${renderPrune(prune, view)}` : line;
 }

@@ -73,6 +73,7 @@ export default defineCommand({
         return { results, failed: results.filter((r) => !r.ok).map((r) => r.name) };
       },
       exitCode: (r) => ("results" in r && r.failed.length ? (r.failed.length === r.results.length && r.results.length === 1 ? r.results[0]!.error!.exitCode : ExitCode.partial) : ExitCode.ok),
+      quietOnSuccess: true,
       render: (r) => ("results" in r ? r.results.map((o) => (o.ok ? renderRestore(o.result!) : `FAILED ${o.name}: ${o.error!.message}`)).join("\n") : renderRestore(r)),
     }),
 });

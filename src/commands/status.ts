@@ -88,6 +88,7 @@ export default defineCommand({
         if (failing.length) throw new VaultError(failing.map((d) => d.reason).join("; "), maxAge ? "check that the backup job runs (cron, sqlite-vault cron) and succeeds" : undefined);
         return { repo: [...new Set(targets.map((t) => t.storage.url))].join(", "), maxAgeSeconds: maxAge ? (now.getTime() - limit!) / 1000 : null, databases, ok: true };
       },
+      quietOnSuccess: true,
       render: (r) => r.databases.map((d) => `${d.name}: newest backup ${d.newest!.id}, ${describeAge(d.newest!.ageSeconds)} old`).join("\n"),
     }),
 });

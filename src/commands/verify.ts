@@ -62,6 +62,7 @@ export default defineCommand({
         for (const r of report.results) for (const w of r.warnings) ctx.log.warn(`${r.name} ${r.id}: ${w}`);
         return report;
       },
+      quietOnSuccess: true,
       render: (r) => {
         const table = formatTable(
           ["NAME", "ID", "TIME (UTC)", "RESULT", "FAILED STEP", "SECONDS"],

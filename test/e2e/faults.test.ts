@@ -55,7 +55,7 @@ describe("transient faults", () => {
     proxy.add({ method: "POST", match: on.complete, fault: { kind: "error-200" }, skip: 1 });
     proxy.add({ method: "PUT", match: on.object(".json"), fault: { kind: "down", downMs: 1000 } }); // retries wait at least 1.5 s
     const tmp = tmpDir("t1");
-    const backup = await runCli(["backup", db, "--repo", repo("transient"), "--tmp-dir", tmp, ...TUNING], { env: s3Env() });
+    const backup = await runCli(["backup", db, "--repo", repo("transient"), "--tmp-dir", tmp, "--verbose", ...TUNING], { env: s3Env() });
     if (backup.exitCode !== 0) throw new Error(`backup failed: ${backup.stderr} (faults: ${proxy.injected.join("; ")})`);
     expect(proxy.injected.map((f) => f.split(" ")[0])).toEqual(["status", "refuse", "reset-request", "delay", "status", "status", "error-200", "down"]);
     expect(backup.stderr).toContain("retrying");
