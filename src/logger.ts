@@ -3,6 +3,7 @@
  * consola writes info to stdout by default and drops to "warn" under NODE_ENV=test, so both are set here.
  */
 import { createConsola, type ConsolaInstance } from "consola";
+import { oneLine } from "./output.ts";
 
 export type Logger = Pick<ConsolaInstance, "info" | "warn" | "error" | "success" | "debug" | "start">;
 
@@ -25,7 +26,13 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     stderr: process.stderr,
     formatOptions: { date: false, colors: process.stderr.isTTY === true, compact: true },
   };
-  return createConsola(consolaOptions);
+  const logger = createConsola(consolaOptions);
+  // Every diagnostic is one line, whatever names or paths it quotes.
+  for (const method of ["info", "warn", "error", "success", "debug", "start"] as const) {
+    const write = logger[method].bind(logger);
+    logger[method] = ((message: unknown, ...rest: unknown[]) => write(typeof message === "string" ? oneLine(message) : message, ...rest)) as never;
+  }
+  return logger;
 }
 
 /** A logger that drops everything; for library callers and tests that do not care. */

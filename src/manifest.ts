@@ -78,7 +78,7 @@ export function isBackupName(name: string): boolean {
 /** Throws UsageError when a name cannot be used as a key segment. */
 export function assertValidName(name: string): void {
   if (!NAME_PATTERN.test(name))
-    throw new UsageError(`invalid backup name "${name}"`, "names are up to 128 letters, digits, '.', '_' and '-', starting with a letter or digit; pass --name");
+    throw new UsageError(`invalid backup name ${JSON.stringify(name)}`, "names are up to 128 letters, digits, '.', '_' and '-', starting with a letter or digit; pass --name");
 }
 
 /** The backup name for a database path: its basename without .db/.sqlite/.sqlite3. */

@@ -40,3 +40,11 @@ export function formatTable(header: string[], rows: string[][]): string {
       .trimEnd();
   return [line(header), ...rows.map(line)].join("\n");
 }
+
+/**
+ * `text` as one line: newlines and other control characters escaped as JSON writes them, so a name or
+ * path someone chose can never break "errors are one line" (or forge a line of its own).
+ */
+export function oneLine(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f]/g, (c) => JSON.stringify(c).slice(1, -1));
+}

@@ -7,6 +7,7 @@ import type { ArgsDef } from "citty";
 import { createCliContext, type RunContext } from "../context.ts";
 import { ExitCode, InterruptedError, toVaultError, UsageError, type VaultError } from "../errors.ts";
 import { createLogger, type Logger } from "../logger.ts";
+import { oneLine } from "../output.ts";
 import { resolveDecryption, type DecryptionSettings, type FileKeys } from "../encryption.ts";
 
 export interface CommonFlags {
@@ -58,8 +59,8 @@ function reportError(error: VaultError, thrown: unknown, flags: CommonFlags): vo
     process.stderr.write(`${JSON.stringify(body)}\n`);
     return;
   }
-  let text = `sqlite-vault: ${error.message}\n`;
-  if (error.hint) text += `Try: ${error.hint}\n`;
+  let text = `sqlite-vault: ${oneLine(error.message)}\n`;
+  if (error.hint) text += `Try: ${oneLine(error.hint)}\n`;
   if (flags.verbose && thrown instanceof Error && thrown.stack) text += `${thrown.stack}\n`;
   process.stderr.write(text);
 }
