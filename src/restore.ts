@@ -305,11 +305,20 @@ function setWalMode(path: string): void {
   }
 }
 
+/** The file-system calls swapIntoPlace makes, so a test can fail any one of them (a crash, EIO). */
+export interface SwapFs {
+  link(from: string, to: string): void;
+  rename(from: string, to: string): void;
+  unlink(path: string): void;
+}
+
+const nodeFs: SwapFs = { link: linkSync, rename: renameSync, unlink: unlinkSync };
+
 /**
  * Atomically put `temp` at `target`. An existing target (only with force) and any sidecar files are
  * first moved aside as `{target}.replaced-{time}{suffix}`; returns those paths.
  */
-function swapIntoPlace(temp: string, target: string, force: boolean): string[] {
+export function swapIntoPlace(temp: string, target: string, force: boolean, fs: SwapFs = nodeFs): string[] {
   const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
   const aside = `${target}.replaced-${stamp}`;
   const moved: string[] = [];
@@ -318,27 +327,27 @@ function swapIntoPlace(temp: string, target: string, force: boolean): string[] {
     if (!force) throw new VaultError(`${target} appeared during the restore; refusing to overwrite it`, "pass --force to replace it");
     // A hard link keeps the old database reachable while rename() replaces the target atomically.
     try {
-      linkSync(target, aside);
+      fs.link(target, aside);
     } catch {
-      renameSync(target, aside);
+      fs.rename(target, aside);
     }
     moved.push(aside);
   }
   for (const suffix of SIDECARS) {
     if (existsSync(target + suffix)) {
-      renameSync(target + suffix, aside + suffix);
+      fs.rename(target + suffix, aside + suffix);
       moved.push(aside + suffix);
     }
   }
-  if (targetExists) renameSync(temp, target);
+  if (targetExists) fs.rename(temp, target);
   else {
     // link() refuses to overwrite: a file created meanwhile by someone else is never clobbered.
     try {
-      linkSync(temp, target);
-      unlinkSync(temp);
+      fs.link(temp, target);
+      fs.unlink(temp);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === "EEXIST") throw new VaultError(`${target} appeared during the restore; refusing to overwrite it`, "pass --force to replace it");
-      renameSync(temp, target); // filesystems without hard links
+      fs.rename(temp, target); // filesystems without hard links
     }
   }
   return moved;
