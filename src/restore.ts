@@ -77,7 +77,8 @@ export async function runRestore(storage: Storage, input: RestoreInput, ctx: Run
   const target = followLinks(resolve(input.target));
   if (target !== resolve(input.target)) ctx.log.info(`${input.target} is a symbolic link: restoring to ${target}, where it leads`);
   const base = { name: input.name, target, repo: storage.url };
-  if (input.ifMissing && existsSync(target)) {
+  const empty = isEmptyFile(target);
+  if (input.ifMissing && existsSync(target) && !empty) {
     ctx.log.info(`${target} exists; nothing to restore`);
     return { action: "skipped", reason: "target-exists", ...base };
   }
@@ -86,7 +87,8 @@ export async function runRestore(storage: Storage, input: RestoreInput, ctx: Run
   const existing = statSync(target, { throwIfNoEntry: false });
   if (existing && !existing.isFile())
     throw new VaultError(`${target} is not a regular file (${existing.isDirectory() ? "a directory" : "a special file"}); refusing to replace it`, "give the database's file path, or --output FILE to restore elsewhere");
-  if (existing && !input.force)
+  if (empty) ctx.log.info(`${target} is empty: no database has been written there yet, so it is restored as a missing one (the empty file is kept aside)`);
+  if (existing && !input.force && !empty)
     throw new VaultError(`${target} already exists; refusing to overwrite it`, "pass --force to replace it (the current file is kept aside), or --output to restore elsewhere");
   refuseIfOpen(target);
 
@@ -152,7 +154,7 @@ async function restoreFirstSound(storage: Storage, input: RestoreInput, candidat
       chmodSync(temp, mode);
       if (owner) adoptOwner(temp, target, owner, ctx);
       refuseIfOpen(target);
-      const replaced = swapIntoPlace(temp, target, input.force === true);
+      const replaced = swapIntoPlace(temp, target, input.force === true || isEmptyFile(target));
       ctx.temp.keep(temp);
       await syncDirectory(dir);
       return {
@@ -279,6 +281,21 @@ function followLinks(path: string): string {
     current = resolve(dirname(current), readlinkSync(current));
   }
   throw new VaultError(`${path}: too many levels of symbolic links`);
+}
+
+/**
+ * Whether `target` is an empty file with nothing beside it: what `sqlite3 app.db 'select 1'` leaves on
+ * a new machine, no database (backup says the same); a restore treats it as missing. Throws
+ * VaultError for an empty file whose -wal or -journal holds bytes: SQLite would delete such a WAL on
+ * opening the empty file, and a restore would replace it, so neither is chosen for the user.
+ */
+function isEmptyFile(target: string): boolean {
+  const stat = statSync(target, { throwIfNoEntry: false });
+  if (!stat?.isFile() || stat.size > 0) return false;
+  for (const suffix of ["-wal", "-journal"])
+    if ((statSync(target + suffix, { throwIfNoEntry: false })?.size ?? 0) > 0)
+      throw new VaultError(`${target} is empty, but ${target}${suffix} holds data (SQLite would discard it on opening the empty file); refusing to restore over it or to leave it`, `look at ${target}${suffix}; keep it if it matters, remove ${target} and ${target}${suffix}, then restore again`);
+  return true;
 }
 
 /** Restore temp files: hidden, beside the target, named after it and the restoring process. */
