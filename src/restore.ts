@@ -7,7 +7,7 @@
  * reported) in favour of the next older one.
  */
 import { Database } from "bun:sqlite";
-import { chmodSync, chownSync, closeSync, constants, copyFileSync, existsSync, fsyncSync, linkSync, lstatSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, renameSync, statSync, unlinkSync, type Stats } from "node:fs";
+import { chmodSync, chownSync, closeSync, constants, copyFileSync, existsSync, fsyncSync, linkSync, openSync, readdirSync, readFileSync, readSync, renameSync, statSync, unlinkSync, type Stats } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { describeSelection, listManifests, readCandidates, type Candidate, type Selection } from "./catalog.ts";
 import { fetchAndCheck, keyMismatchFailure, type IntegrityCheck } from "./check.ts";
@@ -16,6 +16,7 @@ import type { RunContext } from "./context.ts";
 import { VaultError, VerificationError, type CheckStep } from "./errors.ts";
 import { acquireLock } from "./lock.ts";
 import { assertValidName, backupIdTime } from "./manifest.ts";
+import { resolveForWrite } from "./safe-path.ts";
 import { removeStale, tempTag } from "./stale.ts";
 import { syncDirectory } from "./storage/file.ts";
 import type { Storage } from "./storage/types.ts";
@@ -74,7 +75,7 @@ const SIDECARS = ["-wal", "-shm", "-journal"];
 export async function runRestore(storage: Storage, input: RestoreInput, ctx: RunContext): Promise<RestoreResult> {
   const started = performance.now();
   assertValidName(input.name);
-  const target = followLinks(resolve(input.target));
+  const target = resolveForWrite(input.target);
   if (target !== resolve(input.target)) ctx.log.info(`${input.target} is a symbolic link: restoring to ${target}, where it leads`);
   const base = { name: input.name, target, repo: storage.url };
   const empty = isEmptyFile(target);
@@ -267,20 +268,6 @@ function processName(dir: string): string {
   } catch {
     return "a process";
   }
-}
-
-/**
- * Where a restore to `path` writes: `path`, or the file its symbolic links lead to (existing or not).
- * The link stays a link, and the database lands where the application's data lives (a volume, say):
- * renaming over the link would leave the real file old and the new one beside the link.
- */
-function followLinks(path: string): string {
-  let current = path;
-  for (let hops = 0; hops < 40; hops++) {
-    if (!lstatSync(current, { throwIfNoEntry: false })?.isSymbolicLink()) return current;
-    current = resolve(dirname(current), readlinkSync(current));
-  }
-  throw new VaultError(`${path}: too many levels of symbolic links`);
 }
 
 /**

@@ -167,8 +167,8 @@ describe.if(process.getuid!() === 0)("root is not steered by another user's symb
     expect(key.exitCode).toBe(1);
     expect(key.stderr).toContain(`${join(app, "keys")} is a symbolic link owned by uid 65534`);
     const db = join(dir, "app.db");
+    // Checked before anything is written, whether or not this snapshot needs a temp file.
     const tmp = await runCli(["backup", db, "--repo", join(dir, "repo"), "--tmp-dir", join(app, "keys"), "--compression", "none"]);
-    // (the tmp dir is used only when the snapshot cannot be read in place: check it is refused either way)
     const repo = await runCli(["backup", db, "--repo", join(app, "keys", "repo")]);
     expect(repo.exitCode).toBe(1);
     expect(repo.stderr).toContain(`${join(app, "keys")} is a symbolic link owned by uid 65534`);
