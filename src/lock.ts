@@ -6,8 +6,8 @@
  * over, so it never blocks the next run.
  */
 import { closeSync, fstatSync, lstatSync, linkSync, mkdirSync, openSync, readFileSync, realpathSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
-import { hostname, tmpdir } from "node:os";
-import { join } from "node:path";
+import { homedir, hostname, tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { LockedError, VaultError } from "./errors.ts";
 
 export interface Lock {
@@ -23,17 +23,33 @@ interface LockOwner {
 }
 
 /**
- * The user's lock directory: sqlite-vault-locks-UID in the temp dir, mode 0700. Per user, because a
- * directory shared in /tmp belongs to whoever ran first (every other user then failed with
- * "permission denied"), and another local user could create it first to block or spy on runs.
+ * The user's lock directory, mode 0700, in a place no other user can create first (a directory in
+ * the shared temp dir can be made by anyone, which stops every later run): for root, sqlite-vault in
+ * /run (or /var/run), which only root may write; for anyone else, ~/.local/state/sqlite-vault/locks.
+ * Chosen by who runs, never by a variable a session sets, so every run of one user meets the same
+ * locks. A user with no usable home directory (a system user) falls back to the temp dir.
  */
 export function lockDir(): string {
-  return join(tmpdir(), `sqlite-vault-locks-${process.getuid?.() ?? 0}`);
+  const uid = process.getuid?.();
+  if (uid === 0) {
+    for (const run of ["/run", "/var/run"]) {
+      const stat = lstatSync(run, { throwIfNoEntry: false });
+      if (stat?.isDirectory() && stat.uid === 0 && (stat.mode & 0o022) === 0) return join(run, "sqlite-vault");
+    }
+  }
+  const home = process.env.HOME || homedir();
+  const state = join(home, ".local", "state");
+  try {
+    mkdirSync(state, { recursive: true, mode: 0o700 });
+    if (lstatSync(home).uid === uid) return join(state, "sqlite-vault", "locks");
+  } catch {}
+  return join(tmpdir(), `sqlite-vault-locks-${uid ?? 0}`);
 }
 
-/** Create `dir` (mode 0700), or accept it only as this user's own private directory. */
+/** Create `dir` (mode 0700, and its parents), or accept it only as this user's own private directory. */
 function ensurePrivateDir(dir: string): void {
   try {
+    mkdirSync(dirname(dir), { recursive: true, mode: 0o700 });
     mkdirSync(dir, { mode: 0o700 });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
@@ -41,7 +57,7 @@ function ensurePrivateDir(dir: string): void {
   const stat = lstatSync(dir);
   const uid = process.getuid?.();
   if (!stat.isDirectory() || (uid !== undefined && stat.uid !== uid) || (stat.mode & 0o077) !== 0)
-    throw new VaultError(`the lock directory ${dir} is not a private directory of this user`, `remove it (sqlite-vault creates it, mode 0700), or set TMPDIR to a directory of your own`);
+    throw new VaultError(`the lock directory ${dir} is not a private directory of this user`, `remove it (sqlite-vault creates it, mode 0700)`);
 }
 
 /** Take the lock for `target` or throw LockedError naming the holder. Synchronous and atomic. */

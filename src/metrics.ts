@@ -4,6 +4,7 @@
  * and written by one-shot runs to a node_exporter textfile (--metrics-file), atomically.
  */
 import { renameSync, writeFileSync } from "node:fs";
+import { resolveForWrite } from "./safe-path.ts";
 
 const BUCKETS = [0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800];
 
@@ -77,7 +78,8 @@ export class Metrics {
   }
 
   /** Write render() to `path` atomically (temp file + rename), as node_exporter's textfile collector wants. */
-  writeFile(path: string): void {
+  writeFile(givenPath: string): void {
+    const path = resolveForWrite(givenPath);
     const temp = `${path}.${process.pid}.tmp`;
     writeFileSync(temp, this.render(), { mode: 0o644 });
     renameSync(temp, path);

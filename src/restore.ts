@@ -7,7 +7,7 @@
  * reported) in favour of the next older one.
  */
 import { Database } from "bun:sqlite";
-import { chmodSync, chownSync, closeSync, existsSync, fsyncSync, linkSync, lstatSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, statSync, unlinkSync, type Stats } from "node:fs";
+import { chmodSync, chownSync, closeSync, constants, copyFileSync, existsSync, fsyncSync, linkSync, openSync, readdirSync, readFileSync, readSync, renameSync, statSync, unlinkSync, type Stats } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { describeSelection, listManifests, readCandidates, type Candidate, type Selection } from "./catalog.ts";
 import { fetchAndCheck, keyMismatchFailure, type IntegrityCheck } from "./check.ts";
@@ -16,6 +16,7 @@ import type { RunContext } from "./context.ts";
 import { VaultError, VerificationError, type CheckStep } from "./errors.ts";
 import { acquireLock } from "./lock.ts";
 import { assertValidName, backupIdTime } from "./manifest.ts";
+import { resolveForWrite } from "./safe-path.ts";
 import { removeStale, tempTag } from "./stale.ts";
 import { syncDirectory } from "./storage/file.ts";
 import type { Storage } from "./storage/types.ts";
@@ -74,10 +75,11 @@ const SIDECARS = ["-wal", "-shm", "-journal"];
 export async function runRestore(storage: Storage, input: RestoreInput, ctx: RunContext): Promise<RestoreResult> {
   const started = performance.now();
   assertValidName(input.name);
-  const target = followLinks(resolve(input.target));
+  const target = resolveForWrite(input.target);
   if (target !== resolve(input.target)) ctx.log.info(`${input.target} is a symbolic link: restoring to ${target}, where it leads`);
   const base = { name: input.name, target, repo: storage.url };
-  if (input.ifMissing && existsSync(target)) {
+  const empty = isEmptyFile(target);
+  if (input.ifMissing && existsSync(target) && !empty) {
     ctx.log.info(`${target} exists; nothing to restore`);
     return { action: "skipped", reason: "target-exists", ...base };
   }
@@ -86,7 +88,8 @@ export async function runRestore(storage: Storage, input: RestoreInput, ctx: Run
   const existing = statSync(target, { throwIfNoEntry: false });
   if (existing && !existing.isFile())
     throw new VaultError(`${target} is not a regular file (${existing.isDirectory() ? "a directory" : "a special file"}); refusing to replace it`, "give the database's file path, or --output FILE to restore elsewhere");
-  if (existing && !input.force)
+  if (empty) ctx.log.info(`${target} is empty: no database has been written there yet, so it is restored as a missing one (the empty file is kept aside)`);
+  if (existing && !input.force && !empty)
     throw new VaultError(`${target} already exists; refusing to overwrite it`, "pass --force to replace it (the current file is kept aside), or --output to restore elsewhere");
   refuseIfOpen(target);
 
@@ -152,7 +155,7 @@ async function restoreFirstSound(storage: Storage, input: RestoreInput, candidat
       chmodSync(temp, mode);
       if (owner) adoptOwner(temp, target, owner, ctx);
       refuseIfOpen(target);
-      const replaced = swapIntoPlace(temp, target, input.force === true);
+      const replaced = swapIntoPlace(temp, target, input.force === true || isEmptyFile(target));
       ctx.temp.keep(temp);
       await syncDirectory(dir);
       return {
@@ -268,17 +271,18 @@ function processName(dir: string): string {
 }
 
 /**
- * Where a restore to `path` writes: `path`, or the file its symbolic links lead to (existing or not).
- * The link stays a link, and the database lands where the application's data lives (a volume, say):
- * renaming over the link would leave the real file old and the new one beside the link.
+ * Whether `target` is an empty file with nothing beside it: what `sqlite3 app.db 'select 1'` leaves on
+ * a new machine, no database (backup says the same); a restore treats it as missing. Throws
+ * VaultError for an empty file whose -wal or -journal holds bytes: SQLite would delete such a WAL on
+ * opening the empty file, and a restore would replace it, so neither is chosen for the user.
  */
-function followLinks(path: string): string {
-  let current = path;
-  for (let hops = 0; hops < 40; hops++) {
-    if (!lstatSync(current, { throwIfNoEntry: false })?.isSymbolicLink()) return current;
-    current = resolve(dirname(current), readlinkSync(current));
-  }
-  throw new VaultError(`${path}: too many levels of symbolic links`);
+function isEmptyFile(target: string): boolean {
+  const stat = statSync(target, { throwIfNoEntry: false });
+  if (!stat?.isFile() || stat.size > 0) return false;
+  for (const suffix of ["-wal", "-journal"])
+    if ((statSync(target + suffix, { throwIfNoEntry: false })?.size ?? 0) > 0)
+      throw new VaultError(`${target} is empty, but ${target}${suffix} holds data (SQLite would discard it on opening the empty file); refusing to restore over it or to leave it`, `look at ${target}${suffix}; keep it if it matters, remove ${target} and ${target}${suffix}, then restore again`);
+  return true;
 }
 
 /** Restore temp files: hidden, beside the target, named after it and the restoring process. */
@@ -305,41 +309,148 @@ function setWalMode(path: string): void {
   }
 }
 
+/** The file-system calls swapIntoPlace makes, so a test can fail any one of them (a crash, EIO). */
+export interface SwapFs {
+  link(from: string, to: string): void;
+  rename(from: string, to: string): void;
+  unlink(path: string): void;
+}
+
+const nodeFs: SwapFs = { link: linkSync, rename: renameSync, unlink: unlinkSync };
+
 /**
- * Atomically put `temp` at `target`. An existing target (only with force) and any sidecar files are
- * first moved aside as `{target}.replaced-{time}{suffix}`; returns those paths.
+ * Atomically put `temp` at `target`. An existing target may be replaced only when `replace` is true
+ * (--force, or an empty file); it and its sidecar files are then kept as
+ * `{target}.replaced-{time}[-N]{suffix}`, names never taken before; returns those paths. Throws
+ * VaultError; on any failure, and at any crash point, the target opens as the database it was.
+ *
+ * SQLite pairs a database with its -wal and -journal by name alone, and no two names change in one
+ * step: moving a sidecar that holds data leaves a moment with the old database without its WAL (lost
+ * commits), or the new one beside the old WAL (applied to it: corruption). So such sidecars are
+ * first emptied as SQLite does on a clean close (checkpoint, or roll back a hot journal), which its
+ * own design makes crash-safe; what is left beside the database is then inert for any database. Then
+ * the old files are hard-linked to their aside names (copies that survive a crash, removed again on
+ * an error), the new file is renamed over the target (the one switch), and only then are the old,
+ * inert sidecars removed.
  */
-function swapIntoPlace(temp: string, target: string, force: boolean): string[] {
-  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
-  const aside = `${target}.replaced-${stamp}`;
-  const moved: string[] = [];
-  const targetExists = existsSync(target);
-  if (targetExists) {
-    if (!force) throw new VaultError(`${target} appeared during the restore; refusing to overwrite it`, "pass --force to replace it");
-    // A hard link keeps the old database reachable while rename() replaces the target atomically.
-    try {
-      linkSync(target, aside);
-    } catch {
-      renameSync(target, aside);
-    }
-    moved.push(aside);
-  }
-  for (const suffix of SIDECARS) {
-    if (existsSync(target + suffix)) {
-      renameSync(target + suffix, aside + suffix);
-      moved.push(aside + suffix);
-    }
-  }
-  if (targetExists) renameSync(temp, target);
-  else {
+export function swapIntoPlace(temp: string, target: string, replace: boolean, fs: SwapFs = nodeFs): string[] {
+  if (!existsSync(target)) {
     // link() refuses to overwrite: a file created meanwhile by someone else is never clobbered.
     try {
-      linkSync(temp, target);
-      unlinkSync(temp);
+      fs.link(temp, target);
+      fs.unlink(temp);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === "EEXIST") throw new VaultError(`${target} appeared during the restore; refusing to overwrite it`, "pass --force to replace it");
-      renameSync(temp, target); // filesystems without hard links
+      fs.rename(temp, target); // filesystems without hard links
+    }
+    return [];
+  }
+  if (!replace) throw new VaultError(`${target} appeared during the restore; refusing to overwrite it`, "pass --force to replace it");
+  emptySidecars(target);
+  const kept = keepAside(target, fs);
+  try {
+    fs.rename(temp, target);
+  } catch (error) {
+    for (const path of kept) ignoreFailure(() => fs.unlink(path));
+    throw new VaultError(`could not put the restored database at ${target}: ${(error as Error).message}; ${target} is as it was`, undefined, { cause: error });
+  }
+  // Inert now (see above), and kept aside: a failure here leaves only files SQLite ignores or rebuilds.
+  for (const suffix of SIDECARS) if (kept.includes(kept[0] + suffix)) ignoreFailure(() => fs.unlink(target + suffix));
+  return kept;
+}
+
+function ignoreFailure(fn: () => void): void {
+  try {
+    fn();
+  } catch {}
+}
+
+/** The sidecars of `path` that SQLite would read into whatever database has that name: a WAL with a valid header, a hot journal. */
+function sidecarsWithData(path: string): string[] {
+  const held: string[] = [];
+  for (const [suffix, holdsData] of [
+    ["-wal", (head: Buffer) => head.length >= 32 && (head.readUInt32BE(0) & ~1) === 0x377f0682],
+    ["-journal", (head: Buffer) => head.length > 0 && head[0] !== 0],
+  ] as const) {
+    const head = readHead(path + suffix, 32);
+    if (head && holdsData(head)) held.push(path + suffix);
+  }
+  return held;
+}
+
+function readHead(path: string, bytes: number): Buffer | null {
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch {
+    return null;
+  }
+  try {
+    const head = Buffer.alloc(bytes);
+    return head.subarray(0, readSync(fd, head, 0, bytes, 0));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Bring what the -wal or a hot -journal of `target` holds into the database file, as SQLite does
+ * when the last connection closes, so that no sidecar holds data. Throws VaultError, leaving the
+ * files as SQLite leaves them after an interrupted checkpoint (the same database), when it cannot.
+ */
+function emptySidecars(target: string): void {
+  const held = sidecarsWithData(target);
+  if (held.length === 0) return;
+  if (readHead(target, 16)?.toString("latin1") !== "SQLite format 3\0")
+    throw new VaultError(`${held.join(" and ")} holds data, but ${target} is not a SQLite database; refusing to choose which of them to keep`, `look at them, move ${target} and ${held.join(", ")} aside yourself, then restore again`);
+  try {
+    const db = new Database(target);
+    try {
+      db.query("SELECT count(*) FROM sqlite_schema").get(); // rolls a hot journal back
+      const wal = db.query("PRAGMA wal_checkpoint(TRUNCATE)").get() as { busy: number } | null;
+      if (wal?.busy) throw new Error("the checkpoint could not finish");
+    } finally {
+      db.close();
+    }
+  } catch (error) {
+    throw new VaultError(`could not bring ${held.join(" and ")} into ${target} before replacing it: ${(error as Error).message}; nothing was replaced`, "stop whatever uses it; or move the files aside yourself, then restore again", { cause: error });
+  }
+  const still = sidecarsWithData(target);
+  if (still.length) throw new VaultError(`${still.join(" and ")} still holds data after a checkpoint of ${target}; nothing was replaced`, "stop whatever uses it, then restore again");
+}
+
+/**
+ * Hard-link `target` and its sidecars to the first free `{target}.replaced-{time}[-N]` names (copy them
+ * where the file system has no hard links). A name that exists is never reused or replaced: link()
+ * and an exclusive copy fail on it, and the next name is tried. Returns the new paths, database first.
+ */
+function keepAside(target: string, fs: SwapFs): string[] {
+  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+  const sidecars = SIDECARS.filter((suffix) => existsSync(target + suffix));
+  for (let n = 1; n <= 1000; n++) {
+    const aside = `${target}.replaced-${stamp}${n > 1 ? `-${n}` : ""}`;
+    const made: string[] = [];
+    try {
+      for (const suffix of ["", ...sidecars]) {
+        keepCopy(target + suffix, aside + suffix, fs);
+        made.push(aside + suffix);
+      }
+      return made;
+    } catch (error) {
+      for (const path of made) ignoreFailure(() => fs.unlink(path));
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST")
+        throw new VaultError(`could not keep ${target} aside as ${aside}: ${(error as Error).message}; nothing was replaced`, undefined, { cause: error });
     }
   }
-  return moved;
+  throw new VaultError(`could not find a free name to keep ${target} aside; nothing was replaced`, `remove old ${basename(target)}.replaced-* files`);
+}
+
+function keepCopy(from: string, to: string, fs: SwapFs): void {
+  try {
+    fs.link(from, to);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "ENOSYS" && code !== "EMLINK") throw error;
+    copyFileSync(from, to, constants.COPYFILE_EXCL); // no hard links here: an exclusive copy
+  }
 }

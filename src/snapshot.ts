@@ -42,6 +42,7 @@ import { promisify } from "node:util";
 import { endianness } from "node:os";
 import { dirname, join } from "node:path";
 import type { RunContext } from "./context.ts";
+import { resolveForWrite } from "./safe-path.ts";
 import { removeStale, tempTag } from "./stale.ts";
 import { walResetWarning } from "./version.ts";
 import { VaultError } from "./errors.ts";
@@ -139,8 +140,9 @@ function parseDatabaseHeader(header: Uint8Array): { pageSize: number; pageCount:
  * under `tmpDir`. Never modifies the source. Throws VaultError for a missing or non-SQLite file; the
  * temp file is removed on failure. The caller must call release() when done reading.
  */
-export async function createSnapshot(databasePath: string, tmpDir: string, ctx: RunContext): Promise<Snapshot> {
+export async function createSnapshot(databasePath: string, givenTmpDir: string, ctx: RunContext): Promise<Snapshot> {
   assertSqliteFile(databasePath);
+  const tmpDir = resolveForWrite(givenTmpDir);
   for (const stale of removeStale(tmpDir, SNAPSHOT_PREFIX)) ctx.log.info(`removed ${stale}, left by a killed run`);
   const dir = ctx.temp.add(await mkdtemp(join(tmpDir, `${SNAPSHOT_PREFIX}${tempTag()}-`)));
   try {

@@ -11,6 +11,7 @@ import { mapLimit, readCatalog } from "./catalog.ts";
 import { checkStoredBytes, fetchAndCheck, keyMismatchFailure, type IntegrityCheck } from "./check.ts";
 import { NoMatchingIdentityError, type DecryptionSettings } from "./encryption.ts";
 import type { RunContext } from "./context.ts";
+import { resolveForWrite } from "./safe-path.ts";
 import { removeStale, tempTag } from "./stale.ts";
 import { VaultError, VerificationError, type CheckStep } from "./errors.ts";
 import { manifestKey, verifiedKey, type BackupManifest } from "./manifest.ts";
@@ -79,8 +80,9 @@ export async function runVerify(storage: Storage, input: VerifyInput, ctx: RunCo
   for (const orphan of catalog.orphans) ctx.log.warn(`${orphan.key} has no manifest (an interrupted upload?); it is not a backup`);
 
   const check: IntegrityCheck = input.quick ? "quick_check" : "integrity_check";
-  removeStale(input.tmpDir, "sqlite-vault-verify-");
-  const workDir = ctx.temp.add(await mkdtemp(join(input.tmpDir, `sqlite-vault-verify-${tempTag()}-`)));
+  const tmpDir = resolveForWrite(input.tmpDir);
+  removeStale(tmpDir, "sqlite-vault-verify-");
+  const workDir = ctx.temp.add(await mkdtemp(join(tmpDir, `sqlite-vault-verify-${tempTag()}-`)));
   const outcomes: (VerifyEntry | null)[] = new Array(chosen.length);
   let done = 0;
   try {

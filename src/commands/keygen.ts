@@ -2,6 +2,7 @@ import { defineCommand } from "citty";
 import { closeSync, openSync, writeSync } from "node:fs";
 import { generateIdentityFile } from "../encryption.ts";
 import { UsageError, VaultError } from "../errors.ts";
+import { resolveForWrite } from "../safe-path.ts";
 import { outputArgs } from "./_args.ts";
 import { runCommand } from "./_run.ts";
 
@@ -34,7 +35,7 @@ export default defineCommand({
         }
         let fd: number;
         try {
-          fd = openSync(flags.output, "wx", 0o600);
+          fd = openSync(resolveForWrite(flags.output), "wx", 0o600);
         } catch (error) {
           const code = (error as NodeJS.ErrnoException).code;
           if (code === "EEXIST") throw new VaultError(`${flags.output} already exists; refusing to overwrite an identity`, "choose another path: a lost identity makes its backups unreadable");

@@ -8,6 +8,7 @@ import { mkdir, open, readdir, rename, rm, rmdir, stat } from "node:fs/promises"
 import { basename, dirname, join, sep } from "node:path";
 import { Readable } from "node:stream";
 import { NotFoundError, StorageUnavailableError } from "../errors.ts";
+import { resolveForWrite } from "../safe-path.ts";
 import { iterate } from "../streams.ts";
 import { assertValidKey, type GetOptions, type ObjectInfo, type PartialWrite, type PutOptions, type Storage } from "./types.ts";
 
@@ -16,8 +17,11 @@ export const TEMP_MARK = ".sqlite-vault-tmp-";
 export class FileStorage implements Storage {
   readonly url: string;
 
-  constructor(readonly root: string) {
+  readonly root: string;
+
+  constructor(root: string) {
     this.url = `file://${root}`;
+    this.root = resolveForWrite(root);
   }
 
   private pathOf(key: string): string {

@@ -3,7 +3,7 @@
  * "Try:" hint), the documented exit code, nothing half-written, nothing listed that is not complete.
  */
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createBankDb, holdOpen, removeTempDirs, tempDir } from "../helpers/db.ts";
 import { ensureBinary, ROOT, runCli, spawnCli } from "../helpers/cli.ts";
@@ -382,25 +382,19 @@ describe("interruption and locking", () => {
 
   test("locks live in the user's own directory, mode 0700; one open to others, or not the user's, is refused", async () => {
     const { db, repo } = setup("err-lockdir");
-    const tmp = tempDir("lockdir");
-    const dir = join(tmp, `sqlite-vault-locks-${process.getuid!()}`);
-    const ok = await runCli(["backup", db, "--repo", repo], { env: { TMPDIR: tmp } });
+    // Root's are in /run, which no other user can write (another user's are in their own home: see
+    // restore-safety.test.ts); both refuse a directory that is not the user's own and private.
+    const home = tempDir("lockdir");
+    const dir = process.getuid!() === 0 ? "/run/sqlite-vault" : join(home, ".local", "state", "sqlite-vault", "locks");
+    const ok = await runCli(["backup", db, "--repo", repo], { env: { HOME: home } });
     expect(ok.exitCode).toBe(0);
-    // Per user: a directory shared in /tmp belonged to whoever ran first, and failed everyone else.
     expect(statSync(dir).mode & 0o777).toBe(0o700);
-    chmodSync(dir, 0o777);
-    const open = await runCli(["backup", db, "--repo", repo], { env: { TMPDIR: tmp } });
-    expect(open.exitCode).toBe(1);
-    expectCleanError(open.stderr, `the lock directory ${dir} is not a private directory of this user`);
-    if (process.getuid!() === 0) {
-      // (Only root can give a directory away.)
-      const other = tempDir("lockdir-other");
-      const theirs = join(other, "sqlite-vault-locks-0");
-      mkdirSync(theirs, { mode: 0o700 });
-      chownSync(theirs, 65534, 65534);
-      const foreign = await runCli(["backup", db, "--repo", repo], { env: { TMPDIR: other } });
-      expect(foreign.exitCode).toBe(1);
-      expectCleanError(foreign.stderr, `the lock directory ${theirs} is not a private directory of this user`);
+    expect(statSync(dir).uid).toBe(process.getuid!());
+    if (process.getuid!() !== 0) {
+      chmodSync(dir, 0o777);
+      const open = await runCli(["backup", db, "--repo", repo], { env: { HOME: home } });
+      expect(open.exitCode).toBe(1);
+      expectCleanError(open.stderr, `the lock directory ${dir} is not a private directory of this user`);
     }
   });
 });
