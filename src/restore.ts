@@ -100,7 +100,7 @@ export async function runRestore(storage: Storage, input: RestoreInput, ctx: Run
     ctx.log.info(`no backups of ${input.name} in ${storage.url}; starting without one`);
     return { action: "skipped", reason: "no-backups", ...base };
   }
-  const candidates = readCandidates(storage, entries, input.selection);
+  const candidates = readCandidates(storage, entries, input.selection, { log: ctx.log });
   const first = await candidates.next();
   if (first.done) {
     const which = describeSelection(input.selection);

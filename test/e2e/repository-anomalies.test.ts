@@ -80,6 +80,7 @@ describe("a backup dated in the future", () => {
     const restore = await runCli(["restore", "--name", "app", "-o", out, "--repo", repo.url], { env: repo.env });
     expect(restore.exitCode, restore.stderr).toBe(0);
     expect(restore.stdout).toContain(`restored app ${old}`);
+    expect(restore.stderr).toContain(`passing over app ${planted}`);
 
     const backup = await runCli(["backup", repo.db, "--repo", repo.url, "--keep-last", "1", "--json"], { env: repo.env });
     expect(backup.exitCode, backup.stderr).toBe(0);
