@@ -13,11 +13,12 @@
  *     - path: /var/lib/app/app.db                    # each may override any default
  *       schedule: "*\/15 * * * *"
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { UsageError } from "./errors.ts";
 import { COMPRESSIONS, deriveName, isBackupName } from "./manifest.ts";
 import { parseDuration } from "./retention.ts";
+import { readSmallFile } from "./small-file.ts";
 import type { Env } from "./storage/credentials.ts";
 
 /** Settings a config file can give, as strings (like flag values), merged by resolveSettings. */
@@ -94,7 +95,7 @@ export function loadConfig(options: { path?: string; env: Env; expandEnv?: boole
   }
   let text: string;
   try {
-    text = readFileSync(path, "utf8");
+    text = readSmallFile(path);
   } catch (error) {
     throw new UsageError(`cannot read config file ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }

@@ -7,9 +7,10 @@
  * or the environment; they are never logged, printed, or written into a manifest.
  */
 import * as age from "age-encryption";
-import { readFileSync, statSync } from "node:fs";
+import { statSync } from "node:fs";
 import { AuthError, UsageError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
+import { readSmallFile } from "./small-file.ts";
 import type { Env } from "./storage/credentials.ts";
 
 export interface EncryptionSettings {
@@ -249,7 +250,7 @@ function readKeyLines(path: string, what: string): string[] {
 
 function readSecretFile(path: string, what: string): string {
   try {
-    return readFileSync(path, "utf8");
+    return readSmallFile(path);
   } catch (error) {
     throw new UsageError(`cannot read the ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }

@@ -3,10 +3,10 @@
  * AWS_SESSION_TOKEN, else the shared credentials file (AWS_SHARED_CREDENTIALS_FILE or
  * ~/.aws/credentials) with the profile AWS_PROFILE (default "default").
  */
-import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { UsageError } from "../errors.ts";
+import { readSmallFile } from "../small-file.ts";
 import type { S3Credentials } from "./s3.ts";
 
 export type Env = Record<string, string | undefined>;
@@ -56,9 +56,10 @@ export function parseIni(text: string): Record<string, Record<string, string>> {
   return sections;
 }
 
+/** Anything but a small regular file counts as none: a FIFO must not block, and AWS_SHARED_CREDENTIALS_FILE=/dev/null still means no file. */
 function readTextFile(path: string): string | null {
   try {
-    return readFileSync(path, "utf8");
+    return readSmallFile(path);
   } catch {
     return null;
   }

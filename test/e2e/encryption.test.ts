@@ -4,10 +4,10 @@
  * (every run is scanned for the secrets registered here: see registerSecret in test/helpers/cli.ts).
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ACCOUNTS, createBankDb, INITIAL_BALANCE, inspectBank, removeTempDirs, tempDir } from "../helpers/db.ts";
-import { registerSecret, runCli } from "../helpers/cli.ts";
+import { registerSecret, runCli, spawnCli } from "../helpers/cli.ts";
 import { createTestBucket } from "../helpers/s3.ts";
 import { localRepo, s3Repo, type TestRepo } from "../helpers/repos.ts";
 import { readBackupManifest, readObject } from "../helpers/tamper.ts";
@@ -327,5 +327,47 @@ describe("keys asked for but not usable", () => {
     const verify = await runCli(["verify", "--config", join(cfgDir, "vault.yml"), "--json"], { cwd: "/" });
     expect(verify.exitCode, verify.stderr).toBe(0);
     expect(JSON.parse(verify.stdout).results[0]).toMatchObject({ result: "pass", checked: "database" });
+  });
+});
+
+describe("files read whole that are not small regular files", () => {
+  /** The binary, killed if it has not ended within `ms`: a read that blocks for ever must fail the test, not hang it. */
+  async function runWithin(ms: number, args: string[], env: Record<string, string> = {}) {
+    const run = spawnCli(args, { env });
+    const timer = setTimeout(() => run.kill("SIGKILL"), ms);
+    const [stdout, stderr, exitCode] = await Promise.all([new Response(run.stdout).text(), new Response(run.stderr).text(), run.exited]);
+    clearTimeout(timer);
+    return { stdout, stderr, exitCode };
+  }
+
+  test("a FIFO, a device or a huge file as a key or config file is refused before it is read (exit 2), never waited on or held in memory", async () => {
+    const { dir, db, repo } = scratch("enc-special");
+    const fifo = join(dir, "fifo");
+    expect(Bun.spawnSync(["mkfifo", "-m", "600", fifo]).exitCode).toBe(0);
+    const huge = join(dir, "huge.txt");
+    writeFileSync(huge, "x".repeat(2 * 1024 * 1024));
+    chmodSync(huge, 0o600);
+    const link = join(dir, "link-to-fifo");
+    symlinkSync(fifo, link);
+    const cases: [string, string[], Record<string, string>, string][] = [
+      ["--passphrase-file FIFO", ["backup", db, "--repo", repo, "--passphrase-file", fifo], {}, "FIFO"],
+      ["--passphrase-file a link to a FIFO", ["backup", db, "--repo", repo, "--passphrase-file", link], {}, "FIFO"],
+      ["SQLITE_VAULT_PASSPHRASE_FILE FIFO", ["backup", db, "--repo", repo], { SQLITE_VAULT_PASSPHRASE_FILE: fifo }, "FIFO"],
+      ["--recipients-file FIFO", ["backup", db, "--repo", repo, "--recipients-file", fifo], {}, "FIFO"],
+      ["--identity FIFO", ["restore", "--name", "app", "--output", join(dir, "out.db"), "--repo", repo, "--identity", fifo], {}, "FIFO"],
+      ["--config FIFO", ["list", "--config", fifo], {}, "FIFO"],
+      ["--passphrase-file /dev/zero", ["backup", db, "--repo", repo, "--passphrase-file", "/dev/zero"], {}, "character device"],
+      ["--identity /dev/zero", ["verify", "--repo", repo, "--identity", "/dev/zero"], {}, "character device"],
+      ["a 2 MiB passphrase file", ["backup", db, "--repo", repo, "--passphrase-file", huge], {}, "larger than 1 MiB"],
+      ["a 2 MiB recipients file", ["backup", db, "--repo", repo, "--recipients-file", huge], {}, "larger than 1 MiB"],
+      ["a 2 MiB config file", ["list", "--config", huge], {}, "larger than 1 MiB"],
+    ];
+    for (const [what, args, env, problem] of cases) {
+      const r = await runWithin(15_000, args, env);
+      expect(r.exitCode, `${what}: ${r.stderr}`).toBe(2);
+      expect(r.stderr, what).toContain(problem);
+      expect(r.stderr.trim().split("\n").at(-1), what).toStartWith("sqlite-vault: ");
+    }
+    expect(existsSync(repo)).toBe(false); // nothing was backed up
   });
 });

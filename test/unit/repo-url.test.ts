@@ -1,4 +1,7 @@
 import { describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { resolveRepo, redactUrl, type S3Flags } from "../../src/storage/index.ts";
 import { resolveCredentials, parseIni } from "../../src/storage/credentials.ts";
 import { UsageError } from "../../src/errors.ts";
@@ -101,6 +104,21 @@ describe("resolveCredentials", () => {
 
   test("a named profile that does not exist is a usage error", () => {
     expect(() => resolveCredentials({ HOME: "/home/u", AWS_PROFILE: "missing" }, read)).toThrow(UsageError);
+  });
+  test("a credentials file that is a FIFO or too big counts as none, never read (a FIFO blocked for ever)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "creds-"));
+    try {
+      const fifo = join(dir, "fifo");
+      expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
+      const huge = join(dir, "huge");
+      writeFileSync(huge, `${file}${"#".repeat(2 * 1024 * 1024)}\n`);
+      for (const path of [fifo, huge]) {
+        expect(resolveCredentials({ AWS_SHARED_CREDENTIALS_FILE: path })).toBeNull();
+        expect(() => resolveCredentials({ AWS_SHARED_CREDENTIALS_FILE: path, AWS_PROFILE: "other" })).toThrow(`AWS_PROFILE is other but ${path} cannot be read`);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
   test("half a key pair is a usage error", () => {
     expect(() => resolveCredentials({ AWS_ACCESS_KEY_ID: "AK" }, read)).toThrow(UsageError);
