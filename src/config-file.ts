@@ -41,6 +41,8 @@ export interface FileSettings {
   recipientsFile?: string;
   passphraseFile?: string;
   identityFiles?: string[];
+  /** `encryption: false`: unencrypted on purpose, even after encrypted backups. */
+  plaintext?: boolean;
 }
 
 export interface ConfiguredDatabase {
@@ -241,7 +243,8 @@ function readRetention(value: unknown, at: (string | number)[], r: Readers): Fil
 }
 
 function readEncryption(value: unknown, at: (string | number)[], r: Readers): Partial<FileSettings> {
-  if (!isObject(value)) return r.fail(at, "must be a mapping such as { recipients: [age1…] }");
+  if (value === false) return { plaintext: true };
+  if (!isObject(value)) return r.fail(at, "must be a mapping such as { recipients: [age1…] }, or false for unencrypted backups");
   const out: Partial<FileSettings> = {};
   if (Object.keys(value).length === 0) r.fail(at, `names no key (known: ${ENCRYPTION_KEYS.join(", ")}); leave it out for unencrypted backups`);
   for (const [key, v] of Object.entries(value)) {
