@@ -224,6 +224,8 @@ describe("keys asked for but not usable", () => {
       ["SQLITE_VAULT_RECIPIENTS empty", [], { SQLITE_VAULT_RECIPIENTS: "" }],
       ["SQLITE_VAULT_RECIPIENTS_FILE empty", [], { SQLITE_VAULT_RECIPIENTS_FILE: "" }],
       ["SQLITE_VAULT_PASSPHRASE empty", [], { SQLITE_VAULT_PASSPHRASE: "" }],
+      ["--encryption and no key", ["--encryption"], {}],
+      ["SQLITE_VAULT_ENCRYPTION=true and no key", [], { SQLITE_VAULT_ENCRYPTION: "true" }],
     ];
     for (const [what, flags, env] of cases) {
       const r = await runCli(["backup", db, "--repo", repo, ...flags], { env });
