@@ -8,6 +8,7 @@ import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { BLOCK_SIZE, blockCompressor, mapBlocks, defaultParallelism, type BlockCompressor } from "./codec.ts";
 import { describeEncryption, encryptStream, type EncryptionSettings } from "./encryption.ts";
+import { assertEncryptionKept } from "./encryption-guard.ts";
 import type { RunContext } from "./context.ts";
 import { UsageError, VaultError, VerificationError } from "./errors.ts";
 import { acquireLock, safeRealpath } from "./lock.ts";
@@ -42,6 +43,8 @@ export interface BackupInput {
   compression: Compression;
   /** Encrypt the stored object with age; null or absent: not encrypted. */
   encryption?: EncryptionSettings | null;
+  /** Unencrypted on purpose (--no-encryption): may follow encrypted backups. */
+  plaintextChosen?: boolean;
   tmpDir: string;
   /** quick_check the snapshot first: a damaged database is refused (exit 4), never stored. */
   check?: boolean;
@@ -81,6 +84,7 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
   const lock = acquireLock(input.databasePath, "backup");
   try {
     await storage.check({ create: true });
+    await assertEncryptionKept(storage, name, input.encryption ?? null, input.plaintextChosen === true);
     const source = safeRealpath(resolve(input.databasePath));
     const derived = input.name === undefined || input.nameGiven === false;
     // A missing database is reported as missing (by the snapshot), not as another file's name.

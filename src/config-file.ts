@@ -13,11 +13,12 @@
  *     - path: /var/lib/app/app.db                    # each may override any default
  *       schedule: "*\/15 * * * *"
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { UsageError } from "./errors.ts";
 import { COMPRESSIONS, deriveName, isBackupName } from "./manifest.ts";
 import { parseDuration } from "./retention.ts";
+import { readSmallFile } from "./small-file.ts";
 import type { Env } from "./storage/credentials.ts";
 
 /** Settings a config file can give, as strings (like flag values), merged by resolveSettings. */
@@ -40,6 +41,8 @@ export interface FileSettings {
   recipientsFile?: string;
   passphraseFile?: string;
   identityFiles?: string[];
+  /** `encryption: false`: unencrypted on purpose, even after encrypted backups. */
+  plaintext?: boolean;
 }
 
 export interface ConfiguredDatabase {
@@ -94,7 +97,7 @@ export function loadConfig(options: { path?: string; env: Env; expandEnv?: boole
   }
   let text: string;
   try {
-    text = readFileSync(path, "utf8");
+    text = readSmallFile(path);
   } catch (error) {
     throw new UsageError(`cannot read config file ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }
@@ -240,7 +243,8 @@ function readRetention(value: unknown, at: (string | number)[], r: Readers): Fil
 }
 
 function readEncryption(value: unknown, at: (string | number)[], r: Readers): Partial<FileSettings> {
-  if (!isObject(value)) return r.fail(at, "must be a mapping such as { recipients: [age1…] }");
+  if (value === false) return { plaintext: true };
+  if (!isObject(value)) return r.fail(at, "must be a mapping such as { recipients: [age1…] }, or false for unencrypted backups");
   const out: Partial<FileSettings> = {};
   if (Object.keys(value).length === 0) r.fail(at, `names no key (known: ${ENCRYPTION_KEYS.join(", ")}); leave it out for unencrypted backups`);
   for (const [key, v] of Object.entries(value)) {

@@ -23,6 +23,8 @@ export interface JobTarget {
   settings: Settings;
   storage: Storage;
   encryption: EncryptionSettings | null;
+  /** Unencrypted on purpose (see BackupInput.plaintextChosen). */
+  plaintextChosen?: boolean;
 }
 
 export interface JobOutcome {
@@ -49,7 +51,7 @@ export async function runBackupJob(target: JobTarget, ctx: RunContext, hooks: { 
   try {
     backup = await runBackup(
       target.storage,
-      { databasePath: target.db, name, nameGiven: target.nameGiven ?? true, compression: settings.compression, encryption: target.encryption, tmpDir: settings.tmpDir, check: settings.check, now: hooks.now },
+      { databasePath: target.db, name, nameGiven: target.nameGiven ?? true, compression: settings.compression, encryption: target.encryption, plaintextChosen: target.plaintextChosen, tmpDir: settings.tmpDir, check: settings.check, now: hooks.now },
       ctx,
     );
   } catch (thrown) {

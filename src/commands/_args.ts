@@ -51,6 +51,7 @@ export const encryptArgs = {
   "recipients-file": { type: "string", valueHint: "FILE", description: "Encrypt to the age public keys in FILE (env SQLITE_VAULT_RECIPIENTS_FILE)" },
   "passphrase-file": { type: "string", valueHint: "FILE", description: "Encrypt with the passphrase in FILE (env SQLITE_VAULT_PASSPHRASE_FILE, SQLITE_VAULT_PASSPHRASE)" },
   passphrase: { type: "string", description: "Passphrase (visible in the process list: prefer --passphrase-file)" },
+  encryption: { type: "boolean", description: "Refuse to back up without a key; --no-encryption stores unencrypted on purpose, even after encrypted backups (env SQLITE_VAULT_ENCRYPTION; config encryption: false)" },
 } as const satisfies ArgsDef;
 
 export const decryptArgs = {

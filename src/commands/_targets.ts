@@ -114,7 +114,7 @@ export function resolveTargets(flags: TargetFlags, log: Logger | undefined, opti
   return { config, fromConfig: false, targets: [make(undefined, undefined, defaults)] };
 }
 
-const ENCRYPTION_FIELDS = ["recipients", "recipientsFile", "passphraseFile", "identityFiles"] as const;
+const ENCRYPTION_FIELDS = ["recipients", "recipientsFile", "passphraseFile", "identityFiles", "plaintext"] as const;
 
 /**
  * A database's config entry over the file's defaults; retention merges key by key. An entry's

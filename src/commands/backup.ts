@@ -17,6 +17,7 @@ const args = {
   compression: { type: "string", valueHint: "gzip|zstd|none", description: "Compression of the stored object (env SQLITE_VAULT_COMPRESSION; default gzip)" },
   ...tmpDirArgs,
   ...encryptArgs,
+  identity: { type: "string", valueHint: "FILE", description: "Encrypt to the public key of this age identity file when no recipient or passphrase is named (repeatable; env SQLITE_VAULT_IDENTITY_FILE)" },
   ...checkArgs,
   ...policyArgs,
   "healthcheck-url": { type: "string", valueHint: "URL", description: "Ping URL/start, URL and URL/fail (healthchecks.io style; env SQLITE_VAULT_HEALTHCHECK_URL)" },
@@ -42,11 +43,12 @@ export default defineCommand({
         const now = resolveNow(process.env);
         const metrics = flags["metrics-file"] ? new Metrics() : undefined;
         const recipients = repeatedFlag(rawArgs, "recipient");
-        const jobs = targets.map((t) => {
+        const jobs = [];
+        for (const t of targets) {
           if (t.settings.repoSource === "default") ctx.log.warn(`no --repo, SQLITE_VAULT_REPO or config repo: storing in the local default ${t.settings.repo}, which does not survive losing this machine`);
-          const encryption = resolveEncryption({ recipients, recipientsFile: flags["recipients-file"], passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"] }, process.env, ctx.log, t.file);
-          return { db: t.db!, name: t.name!, nameGiven: t.nameGiven, settings: t.settings, storage: t.storage, encryption };
-        });
+          const keys = { recipients, recipientsFile: flags["recipients-file"], passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"], identities: repeatedFlag(rawArgs, "identity"), encryption: flags.encryption };
+          jobs.push({ db: t.db!, name: t.name!, nameGiven: t.nameGiven, settings: t.settings, storage: t.storage, ...(await resolveEncryption(keys, process.env, ctx.log, t.file)) });
+        }
         const outcomes: JobOutcome[] = [];
         const many = fromConfig || jobs.length > 1;
         for (const job of jobs) {

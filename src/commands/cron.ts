@@ -23,7 +23,7 @@ const args = {
   ...checkArgs,
   ...policyArgs,
   ...encryptArgs,
-  identity: { type: "string", valueHint: "FILE", description: "age identity file for the startup restore of encrypted backups (repeatable)" },
+  identity: { type: "string", valueHint: "FILE", description: "age identity file for the startup restore of encrypted backups, and to encrypt to when no recipient is named (repeatable)" },
   ...outputArgs,
 } as const;
 
@@ -45,15 +45,18 @@ export default defineCommand({
         const exec = flags.exec ? splitCommand(flags.exec) : undefined;
         const { targets } = resolveTargets(flags, ctx.log, { needsDb: true });
         const recipients = repeatedFlag(rawArgs, "recipient");
-        const daemonTargets = targets.map((t) => ({
-          db: t.db!,
-          name: t.name!,
-          nameGiven: t.nameGiven,
-          settings: t.settings,
-          storage: t.storage,
-          encryption: resolveEncryption({ recipients, recipientsFile: flags["recipients-file"], passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"] }, process.env, ctx.log, t.file),
-          decryption: resolveDecryption({ identities: repeatedFlag(rawArgs, "identity"), passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"] }, process.env, ctx.log, t.file),
-        }));
+        const identities = repeatedFlag(rawArgs, "identity");
+        const daemonTargets = [];
+        for (const t of targets)
+          daemonTargets.push({
+            db: t.db!,
+            name: t.name!,
+            nameGiven: t.nameGiven,
+            settings: t.settings,
+            storage: t.storage,
+            ...(await resolveEncryption({ recipients, recipientsFile: flags["recipients-file"], passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"], identities, encryption: flags.encryption }, process.env, ctx.log, t.file)),
+            decryption: resolveDecryption({ identities, passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"] }, process.env, ctx.log, t.file),
+          });
         const emit = (event: string, fields: Record<string, unknown>) => {
           // --quiet: only what went wrong.
           if (flags.quiet && !isFailureEvent(event, fields)) return;

@@ -9,10 +9,11 @@
  * (IMDSv2). Its provider is memoized and refreshed five minutes before temporary credentials expire.
  * The profile's endpoint_url (or its services section's s3 endpoint_url) and region are read here too.
  */
-import { readFileSync } from "node:fs";
+import { realpathSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { AuthError, UsageError } from "../errors.ts";
+import { NotASmallFileError, readSmallFile, SMALL_FILE_LIMIT } from "../small-file.ts";
 
 export type Env = Record<string, string | undefined>;
 
@@ -49,6 +50,8 @@ export function resolveCredentials(env: Env, readFile: (path: string) => string 
   if (accessKeyId || secretAccessKey)
     throw new UsageError("only one of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY is set", "set both, or neither to use a profile or the instance's role");
   const profile = env.AWS_PROFILE || "default";
+  // The SDK reads the shared files whole, without asking what they are.
+  for (const file of sharedFiles(env)) assertReadableWhole(file);
   if (env.AWS_PROFILE) {
     const files = sharedFiles(env);
     if (!files.some((file) => parseIni(readFile(file) ?? "")[profile]))
@@ -193,9 +196,25 @@ export function parseIni(text: string): Record<string, Record<string, string>> {
   return sections;
 }
 
+/** Anything but a small regular file counts as none: a FIFO must not block, and AWS_SHARED_CREDENTIALS_FILE=/dev/null still means no file. */
+/** Refuse a shared file that exists but is no small regular file (/dev/null, "no file", is fine). */
+function assertReadableWhole(path: string): void {
+  const info = statSync(path, { throwIfNoEntry: false });
+  if (!info || info.isFile() || (info.isCharacterDevice() && realpathSync(path) === "/dev/null")) {
+    if (info && info.size > SMALL_FILE_LIMIT) throw new UsageError(`cannot read ${path}: it is larger than ${SMALL_FILE_LIMIT / 1048576} MiB, more than an AWS shared file ever holds`);
+    return;
+  }
+  try {
+    readSmallFile(path);
+  } catch (error) {
+    if (error instanceof NotASmallFileError) throw new UsageError(`cannot read ${path}: ${error.message}`, "point AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE at the real file");
+  }
+}
+
+/** A shared file's text, or null when it cannot be read or is no small regular file (a FIFO would hang). */
 function readTextFile(path: string): string | null {
   try {
-    return readFileSync(path, "utf8");
+    return readSmallFile(path);
   } catch {
     return null;
   }

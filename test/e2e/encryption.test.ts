@@ -4,10 +4,10 @@
  * (every run is scanned for the secrets registered here: see registerSecret in test/helpers/cli.ts).
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ACCOUNTS, createBankDb, INITIAL_BALANCE, inspectBank, removeTempDirs, tempDir } from "../helpers/db.ts";
-import { registerSecret, runCli } from "../helpers/cli.ts";
+import { registerSecret, runCli, spawnCli } from "../helpers/cli.ts";
 import { createTestBucket } from "../helpers/s3.ts";
 import { localRepo, s3Repo, type TestRepo } from "../helpers/repos.ts";
 import { readBackupManifest, readObject } from "../helpers/tamper.ts";
@@ -224,6 +224,8 @@ describe("keys asked for but not usable", () => {
       ["SQLITE_VAULT_RECIPIENTS empty", [], { SQLITE_VAULT_RECIPIENTS: "" }],
       ["SQLITE_VAULT_RECIPIENTS_FILE empty", [], { SQLITE_VAULT_RECIPIENTS_FILE: "" }],
       ["SQLITE_VAULT_PASSPHRASE empty", [], { SQLITE_VAULT_PASSPHRASE: "" }],
+      ["--encryption and no key", ["--encryption"], {}],
+      ["SQLITE_VAULT_ENCRYPTION=true and no key", [], { SQLITE_VAULT_ENCRYPTION: "true" }],
     ];
     for (const [what, flags, env] of cases) {
       const r = await runCli(["backup", db, "--repo", repo, ...flags], { env });
@@ -235,10 +237,12 @@ describe("keys asked for but not usable", () => {
       expect(r.exitCode, `${body}: ${r.stderr}`).toBe(2);
     }
     expect(existsSync(repo)).toBe(false); // nothing was backed up, encrypted or not
-    // Identity files alone (keys to read backups with) do not encrypt: that is said.
-    const readOnly = await runCli(["backup", "--config", config(`encryption:\n  identity-files: [${identity}]`)]);
-    expect(readOnly.exitCode).toBe(0);
-    expect(readOnly.stderr).toContain("names identity files but no recipients or passphrase file: this backup is not encrypted");
+    // Identity files alone encrypt to their public keys, as `age -e -i` does: never a plaintext backup.
+    const fromIdentity = await runCli(["backup", "--config", config(`encryption:\n  identity-files: [${identity}]`), "--json"]);
+    expect(fromIdentity.exitCode, fromIdentity.stderr).toBe(0);
+    expect(JSON.parse(fromIdentity.stdout).results[0].backup.encrypted).toBe(true);
+    const manifest = await readBackupManifest(openStorage(repo), "app", JSON.parse(fromIdentity.stdout).results[0].backup.id);
+    expect(manifest.stored.encryption).toEqual({ method: "age", mode: "recipients", recipients: [recipient] });
   });
 
   test("a mistyped identity is refused before any download, naming its file and never quoting it; a file with no identity is not 'no identity given'", async () => {
@@ -327,5 +331,132 @@ describe("keys asked for but not usable", () => {
     const verify = await runCli(["verify", "--config", join(cfgDir, "vault.yml"), "--json"], { cwd: "/" });
     expect(verify.exitCode, verify.stderr).toBe(0);
     expect(JSON.parse(verify.stdout).results[0]).toMatchObject({ result: "pass", checked: "database" });
+  });
+});
+
+describe("an encrypted backup name never turns plaintext without being told", () => {
+  for (const [label, make] of backends)
+    test(`${label}: with no key to encrypt to after encrypted backups, backup exits 2; an identity encrypts to its public key; --no-encryption says plaintext`, async () => {
+      const repo = make();
+      createBankDb(repo.db);
+      const env = repo.env;
+      const backup = async (args: string[], extra: Record<string, string> = {}) => runCli(["backup", repo.db, "--repo", repo.url, "--json", ...args], { env: { ...env, ...extra } });
+      const count = async () => JSON.parse((await runCli(["list", "--name", "app", "--repo", repo.url, "--json"], { env })).stdout).backups.length;
+      const recipientsOf = async (stdout: string) => (await readBackupManifest(repo.storage, "app", JSON.parse(stdout).id)).stored.encryption;
+
+      // A first backup may be plaintext: nothing says otherwise.
+      expect((await backup([])).exitCode).toBe(0);
+      expect((await backup(["--recipient", recipient])).exitCode).toBe(0);
+      // The crontab that lost SQLITE_VAULT_RECIPIENTS: refused, nothing stored.
+      const lost = await backup([]);
+      expect(lost.exitCode, lost.stderr).toBe(2);
+      expect(JSON.parse(lost.stderr).error.message).toContain("is encrypted, and no key to encrypt this one to was given");
+      expect(JSON.parse(lost.stderr).error.hint).toContain("--no-encryption");
+      expect(await count()).toBe(2);
+      // The machine that restored with an identity encrypts to that identity's public key.
+      for (const [args, extra] of [[["--identity", identity], {}], [[], { SQLITE_VAULT_IDENTITY_FILE: identity }]] as [string[], Record<string, string>][]) {
+        const r = await backup(args, extra);
+        expect(r.exitCode, r.stderr).toBe(0);
+        expect(await recipientsOf(r.stdout)).toEqual({ method: "age", mode: "recipients", recipients: [recipient] });
+      }
+      // A named recipient beats the identity (the identity only stands in when no key is named).
+      const named = await backup(["--recipient", otherRecipient], { SQLITE_VAULT_IDENTITY_FILE: identity });
+      expect(await recipientsOf(named.stdout)).toEqual({ method: "age", mode: "recipients", recipients: [otherRecipient] });
+      // Plaintext only when said, and a key beside that is a contradiction.
+      const both = await backup(["--no-encryption", "--recipient", recipient]);
+      expect(both.exitCode).toBe(2);
+      expect((await backup([], { SQLITE_VAULT_ENCRYPTION: "maybe" })).exitCode).toBe(2);
+      const before = await count();
+      for (const [args, extra] of [[["--no-encryption"], {}], [[], { SQLITE_VAULT_ENCRYPTION: "false" }]] as [string[], Record<string, string>][]) {
+        expect((await backup(["--recipient", recipient])).exitCode).toBe(0);
+        const r = await backup(args, extra);
+        expect(r.exitCode, r.stderr).toBe(0);
+        expect(JSON.parse(r.stdout).encrypted).toBe(false);
+      }
+      // After a plaintext backup, no key is needed.
+      expect((await backup([])).exitCode).toBe(0);
+      expect(await count()).toBe(before + 5);
+
+      // A passphrase-encrypted name: identities alone cannot continue it (their keys could not open the old ones' series).
+      const pass = join(repo.dir, "pass.txt");
+      writeFileSync(pass, `${PASSPHRASE}\n`);
+      chmodSync(pass, 0o600);
+      expect((await backup(["--passphrase-file", pass])).exitCode).toBe(0);
+      const onlyId = await backup(["--identity", identity]);
+      expect(onlyId.exitCode, onlyId.stderr).toBe(2);
+      expect(JSON.parse(onlyId.stderr).error.message).toContain("is encrypted with a passphrase, and only identities were given");
+      expect((await backup([])).exitCode).toBe(2);
+      expect((await backup(["--passphrase-file", pass])).exitCode).toBe(0);
+    });
+
+  test("config: encryption: false says plaintext, and a database's entry replaces the defaults' keys", async () => {
+    const { dir, db, repo } = scratch("enc-cfg-plain");
+    expect((await runCli(["backup", db, "--repo", repo, "--recipient", recipient])).exitCode).toBe(0);
+    const config = join(dir, "vault.yml");
+    writeFileSync(config, `repo: ${repo}\nencryption:\n  recipients: [${recipient}]\ndatabases:\n  - path: ${db}\n    encryption: false\n`);
+    const plain = await runCli(["backup", "--config", config, "--json"]);
+    expect(plain.exitCode, plain.stderr).toBe(0);
+    expect(JSON.parse(plain.stdout).results[0].backup.encrypted).toBe(false);
+  });
+
+  test("cron's final backup is refused (exit 3) without a key after encrypted backups, and encrypts to --identity after a startup restore", async () => {
+    const { dir, db, repo } = scratch("enc-cron");
+    expect((await runCli(["backup", db, "--repo", repo, "--recipient", recipient])).exitCode).toBe(0);
+
+    // cron with no key: its final backup fails (exit 3) and says why; nothing plaintext is stored.
+    const before = JSON.parse((await runCli(["list", "--repo", repo, "--json"])).stdout).backups.length;
+    const lost = await runCli(["cron", db, "--repo", repo, "--exec", "true"]);
+    expect(lost.exitCode, lost.stderr).toBe(3);
+    expect(lost.stderr).toContain("is encrypted, and no key to encrypt this one to was given");
+    expect(JSON.parse((await runCli(["list", "--repo", repo, "--json"])).stdout).backups.length).toBe(before);
+    // A new machine that restores with the identity keeps backing up encrypted, to it.
+    mkdirSync(join(dir, "new"));
+    const moved = join(dir, "new", "app.db");
+    const restored = await runCli(["cron", moved, "--name", "app", "--repo", repo, "--restore-if-missing", "--identity", identity, "--exec", "true"]);
+    expect(restored.exitCode, restored.stderr).toBe(0);
+    const newest = JSON.parse((await runCli(["list", "--repo", repo, "--json"])).stdout).backups[0];
+    expect((await readBackupManifest(openStorage(repo), "app", newest.id)).stored.encryption?.recipients).toEqual([recipient]);
+  });
+});
+
+describe("files read whole that are not small regular files", () => {
+  /** The binary, killed if it has not ended within `ms`: a read that blocks for ever must fail the test, not hang it. */
+  async function runWithin(ms: number, args: string[], env: Record<string, string> = {}) {
+    const run = spawnCli(args, { env });
+    const timer = setTimeout(() => run.kill("SIGKILL"), ms);
+    const [stdout, stderr, exitCode] = await Promise.all([new Response(run.stdout).text(), new Response(run.stderr).text(), run.exited]);
+    clearTimeout(timer);
+    return { stdout, stderr, exitCode };
+  }
+
+  test("a FIFO, a device or a huge file as a key or config file is refused before it is read (exit 2), never waited on or held in memory", async () => {
+    const { dir, db, repo } = scratch("enc-special");
+    const fifo = join(dir, "fifo");
+    expect(Bun.spawnSync(["mkfifo", "-m", "600", fifo]).exitCode).toBe(0);
+    const huge = join(dir, "huge.txt");
+    writeFileSync(huge, "x".repeat(2 * 1024 * 1024));
+    chmodSync(huge, 0o600);
+    const link = join(dir, "link-to-fifo");
+    symlinkSync(fifo, link);
+    const cases: [string, string[], Record<string, string>, string][] = [
+      ["--passphrase-file FIFO", ["backup", db, "--repo", repo, "--passphrase-file", fifo], {}, "FIFO"],
+      ["--passphrase-file a link to a FIFO", ["backup", db, "--repo", repo, "--passphrase-file", link], {}, "FIFO"],
+      ["SQLITE_VAULT_PASSPHRASE_FILE FIFO", ["backup", db, "--repo", repo], { SQLITE_VAULT_PASSPHRASE_FILE: fifo }, "FIFO"],
+      ["--recipients-file FIFO", ["backup", db, "--repo", repo, "--recipients-file", fifo], {}, "FIFO"],
+      ["--identity FIFO", ["restore", "--name", "app", "--output", join(dir, "out.db"), "--repo", repo, "--identity", fifo], {}, "FIFO"],
+      ["--config FIFO", ["list", "--config", fifo], {}, "FIFO"],
+      ["--passphrase-file /dev/zero", ["backup", db, "--repo", repo, "--passphrase-file", "/dev/zero"], {}, "character device"],
+      ["--identity /dev/zero", ["verify", "--repo", repo, "--identity", "/dev/zero"], {}, "character device"],
+      ["a 2 MiB passphrase file", ["backup", db, "--repo", repo, "--passphrase-file", huge], {}, "larger than 1 MiB"],
+      ["a 2 MiB recipients file", ["backup", db, "--repo", repo, "--recipients-file", huge], {}, "larger than 1 MiB"],
+      ["a 2 MiB config file", ["list", "--config", huge], {}, "larger than 1 MiB"],
+    ];
+    for (const [what, args, env, problem] of cases) {
+      const r = await runWithin(15_000, args, env);
+      expect(r.exitCode, `${what}: ${r.stderr}`).toBe(2);
+      expect(r.stderr, what).toContain(problem);
+      expect(r.stderr.trim().split("\n").at(-1), what).toStartWith("sqlite-vault: ");
+    }
+    expect(existsSync(repo)).toBe(false); // nothing was backed up
   });
 });

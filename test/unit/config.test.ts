@@ -77,6 +77,7 @@ describe("parseConfig", () => {
     ["an empty recipients list", "encryption:\n  recipients: []\n", /c\.yml:2: encryption\.recipients must list at least one key/],
     ["an encryption section naming no key", "encryption: {}\n", /c\.yml:1: encryption names no key/],
     ["an encryption section left empty (its key commented out)", "repo: /x\nencryption:\n  # recipients: [age1…]\n", /c\.yml:2: encryption is empty/],
+    ["encryption: true", "encryption: true\n", /c\.yml:1: encryption must be a mapping such as \{ recipients: \[age1…\] \}, or false for unencrypted backups/],
     ["a timeout under a second", "timeout: 0s\n", /c\.yml:1: timeout "0s" is shorter than a second/],
     ["a recipients file that expands to nothing", "encryption:\n  recipients-file: \"${EMPTY}\"\n", /c\.yml:2: encryption\.recipients-file is empty/],
     ["retries out of range", "repo: /x\nretries: 500\n", /c\.yml:2: retries must be from 0 to 100, not 500/],
@@ -115,6 +116,19 @@ describe("parseConfig", () => {
     expect(b!.passphraseFile).toBe("/keys/b-pass.txt");
     expect(b!.recipients).toBeUndefined();
     expect(b!.identityFiles).toBeUndefined();
+  });
+
+  test("encryption: false is plaintext on purpose, and replaces the defaults' keys either way", () => {
+    const config = parseConfig("encryption:\n  recipients: [age1default]\ndatabases:\n  - path: /a.db\n    encryption: false\n  - path: /b.db\n", "/c.yml", {});
+    const [a, b] = config.databases.map((d) => mergeFileSettings(config.defaults, d.settings));
+    expect(a).toMatchObject({ plaintext: true });
+    expect(a!.recipients).toBeUndefined();
+    expect(b).toMatchObject({ recipients: ["age1default"] });
+    expect(b!.plaintext).toBeUndefined();
+    const reverse = parseConfig("encryption: false\ndatabases:\n  - path: /a.db\n    encryption:\n      recipients: [age1own]\n", "/c.yml", {});
+    const own = mergeFileSettings(reverse.defaults, reverse.databases[0]!.settings);
+    expect(own.recipients).toEqual(["age1own"]);
+    expect(own.plaintext).toBeUndefined();
   });
 
   test("locate finds keys by indentation", () => {

@@ -1,4 +1,7 @@
 import { describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { resolveRepo, redactUrl, type S3Flags } from "../../src/storage/index.ts";
 import { parseIni, readProfileSettings, resolveCredentials } from "../../src/storage/credentials.ts";
 import { UsageError } from "../../src/errors.ts";
@@ -98,8 +101,28 @@ describe("resolveCredentials", () => {
     expect(() => resolveCredentials({ HOME: "/home/u", AWS_PROFILE: "missing" }, read)).toThrow(UsageError);
     expect(() => resolveCredentials({ HOME: "/home/u", AWS_PROFILE: "other" }, read)).not.toThrow();
   });
+  test("a shared file that is a FIFO or too big counts as none, never read (a FIFO blocked for ever)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "creds-"));
+    try {
+      const fifo = join(dir, "fifo");
+      expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
+      const huge = join(dir, "huge");
+      writeFileSync(huge, `${config}${"#".repeat(2 * 1024 * 1024)}\n`);
+      for (const path of [fifo, huge]) {
+        const env = { HOME: "/nowhere", AWS_CONFIG_FILE: path, AWS_SHARED_CREDENTIALS_FILE: path };
+        expect(readProfileSettings({ ...env, AWS_PROFILE: "other" })).toEqual({});
+        // The SDK's chain would read it whole too: refused before it is asked.
+        expect(() => resolveCredentials(env)).toThrow(`cannot read ${path}: it is`);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
   test("half a key pair is a usage error", () => {
     expect(() => resolveCredentials({ AWS_ACCESS_KEY_ID: "AK" }, read)).toThrow(UsageError);
+  });
+  test("/dev/null as a shared file means none", () => {
+    expect(() => resolveCredentials({ HOME: "/nowhere", AWS_CONFIG_FILE: "/dev/null", AWS_SHARED_CREDENTIALS_FILE: "/dev/null" })).not.toThrow();
   });
 });
 
