@@ -101,6 +101,8 @@ export interface OpenStorageOptions extends S3Flags {
   timeoutMs?: number;
   /** Told about each retry, for the log. */
   onRetry?: (message: string) => void;
+  /** The run's signal: a network backend aborts every request and every wait between retries on it. */
+  signal?: AbortSignal;
 }
 
 /** Open the storage for a repo URL. Does not contact the storage; throws UsageError for bad URLs or credentials setup. */
@@ -115,6 +117,7 @@ export function openStorage(repo: string, options: OpenStorageOptions = {}): Sto
     partConcurrency: options.partConcurrency,
     retry: { retries: options.retries, timeoutMs: options.timeoutMs },
     onRetry: options.onRetry,
+    signal: options.signal,
   });
 }
 
