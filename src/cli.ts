@@ -3,10 +3,12 @@
  * Entry point. Like citty's runMain, but a usage error from citty itself (unknown command, bad enum)
  * exits 2, the documented usage code, instead of 1.
  */
+import "./early-signals.ts";
 import { runCommand, showUsage } from "citty";
 import { main } from "./main.ts";
 import { renderExamples } from "./help.ts";
 import { VERSION } from "./version.ts";
+import { interruptedBy } from "./interrupts.ts";
 
 const rawArgs = process.argv.slice(2);
 
@@ -29,7 +31,10 @@ async function run(): Promise<void> {
     process.stdout.write(`${renderExamples(name)}\n`);
   } else {
     await runCommand(main, { rawArgs });
+    return;
   }
+  // Nothing else looks at a signal that came while the version or the help was printed.
+  if (interruptedBy()) process.exitCode = 130;
 }
 
 let finished = false;

@@ -1,10 +1,11 @@
 /**
- * What every core operation receives: a logger, an AbortSignal that fires on SIGINT/SIGTERM, and a
+ * What every core operation receives: a logger, an AbortSignal that fires on SIGINT/SIGTERM/SIGHUP, and a
  * registry of temp files that are removed however the run ends (success, failure, signal, or a
  * second signal that exits at once).
  */
 import { rmSync } from "node:fs";
 import { InterruptedError } from "./errors.ts";
+import { interruptedBy, onInterrupt } from "./interrupts.ts";
 import { silentLogger, type Logger } from "./logger.ts";
 
 export interface RunContext {
@@ -50,10 +51,11 @@ export function createContext(options: { log?: Logger; signal?: AbortSignal } = 
 }
 
 /**
- * A context for one CLI run: the first SIGINT/SIGTERM aborts the signal (the run cleans up and exits
- * 130); a second one removes temp files and exits at once. With `signals: "manual"` the run handles
- * signals itself (cron's graceful shutdown) and only the exit-time clean-up is installed.
- * Call dispose() when the run ends.
+ * A context for one CLI run: the first SIGINT/SIGTERM/SIGHUP aborts the signal (the run cleans up
+ * and exits 130); a second one removes temp files and exits at once. A signal that came before the
+ * context existed (while the command loaded) aborts it from the start, in either mode. With
+ * `signals: "manual"` the run handles later signals itself (cron's graceful shutdown) and only the
+ * exit-time clean-up is installed. Call dispose() when the run ends.
  */
 export function createCliContext(log: Logger, options: { signals?: "abort" | "manual" } = {}): RunContext & { dispose(): void } {
   const controller = new AbortController();
@@ -66,11 +68,9 @@ export function createCliContext(log: Logger, options: { signals?: "abort" | "ma
     controller.abort(new InterruptedError(signal));
   };
   const onExit = () => temp.removeAll();
-  const manual = options.signals === "manual";
-  if (!manual) {
-    process.on("SIGINT", onSignal);
-    process.on("SIGTERM", onSignal);
-  }
+  const early = interruptedBy();
+  if (early) controller.abort(new InterruptedError(early));
+  const stopListening = options.signals === "manual" ? () => {} : onInterrupt(onSignal);
   process.on("exit", onExit);
   return {
     log,
@@ -78,8 +78,7 @@ export function createCliContext(log: Logger, options: { signals?: "abort" | "ma
     temp,
     dispose() {
       temp.removeAll();
-      process.off("SIGINT", onSignal);
-      process.off("SIGTERM", onSignal);
+      stopListening();
       process.off("exit", onExit);
     },
   };

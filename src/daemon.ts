@@ -2,7 +2,7 @@
  * cron: pseudo-stateless SQLite in one process. On start it checks every repository, restores each
  * missing database (with --restore-if-missing), optionally starts the application (--exec), then
  * backs each database up on its own schedule (runs of one database never overlap) and prunes after
- * each successful backup. On SIGTERM/SIGINT (or when the application exits) it finishes or cancels
+ * each successful backup. On SIGTERM/SIGINT/SIGHUP (or when the application exits) it finishes or cancels
  * the running backup, takes a final backup of each database within the shutdown timeout, logs what
  * was and was not backed up, and exits. A second signal exits at once.
  */
@@ -10,6 +10,7 @@ import type { Subprocess } from "bun";
 import type { RunContext } from "./context.ts";
 import type { DecryptionSettings } from "./encryption.ts";
 import { ContextualError, ExitCode, InterruptedError, toVaultError, VaultError, withContext } from "./errors.ts";
+import { interruptedBy, onInterrupt } from "./interrupts.ts";
 import { runBackupJob, type JobOutcome, type JobTarget } from "./job.ts";
 import { Metrics } from "./metrics.ts";
 import { parseDuration } from "./retention.ts";
@@ -29,6 +30,8 @@ export interface DaemonOptions {
   now?: () => Date;
   /** One line per event: JSON objects with --json, else readable lines. */
   emit: (event: string, fields: Record<string, unknown>) => void;
+  /** Aborts the daemon's work (the startup restore on a signal, backups when shutdown runs out of time); the targets' storage follows its signal. */
+  work?: AbortController;
 }
 
 interface DatabaseState {
@@ -64,19 +67,19 @@ export async function startDaemon(options: DaemonOptions, ctx: RunContext): Prom
 
   let stopping = false;
   // Work is cancelled only by a shutdown that ran out of time, never by the first signal.
-  const work = new AbortController();
+  const work = options.work ?? new AbortController();
   const jobCtx: RunContext = { log: ctx.log, temp: ctx.temp, signal: work.signal };
 
   // Until the daemon's own handlers are installed below, a signal interrupts the startup: a restore
   // in progress stops, removes its temp file and ends the run with exit 130, as a one-shot restore does.
   const interruptStartup = (signal: NodeJS.Signals) => work.abort(new InterruptedError(signal));
-  process.on("SIGTERM", interruptStartup);
-  process.on("SIGINT", interruptStartup);
+  const stopInterrupting = onInterrupt(interruptStartup);
+  const early = interruptedBy();
+  if (early) interruptStartup(early);
   try {
     await startupChecksAndRestores();
   } finally {
-    process.off("SIGTERM", interruptStartup);
-    process.off("SIGINT", interruptStartup);
+    stopInterrupting();
   }
   async function startupChecksAndRestores(): Promise<void> {
     for (const t of options.targets) {
@@ -251,22 +254,20 @@ export async function startDaemon(options: DaemonOptions, ctx: RunContext): Prom
       process.exit(ExitCode.interrupted);
     }
     if (child) {
-      emit("signal-forwarded", { signal, pid: child.pid });
-      child.kill(signal);
+      // A closed session stops the application; SIGHUP itself often means "reload" to one.
+      const forwarded = signal === "SIGHUP" ? "SIGTERM" : signal;
+      emit("signal-forwarded", { signal: forwarded, pid: child.pid });
+      child.kill(forwarded);
     } else void shutdown(signal, ExitCode.ok);
   };
-  process.on("SIGTERM", onSignal);
-  process.on("SIGINT", onSignal);
+  const stopListening = onInterrupt(onSignal);
   if (child) {
     child.exited.then((code) => {
       emit("exec-exited", { code, signal: child!.signalCode ?? null });
       void shutdown("the application exited", code ?? 1);
     });
   }
-  void done.finally(() => {
-    process.off("SIGTERM", onSignal);
-    process.off("SIGINT", onSignal);
-  });
+  void done.finally(stopListening);
   return { done, url: server ? `http://${server.hostname}:${server.port}` : undefined };
 }
 

@@ -74,7 +74,7 @@ export class AuthError extends VaultError {
   override readonly code = "auth";
 }
 
-/** The run was interrupted by SIGINT / SIGTERM (exit 130). */
+/** The run was interrupted by SIGINT / SIGTERM / SIGHUP (exit 130). */
 export class InterruptedError extends VaultError {
   override readonly exitCode = ExitCode.interrupted;
   override readonly code = "interrupted";

@@ -25,7 +25,7 @@ export interface CommandRun<R> {
   render: (result: R, view: { verbose: boolean }) => string;
   /** A result can still fail the command (for example a partial success). */
   exitCode?: (result: R) => number;
-  /** "manual": the command handles SIGINT/SIGTERM itself (cron). */
+  /** "manual": the command handles SIGINT/SIGTERM/SIGHUP itself (cron). */
   signals?: "abort" | "manual";
   /** false: the result only decides the exit code; nothing is printed on stdout (cron's stdout is the application's). */
   print?: boolean;
@@ -38,6 +38,8 @@ export async function runCommand<R>(run: CommandRun<R>): Promise<void> {
   const ctx = createCliContext(log, { signals: run.signals });
   try {
     assertKnownFlags(run.rawArgs, run.argsDef);
+    // A signal that came while the command loaded: nothing is started.
+    ctx.signal.throwIfAborted();
     const result = await run.execute(ctx);
     const exitCode = run.exitCode?.(result) ?? ExitCode.ok;
     const silent = run.print === false || (run.quietOnSuccess && run.flags.quiet && !run.flags.json && exitCode === ExitCode.ok);

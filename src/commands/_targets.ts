@@ -61,7 +61,7 @@ export interface TargetSet {
  * Resolve the targets. `needsDb`: every target must have a database path (backup, cron).
  * With neither arguments nor configured databases: one target for the whole repository, unless needsDb.
  */
-export function resolveTargets(flags: TargetFlags, log: Logger | undefined, options: { needsDb?: boolean } = {}): TargetSet {
+export function resolveTargets(flags: TargetFlags, log: Logger | undefined, options: { needsDb?: boolean; signal?: AbortSignal } = {}): TargetSet {
   const config = loadConfig({ path: flags.config, env: process.env, expandEnv: flags["expand-env"] !== false });
   const configured = config?.databases ?? [];
   const make = (db: string | undefined, name: string | undefined, file: FileSettings, nameGiven = true): Target => {
@@ -92,6 +92,7 @@ export function resolveTargets(flags: TargetFlags, log: Logger | undefined, opti
       partSize: settings.partSize,
       onRetry: log ? (message) => log.debug(message) : undefined,
       onWarning: log ? (message) => log.warn(message) : undefined,
+      signal: options.signal,
     });
     return { db, name, nameGiven, settings, file, storage };
   };

@@ -43,7 +43,9 @@ export default defineCommand({
         if (shutdown.months || shutdown.years) throw new UsageError("--shutdown-timeout reads as months; write minutes as min");
         const listen = flags.listen ? parseListen(flags.listen) : undefined;
         const exec = flags.exec ? splitCommand(flags.exec) : undefined;
-        const { targets } = resolveTargets(flags, ctx.log, { needsDb: true });
+        // The daemon decides when its work stops (not the first signal): the storage follows that.
+        const work = new AbortController();
+        const { targets } = resolveTargets(flags, ctx.log, { needsDb: true, signal: work.signal });
         const recipients = repeatedFlag(rawArgs, "recipient");
         const identities = repeatedFlag(rawArgs, "identity");
         const daemonTargets = [];
@@ -69,7 +71,7 @@ export default defineCommand({
           process.stderr.write(`${line}\n`);
         };
         const daemon = await startDaemon(
-          { targets: daemonTargets, restoreIfMissing: flags["restore-if-missing"] === true, exec, listen, shutdownTimeoutMs: shutdown.ms, now: resolveNow(process.env), emit },
+          { targets: daemonTargets, restoreIfMissing: flags["restore-if-missing"] === true, exec, listen, shutdownTimeoutMs: shutdown.ms, now: resolveNow(process.env), emit, work },
           ctx,
         );
         return { exitCode: await daemon.done };

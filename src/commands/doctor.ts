@@ -18,10 +18,10 @@ export default defineCommand({
       argsDef: args,
       async execute(ctx) {
         // With a config file, the repository of its first database (they usually share one).
-        const { settings, storage } = resolveTargets(flags, ctx.log).targets[0]!;
+        const { settings, storage } = resolveTargets(flags, ctx.log, { signal: ctx.signal }).targets[0]!;
         const openOtherAddressing =
           storage instanceof S3Storage
-            ? () => openStorage(settings.repo, { endpoint: flags.endpoint, region: flags.region, pathStyle: storage.addressing !== "path-style", retries: 0, timeoutMs: settings.timeoutMs })
+            ? () => openStorage(settings.repo, { endpoint: flags.endpoint, region: flags.region, pathStyle: storage.addressing !== "path-style", retries: 0, timeoutMs: settings.timeoutMs, signal: ctx.signal })
             : undefined;
         return runDoctor(storage, { partSize: settings.partSize, openOtherAddressing }, ctx);
       },

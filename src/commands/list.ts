@@ -37,7 +37,7 @@ export default defineCommand({
       rawArgs,
       argsDef: args,
       async execute(ctx) {
-        const { targets } = resolveTargets(flags, ctx.log);
+        const { targets } = resolveTargets(flags, ctx.log, { signal: ctx.signal });
         const backups: ListResult["backups"] = [];
         const invalid: ListResult["invalid"] = [];
         for (const { storage, name } of targets) {

@@ -26,7 +26,7 @@ export default defineCommand({
       rawArgs,
       argsDef: args,
       async execute(ctx) {
-        const { targets } = resolveTargets(flags, ctx.log);
+        const { targets } = resolveTargets(flags, ctx.log, { signal: ctx.signal });
         const plans = targets.map((target) => {
           const policy = parsePolicy(target.settings.retention);
           if (isEmptyPolicy(policy)) throw new UsageError(`prune needs a retention policy${target.name ? ` for ${target.name}` : ""}`, "for example: --keep-daily 7 --keep-weekly 4, or --keep-last 3 (or retention: in the config file)");

@@ -44,7 +44,7 @@ export default defineCommand({
         if (maxAge && (maxAge.months || maxAge.years)) throw new UsageError(`--max-age ${maxAge.text} reads as months or years`, "write minutes as min, hours as h, days as d: --max-age 90min");
         const now = new Date();
         const limit = maxAge ? subtractDuration(now, maxAge).getTime() : undefined;
-        const { targets } = resolveTargets(flags, ctx.log);
+        const { targets } = resolveTargets(flags, ctx.log, { signal: ctx.signal });
         const databases: StatusEntry[] = [];
         for (const target of targets) {
           const entries = await listManifests(target.storage, target.name);

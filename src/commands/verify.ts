@@ -35,7 +35,7 @@ export default defineCommand({
         const selection: VerifySelection = flags.all ? "all" : flags.id ? { id: flags.id } : "latest";
         const concurrency = flags.concurrency === undefined ? 2 : Number(flags.concurrency);
         if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new UsageError(`--concurrency must be a whole number from 1 to 64, not ${flags.concurrency}`);
-        const { targets } = resolveTargets(flags, ctx.log);
+        const { targets } = resolveTargets(flags, ctx.log, { signal: ctx.signal });
         const progress = process.stderr.isTTY && !flags.json && !flags.quiet;
         const reports: VerifyReport[] = [];
         for (const target of targets) {

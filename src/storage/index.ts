@@ -106,6 +106,8 @@ export interface OpenStorageOptions extends S3Flags {
   onRetry?: (message: string) => void;
   /** Told about a setting that cannot take effect. */
   onWarning?: (message: string) => void;
+  /** The run's signal: a network backend aborts every request and every wait between retries on it. */
+  signal?: AbortSignal;
 }
 
 /** Open the storage for a repo URL. Does not contact the storage; throws UsageError for bad URLs or credentials setup. */
@@ -124,6 +126,7 @@ export function openStorage(repo: string, options: OpenStorageOptions = {}): Sto
     partConcurrency: options.partConcurrency,
     retry: { retries: options.retries, timeoutMs: options.timeoutMs },
     onRetry: options.onRetry,
+    signal: options.signal,
   });
 }
 

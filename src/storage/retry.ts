@@ -6,6 +6,7 @@
  * invalid request) fails at once.
  */
 import { S3Errors } from "@bradenmacdonald/s3-lite-client";
+import { VaultError } from "../errors.ts";
 
 export interface RetryPolicy {
   /** Retries after the first attempt. */
@@ -34,6 +35,8 @@ const TRANSIENT_NETWORK = /ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|ConnectionRef
 
 export function isTransient(error: unknown): boolean {
   if (error instanceof TransientError || error instanceof AttemptTimeoutError) return true;
+  // Our own verdicts (an answer that is not what was asked for) are final, whatever their wording.
+  if (error instanceof VaultError) return false;
   if (error instanceof S3Errors.ServerError) return error.statusCode >= 500 || error.statusCode === 429 || TRANSIENT_CODES.has(error.code);
   if (error instanceof S3Errors.S3Error) return false;
   if (error instanceof Error) {
@@ -70,7 +73,8 @@ export async function withRetries<T>(
     const onAbort = () => controller.abort(options.signal?.reason);
     options.signal?.addEventListener("abort", onAbort, { once: true });
     try {
-      return await operation(controller.signal, attempt);
+      // An operation that missed its signal somewhere still ends when the signal aborts.
+      return await untilAborted(operation(controller.signal, attempt), controller.signal);
     } catch (thrown) {
       options.signal?.throwIfAborted();
       // fetch reports an abort as its own error; report why we aborted instead.
@@ -86,16 +90,25 @@ export async function withRetries<T>(
   }
 }
 
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  let onAbort!: () => void;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  return Promise.race([promise, aborted]).finally(() => signal.removeEventListener("abort", onAbort));
+}
+
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener(
-      "abort",
-      () => {
-        clearTimeout(timer);
-        reject(signal.reason);
-      },
-      { once: true },
-    );
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
   });
 }

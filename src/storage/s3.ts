@@ -52,6 +52,8 @@ export interface S3Config {
   retry?: Partial<RetryPolicy>;
   /** Told about each retry, for the log. */
   onRetry?: (message: string) => void;
+  /** The run's signal (SIGINT/SIGTERM/SIGHUP): every request and every wait between retries follows it. */
+  signal?: AbortSignal;
 }
 
 /** S3's smallest part (but the last). */
@@ -131,7 +133,7 @@ export class S3Storage implements Storage {
 
   async put(key: string, body: ReadableStream<Uint8Array> | Uint8Array, options: PutOptions = {}): Promise<{ size: number }> {
     const name = this.objectName(key);
-    const signal = options.signal;
+    const signal = this.runSignal(options.signal);
     const chunks = body instanceof Uint8Array ? single(body) : iterate(body, signal);
     // Part buffers are reused: at most partConcurrency uploading and one filling.
     const partSize = partSizeFor(this.partSize, options.sizeHint);
@@ -154,9 +156,13 @@ export class S3Storage implements Storage {
   }
 
   private async putMultipart(key: string, name: string, parts: AsyncIterable<Uint8Array<ArrayBuffer>>, signal?: AbortSignal, release?: (part: Uint8Array) => void): Promise<number> {
-    const initiated = await this.request(key, { method: "POST", objectName: name, query: { uploads: "" }, headers: contentHeaders(), returnBody: true }, signal, (r) => r.text());
-    const uploadId = xmlText(initiated, "UploadId");
-    if (!uploadId) throw new StorageUnavailableError(`S3 did not return an UploadId for ${key}`);
+    const uploadId = await this.request(key, { method: "POST", objectName: name, query: { uploads: "" }, headers: contentHeaders(), returnBody: true }, signal, async (r) => {
+      const xml = await r.text();
+      this.expectDocument(xml, "InitiateMultipartUploadResult", `the start of the upload of ${key}`);
+      const id = xmlText(xml, "UploadId");
+      if (!id) throw new StorageUnavailableError(`S3 did not return an UploadId for ${key}`);
+      return id;
+    });
     const etags: string[] = [];
     const inFlight = new Set<Promise<void>>();
     let failure: unknown;
@@ -204,9 +210,8 @@ export class S3Storage implements Storage {
     const xml = `<CompleteMultipartUpload>${etags.map((etag, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${escapeXml(etag)}</ETag></Part>`).join("")}</CompleteMultipartUpload>`;
     try {
       await this.request(key, { method: "POST", objectName: name, query: { uploadId }, payload: xml, returnBody: true }, signal, async (response) => {
-        // S3 may answer 200 and still report an error in the body; it asks to be retried.
-        const text = await response.text();
-        if (/<Error>/.test(text)) throw new TransientError(`S3 failed to complete the upload of ${key}: ${xmlText(text, "Code") ?? "unknown error"}`);
+        // S3 may answer 200 and still report an error in the body (documented for this call); it asks to be retried.
+        this.expectDocument(await response.text(), "CompleteMultipartUploadResult", `the completion of the upload of ${key}`);
       });
     } catch (error) {
       // A retry after a completion whose answer was lost finds the upload gone: the object is there.
@@ -216,14 +221,17 @@ export class S3Storage implements Storage {
   }
 
   private async abortMultipart(key: string, name: string, uploadId: string): Promise<void> {
-    await this.request(key, { method: "DELETE", objectName: name, query: { uploadId }, statusCode: 204 }).catch(() => {});
+    // Clean-up runs after an interruption too, but then only briefly: prune removes what it leaves.
+    const interrupted = this.config.signal?.aborted === true;
+    const retry = interrupted ? { ...this.retry, retries: 0, timeoutMs: Math.min(this.retry.timeoutMs, ABORT_ON_INTERRUPT_MS) } : this.retry;
+    await this.request(key, { method: "DELETE", objectName: name, query: { uploadId }, statusCode: 204 }, undefined, undefined, { retry, followRun: false }).catch(() => {});
   }
 
   async get(key: string, options: GetOptions = {}): Promise<ReadableStream<Uint8Array>> {
     const objectName = this.objectName(key);
-    const signal = options.signal;
+    const signal = this.runSignal(options.signal);
     signal?.throwIfAborted();
-    let response = await this.request(key, { method: "GET", objectName, returnBody: true }, signal, async (r) => r);
+    let response = await this.request(key, { method: "GET", objectName, returnBody: true }, signal, (r) => this.expectObject(r, key));
     const etag = response.headers.get("etag");
     const total = Number(response.headers.get("content-length") ?? Number.NaN);
     let offset = 0;
@@ -235,7 +243,7 @@ export class S3Storage implements Storage {
       this.config.onRetry?.(`resuming the download of ${key} at byte ${offset} (${describe(reason)})`);
       await reader.cancel().catch(() => {});
       const headers = new Headers({ Range: `bytes=${offset}-`, "If-Match": etag });
-      response = await this.request(key, { method: "GET", objectName, headers, statusCode: 206, returnBody: true }, signal, async (r) => r);
+      response = await this.request(key, { method: "GET", objectName, headers, statusCode: 206, returnBody: true }, signal, (r) => this.expectObject(r, key));
       reader = response.body!.getReader() as Reader;
     };
     // A body that ends early because we stopped reading (cancelled, aborted) is no closed connection.
@@ -244,7 +252,7 @@ export class S3Storage implements Storage {
       pull: async (controller) => {
         while (true) {
           try {
-            const { done, value } = await readWithin(reader, retry.timeoutMs);
+            const { done, value } = await readWithin(reader, retry.timeoutMs, signal);
             if (cancelled) return;
             if (!done) {
               offset += value.byteLength;
@@ -275,8 +283,13 @@ export class S3Storage implements Storage {
 
   async stat(key: string): Promise<ObjectInfo | null> {
     try {
-      const response = await this.request(key, { method: "HEAD", objectName: this.objectName(key) }, undefined, async (r) => r);
-      return { key, size: Number(response.headers.get("content-length")), lastModified: new Date(response.headers.get("last-modified") ?? 0) };
+      return await this.request(key, { method: "HEAD", objectName: this.objectName(key) }, undefined, async (r) => {
+        // A HEAD has no body to tell an error page from an object: its headers must be an object's.
+        const length = r.headers.get("content-length");
+        if (length === null || !/^\d+$/.test(length) || isPage(r.headers.get("content-type")))
+          throw new TransientError(`S3 answered HEAD ${key} without an object's headers (Content-Length ${length ?? "missing"}, Content-Type ${r.headers.get("content-type") ?? "missing"})`);
+        return { key, size: Number(length), lastModified: new Date(r.headers.get("last-modified") ?? 0) };
+      });
     } catch (error) {
       if (!(error instanceof NotFoundError)) throw error;
       // A HEAD has no error body, so a missing bucket also reads as 404: tell the two apart.
@@ -285,28 +298,60 @@ export class S3Storage implements Storage {
     }
   }
 
+  /**
+   * A listing is input from the network: a key it repeats is yielded once (a backup counted twice
+   * was once kept and removed by one prune), and a page that repeats a continuation token or adds
+   * nothing new while claiming more is an error, never a loop.
+   */
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
     const base = this.config.prefix ? `${this.config.prefix}/` : "";
+    const seen = new Set<string>();
+    const tokens = new Set<string>();
     let token: string | undefined;
     do {
       const page = await this.listPage(base + prefix, token);
-      for (const object of page.objects) yield { ...object, key: object.key.slice(base.length) };
+      let added = 0;
+      for (const object of page.objects) {
+        if (seen.has(object.key)) continue;
+        seen.add(object.key);
+        added++;
+        yield { ...object, key: object.key.slice(base.length) };
+      }
+      if (token !== undefined) tokens.add(token);
       token = page.next;
-    } while (token);
+      if (token !== undefined && (tokens.has(token) || added === 0))
+        throw new StorageUnavailableError(
+          `the S3 listing of ${this.url} does not advance (${tokens.has(token) ? "a continuation token came back" : "a page that says more follow added no object"}); stopped after ${seen.size} objects`,
+          "the endpoint is not a working S3 service; check it (--repo, ?endpoint=)",
+        );
+    } while (token !== undefined);
   }
 
-  /** One ListObjectsV2 page, retried as a whole. */
+  /** One ListObjectsV2 page, retried as a whole; anything but a listing of this bucket and prefix is a failure. */
   private async listPage(prefix: string, token?: string, maxKeys = 1000): Promise<{ objects: ObjectInfo[]; next?: string }> {
     const query: Record<string, string> = { "list-type": "2", prefix, "max-keys": String(maxKeys) };
     if (token) query["continuation-token"] = token;
-    const xml = await this.request("list", { method: "GET", objectName: "", query, returnBody: true }, undefined, (r) => r.text());
-    const objects = [...xml.matchAll(/<Contents>([\s\S]*?)<\/Contents>/g)].map(([, c]) => ({
-      key: decodeXml(xmlText(c!, "Key") ?? ""),
-      size: Number(xmlText(c!, "Size")),
-      lastModified: new Date(xmlText(c!, "LastModified") ?? 0),
-    }));
+    return this.request("list", { method: "GET", objectName: "", query, returnBody: true }, undefined, async (r) => this.parseListing(await r.text(), prefix));
+  }
+
+  private parseListing(xml: string, prefix: string): { objects: ObjectInfo[]; next?: string } {
+    const what = `the listing of ${this.config.bucket}/${prefix}`;
+    this.expectDocument(xml, "ListBucketResult", what);
+    const name = xmlText(xml, "Name");
+    const listedPrefix = xmlText(xml, "Prefix") ?? (/<Prefix\s*\/>/.test(xml) ? "" : undefined);
+    if (name === undefined || decodeXml(name) !== this.config.bucket || decodeXml(listedPrefix ?? "") !== prefix)
+      throw this.unexpectedAnswer(what, `a listing of ${name === undefined ? "no bucket" : decodeXml(name)}/${decodeXml(listedPrefix ?? "")}`);
+    const objects = [...xml.matchAll(/<Contents>([\s\S]*?)<\/Contents>/g)].map(([, c]) => {
+      const key = decodeXml(xmlText(c!, "Key") ?? "");
+      const size = xmlText(c!, "Size") ?? "";
+      const lastModified = new Date(xmlText(c!, "LastModified") ?? Number.NaN);
+      if (!key.startsWith(prefix) || !/^\d+$/.test(size) || Number.isNaN(lastModified.getTime())) throw this.unexpectedAnswer(what, "a listing with an entry that is not an object");
+      return { key, size: Number(size), lastModified };
+    });
     const truncated = xmlText(xml, "IsTruncated") === "true";
-    return { objects, next: truncated ? xmlText(xml, "NextContinuationToken") : undefined };
+    const next = xmlText(xml, "NextContinuationToken");
+    if (truncated && !next) throw this.unexpectedAnswer(what, "a listing that says more follow without a continuation token");
+    return { objects, next: truncated ? next : undefined };
   }
 
   async delete(keys: string[]): Promise<void> {
@@ -321,22 +366,34 @@ export class S3Storage implements Storage {
     const base = this.config.prefix ? `${this.config.prefix}/` : "";
     let keyMarker = "";
     let uploadIdMarker = "";
+    const markers = new Set<string>();
+    const seen = new Set<string>();
     while (true) {
       const query: Record<string, string> = { uploads: "", prefix: base + prefix };
       if (keyMarker) query["key-marker"] = keyMarker;
       if (uploadIdMarker) query["upload-id-marker"] = uploadIdMarker;
-      const xml = await this.request("uploads", { method: "GET", objectName: "", query, returnBody: true }, undefined, (r) => r.text());
+      const xml = await this.request("uploads", { method: "GET", objectName: "", query, returnBody: true }, undefined, async (r) => {
+        const text = await r.text();
+        this.expectDocument(text, "ListMultipartUploadsResult", `the list of uploads in ${this.config.bucket}`);
+        return text;
+      });
+      let added = 0;
       for (const [, body] of xml.matchAll(/<Upload>([\s\S]*?)<\/Upload>/g)) {
         const key = xmlText(body!, "Key");
         const handle = xmlText(body!, "UploadId");
         const initiated = xmlText(body!, "Initiated");
-        if (key === undefined || !handle || !initiated) continue;
+        if (key === undefined || !handle || !initiated || seen.has(handle)) continue;
+        seen.add(handle);
+        added++;
         yield { key: decodeXml(key).slice(base.length), handle, startedAt: new Date(initiated) };
       }
       if (xmlText(xml, "IsTruncated") !== "true") return;
+      markers.add(`${keyMarker}\n${uploadIdMarker}`);
       keyMarker = decodeXml(xmlText(xml, "NextKeyMarker") ?? "");
       uploadIdMarker = xmlText(xml, "NextUploadIdMarker") ?? "";
       if (!keyMarker && !uploadIdMarker) return;
+      if (markers.has(`${keyMarker}\n${uploadIdMarker}`) || added === 0)
+        throw new StorageUnavailableError(`the S3 list of uploads in ${this.url} does not advance; stopped after ${seen.size} uploads`, "the endpoint is not a working S3 service; check it (--repo, ?endpoint=)");
     }
   }
 
@@ -351,7 +408,13 @@ export class S3Storage implements Storage {
    * breaks is retried too); without it the body is discarded. Failures are mapped onto the storage
    * errors after the last attempt.
    */
-  private async request<T = Response>(key: string, options: RequestOptions, signal?: AbortSignal, read?: (response: Response) => Promise<T>): Promise<T> {
+  private async request<T = Response>(
+    key: string,
+    options: RequestOptions,
+    signal?: AbortSignal,
+    read?: (response: Response) => Promise<T>,
+    { retry = this.retry, followRun = true }: { retry?: RetryPolicy; followRun?: boolean } = {},
+  ): Promise<T> {
     try {
       return await withRetries(
         (attemptSignal) =>
@@ -359,29 +422,91 @@ export class S3Storage implements Storage {
             const response = await (await this.s3()).makeRequest(options);
             return read ? await read(response) : (response as T);
           }),
-        this.retry,
-        { signal, onRetry: (error, attempt, delay) => this.config.onRetry?.(`retrying ${options.method} ${key} (attempt ${attempt + 1} of ${this.retry.retries + 1}) in ${delay} ms: ${describe(error)}`) },
+        retry,
+        {
+          signal: followRun ? this.runSignal(signal) : signal,
+          onRetry: (error, attempt, delay) => this.config.onRetry?.(`retrying ${options.method} ${key} (attempt ${attempt + 1} of ${retry.retries + 1}) in ${delay} ms: ${describe(error)}`),
+        },
       );
     } catch (error) {
       throw mapS3Error(error, key, this.config, this.credentialSource);
     }
   }
+
+  /** A call's own signal joined with the run's, so that neither is ever missed. */
+  private runSignal(signal?: AbortSignal): AbortSignal | undefined {
+    const run = this.config.signal;
+    if (!run || signal === run) return signal ?? run;
+    return signal ? AbortSignal.any([signal, run]) : run;
+  }
+
+  /**
+   * A 200 answer must be the document asked for. An <Error> document is a server error and is
+   * retried (S3 documents it for CompleteMultipartUpload); anything else (the HTML page a wrong
+   * endpoint serves, another document) is a failure, never an empty or a successful answer.
+   */
+  private expectDocument(xml: string, root: string, what: string): void {
+    const found = rootElement(xml);
+    if (found === root) return;
+    if (found === "Error") throw new TransientError(`S3 answered ${what} with an error: ${xmlText(xml, "Code") ?? "no code"}`);
+    throw this.unexpectedAnswer(what, found === undefined ? "something that is not XML" : /^html$/i.test(found) ? "an HTML page" : `a <${found}> document`);
+  }
+
+  private unexpectedAnswer(what: string, answer: string): StorageUnavailableError {
+    return new StorageUnavailableError(`${this.config.endpoint} answered ${what} with ${answer}, not what S3 answers`, "check the endpoint and the bucket (--repo, ?endpoint=)");
+  }
+
+  /**
+   * A GET answered 200 must carry the object: our objects are never XML or HTML, so a body of that
+   * type is looked at, and an <Error> in it is a server error (retried), not a damaged backup.
+   */
+  private async expectObject(response: Response, key: string): Promise<Response> {
+    const type = response.headers.get("content-type") ?? "";
+    const length = Number(response.headers.get("content-length") ?? Number.NaN);
+    if (!/xml|html/i.test(type) || length > MAX_ERROR_DOCUMENT) return response;
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    const text = new TextDecoder().decode(bytes.subarray(0, 4096));
+    const root = rootElement(text);
+    if (root === "Error") throw new TransientError(`S3 answered GET ${key} with an error: ${xmlText(text, "Code") ?? "no code"}`);
+    if (root !== undefined && /^html$/i.test(root)) throw this.unexpectedAnswer(`GET ${key}`, "an HTML page");
+    return new Response(bytes, { status: response.status, headers: response.headers });
+  }
 }
 
-/** Read one chunk, or fail as a timeout when nothing arrives in time. */
+/** An error document is small; a bigger body of an XML type is taken as the object it claims to be. */
+const MAX_ERROR_DOCUMENT = 64 * 1024;
+/** How long a multipart upload's clean-up may take once the run is interrupted. */
+const ABORT_ON_INTERRUPT_MS = 2000;
+
+/** The name of an XML document's root element (after its declaration, comments and a doctype), if any. */
+function rootElement(xml: string): string | undefined {
+  return /^\s*(?:<\?xml[^>]*\?>\s*)?(?:<!--[\s\S]*?-->\s*|<!DOCTYPE[^>]*>\s*)*<([A-Za-z_][\w:.-]*)/i.exec(xml)?.[1];
+}
+
+function isPage(contentType: string | null): boolean {
+  return contentType !== null && /html/i.test(contentType);
+}
+
+/** Read one chunk, or fail as a timeout when nothing arrives in time, or with the signal's reason. */
 type Reader = { read(): Promise<{ done: true; value?: undefined } | { done: false; value: Uint8Array }>; cancel(reason?: unknown): Promise<void> };
 
-async function readWithin(reader: Reader, timeoutMs: number): ReturnType<Reader["read"]> {
+async function readWithin(reader: Reader, timeoutMs: number, signal?: AbortSignal): ReturnType<Reader["read"]> {
   let timer: Timer | undefined;
+  let onAbort: (() => void) | undefined;
   try {
     return await Promise.race([
       reader.read(),
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new AttemptTimeoutError(`no data for ${timeoutMs / 1000}s`)), timeoutMs);
+        if (!signal) return;
+        onAbort = () => reject(signal.reason);
+        if (signal.aborted) onAbort();
+        else signal.addEventListener("abort", onAbort, { once: true });
       }),
     ]);
   } finally {
     clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener("abort", onAbort);
   }
 }
 

@@ -9,7 +9,10 @@
  * - the repository itself missing (no bucket, no directory) or unreachable -> StorageUnavailableError (exit 10)
  * - credentials refused or access denied -> AuthError (exit 12)
  * - a key that does not exist -> NotFoundError from get(); null from stat(); ignored by delete()
- * - an aborted signal -> the signal's reason is thrown and nothing partial is left visible
+ * - an aborted signal -> the signal's reason is thrown and nothing partial is left visible; a backend
+ *   given a run signal when opened follows it in every method, stat, list and delete included
+ * - a 200 answer that is not what was asked for (an <Error> document, another service's page) is a
+ *   failure (StorageUnavailableError after retries), never an empty listing, a missing key or data
  */
 
 export interface ObjectInfo {
@@ -60,8 +63,10 @@ export interface Storage {
   stat(key: string): Promise<ObjectInfo | null>;
 
   /**
-   * Every complete object whose key starts with `prefix` ("" for all), in ascending key order.
-   * Objects being written by put() are never listed.
+   * Every complete object whose key starts with `prefix` ("" for all), in ascending key order, each
+   * key once (a network listing that repeats one is de-duplicated). Objects being written by put()
+   * are never listed. An answer that is not a listing, or one that never ends (a continuation that
+   * repeats or adds nothing), throws StorageUnavailableError: it is never taken for an empty list.
    */
   list(prefix: string): AsyncIterable<ObjectInfo>;
 

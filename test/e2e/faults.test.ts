@@ -5,10 +5,10 @@
  * never retried.
  */
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
-import { existsSync, mkdirSync, readdirSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ACCOUNTS, createBankDb, INITIAL_BALANCE, inspectBank, removeTempDirs, tempDir } from "../helpers/db.ts";
-import { runCli, spawnCli } from "../helpers/cli.ts";
+import { ensureBinary, runCli, spawnCli } from "../helpers/cli.ts";
 import { on, startFaultProxy, type FaultProxy } from "../helpers/fault-proxy.ts";
 import { createTestBucket, listUploads, s3Env, testS3 } from "../helpers/s3.ts";
 
@@ -147,3 +147,154 @@ describe("persistent faults", () => {
     proxy.clear();
   });
 });
+
+describe("answers that are not what was asked for", () => {
+  let small: string;
+  beforeAll(() => {
+    small = join(tmpDir("answers"), "small.db");
+    createBankDb(small);
+  });
+  const html = () => ({ status: 200, body: "<!DOCTYPE html><html><body>Welcome to nginx!</body></html>", contentType: "text/html" });
+  const QUICK = ["--timeout", "5s", "--retries", "2"];
+
+  test("a listing that repeats every entry: prune --keep-last 3 keeps 3 of 5 backups", async () => {
+    proxy.clear();
+    for (let day = 1; day <= 5; day++)
+      expect((await runCli(["backup", small, "--repo", repo("dup"), ...QUICK], { env: s3Env({ SQLITE_VAULT_NOW: `2026-01-0${day}T00:00:00Z` }) })).exitCode).toBe(0);
+    proxy.add({ method: "GET", match: on.list, times: Infinity, fault: { kind: "rewrite", rewrite: ({ status, body }) => ({ status, body: body.replace(/<Contents>[\s\S]*?<\/Contents>/g, (entry) => entry + entry) }) } });
+    const prune = await runCli(["prune", "--repo", repo("dup"), "--keep-last", "3", "--json", ...QUICK], { env: s3Env({ SQLITE_VAULT_NOW: "2026-01-06T00:00:00Z" }) });
+    expect(proxy.injected.length).toBeGreaterThan(0);
+    proxy.clear();
+    expect(prune.exitCode).toBe(0);
+    const listed = JSON.parse((await runCli(["list", "--repo", repo("dup"), "--json"], { env: s3Env() })).stdout).backups;
+    expect(listed).toHaveLength(3);
+  });
+
+  for (const [what, fault] of [
+    ["an HTML page", { kind: "rewrite", rewrite: html }],
+    ["an <Error> with status 200", { kind: "error-200" }],
+  ] as const)
+    test(`a listing answered with ${what}: restore --if-missing and cron --restore-if-missing exit 10, never "no backups"`, async () => {
+      proxy.clear();
+      expect((await runCli(["backup", small, "--repo", repo("not-a-listing"), ...QUICK], { env: s3Env() })).exitCode).toBe(0);
+      proxy.add({ method: "GET", match: on.list, times: Infinity, fault });
+      const target = join(tmpDir(`not-a-listing-${what.length}`), "small.db");
+      const restore = await runCli(["restore", target, "--name", "small", "--if-missing", "--repo", repo("not-a-listing"), ...QUICK], { env: s3Env() });
+      expect(restore.exitCode).toBe(10);
+      expect(restore.stderr).not.toContain("no backups");
+      expect(restore.stderr.trimEnd().split("\n").filter((l) => l.startsWith("sqlite-vault:"))).toHaveLength(1);
+      const marker = `${target}.started`;
+      const cron = await runCli(["cron", target, "--name", "small", "--restore-if-missing", "--exec", `touch ${marker}`, "--repo", repo("not-a-listing"), ...QUICK], { env: s3Env() });
+      expect(cron.exitCode).toBe(10);
+      expect(existsSync(marker)).toBe(false);
+      expect(existsSync(target)).toBe(false);
+      proxy.clear();
+    });
+
+  test("a manifest GET answered 200 with an <Error> exits 10 (a server error), not 4, and --fallback restores nothing older", async () => {
+    proxy.clear();
+    for (let day = 1; day <= 2; day++)
+      expect((await runCli(["backup", small, "--repo", repo("error-manifest"), ...QUICK], { env: s3Env({ SQLITE_VAULT_NOW: `2026-02-0${day}T00:00:00Z` }) })).exitCode).toBe(0);
+    proxy.add({ method: "GET", match: on.object(".json"), times: Infinity, fault: { kind: "error-200" } });
+    const target = join(tmpDir("error-manifest"), "small.db");
+    const r = await runCli(["restore", target, "--name", "small", "--fallback", "--repo", repo("error-manifest"), ...QUICK], { env: s3Env() });
+    expect(r.exitCode).toBe(10);
+    expect(existsSync(target)).toBe(false);
+    proxy.clear();
+  });
+
+  test("a listing whose continuation token never changes: list exits 10 at once instead of looping", async () => {
+    proxy.clear();
+    expect((await runCli(["backup", small, "--repo", repo("loop"), ...QUICK], { env: s3Env() })).exitCode).toBe(0);
+    proxy.add({
+      method: "GET",
+      match: on.list,
+      times: Infinity,
+      fault: { kind: "rewrite", rewrite: ({ status, body }) => ({ status, body: body.replace(/<IsTruncated>false<\/IsTruncated>/, "<IsTruncated>true</IsTruncated><NextContinuationToken>same</NextContinuationToken>") }) },
+    });
+    const proc = spawnCli(["list", "--repo", repo("loop"), ...QUICK], { env: s3Env() });
+    const timer = setTimeout(() => proc.kill("SIGKILL"), 15_000);
+    const code = await proc.exited;
+    clearTimeout(timer);
+    expect(code).toBe(10);
+    expect(proxy.injected.length).toBeLessThan(5);
+    proxy.clear();
+  });
+});
+
+describe("signals against a stalled S3 server", () => {
+  let small: string;
+  beforeAll(() => {
+    small = join(tmpDir("signals"), "small.db");
+    createBankDb(small);
+  });
+
+  async function interrupt(args: string[], signal: NodeJS.Signals, stall: Parameters<FaultProxy["add"]>[0]) {
+    proxy.add(stall);
+    const proc = spawnCli(args, { env: s3Env() });
+    const deadline = Date.now() + 20_000;
+    while (proxy.injected.length === 0 && Date.now() < deadline) await Bun.sleep(20);
+    expect(proxy.injected.length).toBeGreaterThan(0); // the request is being held
+    const sent = performance.now();
+    proc.kill(signal);
+    const [code, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
+    return { code, stderr, seconds: (performance.now() - sent) / 1000 };
+  }
+
+  test("SIGTERM while a listing stalls ends restore within seconds with 130", async () => {
+    proxy.clear();
+    expect((await runCli(["backup", small, "--repo", repo("stall"), ...TUNING], { env: s3Env() })).exitCode).toBe(0);
+    const target = join(tmpDir("stall-list"), "small.db");
+    const r = await interrupt(["restore", target, "--name", "small", "--repo", repo("stall"), "--timeout", "60s"], "SIGTERM", { method: "GET", match: on.list, fault: { kind: "delay", delayMs: 30_000 } });
+    expect(r.code).toBe(130);
+    expect(r.seconds).toBeLessThan(3);
+    expect(readdirSync(join(target, ".."))).toEqual([]);
+    proxy.clear();
+  });
+
+  test("SIGTERM while the stored size is confirmed (HEAD stalls) ends backup within seconds with 130; nothing is listed", async () => {
+    proxy.clear();
+    const tmp = tmpDir("stall-head");
+    const r = await interrupt(["backup", small, "--repo", repo("stall-head"), "--tmp-dir", tmp, "--timeout", "60s"], "SIGTERM", { method: "HEAD", fault: { kind: "delay", delayMs: 30_000 } });
+    expect(r.code).toBe(130);
+    expect(r.seconds).toBeLessThan(3);
+    expect(readdirSync(tmp)).toEqual([]);
+    proxy.clear();
+    expect(JSON.parse((await runCli(["list", "--repo", repo("stall-head"), "--json"], { env: s3Env() })).stdout).backups).toEqual([]);
+  });
+
+  test("SIGHUP (a closed terminal) during a restore's download exits 130 and leaves no temp file", async () => {
+    proxy.clear();
+    expect((await runCli(["backup", small, "--repo", repo("hup"), ...TUNING], { env: s3Env() })).exitCode).toBe(0);
+    const target = join(tmpDir("hup"), "small.db");
+    const r = await interrupt(["restore", target, "--name", "small", "--repo", repo("hup"), "--timeout", "60s"], "SIGHUP", { method: "GET", match: on.object(".sqlite.gz"), fault: { kind: "delay", delayMs: 30_000 } });
+    expect(r.code).toBe(130);
+    expect(r.stderr).toContain("interrupted by SIGHUP");
+    expect(readdirSync(join(target, ".."))).toEqual([]);
+    proxy.clear();
+  });
+
+  // The process catches these from the first lines of its code, before the command loads: a signal
+  // sent as soon as it does (seen in /proc) is remembered and ends the command with 130.
+  for (const [signal, bit] of [["SIGTERM", 15], ["SIGHUP", 1]] as const)
+    test(`${signal} right after the start exits 130, not ${128 + bit}`, async () => {
+      for (let run = 0; run < 3; run++) {
+        const proc = Bun.spawn([ensureBinary(), "list", "--repo", repo("early")], { env: { ...process.env, ...s3Env() }, stdout: "ignore", stderr: "pipe" });
+        const deadline = Date.now() + 5000;
+        while (!catches(proc.pid, bit) && proc.exitCode === null && Date.now() < deadline) await Bun.sleep(1);
+        proc.kill(signal);
+        expect(await proc.exited).toBe(130);
+        expect(await new Response(proc.stderr).text()).toContain(`interrupted by ${signal}`);
+      }
+    });
+});
+
+/** Whether a process has a handler for signal number `bit` (its SigCgt mask in /proc). */
+function catches(pid: number, bit: number): boolean {
+  try {
+    const mask = /SigCgt:\s*([0-9a-f]+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+    return mask !== undefined && (BigInt(`0x${mask}`) & (1n << BigInt(bit - 1))) !== 0n;
+  } catch {
+    return false;
+  }
+}

@@ -1,10 +1,11 @@
 import { describe, expect, test, beforeAll, afterAll, setDefaultTimeout } from "bun:test";
-import { AuthError, StorageUnavailableError } from "../../src/errors.ts";
+import { AuthError, StorageUnavailableError, VaultError } from "../../src/errors.ts";
 import { S3Storage } from "../../src/storage/s3.ts";
 import { openStorage } from "../../src/storage/index.ts";
 import { abandonUpload, adminClient, createTestBucket, listUploads, s3RepoUrl, testS3 } from "../helpers/s3.ts";
 import { bytesOf, describeStorageContract, LARGE } from "./contract.ts";
 import { readAll } from "../../src/streams.ts";
+import { on, startFaultProxy, type FaultProxy } from "../helpers/fault-proxy.ts";
 
 // Real databases through a real S3 server (and retries with backoff) take more than the default 5 s.
 setDefaultTimeout(120_000);
@@ -12,13 +13,16 @@ setDefaultTimeout(120_000);
 const PART = 5 * 1024 * 1024;
 let prefixCounter = 0;
 
-function storageFor(bucket: string, prefix: string, secret?: string, onRetry?: (message: string) => void): S3Storage {
+function storageFor(bucket: string, prefix: string, secret?: string, onRetry?: (message: string) => void, more: { endpoint?: string; signal?: AbortSignal; timeoutMs?: number } = {}): S3Storage {
   const s3 = testS3();
   return new S3Storage({
     onRetry,
     bucket,
     prefix,
-    endpoint: s3.endpoint,
+    signal: more.signal,
+    // Through the proxy: few, quick retries.
+    retry: more.endpoint ? { retries: 2, timeoutMs: more.timeoutMs ?? 60_000, baseDelayMs: 50 } : undefined,
+    endpoint: more.endpoint ?? s3.endpoint,
     region: s3.region,
     pathStyle: true,
     credentials: { accessKeyId: s3.accessKey, secretAccessKey: secret ?? s3.secretKey, source: "the test" },
@@ -127,5 +131,144 @@ describe("S3 specifics", () => {
     await storage.put("db/y", bytesOf(10));
     expect((await storage.stat("db/y"))?.size).toBe(10);
     expect(storage.url).toBe(`s3://${bucket.bucket}/via-url`);
+  });
+});
+
+describe("S3 answers that are not what was asked for, through the fault proxy", () => {
+  let bucket: Awaited<ReturnType<typeof createTestBucket>>;
+  let proxy: FaultProxy;
+  let n = 0;
+  beforeAll(async () => {
+    bucket = await createTestBucket("s3answers");
+    proxy = await startFaultProxy(testS3().endpoint);
+  });
+  afterAll(async () => {
+    await proxy.stop();
+    await bucket.cleanup();
+  });
+  const viaProxy = (more: { signal?: AbortSignal; timeoutMs?: number } = {}) => storageFor(bucket.bucket, `a${n++}`, undefined, undefined, { endpoint: proxy.url, ...more });
+  const keys = async (s: S3Storage, prefix = "") => {
+    const out: string[] = [];
+    for await (const o of s.list(prefix)) out.push(o.key);
+    return out;
+  };
+  const html = () => ({ status: 200, body: "<!DOCTYPE html><html><body>Welcome to nginx!</body></html>", contentType: "text/html" });
+
+  test("a listing that repeats its <Contents> entries yields each key once", async () => {
+    proxy.clear();
+    const s = viaProxy();
+    for (const key of ["db/1.json", "db/2.json", "db/3.json"]) await s.put(key, bytesOf(10));
+    proxy.add({ method: "GET", match: on.list, times: Infinity, fault: { kind: "rewrite", rewrite: ({ status, body }) => {
+      const entries = body.match(/<Contents>[\s\S]*?<\/Contents>/g) ?? [];
+      // each entry twice in place, and the whole set once more at the end
+      return { status, body: body.replace(/<Contents>[\s\S]*<\/Contents>/, entries.map((e) => e + e).join("") + entries.join("")) };
+    } } });
+    expect(await keys(s)).toEqual(["db/1.json", "db/2.json", "db/3.json"]);
+    expect(proxy.injected.length).toBeGreaterThan(0);
+  });
+
+  test("a listing whose continuation token never changes fails at once instead of looping", async () => {
+    proxy.clear();
+    const s = viaProxy();
+    await s.put("db/1.json", bytesOf(10));
+    proxy.add({ method: "GET", match: on.list, times: Infinity, fault: { kind: "rewrite", rewrite: ({ status, body }) => ({
+      status,
+      body: body.replace(/<IsTruncated>false<\/IsTruncated>/, "<IsTruncated>true</IsTruncated><NextContinuationToken>same-token</NextContinuationToken>"),
+    }) } });
+    const error = await keys(s).catch((e) => e);
+    expect(error).toBeInstanceOf(StorageUnavailableError);
+    expect(error.message).toContain("does not advance");
+    expect(proxy.injected.length).toBeLessThanOrEqual(3);
+  });
+
+  test("a listing answered 200 with an <Error> is retried, then fails; never an empty repository", async () => {
+    proxy.clear();
+    const s = viaProxy();
+    await s.put("db/1.json", bytesOf(10));
+    proxy.add({ method: "GET", match: on.list, fault: { kind: "error-200" } });
+    expect(await keys(s)).toEqual(["db/1.json"]);
+    proxy.clear();
+    proxy.add({ method: "GET", match: on.list, times: Infinity, fault: { kind: "error-200" } });
+    await expect(keys(s)).rejects.toBeInstanceOf(StorageUnavailableError);
+    expect(proxy.injected).toHaveLength(3);
+  });
+
+  test("a listing answered with an HTML page, another document or another bucket's listing fails", async () => {
+    const s = viaProxy();
+    await s.put("db/1.json", bytesOf(10));
+    const answers: Record<string, (r: { status: number; body: string }) => { status: number; body: string; contentType?: string }> = {
+      "an HTML page": html,
+      "another document": ({ status }) => ({ status, body: "<?xml version=\"1.0\"?><ListAllMyBucketsResult><Buckets/></ListAllMyBucketsResult>" }),
+      "another bucket": ({ status, body }) => ({ status, body: body.replace(/<Name>[^<]*<\/Name>/, "<Name>someone-else</Name>") }),
+      "another prefix": ({ status, body }) => ({ status, body: body.replace(/<Prefix>[^<]*<\/Prefix>/, "<Prefix>x/</Prefix>") }),
+    };
+    for (const [what, rewrite] of Object.entries(answers)) {
+      proxy.clear();
+      proxy.add({ method: "GET", match: on.list, times: Infinity, fault: { kind: "rewrite", rewrite } });
+      const error = await keys(s).catch((e) => e);
+      expect(error, what).toBeInstanceOf(StorageUnavailableError);
+      expect(proxy.injected, what).toHaveLength(1); // a wrong endpoint is not retried
+    }
+    proxy.clear();
+  });
+
+  test("a GET answered 200 with an <Error> is a server error (retried, then StorageUnavailableError), never the object's bytes", async () => {
+    proxy.clear();
+    const s = viaProxy();
+    await s.put("db/m.json", new TextEncoder().encode('{"a":1}'));
+    proxy.add({ method: "GET", match: on.object("m.json"), fault: { kind: "error-200" } });
+    expect(new TextDecoder().decode(await readAll(await s.get("db/m.json")))).toBe('{"a":1}');
+    proxy.clear();
+    proxy.add({ method: "GET", match: on.object("m.json"), times: Infinity, fault: { kind: "error-200" } });
+    await expect(s.get("db/m.json").then(readAll)).rejects.toBeInstanceOf(StorageUnavailableError);
+    proxy.clear();
+    proxy.add({ method: "GET", match: on.object("m.json"), times: Infinity, fault: { kind: "rewrite", rewrite: html } });
+    await expect(s.get("db/m.json").then(readAll)).rejects.toBeInstanceOf(StorageUnavailableError);
+    proxy.clear();
+  });
+
+  test("a HEAD answered without an object's headers is a failure, not an object of size 0", async () => {
+    proxy.clear();
+    const s = viaProxy();
+    await s.put("db/h.json", bytesOf(100));
+    proxy.add({ method: "HEAD", match: on.object("h.json"), times: Infinity, fault: { kind: "rewrite", rewrite: html } });
+    await expect(s.stat("db/h.json")).rejects.toBeInstanceOf(StorageUnavailableError);
+    proxy.clear();
+    expect((await s.stat("db/h.json"))?.size).toBe(100);
+  });
+
+  test("multipart: an initiate answered 200 with an <Error> is retried; a completion answered with something else fails, and no upload is left open", async () => {
+    proxy.clear();
+    const s = viaProxy();
+    proxy.add({ method: "POST", match: on.initiate, fault: { kind: "error-200" } });
+    await s.put("db/big", bytesOf(LARGE, 21));
+    expect((await s.stat("db/big"))?.size).toBe(LARGE);
+    proxy.clear();
+    proxy.add({ method: "POST", match: on.complete, times: Infinity, fault: { kind: "rewrite", rewrite: html } });
+    await expect(s.put("db/other", bytesOf(LARGE, 22))).rejects.toBeInstanceOf(StorageUnavailableError);
+    proxy.clear();
+    // (the initiate the proxy forwarded and then answered with an error left an upload of db/big: prune's housekeeping)
+    expect((await listUploads(bucket.bucket)).filter((u) => u.key.endsWith("db/other"))).toEqual([]);
+  });
+
+  test("the run's signal, given when the storage is opened, ends a stalled stat, list and delete at once", async () => {
+    proxy.clear();
+    const plain = viaProxy();
+    await plain.put("db/s.json", bytesOf(10));
+    for (const [what, call] of [
+      ["stat", (s: S3Storage) => s.stat("db/s.json")],
+      ["list", (s: S3Storage) => keys(s)],
+      ["delete", (s: S3Storage) => s.delete(["db/s.json"])],
+    ] as const) {
+      proxy.clear();
+      proxy.add({ match: () => true, times: Infinity, fault: { kind: "delay", delayMs: 20_000 } });
+      const run = new AbortController();
+      const s = storageFor(bucket.bucket, (plain.url.split("/").pop())!, undefined, undefined, { endpoint: proxy.url, signal: run.signal, timeoutMs: 30_000 });
+      setTimeout(() => run.abort(new VaultError("stop")), 300);
+      const started = performance.now();
+      await expect(call(s), what).rejects.toThrow("stop");
+      expect(performance.now() - started, what).toBeLessThan(2000);
+    }
+    proxy.clear();
   });
 });
