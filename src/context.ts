@@ -4,7 +4,7 @@
  * second signal that exits at once).
  */
 import { rmSync } from "node:fs";
-import { InterruptedError } from "./errors.ts";
+import { DeadlineError, InterruptedError } from "./errors.ts";
 import { interruptedBy, onInterrupt } from "./interrupts.ts";
 import { silentLogger, type Logger } from "./logger.ts";
 
@@ -57,8 +57,11 @@ export function createContext(options: { log?: Logger; signal?: AbortSignal } = 
  * `signals: "manual"` the run handles later signals itself (cron's graceful shutdown) and only the
  * exit-time clean-up is installed. Call dispose() when the run ends.
  */
-export function createCliContext(log: Logger, options: { signals?: "abort" | "manual" } = {}): RunContext & { dispose(): void } {
+export function createCliContext(log: Logger, options: { signals?: "abort" | "manual"; deadline?: { ms: number; text: string } } = {}): RunContext & { dispose(): void } {
   const controller = new AbortController();
+  const deadline = options.deadline;
+  const timer = deadline ? setTimeout(() => controller.abort(new DeadlineError(deadline.text)), deadline.ms) : undefined;
+  timer?.unref();
   const temp = new TempRegistry();
   const onSignal = (signal: NodeJS.Signals) => {
     if (controller.signal.aborted) {
@@ -77,6 +80,7 @@ export function createCliContext(log: Logger, options: { signals?: "abort" | "ma
     signal: controller.signal,
     temp,
     dispose() {
+      clearTimeout(timer);
       temp.removeAll();
       stopListening();
       process.off("exit", onExit);

@@ -83,6 +83,14 @@ export class InterruptedError extends VaultError {
   }
 }
 
+/** The run's --deadline passed: it stopped as if interrupted, with nothing half-written. */
+export class DeadlineError extends VaultError {
+  override readonly code = "deadline";
+  constructor(deadline: string) {
+    super(`the run did not finish within --deadline ${deadline}; it was stopped, and nothing was left half-written`, "a stalled storage is the usual cause: see sqlite-vault doctor; or give the run more time");
+  }
+}
+
 /** A key that does not exist in storage. Storage backends throw it from get(); callers map it. */
 export class NotFoundError extends VaultError {
   override readonly code = "not-found";

@@ -18,6 +18,7 @@ export const repoArgs = {
   "path-style": { type: "boolean", description: "S3 path-style addressing (default: on for custom endpoints, off for AWS)" },
   retries: { type: "string", valueHint: "N", description: "Retries of a failed S3 request (env SQLITE_VAULT_RETRIES; default 5)" },
   timeout: { type: "string", valueHint: "DURATION", description: "Time limit of each S3 request (env SQLITE_VAULT_TIMEOUT; default 60s)" },
+  deadline: { type: "string", valueHint: "DURATION", description: "Time limit of the whole run, retries included; then it stops as if interrupted, exit 1 (env SQLITE_VAULT_DEADLINE; default none)" },
   "part-size": { type: "string", valueHint: "MiB", description: "S3 multipart part size, at least 5 (env SQLITE_VAULT_PART_SIZE; default 5, more for databases over 44 GiB)" },
 } as const satisfies ArgsDef;
 

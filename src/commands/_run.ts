@@ -5,7 +5,8 @@
  */
 import type { ArgsDef } from "citty";
 import { createCliContext, type RunContext } from "../context.ts";
-import { ExitCode, InterruptedError, toVaultError, UsageError, type VaultError } from "../errors.ts";
+import { DeadlineError, ExitCode, InterruptedError, toVaultError, UsageError, type VaultError } from "../errors.ts";
+import { parseDuration } from "../retention.ts";
 import { createLogger, type Logger } from "../logger.ts";
 import { oneLine } from "../output.ts";
 import { resolveDecryption, type DecryptionSettings, type FileKeys } from "../encryption.ts";
@@ -14,6 +15,7 @@ export interface CommonFlags {
   json?: boolean;
   verbose?: boolean;
   quiet?: boolean;
+  deadline?: string;
 }
 
 export interface CommandRun<R> {
@@ -35,7 +37,15 @@ export interface CommandRun<R> {
 
 export async function runCommand<R>(run: CommandRun<R>): Promise<void> {
   const log = createLogger(run.flags);
-  const ctx = createCliContext(log, { signals: run.signals });
+  let deadline: ReturnType<typeof parseDeadline>;
+  try {
+    deadline = parseDeadline(run.flags.deadline, process.env.SQLITE_VAULT_DEADLINE, run.signals === "manual");
+  } catch (thrown) {
+    reportError(toVaultError(thrown), thrown, run.flags);
+    process.exitCode = toVaultError(thrown).exitCode;
+    return;
+  }
+  const ctx = createCliContext(log, { signals: run.signals, deadline });
   try {
     assertKnownFlags(run.rawArgs, run.argsDef);
     // A signal that came while the command loaded: nothing is started.
@@ -47,12 +57,27 @@ export async function runCommand<R>(run: CommandRun<R>): Promise<void> {
     if (text) process.stdout.write(`${text}\n`);
     process.exitCode = exitCode;
   } catch (thrown) {
-    const error = ctx.signal.aborted ? ctx.signal.reason instanceof InterruptedError ? ctx.signal.reason : new InterruptedError() : toVaultError(thrown);
+    const reason = ctx.signal.reason;
+    const error = ctx.signal.aborted ? (reason instanceof InterruptedError || reason instanceof DeadlineError ? reason : new InterruptedError()) : toVaultError(thrown);
     reportError(error, thrown, run.flags);
     process.exitCode = error.exitCode;
   } finally {
     ctx.dispose();
   }
+}
+
+/** --deadline, else SQLITE_VAULT_DEADLINE: a time limit for the whole run (none for cron, which runs until stopped). */
+function parseDeadline(flag: string | undefined, env: string | undefined, daemon: boolean): { ms: number; text: string } | undefined {
+  const text = flag ?? (env?.trim() ? env : undefined);
+  if (text === undefined) return undefined;
+  const where = flag !== undefined ? "--deadline" : "SQLITE_VAULT_DEADLINE";
+  if (daemon) {
+    if (flag === undefined) return undefined;
+    throw new UsageError("--deadline bounds one run; cron runs until it is stopped", "give backup, restore, verify or prune a --deadline");
+  }
+  const duration = parseDuration(text, where);
+  if (duration.months || duration.years || duration.ms < 1000) throw new UsageError(`${where} "${text}" must be at least a second and given in s, min, h, d or w`);
+  return { ms: duration.ms, text: duration.text };
 }
 
 function reportError(error: VaultError, thrown: unknown, flags: CommonFlags): void {

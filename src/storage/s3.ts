@@ -415,10 +415,13 @@ export class S3Storage implements Storage {
     read?: (response: Response) => Promise<T>,
     { retry = this.retry, followRun = true }: { retry?: RetryPolicy; followRun?: boolean } = {},
   ): Promise<T> {
+    let attempts = 0;
+    const started = performance.now();
     try {
       return await withRetries(
-        (attemptSignal) =>
+        (attemptSignal, attempt) =>
           runWithSignal(attemptSignal, async () => {
+            attempts = attempt + 1;
             const response = await (await this.s3()).makeRequest(options);
             return read ? await read(response) : (response as T);
           }),
@@ -429,7 +432,11 @@ export class S3Storage implements Storage {
         },
       );
     } catch (error) {
-      throw mapS3Error(error, key, this.config, this.credentialSource);
+      const mapped = mapS3Error(error, key, this.config, this.credentialSource);
+      // Say how hard it was tried: six timeouts of a minute each are not "check the network" at once.
+      if (attempts > 1 && mapped instanceof StorageUnavailableError)
+        throw new StorageUnavailableError(`${mapped.message} (${attempts} attempts over ${formatElapsed(performance.now() - started)})`, mapped.hint, { cause: error });
+      throw mapped;
     }
   }
 
@@ -510,6 +517,11 @@ async function readWithin(reader: Reader, timeoutMs: number, signal?: AbortSigna
   }
 }
 
+function formatElapsed(ms: number): string {
+  const seconds = Math.round(ms / 1000);
+  return seconds < 60 ? `${(ms / 1000).toFixed(1)} s` : `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
+}
+
 function describe(error: unknown): string {
   if (error instanceof S3Errors.ServerError) return `${error.code} (HTTP ${error.statusCode})`;
   return error instanceof Error ? error.message : String(error);
@@ -537,7 +549,8 @@ export function mapS3Error(error: unknown, key: string, config: Pick<S3Config, "
       return new StorageUnavailableError(`S3 redirected the request for bucket ${config.bucket}: wrong region or endpoint`, "set the bucket's region with ?region= or AWS_REGION");
     return new StorageUnavailableError(`S3 error on ${key}: ${code} (HTTP ${status}): ${error.message}`);
   }
-  if (error instanceof TransientError || error instanceof AttemptTimeoutError) return new StorageUnavailableError(`S3 request for ${key} failed: ${error.message}`, "check the network and the endpoint; --retries and --timeout tune the retries");
+  if (error instanceof TransientError || error instanceof AttemptTimeoutError)
+    return new StorageUnavailableError(`S3 request for ${key} failed: ${error.message}`, "check the network and the endpoint; --retries, --timeout and --deadline tune how long it is tried");
   if (error instanceof S3Errors.S3Error) return new VaultError(`S3 client: ${error.message}`, "check --repo and the endpoint");
   if (error instanceof Error && error.name === "AbortError") return error;
   const message = error instanceof Error ? error.message : String(error);

@@ -6,15 +6,19 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { runCli } from "../helpers/cli.ts";
 import { createBankDb, removeTempDirs, tempDir } from "../helpers/db.ts";
-import { createTestBucket, s3Env, s3RepoUrl } from "../helpers/s3.ts";
+import { startFaultProxy, type FaultProxy } from "../helpers/fault-proxy.ts";
+import { createTestBucket, s3Env, s3RepoUrl, testS3 } from "../helpers/s3.ts";
 
 setDefaultTimeout(60_000);
 
 let bucket: Awaited<ReturnType<typeof createTestBucket>>;
+let proxy: FaultProxy;
 beforeAll(async () => {
   bucket = await createTestBucket("messages");
+  proxy = await startFaultProxy(testS3().endpoint);
 });
 afterAll(async () => {
+  await proxy?.stop();
   await bucket?.cleanup();
   removeTempDirs();
 });
@@ -52,5 +56,34 @@ describe("messages", () => {
     expect(info.stderr.trimEnd().split("\n")).toHaveLength(1);
     expect(info.stderr).toContain("new\\nline.db");
   });
-});
 
+  test("a stalled server: the error says no answer came within the timeout, after how many attempts over how long", async () => {
+    proxy.clear();
+    proxy.add({ fault: { kind: "delay", delayMs: 30_000 }, times: Infinity });
+    const repo = `s3://${bucket.bucket}/stalled?endpoint=${encodeURIComponent(proxy.url)}`;
+    const r = await runCli(["list", "--repo", repo, "--timeout", "1s", "--retries", "2"], { env: s3Env() });
+    proxy.clear();
+    expect(r.exitCode).toBe(10);
+    const err = r.stderr.trimEnd().split("\n");
+    expect(err).toHaveLength(2);
+    expect(err[0]).toMatch(/no answer within 1s \(3 attempts over \d+\.\d s\)$/);
+    expect(err[1]).toContain("--deadline");
+  });
+
+  test("--deadline bounds the whole run: a stalled server ends it when the deadline passes, exit 1, with one line", async () => {
+    proxy.clear();
+    proxy.add({ fault: { kind: "delay", delayMs: 30_000 }, times: Infinity });
+    const repo = `s3://${bucket.bucket}/deadline?endpoint=${encodeURIComponent(proxy.url)}`;
+    const started = performance.now();
+    const r = await runCli(["list", "--repo", repo, "--timeout", "10s", "--retries", "5", "--deadline", "2s"], { env: s3Env() });
+    const seconds = (performance.now() - started) / 1000;
+    proxy.clear();
+    expect(r.exitCode).toBe(1);
+    expect(seconds).toBeLessThan(8);
+    expect(r.stderr).toStartWith("sqlite-vault: the run did not finish within --deadline 2s");
+    const env = await runCli(["list", "--repo", repo, "--timeout", "10s"], { env: { ...s3Env(), SQLITE_VAULT_DEADLINE: "2min" } });
+    expect(env.exitCode).toBe(0);
+    const bad = await runCli(["list", "--repo", repo, "--deadline", "2m"], { env: s3Env() });
+    expect(bad.exitCode).toBe(2);
+  });
+});
