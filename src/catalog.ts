@@ -33,14 +33,24 @@ export interface Catalog {
 }
 
 /**
- * How far beyond this machine's clock a backup may be dated and still count: clocks of hosts that
- * back up to one repository differ by seconds, now and then by a minute or two.
+ * How far beyond now a backup may be dated and still count: 15 minutes, the clock difference S3
+ * accepts in a signed request, so a host whose clock S3 accepted never makes a future-dated backup.
  */
-export const FUTURE_TOLERANCE_MS = 5 * 60_000;
+export const FUTURE_TOLERANCE_MS = 15 * 60_000;
 
 /** Whether a backup id (its creation time) lies beyond `now` plus FUTURE_TOLERANCE_MS. */
 export function isFutureDated(id: string, now: Date): boolean {
   return backupIdTime(id) > now.getTime() + FUTURE_TOLERANCE_MS;
+}
+
+/**
+ * "Now" for telling future-dated backups: the later of `local` (this machine's clock) and the
+ * storage server's, a second clock: a backup is an anomaly only when it is beyond both, so a machine
+ * whose clock is behind never takes the newest real backups for future ones.
+ */
+export function repositoryNow(storage: Storage, local: Date = new Date()): Date {
+  const server = storage.serverNow?.();
+  return server && server.getTime() > local.getTime() ? server : local;
 }
 
 const READ_CONCURRENCY = 8;
@@ -100,7 +110,7 @@ export async function readCatalog(storage: Storage, name?: string, options: { no
     const reason = dataObjectProblem(backup, sizes.get(backup.stored.key));
     return reason ? [{ backup, reason }] : [];
   });
-  const now = options.now ?? new Date();
+  const now = repositoryNow(storage, options.now);
   const futureDated = backups.filter((backup) => isFutureDated(backup.id, now));
   return { backups, invalid, orphans, verifiedAt: verified, strayMarkers, damaged, futureDated };
 }
@@ -153,7 +163,7 @@ export type Candidate = { ok: true; manifest: BackupManifest } | { ok: false; en
  * on `log` when given), so a wrong clock once never decides what is restored; --id still picks one.
  */
 export async function* readCandidates(storage: Storage, entries: ManifestEntry[], selection: Selection, options: { now?: Date; log?: Logger } = {}): AsyncGenerator<Candidate> {
-  const now = options.now ?? new Date();
+  const now = repositoryNow(storage, options.now);
   const wanted = entries.filter((e) => {
     if ("id" in selection) return e.id === selection.id;
     if ("at" in selection && backupIdTime(e.id) > selection.at.getTime()) return false;

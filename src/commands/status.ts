@@ -1,5 +1,5 @@
 import { defineCommand } from "citty";
-import { dataObjectProblem, isFutureDated, listManifests, newestBackup } from "../catalog.ts";
+import { dataObjectProblem, isFutureDated, listManifests, newestBackup, repositoryNow } from "../catalog.ts";
 import { UsageError, VaultError } from "../errors.ts";
 import { parseDuration, subtractDuration } from "../retention.ts";
 import { databaseArgs, outputArgs, repoArgs } from "./_args.ts";
@@ -52,7 +52,7 @@ export default defineCommand({
           if (names.length === 0) databases.push({ name: "(any)", newest: null, ok: false, reason: `no backups in ${target.storage.url}`, futureDated: [] });
           for (const name of names) {
             const own = entries.filter((e) => e.name === name);
-            const futureDated = own.filter((e) => isFutureDated(e.id, now)).map((e) => e.id);
+            const futureDated = own.filter((e) => isFutureDated(e.id, repositoryNow(target.storage, now))).map((e) => e.id);
             const candidate = await newestBackup(target.storage, own, { now, log: ctx.log });
             if (!candidate) {
               const why = futureDated.length ? `no backups of ${name} in ${target.storage.url} dated up to now (${futureDated.length} dated in the future)` : `no backups of ${name} in ${target.storage.url}`;

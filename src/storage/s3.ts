@@ -82,6 +82,8 @@ export class S3Storage implements Storage {
   private client: { for: S3Credentials | null; s3: S3Client } | undefined;
   /** Where the credentials in use came from, once known (for messages). */
   credentialSource: string | null = null;
+  /** The latest Date header, and when it came by this machine's monotonic clock. */
+  private serverClock: { at: number; date: number } | undefined;
   private readonly partSize: number;
   private readonly partConcurrency: number;
   private readonly retry: RetryPolicy;
@@ -110,6 +112,11 @@ export class S3Storage implements Storage {
   /** How requests address the bucket. */
   get addressing(): "path-style" | "virtual-hosted" {
     return this.config.pathStyle ? "path-style" : "virtual-hosted";
+  }
+
+  serverNow(): Date | undefined {
+    const clock = this.serverClock;
+    return clock && new Date(clock.date + (performance.now() - clock.at));
   }
 
   /** The server's clock, from the Date header of a small request (null when it sends none). */
@@ -423,6 +430,8 @@ export class S3Storage implements Storage {
           runWithSignal(attemptSignal, async () => {
             attempts = attempt + 1;
             const response = await (await this.s3()).makeRequest(options);
+            const date = Date.parse(response.headers.get("date") ?? "");
+            if (Number.isFinite(date)) this.serverClock = { at: performance.now(), date };
             return read ? await read(response) : (response as T);
           }),
         retry,

@@ -84,6 +84,12 @@ export interface Storage {
    * that can create its repository cheaply (a local directory) does so; a bucket is never created.
    */
   check(options?: { create?: boolean }): Promise<void>;
+
+  /**
+   * Optional: the server's clock, from the Date header of its latest answer, moved on by the time
+   * since; undefined before any answer, and for storage without a clock of its own (a directory).
+   */
+  serverNow?(): Date | undefined;
 }
 
 /** Throws when a key could escape the repository or is not a plain relative path. */

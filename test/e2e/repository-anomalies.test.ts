@@ -121,6 +121,30 @@ describe("a backup dated in the future", () => {
     expect(JSON.parse(prune.stdout).names[0].keep.map((k: { id: string }) => k.id)).toEqual([newest]);
   });
 
+  test("the S3 server's clock is a second clock: a backup beyond this machine's clock but not beyond the server's is no anomaly", async () => {
+    const repo = proxiedRepo("e2e-server-clock");
+    const ahead = new Date(Date.now() + 40 * 60_000).toISOString();
+    const [newest = "", older] = await backupsAt(repo, ["2026-01-01T00:00:00.000Z", ahead]);
+    // This machine's clock alone: 40 minutes ahead is beyond the tolerance, so --latest passes over it.
+    const out = join(repo.dir, "out.db");
+    const alone = await runCli(["restore", "--name", "app", "-o", out, "--repo", repo.url, "--json"], { env: repo.env });
+    expect(alone.exitCode, alone.stderr).toBe(0);
+    expect(JSON.parse(alone.stdout).id).toBe(older);
+    // A server whose Date says an hour later than this machine: the backup is not beyond now.
+    proxy.clear();
+    proxy.add({ fault: { kind: "headers", headers: (h) => ({ ...h, date: new Date(Date.now() + 3600_000).toUTCString() }) }, times: Infinity });
+    try {
+      const out2 = join(repo.dir, "out2.db");
+      const both = await runCli(["restore", "--name", "app", "-o", out2, "--repo", repo.url, "--json"], { env: repo.env });
+      expect(both.exitCode, both.stderr).toBe(0);
+      expect(JSON.parse(both.stdout).id).toBe(newest);
+      const status = await runCli(["status", "--name", "app", "--repo", repo.url, "--json"], { env: repo.env });
+      expect(JSON.parse(status.stdout).databases[0].futureDated).toEqual([]);
+    } finally {
+      proxy.clear();
+    }
+  });
+
   test("prune never removes a protected backup (the one backup --keep-… just made), whatever the plan: it refuses before deleting anything", async () => {
     const repo = localRepo("e2e-protect");
     const ids = await backupsAt(repo, ["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z", "2026-01-03T00:00:00.000Z"]);

@@ -12,6 +12,7 @@
  *   fake-204        answer 204 No Content without forwarding (a delete that is acknowledged, not done)
  *   drop-response   forward the request and let the server finish it, then reset the connection
  *                   without a response (a request done whose answer was lost)
+ *   headers         forward the request and the answer, with the headers `headers` returns (another clock)
  *   rewrite         forward the request, then answer with what `rewrite` makes of the server's
  *                   status and body (a duplicated listing, a 200 that is not what was asked for)
  */
@@ -28,6 +29,7 @@ export type Fault =
   | { kind: "down"; downMs: number }
   | { kind: "fake-204" }
   | { kind: "drop-response" }
+  | { kind: "headers"; headers: (headers: Record<string, string | string[] | undefined>) => Record<string, string | string[] | undefined> }
   | { kind: "rewrite"; rewrite: (response: { status: number; body: string }) => { status: number; body: string; contentType?: string } };
 
 export interface FaultRule {
@@ -99,6 +101,8 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
         return forward(req, res, { drop: true });
       case "rewrite":
         return forward(req, res, { rewrite: fault.rewrite });
+      case "headers":
+        return forward(req, res, { headers: fault.headers });
       case "fake-204":
         req.resume();
         req.on("end", () => {
@@ -118,7 +122,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
   function forward(
     req: IncomingMessage,
     res: ServerResponse,
-    options: { cutAfter?: number; replaceWith?: { status: number; body: string }; drop?: boolean; rewrite?: Extract<Fault, { kind: "rewrite" }>["rewrite"] } = {},
+    options: { cutAfter?: number; replaceWith?: { status: number; body: string }; drop?: boolean; rewrite?: Extract<Fault, { kind: "rewrite" }>["rewrite"]; headers?: Extract<Fault, { kind: "headers" }>["headers"] } = {},
   ) {
     const upstreamReq = httpRequest(
       { host: target.hostname, port: Number(target.port), method: req.method, path: req.url, headers: req.headers },
@@ -146,7 +150,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
           });
           return;
         }
-        res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
+        res.writeHead(upstreamRes.statusCode ?? 502, options.headers ? options.headers({ ...upstreamRes.headers }) : upstreamRes.headers);
         if (options.cutAfter === undefined) return upstreamRes.pipe(res);
         let sent = 0;
         upstreamRes.on("data", (chunk: Buffer) => {
