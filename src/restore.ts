@@ -78,13 +78,14 @@ export async function runRestore(storage: Storage, input: RestoreInput, ctx: Run
   const target = resolveForWrite(input.target);
   if (target !== resolve(input.target)) ctx.log.info(`${input.target} is a symbolic link: restoring to ${target}, where it leads`);
   const base = { name: input.name, target, repo: storage.url };
+  const dir = dirname(target);
+  if (!isDirectory(dir))
+    throw existsSync(dir) ? new VaultError(`${dir} is not a directory`, "give a path in a directory") : new VaultError(`directory ${dir} does not exist`, `create it first: mkdir -p ${dir}`);
   const empty = isEmptyFile(target);
   if (input.ifMissing && existsSync(target) && !empty) {
     ctx.log.info(`${target} exists; nothing to restore`);
     return { action: "skipped", reason: "target-exists", ...base };
   }
-  const dir = dirname(target);
-  if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new VaultError(`directory ${dir} does not exist`, `create it first: mkdir -p ${dir}`);
   const existing = statSync(target, { throwIfNoEntry: false });
   if (existing && !existing.isFile())
     throw new VaultError(`${target} is not a regular file (${existing.isDirectory() ? "a directory" : "a special file"}); refusing to replace it`, "give the database's file path, or --output FILE to restore elsewhere");
@@ -114,6 +115,16 @@ export async function runRestore(storage: Storage, input: RestoreInput, ctx: Run
     return await restoreFirstSound(storage, input, prepend(first.value, candidates), target, ctx, started);
   } finally {
     lock.release();
+  }
+}
+
+/** Whether `path` is a directory; false when it is missing or a file stands where a directory is named (ENOTDIR). */
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path, { throwIfNoEntry: false })?.isDirectory() === true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOTDIR") return false;
+    throw error;
   }
 }
 

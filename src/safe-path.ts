@@ -18,12 +18,22 @@ export function resolveForWrite(path: string): string {
   return resolveIn(resolve(path), { hops: 0 });
 }
 
+/** lstat, or undefined when nothing is there to follow (missing, or a file where a directory is named). */
+function lstatQuiet(path: string) {
+  try {
+    return lstatSync(path, { throwIfNoEntry: false });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOTDIR") return undefined;
+    throw error;
+  }
+}
+
 function resolveIn(path: string, count: { hops: number }): string {
   const parts = path.split("/").filter(Boolean);
   let resolved = "/";
   for (let i = 0; i < parts.length; i++) {
     const next = join(resolved, parts[i]!);
-    const link = lstatSync(next, { throwIfNoEntry: false });
+    const link = lstatQuiet(next);
     if (!link?.isSymbolicLink()) {
       resolved = next;
       continue;

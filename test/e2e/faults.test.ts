@@ -72,7 +72,7 @@ describe("transient faults", () => {
     proxy.add({ method: "GET", match: on.object(".json"), fault: { kind: "status", status: 503 } });
     proxy.add({ method: "GET", match: on.list, fault: { kind: "delay", delayMs: 3000 } });
     const out = join(dir, "restored.db");
-    const restore = await runCli(["restore", "--name", "big", "-o", out, "--repo", repo("transient"), ...TUNING], { env: s3Env() });
+    const restore = await runCli(["restore", "--name", "big", "-o", out, "--repo", repo("transient"), "--verbose", ...TUNING], { env: s3Env() });
     expect(restore.exitCode).toBe(0);
     expect(restore.stdout).toContain(`restored big ${id}`);
     expect(proxy.injected).toHaveLength(4);

@@ -86,4 +86,21 @@ describe("messages", () => {
     const bad = await runCli(["list", "--repo", repo, "--deadline", "2m"], { env: s3Env() });
     expect(bad.exitCode).toBe(2);
   });
+
+  test("a path through a file (a-file/app.db) is named in one line, never a raw ENOTDIR", async () => {
+    const dir = tempDir("notdir");
+    const db = join(dir, "app.db");
+    createBankDb(db);
+    const repo = join(dir, "repo");
+    expect((await runCli(["backup", db, "--repo", repo, "-q"])).exitCode).toBe(0);
+    writeFileSync(join(dir, "a-file"), "");
+    for (const extra of [[], ["--if-missing"]]) {
+      const r = await runCli(["restore", join(dir, "a-file", "app.db"), "--name", "app", "--repo", repo, ...extra]);
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toStartWith(`sqlite-vault: ${join(dir, "a-file")} is not a directory\n`);
+    }
+    const backup = await runCli(["backup", db, "--repo", join(dir, "a-file", "repo")]);
+    expect(backup.exitCode).toBe(10);
+    expect(backup.stderr).not.toContain("ENOTDIR: not a directory, lstat");
+  });
 });
