@@ -3,9 +3,9 @@
  * Entry point. Like citty's runMain, but a usage error from citty itself (unknown command, bad enum)
  * exits 2, the documented usage code, instead of 1.
  */
-import { runCommand, showUsage } from "citty";
+import { runCommand } from "citty";
 import { main } from "./main.ts";
-import { renderExamples } from "./help.ts";
+import { helpStyle, renderHelp } from "./help.ts";
 import { VERSION } from "./version.ts";
 
 const rawArgs = process.argv.slice(2);
@@ -24,9 +24,7 @@ async function run(): Promise<void> {
     process.stdout.write(`${VERSION}\n`);
   } else if (rawArgs.length === 0 || rawArgs.includes("--help") || rawArgs.includes("-h")) {
     const [cmd, parent] = await resolveLeaf(rawArgs);
-    await showUsage(cmd as typeof main, parent);
-    const name = parent ? rawArgs.find((a) => !a.startsWith("-")) ?? "" : "";
-    process.stdout.write(`${renderExamples(name)}\n`);
+    process.stdout.write(await renderHelp(cmd, parent, helpStyle(process.stdout, process.env)));
   } else {
     await runCommand(main, { rawArgs });
   }
