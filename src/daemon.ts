@@ -9,7 +9,7 @@
 import type { Subprocess } from "bun";
 import type { RunContext } from "./context.ts";
 import type { DecryptionSettings } from "./encryption.ts";
-import { ContextualError, ExitCode, InterruptedError, toVaultError, VaultError, withContext } from "./errors.ts";
+import { ContextualError, ExitCode, InterruptedError, NoSpaceError, toVaultError, VaultError, withContext } from "./errors.ts";
 import { runBackupJob, type JobOutcome, type JobTarget } from "./job.ts";
 import { Metrics } from "./metrics.ts";
 import { parseDuration } from "./retention.ts";
@@ -104,8 +104,7 @@ export async function startDaemon(options: DaemonOptions, ctx: RunContext): Prom
         } catch (error) {
           if (work.signal.aborted) throw work.signal.reason;
           const failure = toVaultError(error);
-          // cron takes no --fallback: the way out is a restore by hand.
-          const hint = failure.hint?.includes("--fallback") ? `restore the newest sound backup by hand (sqlite-vault restore ${t.db} --fallback), then start cron again` : failure.hint;
+          const hint = startupRestoreHint(failure, t.db);
           throw new ContextualError(`startup restore of ${t.name} failed: ${failure.message}`, { exitCode: failure.exitCode, code: failure.code, hint });
         }
       }
@@ -304,6 +303,14 @@ function schedule(expression: string, fn: () => Promise<void>, onNext: (next: Da
     onNext(Bun.cron.parse(expression));
   });
   return () => job.stop();
+}
+
+/** The hint for a failed startup restore: cron takes no --fallback, --force or --output, so a hint naming them is no way out. */
+function startupRestoreHint(failure: VaultError, db: string): string | undefined {
+  if (failure instanceof NoSpaceError) return "free some space there, then start cron again";
+  if (failure.hint?.includes("--fallback")) return `restore the newest sound backup by hand (sqlite-vault restore ${db} --fallback), then start cron again`;
+  if (failure.hint && /--(force|output)\b/.test(failure.hint)) return `move ${db} out of the way, or restore it by hand (sqlite-vault restore ${db}), then start cron again`;
+  return failure.hint;
 }
 
 function round(n: number): number {
