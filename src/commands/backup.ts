@@ -38,7 +38,7 @@ export default defineCommand({
       rawArgs,
       argsDef: args,
       async execute(ctx) {
-        const { targets, fromConfig } = resolveTargets(flags, ctx.log, { needsDb: true });
+        const { targets, fromConfig } = resolveTargets(flags, ctx.log, { needsDb: { command: "backup", example: "sqlite-vault backup /var/lib/app/app.db --repo s3://bucket/prefix" } });
         const now = resolveNow(process.env);
         const metrics = flags["metrics-file"] ? new Metrics() : undefined;
         const recipients = repeatedFlag(rawArgs, "recipient");

@@ -43,7 +43,7 @@ export default defineCommand({
         if (shutdown.months || shutdown.years) throw new UsageError("--shutdown-timeout reads as months; write minutes as min");
         const listen = flags.listen ? parseListen(flags.listen) : undefined;
         const exec = flags.exec ? splitCommand(flags.exec) : undefined;
-        const { targets } = resolveTargets(flags, ctx.log, { needsDb: true });
+        const { targets } = resolveTargets(flags, ctx.log, { needsDb: { command: "cron", example: 'sqlite-vault cron /var/lib/app/app.db --repo s3://bucket/prefix --restore-if-missing --exec "node server.js"' } });
         const recipients = repeatedFlag(rawArgs, "recipient");
         const daemonTargets = targets.map((t) => ({
           db: t.db!,

@@ -253,6 +253,27 @@ describe("cron", () => {
     expect(failing.stderr).not.toContain(" backup-started ");
   });
 
+  test("without a database or a config file, cron (and restore --if-missing) say what they need, with a command line of their own", async () => {
+    const dir = tempDir("cron-nodb");
+    const cron = await runCli(["cron", "--restore-if-missing", "--exec", "node server.js"], { cwd: dir });
+    expect(cron.exitCode).toBe(2);
+    expect(cron.stderr).toBe(
+      "sqlite-vault: which database? cron needs a database path, or a config file listing databases (--config FILE, ./sqlite-vault.yml or /etc/sqlite-vault.yml)\n" +
+        'Try: sqlite-vault cron /var/lib/app/app.db --repo s3://bucket/prefix --restore-if-missing --exec "node server.js"\n',
+    );
+    const restore = await runCli(["restore", "--if-missing"], { cwd: dir });
+    expect(restore.exitCode).toBe(2);
+    expect(restore.stderr).toContain("restore needs a database path");
+    expect(restore.stderr).toContain("Try: sqlite-vault restore /var/lib/app/app.db");
+    const config = join(dir, "sqlite-vault.yml");
+    writeFileSync(config, `repo: ${join(dir, "repo")}\n`);
+    const empty = await runCli(["cron", "--exec", "true"], { cwd: dir });
+    expect(empty.exitCode).toBe(2);
+    expect(empty.stderr).toContain(`${config} lists no databases; cron needs a database path`);
+    expect(empty.stderr).toContain("Try: sqlite-vault cron /var/lib/app/app.db");
+    for (const r of [cron, restore, empty]) expect(r.stderr).not.toContain("sqlite-vault backup");
+  });
+
   test("an application that cannot start is an error", async () => {
     const dir = tempDir("cron-noexec");
     const db = join(dir, "app.db");
