@@ -24,6 +24,8 @@ export interface DaemonOptions {
   restoreIfMissing: boolean;
   /** The application to run: argv. */
   exec?: string[];
+  /** The application's stdout goes to this process's stderr, leaving stdout to the events (--json). */
+  execStdoutToStderr?: boolean;
   listen?: { hostname: string; port: number };
   shutdownTimeoutMs: number;
   now?: () => Date;
@@ -140,7 +142,7 @@ export async function startDaemon(options: DaemonOptions, ctx: RunContext): Prom
   let child: Subprocess | undefined;
   if (options.exec) {
     try {
-      child = Bun.spawn(options.exec, { stdin: "inherit", stdout: "inherit", stderr: "inherit" });
+      child = Bun.spawn(options.exec, { stdin: "inherit", stdout: options.execStdoutToStderr ? 2 : "inherit", stderr: "inherit" });
     } catch (error) {
       server?.stop(true);
       throw new VaultError(`could not start ${options.exec[0]}: ${(error as Error).message}`, "check --exec");

@@ -25,6 +25,7 @@ const args = {
   ...encryptArgs,
   identity: { type: "string", valueHint: "FILE", description: "age identity file for the startup restore of encrypted backups (repeatable)" },
   ...outputArgs,
+  json: { type: "boolean", description: "Events on stdout, one JSON object a line; the application's stdout then goes to stderr (errors: one JSON object on stderr)" },
 } as const;
 
 export default defineCommand({
@@ -63,10 +64,11 @@ export default defineCommand({
             : `${time} ${event}${Object.entries(fields)
                 .map(([k, v]) => ` ${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
                 .join("")}`;
-          process.stderr.write(`${line}\n`);
+          // --json: stdout is the events, one object a line (the application's stdout goes to stderr); else they are diagnostics.
+          (flags.json ? process.stdout : process.stderr).write(`${line}\n`);
         };
         const daemon = await startDaemon(
-          { targets: daemonTargets, restoreIfMissing: flags["restore-if-missing"] === true, exec, listen, shutdownTimeoutMs: shutdown.ms, now: resolveNow(process.env), emit },
+          { targets: daemonTargets, restoreIfMissing: flags["restore-if-missing"] === true, exec, execStdoutToStderr: flags.json === true, listen, shutdownTimeoutMs: shutdown.ms, now: resolveNow(process.env), emit },
           ctx,
         );
         return { exitCode: await daemon.done };
