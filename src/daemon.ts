@@ -4,7 +4,8 @@
  * backs each database up on its own schedule (runs of one database never overlap) and prunes after
  * each successful backup. On SIGTERM/SIGINT (or when the application exits) it finishes or cancels
  * the running backup, takes a final backup of each database within the shutdown timeout, logs what
- * was and was not backed up, and exits. A second signal exits at once.
+ * was and was not backed up, and exits. An application that has not exited within the stop timeout
+ * of the signal forwarded to it gets SIGKILL, and the final backup follows. A second signal exits at once.
  */
 import type { Subprocess } from "bun";
 import type { RunContext } from "./context.ts";
@@ -27,6 +28,8 @@ export interface DaemonOptions {
   /** The application's stdout goes to this process's stderr, leaving stdout to the events (--json). */
   execStdoutToStderr?: boolean;
   listen?: { hostname: string; port: number };
+  /** After a forwarded SIGTERM/SIGINT, how long the application has to exit before it gets SIGKILL (then the final backup). */
+  stopTimeoutMs: number;
   shutdownTimeoutMs: number;
   now?: () => Date;
   /** One line per event: JSON objects with --json, else readable lines. */
@@ -218,6 +221,7 @@ export async function startDaemon(options: DaemonOptions, ctx: RunContext): Prom
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((resolve) => (resolveDone = resolve));
   let signals = 0;
+  let killTimer: Timer | undefined;
   const shutdown = async (why: string, exitCode: number) => {
     if (stopping) return;
     stopping = true;
@@ -252,14 +256,22 @@ export async function startDaemon(options: DaemonOptions, ctx: RunContext): Prom
       process.exit(ExitCode.interrupted);
     }
     if (child) {
-      emit("signal-forwarded", { signal, pid: child.pid });
+      emit("signal-forwarded", { signal, pid: child.pid, stopTimeoutSeconds: options.stopTimeoutMs / 1000 });
       child.kill(signal);
+      // An application that ignores the signal must not keep cron (and the final backup) waiting for
+      // ever: as container runtimes do, it gets SIGKILL once the stop timeout runs out.
+      const app = child;
+      killTimer = setTimeout(() => {
+        emit("exec-killed", { pid: app.pid, signal: "SIGKILL", reason: `still running ${options.stopTimeoutMs / 1000}s after ${signal}` });
+        app.kill("SIGKILL");
+      }, options.stopTimeoutMs);
     } else void shutdown(signal, ExitCode.ok);
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
   if (child) {
     child.exited.then((code) => {
+      clearTimeout(killTimer);
       emit("exec-exited", { code, signal: child!.signalCode ?? null });
       void shutdown("the application exited", code ?? 1);
     });

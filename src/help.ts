@@ -19,7 +19,7 @@ export const EXAMPLES: Record<string, string[]> = {
   prune: ["sqlite-vault prune --keep-hourly 24 --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run", "sqlite-vault prune app.db --keep-last 3"],
   doctor: ["sqlite-vault doctor --repo s3://my-bucket/backups?endpoint=https://nyc3.digitaloceanspaces.com"],
   keygen: ["sqlite-vault keygen --output ~/.config/sqlite-vault/identity.txt", "sqlite-vault backup app.db --recipient age1…"],
-  cron: ['sqlite-vault cron --restore-if-missing --exec "node server.js" --listen 127.0.0.1:9090', 'sqlite-vault cron app.db --repo s3://my-bucket/backups --schedule "*/15 * * * *"'],
+  cron: ['sqlite-vault cron --restore-if-missing --exec "node server.js" --listen 127.0.0.1:9090    # the config file\'s databases', 'sqlite-vault cron app.db --repo s3://my-bucket/backups --schedule "*/15 * * * *"'],
   status: ["sqlite-vault status app.db --repo s3://my-bucket/backups --max-age 26h"],
   version: ["sqlite-vault version --json"],
 };

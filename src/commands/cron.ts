@@ -16,6 +16,7 @@ const args = {
   "restore-if-missing": { type: "boolean", description: "Before anything else, restore each configured database that does not exist" },
   exec: { type: "string", valueHint: "CMD", description: "Start the application after the startup restore; forward signals; exit with its code after a final backup" },
   listen: { type: "string", valueHint: "127.0.0.1:PORT", description: "Serve GET /health (JSON) and GET /metrics (Prometheus)" },
+  "stop-timeout": { type: "string", valueHint: "DURATION", description: "With --exec: time the application has to exit after SIGTERM before it is killed (SIGKILL), then the final backup (env SQLITE_VAULT_STOP_TIMEOUT; config stop-timeout; default 30s)" },
   "shutdown-timeout": { type: "string", valueHint: "DURATION", description: "Time allowed for the final backups on shutdown (default 30s)" },
   "healthcheck-url": { type: "string", valueHint: "URL", description: "Ping URL/start, URL and URL/fail around each backup (env SQLITE_VAULT_HEALTHCHECK_URL)" },
   ...repoArgs,
@@ -44,7 +45,7 @@ export default defineCommand({
         if (shutdown.months || shutdown.years) throw new UsageError("--shutdown-timeout reads as months; write minutes as min");
         const listen = flags.listen ? parseListen(flags.listen) : undefined;
         const exec = flags.exec ? splitCommand(flags.exec) : undefined;
-        const { targets } = resolveTargets(flags, ctx.log, { needsDb: { command: "cron", example: 'sqlite-vault cron /var/lib/app/app.db --repo s3://bucket/prefix --restore-if-missing --exec "node server.js"' } });
+        const { targets, config } = resolveTargets(flags, ctx.log, { needsDb: { command: "cron", example: 'sqlite-vault cron /var/lib/app/app.db --repo s3://bucket/prefix --restore-if-missing --exec "node server.js"' } });
         const recipients = repeatedFlag(rawArgs, "recipient");
         const daemonTargets = targets.map((t) => ({
           db: t.db!,
@@ -67,8 +68,9 @@ export default defineCommand({
           // --json: stdout is the events, one object a line (the application's stdout goes to stderr); else they are diagnostics.
           (flags.json ? process.stdout : process.stderr).write(`${line}\n`);
         };
+        const stopTimeoutMs = resolveStopTimeout(flags["stop-timeout"], process.env.SQLITE_VAULT_STOP_TIMEOUT, config?.stopTimeout);
         const daemon = await startDaemon(
-          { targets: daemonTargets, restoreIfMissing: flags["restore-if-missing"] === true, exec, execStdoutToStderr: flags.json === true, listen, shutdownTimeoutMs: shutdown.ms, now: resolveNow(process.env), emit },
+          { targets: daemonTargets, restoreIfMissing: flags["restore-if-missing"] === true, exec, execStdoutToStderr: flags.json === true, stopTimeoutMs, listen, shutdownTimeoutMs: shutdown.ms, now: resolveNow(process.env), emit },
           ctx,
         );
         return { exitCode: await daemon.done };
@@ -77,6 +79,14 @@ export default defineCommand({
       exitCode: (r) => r.exitCode,
     }),
 });
+
+/** --stop-timeout > SQLITE_VAULT_STOP_TIMEOUT > the config file's stop-timeout > 30s, in ms. Throws UsageError naming the source of a bad value. */
+function resolveStopTimeout(flag: string | undefined, env: string | undefined, file: string | undefined): number {
+  const [text, from] = flag !== undefined ? [flag, "--stop-timeout"] : env ? [env, "SQLITE_VAULT_STOP_TIMEOUT"] : [file ?? "30s", "stop-timeout"];
+  const duration = parseDuration(text, from);
+  if (duration.months || duration.years) throw new UsageError(`${from} ${text} reads as months`, "write minutes as min");
+  return duration.ms;
+}
 
 function parseListen(value: string): { hostname: string; port: number } {
   const match = /^(?:(\[[^\]]+\]|[^:]+):)?(\d+)$/.exec(value);
@@ -115,7 +125,7 @@ export function splitCommand(line: string): string[] {
   return argv;
 }
 
-/** Events --quiet still prints: failures, an exit forced by a second signal, a stop that left a database without its final backup. */
+/** Events --quiet still prints: failures, an exit forced by a second signal, an application killed at the stop timeout, a stop that left a database without its final backup. */
 export function isFailureEvent(event: string, fields: Record<string, unknown>): boolean {
-  return event === "backup-failed" || event === "exit-now" || (event === "stopped" && Array.isArray(fields.notBackedUp) && fields.notBackedUp.length > 0);
+  return event === "backup-failed" || event === "exit-now" || event === "exec-killed" || (event === "stopped" && Array.isArray(fields.notBackedUp) && fields.notBackedUp.length > 0);
 }

@@ -220,6 +220,53 @@ describe("cron", () => {
     expect(out.some((l) => l.includes("exit-now"))).toBe(true);
   });
 
+  test("an application that ignores SIGTERM is killed at the stop timeout, and the final backup follows", async () => {
+    const dir = tempDir("cron-stop");
+    const db = join(dir, "app.db");
+    createBankDb(db);
+    const repo = join(dir, "repo");
+    const ignoresTerm = "sh -c 'trap \"\" TERM; echo ready; while :; do sleep 0.1; done'";
+    const stop = async (args: string[], env: Record<string, string> = {}, cwd?: string) => {
+      const proc = spawnCli(["cron", ...args, "--repo", repo, "--exec", ignoresTerm, "--json"], { env, cwd });
+      running.push(proc);
+      const out: string[] = [];
+      const app: string[] = [];
+      const reading = Promise.all([collectLines(proc.stdout, out), collectLines(proc.stderr, app)]);
+      await waitFor("the app to ignore TERM", () => app.includes("ready")); // its stdout, on stderr with --json
+      const t0 = performance.now();
+      proc.kill("SIGTERM"); // one signal only
+      const code = await proc.exited;
+      await reading;
+      return { code, seconds: (performance.now() - t0) / 1000, events: events(out) };
+    };
+    const flag = await stop([db, "--stop-timeout", "1s"]);
+    expect(flag.code).toBe(137); // the application's status: killed by SIGKILL, as a shell reports it
+    expect(flag.seconds).toBeGreaterThan(0.9);
+    expect(flag.seconds).toBeLessThan(15);
+    expect(flag.events.map((e) => e.event)).toEqual(expect.arrayContaining(["signal-forwarded", "exec-killed", "exec-exited", "backup-done", "stopped"]));
+    expect(flag.events.find((e) => e.event === "exec-killed")).toMatchObject({ signal: "SIGKILL", reason: "still running 1s after SIGTERM" });
+    expect(flag.events.find((e) => e.event === "stopped")).toMatchObject({ backedUp: ["app"], notBackedUp: [] });
+    const names = flag.events.map((e) => e.event);
+    expect(names.indexOf("exec-killed")).toBeLessThan(names.lastIndexOf("backup-done"));
+
+    const env = await stop([db], { SQLITE_VAULT_STOP_TIMEOUT: "1s" });
+    expect(env.code).toBe(137);
+    expect(env.events.find((e) => e.event === "exec-killed")).toMatchObject({ reason: "still running 1s after SIGTERM" });
+    writeFileSync(join(dir, "sqlite-vault.yml"), 'stop-timeout: "2s"\ndatabases:\n  - path: ./app.db\n');
+    const file = await stop([], {}, dir);
+    expect(file.code).toBe(137);
+    expect(file.events.find((e) => e.event === "exec-killed")).toMatchObject({ reason: "still running 2s after SIGTERM" });
+    expect(file.events.find((e) => e.event === "stopped")).toMatchObject({ backedUp: ["app"] });
+
+    const bad = await runCli(["cron", db, "--repo", repo, "--exec", "true", "--stop-timeout", "5m"]);
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toContain("--stop-timeout 5m reads as months");
+    writeFileSync(join(dir, "per-db.yml"), 'databases:\n  - path: ./app.db\n    stop-timeout: "2s"\n');
+    const perDb = await runCli(["cron", "--config", join(dir, "per-db.yml"), "--exec", "true"]);
+    expect(perDb.exitCode).toBe(2);
+    expect(perDb.stderr).toContain("stop-timeout is not a known setting");
+  });
+
   test("a database restored on startup onto a new path (a rebuilt machine) goes on backing up under its name", async () => {
     const dir = tempDir("cron-newpath");
     const repo = join(dir, "repo");
