@@ -4,9 +4,9 @@
  * exits 2, the documented usage code, instead of 1.
  */
 import "./early-signals.ts";
-import { runCommand, showUsage } from "citty";
+import { runCommand } from "citty";
 import { main } from "./main.ts";
-import { renderExamples } from "./help.ts";
+import { helpStyle, renderHelp } from "./help.ts";
 import { VERSION } from "./version.ts";
 import { interruptedBy } from "./interrupts.ts";
 
@@ -26,9 +26,7 @@ async function run(): Promise<void> {
     process.stdout.write(`${VERSION}\n`);
   } else if (rawArgs.length === 0 || rawArgs.includes("--help") || rawArgs.includes("-h")) {
     const [cmd, parent] = await resolveLeaf(rawArgs);
-    await showUsage(cmd as typeof main, parent);
-    const name = parent ? rawArgs.find((a) => !a.startsWith("-")) ?? "" : "";
-    process.stdout.write(`${renderExamples(name)}\n`);
+    process.stdout.write(await renderHelp(cmd, parent, helpStyle(process.stdout, process.env)));
   } else {
     await runCommand(main, { rawArgs });
     return;

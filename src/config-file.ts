@@ -54,6 +54,8 @@ export interface ConfiguredDatabase {
 
 export interface ConfigFile {
   path: string;
+  /** cron --exec: how long the application has to stop after SIGTERM before it is killed (top level only: there is one application). */
+  stopTimeout?: string;
   defaults: FileSettings;
   databases: ConfiguredDatabase[];
 }
@@ -129,7 +131,13 @@ export function parseConfig(text: string, path: string, env: Env, expandEnv = tr
   if (!isObject(raw)) return fail([], "must be a mapping of settings");
   const home = env.HOME;
   const filePath = (name: string) => resolve(dirname(path), home && (name === "~" || name.startsWith("~/")) ? home + name.slice(1) : name);
-  const defaults = readSettings(raw, [], { fail, expand, allow: ["databases"], path: filePath });
+  const defaults = readSettings(raw, [], { fail, expand, allow: ["databases", "stop-timeout"], path: filePath });
+  let stopTimeout: string | undefined;
+  if (raw["stop-timeout"] !== undefined && raw["stop-timeout"] !== null) {
+    if (typeof raw["stop-timeout"] !== "string") fail(["stop-timeout"], `must be a string, not ${describe(raw["stop-timeout"])}`);
+    stopTimeout = expand(raw["stop-timeout"] as string, ["stop-timeout"]);
+    checkDuration(stopTimeout, ["stop-timeout"], { fail, expand, allow: [], path: filePath }, { exact: true });
+  }
   const databases: ConfiguredDatabase[] = [];
   if (raw.databases !== undefined) {
     if (!Array.isArray(raw.databases)) fail(["databases"], "must be a list");
@@ -157,7 +165,7 @@ export function parseConfig(text: string, path: string, env: Env, expandEnv = tr
     if (names.has(name)) fail(["databases", i, db.name === undefined ? "path" : "name"], `gives the backup name ${name} of databases[${names.get(name)}] to another database; give each its own name`);
     names.set(name, i);
   });
-  return { path, defaults, databases };
+  return { path, ...(stopTimeout ? { stopTimeout } : {}), defaults, databases };
 }
 
 interface Readers {

@@ -4,12 +4,13 @@
  * backs each database up on its own schedule (runs of one database never overlap) and prunes after
  * each successful backup. On SIGTERM/SIGINT/SIGHUP (or when the application exits) it finishes or cancels
  * the running backup, takes a final backup of each database within the shutdown timeout, logs what
- * was and was not backed up, and exits. A second signal exits at once.
+ * was and was not backed up, and exits. An application that has not exited within the stop timeout
+ * of the signal forwarded to it gets SIGKILL, and the final backup follows. A second signal exits at once.
  */
 import type { Subprocess } from "bun";
 import type { RunContext } from "./context.ts";
 import type { DecryptionSettings } from "./encryption.ts";
-import { ContextualError, ExitCode, InterruptedError, toVaultError, VaultError, withContext } from "./errors.ts";
+import { ContextualError, ExitCode, InterruptedError, NoSpaceError, toVaultError, VaultError, withContext } from "./errors.ts";
 import { interruptedBy, onInterrupt } from "./interrupts.ts";
 import { runBackupJob, type JobOutcome, type JobTarget } from "./job.ts";
 import { Metrics } from "./metrics.ts";
@@ -25,7 +26,11 @@ export interface DaemonOptions {
   restoreIfMissing: boolean;
   /** The application to run: argv. */
   exec?: string[];
+  /** The application's stdout goes to this process's stderr, leaving stdout to the events (--json). */
+  execStdoutToStderr?: boolean;
   listen?: { hostname: string; port: number };
+  /** After a forwarded SIGTERM/SIGINT, how long the application has to exit before it gets SIGKILL (then the final backup). */
+  stopTimeoutMs: number;
   shutdownTimeoutMs: number;
   now?: () => Date;
   /** One line per event: JSON objects with --json, else readable lines. */
@@ -107,8 +112,7 @@ export async function startDaemon(options: DaemonOptions, ctx: RunContext): Prom
         } catch (error) {
           if (work.signal.aborted) throw work.signal.reason;
           const failure = toVaultError(error);
-          // cron takes no --fallback: the way out is a restore by hand.
-          const hint = failure.hint?.includes("--fallback") ? `restore the newest sound backup by hand (sqlite-vault restore ${t.db} --fallback), then start cron again` : failure.hint;
+          const hint = startupRestoreHint(failure, t.db);
           throw new ContextualError(`startup restore of ${t.name} failed: ${failure.message}`, { exitCode: failure.exitCode, code: failure.code, hint });
         }
       }
@@ -144,7 +148,7 @@ export async function startDaemon(options: DaemonOptions, ctx: RunContext): Prom
   let child: Subprocess | undefined;
   if (options.exec) {
     try {
-      child = Bun.spawn(options.exec, { stdin: "inherit", stdout: "inherit", stderr: "inherit" });
+      child = Bun.spawn(options.exec, { stdin: "inherit", stdout: options.execStdoutToStderr ? 2 : "inherit", stderr: "inherit" });
     } catch (error) {
       server?.stop(true);
       throw new VaultError(`could not start ${options.exec[0]}: ${(error as Error).message}`, "check --exec");
@@ -220,6 +224,7 @@ export async function startDaemon(options: DaemonOptions, ctx: RunContext): Prom
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((resolve) => (resolveDone = resolve));
   let signals = 0;
+  let killTimer: Timer | undefined;
   const shutdown = async (why: string, exitCode: number) => {
     if (stopping) return;
     stopping = true;
@@ -256,13 +261,21 @@ export async function startDaemon(options: DaemonOptions, ctx: RunContext): Prom
     if (child) {
       // A closed session stops the application; SIGHUP itself often means "reload" to one.
       const forwarded = signal === "SIGHUP" ? "SIGTERM" : signal;
-      emit("signal-forwarded", { signal: forwarded, pid: child.pid });
+      emit("signal-forwarded", { signal: forwarded, pid: child.pid, stopTimeoutSeconds: options.stopTimeoutMs / 1000 });
       child.kill(forwarded);
+      // An application that ignores the signal must not keep cron (and the final backup) waiting for
+      // ever: as container runtimes do, it gets SIGKILL once the stop timeout runs out.
+      const app = child;
+      killTimer = setTimeout(() => {
+        emit("exec-killed", { pid: app.pid, signal: "SIGKILL", reason: `still running ${options.stopTimeoutMs / 1000}s after ${forwarded}` });
+        app.kill("SIGKILL");
+      }, options.stopTimeoutMs);
     } else void shutdown(signal, ExitCode.ok);
   };
   const stopListening = onInterrupt(onSignal);
   if (child) {
     child.exited.then((code) => {
+      clearTimeout(killTimer);
       emit("exec-exited", { code, signal: child!.signalCode ?? null });
       void shutdown("the application exited", code ?? 1);
     });
@@ -305,6 +318,14 @@ function schedule(expression: string, fn: () => Promise<void>, onNext: (next: Da
     onNext(Bun.cron.parse(expression));
   });
   return () => job.stop();
+}
+
+/** The hint for a failed startup restore: cron takes no --fallback, --force or --output, so a hint naming them is no way out. */
+function startupRestoreHint(failure: VaultError, db: string): string | undefined {
+  if (failure instanceof NoSpaceError) return "free some space there, then start cron again";
+  if (failure.hint?.includes("--fallback")) return `restore the newest sound backup by hand (sqlite-vault restore ${db} --fallback), then start cron again`;
+  if (failure.hint && /--(force|output)\b/.test(failure.hint)) return `move ${db} out of the way, or restore it by hand (sqlite-vault restore ${db}), then start cron again`;
+  return failure.hint;
 }
 
 function round(n: number): number {

@@ -3,6 +3,7 @@
  * subclass carrying its exit code and an optional "Try: …" hint; the command wrapper turns it into
  * one line on stderr (or one JSON object with --json) and sets process.exitCode.
  */
+import { statfsSync } from "node:fs";
 
 /** The published exit codes (README "Exit codes"). Scripts must treat unknown codes as failure. */
 export const ExitCode = {
@@ -96,6 +97,49 @@ export class NotFoundError extends VaultError {
   override readonly code = "not-found";
 }
 
+/**
+ * A file system too full for a file that is written whole (exit 1): names the directory, the space
+ * the file needs and the space free, so the user knows how much to free or where else there is room.
+ */
+export class NoSpaceError extends VaultError {
+  constructor(
+    /** The directory the file was going to. */
+    readonly dir: string,
+    readonly neededBytes: number,
+    readonly freeBytes: number | null,
+    what: string,
+    hint: string,
+    options?: ErrorOptions,
+  ) {
+    const free = freeBytes === null ? "" : `, ${formatSize(freeBytes)} free`;
+    super(`no space left on device in ${dir} ${what}: it needs ${formatSize(neededBytes)}${free}; nothing was left half-written`, hint, options);
+  }
+}
+
+/** Bytes free for an unprivileged writer on the file system holding `dir`; null when it cannot be read. */
+export function freeSpace(dir: string): number | null {
+  try {
+    const fs = statfsSync(dir);
+    return fs.bavail * fs.bsize;
+  } catch {
+    return null;
+  }
+}
+
+/** True for a write that failed because its file system is full: ENOSPC, or SQLite's SQLITE_FULL. */
+export function isNoSpace(error: unknown): boolean {
+  for (let e = error; e instanceof Error; e = e.cause) {
+    const code = (e as { code?: unknown }).code;
+    if (code === "ENOSPC" || code === "SQLITE_FULL" || /database or disk is full/.test(e.message)) return true;
+  }
+  return false;
+}
+
+/** MiB with one decimal (a size in a message, comparable with df -m); KiB under 1 MiB. */
+function formatSize(bytes: number): string {
+  return bytes < 2 ** 20 ? `${(bytes / 1024).toFixed(1)} KiB` : `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+}
+
 /** An error carrying another's exit code and code under a new message (context added, or rebuilt from a report). */
 export class ContextualError extends VaultError {
   override readonly exitCode: ExitCode;
@@ -120,7 +164,8 @@ export function toVaultError(error: unknown): VaultError {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === "ENOSPC") {
       const path = (error as NodeJS.ErrnoException).path;
-      return new VaultError(`no space left on device${path ? ` writing ${path}` : ""}; nothing was left half-written`, "free some space, or write elsewhere (--tmp-dir, --output)", { cause: error });
+      // Not knowing which command wrote, name no flag: the commands that can write elsewhere say so themselves.
+      return new VaultError(`no space left on device${path ? ` writing ${path}` : ""}; nothing was left half-written`, "free some space on that file system", { cause: error });
     }
     const path = (error as NodeJS.ErrnoException).path;
     if (code === "EACCES" || code === "EPERM")

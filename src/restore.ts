@@ -13,7 +13,7 @@ import { describeSelection, listManifests, readCandidates, type Candidate, type 
 import { fetchAndCheck, keyMismatchFailure, type IntegrityCheck } from "./check.ts";
 import { NoMatchingIdentityError, type DecryptionSettings } from "./encryption.ts";
 import type { RunContext } from "./context.ts";
-import { VaultError, VerificationError, type CheckStep } from "./errors.ts";
+import { freeSpace, isNoSpace, NoSpaceError, VaultError, VerificationError, type CheckStep } from "./errors.ts";
 import { acquireLock } from "./lock.ts";
 import { assertValidName, backupIdTime } from "./manifest.ts";
 import { resolveForWrite } from "./safe-path.ts";
@@ -158,6 +158,8 @@ async function restoreFirstSound(storage: Storage, input: RestoreInput, candidat
     const manifest = candidate.manifest;
     ctx.log.info(`restoring ${manifest.name} ${manifest.id} (${manifest.createdAt}) to ${target}`);
     const temp = ctx.temp.add(join(dir, `${tempPrefix(target)}${tempTag()}.tmp`));
+    // Measured before the download: once it fails, its file may hold the space until its last descriptor closes.
+    const free = freeSpace(dir);
     try {
       const { check, warnings } = await fetchAndCheck(storage, manifest, temp, { mode, durable: true, quick: input.quick, decryption: input.decryption }, ctx);
       for (const warning of warnings) ctx.log.warn(warning);
@@ -185,6 +187,8 @@ async function restoreFirstSound(storage: Storage, input: RestoreInput, candidat
         durationMs: Math.round(performance.now() - started),
       };
     } catch (error) {
+      if (isNoSpace(error))
+        throw new NoSpaceError(dir, manifest.database.bytes, free, `to restore ${manifest.name}`, "free some space there, or restore to a larger disk with --output PATH", { cause: error });
       // With --fallback, a backup the given keys cannot open (one from before a key rotation) is
       // passed over like a damaged one; without it, that stays exit 12.
       if (input.fallback && error instanceof NoMatchingIdentityError) {

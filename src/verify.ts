@@ -6,14 +6,14 @@
  */
 import { mkdtemp } from "node:fs/promises";
 import { hostname } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { mapLimit, readCatalog } from "./catalog.ts";
 import { checkStoredBytes, fetchAndCheck, keyMismatchFailure, type IntegrityCheck } from "./check.ts";
 import { NoMatchingIdentityError, type DecryptionSettings } from "./encryption.ts";
 import type { RunContext } from "./context.ts";
 import { resolveForWrite } from "./safe-path.ts";
 import { removeStale, tempTag } from "./stale.ts";
-import { VaultError, VerificationError, type CheckStep } from "./errors.ts";
+import { freeSpace, isNoSpace, NoSpaceError, VaultError, VerificationError, type CheckStep } from "./errors.ts";
 import { manifestKey, verifiedKey, type BackupManifest } from "./manifest.ts";
 import type { Storage } from "./storage/types.ts";
 import { VERSION } from "./version.ts";
@@ -125,7 +125,12 @@ async function verifyOne(storage: Storage, candidate: Candidate, path: string, i
       const warning = "encrypted, and no identity or passphrase was given: only the stored bytes' SHA-256 was checked, not the database itself";
       return { ...base, result: "pass", checked: "stored-bytes", step: null, message: null, warnings: [warning], seconds: seconds() };
     }
-    const { warnings } = await fetchAndCheck(storage, manifest, path, { mode: 0o600, quick: input.quick, decryption: keys }, ctx);
+    const free = freeSpace(dirname(path));
+    const { warnings } = await fetchAndCheck(storage, manifest, path, { mode: 0o600, quick: input.quick, decryption: keys }, ctx).catch((error) => {
+      if (!isNoSpace(error)) throw error;
+      const hint = `free some space there, or check in a larger directory with --tmp-dir DIR${input.concurrency > 1 ? " (or one backup at a time: --concurrency 1)" : ""}`;
+      throw new NoSpaceError(dirname(dirname(path)), manifest.database.bytes, free, `to verify ${manifest.name} ${manifest.id}`, hint, { cause: error });
+    });
     if (input.record) await recordPass(storage, manifest, input.quick ? "quick_check" : "integrity_check", ctx);
     return { ...base, result: "pass", checked: "database", step: null, message: null, warnings, seconds: seconds() };
   } catch (error) {

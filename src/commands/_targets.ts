@@ -58,10 +58,11 @@ export interface TargetSet {
 }
 
 /**
- * Resolve the targets. `needsDb`: every target must have a database path (backup, cron).
+ * Resolve the targets. `needsDb`: every target must have a database path (backup, cron); without
+ * one, a UsageError says what `command` needs and suggests `example`, a command line of its own.
  * With neither arguments nor configured databases: one target for the whole repository, unless needsDb.
  */
-export function resolveTargets(flags: TargetFlags, log: Logger | undefined, options: { needsDb?: boolean; signal?: AbortSignal } = {}): TargetSet {
+export function resolveTargets(flags: TargetFlags, log: Logger | undefined, options: { needsDb?: { command: string; example: string }; signal?: AbortSignal } = {}): TargetSet {
   const config = loadConfig({ path: flags.config, env: process.env, expandEnv: flags["expand-env"] !== false });
   const configured = config?.databases ?? [];
   const make = (db: string | undefined, name: string | undefined, file: FileSettings, nameGiven = true): Target => {
@@ -110,8 +111,13 @@ export function resolveTargets(flags: TargetFlags, log: Logger | undefined, opti
   }
   if (configured.length)
     return { config, fromConfig: true, targets: configured.map((d) => make(d.path, d.name ?? deriveName(d.path), mergeFileSettings(defaults, d.settings), d.name !== undefined)) };
-  if (options.needsDb)
-    throw new UsageError(config ? `${config.path} lists no databases; pass a database path` : "which database? pass its path, or list databases in a config file", "sqlite-vault backup /var/lib/app/app.db --repo s3://bucket/prefix");
+  if (options.needsDb) {
+    const { command, example } = options.needsDb;
+    throw new UsageError(
+      config ? `${config.path} lists no databases; ${command} needs a database path` : `which database? ${command} needs a database path, or a config file listing databases (--config FILE, ./sqlite-vault.yml or /etc/sqlite-vault.yml)`,
+      example,
+    );
+  }
   return { config, fromConfig: false, targets: [make(undefined, undefined, defaults)] };
 }
 

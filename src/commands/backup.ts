@@ -39,7 +39,7 @@ export default defineCommand({
       rawArgs,
       argsDef: args,
       async execute(ctx) {
-        const { targets, fromConfig } = resolveTargets(flags, ctx.log, { needsDb: true, signal: ctx.signal });
+        const { targets, fromConfig } = resolveTargets(flags, ctx.log, { needsDb: { command: "backup", example: "sqlite-vault backup /var/lib/app/app.db --repo s3://bucket/prefix" }, signal: ctx.signal });
         const now = resolveNow(process.env);
         const metrics = flags["metrics-file"] ? new Metrics() : undefined;
         const recipients = repeatedFlag(rawArgs, "recipient");

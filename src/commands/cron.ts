@@ -16,6 +16,7 @@ const args = {
   "restore-if-missing": { type: "boolean", description: "Before anything else, restore each configured database that does not exist" },
   exec: { type: "string", valueHint: "CMD", description: "Start the application after the startup restore; forward signals; exit with its code after a final backup" },
   listen: { type: "string", valueHint: "127.0.0.1:PORT", description: "Serve GET /health (JSON) and GET /metrics (Prometheus)" },
+  "stop-timeout": { type: "string", valueHint: "DURATION", description: "With --exec: time the application has to exit after SIGTERM before it is killed (SIGKILL), then the final backup (env SQLITE_VAULT_STOP_TIMEOUT; config stop-timeout; default 30s)" },
   "shutdown-timeout": { type: "string", valueHint: "DURATION", description: "Time allowed for the final backups on shutdown (default 30s)" },
   "healthcheck-url": { type: "string", valueHint: "URL", description: "Ping URL/start, URL and URL/fail around each backup (env SQLITE_VAULT_HEALTHCHECK_URL)" },
   ...repoArgs,
@@ -25,6 +26,7 @@ const args = {
   ...encryptArgs,
   identity: { type: "string", valueHint: "FILE", description: "age identity file for the startup restore of encrypted backups, and to encrypt to when no recipient is named (repeatable)" },
   ...outputArgs,
+  json: { type: "boolean", description: "Events on stdout, one JSON object a line; the application's stdout then goes to stderr (errors: one JSON object on stderr)" },
 } as const;
 
 export default defineCommand({
@@ -45,7 +47,10 @@ export default defineCommand({
         const exec = flags.exec ? splitCommand(flags.exec) : undefined;
         // The daemon decides when its work stops (not the first signal): the storage follows that.
         const work = new AbortController();
-        const { targets } = resolveTargets(flags, ctx.log, { needsDb: true, signal: work.signal });
+        const { targets, config } = resolveTargets(flags, ctx.log, {
+          needsDb: { command: "cron", example: 'sqlite-vault cron /var/lib/app/app.db --repo s3://bucket/prefix --restore-if-missing --exec "node server.js"' },
+          signal: work.signal,
+        });
         const recipients = repeatedFlag(rawArgs, "recipient");
         const identities = repeatedFlag(rawArgs, "identity");
         const daemonTargets = [];
@@ -68,10 +73,12 @@ export default defineCommand({
             : `${time} ${event}${Object.entries(fields)
                 .map(([k, v]) => ` ${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
                 .join("")}`;
-          process.stderr.write(`${line}\n`);
+          // --json: stdout is the events, one object a line (the application's stdout goes to stderr); else they are diagnostics.
+          (flags.json ? process.stdout : process.stderr).write(`${line}\n`);
         };
+        const stopTimeoutMs = resolveStopTimeout(flags["stop-timeout"], process.env.SQLITE_VAULT_STOP_TIMEOUT, config?.stopTimeout);
         const daemon = await startDaemon(
-          { targets: daemonTargets, restoreIfMissing: flags["restore-if-missing"] === true, exec, listen, shutdownTimeoutMs: shutdown.ms, now: resolveNow(process.env), emit, work },
+          { targets: daemonTargets, restoreIfMissing: flags["restore-if-missing"] === true, exec, execStdoutToStderr: flags.json === true, stopTimeoutMs, listen, shutdownTimeoutMs: shutdown.ms, now: resolveNow(process.env), emit, work },
           ctx,
         );
         return { exitCode: await daemon.done };
@@ -80,6 +87,14 @@ export default defineCommand({
       exitCode: (r) => r.exitCode,
     }),
 });
+
+/** --stop-timeout > SQLITE_VAULT_STOP_TIMEOUT > the config file's stop-timeout > 30s, in ms. Throws UsageError naming the source of a bad value. */
+function resolveStopTimeout(flag: string | undefined, env: string | undefined, file: string | undefined): number {
+  const [text, from] = flag !== undefined ? [flag, "--stop-timeout"] : env ? [env, "SQLITE_VAULT_STOP_TIMEOUT"] : [file ?? "30s", "stop-timeout"];
+  const duration = parseDuration(text, from);
+  if (duration.months || duration.years) throw new UsageError(`${from} ${text} reads as months`, "write minutes as min");
+  return duration.ms;
+}
 
 function parseListen(value: string): { hostname: string; port: number } {
   const match = /^(?:(\[[^\]]+\]|[^:]+):)?(\d+)$/.exec(value);
@@ -118,7 +133,7 @@ export function splitCommand(line: string): string[] {
   return argv;
 }
 
-/** Events --quiet still prints: failures, an exit forced by a second signal, a stop that left a database without its final backup. */
+/** Events --quiet still prints: failures, an exit forced by a second signal, an application killed at the stop timeout, a stop that left a database without its final backup. */
 export function isFailureEvent(event: string, fields: Record<string, unknown>): boolean {
-  return event === "backup-failed" || event === "exit-now" || (event === "stopped" && Array.isArray(fields.notBackedUp) && fields.notBackedUp.length > 0);
+  return event === "backup-failed" || event === "exit-now" || event === "exec-killed" || (event === "stopped" && Array.isArray(fields.notBackedUp) && fields.notBackedUp.length > 0);
 }

@@ -36,7 +36,10 @@ export default defineCommand({
         const path = flags.output || flags.db;
         if (!path && !flags["if-missing"]) throw new UsageError("where to? pass the database path, or --name NAME --output PATH", "sqlite-vault restore /var/lib/app/app.db");
         if (flags.output && !flags.db && !flags.name) throw new UsageError("which backup? pass --name NAME (or the database path) with --output");
-        const { targets, fromConfig } = resolveTargets({ ...flags, db: flags.db || (flags.name ? undefined : flags.output) }, ctx.log, { needsDb: !flags.name, signal: ctx.signal });
+        const { targets, fromConfig } = resolveTargets({ ...flags, db: flags.db || (flags.name ? undefined : flags.output) }, ctx.log, {
+          needsDb: flags.name ? undefined : { command: "restore", example: "sqlite-vault restore /var/lib/app/app.db --repo s3://bucket/prefix --if-missing" },
+          signal: ctx.signal,
+        });
         const restoreOne = (target: (typeof targets)[number], to: string) =>
           runRestore(
             target.storage,

@@ -87,19 +87,20 @@ describe("cron", () => {
     const proc = spawnCli(["cron", "--config", config, "--restore-if-missing", "--exec", `${process.execPath} ${join(ROOT, "test", "helpers", "app.ts")} ${db}`, "--listen", `127.0.0.1:${port}`, "--json"], {
       env: s3Env(),
     });
+    // --json: the events on stdout, one object a line, and the application's stdout on stderr
     const out: string[] = [];
-    const err: string[] = [];
-    const reading = Promise.all([collectLines(proc.stdout, out), collectLines(proc.stderr, err)]);
+    const app: string[] = [];
+    const reading = Promise.all([collectLines(proc.stdout, out), collectLines(proc.stderr, app)]);
     running.push(proc);
 
-    await waitFor("the app to start", () => out.some((l) => l.startsWith("app:")));
-    expect(out[0]).toBe("app: started with from-backup"); // the restore came first
-    const startup = events(err).map((e) => e.event);
+    await waitFor("the app to start", () => app.some((l) => l.startsWith("app:")));
+    expect(app[0]).toBe("app: started with from-backup"); // the restore came first
+    const startup = events(out).map((e) => e.event);
     expect(startup.indexOf("restored")).toBeGreaterThanOrEqual(0);
     expect(startup.indexOf("restored")).toBeLessThan(startup.indexOf("exec-started"));
 
-    await waitFor("two scheduled backups", () => events(err).filter((e) => e.event === "backup-done").length >= 2);
-    const done = events(err).find((e) => e.event === "backup-done")!;
+    await waitFor("two scheduled backups", () => events(out).filter((e) => e.event === "backup-done").length >= 2);
+    const done = events(out).find((e) => e.event === "backup-done")!;
     expect(done).toMatchObject({ database: "app" });
     expect(typeof done.id).toBe("string");
     expect(done.storedBytes).toBeGreaterThan(0);
@@ -115,8 +116,8 @@ describe("cron", () => {
     const successes = (text: string) => Number(/sqlite_vault_backups_total\{database="app",result="success"\} (\d+)/.exec(text)![1]);
     expect(successes(metrics)).toBeGreaterThanOrEqual(2);
     // both change after the next run
-    const seen = events(err).filter((e) => e.event === "backup-done").length;
-    await waitFor("one more backup", () => events(err).filter((e) => e.event === "backup-done").length > seen);
+    const seen = events(out).filter((e) => e.event === "backup-done").length;
+    await waitFor("one more backup", () => events(out).filter((e) => e.event === "backup-done").length > seen);
     expect(successes(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())).toBeGreaterThan(successes(metrics));
     const later = (await (await fetch(`http://127.0.0.1:${port}/health`)).json()) as typeof body;
     expect(later.databases[0]!.backupCount).toBeGreaterThan(body.databases[0]!.backupCount);
@@ -134,8 +135,10 @@ describe("cron", () => {
     proc.kill("SIGTERM");
     expect(await proc.exited).toBe(7);
     await reading;
-    expect(out).toContain("app: stopped after the last write");
-    const final = events(err);
+    expect(app).toContain("app: stopped after the last write");
+    expect(out.length).toBeGreaterThan(5);
+    for (const line of out) expect(() => JSON.parse(line), line).not.toThrow();
+    const final = events(out);
     expect(final.map((e) => e.event)).toContain("exec-exited");
     const stopped = final.find((e) => e.event === "stopped")!;
     expect(stopped).toMatchObject({ backedUp: ["app"], notBackedUp: [] });
@@ -204,17 +207,64 @@ describe("cron", () => {
     createBankDb(db);
     // an application that ignores SIGTERM: the first signal is forwarded and changes nothing
     const proc = spawnCli(["cron", db, "--repo", join(dir, "repo"), "--exec", "sh -c 'trap \"\" TERM; exec sleep 60'", "--json"]);
-    const err: string[] = [];
-    const reading = collectLines(proc.stderr, err);
-    await waitFor("the app to start", () => err.some((l) => l.includes("exec-started")));
+    const out: string[] = [];
+    const reading = collectLines(proc.stdout, out);
+    await waitFor("the app to start", () => out.some((l) => l.includes("exec-started")));
     proc.kill("SIGTERM");
-    await waitFor("the signal to be forwarded", () => err.some((l) => l.includes("signal-forwarded")));
+    await waitFor("the signal to be forwarded", () => out.some((l) => l.includes("signal-forwarded")));
     const t0 = performance.now();
     proc.kill("SIGTERM");
     expect(await proc.exited).toBe(130);
     expect(performance.now() - t0).toBeLessThan(5000);
     await reading;
-    expect(err.some((l) => l.includes("exit-now"))).toBe(true);
+    expect(out.some((l) => l.includes("exit-now"))).toBe(true);
+  });
+
+  test("an application that ignores SIGTERM is killed at the stop timeout, and the final backup follows", async () => {
+    const dir = tempDir("cron-stop");
+    const db = join(dir, "app.db");
+    createBankDb(db);
+    const repo = join(dir, "repo");
+    const ignoresTerm = "sh -c 'trap \"\" TERM; echo ready; while :; do sleep 0.1; done'";
+    const stop = async (args: string[], env: Record<string, string> = {}, cwd?: string) => {
+      const proc = spawnCli(["cron", ...args, "--repo", repo, "--exec", ignoresTerm, "--json"], { env, cwd });
+      running.push(proc);
+      const out: string[] = [];
+      const app: string[] = [];
+      const reading = Promise.all([collectLines(proc.stdout, out), collectLines(proc.stderr, app)]);
+      await waitFor("the app to ignore TERM", () => app.includes("ready")); // its stdout, on stderr with --json
+      const t0 = performance.now();
+      proc.kill("SIGTERM"); // one signal only
+      const code = await proc.exited;
+      await reading;
+      return { code, seconds: (performance.now() - t0) / 1000, events: events(out) };
+    };
+    const flag = await stop([db, "--stop-timeout", "1s"]);
+    expect(flag.code).toBe(137); // the application's status: killed by SIGKILL, as a shell reports it
+    expect(flag.seconds).toBeGreaterThan(0.9);
+    expect(flag.seconds).toBeLessThan(15);
+    expect(flag.events.map((e) => e.event)).toEqual(expect.arrayContaining(["signal-forwarded", "exec-killed", "exec-exited", "backup-done", "stopped"]));
+    expect(flag.events.find((e) => e.event === "exec-killed")).toMatchObject({ signal: "SIGKILL", reason: "still running 1s after SIGTERM" });
+    expect(flag.events.find((e) => e.event === "stopped")).toMatchObject({ backedUp: ["app"], notBackedUp: [] });
+    const names = flag.events.map((e) => e.event);
+    expect(names.indexOf("exec-killed")).toBeLessThan(names.lastIndexOf("backup-done"));
+
+    const env = await stop([db], { SQLITE_VAULT_STOP_TIMEOUT: "1s" });
+    expect(env.code).toBe(137);
+    expect(env.events.find((e) => e.event === "exec-killed")).toMatchObject({ reason: "still running 1s after SIGTERM" });
+    writeFileSync(join(dir, "sqlite-vault.yml"), 'stop-timeout: "2s"\ndatabases:\n  - path: ./app.db\n');
+    const file = await stop([], {}, dir);
+    expect(file.code).toBe(137);
+    expect(file.events.find((e) => e.event === "exec-killed")).toMatchObject({ reason: "still running 2s after SIGTERM" });
+    expect(file.events.find((e) => e.event === "stopped")).toMatchObject({ backedUp: ["app"] });
+
+    const bad = await runCli(["cron", db, "--repo", repo, "--exec", "true", "--stop-timeout", "5m"]);
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toContain("--stop-timeout 5m reads as months");
+    writeFileSync(join(dir, "per-db.yml"), 'databases:\n  - path: ./app.db\n    stop-timeout: "2s"\n');
+    const perDb = await runCli(["cron", "--config", join(dir, "per-db.yml"), "--exec", "true"]);
+    expect(perDb.exitCode).toBe(2);
+    expect(perDb.stderr).toContain("stop-timeout is not a known setting");
   });
 
   test("a database restored on startup onto a new path (a rebuilt machine) goes on backing up under its name", async () => {
@@ -251,6 +301,47 @@ describe("cron", () => {
     expect(failing.exitCode).toBe(3);
     expect(failing.stderr).toContain(" backup-failed ");
     expect(failing.stderr).not.toContain(" backup-started ");
+  });
+
+  test("without a database or a config file, cron (and restore --if-missing) say what they need, with a command line of their own", async () => {
+    const dir = tempDir("cron-nodb");
+    const cron = await runCli(["cron", "--restore-if-missing", "--exec", "node server.js"], { cwd: dir });
+    expect(cron.exitCode).toBe(2);
+    expect(cron.stderr).toBe(
+      "sqlite-vault: which database? cron needs a database path, or a config file listing databases (--config FILE, ./sqlite-vault.yml or /etc/sqlite-vault.yml)\n" +
+        'Try: sqlite-vault cron /var/lib/app/app.db --repo s3://bucket/prefix --restore-if-missing --exec "node server.js"\n',
+    );
+    const restore = await runCli(["restore", "--if-missing"], { cwd: dir });
+    expect(restore.exitCode).toBe(2);
+    expect(restore.stderr).toContain("restore needs a database path");
+    expect(restore.stderr).toContain("Try: sqlite-vault restore /var/lib/app/app.db");
+    const config = join(dir, "sqlite-vault.yml");
+    writeFileSync(config, `repo: ${join(dir, "repo")}\n`);
+    const empty = await runCli(["cron", "--exec", "true"], { cwd: dir });
+    expect(empty.exitCode).toBe(2);
+    expect(empty.stderr).toContain(`${config} lists no databases; cron needs a database path`);
+    expect(empty.stderr).toContain("Try: sqlite-vault cron /var/lib/app/app.db");
+    for (const r of [cron, restore, empty]) expect(r.stderr).not.toContain("sqlite-vault backup");
+  });
+
+  test("--json: the events on stdout, one JSON object a line, as its help says; the application's stdout goes to stderr", async () => {
+    const dir = tempDir("cron-json");
+    const db = join(dir, "app.db");
+    createBankDb(db);
+    const json = await runCli(["cron", db, "--repo", join(dir, "repo"), "--exec", "echo hello from the app", "--json"]);
+    expect(json.exitCode).toBe(0);
+    const lines = json.stdout.trimEnd().split("\n");
+    const parsed = lines.map((line) => JSON.parse(line) as { event: string; time: string });
+    expect(parsed.map((e) => e.event)).toEqual(expect.arrayContaining(["exec-started", "exec-exited", "backup-done", "stopped"]));
+    for (const e of parsed) expect(Date.parse(e.time)).toBeGreaterThan(0);
+    expect(json.stderr).toBe("hello from the app\n");
+    const help = (await runCli(["cron", "--help"])).stdout.replace(/\s+/g, " ");
+    expect(help).toContain("--json Events on stdout, one JSON object a line");
+
+    const plain = await runCli(["cron", db, "--repo", join(dir, "repo"), "--exec", "echo hello from the app"]);
+    expect(plain.exitCode).toBe(0);
+    expect(plain.stdout).toBe("hello from the app\n");
+    expect(plain.stderr).toContain(" backup-done ");
   });
 
   test("an application that cannot start is an error", async () => {

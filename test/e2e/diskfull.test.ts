@@ -66,11 +66,53 @@ describe("disk full", () => {
     expect(readdirSync(small)).toEqual(["occupant"]);
   });
 
+  test("a restore that does not fit names the place, the space it needs and the space free, and suggests only its own flags", async () => {
+    const target = join(small, "restored.db");
+    const r = await runCli(["restore", "--name", "app", "--output", target, "--repo", repo]);
+    expect(r.exitCode).toBe(1);
+    const lines = r.stderr.trimEnd().split("\n");
+    const at = lines.findIndex((l) => l.startsWith("sqlite-vault: "));
+    const [error, hint, ...rest] = lines.slice(at);
+    expect(rest).toEqual([]);
+    const needed = JSON.parse((await runCli(["list", "--name", "app", "--repo", repo, "--json"])).stdout).backups[0].databaseBytes as number;
+    expect(error).toMatch(new RegExp(`^sqlite-vault: no space left on device in ${small} to restore app: it needs (\\d+\\.\\d) MiB, (\\d+\\.\\d) MiB free; nothing was left half-written$`));
+    const [, need, free] = /needs (\S+) MiB, (\S+) MiB free/.exec(error!)!;
+    expect(Number(need)).toBeCloseTo(needed / 2 ** 20, 1);
+    expect(Number(free)).toBeGreaterThan(3); // the 4 MiB file system, empty but for a byte
+    expect(Number(free)).toBeLessThanOrEqual(4);
+    expect(hint).toBe("Try: free some space there, or restore to a larger disk with --output PATH");
+    expect(r.stderr).not.toContain("--tmp-dir");
+    expect(existsSync(target)).toBe(false);
+    expect(readdirSync(small)).toEqual(["occupant"]);
+    // restore has no --tmp-dir (the hint of old suggested it)
+    expect((await runCli(["restore", "--name", "app", "--output", target, "--repo", repo, "--tmp-dir", dir])).exitCode).toBe(2);
+  });
+
+  test("verify and cron's startup restore on a full disk say so with their own flags", async () => {
+    const verify = await runCli(["verify", "--name", "app", "--repo", repo, "--tmp-dir", small]);
+    expect(verify.exitCode).toBe(1);
+    expect(verify.stderr).toMatch(new RegExp(`sqlite-vault: no space left on device in ${small} to verify app \\S+: it needs \\d+\\.\\d MiB, \\d\\.\\d MiB free`));
+    expect(verify.stderr).toContain("Try: free some space there, or check in a larger directory with --tmp-dir DIR (or one backup at a time: --concurrency 1)\n");
+    expect(readdirSync(small)).toEqual(["occupant"]);
+
+    const marker = join(dir, "started");
+    const cron = await runCli(["cron", join(small, "app.db"), "--name", "app", "--repo", repo, "--restore-if-missing", "--exec", `touch ${marker}`]);
+    expect(cron.exitCode).toBe(1);
+    expect(cron.stderr).toMatch(new RegExp(`sqlite-vault: startup restore of app failed: no space left on device in ${small} to restore app: it needs \\d+\\.\\d MiB, \\d\\.\\d MiB free`));
+    expect(cron.stderr).toContain("Try: free some space there, then start cron again\n");
+    expect(cron.stderr).not.toContain("--output");
+    expect(existsSync(marker)).toBe(false);
+    expect(readdirSync(small)).toEqual(["occupant"]);
+  });
+
   test("backup into a local repository on a full disk: exit 1, nothing listed", async () => {
     const fullRepo = join(small, "repo");
     const r = await runCli(["backup", db, "--repo", fullRepo]);
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/no space left on device/i);
+    // backup has no --output, and its --tmp-dir is no help for a full repository
+    expect(r.stderr).not.toContain("--output");
+    expect(r.stderr).not.toContain("--tmp-dir");
     const list = await runCli(["list", "--repo", fullRepo, "--json"]);
     expect(JSON.parse(list.stdout).backups).toEqual([]);
     const leftovers = readdirSync(join(fullRepo, "app"));
