@@ -148,7 +148,10 @@ async function restoreFirstSound(storage: Storage, input: RestoreInput, candidat
     ctx.log.info(`restoring ${manifest.name} ${manifest.id} (${manifest.createdAt}) to ${target}`);
     const temp = ctx.temp.add(join(dir, `${tempPrefix(target)}${tempTag()}.tmp`));
     try {
-      const { check, warnings } = await fetchAndCheck(storage, manifest, temp, { mode, durable: true, quick: input.quick, decryption: input.decryption }, ctx);
+      ctx.progress?.phase(`downloading ${manifest.name}`, manifest.stored.bytes);
+      const progress = { downloaded: (n: number) => ctx.progress?.advance(n), checking: (check: IntegrityCheck) => ctx.progress?.phase(`checking ${manifest.name} (${check})`) };
+      const { check, warnings } = await fetchAndCheck(storage, manifest, temp, { mode, durable: true, quick: input.quick, decryption: input.decryption, progress }, ctx);
+      ctx.progress?.end();
       for (const warning of warnings) ctx.log.warn(warning);
       if (manifest.snapshot?.journalMode === "wal" && manifest.snapshot.method === "vacuum-into") setWalMode(temp);
       ctx.signal.throwIfAborted();
@@ -183,6 +186,7 @@ async function restoreFirstSound(storage: Storage, input: RestoreInput, candidat
       if (!(error instanceof VerificationError)) throw error;
       passOver(error, manifest.id, manifest.createdAt);
     } finally {
+      ctx.progress?.end();
       for (const path of [temp, ...SIDECARS.map((s) => temp + s)]) ctx.temp.remove(path);
     }
   }

@@ -31,7 +31,6 @@ export interface VerifyInput {
   record?: boolean;
   /** Keys for encrypted backups; without them only their stored bytes can be checked. */
   decryption?: DecryptionSettings;
-  onProgress?: (done: number, total: number) => void;
 }
 
 export interface VerifyEntry {
@@ -85,16 +84,21 @@ export async function runVerify(storage: Storage, input: VerifyInput, ctx: RunCo
   const workDir = ctx.temp.add(await mkdtemp(join(tmpDir, `sqlite-vault-verify-${tempTag()}-`)));
   const outcomes: (VerifyEntry | null)[] = new Array(chosen.length);
   let done = 0;
+  // Several backups are checked at once: one count of the stored bytes of them all.
+  const verifying = () => `verifying ${done}/${chosen.length} backup(s)`;
+  ctx.progress?.phase(verifying(), chosen.reduce((sum, c) => sum + ("manifest" in c ? c.manifest.stored.bytes : 0), 0));
   try {
     await mapLimit(
       chosen.map((candidate, index) => ({ candidate, index })),
       Math.max(1, input.concurrency),
       async ({ candidate, index }) => {
         outcomes[index] = await verifyOne(storage, candidate, join(workDir, `${index}.sqlite`), input, ctx);
-        input.onProgress?.(++done, chosen.length);
+        done++;
+        ctx.progress?.rename(verifying());
       },
     );
   } finally {
+    ctx.progress?.end();
     ctx.temp.remove(workDir);
   }
   const results = outcomes.filter((r): r is VerifyEntry => r !== null);
@@ -121,11 +125,12 @@ async function verifyOne(storage: Storage, candidate: Candidate, path: string, i
   const keys = input.decryption;
   try {
     if (manifest.stored.encryption && !keys?.identities.length && !keys?.passphrases.length) {
-      await checkStoredBytes(storage, manifest, ctx);
+      await checkStoredBytes(storage, manifest, ctx, (n) => ctx.progress?.advance(n));
       const warning = "encrypted, and no identity or passphrase was given: only the stored bytes' SHA-256 was checked, not the database itself";
       return { ...base, result: "pass", checked: "stored-bytes", step: null, message: null, warnings: [warning], seconds: seconds() };
     }
-    const { warnings } = await fetchAndCheck(storage, manifest, path, { mode: 0o600, quick: input.quick, decryption: keys }, ctx);
+    const progress = { downloaded: (n: number) => ctx.progress?.advance(n), checking: () => {} };
+    const { warnings } = await fetchAndCheck(storage, manifest, path, { mode: 0o600, quick: input.quick, decryption: keys, progress }, ctx);
     if (input.record) await recordPass(storage, manifest, input.quick ? "quick_check" : "integrity_check", ctx);
     return { ...base, result: "pass", checked: "database", step: null, message: null, warnings, seconds: seconds() };
   } catch (error) {

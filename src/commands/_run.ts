@@ -8,6 +8,7 @@ import { createCliContext, type RunContext } from "../context.ts";
 import { ExitCode, InterruptedError, toVaultError, UsageError, type VaultError } from "../errors.ts";
 import { createLogger, type Logger } from "../logger.ts";
 import { oneLine } from "../output.ts";
+import { createTerminalProgress } from "../progress.ts";
 import { resolveDecryption, type DecryptionSettings, type FileKeys } from "../encryption.ts";
 
 export interface CommonFlags {
@@ -36,6 +37,8 @@ export interface CommandRun<R> {
 export async function runCommand<R>(run: CommandRun<R>): Promise<void> {
   const log = createLogger(run.flags);
   const ctx = createCliContext(log, { signals: run.signals });
+  // Only for a person watching; cron's terminal (print: false) belongs to the application it runs.
+  if (process.stderr.isTTY && !run.flags.json && !run.flags.quiet && run.print !== false) ctx.progress = createTerminalProgress(process.stderr, [process.stdout]);
   try {
     assertKnownFlags(run.rawArgs, run.argsDef);
     const result = await run.execute(ctx);
