@@ -10,6 +10,8 @@ import { createBankDb, removeTempDirs } from "../helpers/db.ts";
 import { localRepo, s3Repo } from "../helpers/repos.ts";
 import { createTestBucket } from "../helpers/s3.ts";
 import { flipByte, readBackupManifest } from "../helpers/tamper.ts";
+import { on, startFaultProxy } from "../helpers/fault-proxy.ts";
+import { testS3 } from "../helpers/s3.ts";
 
 setDefaultTimeout(120_000);
 
@@ -116,6 +118,42 @@ describe("progress on a terminal", () => {
     expect(shown.filter((l) => PROGRESS.test(l))).toEqual([]);
     expect(shown.at(-2)).toStartWith("sqlite-vault: backup ");
     expect(shown.at(-1)).toStartWith("Try: ");
+  });
+
+  test("Ctrl-C in the middle of a backup: the frame is cleared and the last line is the interruption, whole", async () => {
+    const proxy = await startFaultProxy(testS3().endpoint);
+    try {
+      const repo = s3Repo(bucket.bucket, "tty-int");
+      const url = `${repo.url.split("?")[0]}?endpoint=${encodeURIComponent(proxy.url)}`;
+      // Every part upload is held, so the backup is still drawing its frames when the key is pressed.
+      proxy.add({ method: "PUT", match: on.partUpload, fault: { kind: "delay", delayMs: 10_000 }, times: Infinity });
+      createBankDb(repo.db, { fillerRows: 20_000 });
+      const command = [ensureBinary(), "backup", repo.db, "--repo", url].map((a) => `'${a}'`).join(" ");
+      const env: Record<string, string> = {};
+      for (const [k, v] of Object.entries({ ...process.env, NODE_ENV: "production", ...repo.env })) if (v !== undefined) env[k] = v;
+      const proc = Bun.spawn(["script", "-qfec", command, "/dev/null"], { env, stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+      const reader = proc.stdout.getReader();
+      const decoder = new TextDecoder();
+      let raw = "";
+      let pressed = false;
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        raw += decoder.decode(value, { stream: true });
+        if (!pressed && raw.includes("backing up app: ")) {
+          pressed = true;
+          proc.stdin.write("\u0003"); // the terminal's interrupt key: SIGINT to the binary
+          proc.stdin.flush();
+        }
+      }
+      expect(await proc.exited).toBe(130);
+      expect(pressed).toBe(true);
+      const shown = screen(raw);
+      expect(shown.filter((l) => PROGRESS.test(l))).toEqual([]);
+      expect(shown.at(-1)).toBe("sqlite-vault: interrupted by SIGINT; nothing was left half-written");
+    } finally {
+      await proxy.stop();
+    }
   });
 
   test("--json and -q on a terminal, and any run through a pipe, write no progress at all", async () => {
