@@ -96,6 +96,7 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
     const snapshot = await createSnapshot(source, input.tmpDir, ctx);
     try {
       if (input.check) {
+        ctx.progress?.phase(`checking ${name} (quick_check)`);
         const problems = snapshot.quickCheck();
         if (problems.length)
           throw new VerificationError(
@@ -118,6 +119,7 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
       ctx.temp.remove(snapshot.dir);
     }
   } finally {
+    ctx.progress?.end();
     lock.release();
   }
 }
@@ -143,13 +145,17 @@ async function storeSnapshot(
   const read = async function* () {
     try {
       yield* snapshot.blocks(pool, ctx.signal);
+      // The last blocks are still being compressed and stored.
+      ctx.progress?.phase(`storing ${name}`);
     } finally {
       snapshot.release();
     }
   };
+  ctx.progress?.phase(`backing up ${name}`, snapshot.bytes);
   const blocks = tap(read(), (block) => {
     dbDigest.update(block);
     dbBytes += block.byteLength;
+    ctx.progress?.advance(block.byteLength);
   });
   const compressed = mapBlocks(blocks, input.compressBlock ?? blockCompressor(input.compression), parallel, (block) => pool.release(block));
   const body = (encryption ? await encryptStream(compressed, encryption) : compressed).pipeThrough(storedDigest.stream);

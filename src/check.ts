@@ -35,6 +35,8 @@ export interface CheckOptions {
   quick?: boolean;
   /** Keys for encrypted backups. */
   decryption?: DecryptionSettings;
+  /** Told each block of stored bytes downloaded, and when the checks of the downloaded file begin. */
+  progress?: { downloaded(bytes: number): void; checking(check: IntegrityCheck): void };
 }
 
 /**
@@ -70,6 +72,7 @@ export async function fetchAndCheck(storage: Storage, manifest: BackupManifest, 
       const checkStarted = performance.now();
       const check: IntegrityCheck = options.quick ? "quick_check" : "integrity_check";
       // The fsync and the integrity check run at once, on the thread pool and the worker threads.
+      options.progress?.checking(check);
       if (options.durable) synced = syncPath(path);
       synced.catch(() => {}); // awaited below
       const warnings = await checkDatabase(path, manifest, check, signal);
@@ -99,10 +102,10 @@ async function checkObject(storage: Storage, manifest: BackupManifest): Promise<
  * Only the stored bytes of a backup: its size and SHA-256 (for an encrypted backup checked without
  * its key). Throws VerificationError ("object", "checksum").
  */
-export async function checkStoredBytes(storage: Storage, manifest: BackupManifest, ctx: RunContext): Promise<void> {
+export async function checkStoredBytes(storage: Storage, manifest: BackupManifest, ctx: RunContext, onBytes?: (bytes: number) => void): Promise<void> {
   try {
     await checkObject(storage, manifest);
-    const digest = await digestObject(storage, manifest, ctx);
+    const digest = await digestObject(storage, manifest, ctx, onBytes);
     if (digest.bytes !== manifest.stored.bytes || digest.sha256 !== manifest.stored.sha256)
       throw new VerificationError(`backup ${manifest.id} is corrupt: the stored object does not match its manifest's SHA-256`, "checksum");
   } catch (error) {
@@ -111,8 +114,8 @@ export async function checkStoredBytes(storage: Storage, manifest: BackupManifes
   }
 }
 
-async function digestObject(storage: Storage, manifest: BackupManifest, ctx: RunContext) {
-  const digest = createDigestStream();
+async function digestObject(storage: Storage, manifest: BackupManifest, ctx: RunContext, onBytes?: (bytes: number) => void) {
+  const digest = createDigestStream(onBytes);
   for await (const _ of iterate((await openObject(storage, manifest, ctx)).pipeThrough(digest.stream), ctx.signal));
   return digest.result();
 }
@@ -147,7 +150,7 @@ async function download(
   follow: (progress: WriteProgress) => Promise<{ bytes: number; sha256: string }>,
 ): Promise<{ bytes: number; sha256: string }> {
   const { stored, database } = manifest;
-  const storedDigest = createDigestStream();
+  const storedDigest = createDigestStream(options.progress?.downloaded);
   const ciphertextOrCompressed = (await openObject(storage, manifest, ctx)).pipeThrough(storedDigest.stream);
   let compressed = ciphertextOrCompressed;
   if (stored.encryption) {

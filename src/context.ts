@@ -7,11 +7,14 @@ import { rmSync } from "node:fs";
 import { DeadlineError, InterruptedError } from "./errors.ts";
 import { interruptedBy, onInterrupt } from "./interrupts.ts";
 import { silentLogger, type Logger } from "./logger.ts";
+import type { ProgressReporter } from "./progress.ts";
 
 export interface RunContext {
   log: Logger;
   signal: AbortSignal;
   temp: TempRegistry;
+  /** Progress for a person watching; absent (nothing is drawn) unless the CLI installs a renderer. */
+  progress?: ProgressReporter;
 }
 
 export class TempRegistry {

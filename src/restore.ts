@@ -161,7 +161,10 @@ async function restoreFirstSound(storage: Storage, input: RestoreInput, candidat
     // Measured before the download: once it fails, its file may hold the space until its last descriptor closes.
     const free = freeSpace(dir);
     try {
-      const { check, warnings } = await fetchAndCheck(storage, manifest, temp, { mode, durable: true, quick: input.quick, decryption: input.decryption }, ctx);
+      ctx.progress?.phase(`downloading ${manifest.name}`, manifest.stored.bytes);
+      const progress = { downloaded: (n: number) => ctx.progress?.advance(n), checking: (check: IntegrityCheck) => ctx.progress?.phase(`checking ${manifest.name} (${check})`) };
+      const { check, warnings } = await fetchAndCheck(storage, manifest, temp, { mode, durable: true, quick: input.quick, decryption: input.decryption, progress }, ctx);
+      ctx.progress?.end();
       for (const warning of warnings) ctx.log.warn(warning);
       if (manifest.snapshot?.journalMode === "wal" && manifest.snapshot.method === "vacuum-into") setWalMode(temp);
       ctx.signal.throwIfAborted();
@@ -198,6 +201,7 @@ async function restoreFirstSound(storage: Storage, input: RestoreInput, candidat
       if (!(error instanceof VerificationError)) throw error;
       passOver(error, manifest.id, manifest.createdAt);
     } finally {
+      ctx.progress?.end();
       for (const path of [temp, ...SIDECARS.map((s) => temp + s)]) ctx.temp.remove(path);
     }
   }

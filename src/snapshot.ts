@@ -212,11 +212,15 @@ async function takeSnapshot(databasePath: string, dir: string, ctx: RunContext):
     source = openHeld(databasePath, held);
     if (source >= 0 && fileHoldsSnapshot(journalMode, shm) && fileMatches(source, pageSize, pageCount)) {
       method = journalMode === "wal" ? "file-read" : "file-copy";
-      if (method === "file-copy") await copyRange(source, path, pageSize * pageCount, ctx.signal);
+      if (method === "file-copy") {
+        ctx.progress?.phase("copying a snapshot", pageSize * pageCount);
+        await copyRange(source, path, pageSize * pageCount, ctx.signal, (n) => ctx.progress?.advance(n));
+      }
     } else if (source >= 0 && shm >= 0 && sameWalIndex(walBefore, walAfter) && (overlay = walOverlay(databasePath, held, source, walAfter as WalIndex, pageSize, pageCount))) {
       method = "wal-read";
     } else {
       writeFileSync(path, new Uint8Array(0), { mode: 0o600 }); // the backup API fills an existing empty file, so 0600 from the start
+      ctx.progress?.phase("copying a snapshot");
       await backup(db, path, { rate: -1 });
     }
     ctx.signal.throwIfAborted();
@@ -310,8 +314,8 @@ function fileMatches(fd: number, pageSize: number, pageCount: number): boolean {
 const readAt = promisify(read);
 const COPY_CHUNK = 4 * 1024 * 1024;
 
-/** Copy the first `length` bytes of `fd` into a new 0600 file at `path`. */
-async function copyRange(fd: number, path: string, length: number, signal: AbortSignal): Promise<void> {
+/** Copy the first `length` bytes of `fd` into a new 0600 file at `path`, telling `onBytes` as it goes. */
+async function copyRange(fd: number, path: string, length: number, signal: AbortSignal, onBytes: (bytes: number) => void): Promise<void> {
   const out = await open(path, "wx", 0o600);
   try {
     const buffer = new Uint8Array(Math.min(COPY_CHUNK, Math.max(length, 1)));
@@ -321,6 +325,7 @@ async function copyRange(fd: number, path: string, length: number, signal: Abort
       if (bytesRead === 0) throw new VaultError(`the database file ended at byte ${position} of ${length}`);
       await out.write(buffer, 0, bytesRead, position);
       position += bytesRead;
+      onBytes(bytesRead);
     }
   } finally {
     await out.close();

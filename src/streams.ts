@@ -132,10 +132,10 @@ export interface Digest {
 }
 
 /**
- * A pass-through that feeds every chunk to a SHA-256 hasher and counts bytes. Call `result()` only
- * after the stream has been fully consumed.
+ * A pass-through that feeds every chunk to a SHA-256 hasher and counts bytes (telling `onBytes` too,
+ * for progress). Call `result()` only after the stream has been fully consumed.
  */
-export function createDigestStream(): { stream: TransformStream<Uint8Array, Uint8Array>; result(): Digest } {
+export function createDigestStream(onBytes?: (bytes: number) => void): { stream: TransformStream<Uint8Array, Uint8Array>; result(): Digest } {
   const hasher = new Bun.CryptoHasher("sha256");
   let bytes = 0;
   let final: Digest | undefined;
@@ -143,6 +143,7 @@ export function createDigestStream(): { stream: TransformStream<Uint8Array, Uint
     transform(chunk, controller) {
       hasher.update(chunk);
       bytes += chunk.byteLength;
+      onBytes?.(chunk.byteLength);
       controller.enqueue(chunk);
     },
   });

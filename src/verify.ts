@@ -31,7 +31,6 @@ export interface VerifyInput {
   record?: boolean;
   /** Keys for encrypted backups; without them only their stored bytes can be checked. */
   decryption?: DecryptionSettings;
-  onProgress?: (done: number, total: number) => void;
 }
 
 export interface VerifyEntry {
@@ -85,16 +84,21 @@ export async function runVerify(storage: Storage, input: VerifyInput, ctx: RunCo
   const workDir = ctx.temp.add(await mkdtemp(join(tmpDir, `sqlite-vault-verify-${tempTag()}-`)));
   const outcomes: (VerifyEntry | null)[] = new Array(chosen.length);
   let done = 0;
+  // Several backups are checked at once: one count of the stored bytes of them all.
+  const verifying = () => `verifying ${done}/${chosen.length} backup(s)`;
+  ctx.progress?.phase(verifying(), chosen.reduce((sum, c) => sum + ("manifest" in c ? c.manifest.stored.bytes : 0), 0));
   try {
     await mapLimit(
       chosen.map((candidate, index) => ({ candidate, index })),
       Math.max(1, input.concurrency),
       async ({ candidate, index }) => {
         outcomes[index] = await verifyOne(storage, candidate, join(workDir, `${index}.sqlite`), input, ctx);
-        input.onProgress?.(++done, chosen.length);
+        done++;
+        ctx.progress?.rename(verifying());
       },
     );
   } finally {
+    ctx.progress?.end();
     ctx.temp.remove(workDir);
   }
   const results = outcomes.filter((r): r is VerifyEntry => r !== null);
@@ -121,12 +125,13 @@ async function verifyOne(storage: Storage, candidate: Candidate, path: string, i
   const keys = input.decryption;
   try {
     if (manifest.stored.encryption && !keys?.identities.length && !keys?.passphrases.length) {
-      await checkStoredBytes(storage, manifest, ctx);
+      await checkStoredBytes(storage, manifest, ctx, (n) => ctx.progress?.advance(n));
       const warning = "encrypted, and no identity or passphrase was given: only the stored bytes' SHA-256 was checked, not the database itself";
       return { ...base, result: "pass", checked: "stored-bytes", step: null, message: null, warnings: [warning], seconds: seconds() };
     }
     const free = freeSpace(dirname(path));
-    const { warnings } = await fetchAndCheck(storage, manifest, path, { mode: 0o600, quick: input.quick, decryption: keys }, ctx).catch((error) => {
+    const progress = { downloaded: (n: number) => ctx.progress?.advance(n), checking: () => {} };
+    const { warnings } = await fetchAndCheck(storage, manifest, path, { mode: 0o600, quick: input.quick, decryption: keys, progress }, ctx).catch((error) => {
       if (!isNoSpace(error)) throw error;
       const hint = `free some space there, or check in a larger directory with --tmp-dir DIR${input.concurrency > 1 ? " (or one backup at a time: --concurrency 1)" : ""}`;
       throw new NoSpaceError(dirname(dirname(path)), manifest.database.bytes, free, `to verify ${manifest.name} ${manifest.id}`, hint, { cause: error });

@@ -9,6 +9,7 @@ import { DeadlineError, ExitCode, InterruptedError, toVaultError, UsageError, ty
 import { parseDuration } from "../retention.ts";
 import { createLogger, type Logger } from "../logger.ts";
 import { oneLine } from "../output.ts";
+import { createTerminalProgress } from "../progress.ts";
 import { resolveDecryption, type DecryptionSettings, type FileKeys } from "../encryption.ts";
 
 export interface CommonFlags {
@@ -46,6 +47,8 @@ export async function runCommand<R>(run: CommandRun<R>): Promise<void> {
     return;
   }
   const ctx = createCliContext(log, { signals: run.signals, deadline });
+  // Only for a person watching; cron's terminal (print: false) belongs to the application it runs.
+  if (process.stderr.isTTY && !run.flags.json && !run.flags.quiet && run.print !== false) ctx.progress = createTerminalProgress(process.stderr, [process.stdout]);
   try {
     assertKnownFlags(run.rawArgs, run.argsDef);
     // A signal that came while the command loaded: nothing is started.

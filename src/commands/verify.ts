@@ -36,7 +36,6 @@ export default defineCommand({
         const concurrency = flags.concurrency === undefined ? 2 : Number(flags.concurrency);
         if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new UsageError(`--concurrency must be a whole number from 1 to 64, not ${flags.concurrency}`);
         const { targets } = resolveTargets(flags, ctx.log, { signal: ctx.signal });
-        const progress = process.stderr.isTTY && !flags.json && !flags.quiet;
         const reports: VerifyReport[] = [];
         for (const target of targets) {
           const verify = () =>
@@ -50,7 +49,6 @@ export default defineCommand({
                 concurrency,
                 record: flags.record,
                 decryption: decryptionFrom(flags, rawArgs, ctx.log, target.file),
-                onProgress: progress ? (done, total) => process.stderr.write(`\rverifying ${done}/${total}${done === total ? "\n" : ""}`) : undefined,
               },
               ctx,
             );

@@ -223,6 +223,7 @@ describe("verify in the foreground", () => {
     // script(1) gives the binary a pseudo-terminal.
     const r = Bun.spawnSync(["script", "-qec", `${ensureBinary()} verify --all --repo ${repo}`, "/dev/null"]);
     expect(r.exitCode).toBe(0);
-    expect(r.stdout.toString()).toContain("verifying 2/2");
+    // Drawn in place and cleared (test/e2e/progress.test.ts looks at the screen it leaves).
+    expect(r.stdout.toString()).toMatch(/\r\u001b\[2Kverifying \d\/2 backup\(s\): /);
   });
 });
