@@ -1,5 +1,5 @@
-import { describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig, locate, parseConfig, validateSchedule } from "../../src/config-file.ts";
@@ -141,6 +141,7 @@ describe("parseConfig", () => {
 
 describe("loadConfig discovery", () => {
   const dir = mkdtempSync(join(tmpdir(), "sqlite-vault-config-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
   test("a named file that is missing is a usage error; a missing default is fine", () => {
     expect(() => loadConfig({ path: join(dir, "nope.yml"), env: {}, cwd: dir })).toThrow(UsageError);
     expect(() => loadConfig({ env: { SQLITE_VAULT_CONFIG: join(dir, "nope.yml") }, cwd: dir })).toThrow(UsageError);
