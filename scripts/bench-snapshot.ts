@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 /**
- * The measurement behind src/snapshot.ts's ways to copy: makes an app-like database that has seen
+ * The measurement behind src/pipeline/snapshot.ts's ways to copy: makes an app-like database that has seen
  * deletes (free and half-empty pages, as real ones have), then copies it with VACUUM INTO, with the
  * online backup API (node:sqlite backup(), one step) and as a plain file (what snapshot.ts does
  * when the file itself holds the snapshot), and gzips each copy.

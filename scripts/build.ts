@@ -53,9 +53,9 @@ export function compile(target: BuildTarget, outfile: string): void {
       `--target=${target.bun}`,
       `--define=SQLITE_VAULT_BUILD=${JSON.stringify(JSON.stringify(info)).slice(1, -1).replace(/\\"/g, '"')}`,
       join(ROOT, "src", "cli.ts"),
-      // Worker threads are separate entrypoints inside the executable (see src/workers.ts).
-      join(ROOT, "src", "integrity-worker.ts"),
-      join(ROOT, "src", "compress-worker.ts"),
+      // Worker threads are separate entrypoints inside the executable (see src/util/workers.ts).
+      join(ROOT, "src", "check", "integrity-worker.ts"),
+      join(ROOT, "src", "pipeline", "compress-worker.ts"),
       "--outfile",
       outfile,
     ],

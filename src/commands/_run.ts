@@ -6,11 +6,11 @@
 import type { ArgsDef } from "citty";
 import { createCliContext, type RunContext } from "../context.ts";
 import { DeadlineError, ExitCode, InterruptedError, toVaultError, UsageError, type VaultError } from "../errors.ts";
-import { parseDuration } from "../retention.ts";
+import { parseDuration } from "../repo/retention.ts";
 import { createLogger, type Logger } from "../logger.ts";
 import { oneLine } from "../output.ts";
 import { createTerminalProgress } from "../progress.ts";
-import { resolveDecryption, type DecryptionSettings, type FileKeys } from "../encryption.ts";
+import { resolveDecryption, type DecryptionSettings, type FileKeys } from "../pipeline/age.ts";
 
 export interface CommonFlags {
   json?: boolean;

@@ -1,15 +1,15 @@
 import { defineCommand } from "citty";
-import { resolveNow } from "../config.ts";
-import { resolveEncryption } from "../encryption.ts";
+import { resolveNow } from "../config/settings.ts";
+import { resolveEncryption } from "../pipeline/age.ts";
 import { ContextualError, ExitCode } from "../errors.ts";
-import type { BackupResult } from "../backup.ts";
-import { runBackupJob, type JobOutcome } from "../job.ts";
-import { Metrics } from "../metrics.ts";
+import type { BackupResult } from "../ops/backup.ts";
+import { runBackupJob, type JobOutcome } from "../ops/backup-job.ts";
+import { Metrics } from "../monitor/metrics.ts";
 import { formatBytes, formatDuration, formatRatio } from "../output.ts";
 import { checkArgs, databaseArgs, encryptArgs, outputArgs, policyArgs, repoArgs, tmpDirArgs } from "./_args.ts";
 import { renderPrune } from "./prune.ts";
 import { repeatedFlag, runCommand } from "./_run.ts";
-import { configArgs, resolveTargets } from "./_targets.ts";
+import { configArgs, resolveTargets } from "../config/targets.ts";
 
 const args = {
   ...databaseArgs,

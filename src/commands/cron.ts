@@ -1,13 +1,13 @@
 import { defineCommand } from "citty";
-import { startDaemon } from "../daemon.ts";
-import { resolveDecryption, resolveEncryption } from "../encryption.ts";
+import { startDaemon } from "../daemon/daemon.ts";
+import { resolveDecryption, resolveEncryption } from "../pipeline/age.ts";
 import { UsageError } from "../errors.ts";
-import { validateSchedule } from "../config-file.ts";
-import { parseDuration } from "../retention.ts";
-import { resolveNow } from "../config.ts";
+import { validateSchedule } from "../config/file.ts";
+import { parseDuration } from "../repo/retention.ts";
+import { resolveNow } from "../config/settings.ts";
 import { checkArgs, databaseArgs, encryptArgs, outputArgs, policyArgs, repoArgs, tmpDirArgs } from "./_args.ts";
 import { repeatedFlag, runCommand } from "./_run.ts";
-import { configArgs, resolveTargets } from "./_targets.ts";
+import { configArgs, resolveTargets } from "../config/targets.ts";
 
 const args = {
   ...databaseArgs,

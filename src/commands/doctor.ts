@@ -1,10 +1,10 @@
 import { defineCommand } from "citty";
-import { runDoctor, type DoctorReport } from "../doctor.ts";
+import { runDoctor, type DoctorReport } from "../ops/doctor.ts";
 import { openStorage } from "../storage/index.ts";
 import { S3Storage } from "../storage/s3.ts";
 import { outputArgs, repoArgs } from "./_args.ts";
 import { runCommand } from "./_run.ts";
-import { configArgs, resolveTargets } from "./_targets.ts";
+import { configArgs, resolveTargets } from "../config/targets.ts";
 
 const args = { ...repoArgs, ...configArgs, ...outputArgs } as const;
 

@@ -1,8 +1,8 @@
 import { defineCommand } from "citty";
 import { closeSync, openSync, writeSync } from "node:fs";
-import { generateIdentityFile } from "../encryption.ts";
+import { generateIdentityFile } from "../pipeline/age.ts";
 import { UsageError, VaultError } from "../errors.ts";
-import { resolveForWrite } from "../safe-path.ts";
+import { resolveForWrite } from "../local/safe-path.ts";
 import { outputArgs } from "./_args.ts";
 import { runCommand } from "./_run.ts";
 

@@ -1,9 +1,9 @@
 import { defineCommand } from "citty";
-import { readCatalog } from "../catalog.ts";
+import { readCatalog } from "../repo/catalog.ts";
 import { formatBytes, formatRatio, formatTable, formatTime } from "../output.ts";
 import { databaseArgs, outputArgs, repoArgs } from "./_args.ts";
 import { runCommand } from "./_run.ts";
-import { configArgs, resolveTargets } from "./_targets.ts";
+import { configArgs, resolveTargets } from "../config/targets.ts";
 
 const args = { ...databaseArgs, ...repoArgs, ...configArgs, ...outputArgs } as const;
 

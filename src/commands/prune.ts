@@ -1,12 +1,12 @@
 import { defineCommand } from "citty";
-import { resolveNow } from "../config.ts";
+import { resolveNow } from "../config/settings.ts";
 import { ExitCode, UsageError } from "../errors.ts";
 import { formatBytes, formatTable, formatTime } from "../output.ts";
-import { DEFAULT_GRACE, runPrune, type PruneReport } from "../prune.ts";
-import { isEmptyPolicy, parseDuration, parsePolicy } from "../retention.ts";
+import { DEFAULT_GRACE, runPrune, type PruneReport } from "../ops/prune.ts";
+import { isEmptyPolicy, parseDuration, parsePolicy } from "../repo/retention.ts";
 import { databaseArgs, outputArgs, policyArgs, repoArgs } from "./_args.ts";
 import { runCommand } from "./_run.ts";
-import { configArgs, resolveTargets } from "./_targets.ts";
+import { configArgs, resolveTargets } from "../config/targets.ts";
 
 const args = {
   ...databaseArgs,

@@ -1,11 +1,11 @@
 import { defineCommand } from "citty";
-import { parseSelection } from "../catalog.ts";
+import { parseSelection } from "../repo/catalog.ts";
 import { ExitCode, toVaultError, UsageError } from "../errors.ts";
 import { formatBytes, formatDuration } from "../output.ts";
-import { runRestore, type RestoreResult } from "../restore.ts";
+import { runRestore, type RestoreResult } from "../ops/restore.ts";
 import { databaseArgs, decryptArgs, outputArgs, repoArgs } from "./_args.ts";
 import { decryptionFrom, runCommand } from "./_run.ts";
-import { configArgs, resolveTargets } from "./_targets.ts";
+import { configArgs, resolveTargets } from "../config/targets.ts";
 
 const args = {
   ...databaseArgs,

@@ -1,10 +1,10 @@
 import { defineCommand } from "citty";
-import { dataObjectProblem, isFutureDated, listManifests, newestBackup, repositoryNow } from "../catalog.ts";
+import { dataObjectProblem, isFutureDated, listManifests, newestBackup, repositoryNow } from "../repo/catalog.ts";
 import { UsageError, VaultError } from "../errors.ts";
-import { parseDuration, subtractDuration } from "../retention.ts";
+import { parseDuration, subtractDuration } from "../repo/retention.ts";
 import { databaseArgs, outputArgs, repoArgs } from "./_args.ts";
 import { runCommand } from "./_run.ts";
-import { configArgs, resolveTargets } from "./_targets.ts";
+import { configArgs, resolveTargets } from "../config/targets.ts";
 
 const args = {
   ...databaseArgs,

@@ -1,10 +1,10 @@
 import { defineCommand } from "citty";
 import { ExitCode, UsageError } from "../errors.ts";
 import { formatTable, formatTime } from "../output.ts";
-import { NothingToVerifyError, runVerify, type VerifyReport, type VerifySelection } from "../verify.ts";
+import { NothingToVerifyError, runVerify, type VerifyReport, type VerifySelection } from "../ops/verify.ts";
 import { databaseArgs, decryptArgs, outputArgs, repoArgs, tmpDirArgs } from "./_args.ts";
 import { decryptionFrom, runCommand } from "./_run.ts";
-import { configArgs, resolveTargets } from "./_targets.ts";
+import { configArgs, resolveTargets } from "../config/targets.ts";
 
 const args = {
   ...databaseArgs,

@@ -13,7 +13,7 @@ import { realpathSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { AuthError, UsageError } from "../errors.ts";
-import { NotASmallFileError, readSmallFile, SMALL_FILE_LIMIT } from "../small-file.ts";
+import { NotASmallFileError, readSmallFile, SMALL_FILE_LIMIT } from "../local/small-file.ts";
 
 export type Env = Record<string, string | undefined>;
 

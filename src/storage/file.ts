@@ -8,8 +8,8 @@ import { mkdir, open, readdir, rename, rm, rmdir, stat } from "node:fs/promises"
 import { basename, dirname, join, sep } from "node:path";
 import { Readable } from "node:stream";
 import { NotFoundError, StorageUnavailableError } from "../errors.ts";
-import { resolveForWrite } from "../safe-path.ts";
-import { iterate } from "../streams.ts";
+import { resolveForWrite } from "../local/safe-path.ts";
+import { iterate } from "../util/streams.ts";
 import { assertValidKey, type GetOptions, type ObjectInfo, type PartialWrite, type PutOptions, type Storage } from "./types.ts";
 
 export const TEMP_MARK = ".sqlite-vault-tmp-";

@@ -28,7 +28,7 @@
  */
 import { S3Client, S3Errors } from "@bradenmacdonald/s3-lite-client";
 import { AuthError, NotFoundError, StorageUnavailableError, VaultError } from "../errors.ts";
-import { BufferPool, iterate, prepend } from "../streams.ts";
+import { BufferPool, iterate, prepend } from "../util/streams.ts";
 import { runWithSignal } from "./fetch-signal.ts";
 import { AttemptTimeoutError, DEFAULT_RETRIES, DEFAULT_TIMEOUT_MS, isTransient, TransientError, withRetries, type RetryPolicy } from "./retry.ts";
 import type { CredentialProvider, S3Credentials } from "./credentials.ts";

@@ -5,12 +5,12 @@
  */
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { join } from "node:path";
-import { runPrune } from "../../src/prune.ts";
+import { runPrune } from "../../src/ops/prune.ts";
 import { createContext } from "../../src/context.ts";
-import { createBackupId, dataKey, manifestKey, parseDataKey, serializeManifest, type BackupManifest } from "../../src/manifest.ts";
-import { runBackup } from "../../src/backup.ts";
+import { createBackupId, dataKey, manifestKey, parseDataKey, serializeManifest, type BackupManifest } from "../../src/repo/manifest.ts";
+import { runBackup } from "../../src/ops/backup.ts";
 import { readBackupManifest, readObject } from "../helpers/tamper.ts";
-import { parseDuration, parsePolicy, planRetention } from "../../src/retention.ts";
+import { parseDuration, parsePolicy, planRetention } from "../../src/repo/retention.ts";
 import type { PutOptions, Storage } from "../../src/storage/types.ts";
 import { createBankDb, inspectBank, removeTempDirs } from "../helpers/db.ts";
 import { runCli } from "../helpers/cli.ts";

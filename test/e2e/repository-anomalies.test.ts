@@ -6,11 +6,11 @@
  */
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { join } from "node:path";
-import { runBackup } from "../../src/backup.ts";
+import { runBackup } from "../../src/ops/backup.ts";
 import { createContext } from "../../src/context.ts";
-import { manifestKey } from "../../src/manifest.ts";
-import { runPrune } from "../../src/prune.ts";
-import { parseDuration, parsePolicy } from "../../src/retention.ts";
+import { manifestKey } from "../../src/repo/manifest.ts";
+import { runPrune } from "../../src/ops/prune.ts";
+import { parseDuration, parsePolicy } from "../../src/repo/retention.ts";
 import type { ObjectInfo, PutOptions, Storage } from "../../src/storage/types.ts";
 import { runCli } from "../helpers/cli.ts";
 import { createBankDb, inspectBank, removeTempDirs } from "../helpers/db.ts";

@@ -10,9 +10,9 @@ import { ACCOUNTS, createBankDb, INITIAL_BALANCE, inspectBank, removeTempDirs, t
 import { runCli } from "../helpers/cli.ts";
 import { createTestBucket, s3Env, s3RepoUrl } from "../helpers/s3.ts";
 import { overriding } from "../helpers/repos.ts";
-import { runBackup } from "../../src/backup.ts";
+import { runBackup } from "../../src/ops/backup.ts";
 import { createContext } from "../../src/context.ts";
-import { backupIdTime, parseManifestKey } from "../../src/manifest.ts";
+import { backupIdTime, parseManifestKey } from "../../src/repo/manifest.ts";
 import { openStorage } from "../../src/storage/index.ts";
 import type { PutOptions, Storage } from "../../src/storage/types.ts";
 

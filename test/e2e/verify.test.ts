@@ -10,7 +10,7 @@ import { ensureBinary, runCli, spawnCli } from "../helpers/cli.ts";
 import { createTestBucket } from "../helpers/s3.ts";
 import { localRepo, s3Repo, type TestRepo } from "../helpers/repos.ts";
 import { flipByte, readBackupManifest, rewriteManifest, storeCorruptDatabase, truncate } from "../helpers/tamper.ts";
-import { dataKey } from "../../src/manifest.ts";
+import { dataKey } from "../../src/repo/manifest.ts";
 
 // Real databases through a real S3 server (and retries with backoff) take more than the default 5 s.
 setDefaultTimeout(120_000);

@@ -3,7 +3,7 @@
  *   bun test/helpers/lock-holder.ts TARGET LOCKDIR HOLD_MS START_AT_MS
  * It waits for START_AT_MS (epoch milliseconds), so that several of these reach for the lock at once.
  */
-import { acquireLock } from "../../src/lock.ts";
+import { acquireLock } from "../../src/local/lock.ts";
 import { LockedError } from "../../src/errors.ts";
 
 const [target, dir, hold, startAt] = process.argv.slice(2);

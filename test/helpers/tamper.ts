@@ -3,9 +3,9 @@
  * truncate, rewrite a manifest, or store an internally corrupt database whose checksums are consistent.
  */
 import { gunzipSync, gzipSync } from "node:zlib";
-import { manifestKey, parseManifest, serializeManifest, type BackupManifest } from "../../src/manifest.ts";
+import { manifestKey, parseManifest, serializeManifest, type BackupManifest } from "../../src/repo/manifest.ts";
 import type { Storage } from "../../src/storage/types.ts";
-import { readAll } from "../../src/streams.ts";
+import { readAll } from "../../src/util/streams.ts";
 
 export async function readObject(storage: Storage, key: string): Promise<Uint8Array> {
   return readAll(await storage.get(key));

@@ -7,13 +7,13 @@
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { runBackup } from "../../src/backup.ts";
-import { listManifests, newestBackup, readCandidates, readCatalog } from "../../src/catalog.ts";
+import { runBackup } from "../../src/ops/backup.ts";
+import { listManifests, newestBackup, readCandidates, readCatalog } from "../../src/repo/catalog.ts";
 import { createContext } from "../../src/context.ts";
 import { VerificationError } from "../../src/errors.ts";
-import { createBackupId, dataKey, manifestKey, parseDataKey, serializeManifest, type BackupManifest } from "../../src/manifest.ts";
-import { runVerify } from "../../src/verify.ts";
-import { runRestore } from "../../src/restore.ts";
+import { createBackupId, dataKey, manifestKey, parseDataKey, serializeManifest, type BackupManifest } from "../../src/repo/manifest.ts";
+import { runVerify } from "../../src/ops/verify.ts";
+import { runRestore } from "../../src/ops/restore.ts";
 import type { GetOptions, Storage } from "../../src/storage/types.ts";
 import { runCli } from "../helpers/cli.ts";
 import { createBankDb, removeTempDirs } from "../helpers/db.ts";

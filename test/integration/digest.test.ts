@@ -1,11 +1,11 @@
 /**
  * The restored database's SHA-256, read back from the file by a check worker while the download is
- * still writing it (src/integrity.ts digestFile, WriteProgress).
+ * still writing it (src/check/integrity.ts digestFile, WriteProgress).
  */
 import { afterAll, expect, test } from "bun:test";
 import { openSync, closeSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { digestFile, WriteProgress } from "../../src/integrity.ts";
+import { digestFile, WriteProgress } from "../../src/check/integrity.ts";
 import { removeTempDirs, tempDir } from "../helpers/db.ts";
 
 afterAll(removeTempDirs);

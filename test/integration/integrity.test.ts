@@ -1,5 +1,5 @@
 /**
- * The split integrity check (src/integrity.ts, src/index-check.ts) against the single
+ * The split integrity check (src/check/integrity.ts, src/check/index-check.ts) against the single
  * `PRAGMA integrity_check` pass, on real databases with planted damage of each kind: an index whose
  * content no longer matches its table and a UNIQUE index holding a key twice (only the index checks
  * can see those; quick_check cannot), a row missing from its index, a NOT NULL violation, a
@@ -12,7 +12,7 @@ import { afterAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { Database } from "bun:sqlite";
 import { closeSync, openSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { batched, checkIntegrity, planCheck, runTask, type PlanOptions } from "../../src/integrity.ts";
+import { batched, checkIntegrity, planCheck, runTask, type PlanOptions } from "../../src/check/integrity.ts";
 import { removeTempDirs, tempDir } from "../helpers/db.ts";
 
 setDefaultTimeout(60_000);

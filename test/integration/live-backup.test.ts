@@ -6,10 +6,10 @@
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { runBackup } from "../../src/backup.ts";
-import { readCatalog } from "../../src/catalog.ts";
+import { runBackup } from "../../src/ops/backup.ts";
+import { readCatalog } from "../../src/repo/catalog.ts";
 import { createContext } from "../../src/context.ts";
-import { runRestore } from "../../src/restore.ts";
+import { runRestore } from "../../src/ops/restore.ts";
 import { FileStorage } from "../../src/storage/file.ts";
 import { openStorage } from "../../src/storage/index.ts";
 import type { Storage } from "../../src/storage/types.ts";

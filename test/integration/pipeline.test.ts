@@ -1,5 +1,5 @@
 /**
- * The parallel backup pipeline (src/codec.ts): blocks compressed apart are one ordinary .gz / .zst
+ * The parallel backup pipeline (src/pipeline/codec.ts): blocks compressed apart are one ordinary .gz / .zst
  * file (gzip within 2% of the size `gzip -6` makes) that gunzip, zstd, Bun and our restore read
  * back byte for byte; and a block whose compression
  * fails ends the backup cleanly on both backends: the error surfaces, nothing is listed, no partial
@@ -10,20 +10,20 @@ import { Database } from "bun:sqlite";
 import { existsSync, openSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
-import { runBackup } from "../../src/backup.ts";
-import { readCatalog } from "../../src/catalog.ts";
-import { BLOCK_SIZE, blockCompressor, mapBlocks, GZIP_LEVEL, readBlocks, type GzipResult } from "../../src/codec.ts";
+import { runBackup } from "../../src/ops/backup.ts";
+import { readCatalog } from "../../src/repo/catalog.ts";
+import { BLOCK_SIZE, blockCompressor, mapBlocks, GZIP_LEVEL, readBlocks, type GzipResult } from "../../src/pipeline/codec.ts";
 import { createContext } from "../../src/context.ts";
-import { runRestore } from "../../src/restore.ts";
-import { BufferPool, readAll } from "../../src/streams.ts";
-import { TaskError, WorkerPool } from "../../src/workers.ts";
+import { runRestore } from "../../src/ops/restore.ts";
+import { BufferPool, readAll } from "../../src/util/streams.ts";
+import { TaskError, WorkerPool } from "../../src/util/workers.ts";
 import type { Storage } from "../../src/storage/types.ts";
 import { createBankDb, removeTempDirs, tempDir } from "../helpers/db.ts";
 import { localRepo, s3Repo, type TestRepo } from "../helpers/repos.ts";
 import { createTestBucket } from "../helpers/s3.ts";
 import { readBackupManifest, readObject, replaceObject, rewriteManifest } from "../helpers/tamper.ts";
-import { framedLength } from "../../src/gzip-members.ts";
-import { frameHeader, splitFrames } from "../../src/zstd-frames.ts";
+import { framedLength } from "../../src/pipeline/gzip-members.ts";
+import { frameHeader, splitFrames } from "../../src/pipeline/zstd-frames.ts";
 import { VerificationError } from "../../src/errors.ts";
 
 setDefaultTimeout(120_000);
@@ -136,7 +136,7 @@ describe("the buffer pool", () => {
 
 describe("the gzip worker threads", () => {
   test("a block the worker cannot compress rejects as a task error, and the pool keeps working", async () => {
-    const pool = new WorkerPool<unknown, GzipResult>("compress-worker.ts");
+    const pool = new WorkerPool<unknown, GzipResult>("pipeline/compress-worker.ts");
     await expect(pool.run({ block: "not a buffer", length: 3, level: 99 })).rejects.toBeInstanceOf(TaskError);
     // The first `length` bytes are compressed, and the whole buffer comes back with the member.
     const buffer = new ArrayBuffer(8192);

@@ -1,5 +1,5 @@
 /**
- * The three ways a snapshot is taken (src/snapshot.ts): the database file itself, read inside the
+ * The three ways a snapshot is taken (src/pipeline/snapshot.ts): the database file itself, read inside the
  * read transaction, when it holds that transaction's snapshot and no checkpoint can write it
  * meanwhile (WAL, every frame checkpointed); a plain file copy when our shared lock keeps writers out
  * (rollback journal); else SQLite's backup API through the WAL. Each case, the locks that keep the
@@ -12,9 +12,9 @@ import { Database } from "bun:sqlite";
 import { appendFileSync, chmodSync, closeSync, copyFileSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createContext } from "../../src/context.ts";
-import { createSnapshot, readWalIndex, type Snapshot } from "../../src/snapshot.ts";
-import { BLOCK_SIZE } from "../../src/codec.ts";
-import { BufferPool } from "../../src/streams.ts";
+import { createSnapshot, readWalIndex, type Snapshot } from "../../src/pipeline/snapshot.ts";
+import { BLOCK_SIZE } from "../../src/pipeline/codec.ts";
+import { BufferPool } from "../../src/util/streams.ts";
 import { ROOT } from "../helpers/cli.ts";
 import { ACCOUNTS, createBankDb, holdOpen, INITIAL_BALANCE, inspectBank, ledgerMismatches, removeTempDirs, startCheckpointer, startWriter, tempDir } from "../helpers/db.ts";
 

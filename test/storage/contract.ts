@@ -3,7 +3,7 @@
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { NotFoundError, StorageUnavailableError } from "../../src/errors.ts";
-import { readAll } from "../../src/streams.ts";
+import { readAll } from "../../src/util/streams.ts";
 import type { ObjectInfo, PartialWrite, Storage } from "../../src/storage/types.ts";
 
 export interface ContractTarget {

@@ -5,7 +5,7 @@ import { FileStorage, TEMP_MARK } from "../../src/storage/file.ts";
 import { openStorage } from "../../src/storage/index.ts";
 import { removeTempDirs, tempDir } from "../helpers/db.ts";
 import { bytesOf, describeStorageContract } from "./contract.ts";
-import { readAll } from "../../src/streams.ts";
+import { readAll } from "../../src/util/streams.ts";
 import { NotFoundError } from "../../src/errors.ts";
 
 // Real databases through a real S3 server (and retries with backoff) take more than the default 5 s.

@@ -4,7 +4,7 @@ import { S3Storage } from "../../src/storage/s3.ts";
 import { openStorage } from "../../src/storage/index.ts";
 import { abandonUpload, adminClient, createTestBucket, listUploads, s3RepoUrl, testS3 } from "../helpers/s3.ts";
 import { bytesOf, describeStorageContract, LARGE } from "./contract.ts";
-import { readAll } from "../../src/streams.ts";
+import { readAll } from "../../src/util/streams.ts";
 import { on, startFaultProxy, type FaultProxy } from "../helpers/fault-proxy.ts";
 
 // Real databases through a real S3 server (and retries with backoff) take more than the default 5 s.

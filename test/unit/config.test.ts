@@ -2,10 +2,10 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadConfig, locate, parseConfig, validateSchedule } from "../../src/config-file.ts";
-import { resolveSettings } from "../../src/config.ts";
+import { loadConfig, locate, parseConfig, validateSchedule } from "../../src/config/file.ts";
+import { resolveSettings } from "../../src/config/settings.ts";
 import { UsageError } from "../../src/errors.ts";
-import { mergeFileSettings } from "../../src/commands/_targets.ts";
+import { mergeFileSettings } from "../../src/config/targets.ts";
 import { splitCommand } from "../../src/commands/cron.ts";
 
 const FULL = `# a full config

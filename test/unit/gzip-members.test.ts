@@ -1,11 +1,11 @@
 /**
- * Framed gzip members (src/gzip-members.ts): the length in the extra field is what every gzip reader
+ * Framed gzip members (src/pipeline/gzip-members.ts): the length in the extra field is what every gzip reader
  * skips, and the splitter cuts a stream into exactly its members, however the stream is chunked, and
  * refuses anything it cannot cut safely.
  */
 import { describe, expect, test } from "bun:test";
 import { gunzipSync } from "node:zlib";
-import { frameHeader, framedLength, MAX_MEMBER_OUTPUT, splitMembers } from "../../src/gzip-members.ts";
+import { frameHeader, framedLength, MAX_MEMBER_OUTPUT, splitMembers } from "../../src/pipeline/gzip-members.ts";
 import { splitAll } from "../helpers/chunks.ts";
 
 const text = (n: number, seed: number): Uint8Array<ArrayBuffer> => new TextEncoder().encode(Array.from({ length: n }, (_, i) => `line ${i * seed} of ${seed}\n`).join(""));

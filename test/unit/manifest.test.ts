@@ -12,7 +12,7 @@ import {
   serializeManifest,
   assertValidName,
   type BackupManifest,
-} from "../../src/manifest.ts";
+} from "../../src/repo/manifest.ts";
 import { UsageError, VerificationError } from "../../src/errors.ts";
 
 const sha = "a".repeat(64);

@@ -6,7 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { UsageError } from "../../src/errors.ts";
-import { isoWeek, parseDuration, parsePolicy, planRetention, subtractDuration, type RetentionPolicy } from "../../src/retention.ts";
+import { isoWeek, parseDuration, parsePolicy, planRetention, subtractDuration, type RetentionPolicy } from "../../src/repo/retention.ts";
 
 const GOLDEN = join(import.meta.dir, "..", "golden", "retention");
 

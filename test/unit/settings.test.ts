@@ -1,11 +1,11 @@
 import { describe, expect, test } from "bun:test";
-import { resolveSettings, type SettingFlags } from "../../src/config.ts";
-import { parseSelection, selectCandidates } from "../../src/catalog.ts";
+import { resolveSettings, type SettingFlags } from "../../src/config/settings.ts";
+import { parseSelection, selectCandidates } from "../../src/repo/catalog.ts";
 import { assertKnownFlags } from "../../src/commands/_run.ts";
 import { UsageError } from "../../src/errors.ts";
 import { splitParts } from "../../src/storage/s3.ts";
 import { formatBytes, formatTable } from "../../src/output.ts";
-import type { BackupManifest } from "../../src/manifest.ts";
+import type { BackupManifest } from "../../src/repo/manifest.ts";
 
 describe("resolveSettings: flag > env > default", () => {
   const cases: { flags: SettingFlags; env: Record<string, string>; want: Record<string, unknown> }[] = [

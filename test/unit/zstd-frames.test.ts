@@ -1,10 +1,10 @@
 /**
- * zstd frames (src/zstd-frames.ts): the splitter walks frames by their block headers and cuts a
+ * zstd frames (src/pipeline/zstd-frames.ts): the splitter walks frames by their block headers and cuts a
  * stream into exactly its frames, however the stream is chunked, whatever kinds of blocks they hold,
  * and refuses anything it cannot cut safely.
  */
 import { describe, expect, test } from "bun:test";
-import { frameHeader, MAX_FRAME_OUTPUT, splitFrames } from "../../src/zstd-frames.ts";
+import { frameHeader, MAX_FRAME_OUTPUT, splitFrames } from "../../src/pipeline/zstd-frames.ts";
 import { splitAll } from "../helpers/chunks.ts";
 
 const text = (n: number, seed: number): Uint8Array<ArrayBuffer> => new TextEncoder().encode(Array.from({ length: n }, (_, i) => `line ${i * seed} of ${seed}\n`).join(""));

@@ -1,0 +1,363 @@
+/**
+ * The config file: YAML (Bun's parser), found at --config FILE, else SQLITE_VAULT_CONFIG, else
+ * ./sqlite-vault.yml, else /etc/sqlite-vault.yml. A file named explicitly but missing is an error; a
+ * missing default file is fine. ${VAR} references in string values expand from the environment
+ * (unless expandEnv is false; "$$" is a literal "$"). Every problem is reported with its key and line.
+ *
+ *   repo: s3://bucket/backups?endpoint=https://…     # top-level defaults for every database
+ *   compression: zstd
+ *   schedule: "@hourly"
+ *   retention: { keep-hourly: 24, keep-daily: 7 }
+ *   healthcheck-url: https://hc-ping.com/${HC_UUID}
+ *   databases:
+ *     - path: /var/lib/app/app.db                    # each may override any default
+ *       schedule: "*\/15 * * * *"
+ */
+import { existsSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { UsageError } from "../errors.ts";
+import { COMPRESSIONS, deriveName, isBackupName } from "../repo/manifest.ts";
+import { parseDuration } from "../repo/retention.ts";
+import { readSmallFile } from "../local/small-file.ts";
+import type { Env } from "../storage/credentials.ts";
+
+/** Settings a config file can give, as strings (like flag values), merged by resolveSettings. */
+export interface FileSettings {
+  repo?: string;
+  compression?: string;
+  tmpDir?: string;
+  schedule?: string;
+  healthcheckUrl?: string;
+  retries?: string;
+  timeout?: string;
+  partSize?: string;
+  endpoint?: string;
+  region?: string;
+  pathStyle?: boolean;
+  /** quick_check each snapshot before storing it (backup --check). */
+  check?: boolean;
+  retention?: Partial<Record<RetentionKey, string>>;
+  recipients?: string[];
+  recipientsFile?: string;
+  passphraseFile?: string;
+  identityFiles?: string[];
+  /** `encryption: false`: unencrypted on purpose, even after encrypted backups. */
+  plaintext?: boolean;
+}
+
+export interface ConfiguredDatabase {
+  path: string;
+  name?: string;
+  /** The database's own settings over the file's defaults. */
+  settings: FileSettings;
+}
+
+export interface ConfigFile {
+  path: string;
+  /** cron --exec: how long the application has to stop after SIGTERM before it is killed (top level only: there is one application). */
+  stopTimeout?: string;
+  defaults: FileSettings;
+  databases: ConfiguredDatabase[];
+}
+
+export const RETENTION_KEYS = ["keep-last", "keep-hourly", "keep-daily", "keep-weekly", "keep-monthly", "keep-yearly", "keep-within", "timezone", "grace"] as const;
+type RetentionKey = (typeof RETENTION_KEYS)[number];
+
+type Kind = "string" | "path" | "number" | "boolean" | "schedule" | "duration" | "strings" | "retention" | "encryption";
+/** What a setting is; `min`/`max` bound numbers, `choices` strings, so a bad value is refused at its line. */
+const SETTING_KEYS: Record<string, { kind: Kind; field: keyof FileSettings; min?: number; max?: number; choices?: readonly string[] }> = {
+  repo: { kind: "path", field: "repo" },
+  compression: { kind: "string", field: "compression", choices: COMPRESSIONS },
+  "tmp-dir": { kind: "path", field: "tmpDir" },
+  schedule: { kind: "schedule", field: "schedule" },
+  "healthcheck-url": { kind: "string", field: "healthcheckUrl" },
+  retries: { kind: "number", field: "retries", min: 0, max: 100 },
+  timeout: { kind: "duration", field: "timeout" },
+  "part-size": { kind: "number", field: "partSize", min: 5, max: 5120 },
+  endpoint: { kind: "string", field: "endpoint" },
+  region: { kind: "string", field: "region" },
+  "path-style": { kind: "boolean", field: "pathStyle" },
+  check: { kind: "boolean", field: "check" },
+  retention: { kind: "retention", field: "retention" },
+  encryption: { kind: "encryption", field: "recipients" },
+};
+const ENCRYPTION_KEYS = ["recipients", "recipients-file", "passphrase-file", "identity-files"] as const;
+
+/**
+ * Find and load the config file. Returns null when no file is named and no default exists.
+ * Throws UsageError (exit 2) for a named file that is missing and for any invalid content.
+ */
+export function loadConfig(options: { path?: string; env: Env; expandEnv?: boolean; cwd?: string }): ConfigFile | null {
+  const named = options.path || options.env.SQLITE_VAULT_CONFIG;
+  let path: string | undefined;
+  if (named) {
+    path = resolve(options.cwd ?? process.cwd(), named);
+    if (!existsSync(path)) throw new UsageError(`config file ${path} does not exist`, options.path ? "check --config" : "check SQLITE_VAULT_CONFIG");
+  } else {
+    path = [resolve(options.cwd ?? process.cwd(), "sqlite-vault.yml"), "/etc/sqlite-vault.yml"].find((p) => existsSync(p));
+    if (!path) return null;
+  }
+  let text: string;
+  try {
+    text = readSmallFile(path);
+  } catch (error) {
+    throw new UsageError(`cannot read config file ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  return parseConfig(text, path, options.env, options.expandEnv ?? true);
+}
+
+/** Pure: parse and validate config text. Throws UsageError naming the key and its line. */
+export function parseConfig(text: string, path: string, env: Env, expandEnv = true): ConfigFile {
+  let raw: unknown;
+  try {
+    raw = Bun.YAML.parse(text);
+  } catch (error) {
+    throw new UsageError(`${path}: invalid YAML: ${(error as Error).message.replace(/^YAML Parse error: /, "")}`);
+  }
+  if (raw === null || raw === undefined) raw = {};
+  const fail = (keyPath: (string | number)[], problem: string): never => {
+    const line = locate(text, keyPath);
+    throw new UsageError(`${path}${line ? `:${line}` : ""}: ${formatPath(keyPath)} ${problem}`);
+  };
+  const expand = (value: string, keyPath: (string | number)[]): string =>
+    !expandEnv
+      ? value
+      : value.replace(/\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (match, name: string | undefined) => {
+          if (match === "$$") return "$";
+          const v = env[name!];
+          if (v === undefined) return fail(keyPath, `uses \${${name}}, which is not set in the environment`);
+          return v;
+        });
+  if (!isObject(raw)) return fail([], "must be a mapping of settings");
+  const home = env.HOME;
+  const filePath = (name: string) => resolve(dirname(path), home && (name === "~" || name.startsWith("~/")) ? home + name.slice(1) : name);
+  const defaults = readSettings(raw, [], { fail, expand, allow: ["databases", "stop-timeout"], path: filePath });
+  let stopTimeout: string | undefined;
+  if (raw["stop-timeout"] !== undefined && raw["stop-timeout"] !== null) {
+    if (typeof raw["stop-timeout"] !== "string") fail(["stop-timeout"], `must be a string, not ${describe(raw["stop-timeout"])}`);
+    stopTimeout = expand(raw["stop-timeout"] as string, ["stop-timeout"]);
+    checkDuration(stopTimeout, ["stop-timeout"], { fail, expand, allow: [], path: filePath }, { exact: true });
+  }
+  const databases: ConfiguredDatabase[] = [];
+  if (raw.databases !== undefined) {
+    if (!Array.isArray(raw.databases)) fail(["databases"], "must be a list");
+    (raw.databases as unknown[]).forEach((entry, i) => {
+      const at = ["databases", i];
+      if (!isObject(entry)) return fail(at, "must be a mapping with at least a path");
+      if (typeof entry.path !== "string" || !entry.path) return fail([...at, "path"], "is required (the database file)");
+      if (entry.name !== undefined && typeof entry.name !== "string") return fail([...at, "name"], "must be a string");
+      if (typeof entry.name === "string" && !isBackupName(expand(entry.name, [...at, "name"]))) return fail([...at, "name"], `"${entry.name}" cannot be a backup name: letters, digits, ".", "_" and "-", starting with a letter or digit`);
+      databases.push({
+        // Relative paths are relative to the config file, wherever the command runs.
+        path: filePath(expand(entry.path, [...at, "path"])),
+        name: entry.name === undefined ? undefined : expand(entry.name, [...at, "name"]),
+        settings: readSettings(entry, at, { fail, expand, allow: ["path", "name"], path: filePath }),
+      });
+    });
+  }
+  const seen = new Map<string, number>();
+  const names = new Map<string, number>();
+  databases.forEach((db, i) => {
+    if (seen.has(db.path)) fail(["databases", i, "path"], `repeats databases[${seen.get(db.path)}] (${db.path})`);
+    seen.set(db.path, i);
+    // Two databases under one name would prune each other's backups and restore each other's data.
+    const name = db.name ?? deriveName(db.path);
+    if (names.has(name)) fail(["databases", i, db.name === undefined ? "path" : "name"], `gives the backup name ${name} of databases[${names.get(name)}] to another database; give each its own name`);
+    names.set(name, i);
+  });
+  return { path, ...(stopTimeout ? { stopTimeout } : {}), defaults, databases };
+}
+
+interface Readers {
+  fail: (keyPath: (string | number)[], problem: string) => never;
+  expand: (value: string, keyPath: (string | number)[]) => string;
+  allow: string[];
+  /** A file name from the config file: `~/` is the home directory; relative is relative to the file. */
+  path: (name: string) => string;
+}
+
+function readSettings(source: Record<string, unknown>, at: (string | number)[], r: Readers): FileSettings {
+  const settings: FileSettings = {};
+  for (const [key, value] of Object.entries(source)) {
+    if (r.allow.includes(key)) continue;
+    const spec = SETTING_KEYS[key];
+    const keyPath = [...at, key];
+    if (!spec) r.fail(keyPath, `is not a known setting (known: ${[...Object.keys(SETTING_KEYS), ...r.allow].join(", ")})`);
+    // An `encryption:` left empty (its only key commented out) must not mean unencrypted backups.
+    if ((value === null || value === undefined) && spec!.kind === "encryption") r.fail(keyPath, `is empty (known: ${ENCRYPTION_KEYS.join(", ")}); leave it out for unencrypted backups`);
+    if (value === null || value === undefined) continue;
+    switch (spec!.kind) {
+      case "string":
+      case "path":
+      case "schedule":
+      case "duration": {
+        if (typeof value !== "string") r.fail(keyPath, `must be a string, not ${describe(value)}`);
+        let text = r.expand(value as string, keyPath);
+        // A local repository or directory: relative to the config file (a URL stays as it is).
+        if (spec!.kind === "path" && text && !/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) text = r.path(text);
+        if (spec!.kind === "schedule") checkSchedule(text, keyPath, r);
+        if (spec!.kind === "duration") checkDuration(text, keyPath, r, { exact: true });
+        if (spec!.choices && !spec!.choices.includes(text)) r.fail(keyPath, `must be one of ${spec!.choices.join(", ")}, not "${text}"`);
+        (settings as Record<string, unknown>)[spec!.field] = text;
+        break;
+      }
+      case "number":
+        if (typeof value !== "number" || !Number.isInteger(value) || value < 0) r.fail(keyPath, `must be a whole number, not ${describe(value)}`);
+        if ((spec!.min !== undefined && (value as number) < spec!.min) || (spec!.max !== undefined && (value as number) > spec!.max)) r.fail(keyPath, `must be from ${spec!.min} to ${spec!.max}, not ${value}`);
+        (settings as Record<string, unknown>)[spec!.field] = String(value);
+        break;
+      case "boolean":
+        if (typeof value !== "boolean") r.fail(keyPath, `must be true or false, not ${describe(value)}`);
+        (settings as Record<string, unknown>)[spec!.field] = value;
+        break;
+      case "retention":
+        settings.retention = readRetention(value, keyPath, r);
+        break;
+      case "encryption":
+        Object.assign(settings, readEncryption(value, keyPath, r));
+        break;
+    }
+  }
+  return settings;
+}
+
+function isTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat("en-US", { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function readRetention(value: unknown, at: (string | number)[], r: Readers): FileSettings["retention"] {
+  if (!isObject(value)) return r.fail(at, "must be a mapping such as { keep-daily: 7 }");
+  const out: Partial<Record<RetentionKey, string>> = {};
+  for (const [key, v] of Object.entries(value)) {
+    const keyPath = [...at, key];
+    if (!(RETENTION_KEYS as readonly string[]).includes(key)) r.fail(keyPath, `is not a retention setting (known: ${RETENTION_KEYS.join(", ")})`);
+    if (key === "keep-within" || key === "grace" || key === "timezone") {
+      if (typeof v !== "string") r.fail(keyPath, `must be a string, not ${describe(v)}`);
+      const text = r.expand(v as string, keyPath);
+      if (key !== "timezone") checkDuration(text, keyPath, r);
+      else if (!isTimeZone(text)) r.fail(keyPath, `"${text}" is not an IANA time zone (such as UTC or Europe/Berlin)`);
+      out[key as RetentionKey] = text;
+    } else {
+      if (typeof v !== "number" || !Number.isInteger(v) || v < 1) r.fail(keyPath, `must be a whole number of at least 1, not ${describe(v)}`);
+      out[key as RetentionKey] = String(v);
+    }
+  }
+  return out;
+}
+
+function readEncryption(value: unknown, at: (string | number)[], r: Readers): Partial<FileSettings> {
+  if (value === false) return { plaintext: true };
+  if (!isObject(value)) return r.fail(at, "must be a mapping such as { recipients: [age1…] }, or false for unencrypted backups");
+  const out: Partial<FileSettings> = {};
+  if (Object.keys(value).length === 0) r.fail(at, `names no key (known: ${ENCRYPTION_KEYS.join(", ")}); leave it out for unencrypted backups`);
+  for (const [key, v] of Object.entries(value)) {
+    const keyPath = [...at, key];
+    if (!(ENCRYPTION_KEYS as readonly string[]).includes(key)) r.fail(keyPath, `is not an encryption setting (known: ${ENCRYPTION_KEYS.join(", ")}; secrets belong in files or the environment)`);
+    if (key === "recipients" || key === "identity-files") {
+      if (!Array.isArray(v) || v.some((x) => typeof x !== "string")) r.fail(keyPath, "must be a list of strings");
+      const list = (v as string[]).map((x, i) => r.expand(x, [...keyPath, i]));
+      // An empty list, or one whose variables expand to nothing, would mean unencrypted backups.
+      if (!list.length || list.some((x) => !x.trim())) r.fail(keyPath, "must list at least one key, and no empty one");
+      if (key === "recipients") out.recipients = list;
+      else out.identityFiles = list.map(r.path);
+    } else {
+      if (typeof v !== "string") r.fail(keyPath, `must be a string, not ${describe(v)}`);
+      const text = r.expand(v as string, keyPath);
+      if (!text.trim()) r.fail(keyPath, "is empty: it must name a file");
+      if (key === "recipients-file") out.recipientsFile = r.path(text);
+      else out.passphraseFile = r.path(text);
+    }
+  }
+  return out;
+}
+
+/** Throws UsageError unless `schedule` is a 5-field cron expression, a nickname, or "@every DURATION". */
+export function validateSchedule(schedule: string): void {
+  const every = /^@every\s+(\S+)$/.exec(schedule.trim());
+  if (every) {
+    const d = parseDuration(every[1]!, "@every");
+    if (d.months || d.years || d.ms < 1000) throw new UsageError(`"${schedule}": @every takes seconds to weeks, such as @every 30s or @every 6h`);
+    return;
+  }
+  try {
+    Bun.cron.parse(schedule);
+  } catch (error) {
+    throw new UsageError(`"${schedule}" is not a schedule: ${(error as Error).message}`, 'use 5 cron fields ("*/15 * * * *"), a nickname (@hourly, @daily) or @every 30min');
+  }
+}
+
+function checkSchedule(text: string, keyPath: (string | number)[], r: Readers): void {
+  try {
+    validateSchedule(text);
+  } catch (error) {
+    r.fail(keyPath, `is invalid: ${(error as Error).message}`);
+  }
+}
+
+/** A duration; `exact` ones (a timeout) may not be months or years, which `m` would otherwise mean. */
+function checkDuration(text: string, keyPath: (string | number)[], r: Readers, options: { exact?: boolean } = {}): void {
+  let duration: ReturnType<typeof parseDuration>;
+  try {
+    duration = parseDuration(text);
+  } catch {
+    return r.fail(keyPath, `"${text}" is not a duration (such as 90s, 5min, 36h, 7d, 2w)`);
+  }
+  if (options.exact && (duration.months || duration.years)) r.fail(keyPath, `"${text}" reads as months or years; write minutes as min (such as 2min)`);
+  if (options.exact && duration.ms < 1000) r.fail(keyPath, `"${text}" is shorter than a second`);
+}
+
+/** The 1-based line where a key path is written, found by indentation (best effort). */
+export function locate(text: string, keyPath: (string | number)[]): number | undefined {
+  const lines = text.split(/\r?\n/);
+  let from = 0;
+  let indent = -1;
+  let line: number | undefined;
+  for (const segment of keyPath) {
+    let found = -1;
+    if (typeof segment === "number") {
+      let seen = -1;
+      for (let i = from; i < lines.length; i++) {
+        const m = /^(\s*)-(\s|$)/.exec(lines[i]!);
+        if (!m) continue;
+        if (m[1]!.length <= indent) break;
+        if (++seen === segment) {
+          found = i;
+          indent = m[1]!.length;
+          break;
+        }
+      }
+    } else {
+      const pattern = new RegExp(`^(\\s*(?:-\\s+)?)${segment.replace(/[-]/g, "\\-")}\\s*:`);
+      for (let i = from; i < lines.length; i++) {
+        const m = pattern.exec(lines[i]!);
+        if (m) {
+          found = i;
+          indent = m[1]!.length;
+          break;
+        }
+      }
+    }
+    if (found < 0) return line;
+    line = found + 1;
+    from = typeof segment === "number" ? found : found + 1;
+  }
+  return line;
+}
+
+function formatPath(keyPath: (string | number)[]): string {
+  if (keyPath.length === 0) return "the file";
+  return keyPath.map((s, i) => (typeof s === "number" ? `[${s}]` : i === 0 ? s : `.${s}`)).join("");
+}
+
+function describe(value: unknown): string {
+  return Array.isArray(value) ? "a list" : value === null ? "null" : typeof value === "object" ? "a mapping" : `${typeof value} ${JSON.stringify(value)}`;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}

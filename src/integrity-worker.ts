@@ -1,5 +1,0 @@
-/** A worker thread of src/integrity.ts: runs one check statement (or file digest) at a time. */
-import { runTask, type CheckTask } from "./integrity.ts";
-import { serveTasks } from "./workers.ts";
-
-serveTasks((task: CheckTask) => ({ result: runTask(task) }));

@@ -1,0 +1,161 @@
+/**
+ * One backup or restore at a time per database path, across processes of one user. The lock is a
+ * file named after the database's real path, in the user's own lock directory (see lockDir), created
+ * atomically (write a temp file, then link() it into place, which fails if the lock exists). It holds
+ * the owner's pid and host; a lock whose process is gone (killed with -9, crashed) is stale and taken
+ * over, so it never blocks the next run.
+ */
+import { closeSync, fstatSync, lstatSync, linkSync, mkdirSync, openSync, readFileSync, realpathSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
+import { homedir, hostname, tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { LockedError, VaultError } from "../errors.ts";
+
+export interface Lock {
+  path: string;
+  release(): void;
+}
+
+interface LockOwner {
+  purpose: string;
+  pid: number;
+  host: string;
+  startedAt: string;
+}
+
+/**
+ * The user's lock directory, mode 0700, in a place no other user can create first (a directory in
+ * the shared temp dir can be made by anyone, which stops every later run): for root, sqlite-vault in
+ * /run (or /var/run), which only root may write; for anyone else, ~/.local/state/sqlite-vault/locks.
+ * Chosen by who runs, never by a variable a session sets, so every run of one user meets the same
+ * locks. A user with no usable home directory (a system user) falls back to the temp dir.
+ */
+export function lockDir(): string {
+  const uid = process.getuid?.();
+  if (uid === 0) {
+    for (const run of ["/run", "/var/run"]) {
+      const stat = lstatSync(run, { throwIfNoEntry: false });
+      if (stat?.isDirectory() && stat.uid === 0 && (stat.mode & 0o022) === 0) return join(run, "sqlite-vault");
+    }
+  }
+  const home = process.env.HOME || homedir();
+  const state = join(home, ".local", "state");
+  try {
+    mkdirSync(state, { recursive: true, mode: 0o700 });
+    if (lstatSync(home).uid === uid) return join(state, "sqlite-vault", "locks");
+  } catch {}
+  return join(tmpdir(), `sqlite-vault-locks-${uid ?? 0}`);
+}
+
+/** Create `dir` (mode 0700, and its parents), or accept it only as this user's own private directory. */
+function ensurePrivateDir(dir: string): void {
+  try {
+    mkdirSync(dirname(dir), { recursive: true, mode: 0o700 });
+    mkdirSync(dir, { mode: 0o700 });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+  }
+  const stat = lstatSync(dir);
+  const uid = process.getuid?.();
+  if (!stat.isDirectory() || (uid !== undefined && stat.uid !== uid) || (stat.mode & 0o077) !== 0)
+    throw new VaultError(`the lock directory ${dir} is not a private directory of this user`, `remove it (sqlite-vault creates it, mode 0700)`);
+}
+
+/** Take the lock for `target` or throw LockedError naming the holder. Synchronous and atomic. */
+export function acquireLock(target: string, purpose: string, dir = lockDir()): Lock {
+  ensurePrivateDir(dir);
+  const real = safeRealpath(target);
+  const id = new Bun.CryptoHasher("sha256").update(real).digest("hex").slice(0, 24);
+  const path = join(dir, `${id}.lock`);
+  const owner: LockOwner = { purpose, pid: process.pid, host: hostname(), startedAt: new Date().toISOString() };
+  const staging = `${path}.${process.pid}.${crypto.randomUUID()}`;
+  writeFileSync(staging, JSON.stringify(owner), { mode: 0o600 });
+  try {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        linkSync(staging, path);
+        let released = false;
+        return {
+          path,
+          release() {
+            if (released) return;
+            released = true;
+            try {
+              unlinkSync(path);
+            } catch {}
+          },
+        };
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      }
+      const found = readOwner(path);
+      if (!found) continue; // released meanwhile: try again
+      const { owner: holder, ino } = found;
+      if (holder && isAlive(holder)) {
+        throw new LockedError(`another ${holder.purpose ?? "run"} of ${real} is running (pid ${holder.pid}, since ${holder.startedAt})`, "wait for it to finish; runs of one database never overlap");
+      }
+      // Stale: its process is gone. Several runs may find it so at once: each moves the lock aside
+      // (rename is atomic, so one of them gets any given file) and removes it only if it is the very
+      // file found stale; a fresh lock another run has taken meanwhile is put back, and is the holder.
+      const aside = `${path}.stale.${crypto.randomUUID()}`;
+      try {
+        renameSync(path, aside);
+      } catch {
+        continue; // gone already
+      }
+      if (lstatSync(aside).ino === ino) {
+        unlinkSync(aside);
+        continue;
+      }
+      try {
+        linkSync(aside, path);
+      } catch {}
+      unlinkSync(aside);
+      const fresh = readOwner(path)?.owner;
+      throw new LockedError(`another ${fresh?.purpose ?? "run"} of ${real} is running${fresh ? ` (pid ${fresh.pid}, since ${fresh.startedAt})` : ""}`, "wait for it to finish; runs of one database never overlap");
+    }
+    throw new LockedError(`could not take the lock for ${real}`, "retry in a moment");
+  } finally {
+    try {
+      unlinkSync(staging);
+    } catch {}
+  }
+}
+
+/** The lock file's owner (null when unreadable) and its inode, read from one open file; null when there is no lock. */
+function readOwner(path: string): { owner: LockOwner | null; ino: number } | null {
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch {
+    return null;
+  }
+  try {
+    const ino = fstatSync(fd).ino;
+    try {
+      return { owner: JSON.parse(readFileSync(fd, "utf8")) as LockOwner, ino };
+    } catch {
+      return { owner: null, ino };
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function isAlive(owner: LockOwner): boolean {
+  if (owner.host !== hostname()) return true; // cannot check another host's processes: assume alive
+  try {
+    process.kill(owner.pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** The real path of `path` (through symbolic links), or `path` itself when it does not resolve. */
+export function safeRealpath(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * One backup of one database as a job: healthcheck "start" ping, the backup, then (only when the
+ * backup succeeded and a policy is set) the prune, metrics, and a "success" or "fail" ping. A job
+ * reports its outcome instead of throwing, except for an interruption, which ends the whole run.
+ */
+import { runBackup, type BackupResult } from "./backup.ts";
+import type { RunContext } from "../context.ts";
+import type { EncryptionSettings } from "../pipeline/age.ts";
+import { InterruptedError, toVaultError, type VaultError } from "../errors.ts";
+import { ping } from "../monitor/healthcheck.ts";
+import type { Metrics } from "../monitor/metrics.ts";
+import { formatBytes, formatDuration } from "../output.ts";
+import { DEFAULT_GRACE, runPrune, type PruneReport } from "./prune.ts";
+import { isEmptyPolicy, parseDuration, parsePolicy } from "../repo/retention.ts";
+import type { Settings } from "../config/settings.ts";
+import type { Storage } from "../storage/types.ts";
+
+export interface JobTarget {
+  db: string;
+  name: string;
+  /** False when the name was derived from the file name (see BackupInput.nameGiven). */
+  nameGiven?: boolean;
+  settings: Settings;
+  storage: Storage;
+  encryption: EncryptionSettings | null;
+  /** Unencrypted on purpose (see BackupInput.plaintextChosen). */
+  plaintextChosen?: boolean;
+}
+
+export interface JobOutcome {
+  name: string;
+  database: string;
+  ok: boolean;
+  backup?: BackupResult;
+  prune?: PruneReport;
+  /** The backup succeeded but its prune did not. */
+  pruneError?: string;
+  error?: { code: string; message: string; hint?: string; exitCode: number };
+  seconds: number;
+}
+
+export async function runBackupJob(target: JobTarget, ctx: RunContext, hooks: { metrics?: Metrics; now?: () => Date } = {}): Promise<JobOutcome> {
+  const started = performance.now();
+  const seconds = () => Math.round(performance.now() - started) / 1000;
+  const { name, settings } = target;
+  // Parse the policy before anything runs: a bad policy is a usage error, not a failed backup.
+  const policy = parsePolicy(settings.retention);
+  const grace = parseDuration(settings.retention.grace ?? DEFAULT_GRACE, "grace");
+  await ping(settings.healthcheckUrl, "start", `backup of ${name} starting`, ctx.log);
+  let backup: BackupResult;
+  try {
+    backup = await runBackup(
+      target.storage,
+      { databasePath: target.db, name, nameGiven: target.nameGiven ?? true, compression: settings.compression, encryption: target.encryption, plaintextChosen: target.plaintextChosen, tmpDir: settings.tmpDir, check: settings.check, now: hooks.now },
+      ctx,
+    );
+  } catch (thrown) {
+    const error = toVaultError(thrown);
+    if (error instanceof InterruptedError || ctx.signal.aborted) throw ctx.signal.aborted ? ctx.signal.reason : error;
+    hooks.metrics?.backupFailed(name, seconds());
+    await ping(settings.healthcheckUrl, "fail", `backup of ${name} failed: ${error.message}`, ctx.log);
+    return { name, database: target.db, ok: false, error: describeError(error), seconds: seconds() };
+  }
+  hooks.metrics?.backupSucceeded(name, backup.durationMs / 1000, backup.storedBytes);
+  const outcome: JobOutcome = { name, database: target.db, ok: true, backup, seconds: seconds() };
+  if (!isEmptyPolicy(policy)) {
+    try {
+      outcome.prune = await runPrune(target.storage, { name, policy, grace, now: hooks.now?.() ?? new Date(), protect: [{ name, id: backup.id }] }, ctx);
+    } catch (thrown) {
+      const error = toVaultError(thrown);
+      if (ctx.signal.aborted) throw ctx.signal.reason;
+      ctx.log.error(`the backup of ${name} succeeded, but pruning failed: ${error.message}${error.hint ? ` (${error.hint})` : ""}`);
+      outcome.pruneError = error.message;
+    }
+  }
+  outcome.seconds = seconds();
+  const summary = `backup of ${name} ${backup.id}: ${formatBytes(backup.databaseBytes)} -> ${formatBytes(backup.storedBytes)} in ${formatDuration(backup.durationMs)}`;
+  await ping(settings.healthcheckUrl, "success", outcome.pruneError ? `${summary}; prune failed: ${outcome.pruneError}` : summary, ctx.log);
+  return outcome;
+}
+
+export function describeError(error: VaultError): JobOutcome["error"] {
+  return { code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}), exitCode: error.exitCode };
+}

@@ -1,0 +1,269 @@
+/**
+ * Backup: snapshot -> compress in parallel blocks -> upload the data object -> write the manifest
+ * (the commit point). Reading the snapshot, compressing (on the thread pool) and uploading overlap;
+ * checksums of the database bytes and of the stored bytes are computed in the same single pass.
+ */
+import { hostname } from "node:os";
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import { BLOCK_SIZE, blockCompressor, mapBlocks, defaultParallelism, type BlockCompressor } from "../pipeline/codec.ts";
+import { describeEncryption, encryptStream, type EncryptionSettings } from "../pipeline/age.ts";
+import { assertEncryptionKept } from "./encryption-guard.ts";
+import type { RunContext } from "../context.ts";
+import { UsageError, VaultError, VerificationError } from "../errors.ts";
+import { acquireLock, safeRealpath } from "../local/lock.ts";
+import {
+  assertValidName,
+  createBackupId,
+  dataKey,
+  deriveName,
+  FORMAT_NAME,
+  FORMAT_VERSION,
+  manifestKey,
+  serializeManifest,
+  type BackupManifest,
+  type Compression,
+} from "../repo/manifest.ts";
+import { listManifests, readManifest } from "../repo/catalog.ts";
+import { secondsSince } from "../output.ts";
+import { createSnapshot, type Snapshot } from "../pipeline/snapshot.ts";
+import type { Storage } from "../storage/types.ts";
+import { BufferPool, createDigestStream } from "../util/streams.ts";
+import { VERSION } from "../version.ts";
+
+export interface BackupInput {
+  databasePath: string;
+  /** Defaults to deriveName(databasePath). */
+  name?: string;
+  /**
+   * False when `name` was derived from the file name: the backup then refuses to join a name whose
+   * newest backup is of another file (see assertSameSource). Default true.
+   */
+  nameGiven?: boolean;
+  compression: Compression;
+  /** Encrypt the stored object with age; null or absent: not encrypted. */
+  encryption?: EncryptionSettings | null;
+  /** Unencrypted on purpose (--no-encryption): may follow encrypted backups. */
+  plaintextChosen?: boolean;
+  tmpDir: string;
+  /** quick_check the snapshot first: a damaged database is refused (exit 4), never stored. */
+  check?: boolean;
+  /** The clock; tests pass a fixed time. */
+  now?: () => Date;
+  /** Compresses one block; tests pass one that fails. Defaults to blockCompressor(compression). */
+  compressBlock?: BlockCompressor;
+}
+
+export interface BackupResult {
+  id: string;
+  name: string;
+  createdAt: string;
+  database: string;
+  repo: string;
+  manifestKey: string;
+  dataKey: string;
+  compression: Compression;
+  encrypted: boolean;
+  databaseBytes: number;
+  storedBytes: number;
+  /** stored / database bytes. */
+  ratio: number;
+  durationMs: number;
+}
+
+/**
+ * Take a consistent backup of a live database. The backup becomes visible (listable, restorable)
+ * only when its manifest is written, after the data object is stored and its size confirmed; on any
+ * failure or interruption nothing is listed, the data object is removed when possible and the temp
+ * snapshot is always removed. Throws LockedError when another backup of the database is running.
+ */
+export async function runBackup(storage: Storage, input: BackupInput, ctx: RunContext): Promise<BackupResult> {
+  const started = performance.now();
+  const name = input.name ?? deriveName(input.databasePath);
+  assertValidName(name);
+  const lock = acquireLock(input.databasePath, "backup");
+  try {
+    await storage.check({ create: true });
+    await assertEncryptionKept(storage, name, input.encryption ?? null, input.plaintextChosen === true);
+    const source = safeRealpath(resolve(input.databasePath));
+    const derived = input.name === undefined || input.nameGiven === false;
+    // A missing database is reported as missing (by the snapshot), not as another file's name.
+    if (existsSync(source) && derived) await assertSameSource(storage, name, source);
+    const now = input.now ?? (() => new Date());
+    const createdAt = now();
+    const id = createBackupId(createdAt);
+    // Through any symbolic link to the file itself, beside which SQLite keeps the -wal and -shm.
+    const snapshot = await createSnapshot(source, input.tmpDir, ctx);
+    try {
+      if (input.check) {
+        ctx.progress?.phase(`checking ${name} (quick_check)`);
+        const problems = snapshot.quickCheck();
+        if (problems.length)
+          throw new VerificationError(
+            `${source} is damaged: PRAGMA quick_check found ${problems.length} problem(s), the first: ${problems[0]}; nothing was backed up`,
+            "integrity",
+            "the backups already stored are untouched: restore the newest sound one (sqlite-vault restore --fallback), or repair the database",
+          );
+      }
+      const result = await storeSnapshot(storage, snapshot, input, { name, id, createdAt, started, source }, ctx);
+      // Another file's first backup under this name may have committed while ours ran (two hosts at
+      // the same moment): then the one that came second, by id, takes its backup back.
+      if (derived)
+        await assertSameSource(storage, name, source, id).catch(async (error) => {
+          await takeBack(storage, manifestKey(name, id), result.dataKey, ctx);
+          throw error;
+        });
+      return result;
+    } finally {
+      snapshot.release();
+      ctx.temp.remove(snapshot.dir);
+    }
+  } finally {
+    ctx.progress?.end();
+    lock.release();
+  }
+}
+
+async function storeSnapshot(
+  storage: Storage,
+  snapshot: Snapshot,
+  input: BackupInput,
+  { name, id, createdAt, started, source }: { name: string; id: string; createdAt: Date; started: number; source: string },
+  ctx: RunContext,
+): Promise<BackupResult> {
+  ctx.log.debug(`snapshot of ${input.databasePath}: ${snapshot.bytes} bytes by ${snapshot.method} in ${secondsSince(started)} s`);
+
+  const encryption = input.encryption ?? null;
+  const key = dataKey(name, id, input.compression, encryption !== null);
+  const dbDigest = new Bun.CryptoHasher("sha256");
+  let dbBytes = 0;
+  const storedDigest = createDigestStream();
+  const parallel = defaultParallelism();
+  const pool = new BufferPool(BLOCK_SIZE, parallel + 1);
+  // The snapshot is let go as soon as its last block is read (for a "file-read", that ends the
+  // read transaction on the live database), before the last blocks are compressed and stored.
+  const read = async function* () {
+    try {
+      yield* snapshot.blocks(pool, ctx.signal);
+      // The last blocks are still being compressed and stored.
+      ctx.progress?.phase(`storing ${name}`);
+    } finally {
+      snapshot.release();
+    }
+  };
+  ctx.progress?.phase(`backing up ${name}`, snapshot.bytes);
+  const blocks = tap(read(), (block) => {
+    dbDigest.update(block);
+    dbBytes += block.byteLength;
+    ctx.progress?.advance(block.byteLength);
+  });
+  const compressed = mapBlocks(blocks, input.compressBlock ?? blockCompressor(input.compression), parallel, (block) => pool.release(block));
+  const body = (encryption ? await encryptStream(compressed, encryption) : compressed).pipeThrough(storedDigest.stream);
+  let uploaded = false;
+  let committing = false;
+  try {
+    const uploadStarted = performance.now();
+    // Compressed or not, the stored object is about the database's size at most.
+    const { size } = await storage.put(key, body, { signal: ctx.signal, sizeHint: snapshot.bytes });
+    uploaded = true;
+    ctx.log.debug(`compressed and stored ${size} bytes in ${secondsSince(uploadStarted)} s`);
+    const db = { bytes: dbBytes, sha256: dbDigest.digest("hex") };
+    const stored = storedDigest.result();
+    if (db.bytes !== snapshot.bytes) throw new VaultError(`read ${db.bytes} bytes of the snapshot, expected ${snapshot.bytes}`);
+    if (size !== stored.bytes) throw new VaultError(`stored ${size} bytes, expected ${stored.bytes}`);
+    ctx.signal.throwIfAborted();
+
+    const manifest: BackupManifest = {
+      format: FORMAT_NAME,
+      formatVersion: FORMAT_VERSION,
+      id,
+      name,
+      createdAt: createdAt.toISOString(),
+      host: hostname(),
+      source: { path: source },
+      toolVersion: VERSION,
+      sqliteVersion: snapshot.sqliteVersion,
+      snapshot: { method: snapshot.method, journalMode: snapshot.journalMode },
+      database: { pageSize: snapshot.pageSize, pageCount: snapshot.pageCount, bytes: db.bytes, sha256: db.sha256 },
+      stored: { key, bytes: stored.bytes, sha256: stored.sha256, compression: input.compression, ...(encryption ? { encryption: describeEncryption(encryption) } : {}) },
+    };
+    // From here a failure may leave the manifest stored (a write whose answer was lost).
+    committing = true;
+    await storage.put(manifestKey(name, id), serializeManifest(manifest), { signal: ctx.signal });
+    // The data object must still be there now that its manifest is: a prune elsewhere, run with a
+    // --grace shorter than this upload, may have taken it for a leftover. Then this is no backup.
+    const after = await storage.stat(key);
+    if (after?.size !== stored.bytes) {
+      throw new VaultError(`the data object ${key} was removed while its manifest was written; nothing was backed up`, "a prune with a short --grace ran meanwhile; keep --grace longer than a backup takes (default 24h)");
+    }
+    return {
+      id,
+      name,
+      createdAt: manifest.createdAt,
+      database: source,
+      repo: storage.url,
+      manifestKey: manifestKey(name, id),
+      dataKey: key,
+      compression: input.compression,
+      encrypted: encryption !== null,
+      databaseBytes: db.bytes,
+      storedBytes: stored.bytes,
+      ratio: db.bytes === 0 ? 0 : stored.bytes / db.bytes,
+      durationMs: Math.round(performance.now() - started),
+    };
+  } catch (error) {
+    // Without a manifest the data object is not a backup; remove it rather than leave an orphan.
+    if (committing) await takeBack(storage, manifestKey(name, id), key, ctx);
+    else if (uploaded) await storage.delete([key]).catch(() => {});
+    throw error;
+  }
+}
+
+/**
+ * Undo a backup whose manifest may be stored: the manifest goes first, and the data object only once
+ * that delete succeeded, so a manifest never outlives its data (as prune's order). When the manifest
+ * cannot be deleted, the data object stays: the backup may be listed, and then it still restores;
+ * otherwise it is an orphan, which prune's housekeeping removes once no manifest names it.
+ */
+async function takeBack(storage: Storage, manifest: string, data: string, ctx: RunContext): Promise<void> {
+  try {
+    await storage.delete([manifest]);
+  } catch (error) {
+    ctx.log.warn(`could not remove ${manifest} (${(error as Error).message}): left ${data} in place, so that if the manifest was stored, its backup still restores`);
+    return;
+  }
+  await storage.delete([data]).catch(() => {});
+}
+
+/**
+ * A name derived from the file name (app.db -> app) is shared by every app.db: two databases backed
+ * up under it to one repository would mix, and then retention prunes one by the other's backups and
+ * `restore --latest` may bring back the wrong database. So a derived name whose newest backup is of
+ * a file at another path is refused. The host is not compared: a machine rebuilt after a disaster,
+ * or a container redeployed, has a new host name and the same database at the same path. A name
+ * given with --name (or a config file's `name`) is the user's decision: a database that moved to
+ * another path keeps its name that way.
+ */
+async function assertSameSource(storage: Storage, name: string, source: string, before?: string): Promise<void> {
+  // The newest backup of the name (before `before`: the one just older than ours).
+  const newest = (await listManifests(storage, name)).find((entry) => before === undefined || entry.id < before);
+  if (newest === undefined) return;
+  let previous: BackupManifest;
+  try {
+    previous = await readManifest(storage, newest.key);
+  } catch {
+    return; // unreadable: restore and verify will say so; it says nothing about the source
+  }
+  if (!previous.source || previous.source.path === source) return;
+  throw new UsageError(
+    `backups named ${name} in ${storage.url} are of ${previous.source.path} (on ${previous.host}), not of ${source}`,
+    `give this database its own name with --name; or, if it is the same database moved here, pass --name ${name}`,
+  );
+}
+
+async function* tap<T>(source: AsyncIterable<T>, each: (item: T) => void): AsyncGenerator<T> {
+  for await (const item of source) {
+    each(item);
+    yield item;
+  }
+}

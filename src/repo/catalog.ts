@@ -1,0 +1,252 @@
+/**
+ * What a repository holds, as far as manifests say: the only source of truth for list, restore and
+ * everything else. A data object without a manifest (an interrupted upload) is never a backup; it is
+ * reported as an orphan. A listing is input from the network: a key listed twice is one object.
+ * A backup dated beyond now (a host whose clock was wrong, or a manifest planted in the bucket) is an
+ * anomaly, never the newest backup: retention does not count or remove it, and --latest / --at pass
+ * over it.
+ */
+import { NotFoundError, UsageError, VerificationError } from "../errors.ts";
+import type { Logger } from "../logger.ts";
+import { backupIdTime, parseDataKey, parseManifest, parseManifestKey, parseVerifiedKey, type BackupManifest } from "./manifest.ts";
+import { readAll } from "../util/streams.ts";
+import type { ObjectInfo, Storage } from "../storage/types.ts";
+
+export interface Catalog {
+  /** Valid backups, newest first (by id, which sorts by creation time). */
+  backups: BackupManifest[];
+  /** Manifests that exist but could not be read or validated, newest first, with the reason. */
+  invalid: { key: string; name: string; id: string; reason: string }[];
+  /** Data objects that no manifest names (interrupted uploads), oldest first. */
+  orphans: ObjectInfo[];
+  /** For backups that `verify --record` found sound: manifest id -> time of the last successful check. */
+  verifiedAt: Record<string, string>;
+  /** Verification markers whose backup is gone (left by an interrupted prune). */
+  strayMarkers: ObjectInfo[];
+  /**
+   * Valid manifests whose data object the listing shows missing or of another size than recorded:
+   * backups that cannot be restored, found without reading a byte of data. Newest first.
+   */
+  damaged: { backup: BackupManifest; reason: string }[];
+  /** Valid manifests dated beyond now plus FUTURE_TOLERANCE_MS (see isFutureDated). Newest first. */
+  futureDated: BackupManifest[];
+}
+
+/**
+ * How far beyond now a backup may be dated and still count: 15 minutes, the clock difference S3
+ * accepts in a signed request, so a host whose clock S3 accepted never makes a future-dated backup.
+ */
+export const FUTURE_TOLERANCE_MS = 15 * 60_000;
+
+/** Whether a backup id (its creation time) lies beyond `now` plus FUTURE_TOLERANCE_MS. */
+export function isFutureDated(id: string, now: Date): boolean {
+  return backupIdTime(id) > now.getTime() + FUTURE_TOLERANCE_MS;
+}
+
+/**
+ * "Now" for telling future-dated backups: the later of `local` (this machine's clock) and the
+ * storage server's, a second clock: a backup is an anomaly only when it is beyond both, so a machine
+ * whose clock is behind never takes the newest real backups for future ones.
+ */
+export function repositoryNow(storage: Storage, local: Date = new Date()): Date {
+  const server = storage.serverNow?.();
+  return server && server.getTime() > local.getTime() ? server : local;
+}
+
+const READ_CONCURRENCY = 8;
+
+/**
+ * Read every manifest under `name` (or under every name when omitted). Throws the storage's errors
+ * (unavailable, auth); a manifest that vanishes between list and read (a concurrent prune) is skipped.
+ * `now` (default: the clock) decides which backups are future-dated.
+ */
+export async function readCatalog(storage: Storage, name?: string, options: { now?: Date } = {}): Promise<Catalog> {
+  const manifests: { key: string; name: string; id: string }[] = [];
+  const data: ObjectInfo[] = [];
+  const verifiedAt: Record<string, string> = {};
+  const markers: ObjectInfo[] = [];
+  for await (const object of listOnce(storage, name ? `${name}/` : "")) {
+    const manifest = parseManifestKey(object.key);
+    if (manifest && (!name || manifest.name === name)) manifests.push({ key: object.key, ...manifest });
+    else if (parseDataKey(object.key)) data.push(object);
+    else {
+      const verified = parseVerifiedKey(object.key);
+      if (verified) {
+        verifiedAt[`${verified.name}/${verified.id}`] = object.lastModified.toISOString();
+        markers.push(object);
+      }
+    }
+  }
+  const backups: BackupManifest[] = [];
+  const invalid: Catalog["invalid"] = [];
+  await mapLimit(manifests, READ_CONCURRENCY, async (entry) => {
+    try {
+      backups.push(await readManifest(storage, entry.key));
+    } catch (error) {
+      if (error instanceof NotFoundError) return;
+      if (!(error instanceof VerificationError)) throw error;
+      invalid.push({ ...entry, reason: error.message });
+    }
+  });
+  const newestFirst = (a: { id: string; name: string }, b: { id: string; name: string }) => (a.id < b.id ? 1 : a.id > b.id ? -1 : a.name.localeCompare(b.name));
+  backups.sort(newestFirst);
+  invalid.sort(newestFirst);
+  const named = new Set(manifests.map((m) => `${m.name}/${m.id}`));
+  const orphans = data.filter((object) => {
+    const parsed = parseDataKey(object.key)!;
+    return !named.has(`${parsed.name}/${parsed.id}`) && (!name || parsed.name === name);
+  });
+  const verified: Record<string, string> = {};
+  for (const b of backups) {
+    const at = verifiedAt[`${b.name}/${b.id}`];
+    if (at) verified[b.id] = at;
+  }
+  const strayMarkers = markers.filter((m) => {
+    const parsed = parseVerifiedKey(m.key)!;
+    return !named.has(`${parsed.name}/${parsed.id}`) && (!name || parsed.name === name);
+  });
+  const sizes = new Map(data.map((object) => [object.key, object.size]));
+  const damaged = backups.flatMap((backup) => {
+    const reason = dataObjectProblem(backup, sizes.get(backup.stored.key));
+    return reason ? [{ backup, reason }] : [];
+  });
+  const now = repositoryNow(storage, options.now);
+  const futureDated = backups.filter((backup) => isFutureDated(backup.id, now));
+  return { backups, invalid, orphans, verifiedAt: verified, strayMarkers, damaged, futureDated };
+}
+
+/** storage.list with each key at most once: a listing repeated by a faulty server or proxy. */
+async function* listOnce(storage: Storage, prefix: string): AsyncGenerator<ObjectInfo> {
+  const seen = new Set<string>();
+  for await (const object of storage.list(prefix)) {
+    if (seen.has(object.key)) continue;
+    seen.add(object.key);
+    yield object;
+  }
+}
+
+/** Why a backup whose data object is `size` bytes (undefined: not there) cannot be restored; null if it looks whole. */
+export function dataObjectProblem(backup: BackupManifest, size: number | undefined): string | null {
+  if (size === undefined) return `its data object ${backup.stored.key} is missing`;
+  if (size !== backup.stored.bytes) return `its data object is ${size} bytes, not the ${backup.stored.bytes} its manifest records`;
+  return null;
+}
+
+/** A manifest's key with the name and id it encodes. */
+export interface ManifestEntry {
+  key: string;
+  name: string;
+  id: string;
+}
+
+/** The manifest keys under `name` (every name when omitted), newest first; no manifest is read. */
+export async function listManifests(storage: Storage, name?: string): Promise<ManifestEntry[]> {
+  const entries: ManifestEntry[] = [];
+  for await (const object of listOnce(storage, name ? `${name}/` : "")) {
+    const parsed = parseManifestKey(object.key);
+    if (parsed && (!name || parsed.name === name)) entries.push({ key: object.key, ...parsed });
+  }
+  return entries.sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : a.name.localeCompare(b.name)));
+}
+
+/** A backup a selection may pick: its manifest, or the reason its manifest cannot be used. */
+export type Candidate = { ok: true; manifest: BackupManifest } | { ok: false; entry: ManifestEntry; error: VerificationError };
+
+/**
+ * The backups among `entries` that `selection` may pick, best candidate first, each manifest read
+ * only when the caller asks for the next one, a few ahead: `restore --latest` and `status` read the
+ * newest manifest of a name, not all of its thousands. Keys already rule out what their id (creation
+ * time, to the millisecond) does not match. A manifest that cannot be read or validated is a
+ * candidate that failed (the caller refuses it, or passes over it with --fallback: a newest backup
+ * written by a newer version is never silently replaced by an older one); one removed since the
+ * listing (a concurrent prune) is skipped. --latest and --at pass over future-dated backups (named
+ * on `log` when given), so a wrong clock once never decides what is restored; --id still picks one.
+ */
+export async function* readCandidates(storage: Storage, entries: ManifestEntry[], selection: Selection, options: { now?: Date; log?: Logger } = {}): AsyncGenerator<Candidate> {
+  const now = repositoryNow(storage, options.now);
+  const wanted = entries.filter((e) => {
+    if ("id" in selection) return e.id === selection.id;
+    if ("at" in selection && backupIdTime(e.id) > selection.at.getTime()) return false;
+    if (!isFutureDated(e.id, now)) return true;
+    options.log?.warn(`passing over ${e.name} ${e.id}: it is dated ${new Date(backupIdTime(e.id)).toISOString()}, beyond this machine's clock (${now.toISOString()})`);
+    return false;
+  });
+  const read = (entry: ManifestEntry): Promise<Candidate | null> =>
+    readManifest(storage, entry.key).then(
+      (manifest) => ({ ok: true as const, manifest }),
+      (error: unknown) => {
+        if (error instanceof NotFoundError) return null;
+        if (error instanceof VerificationError) return { ok: false as const, entry, error };
+        throw error;
+      },
+    );
+  // The first manifest alone (usually the only one needed), then READ_CONCURRENCY at a time.
+  for (let start = 0, size = 1; start < wanted.length; start += size, size = READ_CONCURRENCY) {
+    const window = wanted.slice(start, start + size).map(read);
+    for (const pending of window) pending.catch(() => {}); // a failure is thrown below, in order
+    for (const pending of window) {
+      const candidate = await pending;
+      if (candidate && (!candidate.ok || selectCandidates([candidate.manifest], selection).length)) yield candidate;
+    }
+  }
+}
+
+/** The newest backup among `entries` (its manifest, or why that cannot be used), reading as few manifests as it takes. */
+export async function newestBackup(storage: Storage, entries: ManifestEntry[], options: { now?: Date; log?: Logger } = {}): Promise<Candidate | undefined> {
+  for await (const candidate of readCandidates(storage, entries, { latest: true }, options)) return candidate;
+  return undefined;
+}
+
+export async function readManifest(storage: Storage, key: string): Promise<BackupManifest> {
+  return parseManifest(await readAll(await storage.get(key)), key);
+}
+
+export type Selection = { latest: true } | { id: string } | { at: Date };
+
+/** Parse --latest / --id / --at into one selection; at most one may be given. Throws UsageError. */
+export function parseSelection(flags: { latest?: boolean; id?: string; at?: string }): Selection {
+  const given = [flags.latest ? "--latest" : "", flags.id ? "--id" : "", flags.at ? "--at" : ""].filter(Boolean);
+  if (given.length > 1) throw new UsageError(`${given.join(" and ")} cannot be combined`);
+  if (flags.id) return { id: flags.id };
+  if (flags.at) {
+    // A time without a zone is UTC, as list shows times (JavaScript would read it as local time).
+    const at = new Date(/T\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/.test(flags.at) ? `${flags.at}Z` : flags.at);
+    const [, year, month, day] = (/^(\d{4})-(\d{2})-(\d{2})/.exec(flags.at) ?? []).map(Number);
+    const realDay = year !== undefined && month! >= 1 && month! <= 12 && day! >= 1 && day! <= new Date(Date.UTC(year, month!, 0)).getUTCDate(); // not 2026-02-30
+    if (!realDay || Number.isNaN(at.getTime()))
+      throw new UsageError(`--at ${flags.at} is not an ISO 8601 time`, "for example --at 2026-11-22T05:00:00Z");
+    return { at };
+  }
+  return { latest: true };
+}
+
+/** The backups a selection may pick from, best candidate first (newest first). */
+export function selectCandidates(backups: BackupManifest[], selection: Selection): BackupManifest[] {
+  if ("id" in selection) return backups.filter((b) => b.id === selection.id);
+  if ("at" in selection) return backups.filter((b) => Date.parse(b.createdAt) <= selection.at.getTime());
+  return backups;
+}
+
+export function describeSelection(selection: Selection): string {
+  if ("id" in selection) return `with id ${selection.id}`;
+  if ("at" in selection) return `at or before ${selection.at.toISOString()}`;
+  return "";
+}
+
+/** Run fn over items with at most `limit` in flight; rejects with the first error after all settle. */
+export async function mapLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: unknown;
+  const worker = async () => {
+    while (next < items.length && failure === undefined) {
+      const item = items[next++]!;
+      try {
+        await fn(item);
+      } catch (error) {
+        failure ??= error;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure !== undefined) throw failure;
+}
