@@ -7,7 +7,21 @@ import { rmSync } from "node:fs";
 import { DeadlineError, InterruptedError } from "./errors.ts";
 import { interruptedBy, onInterrupt } from "./interrupts.ts";
 import { silentLogger, type Logger } from "./logger.ts";
-import type { ProgressReporter } from "./progress.ts";
+
+/** What a long run reports for a person watching (src/progress.ts draws it on a terminal). */
+export interface ProgressReporter {
+  /**
+   * A new phase: what is being done, and the bytes it will go through (undefined when that cannot be
+   * measured: only the time it has taken is shown). The count starts again at 0.
+   */
+  phase(name: string, total?: number): void;
+  /** A new name for the phase, keeping its count ("verifying 2/5"). */
+  rename(name: string): void;
+  /** `bytes` more of the phase are done. Called for every block, so it only adds. */
+  advance(bytes: number): void;
+  /** Nothing is in progress any more: no frame remains on the screen. */
+  end(): void;
+}
 
 export interface RunContext {
   log: Logger;

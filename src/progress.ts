@@ -8,21 +8,9 @@
  * leaves its line behind on an error or a signal; log-update hides the cursor and brings signal-exit,
  * whose signal handlers would compete with ours. Each of those is what a frame must get right here.
  */
+import type { ProgressReporter } from "./context.ts";
 import { formatBytes } from "./output.ts";
 
-export interface ProgressReporter {
-  /**
-   * A new phase: what is being done, and the bytes it will go through (undefined when that cannot be
-   * measured: only the time it has taken is shown). The count starts again at 0.
-   */
-  phase(name: string, total?: number): void;
-  /** A new name for the phase, keeping its count ("verifying 2/5"). */
-  rename(name: string): void;
-  /** `bytes` more of the phase are done. Called for every block, so it only adds. */
-  advance(bytes: number): void;
-  /** Nothing is in progress any more: no frame remains on the screen. */
-  end(): void;
-}
 
 /** At most this often a frame; about ten a second reads as live without costing anything. */
 const FRAME_MS = 100;
