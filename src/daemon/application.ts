@@ -4,7 +4,7 @@
  * do, so that it cannot keep the final backup waiting for ever.
  */
 import type { Subprocess } from "bun";
-import { VaultError } from "../errors.ts";
+import { UsageError, VaultError } from "../errors.ts";
 import type { Emit } from "./events.ts";
 
 export class Application {
@@ -55,4 +55,34 @@ export class Application {
   kill(): void {
     this.child.kill("SIGKILL");
   }
+}
+
+/** Split a command line into argv: whitespace separates, single and double quotes group, backslash escapes. Throws UsageError. */
+export function splitCommand(line: string): string[] {
+  const argv: string[] = [];
+  let current = "";
+  let quote: "'" | '"' | null = null;
+  let has = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!;
+    if (quote) {
+      if (c === quote) quote = null;
+      else if (c === "\\" && quote === '"' && i + 1 < line.length) current += line[++i];
+      else current += c;
+    } else if (c === "'" || c === '"') {
+      quote = c;
+      has = true;
+    } else if (c === "\\" && i + 1 < line.length) {
+      current += line[++i];
+      has = true;
+    } else if (/\s/.test(c)) {
+      if (has || current) argv.push(current);
+      current = "";
+      has = false;
+    } else current += c;
+  }
+  if (quote) throw new UsageError(`--exec has an unclosed ${quote} quote`);
+  if (has || current) argv.push(current);
+  if (!argv.length) throw new UsageError("--exec is empty");
+  return argv;
 }

@@ -2,7 +2,7 @@
  * cron's HTTP listener (--listen): GET /health is JSON, 503 once any database's last run failed;
  * GET /metrics is the Prometheus text format. It reads the daemon's state and changes nothing.
  */
-import { VaultError } from "../errors.ts";
+import { UsageError, VaultError } from "../errors.ts";
 import type { DatabaseHealth } from "./runner.ts";
 
 export interface ListenAddress {
@@ -19,6 +19,14 @@ export interface StatusServer {
   url: string;
   /** Close the listener and any open connection. */
   stop: () => void;
+}
+
+/** Parse `--listen [HOST:]PORT` (HOST defaults to 127.0.0.1; brackets around IPv6). Throws UsageError. */
+export function parseListenAddress(value: string): ListenAddress {
+  const match = /^(?:(\[[^\]]+\]|[^:]+):)?(\d+)$/.exec(value);
+  const port = Number(match?.[2]);
+  if (!match || !Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--listen ${value} is not HOST:PORT`, "for example --listen 127.0.0.1:9090");
+  return { hostname: match[1]?.replace(/^\[|\]$/g, "") ?? "127.0.0.1", port };
 }
 
 /** Bind and serve. Throws VaultError when the address cannot be bound (a busy port). */
