@@ -59,8 +59,10 @@ export async function startDaemon(options: DaemonOptions, ctx: RunContext): Prom
   const jobCtx: RunContext = { log: ctx.log, temp: ctx.temp, signal: work.signal };
 
   const prepared = await prepareTargets(options.targets, { restoreIfMissing: options.restoreIfMissing, work, ctx: jobCtx, metrics, emit });
-  const runners = prepared.map(({ target, restoredOnStartup }) => new DatabaseRunner(target, restoredOnStartup, { ctx: jobCtx, metrics, now: options.now, emit }));
-  const supervisor = new Supervisor({ runners, work, temp: ctx.temp, emit, stopTimeoutMs: options.stopTimeoutMs, shutdownTimeoutMs: options.shutdownTimeoutMs });
+  const runnerDeps = { ctx: jobCtx, metrics, now: options.now, emit };
+  const runners = prepared.map(({ target, restoredOnStartup }) => new DatabaseRunner(target, restoredOnStartup, runnerDeps));
+  const { stopTimeoutMs, shutdownTimeoutMs } = options;
+  const supervisor = new Supervisor({ runners, work, temp: ctx.temp, emit, stopTimeoutMs, shutdownTimeoutMs });
 
   // Bound before the application starts, so a busy port never orphans it.
   let server: StatusServer | undefined;

@@ -6,9 +6,13 @@
 /** Report one event; the daemon's only way of saying what it does. */
 export type Emit = (event: string, fields: Record<string, unknown>) => void;
 
-/** Events --quiet still prints: failures, an exit forced by a second signal, an application killed at the stop timeout, a stop that left a database without its final backup. */
+/**
+ * Events --quiet still prints: failures, an exit forced by a second signal, an application killed at
+ * the stop timeout, a stop that left a database without its final backup.
+ */
 export function isFailureEvent(event: string, fields: Record<string, unknown>): boolean {
-  return event === "backup-failed" || event === "exit-now" || event === "exec-killed" || (event === "stopped" && Array.isArray(fields.notBackedUp) && fields.notBackedUp.length > 0);
+  if (event === "backup-failed" || event === "exit-now" || event === "exec-killed") return true;
+  return event === "stopped" && Array.isArray(fields.notBackedUp) && fields.notBackedUp.length > 0;
 }
 
 /** One event as a line (no newline): `{"time":…,"event":…,…}` with json, else `TIME EVENT key=value…`. */
@@ -19,8 +23,12 @@ export function formatEvent(event: string, fields: Record<string, unknown>, json
   return `${iso} ${event}${pairs.join("")}`;
 }
 
+interface TextSink {
+  write(text: string): unknown;
+}
+
 /** An Emit that writes each event as a line: on `stdout` with json, else on `stderr`; with quiet only failures. */
-export function createEventWriter(view: { json: boolean; quiet: boolean }, out: { stdout: { write(text: string): unknown }; stderr: { write(text: string): unknown } }): Emit {
+export function createEventWriter(view: { json: boolean; quiet: boolean }, out: { stdout: TextSink; stderr: TextSink }): Emit {
   const stream = view.json ? out.stdout : out.stderr;
   return (event, fields) => {
     if (view.quiet && !isFailureEvent(event, fields)) return;

@@ -104,8 +104,21 @@ export class DatabaseRunner {
   }
 
   health(): DatabaseHealth {
-    const { name, lastBackupAt, lastBackupBytes, lastBackupId, nextScheduledAt, backupCount, restoredOnStartup, lastError, lastRunOk } = this;
-    return { name, lastBackupAt, lastBackupBytes, lastBackupId, nextScheduledAt, backupCount, restoredOnStartup, lastError, schedule: this.schedule, enabled: true, running: this.running !== null, lastRunOk };
+    // The key order is /health's output order.
+    return {
+      name: this.name,
+      lastBackupAt: this.lastBackupAt,
+      lastBackupBytes: this.lastBackupBytes,
+      lastBackupId: this.lastBackupId,
+      nextScheduledAt: this.nextScheduledAt,
+      backupCount: this.backupCount,
+      restoredOnStartup: this.restoredOnStartup,
+      lastError: this.lastError,
+      schedule: this.schedule,
+      enabled: true,
+      running: this.running !== null,
+      lastRunOk: this.lastRunOk,
+    };
   }
 
   private async runScheduled(): Promise<void> {

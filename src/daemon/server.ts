@@ -25,7 +25,8 @@ export interface StatusServer {
 export function parseListenAddress(value: string): ListenAddress {
   const match = /^(?:(\[[^\]]+\]|[^:]+):)?(\d+)$/.exec(value);
   const port = Number(match?.[2]);
-  if (!match || !Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--listen ${value} is not HOST:PORT`, "for example --listen 127.0.0.1:9090");
+  if (!match || !Number.isInteger(port) || port < 0 || port > 65535)
+    throw new UsageError(`--listen ${value} is not HOST:PORT`, "for example --listen 127.0.0.1:9090");
   return { hostname: match[1]?.replace(/^\[|\]$/g, "") ?? "127.0.0.1", port };
 }
 

@@ -91,6 +91,7 @@ async function restoreIfMissing(t: DaemonTarget, { work, ctx, metrics, emit }: S
 function startupRestoreHint(failure: VaultError, db: string): string | undefined {
   if (failure instanceof NoSpaceError) return "free some space there, then start cron again";
   if (failure.hint?.includes("--fallback")) return `restore the newest sound backup by hand (sqlite-vault restore ${db} --fallback), then start cron again`;
-  if (failure.hint && /--(force|output)\b/.test(failure.hint)) return `move ${db} out of the way, or restore it by hand (sqlite-vault restore ${db}), then start cron again`;
+  if (failure.hint && /--(force|output)\b/.test(failure.hint))
+    return `move ${db} out of the way, or restore it by hand (sqlite-vault restore ${db}), then start cron again`;
   return failure.hint;
 }
