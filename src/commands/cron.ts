@@ -1,5 +1,8 @@
 import { defineCommand } from "citty";
+import { splitCommand } from "../daemon/application.ts";
 import { startDaemon } from "../daemon/daemon.ts";
+import { createEventWriter } from "../daemon/events.ts";
+import { parseListenAddress } from "../daemon/server.ts";
 import { resolveDecryption, resolveEncryption } from "../pipeline/age.ts";
 import { UsageError } from "../errors.ts";
 import { validateSchedule } from "../config/file.ts";
@@ -43,7 +46,7 @@ export default defineCommand({
         if (flags.schedule) validateSchedule(flags.schedule);
         const shutdown = parseDuration(flags["shutdown-timeout"] ?? "30s", "--shutdown-timeout");
         if (shutdown.months || shutdown.years) throw new UsageError("--shutdown-timeout reads as months; write minutes as min");
-        const listen = flags.listen ? parseListen(flags.listen) : undefined;
+        const listen = flags.listen ? parseListenAddress(flags.listen) : undefined;
         const exec = flags.exec ? splitCommand(flags.exec) : undefined;
         // The daemon decides when its work stops (not the first signal): the storage follows that.
         const work = new AbortController();
@@ -64,18 +67,7 @@ export default defineCommand({
             ...(await resolveEncryption({ recipients, recipientsFile: flags["recipients-file"], passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"], identities, encryption: flags.encryption }, process.env, ctx.log, t.file)),
             decryption: resolveDecryption({ identities, passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"] }, process.env, ctx.log, t.file),
           });
-        const emit = (event: string, fields: Record<string, unknown>) => {
-          // --quiet: only what went wrong.
-          if (flags.quiet && !isFailureEvent(event, fields)) return;
-          const time = new Date().toISOString();
-          const line = flags.json
-            ? JSON.stringify({ time, event, ...fields })
-            : `${time} ${event}${Object.entries(fields)
-                .map(([k, v]) => ` ${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
-                .join("")}`;
-          // --json: stdout is the events, one object a line (the application's stdout goes to stderr); else they are diagnostics.
-          (flags.json ? process.stdout : process.stderr).write(`${line}\n`);
-        };
+        const emit = createEventWriter({ json: flags.json === true, quiet: flags.quiet === true }, process);
         const stopTimeoutMs = resolveStopTimeout(flags["stop-timeout"], process.env.SQLITE_VAULT_STOP_TIMEOUT, config?.stopTimeout);
         const daemon = await startDaemon(
           { targets: daemonTargets, restoreIfMissing: flags["restore-if-missing"] === true, exec, execStdoutToStderr: flags.json === true, stopTimeoutMs, listen, shutdownTimeoutMs: shutdown.ms, now: resolveNow(process.env), emit, work },
@@ -94,46 +86,4 @@ function resolveStopTimeout(flag: string | undefined, env: string | undefined, f
   const duration = parseDuration(text, from);
   if (duration.months || duration.years) throw new UsageError(`${from} ${text} reads as months`, "write minutes as min");
   return duration.ms;
-}
-
-function parseListen(value: string): { hostname: string; port: number } {
-  const match = /^(?:(\[[^\]]+\]|[^:]+):)?(\d+)$/.exec(value);
-  const port = Number(match?.[2]);
-  if (!match || !Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--listen ${value} is not HOST:PORT`, "for example --listen 127.0.0.1:9090");
-  return { hostname: match[1]?.replace(/^\[|\]$/g, "") ?? "127.0.0.1", port };
-}
-
-/** Split a command line into argv: whitespace separates, single and double quotes group, backslash escapes. */
-export function splitCommand(line: string): string[] {
-  const argv: string[] = [];
-  let current = "";
-  let quote: "'" | '"' | null = null;
-  let has = false;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i]!;
-    if (quote) {
-      if (c === quote) quote = null;
-      else if (c === "\\" && quote === '"' && i + 1 < line.length) current += line[++i];
-      else current += c;
-    } else if (c === "'" || c === '"') {
-      quote = c;
-      has = true;
-    } else if (c === "\\" && i + 1 < line.length) {
-      current += line[++i];
-      has = true;
-    } else if (/\s/.test(c)) {
-      if (has || current) argv.push(current);
-      current = "";
-      has = false;
-    } else current += c;
-  }
-  if (quote) throw new UsageError(`--exec has an unclosed ${quote} quote`);
-  if (has || current) argv.push(current);
-  if (!argv.length) throw new UsageError("--exec is empty");
-  return argv;
-}
-
-/** Events --quiet still prints: failures, an exit forced by a second signal, an application killed at the stop timeout, a stop that left a database without its final backup. */
-export function isFailureEvent(event: string, fields: Record<string, unknown>): boolean {
-  return event === "backup-failed" || event === "exit-now" || event === "exec-killed" || (event === "stopped" && Array.isArray(fields.notBackedUp) && fields.notBackedUp.length > 0);
 }

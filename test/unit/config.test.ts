@@ -6,7 +6,7 @@ import { loadConfig, locate, parseConfig, validateSchedule } from "../../src/con
 import { resolveSettings } from "../../src/config/settings.ts";
 import { UsageError } from "../../src/errors.ts";
 import { mergeFileSettings } from "../../src/config/targets.ts";
-import { splitCommand } from "../../src/commands/cron.ts";
+import { splitCommand } from "../../src/daemon/application.ts";
 
 const FULL = `# a full config
 repo: s3://bucket/\${PREFIX}?endpoint=http://127.0.0.1:7480
