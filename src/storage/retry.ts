@@ -33,6 +33,7 @@ export class AttemptTimeoutError extends Error {
 const TRANSIENT_CODES = new Set(["SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable"]);
 const TRANSIENT_NETWORK = /ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|ConnectionRefused|ConnectionClosed|socket|closed unexpectedly|Unable to connect|network|fetch failed/i;
 
+/** Whether another attempt may succeed: the classification in this module's header. */
 export function isTransient(error: unknown): boolean {
   if (error instanceof TransientError || error instanceof AttemptTimeoutError) return true;
   // Our own verdicts (an answer that is not what was asked for) are final, whatever their wording.
