@@ -3,22 +3,15 @@
  * all is well, one line for the backup and one for its prune without it, and a failure in at most
  * three lines on stderr.
  */
-import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { join } from "node:path";
 import { runCli } from "../helpers/cli.ts";
-import { createBankDb, removeTempDirs, tempDir } from "../helpers/db.ts";
-import { createTestBucket, s3Env, s3RepoUrl } from "../helpers/s3.ts";
+import { createBankDb, tempDir } from "../helpers/db.ts";
+import { useTestBucket, s3Env, s3RepoUrl } from "../helpers/s3.ts";
 
 setDefaultTimeout(120_000);
 
-let bucket: Awaited<ReturnType<typeof createTestBucket>>;
-beforeAll(async () => {
-  bucket = await createTestBucket("crontab");
-});
-afterAll(async () => {
-  await bucket?.cleanup();
-  removeTempDirs();
-});
+const bucket = useTestBucket("crontab");
 
 const KEEP = ["--keep-last", "2"];
 const lines = (text: string) => text.split("\n").filter((l) => l.trim() !== "");

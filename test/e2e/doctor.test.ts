@@ -3,27 +3,17 @@
  * a storage that acknowledges deletes without deleting (the fault proxy), and a local directory.
  * It always cleans up what it wrote.
  */
-import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { removeTempDirs, tempDir } from "../helpers/db.ts";
+import { tempDir } from "../helpers/db.ts";
 import { runCli } from "../helpers/cli.ts";
-import { startFaultProxy, type FaultProxy } from "../helpers/fault-proxy.ts";
-import { adminClient, createTestBucket, listUploads, s3Env, s3RepoUrl, testS3 } from "../helpers/s3.ts";
+import { useTestBucket, adminClient, listUploads, s3Env, s3RepoUrl } from "../helpers/s3.ts";
 
 setDefaultTimeout(120_000);
 
-let bucket: Awaited<ReturnType<typeof createTestBucket>>;
-let proxy: FaultProxy;
-beforeAll(async () => {
-  bucket = await createTestBucket("doctor");
-  proxy = await startFaultProxy(testS3().endpoint);
-});
-afterAll(async () => {
-  await proxy?.stop();
-  await bucket?.cleanup();
-  removeTempDirs();
-});
+const bucket = useTestBucket("doctor", { proxy: true });
+const proxy = bucket.proxy;
 
 async function bucketKeys(): Promise<string[]> {
   const keys: string[] = [];

@@ -2,24 +2,17 @@
  * Every failure a user can cause, through the compiled binary: one clear line on stderr (plus a
  * "Try:" hint), the documented exit code, nothing half-written, nothing listed that is not complete.
  */
-import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { createBankDb, holdOpen, removeTempDirs, tempDir } from "../helpers/db.ts";
+import { createBankDb, holdOpen, tempDir } from "../helpers/db.ts";
 import { ensureBinary, ROOT, runCli, spawnCli } from "../helpers/cli.ts";
-import { createTestBucket, listUploads, s3Env, s3RepoUrl } from "../helpers/s3.ts";
+import { useTestBucket, listUploads, s3Env, s3RepoUrl } from "../helpers/s3.ts";
 
 // Real databases through a real S3 server (and retries with backoff) take more than the default 5 s.
 setDefaultTimeout(120_000);
 
-let bucket: Awaited<ReturnType<typeof createTestBucket>>;
-beforeAll(async () => {
-  bucket = await createTestBucket("e2e-err");
-});
-afterAll(async () => {
-  await bucket?.cleanup();
-  removeTempDirs();
-});
+const bucket = useTestBucket("e2e-err");
 
 /** Progress lines may come first; the run ends with one error line, maybe one "Try:" line, no stack trace. */
 function expectCleanError(stderr: string, message: string | RegExp): void {
@@ -313,7 +306,7 @@ describe("interruption and locking", () => {
 
   test("a second backup of the same database exits 11; a lock left by a killed process does not block", async () => {
     const { db, repo } = setup("err-lock");
-    const holderScript = `import { acquireLock } from ${JSON.stringify(join(ROOT, "src", "lock.ts"))}; acquireLock(${JSON.stringify(db)}, "backup"); console.log("held"); await Bun.sleep(60000);`;
+    const holderScript = `import { acquireLock } from ${JSON.stringify(join(ROOT, "src", "local", "lock.ts"))}; acquireLock(${JSON.stringify(db)}, "backup"); console.log("held"); await Bun.sleep(60000);`;
     const holder = Bun.spawn([process.execPath, "-e", holderScript], { stdout: "pipe" });
     const reader = holder.stdout.getReader();
     expect(new TextDecoder().decode((await reader.read()).value)).toContain("held");

@@ -7,12 +7,12 @@
  *   - list shows only complete backups (each one's data object is there, whole),
  *   - the next run succeeds (no stale lock, no leftover in the way).
  */
-import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { createBankDb, inspectBank, removeTempDirs, startWriter, tempDir } from "../helpers/db.ts";
+import { createBankDb, inspectBank, startWriter, tempDir } from "../helpers/db.ts";
 import { runCli, spawnCli } from "../helpers/cli.ts";
-import { createTestBucket } from "../helpers/s3.ts";
+import { useTestBucket } from "../helpers/s3.ts";
 import { s3Repo, type TestRepo } from "../helpers/repos.ts";
 
 setDefaultTimeout(300_000);
@@ -32,14 +32,7 @@ function prng(seed: number): () => number {
   };
 }
 
-let bucket: Awaited<ReturnType<typeof createTestBucket>>;
-beforeAll(async () => {
-  bucket = await createTestBucket("kill9");
-});
-afterAll(async () => {
-  await bucket?.cleanup();
-  removeTempDirs();
-});
+const bucket = useTestBucket("kill9");
 
 type Repo = Pick<TestRepo, "url" | "env" | "storage">;
 

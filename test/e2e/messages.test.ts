@@ -1,27 +1,17 @@
 /**
  * Messages that tell the truth: what a run could not do as asked is said, in one line.
  */
-import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { runCli } from "../helpers/cli.ts";
-import { createBankDb, removeTempDirs, tempDir } from "../helpers/db.ts";
-import { startFaultProxy, type FaultProxy } from "../helpers/fault-proxy.ts";
-import { createTestBucket, s3Env, s3RepoUrl, testS3 } from "../helpers/s3.ts";
+import { createBankDb, tempDir } from "../helpers/db.ts";
+import { useTestBucket, s3Env, s3RepoUrl } from "../helpers/s3.ts";
 
 setDefaultTimeout(60_000);
 
-let bucket: Awaited<ReturnType<typeof createTestBucket>>;
-let proxy: FaultProxy;
-beforeAll(async () => {
-  bucket = await createTestBucket("messages");
-  proxy = await startFaultProxy(testS3().endpoint);
-});
-afterAll(async () => {
-  await proxy?.stop();
-  await bucket?.cleanup();
-  removeTempDirs();
-});
+const bucket = useTestBucket("messages", { proxy: true });
+const proxy = bucket.proxy;
 
 describe("messages", () => {
   test("--no-path-style for an IP-address endpoint is said to be ignored, and the run goes on path-style", async () => {

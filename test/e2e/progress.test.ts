@@ -3,12 +3,12 @@
  * and verify draw frames in place on stderr and leave none behind; through a pipe, with --json and
  * with -q, nothing of it is written.
  */
-import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { join } from "node:path";
 import { ensureBinary, runCli } from "../helpers/cli.ts";
-import { createBankDb, removeTempDirs } from "../helpers/db.ts";
+import { createBankDb } from "../helpers/db.ts";
 import { localRepo, s3Repo } from "../helpers/repos.ts";
-import { createTestBucket } from "../helpers/s3.ts";
+import { useTestBucket } from "../helpers/s3.ts";
 import { flipByte, readBackupManifest } from "../helpers/tamper.ts";
 import { on, startFaultProxy } from "../helpers/fault-proxy.ts";
 import { testS3 } from "../helpers/s3.ts";
@@ -17,14 +17,7 @@ setDefaultTimeout(120_000);
 
 const CLEAR = "\r\u001b[2K";
 
-let bucket: Awaited<ReturnType<typeof createTestBucket>>;
-beforeAll(async () => {
-  bucket = await createTestBucket("progress");
-});
-afterAll(async () => {
-  await bucket?.cleanup();
-  removeTempDirs();
-});
+const bucket = useTestBucket("progress");
 
 /** The binary with stdin, stdout and stderr on one pseudo-terminal; everything it wrote, raw. */
 async function runInTerminal(args: string[], env: Record<string, string> = {}): Promise<{ exitCode: number; raw: string }> {

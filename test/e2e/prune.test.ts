@@ -3,7 +3,7 @@
  * directory. Backups dated weeks apart are made with the SQLITE_VAULT_NOW test hook, which sets the
  * clock backup and prune plan with (never the grace period, which uses the real clock).
  */
-import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { join } from "node:path";
 import { runPrune } from "../../src/ops/prune.ts";
 import { createContext } from "../../src/context.ts";
@@ -12,22 +12,15 @@ import { runBackup } from "../../src/ops/backup.ts";
 import { readBackupManifest, readObject } from "../helpers/tamper.ts";
 import { parseDuration, parsePolicy, planRetention } from "../../src/repo/retention.ts";
 import type { PutOptions, Storage } from "../../src/storage/types.ts";
-import { createBankDb, inspectBank, removeTempDirs } from "../helpers/db.ts";
+import { createBankDb, inspectBank } from "../helpers/db.ts";
 import { runCli } from "../helpers/cli.ts";
-import { abandonUpload, adminClient, createTestBucket } from "../helpers/s3.ts";
+import { useTestBucket, abandonUpload, adminClient } from "../helpers/s3.ts";
 import { localRepo as localRepoIn, overriding, s3Repo as s3RepoIn, type TestRepo } from "../helpers/repos.ts";
 
 // Real databases through a real S3 server (and retries with backoff) take more than the default 5 s.
 setDefaultTimeout(120_000);
 
-let bucket: Awaited<ReturnType<typeof createTestBucket>>;
-beforeAll(async () => {
-  bucket = await createTestBucket("e2e-prune");
-});
-afterAll(async () => {
-  await bucket?.cleanup();
-  removeTempDirs();
-});
+const bucket = useTestBucket("e2e-prune");
 
 type Repo = TestRepo;
 const s3Repo = () => s3RepoIn(bucket.bucket, "prune-s3");

@@ -4,7 +4,7 @@
  * stored whose answer never came. Through the compiled binary where the outcome is the user's, and
  * the fault proxy in front of the real S3 server for the network's part.
  */
-import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { join } from "node:path";
 import { runBackup } from "../../src/ops/backup.ts";
 import { createContext } from "../../src/context.ts";
@@ -13,25 +13,16 @@ import { runPrune } from "../../src/ops/prune.ts";
 import { parseDuration, parsePolicy } from "../../src/repo/retention.ts";
 import type { ObjectInfo, PutOptions, Storage } from "../../src/storage/types.ts";
 import { runCli } from "../helpers/cli.ts";
-import { createBankDb, inspectBank, removeTempDirs } from "../helpers/db.ts";
-import { on, startFaultProxy, type FaultProxy } from "../helpers/fault-proxy.ts";
+import { createBankDb, inspectBank } from "../helpers/db.ts";
+import { on } from "../helpers/fault-proxy.ts";
 import { localRepo, overriding, type TestRepo } from "../helpers/repos.ts";
-import { createTestBucket, s3Env, s3RepoUrl, testS3 } from "../helpers/s3.ts";
+import { useTestBucket, s3Env, s3RepoUrl } from "../helpers/s3.ts";
 import { openStorage } from "../../src/storage/index.ts";
 
 setDefaultTimeout(120_000);
 
-let bucket: Awaited<ReturnType<typeof createTestBucket>>;
-let proxy: FaultProxy;
-beforeAll(async () => {
-  bucket = await createTestBucket("e2e-anomalies");
-  proxy = await startFaultProxy(testS3().endpoint);
-});
-afterAll(async () => {
-  await proxy?.stop();
-  await bucket?.cleanup();
-  removeTempDirs();
-});
+const bucket = useTestBucket("e2e-anomalies", { proxy: true });
+const proxy = bucket.proxy;
 
 /** A repository on the real S3 server, reached through the fault proxy (its `storage`: directly). */
 function proxiedRepo(label: string): TestRepo {

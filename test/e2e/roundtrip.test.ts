@@ -2,13 +2,13 @@
  * End to end through the compiled binary: backup, list and restore against both backends, and the
  * recovery path that needs no sqlite-vault at all (gunzip + sqlite3).
  */
-import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { Database } from "bun:sqlite";
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
-import { ACCOUNTS, createBankDb, INITIAL_BALANCE, inspectBank, removeTempDirs, tempDir } from "../helpers/db.ts";
+import { ACCOUNTS, createBankDb, INITIAL_BALANCE, inspectBank, tempDir } from "../helpers/db.ts";
 import { runCli } from "../helpers/cli.ts";
-import { createTestBucket, s3Env, s3RepoUrl } from "../helpers/s3.ts";
+import { useTestBucket, s3Env, s3RepoUrl } from "../helpers/s3.ts";
 import { overriding } from "../helpers/repos.ts";
 import { runBackup } from "../../src/ops/backup.ts";
 import { createContext } from "../../src/context.ts";
@@ -19,14 +19,7 @@ import type { PutOptions, Storage } from "../../src/storage/types.ts";
 // Real databases through a real S3 server (and retries with backoff) take more than the default 5 s.
 setDefaultTimeout(120_000);
 
-let bucket: Awaited<ReturnType<typeof createTestBucket>>;
-beforeAll(async () => {
-  bucket = await createTestBucket("e2e-rt");
-});
-afterAll(async () => {
-  await bucket?.cleanup();
-  removeTempDirs();
-});
+const bucket = useTestBucket("e2e-rt");
 
 const backends = [
   { label: "local directory", repo: () => join(tempDir("e2e-repo"), "repo"), env: () => ({}) },

@@ -2,12 +2,12 @@
  * verify and restore --fallback through the compiled binary, against the local directory and the real
  * S3 server: every kind of damage is caught at the right step, named, and never restored.
  */
-import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ACCOUNTS, createBankDb, INITIAL_BALANCE, inspectBank, removeTempDirs, tempDir } from "../helpers/db.ts";
+import { ACCOUNTS, createBankDb, INITIAL_BALANCE, inspectBank, tempDir } from "../helpers/db.ts";
 import { ensureBinary, runCli, spawnCli } from "../helpers/cli.ts";
-import { createTestBucket } from "../helpers/s3.ts";
+import { useTestBucket } from "../helpers/s3.ts";
 import { localRepo, s3Repo, type TestRepo } from "../helpers/repos.ts";
 import { flipByte, readBackupManifest, rewriteManifest, storeCorruptDatabase, truncate } from "../helpers/tamper.ts";
 import { dataKey } from "../../src/repo/manifest.ts";
@@ -15,14 +15,7 @@ import { dataKey } from "../../src/repo/manifest.ts";
 // Real databases through a real S3 server (and retries with backoff) take more than the default 5 s.
 setDefaultTimeout(120_000);
 
-let bucket: Awaited<ReturnType<typeof createTestBucket>>;
-beforeAll(async () => {
-  bucket = await createTestBucket("e2e-verify");
-});
-afterAll(async () => {
-  await bucket?.cleanup();
-  removeTempDirs();
-});
+const bucket = useTestBucket("e2e-verify");
 
 type Repo = TestRepo;
 

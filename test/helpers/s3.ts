@@ -2,7 +2,10 @@
  * The real S3 server for tests (Ceph RGW started by scripts/s3-server.sh). Tests that need it fail,
  * never skip, when it is not configured or not answering.
  */
+import { afterAll, beforeAll } from "bun:test";
 import { S3Client } from "@bradenmacdonald/s3-lite-client";
+import { removeTempDirs } from "./db.ts";
+import { startFaultProxy, type FaultProxy } from "./fault-proxy.ts";
 import { registerSecret } from "./cli.ts";
 
 export interface TestS3 {
@@ -82,4 +85,53 @@ export async function abandonUpload(storage: { url: string }, key: string): Prom
   const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(await initiated.text())?.[1];
   if (!uploadId) throw new Error("no UploadId");
   await client.makeRequest({ method: "PUT", objectName, query: { partNumber: "1", uploadId }, payload: new Uint8Array(5 * 1024 * 1024) });
+}
+
+export interface TestBucket {
+  /** The bucket's name (once the file's tests have started). */
+  readonly bucket: string;
+  /** The fault proxy in front of the server, when asked for. */
+  readonly proxy: FaultProxy;
+}
+
+/**
+ * The usual set-up of a test file on the real server: a fresh bucket (and a fault proxy in front of
+ * the server, with `proxy`) before its tests, and after them the bucket emptied and removed, the
+ * proxy stopped and the file's temp dirs removed.
+ */
+export function useTestBucket(label: string, options: { proxy?: boolean } = {}): TestBucket {
+  let created: Awaited<ReturnType<typeof createTestBucket>> | undefined;
+  let real: FaultProxy | undefined;
+  const started = (): FaultProxy => {
+    if (!real) throw new Error("useTestBucket: the proxy was not asked for, or the tests have not started");
+    return real;
+  };
+  // A stable object, usable from the file's top level: it forwards to the proxy once it runs.
+  const proxy: FaultProxy = {
+    get url() {
+      return started().url;
+    },
+    add: (rule) => started().add(rule),
+    clear: () => started().clear(),
+    get injected() {
+      return started().injected;
+    },
+    stop: () => started().stop(),
+  };
+  beforeAll(async () => {
+    created = await createTestBucket(label);
+    if (options.proxy) real = await startFaultProxy(testS3().endpoint);
+  });
+  afterAll(async () => {
+    await real?.stop();
+    await created?.cleanup();
+    removeTempDirs();
+  });
+  return {
+    get bucket() {
+      if (!created) throw new Error("useTestBucket: the tests have not started");
+      return created.bucket;
+    },
+    proxy,
+  };
 }
