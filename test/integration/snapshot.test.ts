@@ -218,9 +218,9 @@ describe("snapshot copy", () => {
     if (!asOther.length) chmodSync(`${db}-shm`, 0o444);
     try {
       const script = `
-        const { createSnapshot } = require(${JSON.stringify(join(ROOT, "src", "snapshot.ts"))});
+        const { createSnapshot } = require(${JSON.stringify(join(ROOT, "src", "pipeline", "snapshot.ts"))});
         const { createContext } = require(${JSON.stringify(join(ROOT, "src", "context.ts"))});
-        const { BufferPool } = require(${JSON.stringify(join(ROOT, "src", "streams.ts"))});
+        const { BufferPool } = require(${JSON.stringify(join(ROOT, "src", "util", "streams.ts"))});
         const snapshot = await createSnapshot(${JSON.stringify(db)}, ${JSON.stringify(out)}, createContext());
         const pool = new BufferPool(1 << 20, 2);
         const chunks = [];
