@@ -1,7 +1,8 @@
 /**
- * Backup: snapshot -> compress in parallel blocks -> upload the data object -> write the manifest
- * (the commit point). Reading the snapshot, compressing (on the thread pool) and uploading overlap;
- * checksums of the database bytes and of the stored bytes are computed in the same single pass.
+ * Backup: snapshot -> compress in parallel blocks -> encrypt -> hash -> upload the data object ->
+ * write the manifest (the commit point); storeSnapshot is that line. Reading the snapshot,
+ * compressing (on the thread pool) and uploading overlap; checksums of the database bytes and of
+ * the stored bytes are computed in the same single pass.
  */
 import { hostname } from "node:os";
 import { existsSync } from "node:fs";
@@ -9,8 +10,9 @@ import { resolve } from "node:path";
 import { BLOCK_SIZE, blockCompressor, mapBlocks, defaultParallelism, type BlockCompressor } from "../pipeline/codec.ts";
 import { describeEncryption, encryptStream, type EncryptionSettings } from "../pipeline/age.ts";
 import { assertEncryptionKept } from "./encryption-guard.ts";
+import { assertSameSource } from "./source-guard.ts";
 import type { RunContext } from "../context.ts";
-import { UsageError, VaultError, VerificationError } from "../errors.ts";
+import { VaultError, VerificationError } from "../errors.ts";
 import { acquireLock, safeRealpath } from "../local/lock.ts";
 import {
   assertValidName,
@@ -24,11 +26,10 @@ import {
   type BackupManifest,
   type Compression,
 } from "../repo/manifest.ts";
-import { listManifests, readManifest } from "../repo/catalog.ts";
 import { secondsSince } from "../output.ts";
 import { createSnapshot, type Snapshot } from "../pipeline/snapshot.ts";
 import type { Storage } from "../storage/types.ts";
-import { BufferPool, createDigestStream } from "../util/streams.ts";
+import { BufferPool, createDigestStream, type Digest } from "../util/streams.ts";
 import { VERSION } from "../version.ts";
 
 export interface BackupInput {
@@ -124,24 +125,64 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
   }
 }
 
-async function storeSnapshot(
-  storage: Storage,
-  snapshot: Snapshot,
-  input: BackupInput,
-  { name, id, createdAt, started, source }: { name: string; id: string; createdAt: Date; started: number; source: string },
-  ctx: RunContext,
-): Promise<BackupResult> {
-  ctx.log.debug(`snapshot of ${input.databasePath}: ${snapshot.bytes} bytes by ${snapshot.method} in ${secondsSince(started)} s`);
+/** Which backup this is: its name, id and time, when the run started, and the source's real path. */
+interface BackupIdentity {
+  name: string;
+  id: string;
+  createdAt: Date;
+  started: number;
+  source: string;
+}
 
+/**
+ * The data path, each stage once: snapshot -> compress -> encrypt -> hash -> upload -> commit.
+ * Reading, compressing and uploading overlap (streams); the manifest is written only once the data
+ * object is stored and both digests are known. On failure the data object (and a manifest that may
+ * have been stored) is taken back; the caller removes the snapshot.
+ */
+async function storeSnapshot(storage: Storage, snapshot: Snapshot, input: BackupInput, backup: BackupIdentity, ctx: RunContext): Promise<BackupResult> {
+  ctx.log.debug(`snapshot of ${input.databasePath}: ${snapshot.bytes} bytes by ${snapshot.method} in ${secondsSince(backup.started)} s`);
   const encryption = input.encryption ?? null;
-  const key = dataKey(name, id, input.compression, encryption !== null);
-  const dbDigest = new Bun.CryptoHasher("sha256");
-  let dbBytes = 0;
-  const storedDigest = createDigestStream();
+  const key = dataKey(backup.name, backup.id, input.compression, encryption !== null);
   const parallel = defaultParallelism();
   const pool = new BufferPool(BLOCK_SIZE, parallel + 1);
-  // The snapshot is let go as soon as its last block is read (for a "file-read", that ends the
-  // read transaction on the live database), before the last blocks are compressed and stored.
+
+  const database = readSnapshot(snapshot, pool, backup.name, ctx);
+  const compressed = mapBlocks(database.blocks, input.compressBlock ?? blockCompressor(input.compression), parallel, (block) => pool.release(block));
+  const encrypted = encryption ? await encryptStream(compressed, encryption) : compressed;
+  const storedDigest = createDigestStream();
+  const body = encrypted.pipeThrough(storedDigest.stream);
+  // What a failure must take back: the data object once uploaded, and the manifest once committing.
+  let stage: "uploading" | "uploaded" | "committing" = "uploading";
+  try {
+    const size = await upload(storage, key, body, snapshot.bytes, ctx);
+    stage = "uploaded";
+    const db = database.result();
+    const stored = storedDigest.result();
+    if (db.bytes !== snapshot.bytes) throw new VaultError(`read ${db.bytes} bytes of the snapshot, expected ${snapshot.bytes}`);
+    if (size !== stored.bytes) throw new VaultError(`stored ${size} bytes, expected ${stored.bytes}`);
+    ctx.signal.throwIfAborted();
+
+    const manifest = describeBackup(snapshot, input, backup, db, { key, ...stored });
+    stage = "committing"; // from here a failure may leave the manifest stored (a write whose answer was lost)
+    await commit(storage, manifest, ctx);
+    return summarize(manifest, storage, backup);
+  } catch (error) {
+    // Without a manifest the data object is not a backup; remove it rather than leave an orphan.
+    if (stage === "committing") await takeBack(storage, manifestKey(backup.name, backup.id), key, ctx);
+    else if (stage === "uploaded") await storage.delete([key]).catch(() => {});
+    throw error;
+  }
+}
+
+/**
+ * The snapshot's blocks, counted and hashed as they go by (the database's own digest). The snapshot
+ * is let go as soon as its last block is read (for a "file-read", that ends the read transaction on
+ * the live database), before the last blocks are compressed and stored.
+ */
+function readSnapshot(snapshot: Snapshot, pool: BufferPool, name: string, ctx: RunContext): { blocks: AsyncGenerator<Uint8Array>; result(): Digest } {
+  const digest = new Bun.CryptoHasher("sha256");
+  let bytes = 0;
   const read = async function* () {
     try {
       yield* snapshot.blocks(pool, ctx.signal);
@@ -153,70 +194,81 @@ async function storeSnapshot(
   };
   ctx.progress?.phase(`backing up ${name}`, snapshot.bytes);
   const blocks = tap(read(), (block) => {
-    dbDigest.update(block);
-    dbBytes += block.byteLength;
+    digest.update(block);
+    bytes += block.byteLength;
     ctx.progress?.advance(block.byteLength);
   });
-  const compressed = mapBlocks(blocks, input.compressBlock ?? blockCompressor(input.compression), parallel, (block) => pool.release(block));
-  const body = (encryption ? await encryptStream(compressed, encryption) : compressed).pipeThrough(storedDigest.stream);
-  let uploaded = false;
-  let committing = false;
-  try {
-    const uploadStarted = performance.now();
-    // Compressed or not, the stored object is about the database's size at most.
-    const { size } = await storage.put(key, body, { signal: ctx.signal, sizeHint: snapshot.bytes });
-    uploaded = true;
-    ctx.log.debug(`compressed and stored ${size} bytes in ${secondsSince(uploadStarted)} s`);
-    const db = { bytes: dbBytes, sha256: dbDigest.digest("hex") };
-    const stored = storedDigest.result();
-    if (db.bytes !== snapshot.bytes) throw new VaultError(`read ${db.bytes} bytes of the snapshot, expected ${snapshot.bytes}`);
-    if (size !== stored.bytes) throw new VaultError(`stored ${size} bytes, expected ${stored.bytes}`);
-    ctx.signal.throwIfAborted();
+  return { blocks, result: () => ({ bytes, sha256: digest.digest("hex") }) };
+}
 
-    const manifest: BackupManifest = {
-      format: FORMAT_NAME,
-      formatVersion: FORMAT_VERSION,
-      id,
-      name,
-      createdAt: createdAt.toISOString(),
-      host: hostname(),
-      source: { path: source },
-      toolVersion: VERSION,
-      sqliteVersion: snapshot.sqliteVersion,
-      snapshot: { method: snapshot.method, journalMode: snapshot.journalMode },
-      database: { pageSize: snapshot.pageSize, pageCount: snapshot.pageCount, bytes: db.bytes, sha256: db.sha256 },
-      stored: { key, bytes: stored.bytes, sha256: stored.sha256, compression: input.compression, ...(encryption ? { encryption: describeEncryption(encryption) } : {}) },
-    };
-    // From here a failure may leave the manifest stored (a write whose answer was lost).
-    committing = true;
-    await storage.put(manifestKey(name, id), serializeManifest(manifest), { signal: ctx.signal });
-    // The data object must still be there now that its manifest is: a prune elsewhere, run with a
-    // --grace shorter than this upload, may have taken it for a leftover. Then this is no backup.
-    const after = await storage.stat(key);
-    if (after?.size !== stored.bytes) {
-      throw new VaultError(`the data object ${key} was removed while its manifest was written; nothing was backed up`, "a prune with a short --grace ran meanwhile; keep --grace longer than a backup takes (default 24h)");
-    }
-    return {
-      id,
-      name,
-      createdAt: manifest.createdAt,
-      database: source,
-      repo: storage.url,
-      manifestKey: manifestKey(name, id),
-      dataKey: key,
+/** Stores the data object; its size as stored. */
+async function upload(storage: Storage, key: string, body: ReadableStream<Uint8Array>, databaseBytes: number, ctx: RunContext): Promise<number> {
+  const started = performance.now();
+  // Compressed or not, the stored object is about the database's size at most.
+  const { size } = await storage.put(key, body, { signal: ctx.signal, sizeHint: databaseBytes });
+  ctx.log.debug(`compressed and stored ${size} bytes in ${secondsSince(started)} s`);
+  return size;
+}
+
+/** The manifest of a backup whose data object is stored under `stored.key`. */
+function describeBackup(snapshot: Snapshot, input: BackupInput, backup: BackupIdentity, db: Digest, stored: Digest & { key: string }): BackupManifest {
+  const encryption = input.encryption ?? null;
+  return {
+    format: FORMAT_NAME,
+    formatVersion: FORMAT_VERSION,
+    id: backup.id,
+    name: backup.name,
+    createdAt: backup.createdAt.toISOString(),
+    host: hostname(),
+    source: { path: backup.source },
+    toolVersion: VERSION,
+    sqliteVersion: snapshot.sqliteVersion,
+    snapshot: { method: snapshot.method, journalMode: snapshot.journalMode },
+    database: { pageSize: snapshot.pageSize, pageCount: snapshot.pageCount, bytes: db.bytes, sha256: db.sha256 },
+    stored: {
+      key: stored.key,
+      bytes: stored.bytes,
+      sha256: stored.sha256,
       compression: input.compression,
-      encrypted: encryption !== null,
-      databaseBytes: db.bytes,
-      storedBytes: stored.bytes,
-      ratio: db.bytes === 0 ? 0 : stored.bytes / db.bytes,
-      durationMs: Math.round(performance.now() - started),
-    };
-  } catch (error) {
-    // Without a manifest the data object is not a backup; remove it rather than leave an orphan.
-    if (committing) await takeBack(storage, manifestKey(name, id), key, ctx);
-    else if (uploaded) await storage.delete([key]).catch(() => {});
-    throw error;
+      ...(encryption ? { encryption: describeEncryption(encryption) } : {}),
+    },
+  };
+}
+
+/**
+ * Writes the manifest (the commit point), then confirms its data object is still there: a prune
+ * elsewhere, run with a --grace shorter than this upload, may have taken it for a leftover. Then
+ * this is no backup: throws VaultError.
+ */
+async function commit(storage: Storage, manifest: BackupManifest, ctx: RunContext): Promise<void> {
+  const { key, bytes } = manifest.stored;
+  await storage.put(manifestKey(manifest.name, manifest.id), serializeManifest(manifest), { signal: ctx.signal });
+  const after = await storage.stat(key);
+  if (after?.size !== bytes) {
+    throw new VaultError(
+      `the data object ${key} was removed while its manifest was written; nothing was backed up`,
+      "a prune with a short --grace ran meanwhile; keep --grace longer than a backup takes (default 24h)",
+    );
   }
+}
+
+function summarize(manifest: BackupManifest, storage: Storage, backup: BackupIdentity): BackupResult {
+  const { database, stored } = manifest;
+  return {
+    id: manifest.id,
+    name: manifest.name,
+    createdAt: manifest.createdAt,
+    database: backup.source,
+    repo: storage.url,
+    manifestKey: manifestKey(manifest.name, manifest.id),
+    dataKey: stored.key,
+    compression: stored.compression,
+    encrypted: stored.encryption !== undefined,
+    databaseBytes: database.bytes,
+    storedBytes: stored.bytes,
+    ratio: database.bytes === 0 ? 0 : stored.bytes / database.bytes,
+    durationMs: Math.round(performance.now() - backup.started),
+  };
 }
 
 /**
@@ -233,32 +285,6 @@ async function takeBack(storage: Storage, manifest: string, data: string, ctx: R
     return;
   }
   await storage.delete([data]).catch(() => {});
-}
-
-/**
- * A name derived from the file name (app.db -> app) is shared by every app.db: two databases backed
- * up under it to one repository would mix, and then retention prunes one by the other's backups and
- * `restore --latest` may bring back the wrong database. So a derived name whose newest backup is of
- * a file at another path is refused. The host is not compared: a machine rebuilt after a disaster,
- * or a container redeployed, has a new host name and the same database at the same path. A name
- * given with --name (or a config file's `name`) is the user's decision: a database that moved to
- * another path keeps its name that way.
- */
-async function assertSameSource(storage: Storage, name: string, source: string, before?: string): Promise<void> {
-  // The newest backup of the name (before `before`: the one just older than ours).
-  const newest = (await listManifests(storage, name)).find((entry) => before === undefined || entry.id < before);
-  if (newest === undefined) return;
-  let previous: BackupManifest;
-  try {
-    previous = await readManifest(storage, newest.key);
-  } catch {
-    return; // unreadable: restore and verify will say so; it says nothing about the source
-  }
-  if (!previous.source || previous.source.path === source) return;
-  throw new UsageError(
-    `backups named ${name} in ${storage.url} are of ${previous.source.path} (on ${previous.host}), not of ${source}`,
-    `give this database its own name with --name; or, if it is the same database moved here, pass --name ${name}`,
-  );
 }
 
 async function* tap<T>(source: AsyncIterable<T>, each: (item: T) => void): AsyncGenerator<T> {
