@@ -16,8 +16,8 @@ import type { BackupManifest } from "../repo/manifest.ts";
 import { checkIntegrity, digestFile, openCopy, WriteProgress, type IntegrityCheck } from "./integrity.ts";
 import { secondsSince } from "../output.ts";
 import { readDatabaseHeader } from "../pipeline/snapshot.ts";
-import { syncPath, writeFully } from "../storage/file.ts";
 import type { Storage } from "../storage/types.ts";
+import { syncPath, writeFully } from "../local/fsync.ts";
 import { createDigestStream, iterate, mapStreamErrors } from "../util/streams.ts";
 
 export type { IntegrityCheck };

@@ -18,7 +18,7 @@ import { acquireLock } from "../local/lock.ts";
 import { assertValidName, backupIdTime } from "../repo/manifest.ts";
 import { resolveForWrite } from "../local/safe-path.ts";
 import { removeStale, tempTag } from "../local/stale.ts";
-import { syncDirectory } from "../storage/file.ts";
+import { syncDirectory } from "../local/fsync.ts";
 import type { Storage } from "../storage/types.ts";
 
 export interface RestoreInput {
