@@ -2,7 +2,7 @@
  * Writes a file in pieces of at least WRITE_BYTES, whatever the chunks it is given (an uncompressed
  * download's are far smaller; a gzip member's or zstd frame's 2 MiB pass straight through). The file
  * system caches a file written in 2 MiB pieces in bigger units than one written in 64 KiB ones, and
- * the integrity check then reads it faster (bench/results.md).
+ * the integrity check then reads it faster (docs/design/codec.md).
  */
 import type { FileHandle } from "node:fs/promises";
 import { writeFully } from "./fsync.ts";
