@@ -5,7 +5,8 @@
 import { VerificationError } from "../errors.ts";
 import { readDatabaseHeader } from "../pipeline/snapshot.ts";
 import type { BackupManifest } from "../repo/manifest.ts";
-import { checkIntegrity, openCopy, type IntegrityCheck } from "./integrity.ts";
+import { openCopy } from "./copy.ts";
+import { checkIntegrity, type IntegrityCheck } from "./integrity.ts";
 
 /**
  * Steps "sqlite" and "integrity" on a local copy (the integrity pragmas split across cores, see
