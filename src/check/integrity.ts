@@ -10,24 +10,19 @@
  *     against every index (missing or extra entries, UNIQUE), NOT NULL and CHECK constraints.
  *     A table-limited check skips only the whole-file page accounting, which quick_check does.
  * Together they check everything the single pass does. Each runs on its own read-only connection in
- * a worker thread, the biggest tables first (estimated as rows x (1 + indexes)), as many at once as
- * there are cores; `PRAGMA foreign_key_check` runs per table the same way. Small statements share a
- * connection in batches (see batched()): a database of thousands of small tables would otherwise
- * spend its check opening connections, each of which reads the whole schema.
- * One table can be most of the file (an app's log table), and its integrity_check(TABLE) would then
- * be most of the time on one core. Such a table's index lookups are split into rowid ranges instead
- * (src/check/index-check.ts, with the exact argument), when its indexes allow it to be done exactly.
+ * a worker thread, as many at once as there are cores, in the order src/check/plan.ts chooses;
+ * `PRAGMA foreign_key_check` runs per table the same way.
  * A statement SQLite gives up on is a finding; a worker that dies is an internal error. Nothing
  * that did not run is ever reported as "ok", and our own failure is never reported as damage.
  */
-import { constants, Database } from "bun:sqlite";
 import { closeSync, openSync, readSync } from "node:fs";
 import { availableParallelism } from "node:os";
-import { resolve } from "node:path";
-import { planTable, quoteIdentifier, quoteLiteral, runProbe, type ProbeTask, type TablePlan } from "./index-check.ts";
+import { openCopy } from "./copy.ts";
+import { runProbe, type ProbeTask } from "./index-check.ts";
+import { batched, planCheck, type IntegrityCheck, type Planned, type PlanOptions } from "./plan.ts";
 import { TaskError, WorkerPool } from "../util/workers.ts";
 
-export type IntegrityCheck = "integrity_check" | "quick_check";
+export type { IntegrityCheck };
 
 /**
  * One job for a worker: a statement whose rows are the findings (a pragma, or a UNIQUE index's
@@ -45,16 +40,6 @@ export interface CheckFindings {
   problems: string[];
   /** foreign_key_check rows, summarised per table and parent, and the checks the schema would not let run. */
   foreignKeys: string[];
-}
-
-/**
- * Open our own private copy (a download being checked) read-only and immutable: nothing else writes
- * it, so SQLite takes no locks and never creates -wal/-shm files beside it. (Read-only connections to
- * a WAL-mode file would otherwise race each other to create and recover its shared-memory index.)
- */
-export function openCopy(path: string): Database {
-  const escaped = resolve(path).replace(/[%?#]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
-  return new Database(`file:${escaped}?immutable=1`, constants.SQLITE_OPEN_READONLY | constants.SQLITE_OPEN_URI);
 }
 
 /** Run one task (on its own connection); the rows it returns. Used inside the workers. */
@@ -150,91 +135,6 @@ export async function digestFile(path: string, progress: WriteProgress, signal?:
   return row as { bytes: number; sha256: string };
 }
 
-interface Planned {
-  /** The statement (for a range of index lookups: its scan), which also names the task in findings. */
-  sql: string;
-  kind: "integrity" | "foreign-keys";
-  cost: number;
-  probe?: ProbeTask;
-}
-
-export interface PlanOptions {
-  /** Checks that run at once (the worker pool's size). */
-  workers?: number;
-  /** Tables with fewer rows are never split into ranges. */
-  minSplitRows?: number;
-  /** "always": split every table that can be, in three ranges; "never": no table (for tests). Default "auto". */
-  split?: "auto" | "always" | "never";
-  /** "always": every statement but the probes runs in batches, however big (for tests). Default "auto". */
-  batch?: "auto" | "always";
-}
-
-/**
- * The statements that together make up `check` (and foreign_key_check) for the database at `path`,
- * biggest first. A table whose own check would hold up the others (more than a worker's fair share
- * of the work) has its index lookups split into rowid ranges (src/check/index-check.ts) when it can be.
- */
-export function planCheck(path: string, check: IntegrityCheck, options: PlanOptions = {}): Planned[] {
-  const workers = options.workers ?? availableParallelism();
-  const minSplitRows = options.minSplitRows ?? 100_000;
-  const db = openCopy(path);
-  try {
-    const names = db.query("SELECT name FROM sqlite_schema WHERE type = 'table' AND sql NOT LIKE 'CREATE VIRTUAL%' ORDER BY rootpage").all() as { name: string }[];
-    const indexes = db.query("SELECT tbl_name AS t, COUNT(*) AS n FROM sqlite_schema WHERE type = 'index' GROUP BY tbl_name").all() as { t: string; n: number }[];
-    const indexCount = new Map(indexes.map((i) => [i.t, i.n]));
-    const tables = names.map(({ name }) => {
-      const rows = estimateRows(db, name);
-      return { name, rows, cost: rows * (1 + (indexCount.get(name) ?? 0)) };
-    });
-    // The whole-file structure pass reads every page once: about as costly as a scan of every table.
-    const totalRows = tables.reduce((sum, t) => sum + t.rows, 0);
-    const planned: Planned[] = [{ sql: "PRAGMA quick_check", kind: "integrity", cost: totalRows }];
-    const share = (totalRows + tables.reduce((sum, t) => sum + t.cost, 0)) / workers;
-    for (const { name, rows, cost } of tables) {
-      if (check === "integrity_check") {
-        const parts = options.split === "always" ? 3 : options.split !== "never" && workers > 1 && rows >= minSplitRows && cost > share ? Math.min(16, Math.ceil((4 * cost) / share)) : 1;
-        const split = parts > 1 ? trySplit(db, name, parts) : null;
-        if (split) {
-          for (const probe of split.ranges) planned.push({ sql: probe.sql, kind: "integrity", cost: cost / split.ranges.length, probe });
-          for (const sql of split.statements) planned.push({ sql, kind: "integrity", cost: rows / 2 });
-        } else {
-          planned.push({ sql: `PRAGMA integrity_check(${quoteLiteral(name)})`, kind: "integrity", cost });
-        }
-      }
-      if (hasForeignKeys(db, name)) planned.push({ sql: `PRAGMA foreign_key_check(${quoteLiteral(name)})`, kind: "foreign-keys", cost: rows });
-    }
-    return planned.sort((a, b) => b.cost - a.cost);
-  } finally {
-    db.close();
-  }
-}
-
-/** A table that cannot even be planned (damage SQLite stumbles on) keeps integrity_check(TABLE). */
-function trySplit(db: Database, table: string, parts: number): TablePlan | null {
-  try {
-    return planTable(db, table, parts);
-  } catch {
-    return null;
-  }
-}
-
-function estimateRows(db: Database, table: string): number {
-  try {
-    const row = db.query(`SELECT max(rowid) AS n FROM ${quoteIdentifier(table)}`).get() as { n: number | null } | null;
-    return Number(row?.n ?? 0);
-  } catch {
-    return Number.MAX_SAFE_INTEGER; // WITHOUT ROWID: unknown, so first
-  }
-}
-
-function hasForeignKeys(db: Database, table: string): boolean {
-  try {
-    return db.query(`SELECT 1 FROM pragma_foreign_key_list(${quoteLiteral(table)}) LIMIT 1`).get() !== null;
-  } catch {
-    return true; // when in doubt, check
-  }
-}
-
 
 /**
  * Run `check` and foreign_key_check on the database at `path`, split across the worker pool. A
@@ -249,43 +149,57 @@ export async function checkIntegrity(path: string, check: IntegrityCheck, signal
   } catch (error) {
     return { problems: [`reading the schema failed: ${(error as Error).message}`], foreignKeys: [] };
   }
-  // A foreign_key_check SQLite refuses is a fault of the schema ("foreign key mismatch": a parent key
-  // without a UNIQUE index, a parent table that does not exist), which SQLite accepts with foreign keys
-  // off, its default, and which integrity_check does not look at: a warning, never damage. (Damage
-  // that stops it stops the whole-file pass too.)
-  const refused = (p: Planned, message: string) =>
-    p.kind === "foreign-keys"
-      ? { p, rows: [], unchecked: `${p.sql} could not run: ${message}` }
-      : { p: { ...p, kind: "integrity" as const }, rows: [{ failed: `${p.probe?.label ?? p.sql} failed: ${message}` }] };
-  const results = (
-    await Promise.all(
-      batched(planned, options?.workers ?? availableParallelism(), options?.batch === "always").map((job) =>
-        pool()
-          .run(Array.isArray(job) ? { path, batch: job.map((p) => p.sql) } : job.probe ? { path, probe: job.probe } : { path, sql: job.sql }, { signal })
-          .then(
-            (rows) =>
-              Array.isArray(job)
-                ? job.map((p, k) => {
-                    const result = rows[k] as { rows: Record<string, unknown>[] } | { failed: string };
-                    return "failed" in result ? refused(p, result.failed) : { p, rows: result.rows };
-                  })
-                : [{ p: job, rows }],
-            (error) => {
-              if (signal?.aborted) throw signal.reason;
-              // TaskError: SQLite refused the statement (a finding); anything else is our failure.
-              if (!(error instanceof TaskError) || Array.isArray(job)) throw error;
-              return [refused(job, (error as Error).message)];
-            },
-          ),
-      ),
-    )
-  ).flat();
+  const jobs = batched(planned, options?.workers ?? availableParallelism(), options?.batch === "always");
+  const results = (await Promise.all(jobs.map((job) => runJob(path, job, signal)))).flat();
+  return summarise(results);
+}
+
+/** One planned statement's rows; `unchecked` when it was a foreign_key_check SQLite refused. */
+interface JobResult {
+  p: Planned;
+  rows: Record<string, unknown>[];
+  unchecked?: string;
+}
+
+/** One job (a statement, a probe, or a batch) on a worker; a batch answers one result per statement. */
+async function runJob(path: string, job: Planned | Planned[], signal?: AbortSignal): Promise<JobResult[]> {
+  const task: CheckTask = Array.isArray(job) ? { path, batch: job.map((p) => p.sql) } : job.probe ? { path, probe: job.probe } : { path, sql: job.sql };
+  let rows: Record<string, unknown>[];
+  try {
+    rows = await pool().run(task, { signal });
+  } catch (error) {
+    if (signal?.aborted) throw signal.reason;
+    // TaskError: SQLite refused the statement (a finding); anything else is our failure.
+    if (!(error instanceof TaskError) || Array.isArray(job)) throw error;
+    return [refused(job, (error as Error).message)];
+  }
+  if (!Array.isArray(job)) return [{ p: job, rows }];
+  return job.map((p, k) => {
+    const result = rows[k] as { rows: Record<string, unknown>[] } | { failed: string };
+    return "failed" in result ? refused(p, result.failed) : { p, rows: result.rows };
+  });
+}
+
+/**
+ * A statement SQLite refused. A refused foreign_key_check is a fault of the schema ("foreign key
+ * mismatch": a parent key without a UNIQUE index, a parent table that does not exist), which SQLite
+ * accepts with foreign keys off, its default, and which integrity_check does not look at: a warning,
+ * never damage. (Damage that stops it stops the whole-file pass too.) Any other is a problem.
+ */
+function refused(p: Planned, message: string): JobResult {
+  return p.kind === "foreign-keys"
+    ? { p, rows: [], unchecked: `${p.sql} could not run: ${message}` }
+    : { p: { ...p, kind: "integrity" as const }, rows: [{ failed: `${p.probe?.label ?? p.sql} failed: ${message}` }] };
+}
+
+/** The findings of every statement: distinct problems in order, foreign key rows counted per table and parent. */
+function summarise(results: JobResult[]): CheckFindings {
   const problems: string[] = [];
   const foreignKeys = new Map<string, number>();
   const unchecked: string[] = [];
   for (const result of results) {
     const { p, rows } = result;
-    if ("unchecked" in result && result.unchecked) unchecked.push(result.unchecked);
+    if (result.unchecked) unchecked.push(result.unchecked);
     if (p.kind === "integrity") {
       for (const row of rows) {
         const value = String(Object.values(row)[0]);
@@ -299,37 +213,6 @@ export async function checkIntegrity(path: string, check: IntegrityCheck, signal
     }
   }
   return { problems, foreignKeys: [...[...foreignKeys].map(([tables, n]) => `foreign_key_check: ${n} row(s) of ${tables} reference missing parents`), ...unchecked] };
-}
-
-/**
- * The planned statements as worker jobs: each big one alone, the small ones (below a sixteenth of a
- * worker's share) together in batches of up to that much (and at most a quarter of a worker's share
- * of the small statements each), so that thousands of small tables cost a few dozen connections, not
- * one each. Probes always run alone.
- */
-export function batched(planned: Planned[], workers: number, always = false): (Planned | Planned[])[] {
-  const threshold = always ? Infinity : planned.reduce((sum, p) => sum + p.cost, 0) / Math.max(1, workers) / 16;
-  const small = (p: Planned) => !p.probe && (p.cost < threshold || threshold === 0);
-  // Enough batches for every worker even when the small statements cost next to nothing.
-  const most = Math.max(8, Math.ceil(planned.filter(small).length / (Math.max(1, workers) * 4)));
-  const jobs: (Planned | Planned[])[] = [];
-  let batch: Planned[] = [];
-  let cost = 0;
-  for (const p of planned) {
-    if (!small(p)) {
-      jobs.push(p);
-      continue;
-    }
-    if (batch.length && (cost + p.cost > threshold || batch.length >= most)) {
-      jobs.push(batch);
-      batch = [];
-      cost = 0;
-    }
-    batch.push(p);
-    cost += p.cost;
-  }
-  if (batch.length) jobs.push(batch);
-  return jobs;
 }
 
 let shared: WorkerPool<CheckTask, Record<string, unknown>[]> | undefined;

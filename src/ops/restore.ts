@@ -1,13 +1,13 @@
 /**
  * Restore: download into a hidden temp file beside the target, run every check of src/check/fetch.ts
- * (size, both SHA-256s, SQLite header, integrity_check), fsync, then rename atomically into place and
- * fsync the directory. On any failure the target path is exactly as it was; an existing database is
+ * (size, both SHA-256s, SQLite header, integrity_check), fsync, then swap it atomically into place
+ * (src/local/swap.ts) and fsync the directory. On any failure the target path is exactly as it was; an existing database is
  * replaced only with `force`, and then it (with its -wal/-shm/-journal) is moved aside under a name
  * the user can find, never deleted. With `fallback`, a backup that fails a check is skipped (and
  * reported) in favour of the next older one.
  */
 import { Database } from "bun:sqlite";
-import { chmodSync, chownSync, closeSync, constants, copyFileSync, existsSync, fsyncSync, linkSync, openSync, readdirSync, readFileSync, readSync, renameSync, statSync, unlinkSync, type Stats } from "node:fs";
+import { closeSync, existsSync, fsyncSync, openSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { describeSelection, listManifests, readCandidates, type Candidate, type Selection } from "../repo/catalog.ts";
 import { fetchAndCheck, keyMismatchFailure, type IntegrityCheck } from "../check/fetch.ts";
@@ -15,10 +15,11 @@ import { NoMatchingIdentityError, type DecryptionSettings } from "../pipeline/ag
 import type { RunContext } from "../context.ts";
 import { freeSpace, isNoSpace, NoSpaceError, VaultError, VerificationError, type CheckStep } from "../errors.ts";
 import { acquireLock } from "../local/lock.ts";
-import { assertValidName, backupIdTime } from "../repo/manifest.ts";
+import { assertValidName, backupIdTime, type BackupManifest } from "../repo/manifest.ts";
 import { resolveForWrite } from "../local/safe-path.ts";
 import { removeStale, tempTag } from "../local/stale.ts";
-import { syncDirectory } from "../storage/file.ts";
+import { syncDirectory } from "../local/fsync.ts";
+import { installRestored, isEmptyFile, ownerFor, refuseIfOpen, SIDECARS, type InstallOptions } from "../local/swap.ts";
 import type { Storage } from "../storage/types.ts";
 
 export interface RestoreInput {
@@ -62,9 +63,6 @@ export type RestoreResult =
       durationMs: number;
     }
   | { action: "skipped"; reason: "target-exists" | "no-backups"; name: string; target: string; repo: string };
-
-/** The sibling files SQLite keeps beside a database. A stale one must never meet a restored file. */
-const SIDECARS = ["-wal", "-shm", "-journal"];
 
 /**
  * Restore one backup to `target`. Throws VerificationError (exit 4) when the chosen backup fails a
@@ -161,19 +159,7 @@ async function restoreFirstSound(storage: Storage, input: RestoreInput, candidat
     // Measured before the download: once it fails, its file may hold the space until its last descriptor closes.
     const free = freeSpace(dir);
     try {
-      ctx.progress?.phase(`downloading ${manifest.name}`, manifest.stored.bytes);
-      const progress = { downloaded: (n: number) => ctx.progress?.advance(n), checking: (check: IntegrityCheck) => ctx.progress?.phase(`checking ${manifest.name} (${check})`) };
-      const { check, warnings } = await fetchAndCheck(storage, manifest, temp, { mode, durable: true, quick: input.quick, decryption: input.decryption, progress }, ctx);
-      ctx.progress?.end();
-      for (const warning of warnings) ctx.log.warn(warning);
-      if (manifest.snapshot?.journalMode === "wal" && manifest.snapshot.method === "vacuum-into") setWalMode(temp);
-      ctx.signal.throwIfAborted();
-      chmodSync(temp, mode);
-      if (owner) adoptOwner(temp, target, owner, ctx);
-      refuseIfOpen(target);
-      const replaced = swapIntoPlace(temp, target, input.force === true || isEmptyFile(target));
-      ctx.temp.keep(temp);
-      await syncDirectory(dir);
+      const { check, warnings, replaced } = await restoreOne(storage, manifest, temp, target, { mode, owner, force: input.force === true }, input, ctx);
       return {
         action: "restored",
         id: manifest.id,
@@ -209,99 +195,22 @@ async function restoreFirstSound(storage: Storage, input: RestoreInput, candidat
 }
 
 /**
- * Who must own the restored file, when not the user restoring: the owner of the file it replaces;
- * for a new file restored by root, the owner of its directory. Root restoring an application's
- * database must not leave it root's: the application, running as its own user, could not open it.
+ * One backup to `target`, through a temp file: fetch, decrypt, split, decompress, hash, write and
+ * check it (fetchAndCheck), then swap it into place (installRestored) and make the rename durable.
+ * Throws as those do; the caller removes `temp` whatever happens.
  */
-function ownerFor(target: string, previous: Stats | undefined): { uid: number; gid: number } | null {
-  if (previous) return { uid: previous.uid, gid: previous.gid };
-  if (process.getuid?.() !== 0) return null;
-  const dir = statSync(dirname(target));
-  return dir.uid === 0 ? null : { uid: dir.uid, gid: dir.gid };
-}
-
-function adoptOwner(path: string, target: string, owner: { uid: number; gid: number }, ctx: RunContext): void {
-  const now = statSync(path);
-  if (now.uid === owner.uid && now.gid === owner.gid) return;
-  try {
-    chownSync(path, owner.uid, owner.gid);
-  } catch (error) {
-    // Only root gives files away; anyone else's restore is their own file, as with cp.
-    ctx.log.warn(`${target} will be owned by uid ${now.uid}, not ${owner.uid} as before: ${(error as Error).message}`);
-  }
-}
-
-/**
- * Refuse to replace a database another process has open (Linux: its /proc/PID/fd; processes this
- * user may not inspect are not seen): the application would go on reading and writing the file moved
- * aside, and its writes would never reach the restored database. Checked again just before the swap.
- */
-function refuseIfOpen(target: string): void {
-  const holders = openedBy(target);
-  if (holders.length)
-    throw new VaultError(
-      `${target} is open in ${holders.map((h) => `${h.name} (pid ${h.pid})`).join(", ")}; refusing to replace a database in use`,
-      "stop the application, restore, then start it again",
-    );
-}
-
-/** Other processes that have `path`, or its -wal or -shm, open. */
-function openedBy(path: string): { pid: number; name: string }[] {
-  const proc = "/proc";
-  const files = new Set<string>();
-  for (const file of [path, ...SIDECARS.map((s) => path + s)]) {
-    const stat = statSync(file, { throwIfNoEntry: false });
-    if (stat) files.add(`${stat.dev}:${stat.ino}`);
-  }
-  if (files.size === 0) return [];
-  let pids: string[];
-  try {
-    pids = readdirSync(proc).filter((name) => /^\d+$/.test(name) && Number(name) !== process.pid);
-  } catch {
-    return []; // no /proc (macOS)
-  }
-  const holders: { pid: number; name: string }[] = [];
-  for (const pid of pids) {
-    let fds: string[];
-    try {
-      fds = readdirSync(join(proc, pid, "fd"));
-    } catch {
-      continue; // gone, or not ours to see
-    }
-    const holds = fds.some((fd) => {
-      try {
-        const stat = statSync(join(proc, pid, "fd", fd));
-        return files.has(`${stat.dev}:${stat.ino}`);
-      } catch {
-        return false; // closed meanwhile, or not ours to see
-      }
-    });
-    if (holds) holders.push({ pid: Number(pid), name: processName(join(proc, pid)) });
-  }
-  return holders;
-}
-
-function processName(dir: string): string {
-  try {
-    return readFileSync(join(dir, "comm"), "utf8").trim();
-  } catch {
-    return "a process";
-  }
-}
-
-/**
- * Whether `target` is an empty file with nothing beside it: what `sqlite3 app.db 'select 1'` leaves on
- * a new machine, no database (backup says the same); a restore treats it as missing. Throws
- * VaultError for an empty file whose -wal or -journal holds bytes: SQLite would delete such a WAL on
- * opening the empty file, and a restore would replace it, so neither is chosen for the user.
- */
-function isEmptyFile(target: string): boolean {
-  const stat = statSync(target, { throwIfNoEntry: false });
-  if (!stat?.isFile() || stat.size > 0) return false;
-  for (const suffix of ["-wal", "-journal"])
-    if ((statSync(target + suffix, { throwIfNoEntry: false })?.size ?? 0) > 0)
-      throw new VaultError(`${target} is empty, but ${target}${suffix} holds data (SQLite would discard it on opening the empty file); refusing to restore over it or to leave it`, `look at ${target}${suffix}; keep it if it matters, remove ${target} and ${target}${suffix}, then restore again`);
-  return true;
+async function restoreOne(storage: Storage, manifest: BackupManifest, temp: string, target: string, file: InstallOptions, input: RestoreInput, ctx: RunContext) {
+  ctx.progress?.phase(`downloading ${manifest.name}`, manifest.stored.bytes);
+  const progress = { downloaded: (n: number) => ctx.progress?.advance(n), checking: (check: IntegrityCheck) => ctx.progress?.phase(`checking ${manifest.name} (${check})`) };
+  const { check, warnings } = await fetchAndCheck(storage, manifest, temp, { mode: file.mode, durable: true, quick: input.quick, decryption: input.decryption, progress }, ctx);
+  ctx.progress?.end();
+  for (const warning of warnings) ctx.log.warn(warning);
+  if (manifest.snapshot?.journalMode === "wal" && manifest.snapshot.method === "vacuum-into") setWalMode(temp);
+  ctx.signal.throwIfAborted();
+  const replaced = installRestored(temp, target, file, ctx);
+  ctx.temp.keep(temp);
+  await syncDirectory(dirname(target));
+  return { check, warnings, replaced };
 }
 
 /** Restore temp files: hidden, beside the target, named after it and the restoring process. */
@@ -310,8 +219,8 @@ function tempPrefix(target: string): string {
 }
 
 /**
- * Backups made with VACUUM INTO (by earlier builds) hold rollback-journal files; give a WAL database
- * its journal mode back. (Online-backup-API copies keep the source's header, WAL mode included.)
+ * Backups made with VACUUM INTO hold rollback-journal files; give a WAL database its journal mode
+ * back. (Online-backup-API copies keep the source's header, WAL mode included.)
  */
 function setWalMode(path: string): void {
   const db = new Database(path);
@@ -325,151 +234,5 @@ function setWalMode(path: string): void {
     fsyncSync(fd);
   } finally {
     closeSync(fd);
-  }
-}
-
-/** The file-system calls swapIntoPlace makes, so a test can fail any one of them (a crash, EIO). */
-export interface SwapFs {
-  link(from: string, to: string): void;
-  rename(from: string, to: string): void;
-  unlink(path: string): void;
-}
-
-const nodeFs: SwapFs = { link: linkSync, rename: renameSync, unlink: unlinkSync };
-
-/**
- * Atomically put `temp` at `target`. An existing target may be replaced only when `replace` is true
- * (--force, or an empty file); it and its sidecar files are then kept as
- * `{target}.replaced-{time}[-N]{suffix}`, names never taken before; returns those paths. Throws
- * VaultError; on any failure, and at any crash point, the target opens as the database it was.
- *
- * SQLite pairs a database with its -wal and -journal by name alone, and no two names change in one
- * step: moving a sidecar that holds data leaves a moment with the old database without its WAL (lost
- * commits), or the new one beside the old WAL (applied to it: corruption). So such sidecars are
- * first emptied as SQLite does on a clean close (checkpoint, or roll back a hot journal), which its
- * own design makes crash-safe; what is left beside the database is then inert for any database. Then
- * the old files are hard-linked to their aside names (copies that survive a crash, removed again on
- * an error), the new file is renamed over the target (the one switch), and only then are the old,
- * inert sidecars removed.
- */
-export function swapIntoPlace(temp: string, target: string, replace: boolean, fs: SwapFs = nodeFs): string[] {
-  if (!existsSync(target)) {
-    // link() refuses to overwrite: a file created meanwhile by someone else is never clobbered.
-    try {
-      fs.link(temp, target);
-      fs.unlink(temp);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "EEXIST") throw new VaultError(`${target} appeared during the restore; refusing to overwrite it`, "pass --force to replace it");
-      fs.rename(temp, target); // filesystems without hard links
-    }
-    return [];
-  }
-  if (!replace) throw new VaultError(`${target} appeared during the restore; refusing to overwrite it`, "pass --force to replace it");
-  emptySidecars(target);
-  const kept = keepAside(target, fs);
-  try {
-    fs.rename(temp, target);
-  } catch (error) {
-    for (const path of kept) ignoreFailure(() => fs.unlink(path));
-    throw new VaultError(`could not put the restored database at ${target}: ${(error as Error).message}; ${target} is as it was`, undefined, { cause: error });
-  }
-  // Inert now (see above), and kept aside: a failure here leaves only files SQLite ignores or rebuilds.
-  for (const suffix of SIDECARS) if (kept.includes(kept[0] + suffix)) ignoreFailure(() => fs.unlink(target + suffix));
-  return kept;
-}
-
-function ignoreFailure(fn: () => void): void {
-  try {
-    fn();
-  } catch {}
-}
-
-/** The sidecars of `path` that SQLite would read into whatever database has that name: a WAL with a valid header, a hot journal. */
-function sidecarsWithData(path: string): string[] {
-  const held: string[] = [];
-  for (const [suffix, holdsData] of [
-    ["-wal", (head: Buffer) => head.length >= 32 && (head.readUInt32BE(0) & ~1) === 0x377f0682],
-    ["-journal", (head: Buffer) => head.length > 0 && head[0] !== 0],
-  ] as const) {
-    const head = readHead(path + suffix, 32);
-    if (head && holdsData(head)) held.push(path + suffix);
-  }
-  return held;
-}
-
-function readHead(path: string, bytes: number): Buffer | null {
-  let fd: number;
-  try {
-    fd = openSync(path, "r");
-  } catch {
-    return null;
-  }
-  try {
-    const head = Buffer.alloc(bytes);
-    return head.subarray(0, readSync(fd, head, 0, bytes, 0));
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/**
- * Bring what the -wal or a hot -journal of `target` holds into the database file, as SQLite does
- * when the last connection closes, so that no sidecar holds data. Throws VaultError, leaving the
- * files as SQLite leaves them after an interrupted checkpoint (the same database), when it cannot.
- */
-function emptySidecars(target: string): void {
-  const held = sidecarsWithData(target);
-  if (held.length === 0) return;
-  if (readHead(target, 16)?.toString("latin1") !== "SQLite format 3\0")
-    throw new VaultError(`${held.join(" and ")} holds data, but ${target} is not a SQLite database; refusing to choose which of them to keep`, `look at them, move ${target} and ${held.join(", ")} aside yourself, then restore again`);
-  try {
-    const db = new Database(target);
-    try {
-      db.query("SELECT count(*) FROM sqlite_schema").get(); // rolls a hot journal back
-      const wal = db.query("PRAGMA wal_checkpoint(TRUNCATE)").get() as { busy: number } | null;
-      if (wal?.busy) throw new Error("the checkpoint could not finish");
-    } finally {
-      db.close();
-    }
-  } catch (error) {
-    throw new VaultError(`could not bring ${held.join(" and ")} into ${target} before replacing it: ${(error as Error).message}; nothing was replaced`, "stop whatever uses it; or move the files aside yourself, then restore again", { cause: error });
-  }
-  const still = sidecarsWithData(target);
-  if (still.length) throw new VaultError(`${still.join(" and ")} still holds data after a checkpoint of ${target}; nothing was replaced`, "stop whatever uses it, then restore again");
-}
-
-/**
- * Hard-link `target` and its sidecars to the first free `{target}.replaced-{time}[-N]` names (copy them
- * where the file system has no hard links). A name that exists is never reused or replaced: link()
- * and an exclusive copy fail on it, and the next name is tried. Returns the new paths, database first.
- */
-function keepAside(target: string, fs: SwapFs): string[] {
-  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
-  const sidecars = SIDECARS.filter((suffix) => existsSync(target + suffix));
-  for (let n = 1; n <= 1000; n++) {
-    const aside = `${target}.replaced-${stamp}${n > 1 ? `-${n}` : ""}`;
-    const made: string[] = [];
-    try {
-      for (const suffix of ["", ...sidecars]) {
-        keepCopy(target + suffix, aside + suffix, fs);
-        made.push(aside + suffix);
-      }
-      return made;
-    } catch (error) {
-      for (const path of made) ignoreFailure(() => fs.unlink(path));
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST")
-        throw new VaultError(`could not keep ${target} aside as ${aside}: ${(error as Error).message}; nothing was replaced`, undefined, { cause: error });
-    }
-  }
-  throw new VaultError(`could not find a free name to keep ${target} aside; nothing was replaced`, `remove old ${basename(target)}.replaced-* files`);
-}
-
-function keepCopy(from: string, to: string, fs: SwapFs): void {
-  try {
-    fs.link(from, to);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "ENOSYS" && code !== "EMLINK") throw error;
-    copyFileSync(from, to, constants.COPYFILE_EXCL); // no hard links here: an exclusive copy
   }
 }

@@ -1,31 +1,10 @@
 /**
- * Compression on Bun's native zlib/zstd/libdeflate: measured in Bun here, fflate is about 2x slower to
- * compress and 7x slower to decompress.
- *
- * Backups compress in independent blocks (BLOCK_SIZE of the database each), several at a time, and
- * write the results in order: for gzip each block is a complete gzip member, and consecutive members
- * are one ordinary .gz file (RFC 1952 section 2.2) that `gunzip`, `zcat` and every zlib read as one
- * stream; for zstd each block is a frame, and concatenated frames are one ordinary .zst file.
- * - gzip runs libdeflate (Bun.gzipSync with library "libdeflate") on worker threads
- *   (src/pipeline/compress-worker.ts), at libdeflate's level 5 (GZIP_LEVEL). (Bun's thread-pool gzip() only
- *   offers zlib.) Each block's buffer moves to the worker and back, never copied.
- * - zstd runs Bun.zstdCompress(), which already works on Bun's thread pool.
- * - 2 MiB blocks cost 0.05% (gzip) and 0.4% (zstd) in size against 4 MiB ones, and halve the
- *   memory in flight. Memory stays bounded: at most `parallel` blocks and their outputs are in
- *   flight, whatever the database size. Against one unbroken stream, gzip loses nothing to speak of
- *   (its window is 32 KiB); zstd, whose window at level 3 is 2 MiB, loses up to about 6% on very
- *   compressible text (test/integration/pipeline.test.ts) and nothing on the benchmark's database.
- * - Each gzip member carries its own length in its header's extra field (src/pipeline/gzip-members.ts), which
- *   every gzip reader skips.
- * - Each zstd frame states its decompressed size in its header (src/pipeline/zstd-frames.ts).
- * Decompression of gzip backups cuts the stream into members by those lengths and decompresses
- * several at once with libdeflate on the same worker threads (about 680 MB/s per core here), in
- * order; zstd backups are cut into frames by walking their block headers and decompressed several
- * at once with Bun.zstdDecompress() on Bun's thread pool (1 GiB from a file: 1.2 s against 1.7 s as
- * one stream on the JS thread). A gzip stream without lengths (a backup of an earlier version), a zstd
- * stream whose first frame states no size (one streamed frame), and any other file of either kind
- * are read as one stream (DecompressionStream, which reads single- and multi-member files alike).
- * (Bun 1.4.5's zstd streams with ZSTD_c_nbWorkers are broken, so that option is never set.)
+ * Compression in independent blocks, several at a time, written in order: gzip members (libdeflate on
+ * worker threads, src/pipeline/compress-worker.ts) or zstd frames (Bun's thread pool), whose
+ * concatenation is one ordinary .gz or .zst file. Each piece states its own length
+ * (src/pipeline/gzip-members.ts, src/pipeline/zstd-frames.ts), so decompression cuts the stream into
+ * pieces and decompresses several at once; a stream without lengths is read as one. Memory stays
+ * bounded: at most `parallel` blocks are in flight. The measurements: docs/design/codec.md.
  */
 import { availableParallelism } from "node:os";
 import { read } from "node:fs";
@@ -47,11 +26,8 @@ export function parseCompression(value: string | undefined, fallback: Compressio
 /** Bytes of the database per independently compressed block. */
 export const BLOCK_SIZE = 2 * 1024 * 1024;
 /**
- * gzip: libdeflate's level 5, whose output is as small as `gzip -6` (zlib's default level) on
- * SQLite files: 0.989x to 1.008x of it on five generated app databases, 1.002x on the benchmark's,
- * while it compresses 41% faster than libdeflate's level 6 there (124 against 88 MB/s per core).
- * (On plain text it can be 2-3% larger; a database is what we compress.)
- * zstd: level 3, zstd's default.
+ * gzip: libdeflate's level 5, as small as `gzip -6` on SQLite files and faster than level 6; zstd:
+ * its default level (docs/design/codec.md).
  */
 export const GZIP_LEVEL: GzipLevel = 5;
 export const ZSTD_LEVEL = 3;
@@ -107,6 +83,7 @@ export function blockCompressor(compression: Compression): BlockCompressor {
         return { output: [framedMemberHeader(member), member.subarray(10)], returned: new Uint8Array(returned) };
       };
     case "zstd":
+      // Never with ZSTD_c_nbWorkers: Bun 1.4.5's zstd streams with it are broken.
       return (block) => Bun.zstdCompress(block, { level: ZSTD_LEVEL });
     case "none":
       return async (block) => block.slice(); // the block's buffer goes back to its pool
@@ -115,8 +92,7 @@ export function blockCompressor(compression: Compression): BlockCompressor {
 
 /**
  * How many blocks compress at once: one more than the cores (the JS thread also hashes, reads and
- * uploads, so one spare block keeps every core compressing), at most four. (Measured with zlib on
- * two cores, 1 GiB: 6.5 s with two blocks at a time, 5.8 s with three or four.)
+ * uploads, so one spare block keeps every core compressing), at most four.
  */
 export function defaultParallelism(): number {
   return Math.min(4, availableParallelism() + 1);
@@ -205,9 +181,8 @@ export function mapBlocks(
 
 /**
  * The compressors return a new buffer per block, and the collector lags far behind such native
- * allocations: backing up 1 GiB peaked at 100 MiB RSS in the pipeline alone. A full collection every
- * 16 MiB of database (a few milliseconds with our small heap) holds the whole backup at about 105 MiB
- * for 100 MiB and for 1 GiB alike; every 8 MiB saved 3 MiB more and cost 0.5 s per GiB.
+ * allocations: a full collection every 16 MiB of database bounds the pipeline's memory whatever the
+ * database size (docs/design/codec.md).
  */
 const COLLECT_EVERY = (16 * 1024 * 1024) / BLOCK_SIZE;
 

@@ -8,6 +8,7 @@ import { mkdir, open, readdir, rename, rm, rmdir, stat } from "node:fs/promises"
 import { basename, dirname, join, sep } from "node:path";
 import { Readable } from "node:stream";
 import { NotFoundError, StorageUnavailableError } from "../errors.ts";
+import { syncDirectory, writeFully } from "../local/fsync.ts";
 import { resolveForWrite } from "../local/safe-path.ts";
 import { iterate } from "../util/streams.ts";
 import { assertValidKey, type GetOptions, type ObjectInfo, type PartialWrite, type PutOptions, type Storage } from "./types.ts";
@@ -167,29 +168,3 @@ async function collectKeys(root: string, relDir: string, out: string[]): Promise
     else if (entry.isFile()) out.push(rel);
   }
 }
-
-/** Write all of `chunk` at the file's current position (one write may take only part of it). */
-export async function writeFully(handle: import("node:fs/promises").FileHandle, chunk: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < chunk.byteLength) {
-    const { bytesWritten } = await handle.write(chunk, offset, chunk.byteLength - offset);
-    offset += bytesWritten;
-  }
-}
-
-/** Make a rename durable: fsync the directory that holds it. */
-export async function syncDirectory(dir: string): Promise<void> {
-  if (process.platform === "win32") return;
-  await syncPath(dir);
-}
-
-/** fsync a file (or directory) by its path, after whoever wrote it has closed it. */
-export async function syncPath(path: string): Promise<void> {
-  const handle = await open(path, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-

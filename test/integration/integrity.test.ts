@@ -12,7 +12,8 @@ import { afterAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { Database } from "bun:sqlite";
 import { closeSync, openSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { batched, checkIntegrity, planCheck, runTask, type PlanOptions } from "../../src/check/integrity.ts";
+import { checkIntegrity, runTask } from "../../src/check/integrity.ts";
+import { batched, planCheck, type PlanOptions } from "../../src/check/plan.ts";
 import { removeTempDirs, tempDir } from "../helpers/db.ts";
 
 setDefaultTimeout(60_000);

@@ -8,7 +8,7 @@ import { Database } from "bun:sqlite";
 import { existsSync, linkSync, readdirSync, renameSync, statSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import { removeTempDirs, tempDir } from "../helpers/db.ts";
-import { swapIntoPlace, type SwapFs } from "../../src/ops/restore.ts";
+import { swapIntoPlace, type SwapFs } from "../../src/local/swap.ts";
 
 setDefaultTimeout(120_000);
 afterAll(removeTempDirs);

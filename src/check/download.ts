@@ -1,0 +1,130 @@
+/**
+ * Step "checksum" of a stored backup, as one line of stages: fetch the object through its digest,
+ * decrypt it, split and decompress it (src/pipeline/codec.ts), and write the database file, which a
+ * check worker hashes behind the writes. Each stage's failure is told apart from damage here: storage
+ * and file-system errors pass through, everything else is checked against the stored SHA-256.
+ */
+import { open } from "node:fs/promises";
+import type { RunContext } from "../context.ts";
+import { VaultError } from "../errors.ts";
+import { CoalescingWriter } from "../local/coalescing-writer.ts";
+import { decryptStream, NoMatchingIdentityError, redactSecrets, type DecryptionSettings } from "../pipeline/age.ts";
+import { collectGarbage, decompress } from "../pipeline/codec.ts";
+import type { BackupManifest } from "../repo/manifest.ts";
+import type { Storage } from "../storage/types.ts";
+import { createDigestStream, iterate, type Digest } from "../util/streams.ts";
+import { WriteProgress } from "./integrity.ts";
+import { corrupt, digestObject, openObject, storedMismatch } from "./stored.ts";
+
+export interface DownloadOptions {
+  /** The new file's mode. */
+  mode: number;
+  decryption?: DecryptionSettings;
+  /** Told each block of stored bytes downloaded. */
+  downloaded?: (bytes: number) => void;
+}
+
+/**
+ * As on the way up (src/pipeline/codec.ts): without a collection now and then, download buffers pile
+ * up (measurements: docs/design/codec.md).
+ */
+const COLLECT_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Stream the backup into a new file at `path` while `hash` reads the file back behind the writes;
+ * returns the database's digest that `hash` computed. Throws VerificationError ("object",
+ * "checksum"), NoMatchingIdentityError when no key opens it, storage and file-system errors as they
+ * come, the signal's reason when aborted. The caller owns `path`.
+ */
+export async function download(
+  storage: Storage,
+  manifest: BackupManifest,
+  path: string,
+  options: DownloadOptions,
+  ctx: RunContext,
+  hash: (progress: WriteProgress) => Promise<Digest>,
+): Promise<Digest> {
+  const { stored, database } = manifest;
+  const storedDigest = createDigestStream(options.downloaded);
+  const fetched = (await openObject(storage, manifest, ctx)).pipeThrough(storedDigest.stream);
+  const compressed = stored.encryption ? await decrypt(fetched, storage, manifest, options.decryption, ctx) : fetched;
+  const plain = decompress(compressed, stored.compression);
+  const handle = await open(path, "wx", options.mode);
+  const progress = new WriteProgress();
+  const digest = hash(progress);
+  digest.catch(() => {}); // awaited below, once the file is written
+  let written = 0;
+  let ok = false;
+  try {
+    written = await writeDatabase(plain, new CoalescingWriter(handle, (bytes) => progress.written(bytes)), manifest, ctx.signal);
+    ok = true;
+  } catch (error) {
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+    throw explainFailure(error, manifest, storedDigest.result);
+  } finally {
+    progress.end(ok);
+    await handle.close();
+  }
+  const s = storedDigest.result();
+  if (s.bytes !== stored.bytes || s.sha256 !== stored.sha256) throw storedMismatch(manifest, ` (${s.bytes} of ${stored.bytes} bytes read)`);
+  if (written !== database.bytes) throw corrupt(manifest, `it decompresses to ${written} bytes, the manifest says ${database.bytes}`);
+  return await digest;
+}
+
+/**
+ * The decrypted stream. A header that no key opens, or that does not parse, may be damage: the
+ * stored object is hashed again to tell, so a key mismatch is only reported for sound stored bytes.
+ */
+async function decrypt(
+  fetched: ReadableStream<Uint8Array>,
+  storage: Storage,
+  manifest: BackupManifest,
+  keys: DecryptionSettings | undefined,
+  ctx: RunContext,
+): Promise<ReadableStream<Uint8Array>> {
+  try {
+    return await decryptStream(fetched, keys ?? { identities: [], passphrases: [] }, `backup ${manifest.id}`);
+  } catch (error) {
+    if (ctx.signal.aborted || (error instanceof VaultError && !(error instanceof NoMatchingIdentityError))) throw error;
+    // A damaged header reads like a wrong key, or does not parse: the stored checksum tells which.
+    const digest = await digestObject(storage, manifest, ctx);
+    if (digest.sha256 !== manifest.stored.sha256) throw storedMismatch(manifest);
+    if (error instanceof NoMatchingIdentityError) throw error;
+    throw corrupt(manifest, `its age header does not parse (${redactSecrets((error as Error).message)})`);
+  }
+}
+
+/** Write `plain` through `writer`; returns its length. Never lets a damaged or hostile object expand past the database it claims to hold. */
+async function writeDatabase(plain: ReadableStream<Uint8Array>, writer: CoalescingWriter, manifest: BackupManifest, signal: AbortSignal): Promise<number> {
+  let written = 0;
+  let sinceCollect = 0;
+  for await (const chunk of iterate(plain, signal)) {
+    written += chunk.byteLength;
+    if (written > manifest.database.bytes) throw corrupt(manifest, `it decompresses to more than the manifest's ${manifest.database.bytes} bytes`);
+    await writer.write(chunk);
+    sinceCollect += chunk.byteLength;
+    if (sinceCollect >= COLLECT_BYTES) {
+      sinceCollect = 0;
+      collectGarbage();
+    }
+  }
+  await writer.flush();
+  return written;
+}
+
+/**
+ * What a failure of the write stage means. Storage and file-system errors pass through; anything
+ * else came from the decryption or the decompressor: damage, named by the stored checksum when the
+ * whole object was read and does not match.
+ */
+function explainFailure(error: unknown, manifest: BackupManifest, storedDigest: () => Digest): unknown {
+  if (error instanceof VaultError || isFsError(error)) return error;
+  const s = storedDigest();
+  if (s.sha256 !== manifest.stored.sha256 && s.bytes === manifest.stored.bytes) return storedMismatch(manifest);
+  return corrupt(manifest, `${manifest.stored.encryption ? "decryption or " : ""}decompression failed (${(error as Error).message})`);
+}
+
+function isFsError(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException)?.code;
+  return typeof code === "string" && /^E[A-Z]+$/.test(code);
+}
