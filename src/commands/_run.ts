@@ -10,7 +10,8 @@ import { parseDuration } from "../repo/retention.ts";
 import { createLogger, type Logger } from "../logger.ts";
 import { oneLine } from "../output.ts";
 import { createTerminalProgress } from "../progress.ts";
-import { resolveDecryption, type DecryptionSettings, type FileKeys } from "../pipeline/age.ts";
+import { resolveDecryption, type FileKeys } from "../config/keys.ts";
+import type { DecryptionSettings } from "../pipeline/age.ts";
 
 export interface CommonFlags {
   json?: boolean;

@@ -1,6 +1,6 @@
 import { defineCommand } from "citty";
 import { resolveNow } from "../config/settings.ts";
-import { resolveEncryption } from "../pipeline/age.ts";
+import { resolveEncryption } from "../config/keys.ts";
 import { ContextualError, ExitCode } from "../errors.ts";
 import type { BackupResult } from "../ops/backup.ts";
 import { runBackupJob, type JobOutcome } from "../ops/backup-job.ts";

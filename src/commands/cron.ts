@@ -1,6 +1,6 @@
 import { defineCommand } from "citty";
 import { startDaemon } from "../daemon/daemon.ts";
-import { resolveDecryption, resolveEncryption } from "../pipeline/age.ts";
+import { resolveDecryption, resolveEncryption } from "../config/keys.ts";
 import { UsageError } from "../errors.ts";
 import { validateSchedule } from "../config/file.ts";
 import { parseDuration } from "../repo/retention.ts";
