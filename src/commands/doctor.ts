@@ -1,7 +1,6 @@
 import { defineCommand } from "citty";
 import { runDoctor, type DoctorReport } from "../ops/doctor.ts";
 import { openStorage } from "../storage/index.ts";
-import { S3Storage } from "../storage/s3.ts";
 import { outputArgs, repoArgs } from "./_args.ts";
 import { runCommand } from "./_run.ts";
 import { configArgs, resolveTargets } from "../config/targets.ts";
@@ -20,7 +19,7 @@ export default defineCommand({
         // With a config file, the repository of its first database (they usually share one).
         const { settings, storage } = resolveTargets(flags, ctx.log, { signal: ctx.signal }).targets[0]!;
         const openOtherAddressing =
-          storage instanceof S3Storage
+          storage.addressing !== undefined
             ? () => openStorage(settings.repo, { endpoint: flags.endpoint, region: flags.region, pathStyle: storage.addressing !== "path-style", retries: 0, timeoutMs: settings.timeoutMs, signal: ctx.signal })
             : undefined;
         return runDoctor(storage, { partSize: settings.partSize, openOtherAddressing }, ctx);
