@@ -1,8 +1,7 @@
 import { runDoctor, type DoctorReport } from "../ops/doctor.ts";
-import { openStorage } from "../storage/index.ts";
 import { outputArgs, repoArgs } from "./_args.ts";
 import { defineVaultCommand } from "./_run.ts";
-import { configArgs, resolveTargets } from "../config/targets.ts";
+import { configArgs, openOtherAddressing, resolveTargets } from "../config/targets.ts";
 
 const args = { ...repoArgs, ...configArgs, ...outputArgs } as const;
 
@@ -11,12 +10,8 @@ export default defineVaultCommand({
   args,
   async execute({ flags, ctx }): Promise<DoctorReport> {
     // With a config file, the repository of its first database (they usually share one).
-    const { settings, storage } = resolveTargets(flags, ctx.log, { signal: ctx.signal }).targets[0]!;
-    const openOtherAddressing =
-      storage.addressing !== undefined
-        ? () => openStorage(settings.repo, { endpoint: flags.endpoint, region: flags.region, pathStyle: storage.addressing !== "path-style", retries: 0, timeoutMs: settings.timeoutMs, signal: ctx.signal })
-        : undefined;
-    return runDoctor(storage, { partSize: settings.partSize, openOtherAddressing }, ctx);
+    const target = resolveTargets(flags, ctx.log, { signal: ctx.signal }).targets[0]!;
+    return runDoctor(target.storage, { partSize: target.settings.partSize, openOtherAddressing: openOtherAddressing(flags, target, ctx.signal) }, ctx);
   },
   render: (r) =>
     [
