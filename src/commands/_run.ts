@@ -3,14 +3,15 @@
  * temp files), turns thrown errors into one stderr line (or one JSON object) and the documented exit
  * code, and prints the result: a human view, or the result object itself with --json.
  */
-import type { ArgsDef } from "citty";
+import { defineCommand, type ArgsDef, type CommandDef, type CommandMeta, type ParsedArgs } from "citty";
 import { createCliContext, type RunContext } from "../context.ts";
 import { DeadlineError, ExitCode, InterruptedError, toVaultError, UsageError, type VaultError } from "../errors.ts";
 import { parseDuration } from "../repo/retention.ts";
 import { createLogger, type Logger } from "../logger.ts";
 import { oneLine } from "../output.ts";
 import { createTerminalProgress } from "../progress.ts";
-import { resolveDecryption, type DecryptionSettings, type FileKeys } from "../pipeline/age.ts";
+import { resolveDecryption, type FileKeys } from "../config/keys.ts";
+import type { DecryptionSettings } from "../pipeline/age.ts";
 
 export interface CommonFlags {
   json?: boolean;
@@ -34,6 +35,23 @@ export interface CommandRun<R> {
   print?: boolean;
   /** The command reports an action (backup, prune, …): with --quiet its success prints nothing, as cron mail wants. */
   quietOnSuccess?: boolean;
+}
+
+/** A command as each file defines it: its flags, its work and its view; citty, stdout and the exit code are this module's. */
+export interface VaultCommand<A extends ArgsDef, R> extends Omit<CommandRun<R>, "flags" | "rawArgs" | "argsDef" | "execute"> {
+  meta: CommandMeta;
+  args: A;
+  execute: (run: { flags: ParsedArgs<A>; rawArgs: string[]; ctx: RunContext }) => Promise<R>;
+}
+
+/** Define a subcommand that runs through runCommand. */
+export function defineVaultCommand<const A extends ArgsDef, R>(def: VaultCommand<A, R>): CommandDef<A> {
+  const { meta, args, execute, ...rest } = def;
+  return defineCommand({
+    meta,
+    args,
+    run: ({ args: flags, rawArgs }) => runCommand<R>({ ...rest, flags: flags as CommonFlags, rawArgs, argsDef: args, execute: (ctx) => execute({ flags, rawArgs, ctx }) }),
+  });
 }
 
 export async function runCommand<R>(run: CommandRun<R>): Promise<void> {

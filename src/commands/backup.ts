@@ -1,14 +1,13 @@
-import { defineCommand } from "citty";
 import { resolveNow } from "../config/settings.ts";
-import { resolveEncryption } from "../pipeline/age.ts";
+import { resolveEncryption } from "../config/keys.ts";
 import { ContextualError, ExitCode } from "../errors.ts";
 import type { BackupResult } from "../ops/backup.ts";
 import { runBackupJob, type JobOutcome } from "../ops/backup-job.ts";
 import { Metrics } from "../monitor/metrics.ts";
 import { formatBytes, formatDuration, formatRatio } from "../output.ts";
 import { checkArgs, databaseArgs, encryptArgs, outputArgs, policyArgs, repoArgs, tmpDirArgs } from "./_args.ts";
-import { renderPrune } from "./prune.ts";
-import { repeatedFlag, runCommand } from "./_run.ts";
+import { renderPrune } from "./_views.ts";
+import { defineVaultCommand, repeatedFlag } from "./_run.ts";
 import { configArgs, resolveTargets } from "../config/targets.ts";
 
 const args = {
@@ -30,51 +29,45 @@ const args = {
 type SingleBackup = BackupResult & { prune?: JobOutcome["prune"]; pruneError?: string };
 type BackupOutput = SingleBackup | { results: JobOutcome[]; failed: string[] };
 
-export default defineCommand({
+export default defineVaultCommand({
   meta: { name: "backup", description: "Take a consistent snapshot of a live SQLite database and store it in the repository" },
   args,
-  run: ({ args: flags, rawArgs }) =>
-    runCommand<BackupOutput>({
-      flags,
-      rawArgs,
-      argsDef: args,
-      async execute(ctx) {
-        const { targets, fromConfig } = resolveTargets(flags, ctx.log, { needsDb: { command: "backup", example: "sqlite-vault backup /var/lib/app/app.db --repo s3://bucket/prefix" }, signal: ctx.signal });
-        const now = resolveNow(process.env);
-        const metrics = flags["metrics-file"] ? new Metrics() : undefined;
-        const recipients = repeatedFlag(rawArgs, "recipient");
-        const jobs = [];
-        for (const t of targets) {
-          if (t.settings.repoSource === "default") ctx.log.warn(`no --repo, SQLITE_VAULT_REPO or config repo: storing in the local default ${t.settings.repo}, which does not survive losing this machine`);
-          const keys = { recipients, recipientsFile: flags["recipients-file"], passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"], identities: repeatedFlag(rawArgs, "identity"), encryption: flags.encryption };
-          jobs.push({ db: t.db!, name: t.name!, nameGiven: t.nameGiven, settings: t.settings, storage: t.storage, ...(await resolveEncryption(keys, process.env, ctx.log, t.file)) });
-        }
-        const outcomes: JobOutcome[] = [];
-        const many = fromConfig || jobs.length > 1;
-        for (const job of jobs) {
-          const outcome = await runBackupJob(job, ctx, { metrics, now });
-          if (!outcome.ok && many) ctx.log.error(`backup of ${job.name} failed: ${outcome.error!.message}`);
-          outcomes.push(outcome);
-        }
-        if (metrics && flags["metrics-file"]) metrics.writeFile(flags["metrics-file"]);
-        if (!fromConfig && outcomes.length === 1) {
-          const only = outcomes[0]!;
-          if (!only.ok) throw new ContextualError(only.error!.message, only.error!);
-          return { ...only.backup!, ...(only.prune ? { prune: only.prune } : {}), ...(only.pruneError ? { pruneError: only.pruneError } : {}) };
-        }
-        return { results: outcomes, failed: outcomes.filter((o) => !o.ok).map((o) => o.name) };
-      },
-      render: (r, view) =>
-        "results" in r
-          ? [...r.results.map((o) => (o.ok ? renderBackup(o.backup!, view, o.prune) : `FAILED ${o.name}: ${o.error!.message}`)), r.failed.length ? `failed: ${r.failed.join(", ")}` : ""].filter(Boolean).join("\n")
-          : renderBackup(r, view, r.prune),
-      quietOnSuccess: true,
-      exitCode: (r) => {
-        const all = "results" in r ? r.results : [{ ok: true, prune: r.prune, pruneError: r.pruneError }];
-        if (all.some((o) => !o.ok)) return ExitCode.partial;
-        return all.some((o) => o.pruneError || (o.prune?.failures ?? 0) > 0) ? ExitCode.partial : ExitCode.ok;
-      },
-    }),
+  async execute({ flags, rawArgs, ctx }): Promise<BackupOutput> {
+    const { targets, fromConfig } = resolveTargets(flags, ctx.log, { needsDb: { command: "backup", example: "sqlite-vault backup /var/lib/app/app.db --repo s3://bucket/prefix" }, signal: ctx.signal });
+    const now = resolveNow(process.env);
+    const metrics = flags["metrics-file"] ? new Metrics() : undefined;
+    const recipients = repeatedFlag(rawArgs, "recipient");
+    const jobs = [];
+    for (const t of targets) {
+      if (t.settings.repoSource === "default") ctx.log.warn(`no --repo, SQLITE_VAULT_REPO or config repo: storing in the local default ${t.settings.repo}, which does not survive losing this machine`);
+      const keys = { recipients, recipientsFile: flags["recipients-file"], passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"], identities: repeatedFlag(rawArgs, "identity"), encryption: flags.encryption };
+      jobs.push({ db: t.db!, name: t.name!, nameGiven: t.nameGiven, settings: t.settings, storage: t.storage, ...(await resolveEncryption(keys, process.env, ctx.log, t.file)) });
+    }
+    const outcomes: JobOutcome[] = [];
+    const many = fromConfig || jobs.length > 1;
+    for (const job of jobs) {
+      const outcome = await runBackupJob(job, ctx, { metrics, now });
+      if (!outcome.ok && many) ctx.log.error(`backup of ${job.name} failed: ${outcome.error!.message}`);
+      outcomes.push(outcome);
+    }
+    if (metrics && flags["metrics-file"]) metrics.writeFile(flags["metrics-file"]);
+    if (!fromConfig && outcomes.length === 1) {
+      const only = outcomes[0]!;
+      if (!only.ok) throw new ContextualError(only.error!.message, only.error!);
+      return { ...only.backup!, ...(only.prune ? { prune: only.prune } : {}), ...(only.pruneError ? { pruneError: only.pruneError } : {}) };
+    }
+    return { results: outcomes, failed: outcomes.filter((o) => !o.ok).map((o) => o.name) };
+  },
+  render: (r, view) =>
+    "results" in r
+      ? [...r.results.map((o) => (o.ok ? renderBackup(o.backup!, view, o.prune) : `FAILED ${o.name}: ${o.error!.message}`)), r.failed.length ? `failed: ${r.failed.join(", ")}` : ""].filter(Boolean).join("\n")
+      : renderBackup(r, view, r.prune),
+  quietOnSuccess: true,
+  exitCode: (r) => {
+    const all = "results" in r ? r.results : [{ ok: true, prune: r.prune, pruneError: r.pruneError }];
+    if (all.some((o) => !o.ok)) return ExitCode.partial;
+    return all.some((o) => o.pruneError || (o.prune?.failures ?? 0) > 0) ? ExitCode.partial : ExitCode.ok;
+  },
 });
 
 function renderBackup(b: BackupResult, view: { verbose: boolean }, prune?: JobOutcome["prune"]): string {

@@ -3,7 +3,7 @@ import { splitCommand } from "../daemon/application.ts";
 import { startDaemon } from "../daemon/daemon.ts";
 import { createEventWriter } from "../daemon/events.ts";
 import { parseListenAddress } from "../daemon/server.ts";
-import { resolveDecryption, resolveEncryption } from "../pipeline/age.ts";
+import { resolveDecryption, resolveEncryption } from "../config/keys.ts";
 import { UsageError } from "../errors.ts";
 import { validateSchedule } from "../config/file.ts";
 import { parseDuration } from "../repo/retention.ts";

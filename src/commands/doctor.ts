@@ -1,36 +1,23 @@
-import { defineCommand } from "citty";
 import { runDoctor, type DoctorReport } from "../ops/doctor.ts";
-import { openStorage } from "../storage/index.ts";
-import { S3Storage } from "../storage/s3.ts";
 import { outputArgs, repoArgs } from "./_args.ts";
-import { runCommand } from "./_run.ts";
-import { configArgs, resolveTargets } from "../config/targets.ts";
+import { defineVaultCommand } from "./_run.ts";
+import { configArgs, openOtherAddressing, resolveTargets } from "../config/targets.ts";
 
 const args = { ...repoArgs, ...configArgs, ...outputArgs } as const;
 
-export default defineCommand({
+export default defineVaultCommand({
   meta: { name: "doctor", description: "Probe the repository the way a backup would, and say how to fix what fails" },
   args,
-  run: ({ args: flags, rawArgs }) =>
-    runCommand<DoctorReport>({
-      flags,
-      rawArgs,
-      argsDef: args,
-      async execute(ctx) {
-        // With a config file, the repository of its first database (they usually share one).
-        const { settings, storage } = resolveTargets(flags, ctx.log, { signal: ctx.signal }).targets[0]!;
-        const openOtherAddressing =
-          storage instanceof S3Storage
-            ? () => openStorage(settings.repo, { endpoint: flags.endpoint, region: flags.region, pathStyle: storage.addressing !== "path-style", retries: 0, timeoutMs: settings.timeoutMs, signal: ctx.signal })
-            : undefined;
-        return runDoctor(storage, { partSize: settings.partSize, openOtherAddressing }, ctx);
-      },
-      render: (r) =>
-        [
-          `checking ${r.repo}`,
-          ...r.checks.map((c) => `${c.ok ? "ok  " : "FAIL"} ${c.name}: ${c.detail}${c.fix ? `\n     fix: ${c.fix}` : ""}`),
-          r.ok ? "a backup to this repository would work" : "a backup to this repository would fail",
-        ].join("\n"),
-      exitCode: (r) => r.exitCode,
-    }),
+  async execute({ flags, ctx }): Promise<DoctorReport> {
+    // With a config file, the repository of its first database (they usually share one).
+    const target = resolveTargets(flags, ctx.log, { signal: ctx.signal }).targets[0]!;
+    return runDoctor(target.storage, { partSize: target.settings.partSize, openOtherAddressing: openOtherAddressing(flags, target, ctx.signal) }, ctx);
+  },
+  render: (r) =>
+    [
+      `checking ${r.repo}`,
+      ...r.checks.map((c) => `${c.ok ? "ok  " : "FAIL"} ${c.name}: ${c.detail}${c.fix ? `\n     fix: ${c.fix}` : ""}`),
+      r.ok ? "a backup to this repository would work" : "a backup to this repository would fail",
+    ].join("\n"),
+  exitCode: (r) => r.exitCode,
 });

@@ -1,11 +1,10 @@
-import { defineCommand } from "citty";
 import { resolveNow } from "../config/settings.ts";
 import { ExitCode, UsageError } from "../errors.ts";
-import { formatBytes, formatTable, formatTime } from "../output.ts";
 import { DEFAULT_GRACE, runPrune, type PruneReport } from "../ops/prune.ts";
 import { isEmptyPolicy, parseDuration, parsePolicy } from "../repo/retention.ts";
 import { databaseArgs, outputArgs, policyArgs, repoArgs } from "./_args.ts";
-import { runCommand } from "./_run.ts";
+import { defineVaultCommand } from "./_run.ts";
+import { renderPrune } from "./_views.ts";
 import { configArgs, resolveTargets } from "../config/targets.ts";
 
 const args = {
@@ -17,30 +16,24 @@ const args = {
   ...outputArgs,
 } as const;
 
-export default defineCommand({
+export default defineVaultCommand({
   meta: { name: "prune", description: "Remove backups a retention policy does not keep, and leftovers of interrupted runs" },
   args,
-  run: ({ args: flags, rawArgs }) =>
-    runCommand<PruneReport>({
-      flags,
-      rawArgs,
-      argsDef: args,
-      async execute(ctx) {
-        const { targets } = resolveTargets(flags, ctx.log, { signal: ctx.signal });
-        const plans = targets.map((target) => {
-          const policy = parsePolicy(target.settings.retention);
-          if (isEmptyPolicy(policy)) throw new UsageError(`prune needs a retention policy${target.name ? ` for ${target.name}` : ""}`, "for example: --keep-daily 7 --keep-weekly 4, or --keep-last 3 (or retention: in the config file)");
-          return { target, policy, grace: parseDuration(target.settings.retention.grace ?? DEFAULT_GRACE, "--grace") };
-        });
-        const now = resolveNow(process.env)();
-        const reports: PruneReport[] = [];
-        for (const { target, policy, grace } of plans) reports.push(await runPrune(target.storage, { name: target.name, policy, dryRun: flags["dry-run"], grace, now }, ctx));
-        return mergePruneReports(reports);
-      },
-      quietOnSuccess: true,
-      render: renderPrune,
-      exitCode: (r) => (r.failures > 0 ? ExitCode.partial : ExitCode.ok),
-    }),
+  async execute({ flags, ctx }): Promise<PruneReport> {
+    const { targets } = resolveTargets(flags, ctx.log, { signal: ctx.signal });
+    const plans = targets.map((target) => {
+      const policy = parsePolicy(target.settings.retention);
+      if (isEmptyPolicy(policy)) throw new UsageError(`prune needs a retention policy${target.name ? ` for ${target.name}` : ""}`, "for example: --keep-daily 7 --keep-weekly 4, or --keep-last 3 (or retention: in the config file)");
+      return { target, policy, grace: parseDuration(target.settings.retention.grace ?? DEFAULT_GRACE, "--grace") };
+    });
+    const now = resolveNow(process.env)();
+    const reports: PruneReport[] = [];
+    for (const { target, policy, grace } of plans) reports.push(await runPrune(target.storage, { name: target.name, policy, dryRun: flags["dry-run"], grace, now }, ctx));
+    return mergePruneReports(reports);
+  },
+  quietOnSuccess: true,
+  render: renderPrune,
+  exitCode: (r) => (r.failures > 0 ? ExitCode.partial : ExitCode.ok),
 });
 
 function mergePruneReports(reports: PruneReport[]): PruneReport {
@@ -58,39 +51,4 @@ function mergePruneReports(reports: PruneReport[]): PruneReport {
     },
     failures: reports.reduce((n, r) => n + r.failures, 0),
   };
-}
-
-/**
- * A prune's human view: one summary line per name (kept, removed, freed) and every failure; the
- * whole plan, backup by backup, with `detail` (--verbose) or in a dry run.
- */
-export function renderPrune(r: PruneReport, view: { verbose: boolean }): string {
-  const detail = view.verbose || r.dryRun;
-  const lines: string[] = [];
-  const h = r.housekeeping;
-  for (const n of r.names) {
-    if (detail) lines.push(`${n.name}: keep ${n.keep.length}, ${r.dryRun ? "would remove" : "remove"} ${n.remove.length} (${r.policy})`);
-    else {
-      const freed = n.remove.filter((b) => n.removed.includes(b.id)).reduce((sum, b) => sum + b.bytes, 0);
-      const left = n.damaged.length + n.futureDated.length;
-      lines.push(`pruned ${n.name}: kept ${n.keep.length}, removed ${n.removed.length}, freed ${formatBytes(freed)}${left ? `; ${left} left alone (see --verbose)` : ""}`);
-    }
-    const rows = [
-      ...n.keep.map((k) => [k.id, formatTime(k.createdAt), "keep", k.reasons.join(", ")]),
-      ...n.remove.map((b) => [b.id, formatTime(b.createdAt), r.dryRun ? "would remove" : n.removed.includes(b.id) ? "removed" : "FAILED", ""]),
-      ...n.damaged.map((d) => [d.id, formatTime(d.createdAt), "left alone", "not counted: cannot be restored"]),
-      ...n.futureDated.map((f) => [f.id, formatTime(f.createdAt), "left alone", "not counted: dated in the future"]),
-    ].sort((a, b) => (a[0]! < b[0]! ? 1 : -1));
-    if (detail && rows.length) lines.push(formatTable(["ID", "TIME (UTC)", "ACTION", "KEPT BY"], rows));
-    for (const f of n.failed) lines.push(`could not remove ${n.name} ${f.id}: ${f.error}; it remains listed and restorable`);
-  }
-  const verb = r.dryRun ? "would remove" : "removed";
-  if (detail) {
-    for (const key of h.removed) lines.push(`${verb} leftover ${key}`);
-    for (const key of h.aborted) lines.push(`${r.dryRun ? "would abort" : "aborted"} abandoned upload ${key}`);
-    if (h.young.length) lines.push(`left ${h.young.length} leftover(s) younger than the grace period alone`);
-  } else if (h.removed.length || h.aborted.length) lines.push(`removed ${h.removed.length} leftover(s) of interrupted runs, aborted ${h.aborted.length} abandoned upload(s)`);
-  for (const f of h.failed) lines.push(`could not remove leftover ${f.key}: ${f.error}`);
-  if (r.names.length === 0) lines.push(`no backups in ${r.repo}`);
-  return lines.join("\n");
 }

@@ -1,10 +1,9 @@
-import { defineCommand } from "citty";
 import { parseSelection } from "../repo/catalog.ts";
 import { ExitCode, toVaultError, UsageError } from "../errors.ts";
 import { formatBytes, formatDuration } from "../output.ts";
 import { runRestore, type RestoreResult } from "../ops/restore.ts";
 import { databaseArgs, decryptArgs, outputArgs, repoArgs } from "./_args.ts";
-import { decryptionFrom, runCommand } from "./_run.ts";
+import { decryptionFrom, defineVaultCommand } from "./_run.ts";
 import { configArgs, resolveTargets } from "../config/targets.ts";
 
 const args = {
@@ -23,62 +22,56 @@ const args = {
   ...outputArgs,
 } as const;
 
-export default defineCommand({
+export default defineVaultCommand({
   meta: { name: "restore", description: "Restore a verified backup atomically into place" },
   args,
-  run: ({ args: flags, rawArgs }) =>
-    runCommand<RestoreResult | { results: RestoreOutcome[]; failed: string[] }>({
-      flags,
-      rawArgs,
-      argsDef: args,
-      async execute(ctx) {
-        const selection = parseSelection({ latest: flags.latest, id: flags.id, at: flags.at });
-        const path = flags.output || flags.db;
-        if (!path && !flags["if-missing"]) throw new UsageError("where to? pass the database path, or --name NAME --output PATH", "sqlite-vault restore /var/lib/app/app.db");
-        if (flags.output && !flags.db && !flags.name) throw new UsageError("which backup? pass --name NAME (or the database path) with --output");
-        const { targets, fromConfig } = resolveTargets({ ...flags, db: flags.db || (flags.name ? undefined : flags.output) }, ctx.log, {
-          needsDb: flags.name ? undefined : { command: "restore", example: "sqlite-vault restore /var/lib/app/app.db --repo s3://bucket/prefix --if-missing" },
-          signal: ctx.signal,
-        });
-        const restoreOne = (target: (typeof targets)[number], to: string) =>
-          runRestore(
-            target.storage,
-            {
-              name: target.name!,
-              target: to,
-              selection,
-              force: flags.force,
-              ifMissing: flags["if-missing"],
-              quick: flags.quick,
-              fallback: flags.fallback,
-              decryption: decryptionFrom(flags, rawArgs, ctx.log, target.file),
-            },
-            ctx,
-          );
-        if (!fromConfig) {
-          const only = targets[0]!;
-          const to = flags.output || only.db;
-          if (!to) throw new UsageError(`where to? ${only.name} is not in the config file; pass --output PATH`);
-          return restoreOne(only, to);
-        }
-        // restore --if-missing with no arguments: every configured database (the start-up restore).
-        const results: RestoreOutcome[] = [];
-        for (const target of targets) {
-          try {
-            results.push({ name: target.name!, ok: true, result: await restoreOne(target, target.db!) });
-          } catch (thrown) {
-            if (ctx.signal.aborted) throw ctx.signal.reason;
-            const error = toVaultError(thrown);
-            ctx.log.error(`restore of ${target.name} failed: ${error.message}`);
-            results.push({ name: target.name!, ok: false, error: { message: error.message, exitCode: error.exitCode } });
-          }
-        }
-        return { results, failed: results.filter((r) => !r.ok).map((r) => r.name) };
-      },
-      exitCode: (r) => ("results" in r && r.failed.length ? (r.failed.length === r.results.length && r.results.length === 1 ? r.results[0]!.error!.exitCode : ExitCode.partial) : ExitCode.ok),
-      quietOnSuccess: true,
-      render: (r) => ("results" in r ? r.results.map((o) => (o.ok ? renderRestore(o.result!) : `FAILED ${o.name}: ${o.error!.message}`)).join("\n") : renderRestore(r)),
-    }),
+  async execute({ flags, rawArgs, ctx }): Promise<RestoreResult | { results: RestoreOutcome[]; failed: string[] }> {
+    const selection = parseSelection({ latest: flags.latest, id: flags.id, at: flags.at });
+    const path = flags.output || flags.db;
+    if (!path && !flags["if-missing"]) throw new UsageError("where to? pass the database path, or --name NAME --output PATH", "sqlite-vault restore /var/lib/app/app.db");
+    if (flags.output && !flags.db && !flags.name) throw new UsageError("which backup? pass --name NAME (or the database path) with --output");
+    const { targets, fromConfig } = resolveTargets({ ...flags, db: flags.db || (flags.name ? undefined : flags.output) }, ctx.log, {
+      needsDb: flags.name ? undefined : { command: "restore", example: "sqlite-vault restore /var/lib/app/app.db --repo s3://bucket/prefix --if-missing" },
+      signal: ctx.signal,
+    });
+    const restoreOne = (target: (typeof targets)[number], to: string) =>
+      runRestore(
+        target.storage,
+        {
+          name: target.name!,
+          target: to,
+          selection,
+          force: flags.force,
+          ifMissing: flags["if-missing"],
+          quick: flags.quick,
+          fallback: flags.fallback,
+          decryption: decryptionFrom(flags, rawArgs, ctx.log, target.file),
+        },
+        ctx,
+      );
+    if (!fromConfig) {
+      const only = targets[0]!;
+      const to = flags.output || only.db;
+      if (!to) throw new UsageError(`where to? ${only.name} is not in the config file; pass --output PATH`);
+      return restoreOne(only, to);
+    }
+    // restore --if-missing with no arguments: every configured database (the start-up restore).
+    const results: RestoreOutcome[] = [];
+    for (const target of targets) {
+      try {
+        results.push({ name: target.name!, ok: true, result: await restoreOne(target, target.db!) });
+      } catch (thrown) {
+        if (ctx.signal.aborted) throw ctx.signal.reason;
+        const error = toVaultError(thrown);
+        ctx.log.error(`restore of ${target.name} failed: ${error.message}`);
+        results.push({ name: target.name!, ok: false, error: { message: error.message, exitCode: error.exitCode } });
+      }
+    }
+    return { results, failed: results.filter((r) => !r.ok).map((r) => r.name) };
+  },
+  exitCode: (r) => ("results" in r && r.failed.length ? (r.failed.length === r.results.length && r.results.length === 1 ? r.results[0]!.error!.exitCode : ExitCode.partial) : ExitCode.ok),
+  quietOnSuccess: true,
+  render: (r) => ("results" in r ? r.results.map((o) => (o.ok ? renderRestore(o.result!) : `FAILED ${o.name}: ${o.error!.message}`)).join("\n") : renderRestore(r)),
 });
 
 interface RestoreOutcome {

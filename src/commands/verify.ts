@@ -1,9 +1,8 @@
-import { defineCommand } from "citty";
 import { ExitCode, UsageError } from "../errors.ts";
 import { formatTable, formatTime } from "../output.ts";
 import { NothingToVerifyError, runVerify, type VerifyReport, type VerifySelection } from "../ops/verify.ts";
 import { databaseArgs, decryptArgs, outputArgs, repoArgs, tmpDirArgs } from "./_args.ts";
-import { decryptionFrom, runCommand } from "./_run.ts";
+import { decryptionFrom, defineVaultCommand } from "./_run.ts";
 import { configArgs, resolveTargets } from "../config/targets.ts";
 
 const args = {
@@ -21,60 +20,54 @@ const args = {
   ...outputArgs,
 } as const;
 
-export default defineCommand({
+export default defineVaultCommand({
   meta: { name: "verify", description: "Prove that stored backups restore: checksums, SQLite header and integrity_check" },
   args,
-  run: ({ args: flags, rawArgs }) =>
-    runCommand<VerifyReport>({
-      flags,
-      rawArgs,
-      argsDef: args,
-      async execute(ctx) {
-        const chosen = [flags.latest && "--latest", flags.id && "--id", flags.all && "--all"].filter(Boolean);
-        if (chosen.length > 1) throw new UsageError(`${chosen.join(" and ")} cannot be combined`);
-        const selection: VerifySelection = flags.all ? "all" : flags.id ? { id: flags.id } : "latest";
-        const concurrency = flags.concurrency === undefined ? 2 : Number(flags.concurrency);
-        if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new UsageError(`--concurrency must be a whole number from 1 to 64, not ${flags.concurrency}`);
-        const { targets } = resolveTargets(flags, ctx.log, { signal: ctx.signal });
-        const reports: VerifyReport[] = [];
-        for (const target of targets) {
-          const verify = () =>
-            runVerify(
-              target.storage,
-              {
-                name: target.name,
-                selection,
-                quick: flags.quick,
-                tmpDir: target.settings.tmpDir,
-                concurrency,
-                record: flags.record,
-                decryption: decryptionFrom(flags, rawArgs, ctx.log, target.file),
-              },
-              ctx,
-            );
-          // One configured database with nothing to verify (none backed up yet) fails in the report;
-          // the others are still verified and reported.
-          reports.push(targets.length > 1 ? await verify().catch((error) => nothingReport(error, target.name!, target.storage.url, flags.quick ? "quick_check" : "integrity_check")) : await verify());
-        }
-        const report = mergeReports(reports);
-        for (const r of report.results) for (const w of r.warnings) ctx.log.warn(`${r.name} ${r.id}: ${w}`);
-        return report;
-      },
-      quietOnSuccess: true,
-      render: (r) => {
-        const table = formatTable(
-          ["NAME", "ID", "TIME (UTC)", "RESULT", "FAILED STEP", "SECONDS"],
-          r.results.map((e) => [e.name, e.id, e.createdAt ? formatTime(e.createdAt) : "-", e.result === "fail" ? "FAILED" : e.checked === "stored-bytes" ? "ok (stored bytes only)" : "ok", e.step ?? "-", e.seconds.toFixed(2)]),
+  async execute({ flags, rawArgs, ctx }): Promise<VerifyReport> {
+    const chosen = [flags.latest && "--latest", flags.id && "--id", flags.all && "--all"].filter(Boolean);
+    if (chosen.length > 1) throw new UsageError(`${chosen.join(" and ")} cannot be combined`);
+    const selection: VerifySelection = flags.all ? "all" : flags.id ? { id: flags.id } : "latest";
+    const concurrency = flags.concurrency === undefined ? 2 : Number(flags.concurrency);
+    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new UsageError(`--concurrency must be a whole number from 1 to 64, not ${flags.concurrency}`);
+    const { targets } = resolveTargets(flags, ctx.log, { signal: ctx.signal });
+    const reports: VerifyReport[] = [];
+    for (const target of targets) {
+      const verify = () =>
+        runVerify(
+          target.storage,
+          {
+            name: target.name,
+            selection,
+            quick: flags.quick,
+            tmpDir: target.settings.tmpDir,
+            concurrency,
+            record: flags.record,
+            decryption: decryptionFrom(flags, rawArgs, ctx.log, target.file),
+          },
+          ctx,
         );
-        const failures = r.results.filter((e) => e.result === "fail").map((e) => `FAILED ${e.name} ${e.id}: ${e.step ? `${e.step}: ` : ""}${e.message}`);
-        // Each orphan was named on stderr as a warning; the report only counts them.
-        const orphans = r.orphans.length ? [`${r.orphans.length} data object(s) without a manifest (interrupted uploads, not backups; prune removes them)`] : [];
-        const bytesOnly = r.results.filter((e) => e.result === "pass" && e.checked === "stored-bytes").length;
-        const summary = `${r.passed} passed, ${r.failed} failed (${r.check}${bytesOnly ? `; ${bytesOnly} of them encrypted and checked by their stored bytes only, for want of a key` : ""})`;
-        return [table, ...failures, ...orphans, summary].join("\n");
-      },
-      exitCode: (r) => (r.failed > 0 ? ExitCode.verification : ExitCode.ok),
-    }),
+      // One configured database with nothing to verify (none backed up yet) fails in the report;
+      // the others are still verified and reported.
+      reports.push(targets.length > 1 ? await verify().catch((error) => nothingReport(error, target.name!, target.storage.url, flags.quick ? "quick_check" : "integrity_check")) : await verify());
+    }
+    const report = mergeReports(reports);
+    for (const r of report.results) for (const w of r.warnings) ctx.log.warn(`${r.name} ${r.id}: ${w}`);
+    return report;
+  },
+  quietOnSuccess: true,
+  render: (r) => {
+    const table = formatTable(
+      ["NAME", "ID", "TIME (UTC)", "RESULT", "FAILED STEP", "SECONDS"],
+      r.results.map((e) => [e.name, e.id, e.createdAt ? formatTime(e.createdAt) : "-", e.result === "fail" ? "FAILED" : e.checked === "stored-bytes" ? "ok (stored bytes only)" : "ok", e.step ?? "-", e.seconds.toFixed(2)]),
+    );
+    const failures = r.results.filter((e) => e.result === "fail").map((e) => `FAILED ${e.name} ${e.id}: ${e.step ? `${e.step}: ` : ""}${e.message}`);
+    // Each orphan was named on stderr as a warning; the report only counts them.
+    const orphans = r.orphans.length ? [`${r.orphans.length} data object(s) without a manifest (interrupted uploads, not backups; prune removes them)`] : [];
+    const bytesOnly = r.results.filter((e) => e.result === "pass" && e.checked === "stored-bytes").length;
+    const summary = `${r.passed} passed, ${r.failed} failed (${r.check}${bytesOnly ? `; ${bytesOnly} of them encrypted and checked by their stored bytes only, for want of a key` : ""})`;
+    return [table, ...failures, ...orphans, summary].join("\n");
+  },
+  exitCode: (r) => (r.failed > 0 ? ExitCode.verification : ExitCode.ok),
 });
 
 function mergeReports(reports: VerifyReport[]): VerifyReport {

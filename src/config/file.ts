@@ -20,6 +20,9 @@ import { COMPRESSIONS, deriveName, isBackupName } from "../repo/manifest.ts";
 import { parseDuration } from "../repo/retention.ts";
 import { readSmallFile } from "../local/small-file.ts";
 import type { Env } from "../storage/credentials.ts";
+import { formatPath, locate } from "./key-path.ts";
+
+export { locate };
 
 /** Settings a config file can give, as strings (like flag values), merged by resolveSettings. */
 export interface FileSettings {
@@ -309,49 +312,6 @@ function checkDuration(text: string, keyPath: (string | number)[], r: Readers, o
   }
   if (options.exact && (duration.months || duration.years)) r.fail(keyPath, `"${text}" reads as months or years; write minutes as min (such as 2min)`);
   if (options.exact && duration.ms < 1000) r.fail(keyPath, `"${text}" is shorter than a second`);
-}
-
-/** The 1-based line where a key path is written, found by indentation (best effort). */
-export function locate(text: string, keyPath: (string | number)[]): number | undefined {
-  const lines = text.split(/\r?\n/);
-  let from = 0;
-  let indent = -1;
-  let line: number | undefined;
-  for (const segment of keyPath) {
-    let found = -1;
-    if (typeof segment === "number") {
-      let seen = -1;
-      for (let i = from; i < lines.length; i++) {
-        const m = /^(\s*)-(\s|$)/.exec(lines[i]!);
-        if (!m) continue;
-        if (m[1]!.length <= indent) break;
-        if (++seen === segment) {
-          found = i;
-          indent = m[1]!.length;
-          break;
-        }
-      }
-    } else {
-      const pattern = new RegExp(`^(\\s*(?:-\\s+)?)${segment.replace(/[-]/g, "\\-")}\\s*:`);
-      for (let i = from; i < lines.length; i++) {
-        const m = pattern.exec(lines[i]!);
-        if (m) {
-          found = i;
-          indent = m[1]!.length;
-          break;
-        }
-      }
-    }
-    if (found < 0) return line;
-    line = found + 1;
-    from = typeof segment === "number" ? found : found + 1;
-  }
-  return line;
-}
-
-function formatPath(keyPath: (string | number)[]): string {
-  if (keyPath.length === 0) return "the file";
-  return keyPath.map((s, i) => (typeof s === "number" ? `[${s}]` : i === 0 ? s : `.${s}`)).join("");
 }
 
 function describe(value: unknown): string {

@@ -9,7 +9,7 @@ import { UsageError } from "../errors.ts";
 import type { Compression } from "../repo/manifest.ts";
 import type { Env } from "../storage/credentials.ts";
 import { DEFAULT_RETRIES, DEFAULT_TIMEOUT_MS } from "../storage/retry.ts";
-import { DEFAULT_PART_SIZE } from "../storage/s3.ts";
+import { DEFAULT_PART_SIZE } from "../storage/limits.ts";
 import { parseDuration } from "../repo/retention.ts";
 import { RETENTION_KEYS, validateSchedule, type FileSettings } from "./file.ts";
 

@@ -10,6 +10,7 @@ import { loadConfig, RETENTION_KEYS, type ConfigFile, type FileSettings } from "
 import { UsageError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { assertValidName, deriveName } from "../repo/manifest.ts";
+import type { Env } from "../storage/credentials.ts";
 import { openStorage, type Storage } from "../storage/index.ts";
 
 export const configArgs = {
@@ -57,37 +58,82 @@ export interface TargetSet {
   fromConfig: boolean;
 }
 
+/** One database a command acts on, before its settings are merged: from the arguments or a config entry. */
+export interface TargetPick {
+  db?: string;
+  name?: string;
+  nameGiven: boolean;
+  /** The config file's settings for it: its entry over the file's defaults. */
+  file: FileSettings;
+}
+
 /**
- * Resolve the targets. `needsDb`: every target must have a database path (backup, cron); without
- * one, a UsageError says what `command` needs and suggests `example`, a command line of its own.
- * With neither arguments nor configured databases: one target for the whole repository, unless needsDb.
+ * Pure: which databases the command acts on. The DB argument (with its config entry, if any), else
+ * --name, else every configured database, else one target for the whole repository. `needsDb`: every
+ * target must have a database path (backup, cron); without one, a UsageError says what `command`
+ * needs and suggests `example`, a command line of its own.
+ */
+export function selectTargets(flags: Pick<TargetFlags, "db" | "name">, config: ConfigFile | null, needsDb?: { command: string; example: string }): { fromConfig: boolean; picks: TargetPick[] } {
+  const configured = config?.databases ?? [];
+  const defaults = config?.defaults ?? {};
+  if (flags.db) {
+    const path = resolve(flags.db);
+    const entry = configured.find((d) => d.path === path);
+    const given = flags.name || entry?.name;
+    return { fromConfig: false, picks: [{ db: flags.db, name: given || deriveName(flags.db), nameGiven: Boolean(given), file: mergeFileSettings(defaults, entry?.settings) }] };
+  }
+  if (flags.name) {
+    const entry = configured.find((d) => (d.name ?? deriveName(d.path)) === flags.name);
+    return { fromConfig: false, picks: [{ db: entry?.path, name: flags.name, nameGiven: true, file: mergeFileSettings(defaults, entry?.settings) }] };
+  }
+  if (configured.length)
+    return { fromConfig: true, picks: configured.map((d) => ({ db: d.path, name: d.name ?? deriveName(d.path), nameGiven: d.name !== undefined, file: mergeFileSettings(defaults, d.settings) })) };
+  if (needsDb) {
+    const { command, example } = needsDb;
+    throw new UsageError(
+      config ? `${config.path} lists no databases; ${command} needs a database path` : `which database? ${command} needs a database path, or a config file listing databases (--config FILE, ./sqlite-vault.yml or /etc/sqlite-vault.yml)`,
+      example,
+    );
+  }
+  return { fromConfig: false, picks: [{ db: undefined, name: undefined, nameGiven: true, file: defaults }] };
+}
+
+/** Pure: a picked database's settings, merged flag > env > its config entry > the file's defaults > built-in defaults. Throws UsageError. */
+export function resolveTargetSettings(flags: TargetFlags, env: Env, pick: TargetPick): Settings {
+  if (pick.name) assertValidName(pick.name);
+  const byName = flags as Record<string, unknown>;
+  return resolveSettings(
+    {
+      repo: flags.repo,
+      compression: flags.compression,
+      tmpDir: flags["tmp-dir"],
+      retries: flags.retries,
+      timeout: flags.timeout,
+      partSize: flags["part-size"],
+      schedule: flags.schedule,
+      healthcheckUrl: flags["healthcheck-url"],
+      check: typeof byName.check === "boolean" ? byName.check : undefined,
+      retention: Object.fromEntries(RETENTION_KEYS.map((k) => [k, stringFlag(byName[k])])),
+    },
+    env,
+    pick.file,
+  );
+}
+
+/**
+ * Resolve the targets: load the config file, pick the databases, merge each one's settings and open
+ * its storage (which contacts nothing). Throws UsageError for a bad config file, flag or URL.
  */
 export function resolveTargets(flags: TargetFlags, log: Logger | undefined, options: { needsDb?: { command: string; example: string }; signal?: AbortSignal } = {}): TargetSet {
   const config = loadConfig({ path: flags.config, env: process.env, expandEnv: flags["expand-env"] !== false });
-  const configured = config?.databases ?? [];
-  const make = (db: string | undefined, name: string | undefined, file: FileSettings, nameGiven = true): Target => {
-    if (name) assertValidName(name);
-    const settings = resolveSettings(
-      {
-        repo: flags.repo,
-        compression: flags.compression,
-        tmpDir: flags["tmp-dir"],
-        retries: flags.retries,
-        timeout: flags.timeout,
-        partSize: flags["part-size"],
-        schedule: flags.schedule,
-        healthcheckUrl: flags["healthcheck-url"],
-        check: typeof (flags as Record<string, unknown>).check === "boolean" ? ((flags as Record<string, unknown>).check as boolean) : undefined,
-        retention: Object.fromEntries(RETENTION_KEYS.map((k) => [k, stringFlag((flags as Record<string, unknown>)[k])])),
-      },
-      process.env,
-      file,
-    );
+  const { fromConfig, picks } = selectTargets(flags, config, options.needsDb);
+  const targets = picks.map((pick): Target => {
+    const settings = resolveTargetSettings(flags, process.env, pick);
     const storage = openStorage(settings.repo, {
       endpoint: flags.endpoint,
       region: flags.region,
       pathStyle: flags["path-style"],
-      fallback: { endpoint: file.endpoint, region: file.region, pathStyle: file.pathStyle },
+      fallback: { endpoint: pick.file.endpoint, region: pick.file.region, pathStyle: pick.file.pathStyle },
       retries: settings.retries,
       timeoutMs: settings.timeoutMs,
       partSize: settings.partSize,
@@ -95,30 +141,19 @@ export function resolveTargets(flags: TargetFlags, log: Logger | undefined, opti
       onWarning: log ? (message) => log.warn(message) : undefined,
       signal: options.signal,
     });
-    return { db, name, nameGiven, settings, file, storage };
-  };
-  const defaults = config?.defaults ?? {};
+    return { ...pick, settings, storage };
+  });
+  return { config, fromConfig, targets };
+}
 
-  if (flags.db) {
-    const path = resolve(flags.db);
-    const entry = configured.find((d) => d.path === path);
-    const given = flags.name || entry?.name;
-    return { config, fromConfig: false, targets: [make(flags.db, given || deriveName(flags.db), mergeFileSettings(defaults, entry?.settings), Boolean(given))] };
-  }
-  if (flags.name) {
-    const entry = configured.find((d) => (d.name ?? deriveName(d.path)) === flags.name);
-    return { config, fromConfig: false, targets: [make(entry?.path, flags.name, mergeFileSettings(defaults, entry?.settings))] };
-  }
-  if (configured.length)
-    return { config, fromConfig: true, targets: configured.map((d) => make(d.path, d.name ?? deriveName(d.path), mergeFileSettings(defaults, d.settings), d.name !== undefined)) };
-  if (options.needsDb) {
-    const { command, example } = options.needsDb;
-    throw new UsageError(
-      config ? `${config.path} lists no databases; ${command} needs a database path` : `which database? ${command} needs a database path, or a config file listing databases (--config FILE, ./sqlite-vault.yml or /etc/sqlite-vault.yml)`,
-      example,
-    );
-  }
-  return { config, fromConfig: false, targets: [make(undefined, undefined, defaults)] };
+/**
+ * The target's S3 repository addressed the other way (path-style for virtual-hosted and back), with
+ * no retries: doctor asks it whether the other addressing works. Undefined for storage without addressing.
+ */
+export function openOtherAddressing(flags: TargetFlags, target: Target, signal: AbortSignal): (() => Storage) | undefined {
+  const { settings, storage } = target;
+  if (storage.addressing === undefined) return undefined;
+  return () => openStorage(settings.repo, { endpoint: flags.endpoint, region: flags.region, pathStyle: storage.addressing !== "path-style", retries: 0, timeoutMs: settings.timeoutMs, signal });
 }
 
 const ENCRYPTION_FIELDS = ["recipients", "recipientsFile", "passphraseFile", "identityFiles", "plaintext"] as const;

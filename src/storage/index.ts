@@ -8,6 +8,7 @@
  * AWS_DEFAULT_REGION), the config file, the AWS profile in ~/.aws/config (its services section's s3
  * endpoint_url or its endpoint_url; its region), built-in defaults (AWS, us-east-1).
  */
+import { rmdir } from "node:fs/promises";
 import { isIP } from "node:net";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -115,7 +116,7 @@ export function openStorage(repo: string, options: OpenStorageOptions = {}): Sto
   const env = options.env ?? process.env;
   const profile = repo.startsWith("s3://") ? readProfileSettings(env) : {};
   const location = resolveRepo(repo, options, env, process.cwd(), options.fallback, profile);
-  if (location.kind === "file") return new FileStorage(location.path);
+  if (location.kind === "file") return openFileStorage(location.path);
   const asked = options.pathStyle ?? new URL(repo).searchParams.get("path-style") ?? options.fallback?.pathStyle;
   if ((asked === false || asked === "false") && location.config.pathStyle)
     options.onWarning?.(`virtual-hosted addressing (--no-path-style) is ignored for ${new URL(location.config.endpoint).hostname}: a bucket cannot be a subdomain of an IP address or localhost, so requests are path-style`);
@@ -128,6 +129,12 @@ export function openStorage(repo: string, options: OpenStorageOptions = {}): Sto
     onRetry: options.onRetry,
     signal: options.signal,
   });
+}
+
+/** A local directory, with the capability to remove the directory its check({ create: true }) made. */
+function openFileStorage(path: string): Storage {
+  const storage = new FileStorage(path);
+  return Object.assign(storage, { removeIfEmpty: () => rmdir(storage.root) });
 }
 
 /** A repo URL fit to print: never user info, never a query value that could carry a secret. */

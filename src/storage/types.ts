@@ -90,6 +90,27 @@ export interface Storage {
    * since; undefined before any answer, and for storage without a clock of its own (a directory).
    */
   serverNow?(): Date | undefined;
+
+  // Optional capabilities, restic's way: a caller asks whether the storage has one, never which class
+  // it is. Each is present exactly when the backend can do it.
+
+  /**
+   * Optional, network backends: how requests address the bucket. Present for storage whose requests
+   * are signed and whose large writes go up in parts (doctor probes both).
+   */
+  readonly addressing?: "path-style" | "virtual-hosted";
+
+  /** Optional, network backends: where the credentials came from; null when requests go unsigned. */
+  readonly credentialSource?: string | null;
+
+  /** Optional, network backends: the server's clock, from the Date header of a fresh answer; null when it sends none. */
+  serverTime?(): Promise<Date | null>;
+
+  /**
+   * Optional, backends whose check({ create: true }) creates the repository: remove the repository
+   * itself again. Throws when it holds anything or is already gone; never removes an object.
+   */
+  removeIfEmpty?(): Promise<void>;
 }
 
 /** Throws when a key could escape the repository or is not a plain relative path. */

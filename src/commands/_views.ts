@@ -1,0 +1,38 @@
+/** Human views shared by more than one command. */
+import { formatBytes, formatTable, formatTime } from "../output.ts";
+import type { PruneReport } from "../ops/prune.ts";
+
+/**
+ * A prune's human view: one summary line per name (kept, removed, freed) and every failure; the
+ * whole plan, backup by backup, with `detail` (--verbose) or in a dry run.
+ */
+export function renderPrune(r: PruneReport, view: { verbose: boolean }): string {
+  const detail = view.verbose || r.dryRun;
+  const lines: string[] = [];
+  const h = r.housekeeping;
+  for (const n of r.names) {
+    if (detail) lines.push(`${n.name}: keep ${n.keep.length}, ${r.dryRun ? "would remove" : "remove"} ${n.remove.length} (${r.policy})`);
+    else {
+      const freed = n.remove.filter((b) => n.removed.includes(b.id)).reduce((sum, b) => sum + b.bytes, 0);
+      const left = n.damaged.length + n.futureDated.length;
+      lines.push(`pruned ${n.name}: kept ${n.keep.length}, removed ${n.removed.length}, freed ${formatBytes(freed)}${left ? `; ${left} left alone (see --verbose)` : ""}`);
+    }
+    const rows = [
+      ...n.keep.map((k) => [k.id, formatTime(k.createdAt), "keep", k.reasons.join(", ")]),
+      ...n.remove.map((b) => [b.id, formatTime(b.createdAt), r.dryRun ? "would remove" : n.removed.includes(b.id) ? "removed" : "FAILED", ""]),
+      ...n.damaged.map((d) => [d.id, formatTime(d.createdAt), "left alone", "not counted: cannot be restored"]),
+      ...n.futureDated.map((f) => [f.id, formatTime(f.createdAt), "left alone", "not counted: dated in the future"]),
+    ].sort((a, b) => (a[0]! < b[0]! ? 1 : -1));
+    if (detail && rows.length) lines.push(formatTable(["ID", "TIME (UTC)", "ACTION", "KEPT BY"], rows));
+    for (const f of n.failed) lines.push(`could not remove ${n.name} ${f.id}: ${f.error}; it remains listed and restorable`);
+  }
+  const verb = r.dryRun ? "would remove" : "removed";
+  if (detail) {
+    for (const key of h.removed) lines.push(`${verb} leftover ${key}`);
+    for (const key of h.aborted) lines.push(`${r.dryRun ? "would abort" : "aborted"} abandoned upload ${key}`);
+    if (h.young.length) lines.push(`left ${h.young.length} leftover(s) younger than the grace period alone`);
+  } else if (h.removed.length || h.aborted.length) lines.push(`removed ${h.removed.length} leftover(s) of interrupted runs, aborted ${h.aborted.length} abandoned upload(s)`);
+  for (const f of h.failed) lines.push(`could not remove leftover ${f.key}: ${f.error}`);
+  if (r.names.length === 0) lines.push(`no backups in ${r.repo}`);
+  return lines.join("\n");
+}

@@ -1,0 +1,243 @@
+/**
+ * Which age keys a run uses, from where: flags, then the environment, then the config file; the first
+ * layer that names any key decides alone. Identity and passphrase files are read and checked here, so a
+ * bad key fails before anything runs. The streams that use the keys live in pipeline/age.ts.
+ */
+import * as age from "age-encryption";
+import { statSync } from "node:fs";
+import { UsageError } from "../errors.ts";
+import type { Logger } from "../logger.ts";
+import { readSmallFile } from "../local/small-file.ts";
+import type { DecryptionSettings, EncryptionSettings } from "../pipeline/age.ts";
+import type { Env } from "../storage/credentials.ts";
+
+/** What a backup is to be: encrypted, or not; `plaintextChosen` when the user said so (--no-encryption). */
+export interface BackupEncryption {
+  encryption: EncryptionSettings | null;
+  plaintextChosen: boolean;
+}
+
+export interface EncryptionFlags {
+  recipients: string[];
+  recipientsFile?: string;
+  passphrase?: string;
+  passphraseFile?: string;
+  /** --identity: encrypt to its public key when nothing else names a key. */
+  identities?: string[];
+  /** --encryption: true, --no-encryption: false, absent: undefined. */
+  encryption?: boolean;
+}
+
+/** Keys named in the config file: the lowest layer, under flags and the environment. */
+export interface FileKeys {
+  recipients?: string[];
+  recipientsFile?: string;
+  passphraseFile?: string;
+  identityFiles?: string[];
+  /** `encryption: false`: backups are stored unencrypted, by choice. */
+  plaintext?: boolean;
+}
+
+export interface DecryptionFlags {
+  identities: string[];
+  passphrase?: string;
+  passphraseFile?: string;
+}
+
+/** Where keys may be named, highest first; the first that names any key decides alone. */
+interface KeyLayer {
+  recipients: string[];
+  /** The recipients setting was named, even if with nothing in it (SQLITE_VAULT_RECIPIENTS=" "). */
+  recipientsGiven: boolean;
+  recipientsFile?: string;
+  passphrase?: string;
+  passphraseFile?: string;
+  /** Unencrypted backups asked for by name (--no-encryption, SQLITE_VAULT_ENCRYPTION=false, encryption: false). */
+  plaintext: boolean;
+  /** How the user wrote each setting, for messages. */
+  names: { recipients: string; recipientsFile: string; passphrase: string; passphraseFile: string; plaintext: string };
+  fromCommandLine: boolean;
+}
+
+function keyLayers(flags: EncryptionFlags, env: Env, file: FileKeys): KeyLayer[] {
+  const fromEnv = env.SQLITE_VAULT_RECIPIENTS;
+  return [
+    {
+      recipients: flags.recipients,
+      recipientsFile: flags.recipientsFile,
+      passphrase: flags.passphrase,
+      passphraseFile: flags.passphraseFile,
+      recipientsGiven: flags.recipients.length > 0,
+      plaintext: flags.encryption === false,
+      names: { recipients: "--recipient", recipientsFile: "--recipients-file", passphrase: "--passphrase", passphraseFile: "--passphrase-file", plaintext: "--no-encryption" },
+      fromCommandLine: true,
+    },
+    {
+      recipients: fromEnv === undefined ? [] : fromEnv.split(/[\s,]+/).filter(Boolean),
+      recipientsGiven: fromEnv !== undefined,
+      recipientsFile: env.SQLITE_VAULT_RECIPIENTS_FILE,
+      passphrase: env.SQLITE_VAULT_PASSPHRASE,
+      passphraseFile: env.SQLITE_VAULT_PASSPHRASE_FILE,
+      plaintext: encryptionFromEnv(env) === false,
+      names: { recipients: "SQLITE_VAULT_RECIPIENTS", recipientsFile: "SQLITE_VAULT_RECIPIENTS_FILE", passphrase: "SQLITE_VAULT_PASSPHRASE", passphraseFile: "SQLITE_VAULT_PASSPHRASE_FILE", plaintext: "SQLITE_VAULT_ENCRYPTION=false" },
+      fromCommandLine: false,
+    },
+    {
+      recipients: file.recipients ?? [],
+      recipientsGiven: file.recipients !== undefined,
+      recipientsFile: file.recipientsFile,
+      // A config file may name a passphrase file for restores beside recipients for backups.
+      passphraseFile: file.recipients?.length || file.recipientsFile ? undefined : file.passphraseFile,
+      plaintext: file.plaintext === true,
+      names: { recipients: "encryption.recipients", recipientsFile: "encryption.recipients-file", passphrase: "", passphraseFile: "encryption.passphrase-file", plaintext: "encryption: false" },
+      fromCommandLine: false,
+    },
+  ];
+}
+
+const namesAnyKey = (layer: KeyLayer) => layer.recipientsGiven || layer.recipientsFile !== undefined || layer.passphrase !== undefined || layer.passphraseFile !== undefined;
+
+/** SQLITE_VAULT_ENCRYPTION: true or false (1 or 0); undefined when unset or empty. */
+function encryptionFromEnv(env: Env): boolean | undefined {
+  const value = env.SQLITE_VAULT_ENCRYPTION;
+  if (value === undefined || value === "") return undefined;
+  if (!["1", "0", "true", "false"].includes(value)) throw new UsageError(`SQLITE_VAULT_ENCRYPTION must be true or false (1 or 0), not "${value}"`);
+  return value === "1" || value === "true";
+}
+
+/**
+ * Resolve what to encrypt to. One layer decides, the first that names any key or asks for no
+ * encryption: flags, then the environment (SQLITE_VAULT_RECIPIENTS, SQLITE_VAULT_RECIPIENTS_FILE,
+ * SQLITE_VAULT_PASSPHRASE, SQLITE_VAULT_PASSPHRASE_FILE, SQLITE_VAULT_ENCRYPTION=false), then the
+ * config file; a key named in a lower layer never joins one from a higher (rotating a key on the
+ * command line must leave the old one out). When none does, identities (--identity,
+ * SQLITE_VAULT_IDENTITY_FILE, encryption.identity-files) give their public keys, as `age -e -i` does.
+ * `encryption` is null when nothing asks for encryption. Anything that asks for it and yields no key
+ * (an empty value, a file with no recipient, --encryption alone) is a UsageError: encryption asked
+ * for never silently becomes a plaintext backup.
+ */
+export async function resolveEncryption(flags: EncryptionFlags, env: Env, log: Logger, file: FileKeys = {}): Promise<BackupEncryption> {
+  const required = flags.encryption ?? encryptionFromEnv(env);
+  const layer = keyLayers(flags, env, file).find((l) => l.plaintext || namesAnyKey(l));
+  if (layer?.plaintext) {
+    if (namesAnyKey(layer)) throw new UsageError(`${layer.names.plaintext} asks for no encryption, and a key is named beside it`, "leave out one or the other");
+    if (required) throw new UsageError(`--encryption and ${layer.names.plaintext} contradict each other`);
+    return { encryption: null, plaintextChosen: true };
+  }
+  if (!layer) {
+    const identities = readIdentities(flags.identities ?? [], env, file, log);
+    if (identities.length) {
+      const recipients = await Promise.all(identities.map((identity) => age.identityToRecipient(identity)));
+      log.debug(`no recipient or passphrase named: encrypting to the public keys of the ${identities.length} identities given`);
+      return { encryption: { recipients: [...new Set(recipients)], fromIdentities: true }, plaintextChosen: false };
+    }
+    if (required) throw new UsageError(`${flags.encryption ? "--encryption" : "SQLITE_VAULT_ENCRYPTION"} asks for encryption and no key is named`, "give --recipient, --recipients-file or --passphrase-file (or their SQLITE_VAULT_… variables)");
+    return { encryption: null, plaintextChosen: false };
+  }
+  const recipients = [...layer.recipients];
+  if (layer.recipientsGiven && !recipients.length) throw new UsageError(`${layer.names.recipients} is set but holds no recipient`, "set it to one or more age1… public keys, or unset it");
+  if (layer.recipientsFile !== undefined) {
+    const path = nonEmpty(layer.recipientsFile, layer.names.recipientsFile);
+    const keys = readKeyLines(path, "recipients file");
+    if (!keys.length) throw new UsageError(`the recipients file ${path} holds no recipient`, "one age1… public key per line (sqlite-vault keygen prints one)");
+    recipients.push(...keys);
+  }
+  const passphrase = passphraseOf(layer, log);
+  if (recipients.length && passphrase !== undefined) throw new UsageError("use either recipients or a passphrase, not both");
+  for (const r of recipients) {
+    if (r.startsWith("AGE-SECRET-KEY")) throw new UsageError("a recipient is a public key (age1…); that was a secret identity", "keep identities off the machine that backs up; pass the public key");
+    try {
+      new age.Encrypter().addRecipient(r);
+    } catch {
+      throw new UsageError(r.trim() ? `"${r.slice(0, 12)}…" is not an age recipient` : "a recipient is empty", "recipients look like age1… (sqlite-vault keygen prints one)");
+    }
+  }
+  if (recipients.length) return { encryption: { recipients: [...new Set(recipients)] }, plaintextChosen: false };
+  if (passphrase !== undefined) return { encryption: { recipients: [], passphrase }, plaintextChosen: false };
+  throw new UsageError(`${layer.names.recipients} names no recipient`, "give an age1… public key, or leave encryption out");
+}
+
+/**
+ * Resolve identities and passphrases for reading encrypted backups (SQLITE_VAULT_IDENTITY_FILE, …).
+ * Every identity is checked here: one that does not parse is a UsageError naming its file, never
+ * quoted (a mistyped secret key is still almost all of the secret), and a file with no identity in
+ * it is an error, not "no identity given".
+ */
+export function resolveDecryption(flags: DecryptionFlags, env: Env, log: Logger, file: FileKeys = {}): DecryptionSettings {
+  const identities = readIdentities(flags.identities, env, file, log);
+  const layers = keyLayers({ recipients: [], passphrase: flags.passphrase, passphraseFile: flags.passphraseFile }, env, { passphraseFile: file.passphraseFile });
+  const layer = layers.find((l) => l.passphrase !== undefined || l.passphraseFile !== undefined);
+  const passphrase = layer ? passphraseOf(layer, log) : undefined;
+  return { identities, passphrases: passphrase === undefined ? [] : [passphrase] };
+}
+
+/** The identities of --identity, else SQLITE_VAULT_IDENTITY_FILE (colon separated), else the config file's identity-files; each checked. */
+function readIdentities(flagged: string[], env: Env, file: FileKeys, log: Logger): string[] {
+  const identities: string[] = [];
+  const sources = flagged.length ? flagged : env.SQLITE_VAULT_IDENTITY_FILE !== undefined ? env.SQLITE_VAULT_IDENTITY_FILE.split(":") : (file.identityFiles ?? []);
+  for (const source of sources) {
+    if (source.startsWith("AGE-SECRET-KEY-")) {
+      log.warn("an identity given on the command line is visible in the process list; use --identity FILE");
+      identities.push(checkedIdentity(source, "the identity given on the command line"));
+      continue;
+    }
+    const path = nonEmpty(source, flagged.length ? "--identity" : env.SQLITE_VAULT_IDENTITY_FILE !== undefined ? "SQLITE_VAULT_IDENTITY_FILE" : "encryption.identity-files");
+    warnIfReadableByOthers(path, log);
+    const lines = readKeyLines(path, "identity file");
+    if (!lines.length) throw new UsageError(`the identity file ${path} holds no age identity`, "an identity file holds AGE-SECRET-KEY-1… lines, as sqlite-vault keygen or age-keygen write them");
+    lines.forEach((line, i) => identities.push(checkedIdentity(line, `key ${i + 1} in the identity file ${path}`)));
+  }
+  return identities;
+}
+
+/** An identity that age accepts, or a UsageError that names where it came from and never quotes it. */
+function checkedIdentity(identity: string, where: string): string {
+  const problem = identity.startsWith("AGE-PLUGIN-") ? "is an age plugin identity, which sqlite-vault does not support" : !identity.startsWith("AGE-SECRET-KEY-1") ? "is not an age identity (AGE-SECRET-KEY-1…)" : "";
+  if (!problem)
+    try {
+      new age.Decrypter().addIdentity(identity);
+      return identity;
+    } catch {
+      throw new UsageError(`${where} is not a valid age identity (mistyped or cut short)`, "copy the whole AGE-SECRET-KEY-1… line from the file keygen wrote");
+    }
+  throw new UsageError(`${where} ${problem}`, "an identity file holds AGE-SECRET-KEY-1… lines, as sqlite-vault keygen or age-keygen write them");
+}
+
+function nonEmpty(value: string, name: string): string {
+  if (!value.trim()) throw new UsageError(`${name} is empty: it must name a file`);
+  return value;
+}
+
+function passphraseOf(layer: KeyLayer, log: Logger): string | undefined {
+  if (layer.passphrase !== undefined) {
+    if (layer.passphrase === "") throw new UsageError(`${layer.names.passphrase} is empty`, "give a passphrase, or leave it out");
+    if (layer.fromCommandLine) log.warn("a passphrase given on the command line is visible in the process list; use --passphrase-file or SQLITE_VAULT_PASSPHRASE");
+    return layer.passphrase;
+  }
+  if (layer.passphraseFile === undefined) return undefined;
+  const path = nonEmpty(layer.passphraseFile, layer.names.passphraseFile);
+  warnIfReadableByOthers(path, log);
+  const text = readSecretFile(path, "passphrase file").replace(/\r?\n$/, "");
+  if (!text) throw new UsageError(`the passphrase file ${path} is empty`);
+  return text;
+}
+
+function readKeyLines(path: string, what: string): string[] {
+  return readSecretFile(path, what)
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith("#"));
+}
+
+function readSecretFile(path: string, what: string): string {
+  try {
+    return readSmallFile(path);
+  } catch (error) {
+    throw new UsageError(`cannot read the ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+}
+
+function warnIfReadableByOthers(path: string, log: Logger): void {
+  const info = statSync(path, { throwIfNoEntry: false });
+  if (info && info.mode & 0o077) log.warn(`${path} is readable by group or others (mode ${(info.mode & 0o777).toString(8)}); chmod 600 it`);
+}
