@@ -1,4 +1,5 @@
 import { readCatalog } from "../repo/catalog.ts";
+import { newestFirst } from "../repo/manifest.ts";
 import { formatBytes, formatRatio, formatTable, formatTime } from "../output.ts";
 import { databaseArgs, outputArgs, repoArgs } from "./_args.ts";
 import { defineVaultCommand } from "./_run.ts";
@@ -54,7 +55,7 @@ export default defineVaultCommand({
         futureDated: future.has(m),
       })));
     }
-    backups.sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+    backups.sort(newestFirst);
     const repos = [...new Set(targets.map((t) => t.storage.url))];
     return { repo: repos.join(", "), name: targets.length === 1 ? (targets[0]!.name ?? null) : null, backups, invalid };
   },

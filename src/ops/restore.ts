@@ -15,6 +15,7 @@ import { NoMatchingIdentityError, type DecryptionSettings } from "../pipeline/ag
 import type { RunContext } from "../context.ts";
 import { freeSpace, isNoSpace, NoSpaceError, VaultError, VerificationError, type CheckStep } from "../errors.ts";
 import { acquireLock } from "../local/lock.ts";
+import { prepend } from "../util/streams.ts";
 import { assertValidName, backupIdTime, type BackupManifest } from "../repo/manifest.ts";
 import { resolveForWrite } from "../local/safe-path.ts";
 import { removeStale, tempTag } from "../local/stale.ts";
@@ -110,7 +111,7 @@ export async function runRestore(storage: Storage, input: RestoreInput, ctx: Run
   const lock = acquireLock(target, "restore");
   try {
     for (const stale of removeStale(dir, tempPrefix(target))) ctx.log.info(`removed ${stale}, left by a killed restore`);
-    return await restoreFirstSound(storage, input, prepend(first.value, candidates), target, ctx, started);
+    return await restoreFirstSound(storage, input, prepend([first.value], candidates), target, ctx, started);
   } finally {
     lock.release();
   }
@@ -126,10 +127,6 @@ function isDirectory(path: string): boolean {
   }
 }
 
-async function* prepend<T>(first: T, rest: AsyncIterable<T>): AsyncGenerator<T> {
-  yield first;
-  yield* rest;
-}
 
 async function restoreFirstSound(storage: Storage, input: RestoreInput, candidates: AsyncIterable<Candidate>, target: string, ctx: RunContext, started: number): Promise<RestoreResult> {
   const dir = dirname(target);

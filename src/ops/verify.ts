@@ -14,7 +14,7 @@ import type { RunContext } from "../context.ts";
 import { resolveForWrite } from "../local/safe-path.ts";
 import { removeStale, tempTag } from "../local/stale.ts";
 import { freeSpace, isNoSpace, NoSpaceError, VaultError, VerificationError, type CheckStep } from "../errors.ts";
-import { manifestKey, verifiedKey, type BackupManifest } from "../repo/manifest.ts";
+import { manifestKey, newestFirst, verifiedKey, type BackupManifest } from "../repo/manifest.ts";
 import type { Storage } from "../storage/types.ts";
 import { VERSION } from "../version.ts";
 
@@ -68,9 +68,7 @@ type Candidate = { manifest: BackupManifest } | { invalid: { name: string; id: s
  */
 export async function runVerify(storage: Storage, input: VerifyInput, ctx: RunContext): Promise<VerifyReport> {
   const catalog = await readCatalog(storage, input.name);
-  const all: Candidate[] = [...catalog.backups.map((manifest) => ({ manifest })), ...catalog.invalid.map((invalid) => ({ invalid }))].sort((a, b) =>
-    idOf(a) < idOf(b) ? 1 : idOf(a) > idOf(b) ? -1 : 0,
-  );
+  const all: Candidate[] = [...catalog.backups.map((manifest) => ({ manifest })), ...catalog.invalid.map((invalid) => ({ invalid }))].sort((a, b) => newestFirst({ id: idOf(a) }, { id: idOf(b) }));
   const chosen = choose(all, input.selection);
   if (chosen.length === 0) {
     const what = typeof input.selection === "object" ? `backup ${input.selection.id}` : "backups";

@@ -8,7 +8,7 @@
  */
 import { NotFoundError, UsageError, VerificationError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
-import { backupIdTime, parseDataKey, parseManifest, parseManifestKey, parseVerifiedKey, type BackupManifest } from "./manifest.ts";
+import { backupIdTime, newestFirst, parseDataKey, parseManifest, parseManifestKey, parseVerifiedKey, type BackupManifest } from "./manifest.ts";
 import { readAll } from "../util/streams.ts";
 import type { ObjectInfo, Storage } from "../storage/types.ts";
 
@@ -88,7 +88,6 @@ export async function readCatalog(storage: Storage, name?: string, options: { no
       invalid.push({ ...entry, reason: error.message });
     }
   });
-  const newestFirst = (a: { id: string; name: string }, b: { id: string; name: string }) => (a.id < b.id ? 1 : a.id > b.id ? -1 : a.name.localeCompare(b.name));
   backups.sort(newestFirst);
   invalid.sort(newestFirst);
   const named = new Set(manifests.map((m) => `${m.name}/${m.id}`));
@@ -146,7 +145,7 @@ export async function listManifests(storage: Storage, name?: string): Promise<Ma
     const parsed = parseManifestKey(object.key);
     if (parsed && (!name || parsed.name === name)) entries.push({ key: object.key, ...parsed });
   }
-  return entries.sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : a.name.localeCompare(b.name)));
+  return entries.sort(newestFirst);
 }
 
 /** A backup a selection may pick: its manifest, or the reason its manifest cannot be used. */

@@ -167,3 +167,11 @@ function isCount(n: unknown): n is number {
 function isSha256(s: unknown): s is string {
   return typeof s === "string" && /^[0-9a-f]{64}$/.test(s);
 }
+
+/**
+ * Newest first, for anything with a backup id (its creation time, to the millisecond): by id
+ * descending, then by name, so one order holds wherever backups are listed, planned or chosen.
+ */
+export function newestFirst(a: { id: string; name?: string }, b: { id: string; name?: string }): number {
+  return a.id < b.id ? 1 : a.id > b.id ? -1 : (a.name ?? "").localeCompare(b.name ?? "");
+}

@@ -13,6 +13,7 @@
  * kept (reason "newest"), so no plan removes everything.
  */
 import { UsageError } from "../errors.ts";
+import { newestFirst } from "./manifest.ts";
 
 export interface RetentionPolicy {
   last?: number;
@@ -63,10 +64,7 @@ export function isEmptyPolicy(policy: RetentionPolicy): boolean {
  */
 export function planRetention<T extends RetentionInput>(backups: readonly T[], policy: RetentionPolicy, now: Date): RetentionPlan<T> {
   if (isEmptyPolicy(policy)) throw new UsageError("no retention policy given", "pass at least one --keep-… option");
-  const sorted = [...backups].sort((a, b) => {
-    const dt = Date.parse(b.createdAt) - Date.parse(a.createdAt);
-    return dt !== 0 ? dt : a.id < b.id ? 1 : a.id > b.id ? -1 : 0;
-  });
+  const sorted = [...backups].sort((a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt) || newestFirst(a, b));
   const bucketOf = createBucketer(policy.timezone ?? "UTC");
   const reasons = new Map<T, KeepReason[]>();
   const add = (backup: T, reason: KeepReason) => {
