@@ -1,31 +1,9 @@
 /**
- * The index-content part of `PRAGMA integrity_check` for one table, split into rowid ranges that run
- * on separate connections, for a table too big to leave to one core (an app's log table is often
- * most of the file, and `integrity_check(TABLE)` cannot be divided).
- *
- * What `integrity_check(T)` does beyond `quick_check` (SQLite 3.54, pragma.c) is, for every row of T
- * and every index of T: (1) the index holds the row's key and rowid ("row N missing from index X");
- * (2) that entry ends with the rowid ("rowid not at end-of-record"); (3) for non-BINARY collations,
- * the entry holds exactly the row's values; (4) for UNIQUE indexes, the next entry has another key
- * ("non-unique entry in index X"); and (5) each index has as many entries as T has rows ("wrong # of
- * entries in index X"). Everything else it does for T (the b-trees, NOT NULL, datatypes and CHECK
- * constraints) quick_check does too, for every table; so does (5) from SQLite 3.4x on, but not the
- * 3.40 of Debian 12, nor perhaps the SQLite of the system Bun links on macOS.
- *
- * Here, for a table whose indexes are all plain BINARY columns (no expressions, no partial indexes,
- * no generated columns, a rowid table), with the rowid in every probe:
- *   (1) and (2): per range, every row is looked up in every index by its whole entry, columns and
- *       rowid (a SEARCH of the index, as integrity_check's own lookup), and the entry's rowid is
- *       compared again as read from the end of the record. A row that fails either is reported
- *       with SQLite's own words, "row N missing from index X", N counted as SQLite counts it.
- *   (3): does not arise (BINARY only).
- *   (4): per UNIQUE index, one scan of the index for a key held twice (NULL keys excepted, as in
- *       SQLite: only nullable columns may hold them).
- *   (5): one statement counts the table's rows and each index's entries, scanning each b-tree
- *       (its plan checked like the probes'; `count(*)` would count the smallest index only).
- * Any other table keeps `integrity_check(T)`. Every probe statement is prepared, and its plan
- * checked, before any range runs: a statement SQLite cannot plan falls back to integrity_check(T)
- * instead of being mistaken for damage.
+ * The index-content part of `PRAGMA integrity_check(T)` for one big table, split into rowid ranges on
+ * separate connections (integrity_check(T) itself cannot be divided). Only for a rowid table whose
+ * indexes are all plain BINARY columns; every probe is prepared and its plan checked before any range
+ * runs, and any other table keeps integrity_check(T). Why this checks exactly what SQLite's pass
+ * checks, point by point: docs/design/integrity.md.
  */
 import type { Database } from "bun:sqlite";
 

@@ -1,19 +1,10 @@
 /**
- * The integrity check of a restored or verified copy, split across cores.
- *
- * `PRAGMA integrity_check` is one single-threaded pass, and on a restore it is most of the time
- * (about 11 s of a 1 GiB restore here). It is two kinds of work, which SQLite lets us run apart:
- *   - the structure of the whole file: every b-tree page, the freelist, every page used exactly once,
- *     the number of entries of every index, NOT NULL, datatypes and CHECK constraints of every row.
- *     That is `PRAGMA quick_check` (everything but the index-content checks, and fast);
- *   - per table, `PRAGMA integrity_check(TABLE)`: that table's and its indexes' b-trees, every row
- *     against every index (missing or extra entries, UNIQUE), NOT NULL and CHECK constraints.
- *     A table-limited check skips only the whole-file page accounting, which quick_check does.
- * Together they check everything the single pass does. Each runs on its own read-only connection in
- * a worker thread, as many at once as there are cores, in the order src/check/plan.ts chooses;
- * `PRAGMA foreign_key_check` runs per table the same way.
- * A statement SQLite gives up on is a finding; a worker that dies is an internal error. Nothing
- * that did not run is ever reported as "ok", and our own failure is never reported as damage.
+ * The integrity check of a restored or verified copy, split across cores: `PRAGMA quick_check` of the
+ * whole file plus `integrity_check(TABLE)` per table (a big table's index lookups in rowid ranges,
+ * src/check/index-check.ts), each on its own read-only connection in a worker, in the order
+ * src/check/plan.ts chooses; together exactly what the single pass checks (docs/design/integrity.md).
+ * A statement SQLite gives up on is a finding; a worker that dies is an internal error: nothing that
+ * did not run is reported "ok", and our own failure is never reported as damage.
  */
 import { closeSync, openSync, readSync } from "node:fs";
 import { availableParallelism } from "node:os";
