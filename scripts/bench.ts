@@ -30,6 +30,10 @@
  *             live application does (ours then reads the file and those frames in place)
  *   verify    reference: the reference restore above, once per stored backup, one after another
  *             ours:      sqlite-vault verify --all (its default --concurrency 2) over the same number
+ *   restore against restic and Litestream (scripts/bench-restore.ts): restic restore, Litestream restore
+ *             and ours (gzip, zstd; with and without --quick), each with a full integrity_check, wall
+ *             time, CPU and peak RSS, ratios to the faster of restic and Litestream, and the phases of
+ *             our restore from its --verbose lines
  *
  * How: runs alternate A/B (reference, ours, reference, ours, ...) so that drift of the machine
  * (page cache, the S3 server's memory, thermal state) hits both alike. Every command runs under
