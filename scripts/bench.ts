@@ -1,15 +1,23 @@
 #!/usr/bin/env bun
 /**
- * bench.ts — sqlite-vault against the "reference script" people write today, side by side.
+ * bench.ts — sqlite-vault against the "reference script" people write today, side by side; and its
+ * restore against restic and Litestream (issue 21; scripts/bench-restore.ts).
  *
- *   bun scripts/bench.ts [--quick] [--runs N] [--data-dir DIR]
+ *   bun scripts/bench.ts [--quick] [--restore-only] [--sizes 10M,50M] [--runs N] [--data-dir DIR] [--results FILE]
  *
- *   --quick      a 100 MiB database only, 2 runs, verify over 3 backups (a couple of minutes)
- *   (default)    100 MiB and 1 GiB databases, 3 runs each, verify over 10 backups of 100 MiB
- *   --runs N     timed runs per tool and scenario
- *   --data-dir   where the generated databases are kept for reuse (default bench/data/)
- *   --generate   only generate the databases and print what they are like (size after gzip -6,
- *                time of quick_check and integrity_check), no S3 server needed
+ *   --quick         a 100 MiB database only, 2 runs, verify over 3 backups (a couple of minutes)
+ *   (default)       the script comparison on 100 MiB and 1 GiB databases, verify over 10 backups of
+ *                   100 MiB; the restore comparison on 10 MiB, 50 MiB, 500 MiB and 1 GiB; 3 runs each
+ *   --restore-only  only the restore comparison (restic, Litestream, ours with and without --quick)
+ *   --sizes LIST    database sizes instead of the defaults, e.g. 10M,50M or 500M,1G (M = MiB, G = GiB),
+ *                   for whichever parts run (verify always uses 100 MiB)
+ *   --runs N        timed runs per tool and scenario
+ *   --data-dir      where the generated databases (and Litestream, under tools/) are kept for reuse
+ *                   (default bench/data/)
+ *   --results FILE  where the markdown goes (default bench/results.md); only the sections of the parts
+ *                   that ran are replaced, so --restore-only keeps the script comparison's figures
+ *   --generate      only generate the databases and print what they are like (size after gzip -6,
+ *                   time of quick_check and integrity_check), no S3 server needed
  *
  * What is compared (the same database, the same local S3 server, the same temp filesystem):
  *
@@ -22,6 +30,10 @@
  *             live application does (ours then reads the file and those frames in place)
  *   verify    reference: the reference restore above, once per stored backup, one after another
  *             ours:      sqlite-vault verify --all (its default --concurrency 2) over the same number
+ *   restore against restic and Litestream (scripts/bench-restore.ts): restic restore, Litestream restore
+ *             and ours (gzip, zstd; with and without --quick), each with a full integrity_check, wall
+ *             time, CPU and peak RSS, ratios to the faster of restic and Litestream, and the phases of
+ *             our restore from its --verbose lines
  *
  * How: runs alternate A/B (reference, ours, reference, ours, ...) so that drift of the machine
  * (page cache, the S3 server's memory, thermal state) hits both alike. Every command runs under
@@ -44,10 +56,11 @@ import { Database } from "bun:sqlite";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import { bash, emptyBucket, have, measure, median, MiB, parseSize, q, sh, sizeLabel, type Sample } from "./bench-common.ts";
+import { ensureRestoreTools, renderRestoreTables, restoreComparison, type RestoreResult } from "./bench-restore.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const BIN = join(ROOT, "dist", "sqlite-vault");
-const MiB = 1024 * 1024;
 
 // ---------------------------------------------------------------------------------------------
 // options
@@ -56,54 +69,53 @@ interface Options {
   quick: boolean;
   runs: number;
   dataDir: string;
+  /** Sizes of the script comparison (empty with --restore-only). */
   sizesMiB: number[];
+  /** Sizes of the restore comparison against restic and Litestream. */
+  restoreSizesMiB: number[];
+  restoreOnly: boolean;
   verifyBackups: number;
   generateOnly: boolean;
+  results: string;
 }
 
 function parseOptions(argv: string[]): Options {
   let quick = false;
   let generateOnly = false;
+  let restoreOnly = false;
+  let sizes: number[] | undefined;
   let runs: number | undefined;
   let dataDir = join(ROOT, "bench", "data");
+  let results = join(ROOT, "bench", "results.md");
+  const list = (v: string | undefined) => (v ?? "").split(",").filter(Boolean).map(parseSize);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === "--quick") quick = true;
     else if (a === "--generate") generateOnly = true;
+    else if (a === "--restore-only") restoreOnly = true;
+    else if (a === "--sizes") sizes = list(argv[++i]);
+    else if (a.startsWith("--sizes=")) sizes = list(a.slice("--sizes=".length));
+    else if (a === "--results") results = resolve(argv[++i] ?? "");
+    else if (a.startsWith("--results=")) results = resolve(a.slice("--results=".length));
     else if (a === "--runs") runs = Number(argv[++i]);
     else if (a.startsWith("--runs=")) runs = Number(a.slice("--runs=".length));
     else if (a === "--data-dir") dataDir = resolve(argv[++i] ?? "");
     else if (a.startsWith("--data-dir=")) dataDir = resolve(a.slice("--data-dir=".length));
     else if (a === "-h" || a === "--help") {
-      console.log("usage: bun scripts/bench.ts [--quick] [--runs N] [--data-dir DIR] [--generate]");
+      console.log("usage: bun scripts/bench.ts [--quick] [--restore-only] [--sizes 10M,50M,500M,1G] [--runs N] [--data-dir DIR] [--results FILE] [--generate]");
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
   runs ??= quick ? 2 : 3;
   if (!Number.isInteger(runs) || runs < 1) throw new Error("--runs must be a positive integer");
-  return { quick, runs, dataDir, sizesMiB: quick ? [100] : [100, 1024], verifyBackups: quick ? 3 : 10, generateOnly };
+  if (sizes && !sizes.length) throw new Error("--sizes needs at least one size");
+  const sizesMiB = restoreOnly ? [] : (sizes ?? (quick ? [100] : [100, 1024]));
+  const restoreSizesMiB = sizes ?? (quick ? [100] : [10, 50, 500, 1024]);
+  return { quick, runs, dataDir, sizesMiB, restoreSizesMiB, restoreOnly, verifyBackups: quick ? 3 : 10, generateOnly, results };
 }
 
 // ---------------------------------------------------------------------------------------------
-// small process helpers
-
-function sh(cmd: string[], opts: { env?: Record<string, string | undefined>; allowFail?: boolean } = {}): { code: number; stdout: string; stderr: string } {
-  const p = Bun.spawnSync(cmd, { env: opts.env ?? process.env, stdout: "pipe", stderr: "pipe" });
-  const r = { code: p.exitCode ?? -1, stdout: p.stdout.toString(), stderr: p.stderr.toString() };
-  if (r.code !== 0 && !opts.allowFail) throw new Error(`${cmd.join(" ")} exited ${r.code}\n${r.stderr.trim()}`);
-  return r;
-}
-
-const have = (cmd: string[]) => {
-  try {
-    return sh(cmd, { allowFail: true }).code === 0;
-  } catch {
-    return false; // not on PATH
-  }
-};
-
-/** Single-quote for bash. */
-const q = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+// tools
 
 function ensureTools(): void {
   const missing: string[] = [];
@@ -350,25 +362,6 @@ function describeDb(path: string): void {
 // ---------------------------------------------------------------------------------------------
 // measuring
 
-interface Sample {
-  seconds: number;
-  rssKiB: number;
-  stdout: string;
-}
-
-/** Runs cmd under /usr/bin/time -v: wall seconds around it, peak RSS from time's report. */
-function measure(cmd: string[], env: Record<string, string | undefined>, timeFile: string): Sample {
-  rmSync(timeFile, { force: true });
-  const t0 = performance.now();
-  const p = Bun.spawnSync(["/usr/bin/time", "-v", "-o", timeFile, ...cmd], { env, stdout: "pipe", stderr: "pipe" });
-  const seconds = (performance.now() - t0) / 1000;
-  if (p.exitCode !== 0) throw new Error(`command failed (exit ${p.exitCode}): ${cmd.join(" ")}\n${p.stderr.toString().trim()}\n${p.stdout.toString().trim()}`);
-  const report = readFileSync(timeFile, "utf8");
-  const m = /Maximum resident set size \(kbytes\): (\d+)/.exec(report);
-  if (!m) throw new Error(`no peak RSS in /usr/bin/time output:\n${report}`);
-  return { seconds, rssKiB: Number(m[1]), stdout: p.stdout.toString() };
-}
-
 interface Side {
   samples: Sample[];
   storedBytes?: number;
@@ -380,11 +373,6 @@ interface Row {
   ours: Side;
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-};
 const secs = (s: Side) => s.samples.map((x) => x.seconds);
 const peakMiB = (s: Side) => Math.max(...s.samples.map((x) => x.rssKiB)) / 1024;
 
@@ -424,18 +412,12 @@ const COMPRESS: Record<Compression, { ext: string; compress: string; decompress:
   zstd: { ext: "zst", compress: "zstd -3 -q -c", decompress: "zstd -d -q -c" },
 };
 
-async function emptyBucket(client: S3Client, bucket: string): Promise<void> {
-  const keys: string[] = [];
-  for await (const o of client.listObjects({ bucketName: bucket })) keys.push(o.key);
-  for (const k of keys) await client.deleteObject(k, { bucketName: bucket });
-}
-
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
   const started = performance.now();
   ensureTools();
   if (opts.generateOnly) {
-    for (const sizeMiB of opts.sizesMiB) {
+    for (const sizeMiB of new Set([...opts.sizesMiB, ...opts.restoreSizesMiB])) {
       const path = dbPath(opts.dataDir, sizeMiB);
       generateDb(path, sizeMiB);
       describeDb(path);
@@ -465,7 +447,6 @@ async function main(): Promise<void> {
     RCLONE_CONFIG_VAULT_REGION: s3.region,
     RCLONE_CONFIG_VAULT_FORCE_PATH_STYLE: "true",
   };
-  const bash = (script: string) => ["bash", "-c", `set -euo pipefail\n${script}`];
   const refRestoreScript = (key: string, c: Compression, out: string) =>
     `rm -f ${q(out)}\nrclone cat ${q(`vault:${bucket}/${key}`)} | ${COMPRESS[c].decompress} > ${q(out)}\n` +
     `r="$(sqlite3 ${q(out)} "PRAGMA integrity_check")"; [ "$r" = ok ] || { echo "integrity_check: $r" >&2; exit 1; }`;
@@ -491,11 +472,13 @@ async function main(): Promise<void> {
   };
 
   const rows: Row[] = [];
+  const restoreResults: RestoreResult[] = [];
+  const restoreTools = opts.restoreSizesMiB.length ? ensureRestoreTools(join(opts.dataDir, "tools")) : undefined;
   try {
-    for (const sizeMiB of opts.sizesMiB) generateDb(dbPath(opts.dataDir, sizeMiB), sizeMiB);
+    for (const sizeMiB of new Set([...opts.sizesMiB, ...opts.restoreSizesMiB, ...(opts.restoreOnly ? [] : [100])])) generateDb(dbPath(opts.dataDir, sizeMiB), sizeMiB);
     for (const sizeMiB of opts.sizesMiB) {
       const src = dbPath(opts.dataDir, sizeMiB);
-      const label = sizeMiB >= 1024 ? `${sizeMiB / 1024} GiB` : `${sizeMiB} MiB`;
+      const label = sizeLabel(sizeMiB);
       sh(["sh", "-c", `cat ${q(src)} > /dev/null`]); // warm the page cache once, for both sides
       for (const c of ["gzip", "zstd"] as const) {
         const name = `db${sizeMiB}-${c}`;
@@ -523,9 +506,9 @@ async function main(): Promise<void> {
     // auto-checkpoint leaves up to 1000 pages in the WAL). Both sides then read through the WAL; ours
     // reads the file and the WAL's frames in place ("wal-read"). On a copy of the largest database, with one
     // connection of this process holding a fresh commit in the WAL while the backups run.
-    if (!opts.quick) {
+    if (!opts.quick && opts.sizesMiB.length) {
       const sizeMiB = Math.max(...opts.sizesMiB);
-      const label = sizeMiB >= 1024 ? `${sizeMiB / 1024} GiB` : `${sizeMiB} MiB`;
+      const label = sizeLabel(sizeMiB);
       const live = join(work, "live.db");
       copyFileSync(dbPath(opts.dataDir, sizeMiB), live);
       const app = new Database(live);
@@ -543,32 +526,42 @@ async function main(): Promise<void> {
       }
     }
 
-    // verify: N stored backups of the 100 MiB database (gzip), checked end to end.
-    const n = opts.verifyBackups;
-    const src = dbPath(opts.dataDir, 100);
-    process.stderr.write(`verify: storing ${n} backups on each side (not timed) ...\n`);
-    const tmpDb = join(work, "ref.db");
-    sh(bash(`sqlite3 ${q(src)} ${q(`.backup ${tmpDb}`)}\ngzip -6 -c ${q(tmpDb)} > ${q(`${tmpDb}.gz`)}`));
-    for (let i = 0; i < n; i++) {
-      sh(["rclone", "copyto", `${tmpDb}.gz`, `vault:${bucket}/verify-ref/db-${i}.db.gz`], { env: rcloneEnv });
-      sh([BIN, "backup", src, "--name", "verifyset", "--repo", repoUrl("verify"), "--compression", "gzip", "--tmp-dir", work, "--quiet"], { env: oursEnv });
+    if (!opts.restoreOnly) {
+      // verify: N stored backups of the 100 MiB database (gzip), checked end to end.
+      const n = opts.verifyBackups;
+      const src = dbPath(opts.dataDir, 100);
+      process.stderr.write(`verify: storing ${n} backups on each side (not timed) ...\n`);
+      const tmpDb = join(work, "ref.db");
+      sh(bash(`sqlite3 ${q(src)} ${q(`.backup ${tmpDb}`)}\ngzip -6 -c ${q(tmpDb)} > ${q(`${tmpDb}.gz`)}`));
+      for (let i = 0; i < n; i++) {
+        sh(["rclone", "copyto", `${tmpDb}.gz`, `vault:${bucket}/verify-ref/db-${i}.db.gz`], { env: rcloneEnv });
+        sh([BIN, "backup", src, "--name", "verifyset", "--repo", repoUrl("verify"), "--compression", "gzip", "--tmp-dir", work, "--quiet"], { env: oursEnv });
+      }
+      rmSync(tmpDb, { force: true });
+      rmSync(`${tmpDb}.gz`, { force: true });
+      const out = join(work, "restored.db");
+      const refVerify = Array.from({ length: n }, (_, i) => `${refRestoreScript(`verify-ref/db-${i}.db.gz`, "gzip", out)}\nrm -f ${q(out)}`).join("\n");
+      const verify: Row = { scenario: `verify ${n}× 100 MiB gzip`, ref: { samples: [] }, ours: { samples: [] } };
+      for (let run = 1; run <= opts.runs; run++) {
+        process.stderr.write(`${verify.scenario} run ${run}/${opts.runs}: reference`);
+        verify.ref.samples.push(measure(bash(refVerify), rcloneEnv, timeFile));
+        process.stderr.write(", ours");
+        const s = measure([BIN, "verify", "--all", "--repo", repoUrl("verify"), "--tmp-dir", work, "--json", "--quiet"], oursEnv, timeFile);
+        const checked = (JSON.parse(s.stdout) as { results: { result: string }[] }).results;
+        if (checked.length !== n || checked.some((e) => e.result !== "pass")) throw new Error(`verify --all did not pass ${n} backups: ${s.stdout}`);
+        verify.ours.samples.push(s);
+        process.stderr.write("\n");
+      }
+      rows.push(verify);
     }
-    rmSync(tmpDb, { force: true });
-    rmSync(`${tmpDb}.gz`, { force: true });
-    const out = join(work, "restored.db");
-    const refVerify = Array.from({ length: n }, (_, i) => `${refRestoreScript(`verify-ref/db-${i}.db.gz`, "gzip", out)}\nrm -f ${q(out)}`).join("\n");
-    const verify: Row = { scenario: `verify ${n}× 100 MiB gzip`, ref: { samples: [] }, ours: { samples: [] } };
-    for (let run = 1; run <= opts.runs; run++) {
-      process.stderr.write(`${verify.scenario} run ${run}/${opts.runs}: reference`);
-      verify.ref.samples.push(measure(bash(refVerify), rcloneEnv, timeFile));
-      process.stderr.write(", ours");
-      const s = measure([BIN, "verify", "--all", "--repo", repoUrl("verify"), "--tmp-dir", work, "--json", "--quiet"], oursEnv, timeFile);
-      const checked = (JSON.parse(s.stdout) as { results: { result: string }[] }).results;
-      if (checked.length !== n || checked.some((e) => e.result !== "pass")) throw new Error(`verify --all did not pass ${n} backups: ${s.stdout}`);
-      verify.ours.samples.push(s);
-      process.stderr.write("\n");
+
+    // restore against restic and Litestream (scripts/bench-restore.ts)
+    const restoreCtx = { bin: BIN, client, bucket, endpoint: s3.endpoint, region: s3.region, accessKey: s3.accessKey, secretKey: s3.secretKey, work, timeFile, runs: opts.runs, oursEnv, plainEnv: envWithoutCaBundle, repoUrl };
+    for (const sizeMiB of opts.restoreSizesMiB) {
+      const src = dbPath(opts.dataDir, sizeMiB);
+      sh(["sh", "-c", `cat ${q(src)} > /dev/null`]); // warm the page cache once, for every tool
+      restoreResults.push(await restoreComparison(restoreCtx, restoreTools!, sizeMiB, src));
     }
-    rows.push(verify);
   } catch (error) {
     // Said before the clean-up, which may hang where the failure came from (a full S3 server).
     console.error(`bench failed: ${(error as Error).message}`);
@@ -584,16 +577,21 @@ async function main(): Promise<void> {
     }
   }
 
-  const table = renderTable(rows);
   const bunVersion = Bun.version;
   const machine = `${cpus().length} CPUs (nproc ${sh(["nproc"]).stdout.trim()}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, ${sh(["uname", "-m"]).stdout.trim()}`;
   const ourVersion = sh([BIN, "version"], { allowFail: true }).stdout.trim().split("\n")[0] ?? "";
-  const tools = [sh(["sqlite3", "--version"]).stdout.split(" ")[0], sh(["rclone", "version"]).stdout.split("\n")[0], `zstd ${/v[\d.]+/.exec(sh(["zstd", "--version"]).stdout)?.[0] ?? "?"}`, sh(["gzip", "--version"]).stdout.split("\n")[0]].join("; ");
-  const md = `# sqlite-vault benchmark
+  const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+  const date = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+  const totalTime = `${((performance.now() - started) / 1000).toFixed(0)} s`;
+  const sections: Record<string, string> = {};
+  if (rows.length) {
+    const table = renderTable(rows);
+    const tools = [sh(["sqlite3", "--version"]).stdout.split(" ")[0], sh(["rclone", "version"]).stdout.split("\n")[0], `zstd ${/v[\d.]+/.exec(sh(["zstd", "--version"]).stdout)?.[0] ?? "?"}`, sh(["gzip", "--version"]).stdout.split("\n")[0]].join("; ");
+    sections.script = `## Against the reference script
 
-- date: ${new Date().toISOString().replace(/\.\d+Z$/, "Z")} (UTC)
+- date: ${date} (UTC)
 - mode: ${opts.quick ? "quick" : "full"}, ${opts.runs} run(s) per side, alternating reference / ours
-- machine: ${machine}
+- machine: ${machine}; load average at the end ${load}
 - Bun ${bunVersion}; ${ourVersion}
 - reference tools: sqlite3 ${tools}
 - S3: local Ceph RGW (scripts/s3-server.sh, memstore) at ${s3.endpoint}
@@ -608,11 +606,67 @@ Notes:
 - wall time is measured around \`/usr/bin/time -v\`; peak RSS is its "Maximum resident set size", the largest over runs.
   For the reference pipelines (\`bash -c '...'\`) that is the largest single child process, not the sum of a pipeline's processes.
 - stored bytes: the .gz/.zst file (reference) and \`storedBytes\` of \`backup --json\` (ours).
-- total bench time ${((performance.now() - started) / 1000).toFixed(0)} s.
+- total bench time ${totalTime}${restoreResults.length ? " (with the restore comparison below)" : ""}.
 `;
-  mkdirSync(join(ROOT, "bench"), { recursive: true });
-  writeFileSync(join(ROOT, "bench", "results.md"), md);
-  console.log(`\n${table}\n\nwritten to bench/results.md`);
+    console.log(`\n${table}`);
+  }
+  if (restoreResults.length) {
+    const { comparison, phases } = renderRestoreTables(restoreResults);
+    sections.restore = `## Restore against restic and Litestream (issue 21)
+
+- date: ${date} (UTC)
+- command: \`bun scripts/bench.ts ${process.argv.slice(2).join(" ")}\`; ${opts.runs} round(s), each running every restore once, alternating tools
+- machine: ${machine}; load average at the end ${load}
+- Bun ${bunVersion}; ${ourVersion}
+- reference tools: ${restoreTools!.versions}; sqlite3 ${sh(["sqlite3", "--version"]).stdout.split(" ")[0]}
+- S3: local Ceph RGW (scripts/s3-server.sh, memstore) at ${s3.endpoint}
+
+${comparison}
+
+Where the time goes in our restore (medians in seconds, from the \`--verbose\` lines of the runs above):
+
+${phases}
+
+Notes:
+- restic: \`restic backup\` of a \`sqlite3 SRC .backup\` copy into a repository on the S3 server (format 2, zstd
+  compression); timed: \`restic restore latest --target DIR --no-cache\` (a fresh machine has no cache) then
+  \`sqlite3 DIR/bench.db "PRAGMA integrity_check"\`. Litestream: \`litestream replicate\` of a copy until its snapshot
+  and a WAL segment are stored, then stopped; timed: \`litestream restore -o OUT DB\` (the snapshot, lz4, and that
+  segment) then the same integrity_check. Ours: \`sqlite-vault restore --verbose\` of a gzip and a zstd backup
+  (every check: stored and database SHA-256, header, full integrity_check, fsyncs, atomic swap), and with \`--quick\`.
+- wall ÷ faster ref: our median wall time over the faster (by median) of restic and Litestream; CPU ÷ lower ref: our
+  median CPU over the lower of their two. Targets of issue 21: wall ≤ 0.8× for every size; for 500 MiB and 1 GiB also
+  CPU ≤ 1× and peak RSS ≤ 128 MiB. --quick rows check less and have no target.
+- CPU = user + system time from \`/usr/bin/time -v\`, of the command and all its children (threads included; for the
+  reference rows the tool and sqlite3 together); the S3 server's CPU is in no row. Peak RSS = its "Maximum resident
+  set size", the largest single process, the largest over runs.
+- Phases: "start-up, catalog, manifest" ends when the "restoring …" line arrives; "download + decompress + write +
+  SHA-256" and "check (+ fsync)" are the durations the binary logs ("downloaded, decompressed and hashed … in N s",
+  "integrity_check and fsync … in N s"): the binary streams download, decompression, the write and the database's
+  SHA-256 (a check worker reading the file behind the writes) as one phase and logs no split between them, and the
+  fsync of the file runs beside the check; "swap + exit" is from the check's line to the process's exit (chmod,
+  the rename, the directory's fsync, exit); "other" is what no line accounts for (the stat of the data object).
+- total bench time ${totalTime}.
+`;
+    console.log(`\n${comparison}\n\n${phases}`);
+  }
+  writeResults(opts.results, sections);
+  console.log(`\nwritten to ${opts.results}`);
+}
+
+/**
+ * bench/results.md holds one section per part of the bench, between <!-- bench:NAME --> and
+ * <!-- /bench:NAME --> lines: a run replaces the sections of the parts it ran and keeps the others.
+ */
+function writeResults(path: string, sections: Record<string, string>): void {
+  let md = existsSync(path) ? readFileSync(path, "utf8") : "# sqlite-vault benchmark\n";
+  for (const [name, body] of Object.entries(sections)) {
+    const block = `<!-- bench:${name} -->\n${body.trimEnd()}\n<!-- /bench:${name} -->`;
+    const re = new RegExp(`<!-- bench:${name} -->[\\s\\S]*?<!-- /bench:${name} -->`);
+    md = re.test(md) ? md.replace(re, () => block) : `${md.trimEnd()}\n\n${block}\n`;
+  }
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, md);
 }
 
 await main();
