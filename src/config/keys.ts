@@ -193,7 +193,7 @@ function readIdentities(flagged: string[], env: Env, file: FileKeys, log: Logger
     warnIfReadableByOthers(path, log);
     const lines = readKeyLines(path, "identity file");
     if (!lines.length) throw new UsageError(`the identity file ${path} holds no age identity`, "an identity file holds AGE-SECRET-KEY-1… lines, as sqlite-vault keygen or age-keygen write them");
-    lines.forEach((line, i) => identities.push(checkedIdentity(line, `key ${i + 1} in the identity file ${path}`)));
+    for (const [i, line] of lines.entries()) identities.push(checkedIdentity(line, `key ${i + 1} in the identity file ${path}`));
   }
   return identities;
 }
