@@ -10,6 +10,7 @@ import type { Logger } from "../logger.ts";
 import { readSmallFile } from "../local/small-file.ts";
 import type { DecryptionSettings, EncryptionSettings } from "../pipeline/age.ts";
 import type { Env } from "../storage/credentials.ts";
+import { type Layer, pickLayer } from "../util/layers.ts";
 
 /** What a backup is to be: encrypted, or not; `plaintextChosen` when the user said so (--no-encryption). */
 export interface BackupEncryption {
@@ -44,7 +45,7 @@ export interface DecryptionFlags {
   passphraseFile?: string;
 }
 
-/** Where keys may be named, highest first; the first that names any key decides alone. */
+/** The keys one layer names; the layers, highest first, are the command line, the environment and the config file. */
 interface KeyLayer {
   recipients: string[];
   /** The recipients setting was named, even if with nothing in it (SQLITE_VAULT_RECIPIENTS=" "). */
@@ -56,13 +57,15 @@ interface KeyLayer {
   plaintext: boolean;
   /** How the user wrote each setting, for messages. */
   names: { recipients: string; recipientsFile: string; passphrase: string; passphraseFile: string; plaintext: string };
-  fromCommandLine: boolean;
 }
 
-function keyLayers(flags: EncryptionFlags, env: Env, file: FileKeys): KeyLayer[] {
+type KeySource = "the command line" | "the environment" | "the config file";
+
+function keyLayers(flags: EncryptionFlags, env: Env, file: FileKeys): Layer<KeyLayer, KeySource>[] {
   const fromEnv = env.SQLITE_VAULT_RECIPIENTS;
+  const layer = (from: KeySource, value: KeyLayer) => ({ from, value });
   return [
-    {
+    layer("the command line", {
       recipients: flags.recipients,
       recipientsFile: flags.recipientsFile,
       passphrase: flags.passphrase,
@@ -70,9 +73,8 @@ function keyLayers(flags: EncryptionFlags, env: Env, file: FileKeys): KeyLayer[]
       recipientsGiven: flags.recipients.length > 0,
       plaintext: flags.encryption === false,
       names: { recipients: "--recipient", recipientsFile: "--recipients-file", passphrase: "--passphrase", passphraseFile: "--passphrase-file", plaintext: "--no-encryption" },
-      fromCommandLine: true,
-    },
-    {
+    }),
+    layer("the environment", {
       recipients: fromEnv === undefined ? [] : fromEnv.split(/[\s,]+/).filter(Boolean),
       recipientsGiven: fromEnv !== undefined,
       recipientsFile: env.SQLITE_VAULT_RECIPIENTS_FILE,
@@ -80,9 +82,8 @@ function keyLayers(flags: EncryptionFlags, env: Env, file: FileKeys): KeyLayer[]
       passphraseFile: env.SQLITE_VAULT_PASSPHRASE_FILE,
       plaintext: encryptionFromEnv(env) === false,
       names: { recipients: "SQLITE_VAULT_RECIPIENTS", recipientsFile: "SQLITE_VAULT_RECIPIENTS_FILE", passphrase: "SQLITE_VAULT_PASSPHRASE", passphraseFile: "SQLITE_VAULT_PASSPHRASE_FILE", plaintext: "SQLITE_VAULT_ENCRYPTION=false" },
-      fromCommandLine: false,
-    },
-    {
+    }),
+    layer("the config file", {
       recipients: file.recipients ?? [],
       recipientsGiven: file.recipients !== undefined,
       recipientsFile: file.recipientsFile,
@@ -90,8 +91,7 @@ function keyLayers(flags: EncryptionFlags, env: Env, file: FileKeys): KeyLayer[]
       passphraseFile: file.recipients?.length || file.recipientsFile ? undefined : file.passphraseFile,
       plaintext: file.plaintext === true,
       names: { recipients: "encryption.recipients", recipientsFile: "encryption.recipients-file", passphrase: "", passphraseFile: "encryption.passphrase-file", plaintext: "encryption: false" },
-      fromCommandLine: false,
-    },
+    }),
   ];
 }
 
@@ -117,22 +117,26 @@ function encryptionFromEnv(env: Env): boolean | undefined {
  * for never silently becomes a plaintext backup.
  */
 export async function resolveEncryption(flags: EncryptionFlags, env: Env, log: Logger, file: FileKeys = {}): Promise<BackupEncryption> {
-  const required = flags.encryption ?? encryptionFromEnv(env);
-  const layer = keyLayers(flags, env, file).find((l) => l.plaintext || namesAnyKey(l));
-  if (layer?.plaintext) {
-    if (namesAnyKey(layer)) throw new UsageError(`${layer.names.plaintext} asks for no encryption, and a key is named beside it`, "leave out one or the other");
-    if (required) throw new UsageError(`--encryption and ${layer.names.plaintext} contradict each other`);
-    return { encryption: null, plaintextChosen: true };
-  }
-  if (!layer) {
+  const required = pickLayer([
+    { from: "--encryption", value: flags.encryption },
+    { from: "SQLITE_VAULT_ENCRYPTION", value: encryptionFromEnv(env) },
+  ]);
+  const picked = pickLayer(keyLayers(flags, env, file), (l) => l.plaintext || namesAnyKey(l));
+  if (!picked) {
     const identities = readIdentities(flags.identities ?? [], env, file, log);
     if (identities.length) {
       const recipients = await Promise.all(identities.map((identity) => age.identityToRecipient(identity)));
       log.debug(`no recipient or passphrase named: encrypting to the public keys of the ${identities.length} identities given`);
       return { encryption: { recipients: [...new Set(recipients)], fromIdentities: true }, plaintextChosen: false };
     }
-    if (required) throw new UsageError(`${flags.encryption ? "--encryption" : "SQLITE_VAULT_ENCRYPTION"} asks for encryption and no key is named`, "give --recipient, --recipients-file or --passphrase-file (or their SQLITE_VAULT_… variables)");
+    if (required?.value) throw new UsageError(`${required.from} asks for encryption and no key is named`, "give --recipient, --recipients-file or --passphrase-file (or their SQLITE_VAULT_… variables)");
     return { encryption: null, plaintextChosen: false };
+  }
+  const { value: layer, from } = picked;
+  if (layer.plaintext) {
+    if (namesAnyKey(layer)) throw new UsageError(`${layer.names.plaintext} asks for no encryption, and a key is named beside it`, "leave out one or the other");
+    if (required?.value) throw new UsageError(`--encryption and ${layer.names.plaintext} contradict each other`);
+    return { encryption: null, plaintextChosen: true };
   }
   const recipients = [...layer.recipients];
   if (layer.recipientsGiven && !recipients.length) throw new UsageError(`${layer.names.recipients} is set but holds no recipient`, "set it to one or more age1… public keys, or unset it");
@@ -142,7 +146,7 @@ export async function resolveEncryption(flags: EncryptionFlags, env: Env, log: L
     if (!keys.length) throw new UsageError(`the recipients file ${path} holds no recipient`, "one age1… public key per line (sqlite-vault keygen prints one)");
     recipients.push(...keys);
   }
-  const passphrase = passphraseOf(layer, log);
+  const passphrase = passphraseOf(layer, from, log);
   if (recipients.length && passphrase !== undefined) throw new UsageError("use either recipients or a passphrase, not both");
   for (const r of recipients) {
     if (r.startsWith("AGE-SECRET-KEY")) throw new UsageError("a recipient is a public key (age1…); that was a secret identity", "keep identities off the machine that backs up; pass the public key");
@@ -166,26 +170,30 @@ export async function resolveEncryption(flags: EncryptionFlags, env: Env, log: L
 export function resolveDecryption(flags: DecryptionFlags, env: Env, log: Logger, file: FileKeys = {}): DecryptionSettings {
   const identities = readIdentities(flags.identities, env, file, log);
   const layers = keyLayers({ recipients: [], passphrase: flags.passphrase, passphraseFile: flags.passphraseFile }, env, { passphraseFile: file.passphraseFile });
-  const layer = layers.find((l) => l.passphrase !== undefined || l.passphraseFile !== undefined);
-  const passphrase = layer ? passphraseOf(layer, log) : undefined;
+  const layer = pickLayer(layers, (l) => l.passphrase !== undefined || l.passphraseFile !== undefined);
+  const passphrase = layer ? passphraseOf(layer.value, layer.from, log) : undefined;
   return { identities, passphrases: passphrase === undefined ? [] : [passphrase] };
 }
 
 /** The identities of --identity, else SQLITE_VAULT_IDENTITY_FILE (colon separated), else the config file's identity-files; each checked. */
 function readIdentities(flagged: string[], env: Env, file: FileKeys, log: Logger): string[] {
   const identities: string[] = [];
-  const sources = flagged.length ? flagged : env.SQLITE_VAULT_IDENTITY_FILE !== undefined ? env.SQLITE_VAULT_IDENTITY_FILE.split(":") : (file.identityFiles ?? []);
-  for (const source of sources) {
+  const picked = pickLayer([
+    { from: "--identity", value: flagged.length ? flagged : undefined },
+    { from: "SQLITE_VAULT_IDENTITY_FILE", value: env.SQLITE_VAULT_IDENTITY_FILE?.split(":") },
+    { from: "encryption.identity-files", value: file.identityFiles },
+  ]);
+  for (const source of picked?.value ?? []) {
     if (source.startsWith("AGE-SECRET-KEY-")) {
       log.warn("an identity given on the command line is visible in the process list; use --identity FILE");
       identities.push(checkedIdentity(source, "the identity given on the command line"));
       continue;
     }
-    const path = nonEmpty(source, flagged.length ? "--identity" : env.SQLITE_VAULT_IDENTITY_FILE !== undefined ? "SQLITE_VAULT_IDENTITY_FILE" : "encryption.identity-files");
+    const path = nonEmpty(source, picked!.from);
     warnIfReadableByOthers(path, log);
     const lines = readKeyLines(path, "identity file");
     if (!lines.length) throw new UsageError(`the identity file ${path} holds no age identity`, "an identity file holds AGE-SECRET-KEY-1… lines, as sqlite-vault keygen or age-keygen write them");
-    lines.forEach((line, i) => identities.push(checkedIdentity(line, `key ${i + 1} in the identity file ${path}`)));
+    for (const [i, line] of lines.entries()) identities.push(checkedIdentity(line, `key ${i + 1} in the identity file ${path}`));
   }
   return identities;
 }
@@ -208,10 +216,10 @@ function nonEmpty(value: string, name: string): string {
   return value;
 }
 
-function passphraseOf(layer: KeyLayer, log: Logger): string | undefined {
+function passphraseOf(layer: KeyLayer, from: KeySource, log: Logger): string | undefined {
   if (layer.passphrase !== undefined) {
     if (layer.passphrase === "") throw new UsageError(`${layer.names.passphrase} is empty`, "give a passphrase, or leave it out");
-    if (layer.fromCommandLine) log.warn("a passphrase given on the command line is visible in the process list; use --passphrase-file or SQLITE_VAULT_PASSPHRASE");
+    if (from === "the command line") log.warn("a passphrase given on the command line is visible in the process list; use --passphrase-file or SQLITE_VAULT_PASSPHRASE");
     return layer.passphrase;
   }
   if (layer.passphraseFile === undefined) return undefined;

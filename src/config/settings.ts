@@ -11,6 +11,7 @@ import type { Env } from "../storage/credentials.ts";
 import { DEFAULT_RETRIES, DEFAULT_TIMEOUT_MS } from "../storage/retry.ts";
 import { DEFAULT_PART_SIZE } from "../storage/limits.ts";
 import { parseDuration } from "../repo/retention.ts";
+import { type Layer, type Picked, pickLayer } from "../util/layers.ts";
 import { RETENTION_KEYS, validateSchedule, type FileSettings } from "./file.ts";
 
 type RetentionKey = (typeof RETENTION_KEYS)[number];
@@ -53,59 +54,102 @@ export interface Settings {
 
 export const DEFAULT_SCHEDULE = "@hourly";
 
+/**
+ * How the user names each setting given as text: its flag, its variable, its key in the config file.
+ * The three are layered in that order, and a bad value is reported under the name it was given by.
+ */
+const NAMES = {
+  compression: ["--compression", "SQLITE_VAULT_COMPRESSION", "compression"],
+  tmpDir: ["--tmp-dir", "SQLITE_VAULT_TMP_DIR", "tmp-dir"],
+  retries: ["--retries", "SQLITE_VAULT_RETRIES", "retries"],
+  timeout: ["--timeout", "SQLITE_VAULT_TIMEOUT", "timeout"],
+  partSize: ["--part-size", "SQLITE_VAULT_PART_SIZE", "part-size"],
+  schedule: ["--schedule", "SQLITE_VAULT_SCHEDULE", "schedule"],
+  healthcheckUrl: ["--healthcheck-url", "SQLITE_VAULT_HEALTHCHECK_URL", "healthcheck-url"],
+} as const satisfies Partial<Record<keyof SettingFlags & keyof FileSettings, readonly [flag: string, variable: string, fileKey: string]>>;
+
+function layersOf(key: keyof typeof NAMES, flags: SettingFlags, env: Env, file: FileSettings): Layer<string>[] {
+  const [flag, variable, fileKey] = NAMES[key];
+  return [
+    { from: flag, value: flags[key] },
+    { from: variable, value: env[variable] },
+    { from: `${fileKey} in the config file`, value: file[key] },
+  ];
+}
+
 /** Pure: merge flags, environment, the config file's settings and defaults. Throws UsageError for invalid values. */
 export function resolveSettings(flags: SettingFlags, env: Env, file: FileSettings = {}): Settings {
-  const repoFlag = nonEmpty(flags.repo);
-  const repoEnv = nonEmpty(env.SQLITE_VAULT_REPO);
-  const repoFile = nonEmpty(file.repo);
-  const repo = repoFlag ?? repoEnv ?? repoFile ?? defaultRepo(env);
-  // Each value with where it came from, so a bad one is reported under the name the user wrote.
-  const pick = (flag: string, flagValue: string | undefined, envName: string, fileKey: string, fileValue: string | undefined) =>
-    nonEmpty(flagValue) !== undefined ? { text: flagValue!, from: flag } : nonEmpty(env[envName]) !== undefined ? { text: env[envName]!, from: envName } : nonEmpty(fileValue) !== undefined ? { text: fileValue!, from: `${fileKey} in the config file` } : undefined;
-  const compressionPick = pick("--compression", flags.compression, "SQLITE_VAULT_COMPRESSION", "compression", file.compression);
-  const compression = parseCompression(compressionPick?.text, "gzip", compressionPick?.from);
-  const tmpDir = nonEmpty(flags.tmpDir) ?? nonEmpty(env.SQLITE_VAULT_TMP_DIR) ?? nonEmpty(file.tmpDir) ?? nonEmpty(env.TMPDIR) ?? tmpdir();
+  const repo = pickLayer([
+    { from: "flag", value: flags.repo },
+    { from: "env", value: env.SQLITE_VAULT_REPO },
+    { from: "config", value: file.repo },
+  ]);
+  const layered = (key: keyof typeof NAMES) => pickLayer(layersOf(key, flags, env, file));
+  const compressionPick = layered("compression");
+  const compression = parseCompression(compressionPick?.value, "gzip", compressionPick?.from);
+  const tmpDir = pickLayer([...layersOf("tmpDir", flags, env, file), { from: "TMPDIR", value: env.TMPDIR }])?.value ?? tmpdir();
   if (flags.tmpDir === "") throw new UsageError("--tmp-dir is empty");
-  const retries = wholeNumber(pick("--retries", flags.retries, "SQLITE_VAULT_RETRIES", "retries", file.retries), 0, 100) ?? DEFAULT_RETRIES;
-  const timeoutPick = pick("--timeout", flags.timeout, "SQLITE_VAULT_TIMEOUT", "timeout", file.timeout);
-  const timeout = timeoutPick ? parseDuration(timeoutPick.text, timeoutPick.from) : undefined;
-  if (timeout && (timeout.months || timeout.years)) throw new UsageError(`${timeoutPick!.from} ${timeoutPick!.text} reads as months`, `write minutes as min: ${timeoutPick!.text.replace(/(\d+)m\b/g, "$1min")}`);
-  if (timeout && timeout.ms < 1000) throw new UsageError(`${timeoutPick!.from} ${timeoutPick!.text} is shorter than a second`);
-  const partMiB = wholeNumber(pick("--part-size", flags.partSize, "SQLITE_VAULT_PART_SIZE", "part-size", file.partSize), 5, 5120);
-  const schedulePick = pick("--schedule", flags.schedule, "SQLITE_VAULT_SCHEDULE", "schedule", file.schedule);
-  const schedule = schedulePick?.text ?? DEFAULT_SCHEDULE;
+  const retries = wholeNumber(layered("retries"), 0, 100) ?? DEFAULT_RETRIES;
+  const timeoutPick = layered("timeout");
+  const timeout = timeoutPick ? parseDuration(timeoutPick.value, timeoutPick.from) : undefined;
+  if (timeout && (timeout.months || timeout.years))
+    throw new UsageError(
+      `${timeoutPick!.from} ${timeoutPick!.value} reads as months`,
+      `write minutes as min: ${timeoutPick!.value.replace(/(\d+)m\b/g, "$1min")}`,
+    );
+  if (timeout && timeout.ms < 1000) throw new UsageError(`${timeoutPick!.from} ${timeoutPick!.value} is shorter than a second`);
+  const partMiB = wholeNumber(layered("partSize"), 5, 5120);
+  const schedulePick = layered("schedule");
+  const schedule = schedulePick?.value ?? DEFAULT_SCHEDULE;
   try {
     validateSchedule(schedule);
   } catch (error) {
     throw new UsageError(`${schedulePick?.from ?? "schedule"}: ${(error as Error).message}`, (error as UsageError).hint);
   }
+  // Retention has no variables: only flags and the config file give it.
   const retention: Partial<Record<RetentionKey, string>> = {};
   for (const key of RETENTION_KEYS) {
-    const value = nonEmpty(flags.retention?.[key]) ?? nonEmpty(file.retention?.[key]);
+    const value = pickLayer([
+      { from: `--${key}`, value: flags.retention?.[key] },
+      { from: `${key} in the config file`, value: file.retention?.[key] },
+    ])?.value;
     if (value !== undefined) retention[key] = value;
   }
-  const checkEnv = nonEmpty(env.SQLITE_VAULT_CHECK);
-  if (checkEnv !== undefined && !["1", "0", "true", "false"].includes(checkEnv)) throw new UsageError(`SQLITE_VAULT_CHECK must be true or false (1 or 0), not "${checkEnv}"`);
-  const check = flags.check ?? (checkEnv === undefined ? undefined : checkEnv === "1" || checkEnv === "true") ?? file.check ?? false;
+  const check =
+    pickLayer([
+      { from: "--check", value: flags.check },
+      { from: "SQLITE_VAULT_CHECK", value: checkFromEnv(env) },
+      { from: "check in the config file", value: file.check },
+    ])?.value ?? false;
   return {
     check,
-    repo,
-    repoSource: repoFlag ? "flag" : repoEnv ? "env" : repoFile ? "config" : "default",
+    repo: repo?.value ?? defaultRepo(env),
+    repoSource: repo?.from ?? "default",
     compression,
     tmpDir,
     retries,
     timeoutMs: timeout?.ms ?? DEFAULT_TIMEOUT_MS,
     partSize: partMiB ? partMiB * 1024 * 1024 : DEFAULT_PART_SIZE,
     schedule,
-    healthcheckUrl: nonEmpty(flags.healthcheckUrl) ?? nonEmpty(env.SQLITE_VAULT_HEALTHCHECK_URL) ?? nonEmpty(file.healthcheckUrl),
+    healthcheckUrl: layered("healthcheckUrl")?.value,
     retention,
   };
 }
 
-function wholeNumber(value: { text: string; from: string } | undefined, min: number, max: number): number | undefined {
+/** SQLITE_VAULT_CHECK: true or false (1 or 0); undefined when unset or empty. */
+function checkFromEnv(env: Env): boolean | undefined {
+  const value = env.SQLITE_VAULT_CHECK;
+  if (value === undefined || value === "") return undefined;
+  if (!["1", "0", "true", "false"].includes(value))
+    throw new UsageError(`SQLITE_VAULT_CHECK must be true or false (1 or 0), not "${value}"`);
+  return value === "1" || value === "true";
+}
+
+function wholeNumber(value: Picked<string> | undefined, min: number, max: number): number | undefined {
   if (value === undefined) return undefined;
-  const n = Number(value.text);
-  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${value.from} must be a whole number from ${min} to ${max}, not "${value.text}"`);
+  const n = Number(value.value);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new UsageError(`${value.from} must be a whole number from ${min} to ${max}, not "${value.value}"`);
   return n;
 }
 

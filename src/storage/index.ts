@@ -13,6 +13,7 @@ import { isIP } from "node:net";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { UsageError } from "../errors.ts";
+import { type Layer, pickLayer } from "../util/layers.ts";
 import { readProfileSettings, resolveCredentials, type Env, type ProfileSettings } from "./credentials.ts";
 import { FileStorage } from "./file.ts";
 import { S3Storage, type S3Config } from "./s3.ts";
@@ -63,10 +64,9 @@ function resolveS3(repo: string, flags: S3Flags, env: Env, fallback: S3Flags, pr
   for (const key of query.keys())
     if (!["endpoint", "region", "path-style"].includes(key)) throw new UsageError(`unknown S3 URL option "${key}"`, "known options: endpoint, region, path-style");
 
-  // The SDKs ignore AWS_ENDPOINT_URL* too when told to; SQLITE_VAULT_S3_ENDPOINT is ours alone.
-  const awsEndpoint = env.AWS_IGNORE_CONFIGURED_ENDPOINT_URLS?.toLowerCase() === "true" ? undefined : env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL;
-  const endpointRaw = flags.endpoint || query.get("endpoint") || env.SQLITE_VAULT_S3_ENDPOINT || awsEndpoint || fallback.endpoint || profile.endpoint || "";
-  const region = flags.region || query.get("region") || env.AWS_REGION || env.AWS_DEFAULT_REGION || fallback.region || profile.region || "us-east-1";
+  const layers = s3Layers(flags, query, env, fallback, profile);
+  const endpointRaw = pickLayer(layers.endpoint)?.value ?? "";
+  const region = pickLayer(layers.region)?.value ?? "us-east-1";
   let endpoint: string;
   let isAws = false;
   if (endpointRaw) {
@@ -85,14 +85,55 @@ function resolveS3(repo: string, flags: S3Flags, env: Env, fallback: S3Flags, pr
   }
   const host = new URL(endpoint).hostname.replace(/^\[|\]$/g, "");
   const ipOrLocal = isIP(host) !== 0 || host === "localhost" || host.endsWith(".localhost");
-  const pathStyleQuery = query.get("path-style");
-  if (pathStyleQuery !== null && pathStyleQuery !== "true" && pathStyleQuery !== "false") throw new UsageError(`path-style must be true or false, not "${pathStyleQuery}"`);
-  const requested = flags.pathStyle ?? (pathStyleQuery === null ? undefined : pathStyleQuery === "true") ?? fallback.pathStyle;
+  const requested = requestedPathStyle(flags, query, fallback);
   // A bucket cannot be a subdomain of an IP address or localhost: those are always path-style.
   const pathStyle = ipOrLocal ? true : (requested ?? !isAws);
   if (pathStyle === false && bucket.includes(".") && endpoint.startsWith("https:"))
     throw new UsageError(`bucket ${bucket} contains dots, which break TLS with virtual-hosted addressing`, "add ?path-style=true");
   return { bucket, prefix, endpoint, region, pathStyle };
+}
+
+/** Where the endpoint and region may come from, highest first (README "Repositories"); the first that gives one decides. */
+function s3Layers(
+  flags: S3Flags,
+  query: URLSearchParams,
+  env: Env,
+  fallback: S3Flags,
+  profile: ProfileSettings,
+): { endpoint: Layer<string>[]; region: Layer<string>[] } {
+  // The SDKs ignore AWS_ENDPOINT_URL* too when told to; SQLITE_VAULT_S3_ENDPOINT is ours alone.
+  const awsEndpoints: Env = env.AWS_IGNORE_CONFIGURED_ENDPOINT_URLS?.toLowerCase() === "true" ? {} : env;
+  return {
+    endpoint: [
+      { from: "--endpoint", value: flags.endpoint },
+      { from: "endpoint in the repository URL", value: query.get("endpoint") },
+      { from: "SQLITE_VAULT_S3_ENDPOINT", value: env.SQLITE_VAULT_S3_ENDPOINT },
+      { from: "AWS_ENDPOINT_URL_S3", value: awsEndpoints.AWS_ENDPOINT_URL_S3 },
+      { from: "AWS_ENDPOINT_URL", value: awsEndpoints.AWS_ENDPOINT_URL },
+      { from: "endpoint in the config file", value: fallback.endpoint },
+      { from: `endpoint_url in ${profile.file}`, value: profile.endpoint },
+    ],
+    region: [
+      { from: "--region", value: flags.region },
+      { from: "region in the repository URL", value: query.get("region") },
+      { from: "AWS_REGION", value: env.AWS_REGION },
+      { from: "AWS_DEFAULT_REGION", value: env.AWS_DEFAULT_REGION },
+      { from: "region in the config file", value: fallback.region },
+      { from: `region in ${profile.file}`, value: profile.region },
+    ],
+  };
+}
+
+/** The addressing asked for, if any: --path-style / --no-path-style, the URL's path-style, the config file. Throws UsageError for a bad URL value. */
+function requestedPathStyle(flags: S3Flags, query: URLSearchParams, fallback: S3Flags): boolean | undefined {
+  const inQuery = query.get("path-style");
+  if (inQuery !== null && inQuery !== "true" && inQuery !== "false")
+    throw new UsageError(`path-style must be true or false, not "${inQuery}"`);
+  return pickLayer([
+    { from: "--path-style", value: flags.pathStyle },
+    { from: "path-style in the repository URL", value: inQuery === null ? undefined : inQuery === "true" },
+    { from: "path-style in the config file", value: fallback.pathStyle },
+  ])?.value;
 }
 
 export interface OpenStorageOptions extends S3Flags {
@@ -117,8 +158,7 @@ export function openStorage(repo: string, options: OpenStorageOptions = {}): Sto
   const profile = repo.startsWith("s3://") ? readProfileSettings(env) : {};
   const location = resolveRepo(repo, options, env, process.cwd(), options.fallback, profile);
   if (location.kind === "file") return openFileStorage(location.path);
-  const asked = options.pathStyle ?? new URL(repo).searchParams.get("path-style") ?? options.fallback?.pathStyle;
-  if ((asked === false || asked === "false") && location.config.pathStyle)
+  if (requestedPathStyle(options, new URL(repo).searchParams, options.fallback ?? {}) === false && location.config.pathStyle)
     options.onWarning?.(`virtual-hosted addressing (--no-path-style) is ignored for ${new URL(location.config.endpoint).hostname}: a bucket cannot be a subdomain of an IP address or localhost, so requests are path-style`);
   return new S3Storage({
     ...location.config,
