@@ -142,7 +142,7 @@ function plansAsSearches(db: Database, sql: string, indexes: IndexInfo[]): boole
 /** Whether `sql` (the entry counts) scans the table itself once, and each index, whole. */
 function plansAsScans(db: Database, sql: string, indexes: IndexInfo[]): boolean {
   const plan = explain(db, sql);
-  if (!plan || plan.filter((detail) => detail === "SCAN c").length !== 1) return false;
+  if (plan?.filter((detail) => detail === "SCAN c").length !== 1) return false;
   return indexes.every((index) => plan.includes(`SCAN c USING COVERING INDEX ${index.name}`));
 }
 

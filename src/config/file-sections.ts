@@ -168,7 +168,7 @@ export function checkDuration(text: string, keyPath: (string | number)[], r: Rea
   try {
     duration = parseDuration(text);
   } catch {
-    return r.fail(keyPath, `"${text}" is not a duration (such as 90s, 5min, 36h, 7d, 2w)`);
+    r.fail(keyPath, `"${text}" is not a duration (such as 90s, 5min, 36h, 7d, 2w)`);
   }
   if (options.exact && (duration.months || duration.years)) r.fail(keyPath, `"${text}" reads as months or years; write minutes as min (such as 2min)`);
   if (options.exact && duration.ms < 1000) r.fail(keyPath, `"${text}" is shorter than a second`);

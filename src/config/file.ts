@@ -95,7 +95,7 @@ export function parseConfig(text: string, path: string, env: Env, expandEnv = tr
     throw new UsageError(`${path}: invalid YAML: ${(error as Error).message.replace(/^YAML Parse error: /, "")}`);
   }
   if (raw === null || raw === undefined) raw = {};
-  const fail = (keyPath: (string | number)[], problem: string): never => {
+  const fail: (keyPath: (string | number)[], problem: string) => never = (keyPath, problem) => {
     const line = locate(text, keyPath);
     throw new UsageError(`${path}${line ? `:${line}` : ""}: ${formatPath(keyPath)} ${problem}`);
   };
@@ -121,19 +121,19 @@ export function parseConfig(text: string, path: string, env: Env, expandEnv = tr
   const databases: ConfiguredDatabase[] = [];
   if (raw.databases !== undefined) {
     if (!Array.isArray(raw.databases)) fail(["databases"], "must be a list");
-    (raw.databases as unknown[]).forEach((entry, i) => {
+    for (const [i, entry] of (raw.databases as unknown[]).entries()) {
       const at = ["databases", i];
-      if (!isObject(entry)) return fail(at, "must be a mapping with at least a path");
-      if (typeof entry.path !== "string" || !entry.path) return fail([...at, "path"], "is required (the database file)");
-      if (entry.name !== undefined && typeof entry.name !== "string") return fail([...at, "name"], "must be a string");
-      if (typeof entry.name === "string" && !isBackupName(expand(entry.name, [...at, "name"]))) return fail([...at, "name"], `"${entry.name}" cannot be a backup name: letters, digits, ".", "_" and "-", starting with a letter or digit`);
+      if (!isObject(entry)) fail(at, "must be a mapping with at least a path");
+      if (typeof entry.path !== "string" || !entry.path) fail([...at, "path"], "is required (the database file)");
+      if (entry.name !== undefined && typeof entry.name !== "string") fail([...at, "name"], "must be a string");
+      if (typeof entry.name === "string" && !isBackupName(expand(entry.name, [...at, "name"]))) fail([...at, "name"], `"${entry.name}" cannot be a backup name: letters, digits, ".", "_" and "-", starting with a letter or digit`);
       databases.push({
         // Relative paths are relative to the config file, wherever the command runs.
         path: filePath(expand(entry.path, [...at, "path"])),
         name: entry.name === undefined ? undefined : expand(entry.name, [...at, "name"]),
         settings: readSettings(entry, at, { fail, expand, allow: ["path", "name"], path: filePath }),
       });
-    });
+    }
   }
   const seen = new Map<string, number>();
   const names = new Map<string, number>();

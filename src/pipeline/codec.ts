@@ -256,7 +256,7 @@ async function* decompressPieces(
   try {
     const chunks: Uint8Array[] = [];
     let length = 0;
-    for (let next; length < headBytes && !(next = await rest.next()).done; length += next.value.length) chunks.push(next.value);
+    for (let next: IteratorResult<Uint8Array>; length < headBytes && !(next = await rest.next()).done; length += next.value.length) chunks.push(next.value);
     const head = Buffer.concat(chunks, length);
     if (isPieces(head)) yield* split(head, rest);
     else yield* streamOf(prepend([head], rest)).pipeThrough(new DecompressionStream(format as "gzip") as unknown as TransformStream<Uint8Array, Uint8Array>);

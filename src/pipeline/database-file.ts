@@ -19,7 +19,7 @@ export interface DatabaseHeader {
 
 /** Throws VaultError (exit 1) unless `path` is an existing, non-empty SQLite database file. */
 export function assertSqliteFile(path: string): void {
-  let info;
+  let info: ReturnType<typeof statSync>;
   try {
     info = statSync(path);
   } catch (error) {

@@ -74,7 +74,7 @@ export function planRetention<T extends RetentionInput>(backups: readonly T[], p
   };
 
   if (sorted[0]) add(sorted[0], "newest");
-  sorted.slice(0, policy.last ?? 0).forEach((b) => add(b, "last"));
+  for (const b of sorted.slice(0, policy.last ?? 0)) add(b, "last");
   for (const rule of BUCKET_RULES) {
     const count = policy[rule];
     if (!count) continue;

@@ -58,10 +58,10 @@ for (const backend of ["local", "s3"] as const) {
       const r = await runCli(["backup", db, "--repo", at, ...KEEP, "--verbose"], { env: env() });
       expect(r.exitCode).toBe(0);
       const out = lines(r.stdout);
-      expect(out.filter((l) => /  keep  /.test(l))).toHaveLength(2);
-      expect(out.filter((l) => /  removed( |$)/.test(l))).toHaveLength(2);
+      expect(out.filter((l) => / {2}keep {2}/.test(l))).toHaveLength(2);
+      expect(out.filter((l) => / {2}removed( |$)/.test(l))).toHaveLength(2);
       const dry = await runCli(["prune", "--repo", at, "--name", "app", "--keep-last", "1", "--dry-run"], { env: env() });
-      expect(lines(dry.stdout).filter((l) => /  would remove( |$)/.test(l))).toHaveLength(1);
+      expect(lines(dry.stdout).filter((l) => / {2}would remove( |$)/.test(l))).toHaveLength(1);
     });
   });
 }

@@ -195,7 +195,7 @@ describe("a manifest stored whose answer was lost", () => {
     createBankDb(repo.db, { fillerRows: 20 });
     proxy.clear();
     proxy.add({ method: "PUT", match: on.object(".json"), times: 1000, fault: { kind: "drop-response" } });
-    let backup;
+    let backup: Awaited<ReturnType<typeof runCli>>;
     try {
       backup = await runCli(["backup", repo.db, "--repo", repo.url, "--timeout", "2s", "--retries", "1"], { env: repo.env });
       expect(proxy.injected.length).toBeGreaterThan(0);

@@ -53,7 +53,7 @@ describe("restore --force keeps what it replaces", () => {
     expect(squatted).not.toContain(b);
     expect(readFileSync(a, "utf8")).toBe("the first original");
     expect(readFileSync(b).equals(restoredOnce)).toBe(true);
-    squatted.forEach((name, i) => expect(readFileSync(name, "utf8")).toBe(`kept from before ${i - 1}`));
+    for (const [i, name] of squatted.entries()) expect(readFileSync(name, "utf8")).toBe(`kept from before ${i - 1}`);
   });
 });
 

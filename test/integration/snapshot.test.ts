@@ -308,7 +308,11 @@ describe("snapshot copy", () => {
         const snapshot = await createSnapshot(db, tempDir("snap-tmp"), ctx);
         // Hold a snapshot read in place while the writer commits and checkpoints, then read it.
         if (snapshot.path === db) await Bun.sleep(20);
-        const { path, done } = { path: join(tempDir("snap-copy"), "copy.db"), done: () => (snapshot.release(), ctx.temp.remove(snapshot.dir)) };
+        const { path, done } = { path: join(tempDir("snap-copy"), "copy.db"), done: () => {
+            snapshot.release();
+            ctx.temp.remove(snapshot.dir);
+          },
+        };
         writeFileSync(path, await contents(snapshot));
         methods.set(snapshot.method, (methods.get(snapshot.method) ?? 0) + 1);
         const bank = inspectBank(path);

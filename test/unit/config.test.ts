@@ -34,7 +34,7 @@ databases:
 `;
 
 describe("parseConfig", () => {
-  test("reads defaults and databases, expanding \${VAR}", () => {
+  test("reads defaults and databases, expanding ${VAR}", () => {
     const config = parseConfig(FULL, "/etc/vault/sqlite-vault.yml", { PREFIX: "prod", HC: "uuid-1" });
     expect(config.defaults).toEqual({
       repo: "s3://bucket/prod?endpoint=http://127.0.0.1:7480",
@@ -55,7 +55,7 @@ describe("parseConfig", () => {
     ]);
   });
 
-  test("--no-expand-env keeps \${VAR} as written; $$ is a literal $", () => {
+  test("--no-expand-env keeps ${VAR} as written; $$ is a literal $", () => {
     expect(parseConfig("repo: /x/${NOPE}", "c.yml", {}, false).defaults.repo).toBe("/x/${NOPE}");
     expect(parseConfig("repo: /x/$${A}", "c.yml", { A: "1" }).defaults.repo).toBe("/x/${A}");
   });

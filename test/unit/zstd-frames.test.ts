@@ -33,7 +33,7 @@ function blockTypes(frame: Uint8Array): number[] {
 
 describe("zstd frames", () => {
   test("each frame states its size; the blocks are of every kind; the CLI reads them as one file", () => {
-    frames.forEach((frame, i) => expect(frameHeader(frame)?.contentSize).toBe(blocks[i]!.length));
+    for (const [i, frame] of frames.entries()) expect(frameHeader(frame)?.contentSize).toBe(blocks[i]!.length);
     expect(new Set(frames.flatMap(blockTypes))).toEqual(new Set([0, 1, 2]));
     checksummed.forEach((frame, i) => {
       expect(frameHeader(frame)).toMatchObject({ contentSize: blocks[i]!.length, checksum: true });
