@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run every test on a fresh machine: installs what the suite needs (Bun from npm; sqlite3, age and Ceph
 # from Debian), starts the test S3 server (Ceph RGW on 127.0.0.1), builds the binary, type-checks, runs
-# `bun test`, and stops the server again however the run ends.
+# `bun test`, and stops the server again however the run ends. Unformatted code fails the run (Biome).
 #
 #   scripts/test.sh [bun test arguments…]
 set -euo pipefail
@@ -63,6 +63,8 @@ fi
 
 bun run build
 bunx tsc --noEmit -p .
+# Formatting and lint (Biome): unformatted code fails the run; `bunx biome check --write` fixes it.
+bunx biome ci --reporter=summary
 # bun test's own summary, plus the plain "N passed, N failed" line that any CI can read.
 log="$(mktemp)"
 set +e
