@@ -11,7 +11,13 @@ const named: TargetSet = { config: null, targets: targets.slice(0, 1), fromConfi
 
 function recordingContext(signal?: AbortSignal) {
   const errors: string[] = [];
-  const log = { error: (m: string) => errors.push(m), warn: () => {}, info: () => {}, debug: () => {}, success: () => {} } as unknown as Logger;
+  const log = {
+    error: (m: string) => errors.push(m),
+    warn: () => {},
+    info: () => {},
+    debug: () => {},
+    success: () => {},
+  } as unknown as Logger;
   return { ctx: createContext({ log, signal }), errors };
 }
 
@@ -79,6 +85,13 @@ describe("mergeReports", () => {
     const a = { repo: "r1", dry: true, policy: "p", items: [1], nested: { keys: ["x"] }, count: 1 };
     const b = { repo: "r1", dry: true, policy: "q", items: [2, 3], nested: { keys: ["y"] }, count: 2 };
     const c = { repo: "r2", dry: true, policy: "q", items: [], nested: { keys: [] }, count: 0 };
-    expect(mergeReports([a, b, c], empty, { policy: "; " })).toEqual({ repo: "r1, r2", dry: true, policy: "p; q", items: [1, 2, 3], nested: { keys: ["x", "y"] }, count: 3 });
+    expect(mergeReports([a, b, c], empty, { policy: "; " })).toEqual({
+      repo: "r1, r2",
+      dry: true,
+      policy: "p; q",
+      items: [1, 2, 3],
+      nested: { keys: ["x", "y"] },
+      count: 3,
+    });
   });
 });
