@@ -2,11 +2,14 @@
 import { formatBytes, formatTable, formatTime } from "../output.ts";
 import type { PruneReport } from "../ops/prune.ts";
 
+/** A prune over every target; a configured database that could not be pruned at all is named in `failedDatabases`. */
+export type PruneOutput = PruneReport & { failedDatabases?: { name: string; message: string }[] };
+
 /**
  * A prune's human view: one summary line per name (kept, removed, freed) and every failure; the
  * whole plan, backup by backup, with `detail` (--verbose) or in a dry run.
  */
-export function renderPrune(r: PruneReport, view: { verbose: boolean }): string {
+export function renderPrune(r: PruneOutput, view: { verbose: boolean }): string {
   const detail = view.verbose || r.dryRun;
   const lines: string[] = [];
   const h = r.housekeeping;
@@ -33,6 +36,7 @@ export function renderPrune(r: PruneReport, view: { verbose: boolean }): string 
     if (h.young.length) lines.push(`left ${h.young.length} leftover(s) younger than the grace period alone`);
   } else if (h.removed.length || h.aborted.length) lines.push(`removed ${h.removed.length} leftover(s) of interrupted runs, aborted ${h.aborted.length} abandoned upload(s)`);
   for (const f of h.failed) lines.push(`could not remove leftover ${f.key}: ${f.error}`);
-  if (r.names.length === 0) lines.push(`no backups in ${r.repo}`);
+  for (const f of r.failedDatabases ?? []) lines.push(`could not prune ${f.name}: ${f.message}`);
+  if (r.names.length === 0 && !r.failedDatabases) lines.push(`no backups in ${r.repo}`);
   return lines.join("\n");
 }

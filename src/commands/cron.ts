@@ -1,4 +1,3 @@
-import { defineCommand } from "citty";
 import { splitCommand } from "../daemon/application.ts";
 import { startDaemon } from "../daemon/daemon.ts";
 import { createEventWriter } from "../daemon/events.ts";
@@ -9,7 +8,7 @@ import { validateSchedule } from "../config/file.ts";
 import { parseDuration } from "../repo/retention.ts";
 import { resolveNow } from "../config/settings.ts";
 import { checkArgs, databaseArgs, encryptArgs, outputArgs, policyArgs, repoArgs, tmpDirArgs } from "./_args.ts";
-import { repeatedFlag, runCommand } from "./_run.ts";
+import { defineVaultCommand, repeatedFlag } from "./_run.ts";
 import { configArgs, resolveTargets } from "../config/targets.ts";
 
 const args = {
@@ -32,52 +31,46 @@ const args = {
   json: { type: "boolean", description: "Events on stdout, one JSON object a line; the application's stdout then goes to stderr (errors: one JSON object on stderr)" },
 } as const;
 
-export default defineCommand({
+export default defineVaultCommand({
   meta: { name: "cron", description: "Run in the foreground: restore on start, back up on a schedule, take a final backup on stop" },
   args,
-  run: ({ args: flags, rawArgs }) =>
-    runCommand<{ exitCode: number }>({
-      flags,
-      rawArgs,
-      argsDef: args,
-      signals: "manual",
-      print: false,
-      async execute(ctx) {
-        if (flags.schedule) validateSchedule(flags.schedule);
-        const shutdown = parseDuration(flags["shutdown-timeout"] ?? "30s", "--shutdown-timeout");
-        if (shutdown.months || shutdown.years) throw new UsageError("--shutdown-timeout reads as months; write minutes as min");
-        const listen = flags.listen ? parseListenAddress(flags.listen) : undefined;
-        const exec = flags.exec ? splitCommand(flags.exec) : undefined;
-        // The daemon decides when its work stops (not the first signal): the storage follows that.
-        const work = new AbortController();
-        const { targets, config } = resolveTargets(flags, ctx.log, {
-          needsDb: { command: "cron", example: 'sqlite-vault cron /var/lib/app/app.db --repo s3://bucket/prefix --restore-if-missing --exec "node server.js"' },
-          signal: work.signal,
-        });
-        const recipients = repeatedFlag(rawArgs, "recipient");
-        const identities = repeatedFlag(rawArgs, "identity");
-        const daemonTargets = [];
-        for (const t of targets)
-          daemonTargets.push({
-            db: t.db!,
-            name: t.name!,
-            nameGiven: t.nameGiven,
-            settings: t.settings,
-            storage: t.storage,
-            ...(await resolveEncryption({ recipients, recipientsFile: flags["recipients-file"], passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"], identities, encryption: flags.encryption }, process.env, ctx.log, t.file)),
-            decryption: resolveDecryption({ identities, passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"] }, process.env, ctx.log, t.file),
-          });
-        const emit = createEventWriter({ json: flags.json === true, quiet: flags.quiet === true }, process);
-        const stopTimeoutMs = resolveStopTimeout(flags["stop-timeout"], process.env.SQLITE_VAULT_STOP_TIMEOUT, config?.stopTimeout);
-        const daemon = await startDaemon(
-          { targets: daemonTargets, restoreIfMissing: flags["restore-if-missing"] === true, exec, execStdoutToStderr: flags.json === true, stopTimeoutMs, listen, shutdownTimeoutMs: shutdown.ms, now: resolveNow(process.env), emit, work },
-          ctx,
-        );
-        return { exitCode: await daemon.done };
-      },
-      render: () => "",
-      exitCode: (r) => r.exitCode,
-    }),
+  signals: "manual",
+  print: false,
+  async execute({ flags, rawArgs, ctx }): Promise<{ exitCode: number }> {
+    if (flags.schedule) validateSchedule(flags.schedule);
+    const shutdown = parseDuration(flags["shutdown-timeout"] ?? "30s", "--shutdown-timeout");
+    if (shutdown.months || shutdown.years) throw new UsageError("--shutdown-timeout reads as months; write minutes as min");
+    const listen = flags.listen ? parseListenAddress(flags.listen) : undefined;
+    const exec = flags.exec ? splitCommand(flags.exec) : undefined;
+    // The daemon decides when its work stops (not the first signal): the storage follows that.
+    const work = new AbortController();
+    const { targets, config } = resolveTargets(flags, ctx.log, {
+      needsDb: { command: "cron", example: 'sqlite-vault cron /var/lib/app/app.db --repo s3://bucket/prefix --restore-if-missing --exec "node server.js"' },
+      signal: work.signal,
+    });
+    const recipients = repeatedFlag(rawArgs, "recipient");
+    const identities = repeatedFlag(rawArgs, "identity");
+    const daemonTargets = [];
+    for (const t of targets)
+      daemonTargets.push({
+        db: t.db!,
+        name: t.name!,
+        nameGiven: t.nameGiven,
+        settings: t.settings,
+        storage: t.storage,
+        ...(await resolveEncryption({ recipients, recipientsFile: flags["recipients-file"], passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"], identities, encryption: flags.encryption }, process.env, ctx.log, t.file)),
+        decryption: resolveDecryption({ identities, passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"] }, process.env, ctx.log, t.file),
+      });
+    const emit = createEventWriter({ json: flags.json === true, quiet: flags.quiet === true }, process);
+    const stopTimeoutMs = resolveStopTimeout(flags["stop-timeout"], process.env.SQLITE_VAULT_STOP_TIMEOUT, config?.stopTimeout);
+    const daemon = await startDaemon(
+      { targets: daemonTargets, restoreIfMissing: flags["restore-if-missing"] === true, exec, execStdoutToStderr: flags.json === true, stopTimeoutMs, listen, shutdownTimeoutMs: shutdown.ms, now: resolveNow(process.env), emit, work },
+      ctx,
+    );
+    return { exitCode: await daemon.done };
+  },
+  render: () => "",
+  exitCode: (r) => r.exitCode,
 });
 
 /** --stop-timeout > SQLITE_VAULT_STOP_TIMEOUT > the config file's stop-timeout > 30s, in ms. Throws UsageError naming the source of a bad value. */

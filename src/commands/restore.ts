@@ -1,10 +1,11 @@
 import { parseSelection } from "../repo/catalog.ts";
-import { ExitCode, toVaultError, UsageError } from "../errors.ts";
+import { ExitCode, UsageError } from "../errors.ts";
 import { formatBytes, formatDuration } from "../output.ts";
 import { runRestore, type RestoreResult } from "../ops/restore.ts";
 import { databaseArgs, decryptArgs, outputArgs, repoArgs } from "./_args.ts";
 import { decryptionFrom, defineVaultCommand } from "./_run.ts";
 import { configArgs, resolveTargets } from "../config/targets.ts";
+import { exitCodeOver, forEachTarget } from "../config/run-targets.ts";
 
 const args = {
   ...databaseArgs,
@@ -30,46 +31,23 @@ export default defineVaultCommand({
     const path = flags.output || flags.db;
     if (!path && !flags["if-missing"]) throw new UsageError("where to? pass the database path, or --name NAME --output PATH", "sqlite-vault restore /var/lib/app/app.db");
     if (flags.output && !flags.db && !flags.name) throw new UsageError("which backup? pass --name NAME (or the database path) with --output");
-    const { targets, fromConfig } = resolveTargets({ ...flags, db: flags.db || (flags.name ? undefined : flags.output) }, ctx.log, {
+    const set = resolveTargets({ ...flags, db: flags.db || (flags.name ? undefined : flags.output) }, ctx.log, {
       needsDb: flags.name ? undefined : { command: "restore", example: "sqlite-vault restore /var/lib/app/app.db --repo s3://bucket/prefix --if-missing" },
       signal: ctx.signal,
     });
-    const restoreOne = (target: (typeof targets)[number], to: string) =>
-      runRestore(
-        target.storage,
-        {
-          name: target.name!,
-          target: to,
-          selection,
-          force: flags.force,
-          ifMissing: flags["if-missing"],
-          quick: flags.quick,
-          fallback: flags.fallback,
-          decryption: decryptionFrom(flags, rawArgs, ctx.log, target.file),
-        },
-        ctx,
-      );
-    if (!fromConfig) {
-      const only = targets[0]!;
-      const to = flags.output || only.db;
-      if (!to) throw new UsageError(`where to? ${only.name} is not in the config file; pass --output PATH`);
-      return restoreOne(only, to);
-    }
-    // restore --if-missing with no arguments: every configured database (the start-up restore).
-    const results: RestoreOutcome[] = [];
-    for (const target of targets) {
-      try {
-        results.push({ name: target.name!, ok: true, result: await restoreOne(target, target.db!) });
-      } catch (thrown) {
-        if (ctx.signal.aborted) throw ctx.signal.reason;
-        const error = toVaultError(thrown);
-        ctx.log.error(`restore of ${target.name} failed: ${error.message}`);
-        results.push({ name: target.name!, ok: false, error: { message: error.message, exitCode: error.exitCode } });
-      }
-    }
+    // With no arguments (restore --if-missing): every configured database, the start-up restore.
+    const outcomes = await forEachTarget(set, ctx, "restore", (target) => {
+      const to = flags.output || target.db;
+      if (!to) throw new UsageError(`where to? ${target.name} is not in the config file; pass --output PATH`);
+      const decryption = decryptionFrom(flags, rawArgs, ctx.log, target.file);
+      const input = { name: target.name!, target: to, selection, force: flags.force, ifMissing: flags["if-missing"], quick: flags.quick, fallback: flags.fallback, decryption };
+      return runRestore(target.storage, input, ctx);
+    });
+    if (!set.fromConfig) return (outcomes[0] as { result: RestoreResult }).result;
+    const results = outcomes.map((o): RestoreOutcome => (o.ok ? { name: o.target.name!, ok: true, result: o.result } : { name: o.target.name!, ok: false, error: { message: o.error.message, exitCode: o.error.exitCode } }));
     return { results, failed: results.filter((r) => !r.ok).map((r) => r.name) };
   },
-  exitCode: (r) => ("results" in r && r.failed.length ? (r.failed.length === r.results.length && r.results.length === 1 ? r.results[0]!.error!.exitCode : ExitCode.partial) : ExitCode.ok),
+  exitCode: (r) => ("results" in r ? exitCodeOver(r.failed.length, []) : ExitCode.ok),
   quietOnSuccess: true,
   render: (r) => ("results" in r ? r.results.map((o) => (o.ok ? renderRestore(o.result!) : `FAILED ${o.name}: ${o.error!.message}`)).join("\n") : renderRestore(r)),
 });

@@ -4,6 +4,7 @@ import { NothingToVerifyError, runVerify, type VerifyReport, type VerifySelectio
 import { databaseArgs, decryptArgs, outputArgs, repoArgs, tmpDirArgs } from "./_args.ts";
 import { decryptionFrom, defineVaultCommand } from "./_run.ts";
 import { configArgs, resolveTargets } from "../config/targets.ts";
+import { exitCodeOver, failedTargets, forEachTarget, mergeReports } from "../config/run-targets.ts";
 
 const args = {
   ...databaseArgs,
@@ -20,39 +21,32 @@ const args = {
   ...outputArgs,
 } as const;
 
+/** The report over every target; a configured database that could not be verified at all is named in `failedDatabases`. */
+type VerifyOutput = VerifyReport & { failedDatabases?: ReturnType<typeof failedTargets> };
+
 export default defineVaultCommand({
   meta: { name: "verify", description: "Prove that stored backups restore: checksums, SQLite header and integrity_check" },
   args,
-  async execute({ flags, rawArgs, ctx }): Promise<VerifyReport> {
+  async execute({ flags, rawArgs, ctx }): Promise<VerifyOutput> {
     const chosen = [flags.latest && "--latest", flags.id && "--id", flags.all && "--all"].filter(Boolean);
     if (chosen.length > 1) throw new UsageError(`${chosen.join(" and ")} cannot be combined`);
     const selection: VerifySelection = flags.all ? "all" : flags.id ? { id: flags.id } : "latest";
     const concurrency = flags.concurrency === undefined ? 2 : Number(flags.concurrency);
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new UsageError(`--concurrency must be a whole number from 1 to 64, not ${flags.concurrency}`);
-    const { targets } = resolveTargets(flags, ctx.log, { signal: ctx.signal });
-    const reports: VerifyReport[] = [];
-    for (const target of targets) {
-      const verify = () =>
-        runVerify(
-          target.storage,
-          {
-            name: target.name,
-            selection,
-            quick: flags.quick,
-            tmpDir: target.settings.tmpDir,
-            concurrency,
-            record: flags.record,
-            decryption: decryptionFrom(flags, rawArgs, ctx.log, target.file),
-          },
-          ctx,
-        );
-      // One configured database with nothing to verify (none backed up yet) fails in the report;
-      // the others are still verified and reported.
-      reports.push(targets.length > 1 ? await verify().catch((error) => nothingReport(error, target.name!, target.storage.url, flags.quick ? "quick_check" : "integrity_check")) : await verify());
-    }
-    const report = mergeReports(reports);
+    const set = resolveTargets(flags, ctx.log, { signal: ctx.signal });
+    const check = flags.quick ? "quick_check" : "integrity_check";
+    // Keys first: a bad key file stops the command before anything is verified.
+    const keys = set.targets.map((target) => decryptionFrom(flags, rawArgs, ctx.log, target.file));
+    const outcomes = await forEachTarget(set, ctx, "verify", (target, i) => {
+      const input = { name: target.name, selection, quick: flags.quick, tmpDir: target.settings.tmpDir, concurrency, record: flags.record, decryption: keys[i]! };
+      // One of several databases with nothing to verify (none backed up yet) fails in the report; the others are still verified.
+      return set.targets.length > 1 ? runVerify(target.storage, input, ctx).catch((error) => nothingReport(error, target.name!, target.storage.url, check)) : runVerify(target.storage, input, ctx);
+    });
+    const empty: VerifyReport = { repo: set.targets.map((t) => t.storage.url).join(", "), check, results: [], orphans: [], passed: 0, failed: 0 };
+    const report: VerifyOutput = mergeReports(outcomes.flatMap((o) => (o.ok ? [o.result] : [])), empty);
     for (const r of report.results) for (const w of r.warnings) ctx.log.warn(`${r.name} ${r.id}: ${w}`);
-    return report;
+    const failed = failedTargets(outcomes);
+    return failed.length ? { ...report, failedDatabases: failed } : report;
   },
   quietOnSuccess: true,
   render: (r) => {
@@ -65,22 +59,11 @@ export default defineVaultCommand({
     const orphans = r.orphans.length ? [`${r.orphans.length} data object(s) without a manifest (interrupted uploads, not backups; prune removes them)`] : [];
     const bytesOnly = r.results.filter((e) => e.result === "pass" && e.checked === "stored-bytes").length;
     const summary = `${r.passed} passed, ${r.failed} failed (${r.check}${bytesOnly ? `; ${bytesOnly} of them encrypted and checked by their stored bytes only, for want of a key` : ""})`;
-    return [table, ...failures, ...orphans, summary].join("\n");
+    const unverified = (r.failedDatabases ?? []).map((f) => `could not verify ${f.name}: ${f.message}`);
+    return [table, ...failures, ...unverified, ...orphans, summary].join("\n");
   },
-  exitCode: (r) => (r.failed > 0 ? ExitCode.verification : ExitCode.ok),
+  exitCode: (r) => exitCodeOver(r.failedDatabases?.length ?? 0, [r.failed > 0 ? ExitCode.verification : ExitCode.ok]),
 });
-
-function mergeReports(reports: VerifyReport[]): VerifyReport {
-  if (reports.length === 1) return reports[0]!;
-  return {
-    repo: [...new Set(reports.map((r) => r.repo))].join(", "),
-    check: reports[0]!.check,
-    results: reports.flatMap((r) => r.results),
-    orphans: reports.flatMap((r) => r.orphans),
-    passed: reports.reduce((n, r) => n + r.passed, 0),
-    failed: reports.reduce((n, r) => n + r.failed, 0),
-  };
-}
 
 function nothingReport(error: unknown, name: string, repo: string, check: VerifyReport["check"]): VerifyReport {
   if (!(error instanceof NothingToVerifyError)) throw error;

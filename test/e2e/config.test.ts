@@ -3,7 +3,7 @@
  * an invalid file is one clear message with the key and line (exit 2).
  */
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { existsSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createBankDb, inspectBank, removeTempDirs, tempDir } from "../helpers/db.ts";
 import { runCli } from "../helpers/cli.ts";
@@ -92,6 +92,29 @@ describe("config file", () => {
       ["bee", "skipped"],
     ]);
     expect(inspectBank(join(dir, "alpha.db")).integrity).toBe("ok");
+  });
+
+  test("verify, prune and restore --if-missing go on when one configured database fails, and exit 3", async () => {
+    const { dir, config, env } = setup();
+    writeFileSync(join(dir, "not-a-dir"), "");
+    // bee's repository cannot exist: its parent is a file.
+    writeFileSync(config, `${readFileSync(config, "utf8")}\n    repo: ${join(dir, "not-a-dir", "repo")}\n`);
+    expect((await runCli(["backup", "--config", config], { env })).exitCode).toBe(3);
+    for (const command of [["verify"], ["prune"]]) {
+      const r = await runCli([...command, "--config", config, "--json"], { env });
+      expect(r.exitCode, r.stderr).toBe(3);
+      const report = JSON.parse(r.stdout);
+      expect(report.failedDatabases.map((f: { name: string }) => f.name)).toEqual(["bee"]);
+      expect(JSON.stringify(report)).toContain('"alpha"');
+      const human = await runCli([...command, "--config", config], { env });
+      expect(human.stderr).toContain(`${command[0]} of bee failed: `);
+      expect(human.stdout).toContain(`could not ${command[0]} bee: `);
+    }
+    const only = join(dir, "only.yml");
+    writeFileSync(only, `repo: ${join(dir, "not-a-dir", "repo")}\ndatabases:\n  - path: gone.db\n`);
+    const restore = await runCli(["restore", "--if-missing", "--config", only], { env });
+    expect(restore.exitCode, restore.stderr).toBe(3);
+    expect(restore.stdout).toContain("FAILED gone");
   });
 
   test("an invalid or missing config file is exit 2 with the key and line", async () => {
