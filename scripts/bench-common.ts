@@ -7,7 +7,10 @@ import { readFileSync, rmSync } from "node:fs";
 
 export const MiB = 1024 * 1024;
 
-export function sh(cmd: string[], opts: { env?: Record<string, string | undefined>; allowFail?: boolean; cwd?: string } = {}): { code: number; stdout: string; stderr: string } {
+export function sh(
+  cmd: string[],
+  opts: { env?: Record<string, string | undefined>; allowFail?: boolean; cwd?: string } = {},
+): { code: number; stdout: string; stderr: string } {
   const p = Bun.spawnSync(cmd, { env: opts.env ?? process.env, cwd: opts.cwd, stdout: "pipe", stderr: "pipe" });
   const r = { code: p.exitCode ?? -1, stdout: p.stdout.toString(), stderr: p.stderr.toString() };
   if (r.code !== 0 && !opts.allowFail) throw new Error(`${cmd.join(" ")} exited ${r.code}\n${r.stderr.trim()}`);
@@ -46,7 +49,11 @@ function timeReport(timeFile: string): { rssKiB: number; userSeconds: number; sy
     if (!m) throw new Error(`no "${name}" in /usr/bin/time output:\n${report}`);
     return Number(m[1]);
   };
-  return { rssKiB: field("Maximum resident set size (kbytes)"), userSeconds: field("User time (seconds)"), sysSeconds: field("System time (seconds)") };
+  return {
+    rssKiB: field("Maximum resident set size (kbytes)"),
+    userSeconds: field("User time (seconds)"),
+    sysSeconds: field("System time (seconds)"),
+  };
 }
 
 /** Runs cmd under /usr/bin/time -v: wall seconds around it, peak RSS and CPU from time's report. */
@@ -55,7 +62,8 @@ export function measure(cmd: string[], env: Record<string, string | undefined>, 
   const t0 = performance.now();
   const p = Bun.spawnSync(["/usr/bin/time", "-v", "-o", timeFile, ...cmd], { env, stdout: "pipe", stderr: "pipe" });
   const seconds = (performance.now() - t0) / 1000;
-  if (p.exitCode !== 0) throw new Error(`command failed (exit ${p.exitCode}): ${cmd.join(" ")}\n${p.stderr.toString().trim()}\n${p.stdout.toString().trim()}`);
+  if (p.exitCode !== 0)
+    throw new Error(`command failed (exit ${p.exitCode}): ${cmd.join(" ")}\n${p.stderr.toString().trim()}\n${p.stdout.toString().trim()}`);
   return { seconds, ...timeReport(timeFile), stdout: p.stdout.toString() };
 }
 
@@ -84,7 +92,8 @@ export async function measureLogged(cmd: string[], env: Record<string, string | 
   const code = await p.exited;
   const seconds = (performance.now() - t0) / 1000;
   await readErr;
-  if (code !== 0) throw new Error(`command failed (exit ${code}): ${cmd.join(" ")}\n${lines.map((l) => l.text).join("\n")}\n${(await stdout).trim()}`);
+  if (code !== 0)
+    throw new Error(`command failed (exit ${code}): ${cmd.join(" ")}\n${lines.map((l) => l.text).join("\n")}\n${(await stdout).trim()}`);
   return { seconds, ...timeReport(timeFile), stdout: await stdout, lines };
 }
 

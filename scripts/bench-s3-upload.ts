@@ -14,12 +14,18 @@ const runs = Number(process.argv[3] ?? 3);
 const endpoint = process.env.SQLITE_VAULT_TEST_S3_ENDPOINT;
 const accessKeyId = process.env.SQLITE_VAULT_TEST_S3_ACCESS_KEY;
 const secretAccessKey = process.env.SQLITE_VAULT_TEST_S3_SECRET_KEY;
-if (!endpoint || !accessKeyId || !secretAccessKey) throw new Error("start the test S3 server first: eval \"$(scripts/s3-server.sh start)\"");
+if (!endpoint || !accessKeyId || !secretAccessKey) throw new Error('start the test S3 server first: eval "$(scripts/s3-server.sh start)"');
 const bucket = `bench-upload-${Date.now().toString(36)}`;
-const lite = new LiteClient({ endPoint: endpoint, region: "us-east-1", accessKey: accessKeyId, secretKey: secretAccessKey, pathStyle: true });
+const lite = new LiteClient({
+  endPoint: endpoint,
+  region: "us-east-1",
+  accessKey: accessKeyId,
+  secretKey: secretAccessKey,
+  pathStyle: true,
+});
 await lite.makeBucket(bucket);
 
-const chunk = crypto.getRandomValues(new Uint8Array(1024 * 1024 / 16)).slice(); // refill per MiB below
+const chunk = crypto.getRandomValues(new Uint8Array((1024 * 1024) / 16)).slice(); // refill per MiB below
 function source(): ReadableStream<Uint8Array> {
   let sent = 0;
   return new ReadableStream({
@@ -33,7 +39,14 @@ function source(): ReadableStream<Uint8Array> {
   });
 }
 
-const ours = new S3Storage({ bucket, prefix: "", endpoint, region: "us-east-1", pathStyle: true, credentials: { accessKeyId, secretAccessKey, source: "bench" } });
+const ours = new S3Storage({
+  bucket,
+  prefix: "",
+  endpoint,
+  region: "us-east-1",
+  pathStyle: true,
+  credentials: { accessKeyId, secretAccessKey, source: "bench" },
+});
 const bun = new Bun.S3Client({ endpoint, bucket, accessKeyId, secretAccessKey, region: "us-east-1" });
 
 async function measure(label: string, fn: () => Promise<unknown>) {
@@ -47,13 +60,17 @@ async function measure(label: string, fn: () => Promise<unknown>) {
   const wall = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   clearInterval(timer);
-  console.log(`${label.padEnd(34)} ${wall.toFixed(2)} s  ${(mib / wall).toFixed(0)} MiB/s  cpu ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s  rss +${((peak - rss0) / 2 ** 20).toFixed(0)} MiB`);
+  console.log(
+    `${label.padEnd(34)} ${wall.toFixed(2)} s  ${(mib / wall).toFixed(0)} MiB/s  cpu ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s  rss +${((peak - rss0) / 2 ** 20).toFixed(0)} MiB`,
+  );
 }
 
 console.log(`uploading ${mib} MiB to ${endpoint}, ${runs} runs each`);
 for (let i = 0; i < runs; i++) {
   await measure("s3-lite-client + own multipart", () => ours.put("ours", source()));
-  await measure("Bun.S3Client write (16 MiB x 4)", () => bun.file("bun", { partSize: 16 * 1024 * 1024, queueSize: 4 }).write(new Response(source())));
+  await measure("Bun.S3Client write (16 MiB x 4)", () =>
+    bun.file("bun", { partSize: 16 * 1024 * 1024, queueSize: 4 }).write(new Response(source())),
+  );
 }
 for await (const o of lite.listObjects({ bucketName: bucket })) await lite.deleteObject(o.key, { bucketName: bucket });
 await lite.removeBucket(bucket);

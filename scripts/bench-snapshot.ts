@@ -27,7 +27,12 @@ const insert = db.prepare("INSERT INTO events (kind, user, payload, blob) VALUES
 const rows = Math.round((mib * 1024 * 1024) / 900);
 db.transaction(() => {
   for (let i = 0; i < rows; i++)
-    insert.run(`kind-${i % 17}`, `user-${i % 5000}`, `{"order":${i},"items":[${i % 7},${i % 11}],"note":"customer asked for delivery before noon"}`.repeat(4), crypto.getRandomValues(new Uint8Array(i % 10 === 0 ? 1024 : 64)));
+    insert.run(
+      `kind-${i % 17}`,
+      `user-${i % 5000}`,
+      `{"order":${i},"items":[${i % 7},${i % 11}],"note":"customer asked for delivery before noon"}`.repeat(4),
+      crypto.getRandomValues(new Uint8Array(i % 10 === 0 ? 1024 : 64)),
+    );
 })();
 insert.finalize();
 db.run("DELETE FROM events WHERE id % 5 = 0"); // an app that deletes leaves free and half-empty pages
@@ -51,7 +56,9 @@ async function measure(label: string, copy: (out: string) => Promise<void> | voi
   const gz = await gzipSize(out);
   const gzSeconds = (performance.now() - t1) / 1000;
   const size = statSync(out).size;
-  console.log(`${label.padEnd(14)} copy ${copySeconds.toFixed(2)} s (${(size / 2 ** 20 / copySeconds).toFixed(0)} MiB/s)  copy ${(size / 2 ** 20).toFixed(0)} MiB  gzip ${(gz / 2 ** 20).toFixed(1)} MiB  total ${(copySeconds + gzSeconds).toFixed(2)} s`);
+  console.log(
+    `${label.padEnd(14)} copy ${copySeconds.toFixed(2)} s (${(size / 2 ** 20 / copySeconds).toFixed(0)} MiB/s)  copy ${(size / 2 ** 20).toFixed(0)} MiB  gzip ${(gz / 2 ** 20).toFixed(1)} MiB  total ${(copySeconds + gzSeconds).toFixed(2)} s`,
+  );
 }
 
 for (let i = 0; i < runs; i++) {

@@ -13,7 +13,9 @@ const binary = join(root, "dist", "sqlite-vault");
 if (!existsSync(binary)) Bun.spawnSync([process.execPath, "run", "build"], { cwd: root, stdout: "inherit", stderr: "inherit" });
 
 console.log("binary sizes");
-for (const file of readdirSync(join(root, "dist")).filter((f) => f.startsWith("sqlite-vault")).sort())
+for (const file of readdirSync(join(root, "dist"))
+  .filter((f) => f.startsWith("sqlite-vault"))
+  .sort())
   console.log(`  ${file.padEnd(32)} ${(statSync(join(root, "dist", file)).size / 2 ** 20).toFixed(1)} MiB`);
 
 function median(values: number[]): number {
@@ -29,5 +31,7 @@ for (const args of [["--version"], ["--help"], ["backup", "--help"]]) {
     times.push(performance.now() - t0);
     if (r.exitCode !== 0) throw new Error(`${args.join(" ")} exited ${r.exitCode}`);
   }
-  console.log(`sqlite-vault ${args.join(" ").padEnd(16)} median ${median(times).toFixed(1)} ms  (min ${Math.min(...times).toFixed(1)}, max ${Math.max(...times).toFixed(1)}, ${runs} runs)`);
+  console.log(
+    `sqlite-vault ${args.join(" ").padEnd(16)} median ${median(times).toFixed(1)} ms  (min ${Math.min(...times).toFixed(1)}, max ${Math.max(...times).toFixed(1)}, ${runs} runs)`,
+  );
 }

@@ -102,7 +102,9 @@ function parseOptions(argv: string[]): Options {
     else if (a === "--data-dir") dataDir = resolve(argv[++i] ?? "");
     else if (a.startsWith("--data-dir=")) dataDir = resolve(a.slice("--data-dir=".length));
     else if (a === "-h" || a === "--help") {
-      console.log("usage: bun scripts/bench.ts [--quick] [--restore-only] [--sizes 10M,50M,500M,1G] [--runs N] [--data-dir DIR] [--results FILE] [--generate]");
+      console.log(
+        "usage: bun scripts/bench.ts [--quick] [--restore-only] [--sizes 10M,50M,500M,1G] [--runs N] [--data-dir DIR] [--results FILE] [--generate]",
+      );
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
@@ -129,7 +131,13 @@ function ensureTools(): void {
       sh(install);
     }
   }
-  for (const [tool, probe] of [["sqlite3", ["sqlite3", "--version"]], ["gzip", ["gzip", "--version"]], ["zstd", ["zstd", "--version"]], ["rclone", ["rclone", "version"]], ["bash", ["bash", "--version"]]] as const)
+  for (const [tool, probe] of [
+    ["sqlite3", ["sqlite3", "--version"]],
+    ["gzip", ["gzip", "--version"]],
+    ["zstd", ["zstd", "--version"]],
+    ["rclone", ["rclone", "version"]],
+    ["bash", ["bash", "--version"]],
+  ] as const)
     if (!have([...probe])) throw new Error(`${tool} is required`);
   if (!existsSync(BIN)) {
     console.error("building dist/sqlite-vault ...");
@@ -160,7 +168,12 @@ function startS3(): S3Env {
     if (!v) throw new Error(`s3-server.sh printed no SQLITE_VAULT_TEST_S3_${k}:\n${out}`);
     return v;
   };
-  return { endpoint: get("ENDPOINT"), accessKey: get("ACCESS_KEY"), secretKey: get("SECRET_KEY"), region: vars.SQLITE_VAULT_TEST_S3_REGION || "us-east-1" };
+  return {
+    endpoint: get("ENDPOINT"),
+    accessKey: get("ACCESS_KEY"),
+    secretKey: get("SECRET_KEY"),
+    region: vars.SQLITE_VAULT_TEST_S3_REGION || "us-east-1",
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -197,9 +210,50 @@ function rng(seed: number) {
  */
 const DATA_VERSION = 2;
 
-const SYLLABLES = ["ka", "to", "ri", "me", "sa", "lo", "ne", "vi", "da", "pu", "re", "sho", "an", "el", "or", "in", "ta", "mo", "be", "lu", "gi", "fa", "ce", "zo"];
-const COMMON = "the of and to a in is it you that he was for on are with as I his they be at one have this from or had by not but what some we can out other were all there when up use your how said an each she which do their time if will way about many then them would like so these her make see him has look more day could go come did no most people my over know than who may down been now".split(" ");
-const KINDS = ["page_view", "click", "signup", "login", "logout", "purchase", "add_to_cart", "search", "error", "api_call", "share", "comment"];
+const SYLLABLES = [
+  "ka",
+  "to",
+  "ri",
+  "me",
+  "sa",
+  "lo",
+  "ne",
+  "vi",
+  "da",
+  "pu",
+  "re",
+  "sho",
+  "an",
+  "el",
+  "or",
+  "in",
+  "ta",
+  "mo",
+  "be",
+  "lu",
+  "gi",
+  "fa",
+  "ce",
+  "zo",
+];
+const COMMON =
+  "the of and to a in is it you that he was for on are with as I his they be at one have this from or had by not but what some we can out other were all there when up use your how said an each she which do their time if will way about many then them would like so these her make see him has look more day could go come did no most people my over know than who may down been now".split(
+    " ",
+  );
+const KINDS = [
+  "page_view",
+  "click",
+  "signup",
+  "login",
+  "logout",
+  "purchase",
+  "add_to_cart",
+  "search",
+  "error",
+  "api_call",
+  "share",
+  "comment",
+];
 const COUNTRIES = ["US", "DE", "FR", "GB", "JP", "BR", "IN", "NG", "SE"];
 const HEX = "0123456789abcdef";
 
@@ -222,14 +276,17 @@ function textSource(r: ReturnType<typeof rng>) {
     for (let i = 0; i < n; i++) s += HEX[r.int(16)];
     return s;
   };
-  const agents = Array.from({ length: 40 }, (_, i) =>
-    `Mozilla/5.0 (${r.pick(["Windows NT 10.0; Win64; x64", `Macintosh; Intel Mac OS X 14_${i}`, "X11; Linux x86_64", `iPhone; CPU iPhone OS 17_${i} like Mac OS X`])}) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/${100 + i}.0.${r.int(9999)}.${r.int(999)} Safari/537.36`,
+  const agents = Array.from(
+    { length: 40 },
+    (_, i) =>
+      `Mozilla/5.0 (${r.pick(["Windows NT 10.0; Win64; x64", `Macintosh; Intel Mac OS X 14_${i}`, "X11; Linux x86_64", `iPhone; CPU iPhone OS 17_${i} like Mac OS X`])}) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/${100 + i}.0.${r.int(9999)}.${r.int(999)} Safari/537.36`,
   );
   const titles = Array.from({ length: 20000 }, sentence);
   return { word, sentence, hex, agent: () => r.pick(agents), title: () => titles[Math.floor(r.next() ** 2 * titles.length)]! };
 }
 
-const dbPath = (dataDir: string, sizeMiB: number) => join(dataDir, `bench-${sizeMiB >= 1024 ? `${sizeMiB / 1024}gib` : `${sizeMiB}mib`}.db`);
+const dbPath = (dataDir: string, sizeMiB: number) =>
+  join(dataDir, `bench-${sizeMiB >= 1024 ? `${sizeMiB / 1024}gib` : `${sizeMiB}mib`}.db`);
 
 /**
  * A generated database is reused when it exists, is of DATA_VERSION, has no uncheckpointed WAL and
@@ -262,11 +319,21 @@ function generateDb(path: string, sizeMiB: number): void {
   db.run("PRAGMA journal_mode = WAL");
   db.run("PRAGMA synchronous = NORMAL");
   db.run(`PRAGMA user_version = ${DATA_VERSION}`);
-  db.run(`CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL UNIQUE, country TEXT NOT NULL, plan TEXT NOT NULL, created_at TEXT NOT NULL)`);
-  db.run(`CREATE TABLE events (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id), kind TEXT NOT NULL, path TEXT NOT NULL, created_at INTEGER NOT NULL, payload TEXT NOT NULL)`);
-  db.run(`CREATE TABLE orders (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id), status TEXT NOT NULL, total_cents INTEGER NOT NULL, currency TEXT NOT NULL, created_at TEXT NOT NULL, items TEXT NOT NULL)`);
-  db.run(`CREATE TABLE messages (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id), thread_id INTEGER NOT NULL, body TEXT NOT NULL, created_at TEXT NOT NULL)`);
-  db.run(`CREATE TABLE attachments (id INTEGER PRIMARY KEY, message_id INTEGER NOT NULL REFERENCES messages(id), mime TEXT NOT NULL, sha256 TEXT NOT NULL, data BLOB NOT NULL)`);
+  db.run(
+    `CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL UNIQUE, country TEXT NOT NULL, plan TEXT NOT NULL, created_at TEXT NOT NULL)`,
+  );
+  db.run(
+    `CREATE TABLE events (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id), kind TEXT NOT NULL, path TEXT NOT NULL, created_at INTEGER NOT NULL, payload TEXT NOT NULL)`,
+  );
+  db.run(
+    `CREATE TABLE orders (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id), status TEXT NOT NULL, total_cents INTEGER NOT NULL, currency TEXT NOT NULL, created_at TEXT NOT NULL, items TEXT NOT NULL)`,
+  );
+  db.run(
+    `CREATE TABLE messages (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id), thread_id INTEGER NOT NULL, body TEXT NOT NULL, created_at TEXT NOT NULL)`,
+  );
+  db.run(
+    `CREATE TABLE attachments (id INTEGER PRIMARY KEY, message_id INTEGER NOT NULL REFERENCES messages(id), mime TEXT NOT NULL, sha256 TEXT NOT NULL, data BLOB NOT NULL)`,
+  );
   for (const index of [
     "users_country ON users(country, plan)",
     "users_created ON users(created_at)",
@@ -300,13 +367,26 @@ function generateDb(path: string, sizeMiB: number): void {
     for (let i = 0; i < 10; i++) {
       const name = text.word();
       users++;
-      insUser.run(`${name} ${text.word()}`, `${name}.${users}@${text.word()}.${r.pick(["com", "org", "net", "io"])}`, r.pick(COUNTRIES), r.pick(["free", "pro", "team"]), iso(ts));
+      insUser.run(
+        `${name} ${text.word()}`,
+        `${name}.${users}@${text.word()}.${r.pick(["com", "org", "net", "io"])}`,
+        r.pick(COUNTRIES),
+        r.pick(["free", "pro", "team"]),
+        iso(ts),
+      );
     }
     for (let i = 0; i < 300; i++) {
       ts += r.int(3000);
       const kind = r.pick(KINDS);
       const path = `/${text.word()}/${text.word()}`;
-      const payload: Record<string, unknown> = { path, session: text.hex(8), ms: r.int(5000), ok: r.next() < 0.9, ua: text.agent(), title: text.title() };
+      const payload: Record<string, unknown> = {
+        path,
+        session: text.hex(8),
+        ms: r.int(5000),
+        ok: r.next() < 0.9,
+        ua: text.agent(),
+        title: text.title(),
+      };
       if (kind === "search") payload.q = `${text.word()} ${text.word()}`;
       if (kind === "error") payload.msg = text.sentence();
       insEvent.run(1 + r.int(users), kind, path, ts, JSON.stringify(payload));
@@ -319,7 +399,14 @@ function generateDb(path: string, sizeMiB: number): void {
         total += cents;
         items.push({ sku: `${text.word().toUpperCase()}-${r.int(10000)}`, qty: 1 + r.int(3), cents });
       }
-      insOrder.run(1 + r.int(users), r.pick(["paid", "shipped", "refunded", "pending"]), total, r.pick(["EUR", "USD", "GBP"]), iso(ts), JSON.stringify(items));
+      insOrder.run(
+        1 + r.int(users),
+        r.pick(["paid", "shipped", "refunded", "pending"]),
+        total,
+        r.pick(["EUR", "USD", "GBP"]),
+        iso(ts),
+        JSON.stringify(items),
+      );
     }
     for (let i = 0; i < 60; i++) {
       const sentences: string[] = [];
@@ -354,9 +441,18 @@ function describeDb(path: string): void {
   const gz = timed(["sh", "-c", `gzip -6 -c ${q(path)} | wc -c`]);
   const quick = timed(["sqlite3", path, "PRAGMA quick_check"]);
   const full = timed(["sqlite3", path, "PRAGMA integrity_check"]);
-  const tables = sh(["sqlite3", path, "SELECT name, round(sum(pgsize) * 100.0 / (SELECT sum(pgsize) FROM dbstat), 1) FROM dbstat GROUP BY name ORDER BY 2 DESC LIMIT 5"]).stdout.trim().replaceAll("\n", ", ").replaceAll("|", " ");
-  console.log(`${path}: ${(size / MiB).toFixed(1)} MiB; gzip -6: ${((Number(gz.stdout) / size) * 100).toFixed(1)}% at ${(size / 1e6 / gz.seconds).toFixed(1)} MB/s; ` +
-    `quick_check ${quick.seconds.toFixed(2)} s, integrity_check ${full.seconds.toFixed(2)} s; largest (% of pages): ${tables}`);
+  const tables = sh([
+    "sqlite3",
+    path,
+    "SELECT name, round(sum(pgsize) * 100.0 / (SELECT sum(pgsize) FROM dbstat), 1) FROM dbstat GROUP BY name ORDER BY 2 DESC LIMIT 5",
+  ])
+    .stdout.trim()
+    .replaceAll("\n", ", ")
+    .replaceAll("|", " ");
+  console.log(
+    `${path}: ${(size / MiB).toFixed(1)} MiB; gzip -6: ${((Number(gz.stdout) / size) * 100).toFixed(1)}% at ${(size / 1e6 / gz.seconds).toFixed(1)} MB/s; ` +
+      `quick_check ${quick.seconds.toFixed(2)} s, integrity_check ${full.seconds.toFixed(2)} s; largest (% of pages): ${tables}`,
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -377,7 +473,18 @@ const secs = (s: Side) => s.samples.map((x) => x.seconds);
 const peakMiB = (s: Side) => Math.max(...s.samples.map((x) => x.rssKiB)) / 1024;
 
 function renderTable(rows: Row[]): string {
-  const header = ["scenario", "reference s median (min–max)", "ours s median (min–max)", "time ours/ref", "ref peak RSS MiB", "ours peak RSS MiB", "RSS ours/ref", "ref stored bytes", "ours stored bytes", "size ours/ref"];
+  const header = [
+    "scenario",
+    "reference s median (min–max)",
+    "ours s median (min–max)",
+    "time ours/ref",
+    "ref peak RSS MiB",
+    "ours peak RSS MiB",
+    "RSS ours/ref",
+    "ref stored bytes",
+    "ours stored bytes",
+    "size ours/ref",
+  ];
   const fmtTimes = (s: Side) => {
     const xs = secs(s);
     return `${median(xs).toFixed(2)} (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})`;
@@ -426,7 +533,13 @@ async function main(): Promise<void> {
   }
   const s3 = startS3();
   const bucket = `bench-${Date.now().toString(36)}`;
-  const client = new S3Client({ endPoint: s3.endpoint, region: s3.region, accessKey: s3.accessKey, secretKey: s3.secretKey, pathStyle: true });
+  const client = new S3Client({
+    endPoint: s3.endpoint,
+    region: s3.region,
+    accessKey: s3.accessKey,
+    secretKey: s3.secretKey,
+    pathStyle: true,
+  });
   await client.makeBucket(bucket);
 
   const work = mkdtempSync(join(tmpdir(), "sqlite-vault-bench-"));
@@ -458,12 +571,24 @@ async function main(): Promise<void> {
     const row: Row = { scenario, ref: { samples: [] }, ours: { samples: [] } };
     for (let run = 1; run <= opts.runs; run++) {
       process.stderr.write(`${scenario} run ${run}/${opts.runs}: reference`);
-      row.ref.samples.push(measure(bash(`sqlite3 ${q(src)} ${q(`.backup ${tmpDb}`)}\n${COMPRESS[c].compress} ${q(tmpDb)} > ${q(tmpZ)}\nrclone copyto ${q(tmpZ)} ${q(`vault:${bucket}/${refKey}`)}`), rcloneEnv, timeFile));
+      row.ref.samples.push(
+        measure(
+          bash(
+            `sqlite3 ${q(src)} ${q(`.backup ${tmpDb}`)}\n${COMPRESS[c].compress} ${q(tmpDb)} > ${q(tmpZ)}\nrclone copyto ${q(tmpZ)} ${q(`vault:${bucket}/${refKey}`)}`,
+          ),
+          rcloneEnv,
+          timeFile,
+        ),
+      );
       row.ref.storedBytes = statSync(tmpZ).size;
       rmSync(tmpDb, { force: true });
       rmSync(tmpZ, { force: true });
       process.stderr.write(", ours");
-      const s = measure([BIN, "backup", src, "--name", name, "--repo", repoUrl("vault"), "--compression", c, "--tmp-dir", work, "--json", "--quiet"], oursEnv, timeFile);
+      const s = measure(
+        [BIN, "backup", src, "--name", name, "--repo", repoUrl("vault"), "--compression", c, "--tmp-dir", work, "--json", "--quiet"],
+        oursEnv,
+        timeFile,
+      );
       row.ours.samples.push(s);
       row.ours.storedBytes = (JSON.parse(s.stdout) as { storedBytes: number }).storedBytes;
       process.stderr.write("\n");
@@ -475,7 +600,8 @@ async function main(): Promise<void> {
   const restoreResults: RestoreResult[] = [];
   const restoreTools = opts.restoreSizesMiB.length ? ensureRestoreTools(join(opts.dataDir, "tools")) : undefined;
   try {
-    for (const sizeMiB of new Set([...opts.sizesMiB, ...opts.restoreSizesMiB, ...(opts.restoreOnly ? [] : [100])])) generateDb(dbPath(opts.dataDir, sizeMiB), sizeMiB);
+    for (const sizeMiB of new Set([...opts.sizesMiB, ...opts.restoreSizesMiB, ...(opts.restoreOnly ? [] : [100])]))
+      generateDb(dbPath(opts.dataDir, sizeMiB), sizeMiB);
     for (const sizeMiB of opts.sizesMiB) {
       const src = dbPath(opts.dataDir, sizeMiB);
       const label = sizeLabel(sizeMiB);
@@ -491,7 +617,9 @@ async function main(): Promise<void> {
           restore.ref.samples.push(measure(bash(refRestoreScript(refKey, c, out)), rcloneEnv, timeFile));
           rmSync(out, { force: true });
           process.stderr.write(", ours");
-          restore.ours.samples.push(measure([BIN, "restore", "--name", name, "--output", out, "--repo", repoUrl("vault"), "--json", "--quiet"], oursEnv, timeFile));
+          restore.ours.samples.push(
+            measure([BIN, "restore", "--name", name, "--output", out, "--repo", repoUrl("vault"), "--json", "--quiet"], oursEnv, timeFile),
+          );
           rmSync(out, { force: true });
           process.stderr.write("\n");
         }
@@ -517,7 +645,9 @@ async function main(): Promise<void> {
         app.run("CREATE TABLE IF NOT EXISTS bench_pending (id INTEGER PRIMARY KEY, at TEXT)");
         app.run("INSERT INTO bench_pending (at) VALUES (datetime('now'))");
         for (const c of ["gzip", "zstd"] as const) {
-          rows.push(backupRow(`backup ${label} ${c}, WAL frames pending`, live, c, `live-${c}`, `reference/live-${c}.db.${COMPRESS[c].ext}`));
+          rows.push(
+            backupRow(`backup ${label} ${c}, WAL frames pending`, live, c, `live-${c}`, `reference/live-${c}.db.${COMPRESS[c].ext}`),
+          );
           await emptyBucket(client, bucket);
         }
       } finally {
@@ -535,12 +665,18 @@ async function main(): Promise<void> {
       sh(bash(`sqlite3 ${q(src)} ${q(`.backup ${tmpDb}`)}\ngzip -6 -c ${q(tmpDb)} > ${q(`${tmpDb}.gz`)}`));
       for (let i = 0; i < n; i++) {
         sh(["rclone", "copyto", `${tmpDb}.gz`, `vault:${bucket}/verify-ref/db-${i}.db.gz`], { env: rcloneEnv });
-        sh([BIN, "backup", src, "--name", "verifyset", "--repo", repoUrl("verify"), "--compression", "gzip", "--tmp-dir", work, "--quiet"], { env: oursEnv });
+        sh(
+          [BIN, "backup", src, "--name", "verifyset", "--repo", repoUrl("verify"), "--compression", "gzip", "--tmp-dir", work, "--quiet"],
+          { env: oursEnv },
+        );
       }
       rmSync(tmpDb, { force: true });
       rmSync(`${tmpDb}.gz`, { force: true });
       const out = join(work, "restored.db");
-      const refVerify = Array.from({ length: n }, (_, i) => `${refRestoreScript(`verify-ref/db-${i}.db.gz`, "gzip", out)}\nrm -f ${q(out)}`).join("\n");
+      const refVerify = Array.from(
+        { length: n },
+        (_, i) => `${refRestoreScript(`verify-ref/db-${i}.db.gz`, "gzip", out)}\nrm -f ${q(out)}`,
+      ).join("\n");
       const verify: Row = { scenario: `verify ${n}× 100 MiB gzip`, ref: { samples: [] }, ours: { samples: [] } };
       for (let run = 1; run <= opts.runs; run++) {
         process.stderr.write(`${verify.scenario} run ${run}/${opts.runs}: reference`);
@@ -548,7 +684,8 @@ async function main(): Promise<void> {
         process.stderr.write(", ours");
         const s = measure([BIN, "verify", "--all", "--repo", repoUrl("verify"), "--tmp-dir", work, "--json", "--quiet"], oursEnv, timeFile);
         const checked = (JSON.parse(s.stdout) as { results: { result: string }[] }).results;
-        if (checked.length !== n || checked.some((e) => e.result !== "pass")) throw new Error(`verify --all did not pass ${n} backups: ${s.stdout}`);
+        if (checked.length !== n || checked.some((e) => e.result !== "pass"))
+          throw new Error(`verify --all did not pass ${n} backups: ${s.stdout}`);
         verify.ours.samples.push(s);
         process.stderr.write("\n");
       }
@@ -556,7 +693,21 @@ async function main(): Promise<void> {
     }
 
     // restore against restic and Litestream (scripts/bench-restore.ts)
-    const restoreCtx = { bin: BIN, client, bucket, endpoint: s3.endpoint, region: s3.region, accessKey: s3.accessKey, secretKey: s3.secretKey, work, timeFile, runs: opts.runs, oursEnv, plainEnv: envWithoutCaBundle, repoUrl };
+    const restoreCtx = {
+      bin: BIN,
+      client,
+      bucket,
+      endpoint: s3.endpoint,
+      region: s3.region,
+      accessKey: s3.accessKey,
+      secretKey: s3.secretKey,
+      work,
+      timeFile,
+      runs: opts.runs,
+      oursEnv,
+      plainEnv: envWithoutCaBundle,
+      repoUrl,
+    };
     for (const sizeMiB of opts.restoreSizesMiB) {
       const src = dbPath(opts.dataDir, sizeMiB);
       sh(["sh", "-c", `cat ${q(src)} > /dev/null`]); // warm the page cache once, for every tool
@@ -586,7 +737,12 @@ async function main(): Promise<void> {
   const sections: Record<string, string> = {};
   if (rows.length) {
     const table = renderTable(rows);
-    const tools = [sh(["sqlite3", "--version"]).stdout.split(" ")[0], sh(["rclone", "version"]).stdout.split("\n")[0], `zstd ${/v[\d.]+/.exec(sh(["zstd", "--version"]).stdout)?.[0] ?? "?"}`, sh(["gzip", "--version"]).stdout.split("\n")[0]].join("; ");
+    const tools = [
+      sh(["sqlite3", "--version"]).stdout.split(" ")[0],
+      sh(["rclone", "version"]).stdout.split("\n")[0],
+      `zstd ${/v[\d.]+/.exec(sh(["zstd", "--version"]).stdout)?.[0] ?? "?"}`,
+      sh(["gzip", "--version"]).stdout.split("\n")[0],
+    ].join("; ");
     sections.script = `## Against the reference script
 
 - date: ${date} (UTC)

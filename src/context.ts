@@ -74,7 +74,10 @@ export function createContext(options: { log?: Logger; signal?: AbortSignal } = 
  * `signals: "manual"` the run handles later signals itself (cron's graceful shutdown) and only the
  * exit-time clean-up is installed. Call dispose() when the run ends.
  */
-export function createCliContext(log: Logger, options: { signals?: "abort" | "manual"; deadline?: { ms: number; text: string } } = {}): RunContext & { dispose(): void } {
+export function createCliContext(
+  log: Logger,
+  options: { signals?: "abort" | "manual"; deadline?: { ms: number; text: string } } = {},
+): RunContext & { dispose(): void } {
   const controller = new AbortController();
   const deadline = options.deadline;
   const timer = deadline ? setTimeout(() => controller.abort(new DeadlineError(deadline.text)), deadline.ms) : undefined;

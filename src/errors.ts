@@ -88,7 +88,10 @@ export class InterruptedError extends VaultError {
 export class DeadlineError extends VaultError {
   override readonly code = "deadline";
   constructor(deadline: string) {
-    super(`the run did not finish within --deadline ${deadline}; it was stopped, and nothing was left half-written`, "a stalled storage is the usual cause: see sqlite-vault doctor; or give the run more time");
+    super(
+      `the run did not finish within --deadline ${deadline}; it was stopped, and nothing was left half-written`,
+      "a stalled storage is the usual cause: see sqlite-vault doctor; or give the run more time",
+    );
   }
 }
 
@@ -112,7 +115,11 @@ export class NoSpaceError extends VaultError {
     options?: ErrorOptions,
   ) {
     const free = freeBytes === null ? "" : `, ${formatSize(freeBytes)} free`;
-    super(`no space left on device in ${dir} ${what}: it needs ${formatSize(neededBytes)}${free}; nothing was left half-written`, hint, options);
+    super(
+      `no space left on device in ${dir} ${what}: it needs ${formatSize(neededBytes)}${free}; nothing was left half-written`,
+      hint,
+      options,
+    );
   }
 }
 
@@ -165,12 +172,21 @@ export function toVaultError(error: unknown): VaultError {
     if (code === "ENOSPC") {
       const path = (error as NodeJS.ErrnoException).path;
       // Not knowing which command wrote, name no flag: the commands that can write elsewhere say so themselves.
-      return new VaultError(`no space left on device${path ? ` writing ${path}` : ""}; nothing was left half-written`, "free some space on that file system", { cause: error });
+      return new VaultError(
+        `no space left on device${path ? ` writing ${path}` : ""}; nothing was left half-written`,
+        "free some space on that file system",
+        { cause: error },
+      );
     }
     const path = (error as NodeJS.ErrnoException).path;
     if (code === "EACCES" || code === "EPERM")
-      return new VaultError(path ? `permission denied: ${path}` : `permission denied: ${error.message}`, "check its owner and mode, or run as the user who owns it", { cause: error });
-    if (code === "ENOENT" && path) return new VaultError(`no such file or directory: ${path}`, "check the path; a directory it names must exist", { cause: error });
+      return new VaultError(
+        path ? `permission denied: ${path}` : `permission denied: ${error.message}`,
+        "check its owner and mode, or run as the user who owns it",
+        { cause: error },
+      );
+    if (code === "ENOENT" && path)
+      return new VaultError(`no such file or directory: ${path}`, "check the path; a directory it names must exist", { cause: error });
     return new VaultError(error.message, undefined, { cause: error });
   }
   return new VaultError(String(error));

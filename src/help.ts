@@ -12,14 +12,28 @@ const VERIFY = "sqlite-vault verify --all --repo s3://my-bucket/backups";
 
 export const EXAMPLES: Record<string, string[]> = {
   "": [`# the crontab line\n${CRONTAB}`, `# disaster recovery\n${RECOVERY}`, `# prove every backup restores\n${VERIFY}`],
-  backup: [`# the crontab line\n${CRONTAB}`, "sqlite-vault backup app.db --repo /var/backups/vault --compression zstd", "sqlite-vault backup --config /etc/sqlite-vault.yml    # every configured database"],
-  restore: [`# disaster recovery\n${RECOVERY}`, "sqlite-vault restore --name app --at 2026-11-21T09:00:00Z --output /tmp/app-before.db --repo /var/backups/vault", "sqlite-vault restore /var/lib/app/app.db --if-missing    # on container start"],
+  backup: [
+    `# the crontab line\n${CRONTAB}`,
+    "sqlite-vault backup app.db --repo /var/backups/vault --compression zstd",
+    "sqlite-vault backup --config /etc/sqlite-vault.yml    # every configured database",
+  ],
+  restore: [
+    `# disaster recovery\n${RECOVERY}`,
+    "sqlite-vault restore --name app --at 2026-11-21T09:00:00Z --output /tmp/app-before.db --repo /var/backups/vault",
+    "sqlite-vault restore /var/lib/app/app.db --if-missing    # on container start",
+  ],
   list: ["sqlite-vault list --repo s3://my-bucket/backups", "sqlite-vault list app.db --json"],
   verify: [VERIFY, "sqlite-vault verify app.db --quick --identity ~/.config/sqlite-vault/identity.txt"],
-  prune: ["sqlite-vault prune --keep-hourly 24 --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run", "sqlite-vault prune app.db --keep-last 3"],
+  prune: [
+    "sqlite-vault prune --keep-hourly 24 --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run",
+    "sqlite-vault prune app.db --keep-last 3",
+  ],
   doctor: ["sqlite-vault doctor --repo s3://my-bucket/backups?endpoint=https://nyc3.digitaloceanspaces.com"],
   keygen: ["sqlite-vault keygen --output ~/.config/sqlite-vault/identity.txt", "sqlite-vault backup app.db --recipient age1…"],
-  cron: ['sqlite-vault cron --restore-if-missing --exec "node server.js" --listen 127.0.0.1:9090    # the config file\'s databases', 'sqlite-vault cron app.db --repo s3://my-bucket/backups --schedule "*/15 * * * *"'],
+  cron: [
+    'sqlite-vault cron --restore-if-missing --exec "node server.js" --listen 127.0.0.1:9090    # the config file\'s databases',
+    'sqlite-vault cron app.db --repo s3://my-bucket/backups --schedule "*/15 * * * *"',
+  ],
   status: ["sqlite-vault status app.db --repo s3://my-bucket/backups --max-age 26h"],
   version: ["sqlite-vault version --json"],
 };
@@ -73,7 +87,7 @@ export async function renderHelp(cmd: HelpCommand, parent: HelpCommand | undefin
   const cyan = (text: string) => paint("36", text);
   const meta = ((await resolve(cmd.meta)) ?? {}) as { name?: string; description?: string; version?: string };
   const parentMeta = ((await resolve(parent?.meta)) ?? {}) as { name?: string; version?: string };
-  const commandName = parentMeta.name ? `${parentMeta.name} ${meta.name}` : meta.name ?? "sqlite-vault";
+  const commandName = parentMeta.name ? `${parentMeta.name} ${meta.name}` : (meta.name ?? "sqlite-vault");
   const version = meta.version ?? parentMeta.version;
   const args = Object.entries(((await resolve(cmd.args)) ?? {}) as Record<string, HelpArg>);
 
@@ -87,13 +101,18 @@ export async function renderHelp(cmd: HelpCommand, parent: HelpCommand | undefin
       usage.push(arg.required === false ? `[${label}]` : label);
       continue;
     }
-    const hint = arg.type === "boolean" ? "" : ` ${arg.valueHint ?? (arg.type === "enum" && arg.options ? arg.options.join("|") : name.toUpperCase())}`;
+    const hint =
+      arg.type === "boolean"
+        ? ""
+        : ` ${arg.valueHint ?? (arg.type === "enum" && arg.options ? arg.options.join("|") : name.toUpperCase())}`;
     const aliases = [arg.alias ?? []].flat().map((a) => `-${a}, `);
     options.push([`${aliases.join("")}--${name}${hint}`, arg.description ?? ""]);
   }
   const commands: [string, string][] = [];
   if (cmd.subCommands) {
-    for (const [name, loader] of Object.entries((await resolve(cmd.subCommands)) as Record<string, HelpCommand | (() => Promise<HelpCommand>)>)) {
+    for (const [name, loader] of Object.entries(
+      (await resolve(cmd.subCommands)) as Record<string, HelpCommand | (() => Promise<HelpCommand>)>,
+    )) {
       const sub = await resolve(loader);
       const subMeta = ((await resolve(sub.meta)) ?? {}) as { description?: string };
       commands.push([name, subMeta.description ?? ""]);
@@ -112,7 +131,7 @@ export async function renderHelp(cmd: HelpCommand, parent: HelpCommand | undefin
   section("OPTIONS", options);
   section("COMMANDS", commands);
   if (commands.length) out.push(...wrap(`Use ${commandName} COMMAND --help for more about a command.`, style.width, "", ""), "");
-  const examples = EXAMPLES[parent ? meta.name ?? "" : ""];
+  const examples = EXAMPLES[parent ? (meta.name ?? "") : ""];
   if (examples) {
     out.push(heading("EXAMPLES"), "");
     for (const example of examples) out.push(...example.split("\n").flatMap((line) => wrapCommand(line, style.width)), "");

@@ -30,7 +30,8 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   // Every diagnostic is one line, whatever names or paths it quotes.
   for (const method of ["info", "warn", "error", "success", "debug", "start"] as const) {
     const write = logger[method].bind(logger);
-    logger[method] = ((message: unknown, ...rest: unknown[]) => write(typeof message === "string" ? oneLine(message) : message, ...rest)) as never;
+    logger[method] = ((message: unknown, ...rest: unknown[]) =>
+      write(typeof message === "string" ? oneLine(message) : message, ...rest)) as never;
   }
   return logger;
 }

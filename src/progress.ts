@@ -11,7 +11,6 @@
 import type { ProgressReporter } from "./context.ts";
 import { formatBytes } from "./output.ts";
 
-
 /** At most this often a frame; about ten a second reads as live without costing anything. */
 const FRAME_MS = 100;
 /** Rate and ETA only once they mean something. */

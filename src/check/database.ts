@@ -12,7 +12,12 @@ import { checkIntegrity, type IntegrityCheck } from "./integrity.ts";
  * Steps "sqlite" and "integrity" on a local copy (the integrity pragmas split across cores, see
  * src/check/integrity.ts). Returns foreign key findings as warnings.
  */
-export async function checkDatabase(path: string, manifest: BackupManifest, check: IntegrityCheck, signal?: AbortSignal): Promise<string[]> {
+export async function checkDatabase(
+  path: string,
+  manifest: BackupManifest,
+  check: IntegrityCheck,
+  signal?: AbortSignal,
+): Promise<string[]> {
   const header = readDatabaseHeader(path);
   if (header.pageSize !== manifest.database.pageSize || header.pageCount !== manifest.database.pageCount)
     throw new VerificationError(
@@ -38,9 +43,12 @@ export async function checkDatabase(path: string, manifest: BackupManifest, chec
     throw new VerificationError(
       `backup ${manifest.id} cannot be checked here: its schema uses the collation sequence ${collations.join(", ")}, which only the application that made it defines`,
       "integrity",
-      "the stored object is a plain database file: README, \"Format and recovery without sqlite-vault\", restores it by hand",
+      'the stored object is a plain database file: README, "Format and recovery without sqlite-vault", restores it by hand',
     );
   if (problems.length)
-    throw new VerificationError(`backup ${manifest.id} fails ${check}: ${problems.slice(0, 3).join("; ")}${problems.length > 3 ? ` (+${problems.length - 3} more)` : ""}`, "integrity");
+    throw new VerificationError(
+      `backup ${manifest.id} fails ${check}: ${problems.slice(0, 3).join("; ")}${problems.length > 3 ? ` (+${problems.length - 3} more)` : ""}`,
+      "integrity",
+    );
   return findings.foreignKeys;
 }

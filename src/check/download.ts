@@ -95,12 +95,18 @@ async function decrypt(
 }
 
 /** Write `plain` through `writer`; returns its length. Never lets a damaged or hostile object expand past the database it claims to hold. */
-async function writeDatabase(plain: ReadableStream<Uint8Array>, writer: CoalescingWriter, manifest: BackupManifest, signal: AbortSignal): Promise<number> {
+async function writeDatabase(
+  plain: ReadableStream<Uint8Array>,
+  writer: CoalescingWriter,
+  manifest: BackupManifest,
+  signal: AbortSignal,
+): Promise<number> {
   let written = 0;
   let sinceCollect = 0;
   for await (const chunk of iterate(plain, signal)) {
     written += chunk.byteLength;
-    if (written > manifest.database.bytes) throw corrupt(manifest, `it decompresses to more than the manifest's ${manifest.database.bytes} bytes`);
+    if (written > manifest.database.bytes)
+      throw corrupt(manifest, `it decompresses to more than the manifest's ${manifest.database.bytes} bytes`);
     await writer.write(chunk);
     sinceCollect += chunk.byteLength;
     if (sinceCollect >= COLLECT_BYTES) {

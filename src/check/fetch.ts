@@ -54,7 +54,13 @@ export function keyMismatchFailure(error: NoMatchingIdentityError, manifest: Bac
  * Throws VerificationError (with its step) when the backup is bad, storage errors when the storage
  * fails, and the signal's reason when aborted. The caller owns `path` and removes it on failure.
  */
-export async function fetchAndCheck(storage: Storage, manifest: BackupManifest, path: string, options: CheckOptions, ctx: RunContext): Promise<CheckResult> {
+export async function fetchAndCheck(
+  storage: Storage,
+  manifest: BackupManifest,
+  path: string,
+  options: CheckOptions,
+  ctx: RunContext,
+): Promise<CheckResult> {
   try {
     await checkObject(storage, manifest);
     const started = performance.now();
@@ -94,7 +100,12 @@ export async function fetchAndCheck(storage: Storage, manifest: BackupManifest, 
  * Only the stored bytes of a backup: its size and SHA-256 (for an encrypted backup checked without
  * its key). Throws VerificationError ("object", "checksum").
  */
-export async function checkStoredBytes(storage: Storage, manifest: BackupManifest, ctx: RunContext, onBytes?: (bytes: number) => void): Promise<void> {
+export async function checkStoredBytes(
+  storage: Storage,
+  manifest: BackupManifest,
+  ctx: RunContext,
+  onBytes?: (bytes: number) => void,
+): Promise<void> {
   try {
     await checkObject(storage, manifest);
     const digest = await digestObject(storage, manifest, ctx, onBytes);

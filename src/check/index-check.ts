@@ -63,7 +63,10 @@ export function planTable(db: Database, table: string, parts: number): TablePlan
 
   // sum(1), not count(*): SQLite answers `count(*) FROM t INDEXED BY x` from the table's smallest
   // index, whichever x names. The table's own count is taken once.
-  const counts = indexes.map((index) => `SELECT ${quoteLiteral(index.name)} AS name, (SELECT coalesce(sum(1), 0) FROM ${t} AS c INDEXED BY ${quoteIdentifier(index.name)}) AS n`);
+  const counts = indexes.map(
+    (index) =>
+      `SELECT ${quoteLiteral(index.name)} AS name, (SELECT coalesce(sum(1), 0) FROM ${t} AS c INDEXED BY ${quoteIdentifier(index.name)}) AS n`,
+  );
   const countSql =
     `WITH r(n) AS MATERIALIZED (SELECT coalesce(sum(1), 0) FROM ${t} AS c NOT INDEXED) ` +
     `SELECT 'wrong # of entries in index ' || e.name AS finding FROM (${counts.join(" UNION ALL ")}) AS e, r WHERE e.n != r.n`;
@@ -77,14 +80,21 @@ export function planTable(db: Database, table: string, parts: number): TablePlan
       `${notNull.length ? ` WHERE ${notNull.join(" AND ")}` : ""} GROUP BY ${columns.join(", ")} HAVING count(*) > 1 LIMIT 1)`;
     // The index's own entries (past its NULL keys when it skips them), in its order.
     const read = explain(db, sql)?.find((detail) => / c USING /.test(detail));
-    if (read !== `SCAN c USING COVERING INDEX ${index.name}` && !read?.startsWith(`SEARCH c USING COVERING INDEX ${index.name} (`)) return null;
+    if (read !== `SCAN c USING COVERING INDEX ${index.name}` && !read?.startsWith(`SEARCH c USING COVERING INDEX ${index.name} (`))
+      return null;
     statements.push(sql);
   }
 
   // Counted in the table itself: an index (which may be the damaged one) could answer otherwise.
   const ordinalSql = `SELECT count(*) AS n FROM ${t} NOT INDEXED WHERE ${rowid} <= ?`;
   const names = indexes.map((i) => i.name);
-  const ranges = rowidRanges(db, table, rowid, parts).map(([lo, hi]) => ({ table, label: `the index lookups of ${t} rowid ${lo} to ${hi}`, sql: scan(lo, hi), indexes: names, ordinalSql }));
+  const ranges = rowidRanges(db, table, rowid, parts).map(([lo, hi]) => ({
+    table,
+    label: `the index lookups of ${t} rowid ${lo} to ${hi}`,
+    sql: scan(lo, hi),
+    indexes: names,
+    ordinalSql,
+  }));
   return { ranges, statements };
 }
 
@@ -114,12 +124,25 @@ function rowidName(db: Database, table: string): string | null {
 
 /** The table's indexes, or null when one is partial, on an expression or the rowid, or not BINARY. */
 function readIndexes(db: Database, table: string): IndexInfo[] | null {
-  const list = db.query("SELECT name, \"unique\" AS u, partial FROM pragma_index_list(?)").all(table) as { name: string; u: number; partial: number }[];
-  const notNull = new Map((db.query("SELECT name, \"notnull\" AS nn FROM pragma_table_info(?)").all(table) as { name: string; nn: number }[]).map((c) => [c.name, c.nn === 1]));
+  const list = db.query('SELECT name, "unique" AS u, partial FROM pragma_index_list(?)').all(table) as {
+    name: string;
+    u: number;
+    partial: number;
+  }[];
+  const notNull = new Map(
+    (db.query('SELECT name, "notnull" AS nn FROM pragma_table_info(?)').all(table) as { name: string; nn: number }[]).map((c) => [
+      c.name,
+      c.nn === 1,
+    ]),
+  );
   const indexes: IndexInfo[] = [];
   for (const { name, u, partial } of list) {
     if (partial) return null;
-    const keys = (db.query("SELECT cid, name, coll FROM pragma_index_xinfo(?) WHERE key = 1 ORDER BY seqno").all(name) as { cid: number; name: string | null; coll: string | null }[]);
+    const keys = db.query("SELECT cid, name, coll FROM pragma_index_xinfo(?) WHERE key = 1 ORDER BY seqno").all(name) as {
+      cid: number;
+      name: string | null;
+      coll: string | null;
+    }[];
     if (keys.length === 0 || keys.some((k) => k.cid < 0 || k.name === null || (k.coll ?? "BINARY").toUpperCase() !== "BINARY")) return null;
     indexes.push({ name, unique: u === 1, columns: keys.map((k) => ({ name: k.name!, nullable: !notNull.get(k.name!) })) });
   }
@@ -160,7 +183,10 @@ function explain(db: Database, sql: string): string[] | null {
  */
 function rowidRanges(db: Database, table: string, rowid: string, parts: number): [bigint, bigint][] {
   const t = quoteIdentifier(table);
-  const { lo, hi } = db.query(`SELECT min(${rowid}) AS lo, max(${rowid}) AS hi FROM ${t}`).safeIntegers(true).get() as { lo: bigint | null; hi: bigint | null };
+  const { lo, hi } = db.query(`SELECT min(${rowid}) AS lo, max(${rowid}) AS hi FROM ${t}`).safeIntegers(true).get() as {
+    lo: bigint | null;
+    hi: bigint | null;
+  };
   if (lo === null || hi === null || parts <= 1 || hi - lo < BigInt(parts)) return [[MIN_ROWID, MAX_ROWID]];
   const width = (hi - lo + 1n) / BigInt(parts);
   const ranges: [bigint, bigint][] = [];

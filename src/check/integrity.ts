@@ -126,14 +126,18 @@ export async function digestFile(path: string, progress: WriteProgress, signal?:
   return row as { bytes: number; sha256: string };
 }
 
-
 /**
  * Run `check` and foreign_key_check on the database at `path`, split across the worker pool. A
  * statement SQLite gives up on (a malformed file) is a problem in the findings, named with its
  * statement. A worker that fails throws VaultError: nothing that did not run counts as passed, and
  * our own failure is never reported as damage. Throws the signal's reason when aborted.
  */
-export async function checkIntegrity(path: string, check: IntegrityCheck, signal?: AbortSignal, options?: PlanOptions): Promise<CheckFindings> {
+export async function checkIntegrity(
+  path: string,
+  check: IntegrityCheck,
+  signal?: AbortSignal,
+  options?: PlanOptions,
+): Promise<CheckFindings> {
   let planned: Planned[];
   try {
     planned = planCheck(path, check, options);
@@ -154,7 +158,11 @@ interface JobResult {
 
 /** One job (a statement, a probe, or a batch) on a worker; a batch answers one result per statement. */
 async function runJob(path: string, job: Planned | Planned[], signal?: AbortSignal): Promise<JobResult[]> {
-  const task: CheckTask = Array.isArray(job) ? { path, batch: job.map((p) => p.sql) } : job.probe ? { path, probe: job.probe } : { path, sql: job.sql };
+  const task: CheckTask = Array.isArray(job)
+    ? { path, batch: job.map((p) => p.sql) }
+    : job.probe
+      ? { path, probe: job.probe }
+      : { path, sql: job.sql };
   let rows: Record<string, unknown>[];
   try {
     rows = await pool().run(task, { signal });
@@ -203,7 +211,13 @@ function summarise(results: JobResult[]): CheckFindings {
       }
     }
   }
-  return { problems, foreignKeys: [...[...foreignKeys].map(([tables, n]) => `foreign_key_check: ${n} row(s) of ${tables} reference missing parents`), ...unchecked] };
+  return {
+    problems,
+    foreignKeys: [
+      ...[...foreignKeys].map(([tables, n]) => `foreign_key_check: ${n} row(s) of ${tables} reference missing parents`),
+      ...unchecked,
+    ],
+  };
 }
 
 let shared: WorkerPool<CheckTask, Record<string, unknown>[]> | undefined;

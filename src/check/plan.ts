@@ -44,8 +44,13 @@ export function planCheck(path: string, check: IntegrityCheck, options: PlanOpti
   const minSplitRows = options.minSplitRows ?? 100_000;
   const db = openCopy(path);
   try {
-    const names = db.query("SELECT name FROM sqlite_schema WHERE type = 'table' AND sql NOT LIKE 'CREATE VIRTUAL%' ORDER BY rootpage").all() as { name: string }[];
-    const indexes = db.query("SELECT tbl_name AS t, COUNT(*) AS n FROM sqlite_schema WHERE type = 'index' GROUP BY tbl_name").all() as { t: string; n: number }[];
+    const names = db
+      .query("SELECT name FROM sqlite_schema WHERE type = 'table' AND sql NOT LIKE 'CREATE VIRTUAL%' ORDER BY rootpage")
+      .all() as { name: string }[];
+    const indexes = db.query("SELECT tbl_name AS t, COUNT(*) AS n FROM sqlite_schema WHERE type = 'index' GROUP BY tbl_name").all() as {
+      t: string;
+      n: number;
+    }[];
     const indexCount = new Map(indexes.map((i) => [i.t, i.n]));
     const tables = names.map(({ name }) => {
       const rows = estimateRows(db, name);
@@ -57,7 +62,12 @@ export function planCheck(path: string, check: IntegrityCheck, options: PlanOpti
     const share = (totalRows + tables.reduce((sum, t) => sum + t.cost, 0)) / workers;
     for (const { name, rows, cost } of tables) {
       if (check === "integrity_check") {
-        const parts = options.split === "always" ? 3 : options.split !== "never" && workers > 1 && rows >= minSplitRows && cost > share ? Math.min(16, Math.ceil((4 * cost) / share)) : 1;
+        const parts =
+          options.split === "always"
+            ? 3
+            : options.split !== "never" && workers > 1 && rows >= minSplitRows && cost > share
+              ? Math.min(16, Math.ceil((4 * cost) / share))
+              : 1;
         const split = parts > 1 ? trySplit(db, name, parts) : null;
         if (split) {
           for (const probe of split.ranges) planned.push({ sql: probe.sql, kind: "integrity", cost: cost / split.ranges.length, probe });
@@ -66,7 +76,8 @@ export function planCheck(path: string, check: IntegrityCheck, options: PlanOpti
           planned.push({ sql: `PRAGMA integrity_check(${quoteLiteral(name)})`, kind: "integrity", cost });
         }
       }
-      if (hasForeignKeys(db, name)) planned.push({ sql: `PRAGMA foreign_key_check(${quoteLiteral(name)})`, kind: "foreign-keys", cost: rows });
+      if (hasForeignKeys(db, name))
+        planned.push({ sql: `PRAGMA foreign_key_check(${quoteLiteral(name)})`, kind: "foreign-keys", cost: rows });
     }
     return planned.sort((a, b) => b.cost - a.cost);
   } finally {

@@ -23,7 +23,10 @@ export async function checkObject(storage: Storage, manifest: BackupManifest): P
   const info = await storage.stat(manifest.stored.key);
   if (!info) throw new VerificationError(`backup ${manifest.id}: its data object ${manifest.stored.key} is missing`, "object");
   if (info.size !== manifest.stored.bytes)
-    throw new VerificationError(`backup ${manifest.id}: its data object is ${info.size} bytes, the manifest says ${manifest.stored.bytes}`, "object");
+    throw new VerificationError(
+      `backup ${manifest.id}: its data object is ${info.size} bytes, the manifest says ${manifest.stored.bytes}`,
+      "object",
+    );
 }
 
 /**
@@ -34,7 +37,9 @@ export async function openObject(storage: Storage, manifest: BackupManifest, ctx
   const key = manifest.stored.key;
   try {
     const source = await storage.get(key, { signal: ctx.signal });
-    return mapStreamErrors(source, (error) => (error instanceof VaultError ? error : new StorageUnavailableError(`download of ${key} failed: ${(error as Error).message}`)));
+    return mapStreamErrors(source, (error) =>
+      error instanceof VaultError ? error : new StorageUnavailableError(`download of ${key} failed: ${(error as Error).message}`),
+    );
   } catch (error) {
     if (error instanceof NotFoundError) throw new VerificationError(`backup ${manifest.id}: its data object ${key} is missing`, "object");
     throw error;
@@ -42,7 +47,12 @@ export async function openObject(storage: Storage, manifest: BackupManifest, ctx
 }
 
 /** Size and SHA-256 of the stored object, read whole; `onBytes` is told each block read. */
-export async function digestObject(storage: Storage, manifest: BackupManifest, ctx: RunContext, onBytes?: (bytes: number) => void): Promise<Digest> {
+export async function digestObject(
+  storage: Storage,
+  manifest: BackupManifest,
+  ctx: RunContext,
+  onBytes?: (bytes: number) => void,
+): Promise<Digest> {
   const digest = createDigestStream(onBytes);
   for await (const _ of iterate((await openObject(storage, manifest, ctx)).pipeThrough(digest.stream), ctx.signal));
   return digest.result();

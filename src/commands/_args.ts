@@ -11,15 +11,29 @@ export const repoArgs = {
   repo: {
     type: "string",
     valueHint: "URL",
-    description: "Repository: a directory, file:///dir or s3://bucket/prefix (env SQLITE_VAULT_REPO; default ~/.local/share/sqlite-vault/repo)",
+    description:
+      "Repository: a directory, file:///dir or s3://bucket/prefix (env SQLITE_VAULT_REPO; default ~/.local/share/sqlite-vault/repo)",
   },
-  endpoint: { type: "string", valueHint: "URL", description: "S3 endpoint (env SQLITE_VAULT_S3_ENDPOINT, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL; default AWS)" },
+  endpoint: {
+    type: "string",
+    valueHint: "URL",
+    description: "S3 endpoint (env SQLITE_VAULT_S3_ENDPOINT, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL; default AWS)",
+  },
   region: { type: "string", description: "S3 region (env AWS_REGION, AWS_DEFAULT_REGION; default us-east-1)" },
   "path-style": { type: "boolean", description: "S3 path-style addressing (default: on for custom endpoints, off for AWS)" },
   retries: { type: "string", valueHint: "N", description: "Retries of a failed S3 request (env SQLITE_VAULT_RETRIES; default 5)" },
   timeout: { type: "string", valueHint: "DURATION", description: "Time limit of each S3 request (env SQLITE_VAULT_TIMEOUT; default 60s)" },
-  deadline: { type: "string", valueHint: "DURATION", description: "Time limit of the whole run, retries included; then it stops as if interrupted, exit 1 (env SQLITE_VAULT_DEADLINE; default none)" },
-  "part-size": { type: "string", valueHint: "MiB", description: "S3 multipart part size, at least 5 (env SQLITE_VAULT_PART_SIZE; default 5, more for databases over 44 GiB)" },
+  deadline: {
+    type: "string",
+    valueHint: "DURATION",
+    description:
+      "Time limit of the whole run, retries included; then it stops as if interrupted, exit 1 (env SQLITE_VAULT_DEADLINE; default none)",
+  },
+  "part-size": {
+    type: "string",
+    valueHint: "MiB",
+    description: "S3 multipart part size, at least 5 (env SQLITE_VAULT_PART_SIZE; default 5, more for databases over 44 GiB)",
+  },
 } as const satisfies ArgsDef;
 
 export const databaseArgs = {
@@ -28,11 +42,19 @@ export const databaseArgs = {
 } as const satisfies ArgsDef;
 
 export const tmpDirArgs = {
-  "tmp-dir": { type: "string", valueHint: "DIR", description: "Directory for temporary files (env SQLITE_VAULT_TMP_DIR; default the OS temp dir)" },
+  "tmp-dir": {
+    type: "string",
+    valueHint: "DIR",
+    description: "Directory for temporary files (env SQLITE_VAULT_TMP_DIR; default the OS temp dir)",
+  },
 } as const satisfies ArgsDef;
 
 export const checkArgs = {
-  check: { type: "boolean", description: "quick_check the snapshot before storing it: a damaged database is refused, never backed up (env SQLITE_VAULT_CHECK; config check)" },
+  check: {
+    type: "boolean",
+    description:
+      "quick_check the snapshot before storing it: a damaged database is refused, never backed up (env SQLITE_VAULT_CHECK; config check)",
+  },
 } as const satisfies ArgsDef;
 
 export const policyArgs = {
@@ -48,15 +70,39 @@ export const policyArgs = {
 } as const satisfies ArgsDef;
 
 export const encryptArgs = {
-  recipient: { type: "string", valueHint: "AGE_PUBLIC_KEY", description: "Encrypt to this age public key (repeatable; env SQLITE_VAULT_RECIPIENTS)" },
-  "recipients-file": { type: "string", valueHint: "FILE", description: "Encrypt to the age public keys in FILE (env SQLITE_VAULT_RECIPIENTS_FILE)" },
-  "passphrase-file": { type: "string", valueHint: "FILE", description: "Encrypt with the passphrase in FILE (env SQLITE_VAULT_PASSPHRASE_FILE, SQLITE_VAULT_PASSPHRASE)" },
+  recipient: {
+    type: "string",
+    valueHint: "AGE_PUBLIC_KEY",
+    description: "Encrypt to this age public key (repeatable; env SQLITE_VAULT_RECIPIENTS)",
+  },
+  "recipients-file": {
+    type: "string",
+    valueHint: "FILE",
+    description: "Encrypt to the age public keys in FILE (env SQLITE_VAULT_RECIPIENTS_FILE)",
+  },
+  "passphrase-file": {
+    type: "string",
+    valueHint: "FILE",
+    description: "Encrypt with the passphrase in FILE (env SQLITE_VAULT_PASSPHRASE_FILE, SQLITE_VAULT_PASSPHRASE)",
+  },
   passphrase: { type: "string", description: "Passphrase (visible in the process list: prefer --passphrase-file)" },
-  encryption: { type: "boolean", description: "Refuse to back up without a key; --no-encryption stores unencrypted on purpose, even after encrypted backups (env SQLITE_VAULT_ENCRYPTION; config encryption: false)" },
+  encryption: {
+    type: "boolean",
+    description:
+      "Refuse to back up without a key; --no-encryption stores unencrypted on purpose, even after encrypted backups (env SQLITE_VAULT_ENCRYPTION; config encryption: false)",
+  },
 } as const satisfies ArgsDef;
 
 export const decryptArgs = {
-  identity: { type: "string", valueHint: "FILE", description: "age identity file for encrypted backups (repeatable; env SQLITE_VAULT_IDENTITY_FILE)" },
-  "passphrase-file": { type: "string", valueHint: "FILE", description: "Passphrase of encrypted backups, from FILE (env SQLITE_VAULT_PASSPHRASE_FILE, SQLITE_VAULT_PASSPHRASE)" },
+  identity: {
+    type: "string",
+    valueHint: "FILE",
+    description: "age identity file for encrypted backups (repeatable; env SQLITE_VAULT_IDENTITY_FILE)",
+  },
+  "passphrase-file": {
+    type: "string",
+    valueHint: "FILE",
+    description: "Passphrase of encrypted backups, from FILE (env SQLITE_VAULT_PASSPHRASE_FILE, SQLITE_VAULT_PASSPHRASE)",
+  },
   passphrase: { type: "string", description: "Passphrase (visible in the process list: prefer --passphrase-file)" },
 } as const satisfies ArgsDef;

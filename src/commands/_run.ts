@@ -50,7 +50,8 @@ export function defineVaultCommand<const A extends ArgsDef, R>(def: VaultCommand
   return defineCommand({
     meta,
     args,
-    run: ({ args: flags, rawArgs }) => runCommand<R>({ ...rest, flags: flags as CommonFlags, rawArgs, argsDef: args, execute: (ctx) => execute({ flags, rawArgs, ctx }) }),
+    run: ({ args: flags, rawArgs }) =>
+      runCommand<R>({ ...rest, flags: flags as CommonFlags, rawArgs, argsDef: args, execute: (ctx) => execute({ flags, rawArgs, ctx }) }),
   });
 }
 
@@ -66,7 +67,8 @@ export async function runCommand<R>(run: CommandRun<R>): Promise<void> {
   }
   const ctx = createCliContext(log, { signals: run.signals, deadline });
   // Only for a person watching; cron's terminal (print: false) belongs to the application it runs.
-  if (process.stderr.isTTY && !run.flags.json && !run.flags.quiet && run.print !== false) ctx.progress = createTerminalProgress(process.stderr, [process.stdout]);
+  if (process.stderr.isTTY && !run.flags.json && !run.flags.quiet && run.print !== false)
+    ctx.progress = createTerminalProgress(process.stderr, [process.stdout]);
   try {
     assertKnownFlags(run.rawArgs, run.argsDef);
     // A signal that came while the command loaded: nothing is started.
@@ -74,12 +76,20 @@ export async function runCommand<R>(run: CommandRun<R>): Promise<void> {
     const result = await run.execute(ctx);
     const exitCode = run.exitCode?.(result) ?? ExitCode.ok;
     const silent = run.print === false || (run.quietOnSuccess && run.flags.quiet && !run.flags.json && exitCode === ExitCode.ok);
-    const text = silent ? "" : run.flags.json ? JSON.stringify(result, null, 2) : run.render(result, { verbose: run.flags.verbose === true });
+    const text = silent
+      ? ""
+      : run.flags.json
+        ? JSON.stringify(result, null, 2)
+        : run.render(result, { verbose: run.flags.verbose === true });
     if (text) process.stdout.write(`${text}\n`);
     process.exitCode = exitCode;
   } catch (thrown) {
     const reason = ctx.signal.reason;
-    const error = ctx.signal.aborted ? (reason instanceof InterruptedError || reason instanceof DeadlineError ? reason : new InterruptedError()) : toVaultError(thrown);
+    const error = ctx.signal.aborted
+      ? reason instanceof InterruptedError || reason instanceof DeadlineError
+        ? reason
+        : new InterruptedError()
+      : toVaultError(thrown);
     reportError(error, thrown, run.flags);
     process.exitCode = error.exitCode;
   } finally {
@@ -97,13 +107,16 @@ function parseDeadline(flag: string | undefined, env: string | undefined, daemon
     throw new UsageError("--deadline bounds one run; cron runs until it is stopped", "give backup, restore, verify or prune a --deadline");
   }
   const duration = parseDuration(text, where);
-  if (duration.months || duration.years || duration.ms < 1000) throw new UsageError(`${where} "${text}" must be at least a second and given in s, min, h, d or w`);
+  if (duration.months || duration.years || duration.ms < 1000)
+    throw new UsageError(`${where} "${text}" must be at least a second and given in s, min, h, d or w`);
   return { ms: duration.ms, text: duration.text };
 }
 
 function reportError(error: VaultError, thrown: unknown, flags: CommonFlags): void {
   if (flags.json) {
-    const body = { error: { code: error.code, exitCode: error.exitCode, message: error.message, ...(error.hint ? { hint: error.hint } : {}) } };
+    const body = {
+      error: { code: error.code, exitCode: error.exitCode, message: error.message, ...(error.hint ? { hint: error.hint } : {}) },
+    };
     process.stderr.write(`${JSON.stringify(body)}\n`);
     return;
   }
@@ -142,13 +155,22 @@ export function repeatedFlag(rawArgs: string[], name: string): string[] {
       if (value === undefined || (value.startsWith("--") && value.length > 2)) throw new UsageError(`--${name} needs a value`);
       values.push(value);
       i++;
-    }
-    else if (arg.startsWith(`--${name}=`)) values.push(arg.slice(name.length + 3));
+    } else if (arg.startsWith(`--${name}=`)) values.push(arg.slice(name.length + 3));
   }
   return values;
 }
 
 /** Keys for reading encrypted backups, from `--identity`, `--passphrase-file`, `--passphrase` and the environment. */
-export function decryptionFrom(flags: { passphrase?: string; "passphrase-file"?: string }, rawArgs: string[], log: Logger, file: FileKeys = {}): DecryptionSettings {
-  return resolveDecryption({ identities: repeatedFlag(rawArgs, "identity"), passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"] }, process.env, log, file);
+export function decryptionFrom(
+  flags: { passphrase?: string; "passphrase-file"?: string },
+  rawArgs: string[],
+  log: Logger,
+  file: FileKeys = {},
+): DecryptionSettings {
+  return resolveDecryption(
+    { identities: repeatedFlag(rawArgs, "identity"), passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"] },
+    process.env,
+    log,
+    file,
+  );
 }

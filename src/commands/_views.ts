@@ -18,11 +18,18 @@ export function renderPrune(r: PruneOutput, view: { verbose: boolean }): string 
     else {
       const freed = n.remove.filter((b) => n.removed.includes(b.id)).reduce((sum, b) => sum + b.bytes, 0);
       const left = n.damaged.length + n.futureDated.length;
-      lines.push(`pruned ${n.name}: kept ${n.keep.length}, removed ${n.removed.length}, freed ${formatBytes(freed)}${left ? `; ${left} left alone (see --verbose)` : ""}`);
+      lines.push(
+        `pruned ${n.name}: kept ${n.keep.length}, removed ${n.removed.length}, freed ${formatBytes(freed)}${left ? `; ${left} left alone (see --verbose)` : ""}`,
+      );
     }
     const rows = [
       ...n.keep.map((k) => [k.id, formatTime(k.createdAt), "keep", k.reasons.join(", ")]),
-      ...n.remove.map((b) => [b.id, formatTime(b.createdAt), r.dryRun ? "would remove" : n.removed.includes(b.id) ? "removed" : "FAILED", ""]),
+      ...n.remove.map((b) => [
+        b.id,
+        formatTime(b.createdAt),
+        r.dryRun ? "would remove" : n.removed.includes(b.id) ? "removed" : "FAILED",
+        "",
+      ]),
       ...n.damaged.map((d) => [d.id, formatTime(d.createdAt), "left alone", "not counted: cannot be restored"]),
       ...n.futureDated.map((f) => [f.id, formatTime(f.createdAt), "left alone", "not counted: dated in the future"]),
     ].sort((a, b) => (a[0]! < b[0]! ? 1 : -1));
@@ -34,7 +41,8 @@ export function renderPrune(r: PruneOutput, view: { verbose: boolean }): string 
     for (const key of h.removed) lines.push(`${verb} leftover ${key}`);
     for (const key of h.aborted) lines.push(`${r.dryRun ? "would abort" : "aborted"} abandoned upload ${key}`);
     if (h.young.length) lines.push(`left ${h.young.length} leftover(s) younger than the grace period alone`);
-  } else if (h.removed.length || h.aborted.length) lines.push(`removed ${h.removed.length} leftover(s) of interrupted runs, aborted ${h.aborted.length} abandoned upload(s)`);
+  } else if (h.removed.length || h.aborted.length)
+    lines.push(`removed ${h.removed.length} leftover(s) of interrupted runs, aborted ${h.aborted.length} abandoned upload(s)`);
   for (const f of h.failed) lines.push(`could not remove leftover ${f.key}: ${f.error}`);
   for (const f of r.failedDatabases ?? []) lines.push(`could not prune ${f.name}: ${f.message}`);
   if (r.names.length === 0 && !r.failedDatabases) lines.push(`no backups in ${r.repo}`);

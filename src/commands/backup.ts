@@ -16,14 +16,31 @@ import { exitCodeOver, forEachTarget } from "../config/run-targets.ts";
 const args = {
   ...databaseArgs,
   ...repoArgs,
-  compression: { type: "string", valueHint: "gzip|zstd|none", description: "Compression of the stored object (env SQLITE_VAULT_COMPRESSION; default gzip)" },
+  compression: {
+    type: "string",
+    valueHint: "gzip|zstd|none",
+    description: "Compression of the stored object (env SQLITE_VAULT_COMPRESSION; default gzip)",
+  },
   ...tmpDirArgs,
   ...encryptArgs,
-  identity: { type: "string", valueHint: "FILE", description: "Encrypt to the public key of this age identity file when no recipient or passphrase is named (repeatable; env SQLITE_VAULT_IDENTITY_FILE)" },
+  identity: {
+    type: "string",
+    valueHint: "FILE",
+    description:
+      "Encrypt to the public key of this age identity file when no recipient or passphrase is named (repeatable; env SQLITE_VAULT_IDENTITY_FILE)",
+  },
   ...checkArgs,
   ...policyArgs,
-  "healthcheck-url": { type: "string", valueHint: "URL", description: "Ping URL/start, URL and URL/fail (healthchecks.io style; env SQLITE_VAULT_HEALTHCHECK_URL)" },
-  "metrics-file": { type: "string", valueHint: "PATH", description: "Write Prometheus metrics of this run to PATH (node_exporter textfile), atomically" },
+  "healthcheck-url": {
+    type: "string",
+    valueHint: "URL",
+    description: "Ping URL/start, URL and URL/fail (healthchecks.io style; env SQLITE_VAULT_HEALTHCHECK_URL)",
+  },
+  "metrics-file": {
+    type: "string",
+    valueHint: "PATH",
+    description: "Write Prometheus metrics of this run to PATH (node_exporter textfile), atomically",
+  },
   ...configArgs,
   ...outputArgs,
 } as const;
@@ -36,18 +53,38 @@ export default defineVaultCommand({
   meta: { name: "backup", description: "Take a consistent snapshot of a live SQLite database and store it in the repository" },
   args,
   async execute({ flags, rawArgs, ctx }): Promise<BackupOutput> {
-    const set = resolveTargets(flags, ctx.log, { needsDb: { command: "backup", example: "sqlite-vault backup /var/lib/app/app.db --repo s3://bucket/prefix" }, signal: ctx.signal });
+    const set = resolveTargets(flags, ctx.log, {
+      needsDb: { command: "backup", example: "sqlite-vault backup /var/lib/app/app.db --repo s3://bucket/prefix" },
+      signal: ctx.signal,
+    });
     const now = resolveNow(process.env);
     const metrics = flags["metrics-file"] ? new Metrics() : undefined;
     const recipients = repeatedFlag(rawArgs, "recipient");
     const jobs: JobTarget[] = [];
     // Keys and policies first: a usage error stops the command before any database is backed up.
     for (const t of set.targets) {
-      if (t.settings.repoSource === "default") ctx.log.warn(`no --repo, SQLITE_VAULT_REPO or config repo: storing in the local default ${t.settings.repo}, which does not survive losing this machine`);
+      if (t.settings.repoSource === "default")
+        ctx.log.warn(
+          `no --repo, SQLITE_VAULT_REPO or config repo: storing in the local default ${t.settings.repo}, which does not survive losing this machine`,
+        );
       parsePolicy(t.settings.retention);
       parseDuration(t.settings.retention.grace ?? DEFAULT_GRACE, "grace");
-      const keys = { recipients, recipientsFile: flags["recipients-file"], passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"], identities: repeatedFlag(rawArgs, "identity"), encryption: flags.encryption };
-      jobs.push({ db: t.db!, name: t.name!, nameGiven: t.nameGiven, settings: t.settings, storage: t.storage, ...(await resolveEncryption(keys, process.env, ctx.log, t.file)) });
+      const keys = {
+        recipients,
+        recipientsFile: flags["recipients-file"],
+        passphrase: flags.passphrase,
+        passphraseFile: flags["passphrase-file"],
+        identities: repeatedFlag(rawArgs, "identity"),
+        encryption: flags.encryption,
+      };
+      jobs.push({
+        db: t.db!,
+        name: t.name!,
+        nameGiven: t.nameGiven,
+        settings: t.settings,
+        storage: t.storage,
+        ...(await resolveEncryption(keys, process.env, ctx.log, t.file)),
+      });
     }
     const writeMetrics = () => metrics && flags["metrics-file"] && metrics.writeFile(flags["metrics-file"]);
     const outcomes = await forEachTarget(set, ctx, "backup", async (_, i) => {
@@ -64,12 +101,23 @@ export default defineVaultCommand({
       const only = (outcomes[0] as { result: JobOutcome }).result;
       return { ...only.backup!, ...(only.prune ? { prune: only.prune } : {}), ...(only.pruneError ? { pruneError: only.pruneError } : {}) };
     }
-    const results = outcomes.map((o) => (o.ok ? o.result : o.error instanceof JobFailedError ? o.error.outcome : { name: o.target.name!, database: o.target.db!, ok: false, error: describeError(o.error), seconds: 0 }));
+    const results = outcomes.map((o) =>
+      o.ok
+        ? o.result
+        : o.error instanceof JobFailedError
+          ? o.error.outcome
+          : { name: o.target.name!, database: o.target.db!, ok: false, error: describeError(o.error), seconds: 0 },
+    );
     return { results, failed: results.filter((o) => !o.ok).map((o) => o.name) };
   },
   render: (r, view) =>
     "results" in r
-      ? [...r.results.map((o) => (o.ok ? renderBackup(o.backup!, view, o.prune) : `FAILED ${o.name}: ${o.error!.message}`)), r.failed.length ? `failed: ${r.failed.join(", ")}` : ""].filter(Boolean).join("\n")
+      ? [
+          ...r.results.map((o) => (o.ok ? renderBackup(o.backup!, view, o.prune) : `FAILED ${o.name}: ${o.error!.message}`)),
+          r.failed.length ? `failed: ${r.failed.join(", ")}` : "",
+        ]
+          .filter(Boolean)
+          .join("\n")
       : renderBackup(r, view, r.prune),
   quietOnSuccess: true,
   exitCode: (r) => ("results" in r ? exitCodeOver(r.failed.length, r.results.map(pruneExitCode)) : pruneExitCode(r)),

@@ -14,21 +14,51 @@ import { configArgs, resolveTargets } from "../config/targets.ts";
 const args = {
   ...databaseArgs,
   ...configArgs,
-  schedule: { type: "string", valueHint: "EXPR", description: 'When to back up: 5 cron fields, @hourly-style nicknames or "@every 30min" (env SQLITE_VAULT_SCHEDULE; default @hourly)' },
+  schedule: {
+    type: "string",
+    valueHint: "EXPR",
+    description: 'When to back up: 5 cron fields, @hourly-style nicknames or "@every 30min" (env SQLITE_VAULT_SCHEDULE; default @hourly)',
+  },
   "restore-if-missing": { type: "boolean", description: "Before anything else, restore each configured database that does not exist" },
-  exec: { type: "string", valueHint: "CMD", description: "Start the application after the startup restore; forward signals; exit with its code after a final backup" },
+  exec: {
+    type: "string",
+    valueHint: "CMD",
+    description: "Start the application after the startup restore; forward signals; exit with its code after a final backup",
+  },
   listen: { type: "string", valueHint: "127.0.0.1:PORT", description: "Serve GET /health (JSON) and GET /metrics (Prometheus)" },
-  "stop-timeout": { type: "string", valueHint: "DURATION", description: "With --exec: time the application has to exit after SIGTERM before it is killed (SIGKILL), then the final backup (env SQLITE_VAULT_STOP_TIMEOUT; config stop-timeout; default 30s)" },
-  "shutdown-timeout": { type: "string", valueHint: "DURATION", description: "Time allowed for the final backups on shutdown (default 30s)" },
-  "healthcheck-url": { type: "string", valueHint: "URL", description: "Ping URL/start, URL and URL/fail around each backup (env SQLITE_VAULT_HEALTHCHECK_URL)" },
+  "stop-timeout": {
+    type: "string",
+    valueHint: "DURATION",
+    description:
+      "With --exec: time the application has to exit after SIGTERM before it is killed (SIGKILL), then the final backup (env SQLITE_VAULT_STOP_TIMEOUT; config stop-timeout; default 30s)",
+  },
+  "shutdown-timeout": {
+    type: "string",
+    valueHint: "DURATION",
+    description: "Time allowed for the final backups on shutdown (default 30s)",
+  },
+  "healthcheck-url": {
+    type: "string",
+    valueHint: "URL",
+    description: "Ping URL/start, URL and URL/fail around each backup (env SQLITE_VAULT_HEALTHCHECK_URL)",
+  },
   ...repoArgs,
   ...tmpDirArgs,
   ...checkArgs,
   ...policyArgs,
   ...encryptArgs,
-  identity: { type: "string", valueHint: "FILE", description: "age identity file for the startup restore of encrypted backups, and to encrypt to when no recipient is named (repeatable)" },
+  identity: {
+    type: "string",
+    valueHint: "FILE",
+    description:
+      "age identity file for the startup restore of encrypted backups, and to encrypt to when no recipient is named (repeatable)",
+  },
   ...outputArgs,
-  json: { type: "boolean", description: "Events on stdout, one JSON object a line; the application's stdout then goes to stderr (errors: one JSON object on stderr)" },
+  json: {
+    type: "boolean",
+    description:
+      "Events on stdout, one JSON object a line; the application's stdout then goes to stderr (errors: one JSON object on stderr)",
+  },
 } as const;
 
 export default defineVaultCommand({
@@ -45,7 +75,10 @@ export default defineVaultCommand({
     // The daemon decides when its work stops (not the first signal): the storage follows that.
     const work = new AbortController();
     const { targets, config } = resolveTargets(flags, ctx.log, {
-      needsDb: { command: "cron", example: 'sqlite-vault cron /var/lib/app/app.db --repo s3://bucket/prefix --restore-if-missing --exec "node server.js"' },
+      needsDb: {
+        command: "cron",
+        example: 'sqlite-vault cron /var/lib/app/app.db --repo s3://bucket/prefix --restore-if-missing --exec "node server.js"',
+      },
       signal: work.signal,
     });
     const recipients = repeatedFlag(rawArgs, "recipient");
@@ -58,13 +91,41 @@ export default defineVaultCommand({
         nameGiven: t.nameGiven,
         settings: t.settings,
         storage: t.storage,
-        ...(await resolveEncryption({ recipients, recipientsFile: flags["recipients-file"], passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"], identities, encryption: flags.encryption }, process.env, ctx.log, t.file)),
-        decryption: resolveDecryption({ identities, passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"] }, process.env, ctx.log, t.file),
+        ...(await resolveEncryption(
+          {
+            recipients,
+            recipientsFile: flags["recipients-file"],
+            passphrase: flags.passphrase,
+            passphraseFile: flags["passphrase-file"],
+            identities,
+            encryption: flags.encryption,
+          },
+          process.env,
+          ctx.log,
+          t.file,
+        )),
+        decryption: resolveDecryption(
+          { identities, passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"] },
+          process.env,
+          ctx.log,
+          t.file,
+        ),
       });
     const emit = createEventWriter({ json: flags.json === true, quiet: flags.quiet === true }, process);
     const stopTimeoutMs = resolveStopTimeout(flags["stop-timeout"], process.env.SQLITE_VAULT_STOP_TIMEOUT, config?.stopTimeout);
     const daemon = await startDaemon(
-      { targets: daemonTargets, restoreIfMissing: flags["restore-if-missing"] === true, exec, execStdoutToStderr: flags.json === true, stopTimeoutMs, listen, shutdownTimeoutMs: shutdown.ms, now: resolveNow(process.env), emit, work },
+      {
+        targets: daemonTargets,
+        restoreIfMissing: flags["restore-if-missing"] === true,
+        exec,
+        execStdoutToStderr: flags.json === true,
+        stopTimeoutMs,
+        listen,
+        shutdownTimeoutMs: shutdown.ms,
+        now: resolveNow(process.env),
+        emit,
+        work,
+      },
       ctx,
     );
     return { exitCode: await daemon.done };
@@ -75,7 +136,8 @@ export default defineVaultCommand({
 
 /** --stop-timeout > SQLITE_VAULT_STOP_TIMEOUT > the config file's stop-timeout > 30s, in ms. Throws UsageError naming the source of a bad value. */
 function resolveStopTimeout(flag: string | undefined, env: string | undefined, file: string | undefined): number {
-  const [text, from] = flag !== undefined ? [flag, "--stop-timeout"] : env ? [env, "SQLITE_VAULT_STOP_TIMEOUT"] : [file ?? "30s", "stop-timeout"];
+  const [text, from] =
+    flag !== undefined ? [flag, "--stop-timeout"] : env ? [env, "SQLITE_VAULT_STOP_TIMEOUT"] : [file ?? "30s", "stop-timeout"];
   const duration = parseDuration(text, from);
   if (duration.months || duration.years) throw new UsageError(`${from} ${text} reads as months`, "write minutes as min");
   return duration.ms;

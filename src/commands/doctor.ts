@@ -11,7 +11,11 @@ export default defineVaultCommand({
   async execute({ flags, ctx }): Promise<DoctorReport> {
     // With a config file, the repository of its first database (they usually share one).
     const target = resolveTargets(flags, ctx.log, { signal: ctx.signal }).targets[0]!;
-    return runDoctor(target.storage, { partSize: target.settings.partSize, openOtherAddressing: openOtherAddressing(flags, target, ctx.signal) }, ctx);
+    return runDoctor(
+      target.storage,
+      { partSize: target.settings.partSize, openOtherAddressing: openOtherAddressing(flags, target, ctx.signal) },
+      ctx,
+    );
   },
   render: (r) =>
     [

@@ -15,7 +15,8 @@ export default defineVaultCommand({
     ...outputArgs,
   },
   async execute({ flags, ctx }): Promise<KeygenResult> {
-    if (flags.json && !flags.output) throw new UsageError("--json needs --output: an identity is never printed in JSON", "sqlite-vault keygen --output key.txt --json");
+    if (flags.json && !flags.output)
+      throw new UsageError("--json needs --output: an identity is never printed in JSON", "sqlite-vault keygen --output key.txt --json");
     const { text, recipient } = await generateIdentityFile();
     if (!flags.output) {
       // As age-keygen: the identity on stdout for redirection, the public key on stderr.

@@ -39,21 +39,24 @@ export default defineVaultCommand({
       const catalog = await readCatalog(storage, name);
       for (const bad of catalog.invalid) ctx.log.warn(`ignoring ${bad.key}: ${bad.reason}`);
       const future = new Set(catalog.futureDated);
-      for (const m of future) ctx.log.warn(`${m.name} ${m.id} is dated ${m.createdAt}, beyond this machine's clock: restore --latest and retention pass over it`);
+      for (const m of future)
+        ctx.log.warn(`${m.name} ${m.id} is dated ${m.createdAt}, beyond this machine's clock: restore --latest and retention pass over it`);
       invalid.push(...catalog.invalid.map((i) => ({ key: i.key, reason: i.reason })));
-      backups.push(...catalog.backups.map((m) => ({
-        name: m.name,
-        id: m.id,
-        createdAt: m.createdAt,
-        host: m.host,
-        databaseBytes: m.database.bytes,
-        storedBytes: m.stored.bytes,
-        ratio: m.database.bytes ? m.stored.bytes / m.database.bytes : 0,
-        compression: m.stored.compression,
-        encrypted: m.stored.encryption !== undefined,
-        verifiedAt: catalog.verifiedAt[m.id] ?? null,
-        futureDated: future.has(m),
-      })));
+      backups.push(
+        ...catalog.backups.map((m) => ({
+          name: m.name,
+          id: m.id,
+          createdAt: m.createdAt,
+          host: m.host,
+          databaseBytes: m.database.bytes,
+          storedBytes: m.stored.bytes,
+          ratio: m.database.bytes ? m.stored.bytes / m.database.bytes : 0,
+          compression: m.stored.compression,
+          encrypted: m.stored.encryption !== undefined,
+          verifiedAt: catalog.verifiedAt[m.id] ?? null,
+          futureDated: future.has(m),
+        })),
+      );
     }
     backups.sort(newestFirst);
     const repos = [...new Set(targets.map((t) => t.storage.url))];

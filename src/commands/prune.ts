@@ -25,7 +25,11 @@ export default defineVaultCommand({
     // Every policy first: a usage error stops the command before anything is deleted.
     const plans = set.targets.map((target) => {
       const policy = parsePolicy(target.settings.retention);
-      if (isEmptyPolicy(policy)) throw new UsageError(`prune needs a retention policy${target.name ? ` for ${target.name}` : ""}`, "for example: --keep-daily 7 --keep-weekly 4, or --keep-last 3 (or retention: in the config file)");
+      if (isEmptyPolicy(policy))
+        throw new UsageError(
+          `prune needs a retention policy${target.name ? ` for ${target.name}` : ""}`,
+          "for example: --keep-daily 7 --keep-weekly 4, or --keep-last 3 (or retention: in the config file)",
+        );
       return { policy, grace: parseDuration(target.settings.retention.grace ?? DEFAULT_GRACE, "--grace") };
     });
     const now = resolveNow(process.env)();
@@ -34,8 +38,19 @@ export default defineVaultCommand({
       return runPrune(target.storage, { name: target.name, policy, dryRun: flags["dry-run"], grace, now }, ctx);
     });
     const housekeeping = { removed: [], aborted: [], young: [], failed: [] };
-    const empty: PruneReport = { repo: set.targets.map((t) => t.storage.url).join(", "), dryRun: flags["dry-run"] === true, policy: "", names: [], housekeeping, failures: 0 };
-    const report = mergeReports(outcomes.flatMap((o) => (o.ok ? [o.result] : [])), empty, { policy: "; " });
+    const empty: PruneReport = {
+      repo: set.targets.map((t) => t.storage.url).join(", "),
+      dryRun: flags["dry-run"] === true,
+      policy: "",
+      names: [],
+      housekeeping,
+      failures: 0,
+    };
+    const report = mergeReports(
+      outcomes.flatMap((o) => (o.ok ? [o.result] : [])),
+      empty,
+      { policy: "; " },
+    );
     const failed = failedTargets(outcomes);
     return failed.length ? { ...report, failedDatabases: failed } : report;
   },

@@ -29,10 +29,14 @@ export default defineVaultCommand({
   async execute({ flags, rawArgs, ctx }): Promise<RestoreResult | { results: RestoreOutcome[]; failed: string[] }> {
     const selection = parseSelection({ latest: flags.latest, id: flags.id, at: flags.at });
     const path = flags.output || flags.db;
-    if (!path && !flags["if-missing"]) throw new UsageError("where to? pass the database path, or --name NAME --output PATH", "sqlite-vault restore /var/lib/app/app.db");
-    if (flags.output && !flags.db && !flags.name) throw new UsageError("which backup? pass --name NAME (or the database path) with --output");
+    if (!path && !flags["if-missing"])
+      throw new UsageError("where to? pass the database path, or --name NAME --output PATH", "sqlite-vault restore /var/lib/app/app.db");
+    if (flags.output && !flags.db && !flags.name)
+      throw new UsageError("which backup? pass --name NAME (or the database path) with --output");
     const set = resolveTargets({ ...flags, db: flags.db || (flags.name ? undefined : flags.output) }, ctx.log, {
-      needsDb: flags.name ? undefined : { command: "restore", example: "sqlite-vault restore /var/lib/app/app.db --repo s3://bucket/prefix --if-missing" },
+      needsDb: flags.name
+        ? undefined
+        : { command: "restore", example: "sqlite-vault restore /var/lib/app/app.db --repo s3://bucket/prefix --if-missing" },
       signal: ctx.signal,
     });
     // With no arguments (restore --if-missing): every configured database, the start-up restore.
@@ -40,16 +44,33 @@ export default defineVaultCommand({
       const to = flags.output || target.db;
       if (!to) throw new UsageError(`where to? ${target.name} is not in the config file; pass --output PATH`);
       const decryption = decryptionFrom(flags, rawArgs, ctx.log, target.file);
-      const input = { name: target.name!, target: to, selection, force: flags.force, ifMissing: flags["if-missing"], quick: flags.quick, fallback: flags.fallback, decryption };
+      const input = {
+        name: target.name!,
+        target: to,
+        selection,
+        force: flags.force,
+        ifMissing: flags["if-missing"],
+        quick: flags.quick,
+        fallback: flags.fallback,
+        decryption,
+      };
       return runRestore(target.storage, input, ctx);
     });
     if (!set.fromConfig) return (outcomes[0] as { result: RestoreResult }).result;
-    const results = outcomes.map((o): RestoreOutcome => (o.ok ? { name: o.target.name!, ok: true, result: o.result } : { name: o.target.name!, ok: false, error: { message: o.error.message, exitCode: o.error.exitCode } }));
+    const results = outcomes.map(
+      (o): RestoreOutcome =>
+        o.ok
+          ? { name: o.target.name!, ok: true, result: o.result }
+          : { name: o.target.name!, ok: false, error: { message: o.error.message, exitCode: o.error.exitCode } },
+    );
     return { results, failed: results.filter((r) => !r.ok).map((r) => r.name) };
   },
   exitCode: (r) => ("results" in r ? exitCodeOver(r.failed.length, []) : ExitCode.ok),
   quietOnSuccess: true,
-  render: (r) => ("results" in r ? r.results.map((o) => (o.ok ? renderRestore(o.result!) : `FAILED ${o.name}: ${o.error!.message}`)).join("\n") : renderRestore(r)),
+  render: (r) =>
+    "results" in r
+      ? r.results.map((o) => (o.ok ? renderRestore(o.result!) : `FAILED ${o.name}: ${o.error!.message}`)).join("\n")
+      : renderRestore(r),
 });
 
 interface RestoreOutcome {

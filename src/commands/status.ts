@@ -17,7 +17,11 @@ export default defineVaultCommand({
     const { targets } = resolveTargets(flags, ctx.log, { signal: ctx.signal });
     const databases: StatusEntry[] = [];
     for (const target of targets) databases.push(...(await checkStatus(target.storage, target.name, at, ctx)));
-    return statusResult(targets.map((t) => t.storage.url), databases, at);
+    return statusResult(
+      targets.map((t) => t.storage.url),
+      databases,
+      at,
+    );
   },
   quietOnSuccess: true,
   render: (r) => r.databases.map((d) => `${d.name}: newest backup ${d.newest!.id}, ${describeAge(d.newest!.ageSeconds)} old`).join("\n"),

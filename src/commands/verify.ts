@@ -32,18 +32,39 @@ export default defineVaultCommand({
     if (chosen.length > 1) throw new UsageError(`${chosen.join(" and ")} cannot be combined`);
     const selection: VerifySelection = flags.all ? "all" : flags.id ? { id: flags.id } : "latest";
     const concurrency = flags.concurrency === undefined ? 2 : Number(flags.concurrency);
-    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new UsageError(`--concurrency must be a whole number from 1 to 64, not ${flags.concurrency}`);
+    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64)
+      throw new UsageError(`--concurrency must be a whole number from 1 to 64, not ${flags.concurrency}`);
     const set = resolveTargets(flags, ctx.log, { signal: ctx.signal });
     const check = flags.quick ? "quick_check" : "integrity_check";
     // Keys first: a bad key file stops the command before anything is verified.
     const keys = set.targets.map((target) => decryptionFrom(flags, rawArgs, ctx.log, target.file));
     const outcomes = await forEachTarget(set, ctx, "verify", (target, i) => {
-      const input = { name: target.name, selection, quick: flags.quick, tmpDir: target.settings.tmpDir, concurrency, record: flags.record, decryption: keys[i]! };
+      const input = {
+        name: target.name,
+        selection,
+        quick: flags.quick,
+        tmpDir: target.settings.tmpDir,
+        concurrency,
+        record: flags.record,
+        decryption: keys[i]!,
+      };
       // One of several databases with nothing to verify (none backed up yet) fails in the report; the others are still verified.
-      return set.targets.length > 1 ? runVerify(target.storage, input, ctx).catch((error) => nothingReport(error, target.name!, target.storage.url, check)) : runVerify(target.storage, input, ctx);
+      return set.targets.length > 1
+        ? runVerify(target.storage, input, ctx).catch((error) => nothingReport(error, target.name!, target.storage.url, check))
+        : runVerify(target.storage, input, ctx);
     });
-    const empty: VerifyReport = { repo: set.targets.map((t) => t.storage.url).join(", "), check, results: [], orphans: [], passed: 0, failed: 0 };
-    const report: VerifyOutput = mergeReports(outcomes.flatMap((o) => (o.ok ? [o.result] : [])), empty);
+    const empty: VerifyReport = {
+      repo: set.targets.map((t) => t.storage.url).join(", "),
+      check,
+      results: [],
+      orphans: [],
+      passed: 0,
+      failed: 0,
+    };
+    const report: VerifyOutput = mergeReports(
+      outcomes.flatMap((o) => (o.ok ? [o.result] : [])),
+      empty,
+    );
     for (const r of report.results) for (const w of r.warnings) ctx.log.warn(`${r.name} ${r.id}: ${w}`);
     const failed = failedTargets(outcomes);
     return failed.length ? { ...report, failedDatabases: failed } : report;
@@ -52,11 +73,22 @@ export default defineVaultCommand({
   render: (r) => {
     const table = formatTable(
       ["NAME", "ID", "TIME (UTC)", "RESULT", "FAILED STEP", "SECONDS"],
-      r.results.map((e) => [e.name, e.id, e.createdAt ? formatTime(e.createdAt) : "-", e.result === "fail" ? "FAILED" : e.checked === "stored-bytes" ? "ok (stored bytes only)" : "ok", e.step ?? "-", e.seconds.toFixed(2)]),
+      r.results.map((e) => [
+        e.name,
+        e.id,
+        e.createdAt ? formatTime(e.createdAt) : "-",
+        e.result === "fail" ? "FAILED" : e.checked === "stored-bytes" ? "ok (stored bytes only)" : "ok",
+        e.step ?? "-",
+        e.seconds.toFixed(2),
+      ]),
     );
-    const failures = r.results.filter((e) => e.result === "fail").map((e) => `FAILED ${e.name} ${e.id}: ${e.step ? `${e.step}: ` : ""}${e.message}`);
+    const failures = r.results
+      .filter((e) => e.result === "fail")
+      .map((e) => `FAILED ${e.name} ${e.id}: ${e.step ? `${e.step}: ` : ""}${e.message}`);
     // Each orphan was named on stderr as a warning; the report only counts them.
-    const orphans = r.orphans.length ? [`${r.orphans.length} data object(s) without a manifest (interrupted uploads, not backups; prune removes them)`] : [];
+    const orphans = r.orphans.length
+      ? [`${r.orphans.length} data object(s) without a manifest (interrupted uploads, not backups; prune removes them)`]
+      : [];
     const bytesOnly = r.results.filter((e) => e.result === "pass" && e.checked === "stored-bytes").length;
     const summary = `${r.passed} passed, ${r.failed} failed (${r.check}${bytesOnly ? `; ${bytesOnly} of them encrypted and checked by their stored bytes only, for want of a key` : ""})`;
     const unverified = (r.failedDatabases ?? []).map((f) => `could not verify ${f.name}: ${f.message}`);
@@ -67,6 +99,16 @@ export default defineVaultCommand({
 
 function nothingReport(error: unknown, name: string, repo: string, check: VerifyReport["check"]): VerifyReport {
   if (!(error instanceof NothingToVerifyError)) throw error;
-  const entry = { name, id: "-", createdAt: null, result: "fail" as const, checked: null, step: null, message: error.message, warnings: [], seconds: 0 };
+  const entry = {
+    name,
+    id: "-",
+    createdAt: null,
+    result: "fail" as const,
+    checked: null,
+    step: null,
+    message: error.message,
+    warnings: [],
+    seconds: 0,
+  };
   return { repo, check, results: [entry], orphans: [], passed: 0, failed: 1 };
 }

@@ -7,7 +7,17 @@ import { COMPRESSIONS } from "../repo/manifest.ts";
 import { parseDuration } from "../repo/retention.ts";
 import type { FileSettings } from "./file.ts";
 
-export const RETENTION_KEYS = ["keep-last", "keep-hourly", "keep-daily", "keep-weekly", "keep-monthly", "keep-yearly", "keep-within", "timezone", "grace"] as const;
+export const RETENTION_KEYS = [
+  "keep-last",
+  "keep-hourly",
+  "keep-daily",
+  "keep-weekly",
+  "keep-monthly",
+  "keep-yearly",
+  "keep-within",
+  "timezone",
+  "grace",
+] as const;
 export type RetentionKey = (typeof RETENTION_KEYS)[number];
 
 type Kind = "string" | "path" | "number" | "boolean" | "schedule" | "duration" | "strings" | "retention" | "encryption";
@@ -30,7 +40,6 @@ const SETTING_KEYS: Record<string, { kind: Kind; field: keyof FileSettings; min?
 };
 const ENCRYPTION_KEYS = ["recipients", "recipients-file", "passphrase-file", "identity-files"] as const;
 
-
 export interface Readers {
   fail: (keyPath: (string | number)[], problem: string) => never;
   expand: (value: string, keyPath: (string | number)[]) => string;
@@ -47,7 +56,8 @@ export function readSettings(source: Record<string, unknown>, at: (string | numb
     const keyPath = [...at, key];
     if (!spec) r.fail(keyPath, `is not a known setting (known: ${[...Object.keys(SETTING_KEYS), ...r.allow].join(", ")})`);
     // An `encryption:` left empty (its only key commented out) must not mean unencrypted backups.
-    if ((value === null || value === undefined) && spec!.kind === "encryption") r.fail(keyPath, `is empty (known: ${ENCRYPTION_KEYS.join(", ")}); leave it out for unencrypted backups`);
+    if ((value === null || value === undefined) && spec!.kind === "encryption")
+      r.fail(keyPath, `is empty (known: ${ENCRYPTION_KEYS.join(", ")}); leave it out for unencrypted backups`);
     if (value === null || value === undefined) continue;
     switch (spec!.kind) {
       case "string":
@@ -65,8 +75,10 @@ export function readSettings(source: Record<string, unknown>, at: (string | numb
         break;
       }
       case "number":
-        if (typeof value !== "number" || !Number.isInteger(value) || value < 0) r.fail(keyPath, `must be a whole number, not ${describe(value)}`);
-        if ((spec!.min !== undefined && (value as number) < spec!.min) || (spec!.max !== undefined && (value as number) > spec!.max)) r.fail(keyPath, `must be from ${spec!.min} to ${spec!.max}, not ${value}`);
+        if (typeof value !== "number" || !Number.isInteger(value) || value < 0)
+          r.fail(keyPath, `must be a whole number, not ${describe(value)}`);
+        if ((spec!.min !== undefined && (value as number) < spec!.min) || (spec!.max !== undefined && (value as number) > spec!.max))
+          r.fail(keyPath, `must be from ${spec!.min} to ${spec!.max}, not ${value}`);
         (settings as Record<string, unknown>)[spec!.field] = String(value);
         break;
       case "boolean":
@@ -98,7 +110,8 @@ function readRetention(value: unknown, at: (string | number)[], r: Readers): Fil
   const out: Partial<Record<RetentionKey, string>> = {};
   for (const [key, v] of Object.entries(value)) {
     const keyPath = [...at, key];
-    if (!(RETENTION_KEYS as readonly string[]).includes(key)) r.fail(keyPath, `is not a retention setting (known: ${RETENTION_KEYS.join(", ")})`);
+    if (!(RETENTION_KEYS as readonly string[]).includes(key))
+      r.fail(keyPath, `is not a retention setting (known: ${RETENTION_KEYS.join(", ")})`);
     if (key === "keep-within" || key === "grace" || key === "timezone") {
       if (typeof v !== "string") r.fail(keyPath, `must be a string, not ${describe(v)}`);
       const text = r.expand(v as string, keyPath);
@@ -106,7 +119,8 @@ function readRetention(value: unknown, at: (string | number)[], r: Readers): Fil
       else if (!isTimeZone(text)) r.fail(keyPath, `"${text}" is not an IANA time zone (such as UTC or Europe/Berlin)`);
       out[key as RetentionKey] = text;
     } else {
-      if (typeof v !== "number" || !Number.isInteger(v) || v < 1) r.fail(keyPath, `must be a whole number of at least 1, not ${describe(v)}`);
+      if (typeof v !== "number" || !Number.isInteger(v) || v < 1)
+        r.fail(keyPath, `must be a whole number of at least 1, not ${describe(v)}`);
       out[key as RetentionKey] = String(v);
     }
   }
@@ -117,10 +131,12 @@ function readEncryption(value: unknown, at: (string | number)[], r: Readers): Pa
   if (value === false) return { plaintext: true };
   if (!isObject(value)) return r.fail(at, "must be a mapping such as { recipients: [age1…] }, or false for unencrypted backups");
   const out: Partial<FileSettings> = {};
-  if (Object.keys(value).length === 0) r.fail(at, `names no key (known: ${ENCRYPTION_KEYS.join(", ")}); leave it out for unencrypted backups`);
+  if (Object.keys(value).length === 0)
+    r.fail(at, `names no key (known: ${ENCRYPTION_KEYS.join(", ")}); leave it out for unencrypted backups`);
   for (const [key, v] of Object.entries(value)) {
     const keyPath = [...at, key];
-    if (!(ENCRYPTION_KEYS as readonly string[]).includes(key)) r.fail(keyPath, `is not an encryption setting (known: ${ENCRYPTION_KEYS.join(", ")}; secrets belong in files or the environment)`);
+    if (!(ENCRYPTION_KEYS as readonly string[]).includes(key))
+      r.fail(keyPath, `is not an encryption setting (known: ${ENCRYPTION_KEYS.join(", ")}; secrets belong in files or the environment)`);
     if (key === "recipients" || key === "identity-files") {
       if (!Array.isArray(v) || v.some((x) => typeof x !== "string")) r.fail(keyPath, "must be a list of strings");
       const list = (v as string[]).map((x, i) => r.expand(x, [...keyPath, i]));
@@ -144,13 +160,17 @@ export function validateSchedule(schedule: string): void {
   const every = /^@every\s+(\S+)$/.exec(schedule.trim());
   if (every) {
     const d = parseDuration(every[1]!, "@every");
-    if (d.months || d.years || d.ms < 1000) throw new UsageError(`"${schedule}": @every takes seconds to weeks, such as @every 30s or @every 6h`);
+    if (d.months || d.years || d.ms < 1000)
+      throw new UsageError(`"${schedule}": @every takes seconds to weeks, such as @every 30s or @every 6h`);
     return;
   }
   try {
     Bun.cron.parse(schedule);
   } catch (error) {
-    throw new UsageError(`"${schedule}" is not a schedule: ${(error as Error).message}`, 'use 5 cron fields ("*/15 * * * *"), a nickname (@hourly, @daily) or @every 30min');
+    throw new UsageError(
+      `"${schedule}" is not a schedule: ${(error as Error).message}`,
+      'use 5 cron fields ("*/15 * * * *"), a nickname (@hourly, @daily) or @every 30min',
+    );
   }
 }
 
@@ -170,12 +190,19 @@ export function checkDuration(text: string, keyPath: (string | number)[], r: Rea
   } catch {
     r.fail(keyPath, `"${text}" is not a duration (such as 90s, 5min, 36h, 7d, 2w)`);
   }
-  if (options.exact && (duration.months || duration.years)) r.fail(keyPath, `"${text}" reads as months or years; write minutes as min (such as 2min)`);
+  if (options.exact && (duration.months || duration.years))
+    r.fail(keyPath, `"${text}" reads as months or years; write minutes as min (such as 2min)`);
   if (options.exact && duration.ms < 1000) r.fail(keyPath, `"${text}" is shorter than a second`);
 }
 
 export function describe(value: unknown): string {
-  return Array.isArray(value) ? "a list" : value === null ? "null" : typeof value === "object" ? "a mapping" : `${typeof value} ${JSON.stringify(value)}`;
+  return Array.isArray(value)
+    ? "a list"
+    : value === null
+      ? "null"
+      : typeof value === "object"
+        ? "a mapping"
+        : `${typeof value} ${JSON.stringify(value)}`;
 }
 
 export function isObject(value: unknown): value is Record<string, unknown> {

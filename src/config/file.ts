@@ -72,7 +72,8 @@ export function loadConfig(options: { path?: string; env: Env; expandEnv?: boole
   let path: string | undefined;
   if (named) {
     path = resolve(options.cwd ?? process.cwd(), named);
-    if (!existsSync(path)) throw new UsageError(`config file ${path} does not exist`, options.path ? "check --config" : "check SQLITE_VAULT_CONFIG");
+    if (!existsSync(path))
+      throw new UsageError(`config file ${path} does not exist`, options.path ? "check --config" : "check SQLITE_VAULT_CONFIG");
   } else {
     path = [resolve(options.cwd ?? process.cwd(), "sqlite-vault.yml"), "/etc/sqlite-vault.yml"].find((p) => existsSync(p));
     if (!path) return null;
@@ -126,7 +127,11 @@ export function parseConfig(text: string, path: string, env: Env, expandEnv = tr
       if (!isObject(entry)) fail(at, "must be a mapping with at least a path");
       if (typeof entry.path !== "string" || !entry.path) fail([...at, "path"], "is required (the database file)");
       if (entry.name !== undefined && typeof entry.name !== "string") fail([...at, "name"], "must be a string");
-      if (typeof entry.name === "string" && !isBackupName(expand(entry.name, [...at, "name"]))) fail([...at, "name"], `"${entry.name}" cannot be a backup name: letters, digits, ".", "_" and "-", starting with a letter or digit`);
+      if (typeof entry.name === "string" && !isBackupName(expand(entry.name, [...at, "name"])))
+        fail(
+          [...at, "name"],
+          `"${entry.name}" cannot be a backup name: letters, digits, ".", "_" and "-", starting with a letter or digit`,
+        );
       databases.push({
         // Relative paths are relative to the config file, wherever the command runs.
         path: filePath(expand(entry.path, [...at, "path"])),
@@ -142,7 +147,11 @@ export function parseConfig(text: string, path: string, env: Env, expandEnv = tr
     seen.set(db.path, i);
     // Two databases under one name would prune each other's backups and restore each other's data.
     const name = db.name ?? deriveName(db.path);
-    if (names.has(name)) fail(["databases", i, db.name === undefined ? "path" : "name"], `gives the backup name ${name} of databases[${names.get(name)}] to another database; give each its own name`);
+    if (names.has(name))
+      fail(
+        ["databases", i, db.name === undefined ? "path" : "name"],
+        `gives the backup name ${name} of databases[${names.get(name)}] to another database; give each its own name`,
+      );
     names.set(name, i);
   });
   return { path, ...(stopTimeout ? { stopTimeout } : {}), defaults, databases };

@@ -72,7 +72,13 @@ function keyLayers(flags: EncryptionFlags, env: Env, file: FileKeys): Layer<KeyL
       passphraseFile: flags.passphraseFile,
       recipientsGiven: flags.recipients.length > 0,
       plaintext: flags.encryption === false,
-      names: { recipients: "--recipient", recipientsFile: "--recipients-file", passphrase: "--passphrase", passphraseFile: "--passphrase-file", plaintext: "--no-encryption" },
+      names: {
+        recipients: "--recipient",
+        recipientsFile: "--recipients-file",
+        passphrase: "--passphrase",
+        passphraseFile: "--passphrase-file",
+        plaintext: "--no-encryption",
+      },
     }),
     layer("the environment", {
       recipients: fromEnv === undefined ? [] : fromEnv.split(/[\s,]+/).filter(Boolean),
@@ -81,7 +87,13 @@ function keyLayers(flags: EncryptionFlags, env: Env, file: FileKeys): Layer<KeyL
       passphrase: env.SQLITE_VAULT_PASSPHRASE,
       passphraseFile: env.SQLITE_VAULT_PASSPHRASE_FILE,
       plaintext: encryptionFromEnv(env) === false,
-      names: { recipients: "SQLITE_VAULT_RECIPIENTS", recipientsFile: "SQLITE_VAULT_RECIPIENTS_FILE", passphrase: "SQLITE_VAULT_PASSPHRASE", passphraseFile: "SQLITE_VAULT_PASSPHRASE_FILE", plaintext: "SQLITE_VAULT_ENCRYPTION=false" },
+      names: {
+        recipients: "SQLITE_VAULT_RECIPIENTS",
+        recipientsFile: "SQLITE_VAULT_RECIPIENTS_FILE",
+        passphrase: "SQLITE_VAULT_PASSPHRASE",
+        passphraseFile: "SQLITE_VAULT_PASSPHRASE_FILE",
+        plaintext: "SQLITE_VAULT_ENCRYPTION=false",
+      },
     }),
     layer("the config file", {
       recipients: file.recipients ?? [],
@@ -90,18 +102,26 @@ function keyLayers(flags: EncryptionFlags, env: Env, file: FileKeys): Layer<KeyL
       // A config file may name a passphrase file for restores beside recipients for backups.
       passphraseFile: file.recipients?.length || file.recipientsFile ? undefined : file.passphraseFile,
       plaintext: file.plaintext === true,
-      names: { recipients: "encryption.recipients", recipientsFile: "encryption.recipients-file", passphrase: "", passphraseFile: "encryption.passphrase-file", plaintext: "encryption: false" },
+      names: {
+        recipients: "encryption.recipients",
+        recipientsFile: "encryption.recipients-file",
+        passphrase: "",
+        passphraseFile: "encryption.passphrase-file",
+        plaintext: "encryption: false",
+      },
     }),
   ];
 }
 
-const namesAnyKey = (layer: KeyLayer) => layer.recipientsGiven || layer.recipientsFile !== undefined || layer.passphrase !== undefined || layer.passphraseFile !== undefined;
+const namesAnyKey = (layer: KeyLayer) =>
+  layer.recipientsGiven || layer.recipientsFile !== undefined || layer.passphrase !== undefined || layer.passphraseFile !== undefined;
 
 /** SQLITE_VAULT_ENCRYPTION: true or false (1 or 0); undefined when unset or empty. */
 function encryptionFromEnv(env: Env): boolean | undefined {
   const value = env.SQLITE_VAULT_ENCRYPTION;
   if (value === undefined || value === "") return undefined;
-  if (!["1", "0", "true", "false"].includes(value)) throw new UsageError(`SQLITE_VAULT_ENCRYPTION must be true or false (1 or 0), not "${value}"`);
+  if (!["1", "0", "true", "false"].includes(value))
+    throw new UsageError(`SQLITE_VAULT_ENCRYPTION must be true or false (1 or 0), not "${value}"`);
   return value === "1" || value === "true";
 }
 
@@ -129,31 +149,48 @@ export async function resolveEncryption(flags: EncryptionFlags, env: Env, log: L
       log.debug(`no recipient or passphrase named: encrypting to the public keys of the ${identities.length} identities given`);
       return { encryption: { recipients: [...new Set(recipients)], fromIdentities: true }, plaintextChosen: false };
     }
-    if (required?.value) throw new UsageError(`${required.from} asks for encryption and no key is named`, "give --recipient, --recipients-file or --passphrase-file (or their SQLITE_VAULT_… variables)");
+    if (required?.value)
+      throw new UsageError(
+        `${required.from} asks for encryption and no key is named`,
+        "give --recipient, --recipients-file or --passphrase-file (or their SQLITE_VAULT_… variables)",
+      );
     return { encryption: null, plaintextChosen: false };
   }
   const { value: layer, from } = picked;
   if (layer.plaintext) {
-    if (namesAnyKey(layer)) throw new UsageError(`${layer.names.plaintext} asks for no encryption, and a key is named beside it`, "leave out one or the other");
+    if (namesAnyKey(layer))
+      throw new UsageError(`${layer.names.plaintext} asks for no encryption, and a key is named beside it`, "leave out one or the other");
     if (required?.value) throw new UsageError(`--encryption and ${layer.names.plaintext} contradict each other`);
     return { encryption: null, plaintextChosen: true };
   }
   const recipients = [...layer.recipients];
-  if (layer.recipientsGiven && !recipients.length) throw new UsageError(`${layer.names.recipients} is set but holds no recipient`, "set it to one or more age1… public keys, or unset it");
+  if (layer.recipientsGiven && !recipients.length)
+    throw new UsageError(`${layer.names.recipients} is set but holds no recipient`, "set it to one or more age1… public keys, or unset it");
   if (layer.recipientsFile !== undefined) {
     const path = nonEmpty(layer.recipientsFile, layer.names.recipientsFile);
     const keys = readKeyLines(path, "recipients file");
-    if (!keys.length) throw new UsageError(`the recipients file ${path} holds no recipient`, "one age1… public key per line (sqlite-vault keygen prints one)");
+    if (!keys.length)
+      throw new UsageError(
+        `the recipients file ${path} holds no recipient`,
+        "one age1… public key per line (sqlite-vault keygen prints one)",
+      );
     recipients.push(...keys);
   }
   const passphrase = passphraseOf(layer, from, log);
   if (recipients.length && passphrase !== undefined) throw new UsageError("use either recipients or a passphrase, not both");
   for (const r of recipients) {
-    if (r.startsWith("AGE-SECRET-KEY")) throw new UsageError("a recipient is a public key (age1…); that was a secret identity", "keep identities off the machine that backs up; pass the public key");
+    if (r.startsWith("AGE-SECRET-KEY"))
+      throw new UsageError(
+        "a recipient is a public key (age1…); that was a secret identity",
+        "keep identities off the machine that backs up; pass the public key",
+      );
     try {
       new age.Encrypter().addRecipient(r);
     } catch {
-      throw new UsageError(r.trim() ? `"${r.slice(0, 12)}…" is not an age recipient` : "a recipient is empty", "recipients look like age1… (sqlite-vault keygen prints one)");
+      throw new UsageError(
+        r.trim() ? `"${r.slice(0, 12)}…" is not an age recipient` : "a recipient is empty",
+        "recipients look like age1… (sqlite-vault keygen prints one)",
+      );
     }
   }
   if (recipients.length) return { encryption: { recipients: [...new Set(recipients)] }, plaintextChosen: false };
@@ -169,7 +206,9 @@ export async function resolveEncryption(flags: EncryptionFlags, env: Env, log: L
  */
 export function resolveDecryption(flags: DecryptionFlags, env: Env, log: Logger, file: FileKeys = {}): DecryptionSettings {
   const identities = readIdentities(flags.identities, env, file, log);
-  const layers = keyLayers({ recipients: [], passphrase: flags.passphrase, passphraseFile: flags.passphraseFile }, env, { passphraseFile: file.passphraseFile });
+  const layers = keyLayers({ recipients: [], passphrase: flags.passphrase, passphraseFile: flags.passphraseFile }, env, {
+    passphraseFile: file.passphraseFile,
+  });
   const layer = pickLayer(layers, (l) => l.passphrase !== undefined || l.passphraseFile !== undefined);
   const passphrase = layer ? passphraseOf(layer.value, layer.from, log) : undefined;
   return { identities, passphrases: passphrase === undefined ? [] : [passphrase] };
@@ -192,7 +231,11 @@ function readIdentities(flagged: string[], env: Env, file: FileKeys, log: Logger
     const path = nonEmpty(source, picked!.from);
     warnIfReadableByOthers(path, log);
     const lines = readKeyLines(path, "identity file");
-    if (!lines.length) throw new UsageError(`the identity file ${path} holds no age identity`, "an identity file holds AGE-SECRET-KEY-1… lines, as sqlite-vault keygen or age-keygen write them");
+    if (!lines.length)
+      throw new UsageError(
+        `the identity file ${path} holds no age identity`,
+        "an identity file holds AGE-SECRET-KEY-1… lines, as sqlite-vault keygen or age-keygen write them",
+      );
     for (const [i, line] of lines.entries()) identities.push(checkedIdentity(line, `key ${i + 1} in the identity file ${path}`));
   }
   return identities;
@@ -200,15 +243,25 @@ function readIdentities(flagged: string[], env: Env, file: FileKeys, log: Logger
 
 /** An identity that age accepts, or a UsageError that names where it came from and never quotes it. */
 function checkedIdentity(identity: string, where: string): string {
-  const problem = identity.startsWith("AGE-PLUGIN-") ? "is an age plugin identity, which sqlite-vault does not support" : !identity.startsWith("AGE-SECRET-KEY-1") ? "is not an age identity (AGE-SECRET-KEY-1…)" : "";
+  const problem = identity.startsWith("AGE-PLUGIN-")
+    ? "is an age plugin identity, which sqlite-vault does not support"
+    : !identity.startsWith("AGE-SECRET-KEY-1")
+      ? "is not an age identity (AGE-SECRET-KEY-1…)"
+      : "";
   if (!problem)
     try {
       new age.Decrypter().addIdentity(identity);
       return identity;
     } catch {
-      throw new UsageError(`${where} is not a valid age identity (mistyped or cut short)`, "copy the whole AGE-SECRET-KEY-1… line from the file keygen wrote");
+      throw new UsageError(
+        `${where} is not a valid age identity (mistyped or cut short)`,
+        "copy the whole AGE-SECRET-KEY-1… line from the file keygen wrote",
+      );
     }
-  throw new UsageError(`${where} ${problem}`, "an identity file holds AGE-SECRET-KEY-1… lines, as sqlite-vault keygen or age-keygen write them");
+  throw new UsageError(
+    `${where} ${problem}`,
+    "an identity file holds AGE-SECRET-KEY-1… lines, as sqlite-vault keygen or age-keygen write them",
+  );
 }
 
 function nonEmpty(value: string, name: string): string {
@@ -219,7 +272,8 @@ function nonEmpty(value: string, name: string): string {
 function passphraseOf(layer: KeyLayer, from: KeySource, log: Logger): string | undefined {
   if (layer.passphrase !== undefined) {
     if (layer.passphrase === "") throw new UsageError(`${layer.names.passphrase} is empty`, "give a passphrase, or leave it out");
-    if (from === "the command line") log.warn("a passphrase given on the command line is visible in the process list; use --passphrase-file or SQLITE_VAULT_PASSPHRASE");
+    if (from === "the command line")
+      log.warn("a passphrase given on the command line is visible in the process list; use --passphrase-file or SQLITE_VAULT_PASSPHRASE");
     return layer.passphrase;
   }
   if (layer.passphraseFile === undefined) return undefined;

@@ -14,7 +14,11 @@ import type { Env } from "../storage/credentials.ts";
 import { openStorage, type Storage } from "../storage/index.ts";
 
 export const configArgs = {
-  config: { type: "string", valueHint: "FILE", description: "Config file (env SQLITE_VAULT_CONFIG; default ./sqlite-vault.yml, then /etc/sqlite-vault.yml)" },
+  config: {
+    type: "string",
+    valueHint: "FILE",
+    description: "Config file (env SQLITE_VAULT_CONFIG; default ./sqlite-vault.yml, then /etc/sqlite-vault.yml)",
+  },
   "expand-env": { type: "boolean", description: "Expand ${VAR} in the config file (default on; --no-expand-env turns it off)" },
 } as const satisfies ArgsDef;
 
@@ -73,25 +77,52 @@ export interface TargetPick {
  * target must have a database path (backup, cron); without one, a UsageError says what `command`
  * needs and suggests `example`, a command line of its own.
  */
-export function selectTargets(flags: Pick<TargetFlags, "db" | "name">, config: ConfigFile | null, needsDb?: { command: string; example: string }): { fromConfig: boolean; picks: TargetPick[] } {
+export function selectTargets(
+  flags: Pick<TargetFlags, "db" | "name">,
+  config: ConfigFile | null,
+  needsDb?: { command: string; example: string },
+): { fromConfig: boolean; picks: TargetPick[] } {
   const configured = config?.databases ?? [];
   const defaults = config?.defaults ?? {};
   if (flags.db) {
     const path = resolve(flags.db);
     const entry = configured.find((d) => d.path === path);
     const given = flags.name || entry?.name;
-    return { fromConfig: false, picks: [{ db: flags.db, name: given || deriveName(flags.db), nameGiven: Boolean(given), file: mergeFileSettings(defaults, entry?.settings) }] };
+    return {
+      fromConfig: false,
+      picks: [
+        {
+          db: flags.db,
+          name: given || deriveName(flags.db),
+          nameGiven: Boolean(given),
+          file: mergeFileSettings(defaults, entry?.settings),
+        },
+      ],
+    };
   }
   if (flags.name) {
     const entry = configured.find((d) => (d.name ?? deriveName(d.path)) === flags.name);
-    return { fromConfig: false, picks: [{ db: entry?.path, name: flags.name, nameGiven: true, file: mergeFileSettings(defaults, entry?.settings) }] };
+    return {
+      fromConfig: false,
+      picks: [{ db: entry?.path, name: flags.name, nameGiven: true, file: mergeFileSettings(defaults, entry?.settings) }],
+    };
   }
   if (configured.length)
-    return { fromConfig: true, picks: configured.map((d) => ({ db: d.path, name: d.name ?? deriveName(d.path), nameGiven: d.name !== undefined, file: mergeFileSettings(defaults, d.settings) })) };
+    return {
+      fromConfig: true,
+      picks: configured.map((d) => ({
+        db: d.path,
+        name: d.name ?? deriveName(d.path),
+        nameGiven: d.name !== undefined,
+        file: mergeFileSettings(defaults, d.settings),
+      })),
+    };
   if (needsDb) {
     const { command, example } = needsDb;
     throw new UsageError(
-      config ? `${config.path} lists no databases; ${command} needs a database path` : `which database? ${command} needs a database path, or a config file listing databases (--config FILE, ./sqlite-vault.yml or /etc/sqlite-vault.yml)`,
+      config
+        ? `${config.path} lists no databases; ${command} needs a database path`
+        : `which database? ${command} needs a database path, or a config file listing databases (--config FILE, ./sqlite-vault.yml or /etc/sqlite-vault.yml)`,
       example,
     );
   }
@@ -124,7 +155,11 @@ export function resolveTargetSettings(flags: TargetFlags, env: Env, pick: Target
  * Resolve the targets: load the config file, pick the databases, merge each one's settings and open
  * its storage (which contacts nothing). Throws UsageError for a bad config file, flag or URL.
  */
-export function resolveTargets(flags: TargetFlags, log: Logger | undefined, options: { needsDb?: { command: string; example: string }; signal?: AbortSignal } = {}): TargetSet {
+export function resolveTargets(
+  flags: TargetFlags,
+  log: Logger | undefined,
+  options: { needsDb?: { command: string; example: string }; signal?: AbortSignal } = {},
+): TargetSet {
   const config = loadConfig({ path: flags.config, env: process.env, expandEnv: flags["expand-env"] !== false });
   const { fromConfig, picks } = selectTargets(flags, config, options.needsDb);
   const targets = picks.map((pick): Target => {
@@ -153,7 +188,15 @@ export function resolveTargets(flags: TargetFlags, log: Logger | undefined, opti
 export function openOtherAddressing(flags: TargetFlags, target: Target, signal: AbortSignal): (() => Storage) | undefined {
   const { settings, storage } = target;
   if (storage.addressing === undefined) return undefined;
-  return () => openStorage(settings.repo, { endpoint: flags.endpoint, region: flags.region, pathStyle: storage.addressing !== "path-style", retries: 0, timeoutMs: settings.timeoutMs, signal });
+  return () =>
+    openStorage(settings.repo, {
+      endpoint: flags.endpoint,
+      region: flags.region,
+      pathStyle: storage.addressing !== "path-style",
+      retries: 0,
+      timeoutMs: settings.timeoutMs,
+      signal,
+    });
 }
 
 const ENCRYPTION_FIELDS = ["recipients", "recipientsFile", "passphraseFile", "identityFiles", "plaintext"] as const;

@@ -69,7 +69,8 @@ export class DatabaseRunner {
     const { name } = this;
     this.stopSchedule = runOnSchedule(this.schedule, () => this.runScheduled(), {
       onNext: (next) => (this.nextScheduledAt = next?.toISOString() ?? null),
-      onMissed: (at) => this.deps.emit("backup-skipped", { database: name, at: at.toISOString(), reason: "the previous run was still going" }),
+      onMissed: (at) =>
+        this.deps.emit("backup-skipped", { database: name, at: at.toISOString(), reason: "the previous run was still going" }),
     });
   }
 
@@ -94,7 +95,13 @@ export class DatabaseRunner {
       (error) => {
         const e = toVaultError(error);
         const seconds = roundSeconds((performance.now() - started) / 1000);
-        return this.record({ name: this.name, database: target.db, ok: false, error: { code: e.code, message: e.message, exitCode: e.exitCode }, seconds });
+        return this.record({
+          name: this.name,
+          database: target.db,
+          ok: false,
+          error: { code: e.code, message: e.message, exitCode: e.exitCode },
+          seconds,
+        });
       },
     );
     this.running = running.finally(() => {

@@ -46,7 +46,8 @@ export async function prepareTargets(targets: readonly DaemonTarget[], deps: Sta
   try {
     await checkRepositories(targets, deps.ctx.signal);
     const prepared: PreparedTarget[] = [];
-    for (const t of targets) prepared.push(deps.restoreIfMissing ? await restoreIfMissing(t, deps) : { target: t, restoredOnStartup: false });
+    for (const t of targets)
+      prepared.push(deps.restoreIfMissing ? await restoreIfMissing(t, deps) : { target: t, restoredOnStartup: false });
     return prepared;
   } finally {
     stopInterrupting();
@@ -68,7 +69,11 @@ async function restoreIfMissing(t: DaemonTarget, { work, ctx, metrics, emit }: S
   const { decryption, ...target } = t;
   const started = performance.now();
   try {
-    const result = await runRestore(t.storage, { name: t.name, target: t.db, selection: { latest: true }, ifMissing: true, decryption }, ctx);
+    const result = await runRestore(
+      t.storage,
+      { name: t.name, target: t.db, selection: { latest: true }, ifMissing: true, decryption },
+      ctx,
+    );
     if (result.action !== "restored") {
       emit("restore-skipped", { database: t.name, path: t.db, reason: result.reason });
       return { target, restoredOnStartup: false };
@@ -83,14 +88,19 @@ async function restoreIfMissing(t: DaemonTarget, { work, ctx, metrics, emit }: S
     if (work.signal.aborted) throw work.signal.reason;
     const failure = toVaultError(error);
     const hint = startupRestoreHint(failure, t.db);
-    throw new ContextualError(`startup restore of ${t.name} failed: ${failure.message}`, { exitCode: failure.exitCode, code: failure.code, hint });
+    throw new ContextualError(`startup restore of ${t.name} failed: ${failure.message}`, {
+      exitCode: failure.exitCode,
+      code: failure.code,
+      hint,
+    });
   }
 }
 
 /** The hint for a failed startup restore: cron takes no --fallback, --force or --output, so a hint naming them is no way out. */
 function startupRestoreHint(failure: VaultError, db: string): string | undefined {
   if (failure instanceof NoSpaceError) return "free some space there, then start cron again";
-  if (failure.hint?.includes("--fallback")) return `restore the newest sound backup by hand (sqlite-vault restore ${db} --fallback), then start cron again`;
+  if (failure.hint?.includes("--fallback"))
+    return `restore the newest sound backup by hand (sqlite-vault restore ${db} --fallback), then start cron again`;
   if (failure.hint && /--(force|output)\b/.test(failure.hint))
     return `move ${db} out of the way, or restore it by hand (sqlite-vault restore ${db}), then start cron again`;
   return failure.hint;

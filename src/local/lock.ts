@@ -5,7 +5,19 @@
  * the owner's pid and host; a lock whose process is gone (killed with -9, crashed) is stale and taken
  * over, so it never blocks the next run.
  */
-import { closeSync, fstatSync, lstatSync, linkSync, mkdirSync, openSync, readFileSync, realpathSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  fstatSync,
+  lstatSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  realpathSync,
+  renameSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { homedir, hostname, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { LockedError, VaultError } from "../errors.ts";
@@ -57,7 +69,10 @@ function ensurePrivateDir(dir: string): void {
   const stat = lstatSync(dir);
   const uid = process.getuid?.();
   if (!stat.isDirectory() || (uid !== undefined && stat.uid !== uid) || (stat.mode & 0o077) !== 0)
-    throw new VaultError(`the lock directory ${dir} is not a private directory of this user`, `remove it (sqlite-vault creates it, mode 0700)`);
+    throw new VaultError(
+      `the lock directory ${dir} is not a private directory of this user`,
+      `remove it (sqlite-vault creates it, mode 0700)`,
+    );
 }
 
 /** Take the lock for `target` or throw LockedError naming the holder. Synchronous and atomic. */
@@ -91,7 +106,10 @@ export function acquireLock(target: string, purpose: string, dir = lockDir()): L
       if (!found) continue; // released meanwhile: try again
       const { owner: holder, ino } = found;
       if (holder && isAlive(holder)) {
-        throw new LockedError(`another ${holder.purpose ?? "run"} of ${real} is running (pid ${holder.pid}, since ${holder.startedAt})`, "wait for it to finish; runs of one database never overlap");
+        throw new LockedError(
+          `another ${holder.purpose ?? "run"} of ${real} is running (pid ${holder.pid}, since ${holder.startedAt})`,
+          "wait for it to finish; runs of one database never overlap",
+        );
       }
       // Stale: its process is gone. Several runs may find it so at once: each moves the lock aside
       // (rename is atomic, so one of them gets any given file) and removes it only if it is the very
@@ -111,7 +129,10 @@ export function acquireLock(target: string, purpose: string, dir = lockDir()): L
       } catch {}
       unlinkSync(aside);
       const fresh = readOwner(path)?.owner;
-      throw new LockedError(`another ${fresh?.purpose ?? "run"} of ${real} is running${fresh ? ` (pid ${fresh.pid}, since ${fresh.startedAt})` : ""}`, "wait for it to finish; runs of one database never overlap");
+      throw new LockedError(
+        `another ${fresh?.purpose ?? "run"} of ${real} is running${fresh ? ` (pid ${fresh.pid}, since ${fresh.startedAt})` : ""}`,
+        "wait for it to finish; runs of one database never overlap",
+      );
     }
     throw new LockedError(`could not take the lock for ${real}`, "retry in a moment");
   } finally {

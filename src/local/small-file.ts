@@ -45,7 +45,9 @@ function assertSmall(info: Stats, limit: number): void {
 }
 
 function tooLarge(limit: number): NotASmallFileError {
-  return new NotASmallFileError(`it is larger than ${limit >= 1024 * 1024 ? `${limit / (1024 * 1024)} MiB` : `${limit} bytes`}, more than such a file ever holds`);
+  return new NotASmallFileError(
+    `it is larger than ${limit >= 1024 * 1024 ? `${limit / (1024 * 1024)} MiB` : `${limit} bytes`}, more than such a file ever holds`,
+  );
 }
 
 function kindOf(info: Stats): string {

@@ -4,7 +4,23 @@
  * the one rename that switches files; a database another process has open is never replaced.
  */
 import { Database } from "bun:sqlite";
-import { chmodSync, chownSync, closeSync, constants, copyFileSync, existsSync, linkSync, openSync, readdirSync, readFileSync, readSync, renameSync, statSync, unlinkSync, type Stats } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  constants,
+  copyFileSync,
+  existsSync,
+  linkSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  type Stats,
+} from "node:fs";
 import { basename, dirname, join } from "node:path";
 import type { RunContext } from "../context.ts";
 import { VaultError } from "../errors.ts";
@@ -123,7 +139,10 @@ export function isEmptyFile(target: string): boolean {
   if (!stat?.isFile() || stat.size > 0) return false;
   for (const suffix of ["-wal", "-journal"])
     if ((statSync(target + suffix, { throwIfNoEntry: false })?.size ?? 0) > 0)
-      throw new VaultError(`${target} is empty, but ${target}${suffix} holds data (SQLite would discard it on opening the empty file); refusing to restore over it or to leave it`, `look at ${target}${suffix}; keep it if it matters, remove ${target} and ${target}${suffix}, then restore again`);
+      throw new VaultError(
+        `${target} is empty, but ${target}${suffix} holds data (SQLite would discard it on opening the empty file); refusing to restore over it or to leave it`,
+        `look at ${target}${suffix}; keep it if it matters, remove ${target} and ${target}${suffix}, then restore again`,
+      );
   return true;
 }
 
@@ -158,7 +177,8 @@ export function swapIntoPlace(temp: string, target: string, replace: boolean, fs
       fs.link(temp, target);
       fs.unlink(temp);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "EEXIST") throw new VaultError(`${target} appeared during the restore; refusing to overwrite it`, "pass --force to replace it");
+      if ((error as NodeJS.ErrnoException).code === "EEXIST")
+        throw new VaultError(`${target} appeared during the restore; refusing to overwrite it`, "pass --force to replace it");
       fs.rename(temp, target); // filesystems without hard links
     }
     return [];
@@ -170,7 +190,11 @@ export function swapIntoPlace(temp: string, target: string, replace: boolean, fs
     fs.rename(temp, target);
   } catch (error) {
     for (const path of kept) ignoreFailure(() => fs.unlink(path));
-    throw new VaultError(`could not put the restored database at ${target}: ${(error as Error).message}; ${target} is as it was`, undefined, { cause: error });
+    throw new VaultError(
+      `could not put the restored database at ${target}: ${(error as Error).message}; ${target} is as it was`,
+      undefined,
+      { cause: error },
+    );
   }
   // Inert now (see above), and kept aside: a failure here leaves only files SQLite ignores or rebuilds.
   for (const suffix of SIDECARS) if (kept.includes(kept[0] + suffix)) ignoreFailure(() => fs.unlink(target + suffix));
@@ -220,7 +244,10 @@ function emptySidecars(target: string): void {
   const held = sidecarsWithData(target);
   if (held.length === 0) return;
   if (readHead(target, 16)?.toString("latin1") !== "SQLite format 3\0")
-    throw new VaultError(`${held.join(" and ")} holds data, but ${target} is not a SQLite database; refusing to choose which of them to keep`, `look at them, move ${target} and ${held.join(", ")} aside yourself, then restore again`);
+    throw new VaultError(
+      `${held.join(" and ")} holds data, but ${target} is not a SQLite database; refusing to choose which of them to keep`,
+      `look at them, move ${target} and ${held.join(", ")} aside yourself, then restore again`,
+    );
   try {
     const db = new Database(target);
     try {
@@ -231,10 +258,18 @@ function emptySidecars(target: string): void {
       db.close();
     }
   } catch (error) {
-    throw new VaultError(`could not bring ${held.join(" and ")} into ${target} before replacing it: ${(error as Error).message}; nothing was replaced`, "stop whatever uses it; or move the files aside yourself, then restore again", { cause: error });
+    throw new VaultError(
+      `could not bring ${held.join(" and ")} into ${target} before replacing it: ${(error as Error).message}; nothing was replaced`,
+      "stop whatever uses it; or move the files aside yourself, then restore again",
+      { cause: error },
+    );
   }
   const still = sidecarsWithData(target);
-  if (still.length) throw new VaultError(`${still.join(" and ")} still holds data after a checkpoint of ${target}; nothing was replaced`, "stop whatever uses it, then restore again");
+  if (still.length)
+    throw new VaultError(
+      `${still.join(" and ")} still holds data after a checkpoint of ${target}; nothing was replaced`,
+      "stop whatever uses it, then restore again",
+    );
 }
 
 /**
@@ -243,7 +278,10 @@ function emptySidecars(target: string): void {
  * and an exclusive copy fail on it, and the next name is tried. Returns the new paths, database first.
  */
 function keepAside(target: string, fs: SwapFs): string[] {
-  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+  const stamp = new Date()
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d+Z$/, "Z");
   const sidecars = SIDECARS.filter((suffix) => existsSync(target + suffix));
   for (let n = 1; n <= 1000; n++) {
     const aside = `${target}.replaced-${stamp}${n > 1 ? `-${n}` : ""}`;
@@ -257,10 +295,15 @@ function keepAside(target: string, fs: SwapFs): string[] {
     } catch (error) {
       for (const path of made) ignoreFailure(() => fs.unlink(path));
       if ((error as NodeJS.ErrnoException).code !== "EEXIST")
-        throw new VaultError(`could not keep ${target} aside as ${aside}: ${(error as Error).message}; nothing was replaced`, undefined, { cause: error });
+        throw new VaultError(`could not keep ${target} aside as ${aside}: ${(error as Error).message}; nothing was replaced`, undefined, {
+          cause: error,
+        });
     }
   }
-  throw new VaultError(`could not find a free name to keep ${target} aside; nothing was replaced`, `remove old ${basename(target)}.replaced-* files`);
+  throw new VaultError(
+    `could not find a free name to keep ${target} aside; nothing was replaced`,
+    `remove old ${basename(target)}.replaced-* files`,
+  );
 }
 
 function keepCopy(from: string, to: string, fs: SwapFs): void {

@@ -29,7 +29,8 @@ export async function ping(base: string | undefined, kind: PingKind, body: strin
   } catch (error) {
     // The host and the error's code only: a ping URL's path is its secret (healthchecks.io's UUID).
     const code = (error as { code?: string }).code;
-    const reason = (error as Error).name === "TimeoutError" ? `no answer within ${PING_TIMEOUT_MS / 1000} s` : code ? `${code}` : (error as Error).name;
+    const reason =
+      (error as Error).name === "TimeoutError" ? `no answer within ${PING_TIMEOUT_MS / 1000} s` : code ? `${code}` : (error as Error).name;
     log.warn(`healthcheck ping (${kind}) to ${hostOf(base)} failed: ${reason}; the backup itself is unaffected`);
   }
 }

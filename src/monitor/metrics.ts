@@ -66,10 +66,18 @@ export class Metrics {
       lines.push(`# HELP ${metric} ${help}`, `# TYPE ${metric} ${type}`);
       for (const name of names) lines.push(...body(name, this.databases.get(name)!));
     };
-    family("sqlite_vault_backup_duration_seconds", "histogram", "Time taken by backups.", (n, m) => histogramLines("sqlite_vault_backup_duration_seconds", n, m.backup));
-    family("sqlite_vault_restore_duration_seconds", "histogram", "Time taken by restores.", (n, m) => histogramLines("sqlite_vault_restore_duration_seconds", n, m.restore));
-    family("sqlite_vault_last_success_timestamp_seconds", "gauge", "Unix time of the last successful backup.", (n, m) => (m.lastSuccess === undefined ? [] : [`sqlite_vault_last_success_timestamp_seconds{database="${label(n)}"} ${m.lastSuccess}`]));
-    family("sqlite_vault_last_backup_size_bytes", "gauge", "Stored size of the last successful backup.", (n, m) => (m.lastBackupBytes === undefined ? [] : [`sqlite_vault_last_backup_size_bytes{database="${label(n)}"} ${m.lastBackupBytes}`]));
+    family("sqlite_vault_backup_duration_seconds", "histogram", "Time taken by backups.", (n, m) =>
+      histogramLines("sqlite_vault_backup_duration_seconds", n, m.backup),
+    );
+    family("sqlite_vault_restore_duration_seconds", "histogram", "Time taken by restores.", (n, m) =>
+      histogramLines("sqlite_vault_restore_duration_seconds", n, m.restore),
+    );
+    family("sqlite_vault_last_success_timestamp_seconds", "gauge", "Unix time of the last successful backup.", (n, m) =>
+      m.lastSuccess === undefined ? [] : [`sqlite_vault_last_success_timestamp_seconds{database="${label(n)}"} ${m.lastSuccess}`],
+    );
+    family("sqlite_vault_last_backup_size_bytes", "gauge", "Stored size of the last successful backup.", (n, m) =>
+      m.lastBackupBytes === undefined ? [] : [`sqlite_vault_last_backup_size_bytes{database="${label(n)}"} ${m.lastBackupBytes}`],
+    );
     family("sqlite_vault_backups_total", "counter", "Backups attempted, by result.", (n, m) => [
       `sqlite_vault_backups_total{database="${label(n)}",result="success"} ${m.successes}`,
       `sqlite_vault_backups_total{database="${label(n)}",result="failure"} ${m.failures}`,

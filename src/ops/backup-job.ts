@@ -39,7 +39,11 @@ export interface JobOutcome {
   seconds: number;
 }
 
-export async function runBackupJob(target: JobTarget, ctx: RunContext, hooks: { metrics?: Metrics; now?: () => Date } = {}): Promise<JobOutcome> {
+export async function runBackupJob(
+  target: JobTarget,
+  ctx: RunContext,
+  hooks: { metrics?: Metrics; now?: () => Date } = {},
+): Promise<JobOutcome> {
   const started = performance.now();
   const seconds = () => Math.round(performance.now() - started) / 1000;
   const { name, settings } = target;
@@ -51,7 +55,17 @@ export async function runBackupJob(target: JobTarget, ctx: RunContext, hooks: { 
   try {
     backup = await runBackup(
       target.storage,
-      { databasePath: target.db, name, nameGiven: target.nameGiven ?? true, compression: settings.compression, encryption: target.encryption, plaintextChosen: target.plaintextChosen, tmpDir: settings.tmpDir, check: settings.check, now: hooks.now },
+      {
+        databasePath: target.db,
+        name,
+        nameGiven: target.nameGiven ?? true,
+        compression: settings.compression,
+        encryption: target.encryption,
+        plaintextChosen: target.plaintextChosen,
+        tmpDir: settings.tmpDir,
+        check: settings.check,
+        now: hooks.now,
+      },
       ctx,
     );
   } catch (thrown) {
@@ -65,7 +79,11 @@ export async function runBackupJob(target: JobTarget, ctx: RunContext, hooks: { 
   const outcome: JobOutcome = { name, database: target.db, ok: true, backup, seconds: seconds() };
   if (!isEmptyPolicy(policy)) {
     try {
-      outcome.prune = await runPrune(target.storage, { name, policy, grace, now: hooks.now?.() ?? new Date(), protect: [{ name, id: backup.id }] }, ctx);
+      outcome.prune = await runPrune(
+        target.storage,
+        { name, policy, grace, now: hooks.now?.() ?? new Date(), protect: [{ name, id: backup.id }] },
+        ctx,
+      );
     } catch (thrown) {
       const error = toVaultError(thrown);
       if (ctx.signal.aborted) throw ctx.signal.reason;

@@ -140,7 +140,13 @@ interface BackupIdentity {
  * object is stored and both digests are known. On failure the data object (and a manifest that may
  * have been stored) is taken back; the caller removes the snapshot.
  */
-async function storeSnapshot(storage: Storage, snapshot: Snapshot, input: BackupInput, backup: BackupIdentity, ctx: RunContext): Promise<BackupResult> {
+async function storeSnapshot(
+  storage: Storage,
+  snapshot: Snapshot,
+  input: BackupInput,
+  backup: BackupIdentity,
+  ctx: RunContext,
+): Promise<BackupResult> {
   ctx.log.debug(`snapshot of ${input.databasePath}: ${snapshot.bytes} bytes by ${snapshot.method} in ${secondsSince(backup.started)} s`);
   const encryption = input.encryption ?? null;
   const key = dataKey(backup.name, backup.id, input.compression, encryption !== null);
@@ -148,7 +154,9 @@ async function storeSnapshot(storage: Storage, snapshot: Snapshot, input: Backup
   const pool = new BufferPool(BLOCK_SIZE, parallel + 1);
 
   const database = readSnapshot(snapshot, pool, backup.name, ctx);
-  const compressed = mapBlocks(database.blocks, input.compressBlock ?? blockCompressor(input.compression), parallel, (block) => pool.release(block));
+  const compressed = mapBlocks(database.blocks, input.compressBlock ?? blockCompressor(input.compression), parallel, (block) =>
+    pool.release(block),
+  );
   const encrypted = encryption ? await encryptStream(compressed, encryption) : compressed;
   const storedDigest = createDigestStream();
   const body = encrypted.pipeThrough(storedDigest.stream);
@@ -180,7 +188,12 @@ async function storeSnapshot(storage: Storage, snapshot: Snapshot, input: Backup
  * is let go as soon as its last block is read (for a "file-read", that ends the read transaction on
  * the live database), before the last blocks are compressed and stored.
  */
-function readSnapshot(snapshot: Snapshot, pool: BufferPool, name: string, ctx: RunContext): { blocks: AsyncGenerator<Uint8Array>; result(): Digest } {
+function readSnapshot(
+  snapshot: Snapshot,
+  pool: BufferPool,
+  name: string,
+  ctx: RunContext,
+): { blocks: AsyncGenerator<Uint8Array>; result(): Digest } {
   const digest = new Bun.CryptoHasher("sha256");
   let bytes = 0;
   const read = async function* () {
@@ -202,7 +215,13 @@ function readSnapshot(snapshot: Snapshot, pool: BufferPool, name: string, ctx: R
 }
 
 /** Stores the data object; its size as stored. */
-async function upload(storage: Storage, key: string, body: ReadableStream<Uint8Array>, databaseBytes: number, ctx: RunContext): Promise<number> {
+async function upload(
+  storage: Storage,
+  key: string,
+  body: ReadableStream<Uint8Array>,
+  databaseBytes: number,
+  ctx: RunContext,
+): Promise<number> {
   const started = performance.now();
   // Compressed or not, the stored object is about the database's size at most.
   const { size } = await storage.put(key, body, { signal: ctx.signal, sizeHint: databaseBytes });
@@ -211,7 +230,13 @@ async function upload(storage: Storage, key: string, body: ReadableStream<Uint8A
 }
 
 /** The manifest of a backup whose data object is stored under `stored.key`. */
-function describeBackup(snapshot: Snapshot, input: BackupInput, backup: BackupIdentity, db: Digest, stored: Digest & { key: string }): BackupManifest {
+function describeBackup(
+  snapshot: Snapshot,
+  input: BackupInput,
+  backup: BackupIdentity,
+  db: Digest,
+  stored: Digest & { key: string },
+): BackupManifest {
   const encryption = input.encryption ?? null;
   return {
     format: FORMAT_NAME,
@@ -281,7 +306,9 @@ async function takeBack(storage: Storage, manifest: string, data: string, ctx: R
   try {
     await storage.delete([manifest]);
   } catch (error) {
-    ctx.log.warn(`could not remove ${manifest} (${(error as Error).message}): left ${data} in place, so that if the manifest was stored, its backup still restores`);
+    ctx.log.warn(
+      `could not remove ${manifest} (${(error as Error).message}): left ${data} in place, so that if the manifest was stored, its backup still restores`,
+    );
     return;
   }
   await storage.delete([data]).catch(() => {});

@@ -55,7 +55,12 @@ class Checks {
  */
 export async function runDoctor(storage: Storage, input: DoctorInput, ctx: RunContext): Promise<DoctorReport> {
   const checks = new Checks();
-  const report = (): DoctorReport => ({ repo: storage.url, ok: checks.list.every((c) => c.ok), checks: checks.list, exitCode: checks.exitCode });
+  const report = (): DoctorReport => ({
+    repo: storage.url,
+    ok: checks.list.every((c) => c.ok),
+    checks: checks.list,
+    exitCode: checks.exitCode,
+  });
   const created = await checkRepository(storage, input, checks);
   if (created === undefined) return report();
   if (storage.addressing !== undefined) await checkClock(storage, checks);
@@ -76,23 +81,45 @@ async function checkRepository(storage: Storage, input: DoctorInput, checks: Che
   let created = false;
   try {
     // A local repository that does not exist yet is what the first backup creates: so does doctor.
-    created = !network && (await storage.check().then(() => false, () => true));
+    created =
+      !network &&
+      (await storage.check().then(
+        () => false,
+        () => true,
+      ));
     await storage.check({ create: created });
-    if (created) checks.pass("repository directory exists", `${storage.url} does not exist yet; the first backup creates it (created for this probe, and removed again)`);
+    if (created)
+      checks.pass(
+        "repository directory exists",
+        `${storage.url} does not exist yet; the first backup creates it (created for this probe, and removed again)`,
+      );
     else if (network) {
       checks.pass("endpoint reachable", `${storage.url} answers`);
-      checks.pass("credentials accepted", storage.credentialSource ? `a signed request succeeded (credentials from ${storage.credentialSource})` : "anonymous requests work (no credentials were found)");
+      checks.pass(
+        "credentials accepted",
+        storage.credentialSource
+          ? `a signed request succeeded (credentials from ${storage.credentialSource})`
+          : "anonymous requests work (no credentials were found)",
+      );
       checks.pass("bucket exists", "listing the prefix works");
       checks.pass("addressing", `${storage.addressing} requests work`);
     } else checks.pass("repository directory exists", storage.url);
     return created;
   } catch (thrown) {
     const error = toVaultError(thrown);
-    if (error instanceof AuthError) checks.fail("credentials accepted", error.message, error.hint ?? "check the access key and secret", ExitCode.auth);
-    else if (network && /does not exist/.test(error.message)) checks.fail("bucket exists", error.message, error.hint ?? "create the bucket", ExitCode.storage);
+    if (error instanceof AuthError)
+      checks.fail("credentials accepted", error.message, error.hint ?? "check the access key and secret", ExitCode.auth);
+    else if (network && /does not exist/.test(error.message))
+      checks.fail("bucket exists", error.message, error.hint ?? "create the bucket", ExitCode.storage);
     else if (network) {
       const other = await tryOtherAddressing(input);
-      if (other) checks.fail("addressing", `${storage.addressing} requests fail (${error.message}); ${other} requests work`, `add ?path-style=${other === "path-style"} to the repository URL`, ExitCode.storage);
+      if (other)
+        checks.fail(
+          "addressing",
+          `${storage.addressing} requests fail (${error.message}); ${other} requests work`,
+          `add ?path-style=${other === "path-style"} to the repository URL`,
+          ExitCode.storage,
+        );
       else checks.fail("endpoint reachable", error.message, error.hint ?? "check the endpoint URL and the network", error.exitCode);
     } else checks.fail("repository directory exists", error.message, error.hint ?? "create the directory", error.exitCode);
     return undefined;
@@ -107,7 +134,13 @@ async function checkClock(storage: Storage, checks: Checks): Promise<void> {
     else {
       const skew = Date.now() - server.getTime();
       const text = `${Math.abs(Math.round(skew / 1000))} s ${skew >= 0 ? "ahead of" : "behind"} the server`;
-      if (Math.abs(skew) > SKEW_FAIL_MS) checks.fail("clock", `this machine's clock is ${text}`, "sync the clock (NTP); S3 refuses requests more than 15 minutes off", ExitCode.auth);
+      if (Math.abs(skew) > SKEW_FAIL_MS)
+        checks.fail(
+          "clock",
+          `this machine's clock is ${text}`,
+          "sync the clock (NTP); S3 refuses requests more than 15 minutes off",
+          ExitCode.auth,
+        );
       else checks.pass("clock", Math.abs(skew) > SKEW_WARN_MS ? `${text}: sync the clock before it drifts further` : text);
     }
   } catch (thrown) {
@@ -128,7 +161,17 @@ async function probeOperations(storage: Storage, probe: string, input: DoctorInp
       return result === true;
     } catch (thrown) {
       const error: VaultError = toVaultError(thrown);
-      checks.fail(name, error.message, error instanceof AuthError ? `${error.hint ?? ""}; the credentials need s3:PutObject, s3:GetObject, s3:ListBucket and s3:DeleteObject on the prefix`.replace(/^; /, "") : (error.hint ?? fix), error.exitCode);
+      checks.fail(
+        name,
+        error.message,
+        error instanceof AuthError
+          ? `${error.hint ?? ""}; the credentials need s3:PutObject, s3:GetObject, s3:ListBucket and s3:DeleteObject on the prefix`.replace(
+              /^; /,
+              "",
+            )
+          : (error.hint ?? fix),
+        error.exitCode,
+      );
       return false;
     }
   };
@@ -137,24 +180,44 @@ async function probeOperations(storage: Storage, probe: string, input: DoctorInp
     return true;
   });
   if (!put) return;
-  await step("head", "its size reads back", "the storage reports a different size than was written", async () => (await storage.stat(small))?.size === bytes.byteLength || "the size read back differs");
-  await step("get", "its bytes read back identical", "the storage returns different bytes than were written", async () => Buffer.from(await readAll(await storage.get(small))).equals(Buffer.from(bytes)) || "the bytes read back differ");
+  await step(
+    "head",
+    "its size reads back",
+    "the storage reports a different size than was written",
+    async () => (await storage.stat(small))?.size === bytes.byteLength || "the size read back differs",
+  );
+  await step(
+    "get",
+    "its bytes read back identical",
+    "the storage returns different bytes than were written",
+    async () => Buffer.from(await readAll(await storage.get(small))).equals(Buffer.from(bytes)) || "the bytes read back differ",
+  );
   await step("list", "it is listed", "allow listing the bucket (s3:ListBucket) under the prefix", async () => {
     for await (const o of storage.list(`${probe}/`)) if (o.key === small) return true;
     return "the object written is not listed";
   });
   if (storage.addressing !== undefined)
-    await step("multipart upload", `a two-part upload of ${input.partSize + 1} bytes`, "allow multipart uploads (s3:PutObject, s3:AbortMultipartUpload)", async () => {
-      const data = new Uint8Array(input.partSize + 1);
-      await storage.put(large, new Blob([data]).stream(), { signal: ctx.signal });
-      return (await storage.stat(large))?.size === data.byteLength || "the multipart object has the wrong size";
-    });
-  await step("delete really deletes", "deleted objects are gone from HEAD and from a listing", "the storage acknowledges deletes without deleting (object lock, versioning or a proxy): prune could not free space", async () => {
-    await storage.delete([small, large]);
-    if (await storage.stat(small)) return "a deleted object still answers HEAD";
-    for await (const o of storage.list(`${probe}/`)) return `a deleted object is still listed: ${o.key}`;
-    return true;
-  });
+    await step(
+      "multipart upload",
+      `a two-part upload of ${input.partSize + 1} bytes`,
+      "allow multipart uploads (s3:PutObject, s3:AbortMultipartUpload)",
+      async () => {
+        const data = new Uint8Array(input.partSize + 1);
+        await storage.put(large, new Blob([data]).stream(), { signal: ctx.signal });
+        return (await storage.stat(large))?.size === data.byteLength || "the multipart object has the wrong size";
+      },
+    );
+  await step(
+    "delete really deletes",
+    "deleted objects are gone from HEAD and from a listing",
+    "the storage acknowledges deletes without deleting (object lock, versioning or a proxy): prune could not free space",
+    async () => {
+      await storage.delete([small, large]);
+      if (await storage.stat(small)) return "a deleted object still answers HEAD";
+      for await (const o of storage.list(`${probe}/`)) return `a deleted object is still listed: ${o.key}`;
+      return true;
+    },
+  );
 }
 
 async function tryOtherAddressing(input: DoctorInput): Promise<string | null> {

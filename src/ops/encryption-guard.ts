@@ -15,7 +15,12 @@ import type { Storage } from "../storage/types.ts";
  * encrypted only to the identities' public keys, which cannot open it. Reads nothing when a key is
  * named or plaintext is chosen; throws the storage's errors.
  */
-export async function assertEncryptionKept(storage: Storage, name: string, encryption: EncryptionSettings | null, plaintextChosen: boolean): Promise<void> {
+export async function assertEncryptionKept(
+  storage: Storage,
+  name: string,
+  encryption: EncryptionSettings | null,
+  plaintextChosen: boolean,
+): Promise<void> {
   if (plaintextChosen || (encryption && !encryption.fromIdentities)) return;
   const newest = await newestReadable(storage, name);
   const was = newest?.stored.encryption;

@@ -13,7 +13,11 @@ export function writeIdentityFile(path: string, text: string): void {
     fd = openSync(resolveForWrite(path), "wx", 0o600);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === "EEXIST") throw new VaultError(`${path} already exists; refusing to overwrite an identity`, "choose another path: a lost identity makes its backups unreadable");
+    if (code === "EEXIST")
+      throw new VaultError(
+        `${path} already exists; refusing to overwrite an identity`,
+        "choose another path: a lost identity makes its backups unreadable",
+      );
     throw error;
   }
   try {

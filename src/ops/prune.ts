@@ -21,7 +21,14 @@ import { readCatalog, type Catalog } from "../repo/catalog.ts";
 import type { RunContext } from "../context.ts";
 import { AuthError, VaultError } from "../errors.ts";
 import { manifestKey, parseDataKey, verifiedKey, type BackupManifest } from "../repo/manifest.ts";
-import { describePolicy, planRetention, subtractDuration, type Duration, type KeepReason, type RetentionPolicy } from "../repo/retention.ts";
+import {
+  describePolicy,
+  planRetention,
+  subtractDuration,
+  type Duration,
+  type KeepReason,
+  type RetentionPolicy,
+} from "../repo/retention.ts";
 import type { Storage } from "../storage/types.ts";
 
 export const DEFAULT_GRACE = "24h";
@@ -79,7 +86,9 @@ export interface PruneReport {
  */
 export async function runPrune(storage: Storage, input: PruneInput, ctx: RunContext): Promise<PruneReport> {
   if (!input.grace.months && !input.grace.years && input.grace.ms < 3_600_000)
-    ctx.log.warn(`--grace ${input.grace.text} is under an hour: an upload in progress elsewhere that takes longer may be removed as a leftover (such a backup then fails, and lists nothing)`);
+    ctx.log.warn(
+      `--grace ${input.grace.text} is under an hour: an upload in progress elsewhere that takes longer may be removed as a leftover (such a backup then fails, and lists nothing)`,
+    );
   const listedAt = new Date();
   const catalog = await readCatalog(storage, input.name, { now: input.now });
   for (const bad of catalog.invalid) ctx.log.warn(`leaving ${bad.key} alone: ${bad.reason}`);
@@ -88,18 +97,23 @@ export async function runPrune(storage: Storage, input: PruneInput, ctx: RunCont
     ctx.log.warn(`${backup.name} ${backup.id} cannot be restored (${reason}): the policy does not count it, and prune leaves it alone`);
   const future = new Set(catalog.futureDated);
   for (const backup of future)
-    ctx.log.warn(`${backup.name} ${backup.id} is dated ${backup.createdAt}, beyond now (${input.now.toISOString()}): the policy does not count it, and prune leaves it alone`);
+    ctx.log.warn(
+      `${backup.name} ${backup.id} is dated ${backup.createdAt}, beyond now (${input.now.toISOString()}): the policy does not count it, and prune leaves it alone`,
+    );
   const byName = new Map<string, BackupManifest[]>();
   for (const backup of catalog.backups) byName.set(backup.name, [...(byName.get(backup.name) ?? []), backup]);
 
-  const plans = [...byName].sort(([a], [b]) => a.localeCompare(b)).map(([name, backups]) => {
-    const sound = backups.filter((b) => !broken.has(b) && !future.has(b));
-    const plan = planRetention(sound, input.policy, input.now);
-    if (sound.length > 0 && plan.keep.length === 0) throw new VaultError(`refusing to prune: the policy would remove every backup of ${name}`);
-    const damaged = backups.filter((b) => broken.has(b)).map((b) => ({ id: b.id, createdAt: b.createdAt, reason: broken.get(b)! }));
-    const futureDated = backups.filter((b) => future.has(b) && !broken.has(b)).map((b) => ({ id: b.id, createdAt: b.createdAt }));
-    return { name, plan, damaged, futureDated };
-  });
+  const plans = [...byName]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([name, backups]) => {
+      const sound = backups.filter((b) => !broken.has(b) && !future.has(b));
+      const plan = planRetention(sound, input.policy, input.now);
+      if (sound.length > 0 && plan.keep.length === 0)
+        throw new VaultError(`refusing to prune: the policy would remove every backup of ${name}`);
+      const damaged = backups.filter((b) => broken.has(b)).map((b) => ({ id: b.id, createdAt: b.createdAt, reason: broken.get(b)! }));
+      const futureDated = backups.filter((b) => future.has(b) && !broken.has(b)).map((b) => ({ id: b.id, createdAt: b.createdAt }));
+      return { name, plan, damaged, futureDated };
+    });
   assertRemovesNothingInUse(plans, catalog, input.protect ?? []);
 
   let deleted = 0;
@@ -137,7 +151,10 @@ export async function runPrune(storage: Storage, input: PruneInput, ctx: RunCont
   }
   const failedBackups = names.reduce((n, e) => n + e.failed.length, 0);
   if (authFailure && deleted === 0 && failedBackups > 0)
-    throw new AuthError(`${authFailure.message}: the storage refused to delete`, "a backup-only credential cannot prune; run prune with credentials that may delete objects");
+    throw new AuthError(
+      `${authFailure.message}: the storage refused to delete`,
+      "a backup-only credential cannot prune; run prune with credentials that may delete objects",
+    );
 
   const housekeeping = await keepHouse(storage, catalog, listedAt, input, ctx);
   return {
@@ -155,7 +172,11 @@ export async function runPrune(storage: Storage, input: PruneInput, ctx: RunCont
  * backup staying in the repository uses (kept, left alone, or protected): a plan is only as sound as
  * the listing it came from.
  */
-function assertRemovesNothingInUse(plans: { plan: { keep: { backup: BackupManifest }[]; remove: BackupManifest[] } }[], catalog: Catalog, protect: { name: string; id: string }[]): void {
+function assertRemovesNothingInUse(
+  plans: { plan: { keep: { backup: BackupManifest }[]; remove: BackupManifest[] } }[],
+  catalog: Catalog,
+  protect: { name: string; id: string }[],
+): void {
   const keysOf = (b: { name: string; id: string }) => [manifestKey(b.name, b.id), verifiedKey(b.name, b.id)];
   const removed = new Set(plans.flatMap(({ plan }) => plan.remove));
   const staying = catalog.backups.filter((b) => !removed.has(b));
@@ -165,11 +186,21 @@ function assertRemovesNothingInUse(plans: { plan: { keep: { backup: BackupManife
   for (const b of removed)
     for (const key of [...keysOf(b), b.stored.key]) {
       const user = inUse.get(key);
-      if (user) throw new VaultError(`refusing to prune: the plan would delete ${key}, which belongs to ${user}; nothing was deleted`, "list the repository (sqlite-vault list) and report this");
+      if (user)
+        throw new VaultError(
+          `refusing to prune: the plan would delete ${key}, which belongs to ${user}; nothing was deleted`,
+          "list the repository (sqlite-vault list) and report this",
+        );
     }
 }
 
-async function keepHouse(storage: Storage, catalog: Catalog, listedAt: Date, input: PruneInput, ctx: RunContext): Promise<PruneReport["housekeeping"]> {
+async function keepHouse(
+  storage: Storage,
+  catalog: Catalog,
+  listedAt: Date,
+  input: PruneInput,
+  ctx: RunContext,
+): Promise<PruneReport["housekeeping"]> {
   // Grace is measured against the real clock and the storage's own timestamps, never a planning time.
   // An orphan is one as of the listing: its age counts to then, however long the deletes took since,
   // and its manifest is looked for once more just before it goes (its backup may have committed).

@@ -79,7 +79,9 @@ export async function runRestore(storage: Storage, input: RestoreInput, ctx: Run
   const base = { name: input.name, target, repo: storage.url };
   const dir = dirname(target);
   if (!isDirectory(dir))
-    throw existsSync(dir) ? new VaultError(`${dir} is not a directory`, "give a path in a directory") : new VaultError(`directory ${dir} does not exist`, `create it first: mkdir -p ${dir}`);
+    throw existsSync(dir)
+      ? new VaultError(`${dir} is not a directory`, "give a path in a directory")
+      : new VaultError(`directory ${dir} does not exist`, `create it first: mkdir -p ${dir}`);
   const empty = isEmptyFile(target);
   if (input.ifMissing && existsSync(target) && !empty) {
     ctx.log.info(`${target} exists; nothing to restore`);
@@ -87,10 +89,19 @@ export async function runRestore(storage: Storage, input: RestoreInput, ctx: Run
   }
   const existing = statSync(target, { throwIfNoEntry: false });
   if (existing && !existing.isFile())
-    throw new VaultError(`${target} is not a regular file (${existing.isDirectory() ? "a directory" : "a special file"}); refusing to replace it`, "give the database's file path, or --output FILE to restore elsewhere");
-  if (empty) ctx.log.info(`${target} is empty: no database has been written there yet, so it is restored as a missing one (the empty file is kept aside)`);
+    throw new VaultError(
+      `${target} is not a regular file (${existing.isDirectory() ? "a directory" : "a special file"}); refusing to replace it`,
+      "give the database's file path, or --output FILE to restore elsewhere",
+    );
+  if (empty)
+    ctx.log.info(
+      `${target} is empty: no database has been written there yet, so it is restored as a missing one (the empty file is kept aside)`,
+    );
   if (existing && !input.force && !empty)
-    throw new VaultError(`${target} already exists; refusing to overwrite it`, "pass --force to replace it (the current file is kept aside), or --output to restore elsewhere");
+    throw new VaultError(
+      `${target} already exists; refusing to overwrite it`,
+      "pass --force to replace it (the current file is kept aside), or --output to restore elsewhere",
+    );
   refuseIfOpen(target);
 
   // A fresh deployment's local repository may not exist yet; the first backup would create it.
@@ -127,8 +138,14 @@ function isDirectory(path: string): boolean {
   }
 }
 
-
-async function restoreFirstSound(storage: Storage, input: RestoreInput, candidates: AsyncIterable<Candidate>, target: string, ctx: RunContext, started: number): Promise<RestoreResult> {
+async function restoreFirstSound(
+  storage: Storage,
+  input: RestoreInput,
+  candidates: AsyncIterable<Candidate>,
+  target: string,
+  ctx: RunContext,
+  started: number,
+): Promise<RestoreResult> {
   const dir = dirname(target);
   const previous = statSync(target, { throwIfNoEntry: false });
   const mode = previous ? previous.mode & 0o777 : 0o600;
@@ -140,7 +157,10 @@ async function restoreFirstSound(storage: Storage, input: RestoreInput, candidat
       throw new VerificationError(
         `${error.message} (failed step: ${error.step}); nothing was restored`,
         error.step,
-        error.hint ?? ("id" in input.selection ? "run: sqlite-vault verify --all" : "pass --fallback to restore the newest backup that passes every check"),
+        error.hint ??
+          ("id" in input.selection
+            ? "run: sqlite-vault verify --all"
+            : "pass --fallback to restore the newest backup that passes every check"),
       );
     ctx.log.warn(`skipping backup ${id}: failed step ${error.step}: ${error.message}`);
     skipped.push({ id, createdAt, step: error.step, reason: error.message });
@@ -156,7 +176,15 @@ async function restoreFirstSound(storage: Storage, input: RestoreInput, candidat
     // Measured before the download: once it fails, its file may hold the space until its last descriptor closes.
     const free = freeSpace(dir);
     try {
-      const { check, warnings, replaced } = await restoreOne(storage, manifest, temp, target, { mode, owner, force: input.force === true }, input, ctx);
+      const { check, warnings, replaced } = await restoreOne(
+        storage,
+        manifest,
+        temp,
+        target,
+        { mode, owner, force: input.force === true },
+        input,
+        ctx,
+      );
       return {
         action: "restored",
         id: manifest.id,
@@ -174,7 +202,14 @@ async function restoreFirstSound(storage: Storage, input: RestoreInput, candidat
       };
     } catch (error) {
       if (isNoSpace(error))
-        throw new NoSpaceError(dir, manifest.database.bytes, free, `to restore ${manifest.name}`, "free some space there, or restore to a larger disk with --output PATH", { cause: error });
+        throw new NoSpaceError(
+          dir,
+          manifest.database.bytes,
+          free,
+          `to restore ${manifest.name}`,
+          "free some space there, or restore to a larger disk with --output PATH",
+          { cause: error },
+        );
       // With --fallback, a backup the given keys cannot open (one from before a key rotation) is
       // passed over like a damaged one; without it, that stays exit 12.
       if (input.fallback && error instanceof NoMatchingIdentityError) {
@@ -188,7 +223,11 @@ async function restoreFirstSound(storage: Storage, input: RestoreInput, candidat
       for (const path of [temp, ...SIDECARS.map((s) => temp + s)]) ctx.temp.remove(path);
     }
   }
-  throw new VerificationError(`none of the ${skipped.length} backup(s) of ${input.name} passed verification; nothing was restored`, skipped[0]?.step ?? "checksum", "run: sqlite-vault verify --all");
+  throw new VerificationError(
+    `none of the ${skipped.length} backup(s) of ${input.name} passed verification; nothing was restored`,
+    skipped[0]?.step ?? "checksum",
+    "run: sqlite-vault verify --all",
+  );
 }
 
 /**
@@ -196,10 +235,27 @@ async function restoreFirstSound(storage: Storage, input: RestoreInput, candidat
  * check it (fetchAndCheck), then swap it into place (installRestored) and make the rename durable.
  * Throws as those do; the caller removes `temp` whatever happens.
  */
-async function restoreOne(storage: Storage, manifest: BackupManifest, temp: string, target: string, file: InstallOptions, input: RestoreInput, ctx: RunContext) {
+async function restoreOne(
+  storage: Storage,
+  manifest: BackupManifest,
+  temp: string,
+  target: string,
+  file: InstallOptions,
+  input: RestoreInput,
+  ctx: RunContext,
+) {
   ctx.progress?.phase(`downloading ${manifest.name}`, manifest.stored.bytes);
-  const progress = { downloaded: (n: number) => ctx.progress?.advance(n), checking: (check: IntegrityCheck) => ctx.progress?.phase(`checking ${manifest.name} (${check})`) };
-  const { check, warnings } = await fetchAndCheck(storage, manifest, temp, { mode: file.mode, durable: true, quick: input.quick, decryption: input.decryption, progress }, ctx);
+  const progress = {
+    downloaded: (n: number) => ctx.progress?.advance(n),
+    checking: (check: IntegrityCheck) => ctx.progress?.phase(`checking ${manifest.name} (${check})`),
+  };
+  const { check, warnings } = await fetchAndCheck(
+    storage,
+    manifest,
+    temp,
+    { mode: file.mode, durable: true, quick: input.quick, decryption: input.decryption, progress },
+    ctx,
+  );
   ctx.progress?.end();
   for (const warning of warnings) ctx.log.warn(warning);
   if (manifest.snapshot?.journalMode === "wal" && manifest.snapshot.method === "vacuum-into") setWalMode(temp);

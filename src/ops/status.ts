@@ -36,7 +36,11 @@ export interface StatusLimit {
 export function statusLimit(maxAgeText: string | undefined, now = new Date()): StatusLimit {
   const maxAge = maxAgeText ? parseDuration(maxAgeText, "--max-age") : undefined;
   // "30m" is months in retention; for a freshness check it would never fail.
-  if (maxAge && (maxAge.months || maxAge.years)) throw new UsageError(`--max-age ${maxAge.text} reads as months or years`, "write minutes as min, hours as h, days as d: --max-age 90min");
+  if (maxAge && (maxAge.months || maxAge.years))
+    throw new UsageError(
+      `--max-age ${maxAge.text} reads as months or years`,
+      "write minutes as min, hours as h, days as d: --max-age 90min",
+    );
   return { now, maxAge, limit: maxAge ? subtractDuration(now, maxAge).getTime() : undefined };
 }
 
@@ -46,7 +50,16 @@ export async function checkStatus(storage: Storage, name: string | undefined, at
   const names = name ? [name] : [...new Set(entries.map((e) => e.name))].sort();
   if (names.length === 0) return [{ name: "(any)", newest: null, ok: false, reason: `no backups in ${storage.url}`, futureDated: [] }];
   const databases: StatusEntry[] = [];
-  for (const each of names) databases.push(await statusOfName(storage, each, entries.filter((e) => e.name === each), at, ctx));
+  for (const each of names)
+    databases.push(
+      await statusOfName(
+        storage,
+        each,
+        entries.filter((e) => e.name === each),
+        at,
+        ctx,
+      ),
+    );
   return databases;
 }
 
@@ -56,7 +69,11 @@ async function statusOfName(storage: Storage, name: string, own: ManifestEntry[]
   const unusable = (reason: string): StatusEntry => ({ name, newest: null, ok: false, reason, futureDated });
   const candidate = await newestBackup(storage, own, { now, log: ctx.log });
   if (!candidate)
-    return unusable(futureDated.length ? `no backups of ${name} in ${storage.url} dated up to now (${futureDated.length} dated in the future)` : `no backups of ${name} in ${storage.url}`);
+    return unusable(
+      futureDated.length
+        ? `no backups of ${name} in ${storage.url} dated up to now (${futureDated.length} dated in the future)`
+        : `no backups of ${name} in ${storage.url}`,
+    );
   // What restore --latest would refuse is no recent backup.
   if (!candidate.ok) return unusable(`the newest backup of ${name}, ${candidate.entry.id}, cannot be used: ${candidate.error.message}`);
   const newest = candidate.manifest;
@@ -79,8 +96,17 @@ async function statusOfName(storage: Storage, name: string, own: ManifestEntry[]
 /** The result over every repository checked. Throws VaultError (exit 1) naming every database that is not ok. */
 export function statusResult(repos: string[], databases: StatusEntry[], at: StatusLimit): StatusResult {
   const failing = databases.filter((d) => !d.ok);
-  if (failing.length) throw new VaultError(failing.map((d) => d.reason).join("; "), at.maxAge ? "check that the backup job runs (cron, sqlite-vault cron) and succeeds" : undefined);
-  return { repo: [...new Set(repos)].join(", "), maxAgeSeconds: at.maxAge ? (at.now.getTime() - at.limit!) / 1000 : null, databases, ok: true };
+  if (failing.length)
+    throw new VaultError(
+      failing.map((d) => d.reason).join("; "),
+      at.maxAge ? "check that the backup job runs (cron, sqlite-vault cron) and succeeds" : undefined,
+    );
+  return {
+    repo: [...new Set(repos)].join(", "),
+    maxAgeSeconds: at.maxAge ? (at.now.getTime() - at.limit!) / 1000 : null,
+    databases,
+    ok: true,
+  };
 }
 
 /** An age as a person reads it: 90s, 45min, 5h, 3d. */

@@ -68,11 +68,16 @@ type Candidate = { manifest: BackupManifest } | { invalid: { name: string; id: s
  */
 export async function runVerify(storage: Storage, input: VerifyInput, ctx: RunContext): Promise<VerifyReport> {
   const catalog = await readCatalog(storage, input.name);
-  const all: Candidate[] = [...catalog.backups.map((manifest) => ({ manifest })), ...catalog.invalid.map((invalid) => ({ invalid }))].sort((a, b) => newestFirst({ id: idOf(a) }, { id: idOf(b) }));
+  const all: Candidate[] = [...catalog.backups.map((manifest) => ({ manifest })), ...catalog.invalid.map((invalid) => ({ invalid }))].sort(
+    (a, b) => newestFirst({ id: idOf(a) }, { id: idOf(b) }),
+  );
   const chosen = choose(all, input.selection);
   if (chosen.length === 0) {
     const what = typeof input.selection === "object" ? `backup ${input.selection.id}` : "backups";
-    throw new NothingToVerifyError(`no ${what}${input.name ? ` of ${input.name}` : ""} in ${storage.url} to verify`, "run: sqlite-vault list");
+    throw new NothingToVerifyError(
+      `no ${what}${input.name ? ` of ${input.name}` : ""} in ${storage.url} to verify`,
+      "run: sqlite-vault list",
+    );
   }
   for (const orphan of catalog.orphans) ctx.log.warn(`${orphan.key} has no manifest (an interrupted upload?); it is not a backup`);
 
@@ -84,7 +89,10 @@ export async function runVerify(storage: Storage, input: VerifyInput, ctx: RunCo
   let done = 0;
   // Several backups are checked at once: one count of the stored bytes of them all.
   const verifying = () => `verifying ${done}/${chosen.length} backup(s)`;
-  ctx.progress?.phase(verifying(), chosen.reduce((sum, c) => sum + ("manifest" in c ? c.manifest.stored.bytes : 0), 0));
+  ctx.progress?.phase(
+    verifying(),
+    chosen.reduce((sum, c) => sum + ("manifest" in c ? c.manifest.stored.bytes : 0), 0),
+  );
   try {
     await mapLimit(
       chosen.map((candidate, index) => ({ candidate, index })),
@@ -111,12 +119,28 @@ export async function runVerify(storage: Storage, input: VerifyInput, ctx: RunCo
   };
 }
 
-async function verifyOne(storage: Storage, candidate: Candidate, path: string, input: VerifyInput, ctx: RunContext): Promise<VerifyEntry | null> {
+async function verifyOne(
+  storage: Storage,
+  candidate: Candidate,
+  path: string,
+  input: VerifyInput,
+  ctx: RunContext,
+): Promise<VerifyEntry | null> {
   const started = performance.now();
   const seconds = () => Math.round((performance.now() - started) / 10) / 100;
   if ("invalid" in candidate) {
     const { name, id, reason } = candidate.invalid;
-    return { name, id, createdAt: null, result: "fail", checked: null, step: "manifest", message: reason, warnings: [], seconds: seconds() };
+    return {
+      name,
+      id,
+      createdAt: null,
+      result: "fail",
+      checked: null,
+      step: "manifest",
+      message: reason,
+      warnings: [],
+      seconds: seconds(),
+    };
   }
   const { manifest } = candidate;
   const base = { name: manifest.name, id: manifest.id, createdAt: manifest.createdAt };
@@ -124,15 +148,24 @@ async function verifyOne(storage: Storage, candidate: Candidate, path: string, i
   try {
     if (manifest.stored.encryption && !keys?.identities.length && !keys?.passphrases.length) {
       await checkStoredBytes(storage, manifest, ctx, (n) => ctx.progress?.advance(n));
-      const warning = "encrypted, and no identity or passphrase was given: only the stored bytes' SHA-256 was checked, not the database itself";
+      const warning =
+        "encrypted, and no identity or passphrase was given: only the stored bytes' SHA-256 was checked, not the database itself";
       return { ...base, result: "pass", checked: "stored-bytes", step: null, message: null, warnings: [warning], seconds: seconds() };
     }
     const free = freeSpace(dirname(path));
     const progress = { downloaded: (n: number) => ctx.progress?.advance(n), checking: () => {} };
-    const { warnings } = await fetchAndCheck(storage, manifest, path, { mode: 0o600, quick: input.quick, decryption: keys, progress }, ctx).catch((error) => {
+    const { warnings } = await fetchAndCheck(
+      storage,
+      manifest,
+      path,
+      { mode: 0o600, quick: input.quick, decryption: keys, progress },
+      ctx,
+    ).catch((error) => {
       if (!isNoSpace(error)) throw error;
       const hint = `free some space there, or check in a larger directory with --tmp-dir DIR${input.concurrency > 1 ? " (or one backup at a time: --concurrency 1)" : ""}`;
-      throw new NoSpaceError(dirname(dirname(path)), manifest.database.bytes, free, `to verify ${manifest.name} ${manifest.id}`, hint, { cause: error });
+      throw new NoSpaceError(dirname(dirname(path)), manifest.database.bytes, free, `to verify ${manifest.name} ${manifest.id}`, hint, {
+        cause: error,
+      });
     });
     if (input.record) await recordPass(storage, manifest, input.quick ? "quick_check" : "integrity_check", ctx);
     return { ...base, result: "pass", checked: "database", step: null, message: null, warnings, seconds: seconds() };
@@ -154,8 +187,17 @@ async function verifyOne(storage: Storage, candidate: Candidate, path: string, i
 }
 
 async function recordPass(storage: Storage, manifest: BackupManifest, check: IntegrityCheck, ctx: RunContext): Promise<void> {
-  const marker = { id: manifest.id, name: manifest.name, verifiedAt: new Date().toISOString(), check, host: hostname(), toolVersion: VERSION };
-  await storage.put(verifiedKey(manifest.name, manifest.id), new TextEncoder().encode(`${JSON.stringify(marker, null, 2)}\n`), { signal: ctx.signal });
+  const marker = {
+    id: manifest.id,
+    name: manifest.name,
+    verifiedAt: new Date().toISOString(),
+    check,
+    host: hostname(),
+    toolVersion: VERSION,
+  };
+  await storage.put(verifiedKey(manifest.name, manifest.id), new TextEncoder().encode(`${JSON.stringify(marker, null, 2)}\n`), {
+    signal: ctx.signal,
+  });
 }
 
 function idOf(candidate: Candidate): string {

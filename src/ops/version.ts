@@ -23,6 +23,10 @@ export function readVersionInfo(): VersionInfo {
     target: BUILD.target,
     bun: Bun.version,
     // Bun links its own SQLite on Linux; on macOS it uses the system library.
-    sqlite: { version: sqlite, source: process.platform === "darwin" ? "system" : "bundled", walResetFix: compareVersions(sqlite, WAL_RESET_FIX) >= 0 },
+    sqlite: {
+      version: sqlite,
+      source: process.platform === "darwin" ? "system" : "bundled",
+      walResetFix: compareVersions(sqlite, WAL_RESET_FIX) >= 0,
+    },
   };
 }

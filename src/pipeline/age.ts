@@ -40,7 +40,9 @@ export async function encryptStream(input: ReadableStream<Uint8Array>, settings:
 
 /** The manifest's record of how a backup is encrypted. */
 export function describeEncryption(settings: EncryptionSettings): ManifestEncryption {
-  return settings.passphrase !== undefined ? { method: "age", mode: "passphrase", recipients: [] } : { method: "age", mode: "recipients", recipients: settings.recipients };
+  return settings.passphrase !== undefined
+    ? { method: "age", mode: "passphrase", recipients: [] }
+    : { method: "age", mode: "recipients", recipients: settings.recipients };
 }
 
 export class NoMatchingIdentityError extends AuthError {}
@@ -55,9 +57,16 @@ export function redactSecrets(text: string): string {
  * or passphrase opens it (the caller tells a wrong key from a damaged header by the stored checksum).
  * Errors later in the stream ("invalid tag") mean the ciphertext was tampered with.
  */
-export async function decryptStream(input: ReadableStream<Uint8Array>, settings: DecryptionSettings, what: string): Promise<ReadableStream<Uint8Array>> {
+export async function decryptStream(
+  input: ReadableStream<Uint8Array>,
+  settings: DecryptionSettings,
+  what: string,
+): Promise<ReadableStream<Uint8Array>> {
   if (!settings.identities.length && !settings.passphrases.length)
-    throw new AuthError(`${what} is encrypted and no identity or passphrase was given`, "pass --identity FILE or --passphrase-file FILE (or SQLITE_VAULT_IDENTITY_FILE / SQLITE_VAULT_PASSPHRASE)");
+    throw new AuthError(
+      `${what} is encrypted and no identity or passphrase was given`,
+      "pass --identity FILE or --passphrase-file FILE (or SQLITE_VAULT_IDENTITY_FILE / SQLITE_VAULT_PASSPHRASE)",
+    );
   const decrypter = new age.Decrypter();
   for (const identity of settings.identities) decrypter.addIdentity(identity);
   for (const passphrase of settings.passphrases) decrypter.addPassphrase(passphrase);
@@ -65,7 +74,10 @@ export async function decryptStream(input: ReadableStream<Uint8Array>, settings:
     return await decrypter.decrypt(input);
   } catch (error) {
     if (/no identity matched/i.test((error as Error).message))
-      throw new NoMatchingIdentityError(`none of the given identities or passphrases can decrypt ${what}`, "check --identity / --passphrase-file: a backup opens only with a key it was encrypted to");
+      throw new NoMatchingIdentityError(
+        `none of the given identities or passphrases can decrypt ${what}`,
+        "check --identity / --passphrase-file: a backup opens only with a key it was encrypted to",
+      );
     throw error;
   }
 }

@@ -196,7 +196,14 @@ const readAt = promisify(read);
  * Fill `buffer[offset, offset + length)` from the file open at `fd`, starting at `position`.
  * Throws `ended(at)` (at: the file position where it ran out) if the file ends first.
  */
-export async function readFullyAt(fd: number, buffer: Uint8Array, offset: number, length: number, position: number, ended: (at: number) => Error): Promise<void> {
+export async function readFullyAt(
+  fd: number,
+  buffer: Uint8Array,
+  offset: number,
+  length: number,
+  position: number,
+  ended: (at: number) => Error,
+): Promise<void> {
   for (let filled = 0; filled < length; ) {
     const { bytesRead } = await readAt(fd, buffer, offset + filled, length - filled, position + filled);
     if (bytesRead === 0) throw ended(position + filled);
@@ -211,7 +218,13 @@ export async function readFullyAt(fd: number, buffer: Uint8Array, offset: number
  * from the file; any after them are zeros, for the caller to fill in. Throws if the file ends before
  * `inFile`.
  */
-export async function* readBlocks(fd: number, length: number, pool: BufferPool, signal?: AbortSignal, inFile = length): AsyncGenerator<Uint8Array> {
+export async function* readBlocks(
+  fd: number,
+  length: number,
+  pool: BufferPool,
+  signal?: AbortSignal,
+  inFile = length,
+): AsyncGenerator<Uint8Array> {
   for (let position = 0; position < length; ) {
     signal?.throwIfAborted();
     const block = await pool.acquire();
@@ -234,11 +247,31 @@ export async function* readBlocks(fd: number, length: number, pool: BufferPool, 
  * and zstd streams of sized frames (src/pipeline/zstd-frames.ts) are decompressed a piece per thread,
  * `parallel` at once, in order; any other stream as one. A damaged stream errors the returned one.
  */
-export function decompress(source: ReadableStream<Uint8Array>, compression: Compression, parallel = defaultParallelism()): ReadableStream<Uint8Array> {
+export function decompress(
+  source: ReadableStream<Uint8Array>,
+  compression: Compression,
+  parallel = defaultParallelism(),
+): ReadableStream<Uint8Array> {
   if (compression === "none") return source;
   if (compression === "zstd")
-    return streamOf(decompressPieces(source, "zstd", MAX_FRAME_HEADER_BYTES, (head) => frameHeader(head) !== null, (head, rest) => mapBlocks(splitFrames(head, rest), unzstdFrame, parallel)));
-  return streamOf(decompressPieces(source, "gzip", FRAMED_HEADER_BYTES, (head) => framedLength(head) !== null, (head, rest) => mapBlocks(splitMembers(head, rest), gunzipMember, parallel)));
+    return streamOf(
+      decompressPieces(
+        source,
+        "zstd",
+        MAX_FRAME_HEADER_BYTES,
+        (head) => frameHeader(head) !== null,
+        (head, rest) => mapBlocks(splitFrames(head, rest), unzstdFrame, parallel),
+      ),
+    );
+  return streamOf(
+    decompressPieces(
+      source,
+      "gzip",
+      FRAMED_HEADER_BYTES,
+      (head) => framedLength(head) !== null,
+      (head, rest) => mapBlocks(splitMembers(head, rest), gunzipMember, parallel),
+    ),
+  );
 }
 
 /**
@@ -256,10 +289,14 @@ async function* decompressPieces(
   try {
     const chunks: Uint8Array[] = [];
     let length = 0;
-    for (let next: IteratorResult<Uint8Array>; length < headBytes && !(next = await rest.next()).done; length += next.value.length) chunks.push(next.value);
+    for (let next: IteratorResult<Uint8Array>; length < headBytes && !(next = await rest.next()).done; length += next.value.length)
+      chunks.push(next.value);
     const head = Buffer.concat(chunks, length);
     if (isPieces(head)) yield* split(head, rest);
-    else yield* streamOf(prepend([head], rest)).pipeThrough(new DecompressionStream(format as "gzip") as unknown as TransformStream<Uint8Array, Uint8Array>);
+    else
+      yield* streamOf(prepend([head], rest)).pipeThrough(
+        new DecompressionStream(format as "gzip") as unknown as TransformStream<Uint8Array, Uint8Array>,
+      );
   } finally {
     await rest.return?.();
   }
@@ -272,7 +309,8 @@ async function* decompressPieces(
 async function unzstdFrame(frame: Uint8Array): Promise<Uint8Array> {
   const expected = frameHeader(frame)!.contentSize; // splitFrames checked it
   const output = await Bun.zstdDecompress(frame as Uint8Array<ArrayBuffer>);
-  if (output.byteLength !== expected) throw new Error(`a zstd frame decompressed to ${output.byteLength} bytes, its header says ${expected}`);
+  if (output.byteLength !== expected)
+    throw new Error(`a zstd frame decompressed to ${output.byteLength} bytes, its header says ${expected}`);
   return output;
 }
 

@@ -24,11 +24,16 @@ export function assertSqliteFile(path: string): void {
     info = statSync(path);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === "ENOENT") throw new VaultError(`database ${path} does not exist`, "check the path; to restore it, run: sqlite-vault restore");
+    if (code === "ENOENT")
+      throw new VaultError(`database ${path} does not exist`, "check the path; to restore it, run: sqlite-vault restore");
     throw new VaultError(`cannot read database ${path}: ${(error as Error).message}`);
   }
   if (!info.isFile()) throw new VaultError(`${path} is not a file`);
-  if (info.size === 0) throw new VaultError(`${path} is empty: no database has been written there yet, so there is nothing to back up`, "check the path, or back up once the application has created its tables");
+  if (info.size === 0)
+    throw new VaultError(
+      `${path} is empty: no database has been written there yet, so there is nothing to back up`,
+      "check the path, or back up once the application has created its tables",
+    );
   const header = readHeader(path, 100);
   if (header.byteLength < 100 || !hasMagic(header))
     throw new VaultError(`${path} is not a SQLite database`, "check the path: the file does not start with the SQLite header");

@@ -27,7 +27,8 @@ export const MAX_MEMBER_OUTPUT = 16 * 1024 * 1024;
  * copied.
  */
 export function frameHeader(member: Uint8Array): Uint8Array {
-  if (member.length < 18 || member[0] !== 0x1f || member[1] !== 0x8b || member[2] !== 8 || member[3] !== 0) throw new Error("not a plain gzip member");
+  if (member.length < 18 || member[0] !== 0x1f || member[1] !== 0x8b || member[2] !== 8 || member[3] !== 0)
+    throw new Error("not a plain gzip member");
   const header = new Uint8Array(FRAMED_HEADER_BYTES);
   header.set(member.subarray(0, 10));
   header[3] = FLG_FEXTRA;
@@ -63,7 +64,8 @@ export async function* splitMembers(head: Uint8Array, rest: AsyncIterator<Uint8A
     if (!(await queue.fill(FRAMED_HEADER_BYTES))) throw new Error(`the stream ends inside the header of gzip member ${index}`);
     const length = framedLength(queue.peek(0, FRAMED_HEADER_BYTES));
     if (length === null) throw new Error(`gzip member ${index} does not carry its length`);
-    if (length < FRAMED_HEADER_BYTES + 8 || length > MAX_MEMBER_BYTES) throw new Error(`gzip member ${index} claims an impossible length (${length} bytes)`);
+    if (length < FRAMED_HEADER_BYTES + 8 || length > MAX_MEMBER_BYTES)
+      throw new Error(`gzip member ${index} claims an impossible length (${length} bytes)`);
     if (!(await queue.fill(length))) throw new Error(`the stream ends inside gzip member ${index}`);
     const member = queue.take(length);
     const isize = new DataView(member.buffer).getUint32(length - 4, true);

@@ -19,17 +19,27 @@ interface Failure {
 type Rule = [pattern: RegExp, explain: (failure: Failure) => VaultError | null];
 
 const RULES: Rule[] = [
-  [/not a database|file is encrypted/i, ({ databasePath, message }) => new VaultError(`${databasePath} is not a SQLite database (${message})`)],
+  [
+    /not a database|file is encrypted/i,
+    ({ databasePath, message }) => new VaultError(`${databasePath} is not a SQLite database (${message})`),
+  ],
   [
     /disk is full|disk I\/O error|ENOSPC/i,
     ({ databasePath, dir }) =>
       isFull(dir)
-        ? new VaultError(`no space left for the snapshot of ${databasePath} in ${dir}`, "the snapshot needs as much free space as the database: use --tmp-dir on a larger disk")
+        ? new VaultError(
+            `no space left for the snapshot of ${databasePath} in ${dir}`,
+            "the snapshot needs as much free space as the database: use --tmp-dir on a larger disk",
+          )
         : null,
   ],
   [
     /busy|locked/i,
-    ({ databasePath, message }) => new VaultError(`${databasePath} stayed locked by a writer for ${BUSY_TIMEOUT_MS / 1000}s: ${message}`, "retry when the writer is idle"),
+    ({ databasePath, message }) =>
+      new VaultError(
+        `${databasePath} stayed locked by a writer for ${BUSY_TIMEOUT_MS / 1000}s: ${message}`,
+        "retry when the writer is idle",
+      ),
   ],
   [
     /readonly/i,

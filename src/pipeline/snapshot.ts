@@ -106,7 +106,8 @@ export function chooseMethod(seen: SnapshotObservation): SnapshotMethod {
   const fileHoldsSnapshot = wal ? allCheckpointed : ["delete", "truncate", "persist"].includes(journalMode);
   if (seen.sourceOpen && fileHoldsSnapshot && seen.fileMatches) return wal ? "file-read" : "file-copy";
   const noCommitBetween = sameWalIndex(walBefore, walAfter);
-  if (seen.sourceOpen && wal && noCommitBetween && walAfter.mxFrame !== 0 && walAfter.nPage === seen.pageCount && seen.shmWritable) return "wal-read";
+  if (seen.sourceOpen && wal && noCommitBetween && walAfter.mxFrame !== 0 && walAfter.nPage === seen.pageCount && seen.shmWritable)
+    return "wal-read";
   return "backup-api";
 }
 
@@ -127,7 +128,8 @@ async function takeSnapshot(databasePath: string, dir: string, ctx: RunContext):
   const common = { dir, journalMode: tx.journalMode, sqliteVersion: tx.sqliteVersion, method };
   const bytes = tx.pageSize * tx.pageCount;
   if (method === "file-read" || overlay) {
-    const blocks = (pool: BufferPool, signal?: AbortSignal) => (overlay ? readOverlaid(source, bytes, overlay, pool, signal) : readBlocks(source, bytes, pool, signal));
+    const blocks = (pool: BufferPool, signal?: AbortSignal) =>
+      overlay ? readOverlaid(source, bytes, overlay, pool, signal) : readBlocks(source, bytes, pool, signal);
     const inPlace = () => quickCheckFindings(held.db!);
     const { pageSize, pageCount } = tx;
     return { ...common, path: databasePath, bytes, pageSize, pageCount, blocks, release: () => held.end(), quickCheck: inPlace };
@@ -189,7 +191,9 @@ function openCopy(databasePath: string, path: string): Omit<Snapshot, "dir" | "j
   const copied = statSync(path).size;
   const header = readDatabaseHeader(path);
   if (header.pageSize * header.pageCount !== copied)
-    throw new VaultError(`snapshot of ${databasePath} is inconsistent: ${header.pageCount} pages of ${header.pageSize} bytes but ${copied} bytes`);
+    throw new VaultError(
+      `snapshot of ${databasePath} is inconsistent: ${header.pageCount} pages of ${header.pageSize} bytes but ${copied} bytes`,
+    );
   const fd = openSync(path, "r");
   let closed = false;
   const release = () => {
@@ -239,7 +243,7 @@ async function copyRange(fd: number, path: string, length: number, signal: Abort
   const out = await open(path, "wx", 0o600);
   try {
     const buffer = new Uint8Array(Math.min(COPY_CHUNK, Math.max(length, 1)));
-    for (let position = 0; position < length;) {
+    for (let position = 0; position < length; ) {
       signal.throwIfAborted();
       const { bytesRead } = await readAt(fd, buffer, 0, Math.min(buffer.length, length - position), position);
       if (bytesRead === 0) throw new VaultError(`the database file ended at byte ${position} of ${length}`);

@@ -136,7 +136,13 @@ const readAt = promisify(read);
  * Throws VaultError if the WAL was restarted (new salts) before a block's frames were read, so no
  * backup is ever stored from frames that changed under it.
  */
-export async function* readOverlaid(source: number, bytes: number, overlay: WalOverlay, pool: BufferPool, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
+export async function* readOverlaid(
+  source: number,
+  bytes: number,
+  overlay: WalOverlay,
+  pool: BufferPool,
+  signal?: AbortSignal,
+): AsyncGenerator<Uint8Array> {
   const { wal, pages, pageSize } = overlay;
   const walHeader = new Uint8Array(WAL_HEADER_BYTES);
   let next = 0;
@@ -152,7 +158,10 @@ export async function* readOverlaid(source: number, bytes: number, overlay: WalO
       }
       const { bytesRead } = await readAt(wal, walHeader, 0, WAL_HEADER_BYTES, 0);
       if (bytesRead < WAL_HEADER_BYTES || !Buffer.from(walHeader.subarray(16, 24)).equals(Buffer.from(overlay.salts)))
-        throw new VaultError("the database's WAL was restarted while the backup read it, so the snapshot is not consistent; nothing was stored", "run the backup again");
+        throw new VaultError(
+          "the database's WAL was restarted while the backup read it, so the snapshot is not consistent; nothing was stored",
+          "run the backup again",
+        );
       position = end;
     } catch (error) {
       pool.release(block);

@@ -8,7 +8,15 @@
  */
 import { NotFoundError, UsageError, VerificationError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
-import { backupIdTime, newestFirst, parseDataKey, parseManifest, parseManifestKey, parseVerifiedKey, type BackupManifest } from "./manifest.ts";
+import {
+  backupIdTime,
+  newestFirst,
+  parseDataKey,
+  parseManifest,
+  parseManifestKey,
+  parseVerifiedKey,
+  type BackupManifest,
+} from "./manifest.ts";
 import { readAll } from "../util/streams.ts";
 import type { ObjectInfo, Storage } from "../storage/types.ts";
 
@@ -161,13 +169,20 @@ export type Candidate = { ok: true; manifest: BackupManifest } | { ok: false; en
  * listing (a concurrent prune) is skipped. --latest and --at pass over future-dated backups (named
  * on `log` when given), so a wrong clock once never decides what is restored; --id still picks one.
  */
-export async function* readCandidates(storage: Storage, entries: ManifestEntry[], selection: Selection, options: { now?: Date; log?: Logger } = {}): AsyncGenerator<Candidate> {
+export async function* readCandidates(
+  storage: Storage,
+  entries: ManifestEntry[],
+  selection: Selection,
+  options: { now?: Date; log?: Logger } = {},
+): AsyncGenerator<Candidate> {
   const now = repositoryNow(storage, options.now);
   const wanted = entries.filter((e) => {
     if ("id" in selection) return e.id === selection.id;
     if ("at" in selection && backupIdTime(e.id) > selection.at.getTime()) return false;
     if (!isFutureDated(e.id, now)) return true;
-    options.log?.warn(`passing over ${e.name} ${e.id}: it is dated ${new Date(backupIdTime(e.id)).toISOString()}, beyond this machine's clock (${now.toISOString()})`);
+    options.log?.warn(
+      `passing over ${e.name} ${e.id}: it is dated ${new Date(backupIdTime(e.id)).toISOString()}, beyond this machine's clock (${now.toISOString()})`,
+    );
     return false;
   });
   const read = (entry: ManifestEntry): Promise<Candidate | null> =>
@@ -191,7 +206,11 @@ export async function* readCandidates(storage: Storage, entries: ManifestEntry[]
 }
 
 /** The newest backup among `entries` (its manifest, or why that cannot be used), reading as few manifests as it takes. */
-export async function newestBackup(storage: Storage, entries: ManifestEntry[], options: { now?: Date; log?: Logger } = {}): Promise<Candidate | undefined> {
+export async function newestBackup(
+  storage: Storage,
+  entries: ManifestEntry[],
+  options: { now?: Date; log?: Logger } = {},
+): Promise<Candidate | undefined> {
   for await (const candidate of readCandidates(storage, entries, { latest: true }, options)) return candidate;
   return undefined;
 }
@@ -211,7 +230,8 @@ export function parseSelection(flags: { latest?: boolean; id?: string; at?: stri
     // A time without a zone is UTC, as list shows times (JavaScript would read it as local time).
     const at = new Date(/T\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/.test(flags.at) ? `${flags.at}Z` : flags.at);
     const [, year, month, day] = (/^(\d{4})-(\d{2})-(\d{2})/.exec(flags.at) ?? []).map(Number);
-    const realDay = year !== undefined && month! >= 1 && month! <= 12 && day! >= 1 && day! <= new Date(Date.UTC(year, month!, 0)).getUTCDate(); // not 2026-02-30
+    const realDay =
+      year !== undefined && month! >= 1 && month! <= 12 && day! >= 1 && day! <= new Date(Date.UTC(year, month!, 0)).getUTCDate(); // not 2026-02-30
     if (!realDay || Number.isNaN(at.getTime()))
       throw new UsageError(`--at ${flags.at} is not an ISO 8601 time`, "for example --at 2026-11-22T05:00:00Z");
     return { at };

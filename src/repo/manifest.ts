@@ -78,7 +78,10 @@ export function isBackupName(name: string): boolean {
 /** Throws UsageError when a name cannot be used as a key segment. */
 export function assertValidName(name: string): void {
   if (!NAME_PATTERN.test(name))
-    throw new UsageError(`invalid backup name ${JSON.stringify(name)}`, "names are up to 128 letters, digits, '.', '_' and '-', starting with a letter or digit; pass --name");
+    throw new UsageError(
+      `invalid backup name ${JSON.stringify(name)}`,
+      "names are up to 128 letters, digits, '.', '_' and '-', starting with a letter or digit; pass --name",
+    );
 }
 
 /** The backup name for a database path: its basename without .db/.sqlite/.sqlite3. */
@@ -142,21 +145,35 @@ export function parseManifest(bytes: Uint8Array, key: string): BackupManifest {
   const m = value as BackupManifest;
   const fail = (what: string) => new VerificationError(`manifest ${key} is invalid: ${what}`, "manifest");
   if (typeof m !== "object" || m === null || m.format !== FORMAT_NAME) throw fail("not a sqlite-vault manifest");
-  if (m.formatVersion !== FORMAT_VERSION) throw fail(`format version ${String(m.formatVersion)} is not supported by this version (knows ${FORMAT_VERSION}); upgrade sqlite-vault`);
+  if (m.formatVersion !== FORMAT_VERSION)
+    throw fail(
+      `format version ${String(m.formatVersion)} is not supported by this version (knows ${FORMAT_VERSION}); upgrade sqlite-vault`,
+    );
   if (!isBackupId(m.id) || typeof m.name !== "string" || !NAME_PATTERN.test(m.name)) throw fail("bad id or name");
   if (manifestKey(m.name, m.id) !== key) throw fail("id and name do not match its key");
   if (Number.isNaN(Date.parse(m.createdAt))) throw fail("bad createdAt");
   // The id is made from createdAt; list and restore order by id, retention by createdAt: they must agree.
   if (Date.parse(m.createdAt) !== backupIdTime(m.id)) throw fail("createdAt does not match the time in its id");
-  if (m.source !== undefined && (typeof m.source !== "object" || m.source === null || typeof m.source.path !== "string")) throw fail("bad source");
+  if (m.source !== undefined && (typeof m.source !== "object" || m.source === null || typeof m.source.path !== "string"))
+    throw fail("bad source");
   const db = m.database;
   const stored = m.stored;
-  if (!db || !isCount(db.pageSize) || !isCount(db.pageCount) || !isCount(db.bytes) || !isSha256(db.sha256)) throw fail("bad database section");
-  if (!stored || !isCount(stored.bytes) || !isSha256(stored.sha256) || !COMPRESSIONS.includes(stored.compression)) throw fail("bad stored section");
+  if (!db || !isCount(db.pageSize) || !isCount(db.pageCount) || !isCount(db.bytes) || !isSha256(db.sha256))
+    throw fail("bad database section");
+  if (!stored || !isCount(stored.bytes) || !isSha256(stored.sha256) || !COMPRESSIONS.includes(stored.compression))
+    throw fail("bad stored section");
   const enc = stored.encryption;
-  if (enc !== undefined && (typeof enc !== "object" || enc === null || enc.method !== "age" || !["recipients", "passphrase"].includes(enc.mode) || !Array.isArray(enc.recipients)))
+  if (
+    enc !== undefined &&
+    (typeof enc !== "object" ||
+      enc === null ||
+      enc.method !== "age" ||
+      !["recipients", "passphrase"].includes(enc.mode) ||
+      !Array.isArray(enc.recipients))
+  )
     throw fail("bad stored.encryption");
-  if (stored.key !== dataKey(m.name, m.id, stored.compression, enc !== undefined)) throw fail("stored.key does not match id, compression and encryption");
+  if (stored.key !== dataKey(m.name, m.id, stored.compression, enc !== undefined))
+    throw fail("stored.key does not match id, compression and encryption");
   return m;
 }
 

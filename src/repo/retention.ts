@@ -103,7 +103,14 @@ export function planRetention<T extends RetentionInput>(backups: readonly T[], p
 function createBucketer(timeZone: string): (rule: BucketRule, date: Date) => string {
   let format: Intl.DateTimeFormat;
   try {
-    format = new Intl.DateTimeFormat("en-CA", { timeZone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", hourCycle: "h23" });
+    format = new Intl.DateTimeFormat("en-CA", {
+      timeZone,
+      year: "numeric",
+      month: "2-digit",
+      day: "2-digit",
+      hour: "2-digit",
+      hourCycle: "h23",
+    });
   } catch {
     throw new UsageError(`unknown time zone "${timeZone}"`, "use an IANA name such as Europe/Berlin, or UTC");
   }
@@ -141,7 +148,10 @@ const UNIT_MS: Record<string, number> = { s: 1000, min: 60_000, h: 3_600_000, d:
 export function parseDuration(text: string, flag = "duration"): Duration {
   const trimmed = text.trim();
   if (!/^(\d+(min|[smhdwy]))+$/.test(trimmed))
-    throw new UsageError(`${flag} "${text}" is not a duration`, "use a number and a unit: 90s, 5min, 36h, 7d, 2w, 6m (months), 1y, or combinations such as 1y6m");
+    throw new UsageError(
+      `${flag} "${text}" is not a duration`,
+      "use a number and a unit: 90s, 5min, 36h, 7d, 2w, 6m (months), 1y, or combinations such as 1y6m",
+    );
   const duration: Duration = { text: trimmed, years: 0, months: 0, ms: 0 };
   for (const [, n, unit] of trimmed.matchAll(/(\d+)(min|[smhdwy])/g)) {
     const value = Number(n);

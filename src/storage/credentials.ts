@@ -44,20 +44,35 @@ export function resolveCredentials(env: Env, readFile: (path: string) => string 
   const accessKeyId = env.AWS_ACCESS_KEY_ID;
   const secretAccessKey = env.AWS_SECRET_ACCESS_KEY;
   if (accessKeyId && secretAccessKey) {
-    const fixed: S3Credentials = { accessKeyId, secretAccessKey, sessionToken: env.AWS_SESSION_TOKEN || undefined, source: "the environment" };
+    const fixed: S3Credentials = {
+      accessKeyId,
+      secretAccessKey,
+      sessionToken: env.AWS_SESSION_TOKEN || undefined,
+      source: "the environment",
+    };
     return { get: async () => fixed };
   }
   if (accessKeyId || secretAccessKey)
-    throw new UsageError("only one of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY is set", "set both, or neither to use a profile or the instance's role");
+    throw new UsageError(
+      "only one of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY is set",
+      "set both, or neither to use a profile or the instance's role",
+    );
   const profile = env.AWS_PROFILE || "default";
   // The SDK reads the shared files whole, without asking what they are.
   for (const file of sharedFiles(env)) assertReadableWhole(file);
   if (env.AWS_PROFILE) {
     const files = sharedFiles(env);
     if (!files.some((file) => parseIni(readFile(file) ?? "")[profile]))
-      throw new UsageError(`AWS_PROFILE is ${profile}, but neither ${files.join(" nor ")} defines it`, "check the profile's name, or AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE");
+      throw new UsageError(
+        `AWS_PROFILE is ${profile}, but neither ${files.join(" nor ")} defines it`,
+        "check the profile's name, or AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE",
+      );
   }
-  return sdkChain(profile, Boolean(env.AWS_PROFILE), Boolean(env.AWS_CONTAINER_CREDENTIALS_FULL_URI || env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI));
+  return sdkChain(
+    profile,
+    Boolean(env.AWS_PROFILE),
+    Boolean(env.AWS_CONTAINER_CREDENTIALS_FULL_URI || env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI),
+  );
 }
 
 /**
@@ -71,7 +86,9 @@ function sdkChain(profile: string, explicit: boolean, container: boolean): Crede
   return {
     async get() {
       if (!provider) {
-        const { defaultProvider, credentialsTreatedAsExpired, credentialsWillNeedRefresh } = await import("@aws-sdk/credential-provider-node");
+        const { defaultProvider, credentialsTreatedAsExpired, credentialsWillNeedRefresh } = await import(
+          "@aws-sdk/credential-provider-node"
+        );
         if (explicit) {
           const [{ fromIni }, { memoize }] = await Promise.all([import("@aws-sdk/credential-provider-ini"), import("@smithy/core/config")]);
           provider = memoize(fromIni({ profile }), credentialsTreatedAsExpired, credentialsWillNeedRefresh);
@@ -82,11 +99,23 @@ function sdkChain(profile: string, explicit: boolean, container: boolean): Crede
         found = await provider();
       } catch (error) {
         if (!explicit && nothingFound(error)) return null;
-        throw new AuthError(`cannot get AWS credentials (profile ${profile}): ${firstLine(error)}`, "check the profile, its role or credential source; sqlite-vault doctor shows which source was used");
+        throw new AuthError(
+          `cannot get AWS credentials (profile ${profile}): ${firstLine(error)}`,
+          "check the profile, its role or credential source; sqlite-vault doctor shows which source was used",
+        );
       }
       if (last?.from !== found) {
         const source = describeSource(found, profile, container);
-        last = { from: found, ours: { accessKeyId: found.accessKeyId, secretAccessKey: found.secretAccessKey, sessionToken: found.sessionToken, expiration: found.expiration, source } };
+        last = {
+          from: found,
+          ours: {
+            accessKeyId: found.accessKeyId,
+            secretAccessKey: found.secretAccessKey,
+            sessionToken: found.sessionToken,
+            expiration: found.expiration,
+            source,
+          },
+        };
       }
       return last.ours;
     },
@@ -103,7 +132,11 @@ interface SdkCredentials {
 
 /** The chain's "nothing here" (as opposed to a source that is configured and fails). */
 function nothingFound(error: unknown): boolean {
-  return error instanceof Error && error.name === "CredentialsProviderError" && /could not load credentials from any providers/i.test(error.message);
+  return (
+    error instanceof Error &&
+    error.name === "CredentialsProviderError" &&
+    /could not load credentials from any providers/i.test(error.message)
+  );
 }
 
 function firstLine(error: unknown): string {
@@ -201,13 +234,17 @@ export function parseIni(text: string): Record<string, Record<string, string>> {
 function assertReadableWhole(path: string): void {
   const info = statSync(path, { throwIfNoEntry: false });
   if (!info || info.isFile() || (info.isCharacterDevice() && realpathSync(path) === "/dev/null")) {
-    if (info && info.size > SMALL_FILE_LIMIT) throw new UsageError(`cannot read ${path}: it is larger than ${SMALL_FILE_LIMIT / 1048576} MiB, more than an AWS shared file ever holds`);
+    if (info && info.size > SMALL_FILE_LIMIT)
+      throw new UsageError(
+        `cannot read ${path}: it is larger than ${SMALL_FILE_LIMIT / 1048576} MiB, more than an AWS shared file ever holds`,
+      );
     return;
   }
   try {
     readSmallFile(path);
   } catch (error) {
-    if (error instanceof NotASmallFileError) throw new UsageError(`cannot read ${path}: ${error.message}`, "point AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE at the real file");
+    if (error instanceof NotASmallFileError)
+      throw new UsageError(`cannot read ${path}: ${error.message}`, "point AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE at the real file");
   }
 }
 

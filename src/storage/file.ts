@@ -34,11 +34,18 @@ export class FileStorage implements Storage {
     let info = await stat(this.root).catch(() => null);
     if (!info && options.create) {
       await mkdir(this.root, { recursive: true, mode: 0o700 }).catch((error: NodeJS.ErrnoException) => {
-        throw new StorageUnavailableError(`cannot create repository directory ${this.root}: ${error.code ?? error.message}`, "check --repo and the permissions of its parent directories");
+        throw new StorageUnavailableError(
+          `cannot create repository directory ${this.root}: ${error.code ?? error.message}`,
+          "check --repo and the permissions of its parent directories",
+        );
       });
       info = await stat(this.root).catch(() => null);
     }
-    if (info && !info.isDirectory()) throw new StorageUnavailableError(`repository path ${this.root} is not a directory`, "check --repo: a local repository is a directory");
+    if (info && !info.isDirectory())
+      throw new StorageUnavailableError(
+        `repository path ${this.root} is not a directory`,
+        "check --repo: a local repository is a directory",
+      );
     if (!info)
       throw new StorageUnavailableError(
         `repository directory ${this.root} does not exist`,
@@ -133,11 +140,13 @@ export class FileStorage implements Storage {
   async *listPartialWrites(prefix: string): AsyncIterable<PartialWrite> {
     await this.check();
     const slash = prefix.lastIndexOf("/");
-    for await (const write of listTempFiles(this.root, slash < 0 ? "" : prefix.slice(0, slash))) if (write.key.startsWith(prefix.slice(0, slash + 1))) yield write;
+    for await (const write of listTempFiles(this.root, slash < 0 ? "" : prefix.slice(0, slash)))
+      if (write.key.startsWith(prefix.slice(0, slash + 1))) yield write;
   }
 
   async abortPartialWrite(write: PartialWrite): Promise<void> {
-    if (!write.handle.startsWith(this.root + sep) || !basename(write.handle).startsWith(TEMP_MARK)) throw new Error(`not a temp file of this repository: ${write.handle}`);
+    if (!write.handle.startsWith(this.root + sep) || !basename(write.handle).startsWith(TEMP_MARK))
+      throw new Error(`not a temp file of this repository: ${write.handle}`);
     await rm(write.handle, { force: true });
   }
 }

@@ -30,7 +30,14 @@ export interface S3Flags {
 export type RepoLocation = { kind: "file"; path: string } | { kind: "s3"; config: Omit<S3Config, "credentials"> };
 
 /** Pure: parse a repo URL and merge S3 settings from flags, the URL and the environment. Throws UsageError. */
-export function resolveRepo(repo: string, flags: S3Flags = {}, env: Env = {}, cwd = process.cwd(), fallback: S3Flags = {}, profile: ProfileSettings = {}): RepoLocation {
+export function resolveRepo(
+  repo: string,
+  flags: S3Flags = {},
+  env: Env = {},
+  cwd = process.cwd(),
+  fallback: S3Flags = {},
+  profile: ProfileSettings = {},
+): RepoLocation {
   if (!repo) throw new UsageError("the repository URL is empty");
   if (repo.startsWith("file:")) {
     let path: string;
@@ -42,7 +49,11 @@ export function resolveRepo(repo: string, flags: S3Flags = {}, env: Env = {}, cw
     return { kind: "file", path };
   }
   if (repo.startsWith("s3://")) return { kind: "s3", config: resolveS3(repo, flags, env, fallback, profile) };
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(repo)) throw new UsageError(`unsupported repository URL scheme in ${redactUrl(repo)}`, "use a directory path, file:///path or s3://bucket/prefix");
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(repo))
+    throw new UsageError(
+      `unsupported repository URL scheme in ${redactUrl(repo)}`,
+      "use a directory path, file:///path or s3://bucket/prefix",
+    );
   return { kind: "file", path: resolve(cwd, repo) };
 }
 
@@ -53,16 +64,20 @@ function resolveS3(repo: string, flags: S3Flags, env: Env, fallback: S3Flags, pr
   } catch {
     throw new UsageError(`invalid S3 URL ${redactUrl(repo)}`);
   }
-  if (url.username || url.password) throw new UsageError("credentials do not belong in the repository URL", "use AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or a profile");
+  if (url.username || url.password)
+    throw new UsageError("credentials do not belong in the repository URL", "use AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or a profile");
   const bucket = url.hostname;
-  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) throw new UsageError(`invalid bucket name "${bucket}" in ${repo}`, "bucket names are 3-63 lowercase letters, digits, dots and hyphens");
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket))
+    throw new UsageError(`invalid bucket name "${bucket}" in ${repo}`, "bucket names are 3-63 lowercase letters, digits, dots and hyphens");
   const prefix = decodeURIComponent(url.pathname).replace(/^\/+|\/+$/g, "");
   // URL() folds "a/../b" away, so look at the segments as written.
   const rawSegments = (repo.slice("s3://".length).split(/[?#]/)[0] ?? "").split("/").slice(1);
-  if (rawSegments.some((s) => s === "." || s === "..") || /\/\//.test(prefix)) throw new UsageError(`invalid prefix "${prefix}" in ${repo}`);
+  if (rawSegments.some((s) => s === "." || s === "..") || /\/\//.test(prefix))
+    throw new UsageError(`invalid prefix "${prefix}" in ${repo}`);
   const query = url.searchParams;
   for (const key of query.keys())
-    if (!["endpoint", "region", "path-style"].includes(key)) throw new UsageError(`unknown S3 URL option "${key}"`, "known options: endpoint, region, path-style");
+    if (!["endpoint", "region", "path-style"].includes(key))
+      throw new UsageError(`unknown S3 URL option "${key}"`, "known options: endpoint, region, path-style");
 
   const layers = s3Layers(flags, query, env, fallback, profile);
   const endpointRaw = pickLayer(layers.endpoint)?.value ?? "";
@@ -159,7 +174,9 @@ export function openStorage(repo: string, options: OpenStorageOptions = {}): Sto
   const location = resolveRepo(repo, options, env, process.cwd(), options.fallback, profile);
   if (location.kind === "file") return openFileStorage(location.path);
   if (requestedPathStyle(options, new URL(repo).searchParams, options.fallback ?? {}) === false && location.config.pathStyle)
-    options.onWarning?.(`virtual-hosted addressing (--no-path-style) is ignored for ${new URL(location.config.endpoint).hostname}: a bucket cannot be a subdomain of an IP address or localhost, so requests are path-style`);
+    options.onWarning?.(
+      `virtual-hosted addressing (--no-path-style) is ignored for ${new URL(location.config.endpoint).hostname}: a bucket cannot be a subdomain of an IP address or localhost, so requests are path-style`,
+    );
   return new S3Storage({
     ...location.config,
     credentials: resolveCredentials(env),

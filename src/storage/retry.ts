@@ -31,7 +31,8 @@ export class AttemptTimeoutError extends Error {
 }
 
 const TRANSIENT_CODES = new Set(["SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable"]);
-const TRANSIENT_NETWORK = /ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|ConnectionRefused|ConnectionClosed|socket|closed unexpectedly|Unable to connect|network|fetch failed/i;
+const TRANSIENT_NETWORK =
+  /ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|ConnectionRefused|ConnectionClosed|socket|closed unexpectedly|Unable to connect|network|fetch failed/i;
 
 /** Whether another attempt may succeed: the classification in this module's header. */
 export function isTransient(error: unknown): boolean {
@@ -70,7 +71,10 @@ export async function withRetries<T>(
   for (let attempt = 0; ; attempt++) {
     options.signal?.throwIfAborted();
     const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(new AttemptTimeoutError(`no answer within ${policy.timeoutMs / 1000}s`)), policy.timeoutMs);
+    const timer = setTimeout(
+      () => controller.abort(new AttemptTimeoutError(`no answer within ${policy.timeoutMs / 1000}s`)),
+      policy.timeoutMs,
+    );
     const onAbort = () => controller.abort(options.signal?.reason);
     options.signal?.addEventListener("abort", onAbort, { once: true });
     try {
@@ -79,7 +83,8 @@ export async function withRetries<T>(
     } catch (thrown) {
       options.signal?.throwIfAborted();
       // fetch reports an abort as its own error; report why we aborted instead.
-      const error = controller.signal.aborted && controller.signal.reason instanceof AttemptTimeoutError ? controller.signal.reason : thrown;
+      const error =
+        controller.signal.aborted && controller.signal.reason instanceof AttemptTimeoutError ? controller.signal.reason : thrown;
       if (attempt >= policy.retries || !isTransient(error)) throw error;
       const delay = backoffDelay(attempt, policy);
       options.onRetry?.(error, attempt + 1, delay);

@@ -26,7 +26,10 @@ export class S3Storage implements Storage {
   constructor(config: S3Config) {
     this.s3 = new S3Connection(config);
     this.url = this.s3.url;
-    this.parts = { size: Math.max(config.partSize ?? DEFAULT_PART_SIZE, MIN_PART_SIZE), concurrency: Math.max(1, config.partConcurrency ?? DEFAULT_PART_CONCURRENCY) };
+    this.parts = {
+      size: Math.max(config.partSize ?? DEFAULT_PART_SIZE, MIN_PART_SIZE),
+      concurrency: Math.max(1, config.partConcurrency ?? DEFAULT_PART_CONCURRENCY),
+    };
   }
 
   /** Where the credentials in use came from, once a request has fetched them (for messages). */

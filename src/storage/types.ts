@@ -120,4 +120,3 @@ export function assertValidKey(key: string): void {
     throw new Error(`invalid storage key: ${JSON.stringify(key)}`);
   if (/[\u0000-\u001f\\]/.test(key)) throw new Error(`invalid storage key: ${JSON.stringify(key)}`);
 }
-

@@ -135,7 +135,10 @@ export interface Digest {
  * A pass-through that feeds every chunk to a SHA-256 hasher and counts bytes (telling `onBytes` too,
  * for progress). Call `result()` only after the stream has been fully consumed.
  */
-export function createDigestStream(onBytes?: (bytes: number) => void): { stream: TransformStream<Uint8Array, Uint8Array>; result(): Digest } {
+export function createDigestStream(onBytes?: (bytes: number) => void): {
+  stream: TransformStream<Uint8Array, Uint8Array>;
+  result(): Digest;
+} {
   const hasher = new Bun.CryptoHasher("sha256");
   let bytes = 0;
   let final: Digest | undefined;
@@ -212,7 +215,8 @@ export class BufferPool {
       }
       return;
     }
-    if (view.buffer.byteLength !== this.size) throw new Error(`a buffer of ${view.buffer.byteLength} bytes given back to a pool of ${this.size}`);
+    if (view.buffer.byteLength !== this.size)
+      throw new Error(`a buffer of ${view.buffer.byteLength} bytes given back to a pool of ${this.size}`);
     const buffer = new Uint8Array(view.buffer as ArrayBuffer, 0, this.size);
     const next = this.waiting.shift();
     if (next) next(buffer);

@@ -59,10 +59,12 @@ export class WorkerPool<T, R> {
         this.dispatch();
       };
       signal?.addEventListener("abort", onAbort, { once: true });
-      const done = <V>(settle: (value: V) => void) => (value: V) => {
-        signal?.removeEventListener("abort", onAbort);
-        settle(value);
-      };
+      const done =
+        <V>(settle: (value: V) => void) =>
+        (value: V) => {
+          signal?.removeEventListener("abort", onAbort);
+          settle(value);
+        };
       pending.resolve = done(resolve);
       pending.reject = done(reject);
       this.queue.push(pending);

@@ -18,7 +18,18 @@ function setup() {
   const config = join(dir, "sqlite-vault.yml");
   writeFileSync(
     config,
-    ["repo: ${VAULT_REPO}", "retention:", "  keep-last: 2", "databases:", "  - path: alpha.db", "  - path: beta.sqlite", "    name: bee", "    compression: zstd", "    retention:", "      keep-last: 1"].join("\n"),
+    [
+      "repo: ${VAULT_REPO}",
+      "retention:",
+      "  keep-last: 2",
+      "databases:",
+      "  - path: alpha.db",
+      "  - path: beta.sqlite",
+      "    name: bee",
+      "    compression: zstd",
+      "    retention:",
+      "      keep-last: 1",
+    ].join("\n"),
   );
   return { dir, config, env: { VAULT_REPO: join(dir, "repo") } };
 }

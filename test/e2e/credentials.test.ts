@@ -6,7 +6,16 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { assumeTestRole, startContainerEndpoint, startImds, startSsoPortal, startWebIdentitySts, testRoleArn, type StandIn, type TempCredentials } from "../helpers/aws-credentials.ts";
+import {
+  assumeTestRole,
+  startContainerEndpoint,
+  startImds,
+  startSsoPortal,
+  startWebIdentitySts,
+  testRoleArn,
+  type StandIn,
+  type TempCredentials,
+} from "../helpers/aws-credentials.ts";
 import { runCli } from "../helpers/cli.ts";
 import { createBankDb, removeTempDirs, tempDir } from "../helpers/db.ts";
 import { createTestBucket, testS3 } from "../helpers/s3.ts";
@@ -32,7 +41,11 @@ function bareEnv(home: string, extra: Record<string, string | undefined> = {}): 
 }
 
 /** Back up a fresh database under `label` with `env`, list it, and ask doctor where the credentials came from. */
-async function backupWith(label: string, env: Record<string, string | undefined>, repo = `s3://${bucket.bucket}/${label}?endpoint=${encodeURIComponent(testS3().endpoint)}`) {
+async function backupWith(
+  label: string,
+  env: Record<string, string | undefined>,
+  repo = `s3://${bucket.bucket}/${label}?endpoint=${encodeURIComponent(testS3().endpoint)}`,
+) {
   const dir = tempDir(label);
   const db = join(dir, "app.db");
   createBankDb(db);
@@ -51,7 +64,10 @@ describe("credential sources", () => {
     const imds = startImds(async () => role);
     standIns.push(imds);
     const home = tempDir("imds-home");
-    const { credentials } = await backupWith("imds", bareEnv(home, { AWS_EC2_METADATA_DISABLED: undefined, AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.url }));
+    const { credentials } = await backupWith(
+      "imds",
+      bareEnv(home, { AWS_EC2_METADATA_DISABLED: undefined, AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.url }),
+    );
     expect(credentials).toContain("EC2 instance metadata (IMDS)");
     expect(imds.seen).toContain("PUT /latest/api/token");
     expect(imds.seen).toContain("GET /latest/meta-data/iam/security-credentials/vault-role");
@@ -61,7 +77,10 @@ describe("credential sources", () => {
     const endpoint = startContainerEndpoint(role, "container-auth-token");
     standIns.push(endpoint);
     const home = tempDir("ecs-home");
-    const { credentials } = await backupWith("ecs", bareEnv(home, { AWS_CONTAINER_CREDENTIALS_FULL_URI: endpoint.url, AWS_CONTAINER_AUTHORIZATION_TOKEN: "container-auth-token" }));
+    const { credentials } = await backupWith(
+      "ecs",
+      bareEnv(home, { AWS_CONTAINER_CREDENTIALS_FULL_URI: endpoint.url, AWS_CONTAINER_AUTHORIZATION_TOKEN: "container-auth-token" }),
+    );
     expect(credentials).toContain("the container credentials endpoint");
     expect(endpoint.seen.length).toBeGreaterThan(0);
   });
@@ -70,13 +89,20 @@ describe("credential sources", () => {
     const home = tempDir("role-home");
     const s3 = testS3();
     mkdirSync(join(home, ".aws"));
-    writeFileSync(join(home, ".aws", "credentials"), `[base]\naws_access_key_id = ${s3.accessKey}\naws_secret_access_key = ${s3.secretKey}\n`);
+    writeFileSync(
+      join(home, ".aws", "credentials"),
+      `[base]\naws_access_key_id = ${s3.accessKey}\naws_secret_access_key = ${s3.secretKey}\n`,
+    );
     writeFileSync(
       join(home, ".aws", "config"),
       `[profile backup]\nrole_arn = ${testRoleArn()}\nsource_profile = base\nregion = ${s3.region}\nservices = local\n\n[services local]\ns3 =\n  endpoint_url = ${s3.endpoint}\nsts =\n  endpoint_url = ${s3.endpoint}\n`,
     );
     // No endpoint anywhere but the config file: the repository URL names only the bucket.
-    const { credentials } = await backupWith("role", bareEnv(home, { AWS_PROFILE: "backup", AWS_REGION: undefined }), `s3://${bucket.bucket}/role`);
+    const { credentials } = await backupWith(
+      "role",
+      bareEnv(home, { AWS_PROFILE: "backup", AWS_REGION: undefined }),
+      `s3://${bucket.bucket}/role`,
+    );
     expect(credentials).toContain("a role assumed by profile backup");
   });
 
@@ -84,8 +110,15 @@ describe("credential sources", () => {
     const home = tempDir("endpoint-home");
     const s3 = testS3();
     const config = join(home, "aws-config");
-    writeFileSync(config, `[default]\nendpoint_url = ${s3.endpoint}\nregion = ${s3.region}\naws_access_key_id = ${s3.accessKey}\naws_secret_access_key = ${s3.secretKey}\n`);
-    const { credentials } = await backupWith("endpoint", bareEnv(home, { AWS_CONFIG_FILE: config, AWS_REGION: undefined }), `s3://${bucket.bucket}/endpoint`);
+    writeFileSync(
+      config,
+      `[default]\nendpoint_url = ${s3.endpoint}\nregion = ${s3.region}\naws_access_key_id = ${s3.accessKey}\naws_secret_access_key = ${s3.secretKey}\n`,
+    );
+    const { credentials } = await backupWith(
+      "endpoint",
+      bareEnv(home, { AWS_CONFIG_FILE: config, AWS_REGION: undefined }),
+      `s3://${bucket.bucket}/endpoint`,
+    );
     expect(credentials).toContain("profile default");
   });
 
@@ -93,7 +126,10 @@ describe("credential sources", () => {
     const home = tempDir("process-home");
     const script = join(home, "credentials.sh");
     const c = role;
-    writeFileSync(script, `#!/bin/sh\necho '${JSON.stringify({ Version: 1, AccessKeyId: c.accessKeyId, SecretAccessKey: c.secretAccessKey, SessionToken: c.sessionToken, Expiration: c.expiration.toISOString() })}'\n`);
+    writeFileSync(
+      script,
+      `#!/bin/sh\necho '${JSON.stringify({ Version: 1, AccessKeyId: c.accessKeyId, SecretAccessKey: c.secretAccessKey, SessionToken: c.sessionToken, Expiration: c.expiration.toISOString() })}'\n`,
+    );
     chmodSync(script, 0o700);
     mkdirSync(join(home, ".aws"));
     writeFileSync(join(home, ".aws", "config"), `[profile proc]\ncredential_process = ${script}\n`);
@@ -109,7 +145,12 @@ describe("credential sources", () => {
     writeFileSync(join(home, "token"), token);
     const { credentials } = await backupWith(
       "web",
-      bareEnv(home, { AWS_WEB_IDENTITY_TOKEN_FILE: join(home, "token"), AWS_ROLE_ARN: testRoleArn(), AWS_ROLE_SESSION_NAME: "vault", AWS_ENDPOINT_URL_STS: sts.url }),
+      bareEnv(home, {
+        AWS_WEB_IDENTITY_TOKEN_FILE: join(home, "token"),
+        AWS_ROLE_ARN: testRoleArn(),
+        AWS_ROLE_SESSION_NAME: "vault",
+        AWS_ENDPOINT_URL_STS: sts.url,
+      }),
     );
     expect(credentials).toContain("web identity");
     expect(sts.seen).toContain("POST AssumeRoleWithWebIdentity");
@@ -123,7 +164,10 @@ describe("credential sources", () => {
     const startUrl = "https://vault-test.awsapps.com/start";
     mkdirSync(join(home, ".aws", "sso", "cache"), { recursive: true });
     const cacheName = new Bun.CryptoHasher("sha1").update(startUrl).digest("hex");
-    writeFileSync(join(home, ".aws", "sso", "cache", `${cacheName}.json`), JSON.stringify({ startUrl, region: "us-east-1", accessToken, expiresAt: new Date(Date.now() + 3600_000).toISOString() }));
+    writeFileSync(
+      join(home, ".aws", "sso", "cache", `${cacheName}.json`),
+      JSON.stringify({ startUrl, region: "us-east-1", accessToken, expiresAt: new Date(Date.now() + 3600_000).toISOString() }),
+    );
     writeFileSync(
       join(home, ".aws", "config"),
       `[profile sso]\nsso_start_url = ${startUrl}\nsso_region = us-east-1\nsso_account_id = 123456789012\nsso_role_name = Backup\nservices = local\n\n[services local]\nsso =\n  endpoint_url = ${portal.url}\n`,
@@ -137,7 +181,10 @@ describe("credential sources", () => {
     const home = tempDir("anon-home");
     const dir = tempDir("anon");
     createBankDb(join(dir, "app.db"));
-    const r = await runCli(["backup", join(dir, "app.db"), "--repo", `s3://${bucket.bucket}/anon?endpoint=${encodeURIComponent(testS3().endpoint)}`], { env: bareEnv(home) });
+    const r = await runCli(
+      ["backup", join(dir, "app.db"), "--repo", `s3://${bucket.bucket}/anon?endpoint=${encodeURIComponent(testS3().endpoint)}`],
+      { env: bareEnv(home) },
+    );
     expect(r.exitCode).toBe(12);
     expect(r.stderr).toContain("no credentials were found");
   });
@@ -148,7 +195,10 @@ describe("credential sources", () => {
     writeFileSync(join(home, ".aws", "config"), `[profile broken]\ncredential_process = /bin/false\n`);
     const dir = tempDir("fail");
     createBankDb(join(dir, "app.db"));
-    const r = await runCli(["backup", join(dir, "app.db"), "--repo", `s3://${bucket.bucket}/fail?endpoint=${encodeURIComponent(testS3().endpoint)}`], { env: bareEnv(home, { AWS_PROFILE: "broken" }) });
+    const r = await runCli(
+      ["backup", join(dir, "app.db"), "--repo", `s3://${bucket.bucket}/fail?endpoint=${encodeURIComponent(testS3().endpoint)}`],
+      { env: bareEnv(home, { AWS_PROFILE: "broken" }) },
+    );
     expect(r.exitCode).toBe(12);
     expect(r.stderr).toContain("cannot get AWS credentials (profile broken)");
     expect(r.stderr.trim().split("\n").length).toBeLessThanOrEqual(2);

@@ -61,7 +61,8 @@ async function waitFor(what: string, condition: () => boolean, timeoutMs = 30_00
   }
 }
 
-const events = (lines: string[]) => lines.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as { event: string; [k: string]: unknown });
+const events = (lines: string[]) =>
+  lines.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as { event: string; [k: string]: unknown });
 
 describe("cron", () => {
   test("restore on start, then the app; scheduled backups; SIGTERM gives a final backup with the last write and the app's exit code", async () => {
@@ -80,13 +81,34 @@ describe("cron", () => {
     const config = join(dir, "sqlite-vault.yml");
     writeFileSync(
       config,
-      [`repo: "${repo}"`, 'schedule: "@every 1s"', "retention:", "  keep-last: 20", `healthcheck-url: "http://127.0.0.1:${pingServer.port}/hc"`, "databases:", "  - path: ./app.db"].join("\n"),
+      [
+        `repo: "${repo}"`,
+        'schedule: "@every 1s"',
+        "retention:",
+        "  keep-last: 20",
+        `healthcheck-url: "http://127.0.0.1:${pingServer.port}/hc"`,
+        "databases:",
+        "  - path: ./app.db",
+      ].join("\n"),
     );
     pings.length = 0;
     const port = 20000 + Math.floor(Math.random() * 20000);
-    const proc = spawnCli(["cron", "--config", config, "--restore-if-missing", "--exec", `${process.execPath} ${join(ROOT, "test", "helpers", "app.ts")} ${db}`, "--listen", `127.0.0.1:${port}`, "--json"], {
-      env: s3Env(),
-    });
+    const proc = spawnCli(
+      [
+        "cron",
+        "--config",
+        config,
+        "--restore-if-missing",
+        "--exec",
+        `${process.execPath} ${join(ROOT, "test", "helpers", "app.ts")} ${db}`,
+        "--listen",
+        `127.0.0.1:${port}`,
+        "--json",
+      ],
+      {
+        env: s3Env(),
+      },
+    );
     // --json: the events on stdout, one object a line, and the application's stdout on stderr
     const out: string[] = [];
     const app: string[] = [];
@@ -107,7 +129,10 @@ describe("cron", () => {
 
     const health = await fetch(`http://127.0.0.1:${port}/health`);
     expect(health.status).toBe(200);
-    const body = (await health.json()) as { ok: boolean; databases: { name: string; backupCount: number; restoredOnStartup: boolean; lastBackupAt: string; nextScheduledAt: string }[] };
+    const body = (await health.json()) as {
+      ok: boolean;
+      databases: { name: string; backupCount: number; restoredOnStartup: boolean; lastBackupAt: string; nextScheduledAt: string }[];
+    };
     expect(body.ok).toBe(true);
     expect(body.databases[0]).toMatchObject({ name: "app", restoredOnStartup: true });
     expect(body.databases[0]!.backupCount).toBeGreaterThanOrEqual(2);
@@ -157,7 +182,20 @@ describe("cron", () => {
     pings.length = 0;
     const port = 20000 + Math.floor(Math.random() * 20000);
     const proc = spawnCli(
-      ["cron", bad, "--repo", join(dir, "repo"), "--schedule", "@every 1s", "--listen", `127.0.0.1:${port}`, "--healthcheck-url", `http://127.0.0.1:${pingServer.port}/hc2`, "--shutdown-timeout", "5s"],
+      [
+        "cron",
+        bad,
+        "--repo",
+        join(dir, "repo"),
+        "--schedule",
+        "@every 1s",
+        "--listen",
+        `127.0.0.1:${port}`,
+        "--healthcheck-url",
+        `http://127.0.0.1:${pingServer.port}/hc2`,
+        "--shutdown-timeout",
+        "5s",
+      ],
       {},
     );
     const err: string[] = [];
@@ -175,7 +213,9 @@ describe("cron", () => {
     await reading;
     expect(err.some((l) => l.includes("stopped") && l.includes("broken"))).toBe(true);
 
-    const unreachable = await runCli(["cron", bad, "--repo", "s3://some-bucket/x?endpoint=http://127.0.0.1:9", "--retries", "0"], { env: s3Env() });
+    const unreachable = await runCli(["cron", bad, "--repo", "s3://some-bucket/x?endpoint=http://127.0.0.1:9", "--retries", "0"], {
+      env: s3Env(),
+    });
     expect(unreachable.exitCode).toBe(10);
     expect(unreachable.stderr).toContain("not usable at startup");
   });
@@ -195,7 +235,9 @@ describe("cron", () => {
     const r = await runCli(["cron", db, "--repo", repo, "--restore-if-missing", "--exec", `touch ${marker}`]);
     expect(r.exitCode).toBe(4);
     expect(r.stderr).toContain("startup restore of app failed");
-    expect(r.stderr).toContain(`Try: restore the newest sound backup by hand (sqlite-vault restore ${db} --fallback), then start cron again`);
+    expect(r.stderr).toContain(
+      `Try: restore the newest sound backup by hand (sqlite-vault restore ${db} --fallback), then start cron again`,
+    );
     expect(r.stderr).not.toContain("pass --fallback");
     expect(existsSync(marker)).toBe(false);
     expect(existsSync(db)).toBe(false);
@@ -243,8 +285,13 @@ describe("cron", () => {
     expect(flag.code).toBe(137); // the application's status: killed by SIGKILL, as a shell reports it
     expect(flag.seconds).toBeGreaterThan(0.9);
     expect(flag.seconds).toBeLessThan(15);
-    expect(flag.events.map((e) => e.event)).toEqual(expect.arrayContaining(["signal-forwarded", "exec-killed", "exec-exited", "backup-done", "stopped"]));
-    expect(flag.events.find((e) => e.event === "exec-killed")).toMatchObject({ signal: "SIGKILL", reason: "still running 1s after SIGTERM" });
+    expect(flag.events.map((e) => e.event)).toEqual(
+      expect.arrayContaining(["signal-forwarded", "exec-killed", "exec-exited", "backup-done", "stopped"]),
+    );
+    expect(flag.events.find((e) => e.event === "exec-killed")).toMatchObject({
+      signal: "SIGKILL",
+      reason: "still running 1s after SIGTERM",
+    });
     expect(flag.events.find((e) => e.event === "stopped")).toMatchObject({ backedUp: ["app"], notBackedUp: [] });
     const names = flag.events.map((e) => e.event);
     expect(names.indexOf("exec-killed")).toBeLessThan(names.lastIndexOf("backup-done"));
@@ -280,7 +327,9 @@ describe("cron", () => {
     expect(r.stderr).toContain(" restored ");
     expect(r.stderr).toContain(" backup-done ");
     const list = JSON.parse((await runCli(["list", "--repo", repo, "--json"])).stdout);
-    const sources = list.backups.map((b: { id: string }) => JSON.parse(readFileSync(join(repo, "app", `${b.id}.json`), "utf8")).source.path);
+    const sources = list.backups.map(
+      (b: { id: string }) => JSON.parse(readFileSync(join(repo, "app", `${b.id}.json`), "utf8")).source.path,
+    );
     expect(sources).toEqual([after, before]);
   });
 
@@ -362,7 +411,16 @@ describe("one-shot observability", () => {
     createBankDb(db);
     pings.length = 0;
     const metricsFile = join(dir, "vault.prom");
-    const ok = await runCli(["backup", db, "--repo", join(dir, "repo"), "--healthcheck-url", `http://127.0.0.1:${pingServer.port}/one`, "--metrics-file", metricsFile]);
+    const ok = await runCli([
+      "backup",
+      db,
+      "--repo",
+      join(dir, "repo"),
+      "--healthcheck-url",
+      `http://127.0.0.1:${pingServer.port}/one`,
+      "--metrics-file",
+      metricsFile,
+    ]);
     expect(ok.exitCode).toBe(0);
     expect(pings.map((p) => p.split(" ")[1])).toEqual(["/one/start", "/one"]);
     const text = await Bun.file(metricsFile).text();
@@ -370,7 +428,14 @@ describe("one-shot observability", () => {
     expect(text).toMatch(/sqlite_vault_last_backup_size_bytes\{database="app"\} \d+/);
 
     pings.length = 0;
-    const failed = await runCli(["backup", join(dir, "missing.db"), "--repo", join(dir, "repo"), "--healthcheck-url", `http://127.0.0.1:${pingServer.port}/one`]);
+    const failed = await runCli([
+      "backup",
+      join(dir, "missing.db"),
+      "--repo",
+      join(dir, "repo"),
+      "--healthcheck-url",
+      `http://127.0.0.1:${pingServer.port}/one`,
+    ]);
     expect(failed.exitCode).toBe(1);
     expect(pings.map((p) => p.split(" ")[1])).toEqual(["/one/start", "/one/fail"]);
     expect(pings[1]).toContain("does not exist");
@@ -386,7 +451,10 @@ describe("one-shot observability", () => {
     const db = join(dir, "app.db");
     createBankDb(db);
     const repo = join(dir, "repo");
-    expect((await runCli(["backup", db, "--repo", repo], { env: { SQLITE_VAULT_NOW: new Date(Date.now() - 3 * 3600_000).toISOString() } })).exitCode).toBe(0);
+    expect(
+      (await runCli(["backup", db, "--repo", repo], { env: { SQLITE_VAULT_NOW: new Date(Date.now() - 3 * 3600_000).toISOString() } }))
+        .exitCode,
+    ).toBe(0);
     const fresh = await runCli(["status", db, "--repo", repo, "--max-age", "4h"]);
     expect(fresh.exitCode).toBe(0);
     expect(fresh.stdout).toContain("app: newest backup");

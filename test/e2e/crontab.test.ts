@@ -18,7 +18,8 @@ const lines = (text: string) => text.split("\n").filter((l) => l.trim() !== "");
 
 for (const backend of ["local", "s3"] as const) {
   describe(`the crontab line (${backend})`, () => {
-    const repo = () => (backend === "local" ? join(tempDir("crontab-repo"), "repo") : s3RepoUrl(bucket.bucket, `line-${Math.random().toString(36).slice(2)}`));
+    const repo = () =>
+      backend === "local" ? join(tempDir("crontab-repo"), "repo") : s3RepoUrl(bucket.bucket, `line-${Math.random().toString(36).slice(2)}`);
     const env = () => (backend === "local" ? {} : s3Env());
 
     test("with -q a successful backup and prune print nothing at all", async () => {
@@ -71,7 +72,9 @@ describe("a failing crontab line", () => {
     const dir = tempDir("crontab-fail");
     const db = join(dir, "app.db");
     createBankDb(db);
-    const r = await runCli(["backup", db, "--repo", `s3://${bucket.bucket}/x?endpoint=http://127.0.0.1:9`, "--retries", "2", "-q"], { env: s3Env() });
+    const r = await runCli(["backup", db, "--repo", `s3://${bucket.bucket}/x?endpoint=http://127.0.0.1:9`, "--retries", "2", "-q"], {
+      env: s3Env(),
+    });
     expect(r.exitCode).toBe(10);
     expect(r.stdout).toBe("");
     const err = lines(r.stderr);

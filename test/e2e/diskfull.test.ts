@@ -74,8 +74,13 @@ describe("disk full", () => {
     const at = lines.findIndex((l) => l.startsWith("sqlite-vault: "));
     const [error, hint, ...rest] = lines.slice(at);
     expect(rest).toEqual([]);
-    const needed = JSON.parse((await runCli(["list", "--name", "app", "--repo", repo, "--json"])).stdout).backups[0].databaseBytes as number;
-    expect(error).toMatch(new RegExp(`^sqlite-vault: no space left on device in ${small} to restore app: it needs (\\d+\\.\\d) MiB, (\\d+\\.\\d) MiB free; nothing was left half-written$`));
+    const needed = JSON.parse((await runCli(["list", "--name", "app", "--repo", repo, "--json"])).stdout).backups[0]
+      .databaseBytes as number;
+    expect(error).toMatch(
+      new RegExp(
+        `^sqlite-vault: no space left on device in ${small} to restore app: it needs (\\d+\\.\\d) MiB, (\\d+\\.\\d) MiB free; nothing was left half-written$`,
+      ),
+    );
     const [, need, free] = /needs (\S+) MiB, (\S+) MiB free/.exec(error!)!;
     expect(Number(need)).toBeCloseTo(needed / 2 ** 20, 1);
     expect(Number(free)).toBeGreaterThan(3); // the 4 MiB file system, empty but for a byte
@@ -91,14 +96,32 @@ describe("disk full", () => {
   test("verify and cron's startup restore on a full disk say so with their own flags", async () => {
     const verify = await runCli(["verify", "--name", "app", "--repo", repo, "--tmp-dir", small]);
     expect(verify.exitCode).toBe(1);
-    expect(verify.stderr).toMatch(new RegExp(`sqlite-vault: no space left on device in ${small} to verify app \\S+: it needs \\d+\\.\\d MiB, \\d\\.\\d MiB free`));
-    expect(verify.stderr).toContain("Try: free some space there, or check in a larger directory with --tmp-dir DIR (or one backup at a time: --concurrency 1)\n");
+    expect(verify.stderr).toMatch(
+      new RegExp(`sqlite-vault: no space left on device in ${small} to verify app \\S+: it needs \\d+\\.\\d MiB, \\d\\.\\d MiB free`),
+    );
+    expect(verify.stderr).toContain(
+      "Try: free some space there, or check in a larger directory with --tmp-dir DIR (or one backup at a time: --concurrency 1)\n",
+    );
     expect(readdirSync(small)).toEqual(["occupant"]);
 
     const marker = join(dir, "started");
-    const cron = await runCli(["cron", join(small, "app.db"), "--name", "app", "--repo", repo, "--restore-if-missing", "--exec", `touch ${marker}`]);
+    const cron = await runCli([
+      "cron",
+      join(small, "app.db"),
+      "--name",
+      "app",
+      "--repo",
+      repo,
+      "--restore-if-missing",
+      "--exec",
+      `touch ${marker}`,
+    ]);
     expect(cron.exitCode).toBe(1);
-    expect(cron.stderr).toMatch(new RegExp(`sqlite-vault: startup restore of app failed: no space left on device in ${small} to restore app: it needs \\d+\\.\\d MiB, \\d\\.\\d MiB free`));
+    expect(cron.stderr).toMatch(
+      new RegExp(
+        `sqlite-vault: startup restore of app failed: no space left on device in ${small} to restore app: it needs \\d+\\.\\d MiB, \\d\\.\\d MiB free`,
+      ),
+    );
     expect(cron.stderr).toContain("Try: free some space there, then start cron again\n");
     expect(cron.stderr).not.toContain("--output");
     expect(existsSync(marker)).toBe(false);

@@ -47,7 +47,9 @@ describe("doctor", () => {
   });
 
   test("a wrong secret fails the credentials check with a fix, exit 12", async () => {
-    const r = await runCli(["doctor", "--repo", s3RepoUrl(bucket.bucket, "auth")], { env: s3Env({ AWS_SECRET_ACCESS_KEY: "not-the-secret-1234" }) });
+    const r = await runCli(["doctor", "--repo", s3RepoUrl(bucket.bucket, "auth")], {
+      env: s3Env({ AWS_SECRET_ACCESS_KEY: "not-the-secret-1234" }),
+    });
     expect(r.exitCode).toBe(12);
     expect(r.stdout).toContain("FAIL credentials accepted");
     expect(r.stdout).toContain("fix: check the access key and secret");

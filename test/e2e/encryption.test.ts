@@ -51,7 +51,9 @@ function scratch(label: string): { dir: string; db: string; repo: string } {
 }
 
 function secretOf(path: string): string {
-  return readFileSync(path, "utf8").split("\n").find((l) => l.startsWith("AGE-SECRET-KEY-"))!;
+  return readFileSync(path, "utf8")
+    .split("\n")
+    .find((l) => l.startsWith("AGE-SECRET-KEY-"))!;
 }
 
 const backends: [string, () => TestRepo][] = [
@@ -101,7 +103,9 @@ for (const [label, make] of backends) {
       expect(JSON.parse(blind.stdout).results[0]).toMatchObject({ result: "pass", checked: "stored-bytes" });
       const said = await runCli(["verify", "--repo", repo.url], { env: repo.env });
       expect(said.stdout).toContain("ok (stored bytes only)");
-      expect(said.stdout).toContain("1 passed, 0 failed (integrity_check; 1 of them encrypted and checked by their stored bytes only, for want of a key)");
+      expect(said.stdout).toContain(
+        "1 passed, 0 failed (integrity_check; 1 of them encrypted and checked by their stored bytes only, for want of a key)",
+      );
       expect(said.stderr).toContain("only the stored bytes' SHA-256 was checked, not the database itself");
 
       const list = await runCli(["list", "--repo", repo.url], { env: repo.env });
@@ -112,7 +116,9 @@ for (const [label, make] of backends) {
       const repo = make();
       const db = join(repo.dir, "app.db");
       createBankDb(db, { fillerRows: 200 });
-      const b = await runCli(["backup", db, "--repo", repo.url, "--compression", "zstd"], { env: { ...repo.env, SQLITE_VAULT_PASSPHRASE: PASSPHRASE } });
+      const b = await runCli(["backup", db, "--repo", repo.url, "--compression", "zstd"], {
+        env: { ...repo.env, SQLITE_VAULT_PASSPHRASE: PASSPHRASE },
+      });
       expect(b.exitCode).toBe(0);
       const file = join(repo.dir, "pass.txt");
       writeFileSync(file, `${PASSPHRASE}\n`, { mode: 0o600 });
@@ -123,7 +129,9 @@ for (const [label, make] of backends) {
       const flag = await runCli(["verify", "--repo", repo.url, "--passphrase", PASSPHRASE], { env: repo.env });
       expect(flag.exitCode).toBe(0);
       expect(flag.stderr).toContain("visible in the process list");
-      const wrong = await runCli(["restore", "--name", "app", "-o", join(repo.dir, "w.db"), "--repo", repo.url], { env: { ...repo.env, SQLITE_VAULT_PASSPHRASE: "not the passphrase" } });
+      const wrong = await runCli(["restore", "--name", "app", "-o", join(repo.dir, "w.db"), "--repo", repo.url], {
+        env: { ...repo.env, SQLITE_VAULT_PASSPHRASE: "not the passphrase" },
+      });
       expect(wrong.exitCode).toBe(12);
       expect(existsSync(join(repo.dir, "w.db"))).toBe(false);
     });
@@ -232,7 +240,12 @@ describe("keys asked for but not usable", () => {
       expect(r.exitCode, `${what}: ${r.stderr}`).toBe(2);
       expect(r.stderr, what).toStartWith("sqlite-vault: ");
     }
-    for (const body of ["encryption:\n  recipients: []", "encryption: {}", "encryption:\n  recipients: [\"${UNSET_RECIPIENT:-}\"]", "encryption:\n  recipients-file: \"\""]) {
+    for (const body of [
+      "encryption:\n  recipients: []",
+      "encryption: {}",
+      'encryption:\n  recipients: ["${UNSET_RECIPIENT:-}"]',
+      'encryption:\n  recipients-file: ""',
+    ]) {
       const r = await runCli(["backup", "--config", config(body)]);
       expect(r.exitCode, `${body}: ${r.stderr}`).toBe(2);
     }
@@ -250,7 +263,13 @@ describe("keys asked for but not usable", () => {
     expect((await runCli(["backup", db, "--repo", repo, "--recipient", recipient])).exitCode).toBe(0);
     const secret = secretOf(identity);
     const typo = `${secret.slice(0, 40)}${secret.slice(40).replace(/[A-Z0-9]/, (c) => (c === "Q" ? "P" : "Q"))}`;
-    const files = { typo: join(dir, "typo.txt"), cut: join(dir, "cut.txt"), garbage: join(dir, "garbage.txt"), lower: join(dir, "lower.txt"), recipients: join(dir, "public.txt") };
+    const files = {
+      typo: join(dir, "typo.txt"),
+      cut: join(dir, "cut.txt"),
+      garbage: join(dir, "garbage.txt"),
+      lower: join(dir, "lower.txt"),
+      recipients: join(dir, "public.txt"),
+    };
     writeFileSync(files.typo, `# created: today\n${typo}\n`);
     writeFileSync(files.cut, `${secret.slice(0, 50)}\n`);
     writeFileSync(files.garbage, "garbage\n");
@@ -299,7 +318,19 @@ describe("keys asked for but not usable", () => {
     const newestId = JSON.parse(newest.stdout).id;
     const output = join(repo, "..", "fallback.db");
     expect((await runCli(["restore", "--name", "app", "-o", output, "--repo", repo, "--identity", identity])).exitCode).toBe(12);
-    const fellBack = await runCli(["restore", "--name", "app", "-o", output, "--repo", repo, "--identity", identity, "--fallback", "--json"]);
+    const fellBack = await runCli([
+      "restore",
+      "--name",
+      "app",
+      "-o",
+      output,
+      "--repo",
+      repo,
+      "--identity",
+      identity,
+      "--fallback",
+      "--json",
+    ]);
     expect(fellBack.exitCode, fellBack.stderr).toBe(0);
     const restored = JSON.parse(fellBack.stdout);
     expect(restored.id).toBe(ids[0]);
@@ -311,8 +342,12 @@ describe("keys asked for but not usable", () => {
     const newKeys = join(dir, "new.txt");
     writeFileSync(newKeys, `${recipient}\n`);
     const runs = [
-      await runCli(["backup", db, "--repo", repo, "--recipients-file", newKeys, "--json"], { env: { SQLITE_VAULT_RECIPIENTS: otherRecipient } }),
-      await runCli(["backup", db, "--repo", repo, "--recipient", recipient, "--json"], { env: { SQLITE_VAULT_RECIPIENTS_FILE: join(keys, "does-not-matter.txt"), SQLITE_VAULT_PASSPHRASE: PASSPHRASE } }),
+      await runCli(["backup", db, "--repo", repo, "--recipients-file", newKeys, "--json"], {
+        env: { SQLITE_VAULT_RECIPIENTS: otherRecipient },
+      }),
+      await runCli(["backup", db, "--repo", repo, "--recipient", recipient, "--json"], {
+        env: { SQLITE_VAULT_RECIPIENTS_FILE: join(keys, "does-not-matter.txt"), SQLITE_VAULT_PASSPHRASE: PASSPHRASE },
+      }),
     ];
     for (const run of runs) {
       expect(run.exitCode, run.stderr).toBe(0);
@@ -325,7 +360,10 @@ describe("keys asked for but not usable", () => {
     writeFileSync(join(cfgDir, "recipients.txt"), `${recipient}\n`);
     writeFileSync(join(cfgDir, "id.txt"), readFileSync(identity));
     chmodSync(join(cfgDir, "id.txt"), 0o600);
-    writeFileSync(join(cfgDir, "vault.yml"), `repo: ${join(dir, "repo2")}\nencryption:\n  recipients-file: recipients.txt\n  identity-files: [id.txt]\ndatabases:\n  - path: ../app.db\n`);
+    writeFileSync(
+      join(cfgDir, "vault.yml"),
+      `repo: ${join(dir, "repo2")}\nencryption:\n  recipients-file: recipients.txt\n  identity-files: [id.txt]\ndatabases:\n  - path: ../app.db\n`,
+    );
     const backup = await runCli(["backup", "--config", join(cfgDir, "vault.yml")], { cwd: "/" });
     expect(backup.exitCode, backup.stderr).toBe(0);
     const verify = await runCli(["verify", "--config", join(cfgDir, "vault.yml"), "--json"], { cwd: "/" });
@@ -340,9 +378,12 @@ describe("an encrypted backup name never turns plaintext without being told", ()
       const repo = make();
       createBankDb(repo.db);
       const env = repo.env;
-      const backup = async (args: string[], extra: Record<string, string> = {}) => runCli(["backup", repo.db, "--repo", repo.url, "--json", ...args], { env: { ...env, ...extra } });
-      const count = async () => JSON.parse((await runCli(["list", "--name", "app", "--repo", repo.url, "--json"], { env })).stdout).backups.length;
-      const recipientsOf = async (stdout: string) => (await readBackupManifest(repo.storage, "app", JSON.parse(stdout).id)).stored.encryption;
+      const backup = async (args: string[], extra: Record<string, string> = {}) =>
+        runCli(["backup", repo.db, "--repo", repo.url, "--json", ...args], { env: { ...env, ...extra } });
+      const count = async () =>
+        JSON.parse((await runCli(["list", "--name", "app", "--repo", repo.url, "--json"], { env })).stdout).backups.length;
+      const recipientsOf = async (stdout: string) =>
+        (await readBackupManifest(repo.storage, "app", JSON.parse(stdout).id)).stored.encryption;
 
       // A first backup may be plaintext: nothing says otherwise.
       expect((await backup([])).exitCode).toBe(0);
@@ -354,7 +395,10 @@ describe("an encrypted backup name never turns plaintext without being told", ()
       expect(JSON.parse(lost.stderr).error.hint).toContain("--no-encryption");
       expect(await count()).toBe(2);
       // The machine that restored with an identity encrypts to that identity's public key.
-      for (const [args, extra] of [[["--identity", identity], {}], [[], { SQLITE_VAULT_IDENTITY_FILE: identity }]] as [string[], Record<string, string>][]) {
+      for (const [args, extra] of [
+        [["--identity", identity], {}],
+        [[], { SQLITE_VAULT_IDENTITY_FILE: identity }],
+      ] as [string[], Record<string, string>][]) {
         const r = await backup(args, extra);
         expect(r.exitCode, r.stderr).toBe(0);
         expect(await recipientsOf(r.stdout)).toEqual({ method: "age", mode: "recipients", recipients: [recipient] });
@@ -367,7 +411,10 @@ describe("an encrypted backup name never turns plaintext without being told", ()
       expect(both.exitCode).toBe(2);
       expect((await backup([], { SQLITE_VAULT_ENCRYPTION: "maybe" })).exitCode).toBe(2);
       const before = await count();
-      for (const [args, extra] of [[["--no-encryption"], {}], [[], { SQLITE_VAULT_ENCRYPTION: "false" }]] as [string[], Record<string, string>][]) {
+      for (const [args, extra] of [
+        [["--no-encryption"], {}],
+        [[], { SQLITE_VAULT_ENCRYPTION: "false" }],
+      ] as [string[], Record<string, string>][]) {
         expect((await backup(["--recipient", recipient])).exitCode).toBe(0);
         const r = await backup(args, extra);
         expect(r.exitCode, r.stderr).toBe(0);
@@ -412,7 +459,19 @@ describe("an encrypted backup name never turns plaintext without being told", ()
     // A new machine that restores with the identity keeps backing up encrypted, to it.
     mkdirSync(join(dir, "new"));
     const moved = join(dir, "new", "app.db");
-    const restored = await runCli(["cron", moved, "--name", "app", "--repo", repo, "--restore-if-missing", "--identity", identity, "--exec", "true"]);
+    const restored = await runCli([
+      "cron",
+      moved,
+      "--name",
+      "app",
+      "--repo",
+      repo,
+      "--restore-if-missing",
+      "--identity",
+      identity,
+      "--exec",
+      "true",
+    ]);
     expect(restored.exitCode, restored.stderr).toBe(0);
     const newest = JSON.parse((await runCli(["list", "--repo", repo, "--json"])).stdout).backups[0];
     expect((await readBackupManifest(openStorage(repo), "app", newest.id)).stored.encryption?.recipients).toEqual([recipient]);

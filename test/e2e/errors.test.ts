@@ -17,7 +17,12 @@ const bucket = useTestBucket("e2e-err");
 /** Progress lines may come first; the run ends with one error line, maybe one "Try:" line, no stack trace. */
 function expectCleanError(stderr: string, message: string | RegExp): void {
   const all = stderr.trimEnd().split("\n");
-  const lines = all.slice(Math.max(0, all.findIndex((l) => l.startsWith("sqlite-vault: "))));
+  const lines = all.slice(
+    Math.max(
+      0,
+      all.findIndex((l) => l.startsWith("sqlite-vault: ")),
+    ),
+  );
   expect(all.slice(0, all.length - lines.length).every((l) => /^\[(info|warn)\]/.test(l))).toBe(true);
   expect(lines.length).toBeLessThanOrEqual(2);
   expect(lines[0]).toStartWith("sqlite-vault: ");
@@ -62,7 +67,8 @@ describe("exit codes", () => {
       createBankDb(path, { journalMode, fillerRows: 2000 });
       const bytes = readFileSync(path);
       const pageSize = bytes.readUInt16BE(16);
-      for (const page of [5, 9, 13]) for (let i = (page - 1) * pageSize + 8; i < (page - 1) * pageSize + 64; i++) bytes[i] = (i * 31) & 0xff;
+      for (const page of [5, 9, 13])
+        for (let i = (page - 1) * pageSize + 8; i < (page - 1) * pageSize + 64; i++) bytes[i] = (i * 31) & 0xff;
       writeFileSync(path, bytes);
       return path;
     };
@@ -72,9 +78,13 @@ describe("exit codes", () => {
       const ways: [string[], Record<string, string>, string | undefined][] = [
         [["--check"], {}, undefined],
         [[], { SQLITE_VAULT_CHECK: "1" }, undefined],
-        [["--config", join(dir, "check.yml")], {}, `repo: ${repo}
+        [
+          ["--config", join(dir, "check.yml")],
+          {},
+          `repo: ${repo}
 check: true
-`],
+`,
+        ],
       ];
       for (const [flags, env, config] of ways) {
         if (config) writeFileSync(join(dir, "check.yml"), config);
@@ -168,7 +178,10 @@ check: true
     const data = join(dir, "data");
     mkdirSync(data);
     writeFileSync(join(data, "keep.txt"), "keep");
-    for (const [target, kind] of [[data, "a directory"], ["/dev/null", "a special file"]] as const)
+    for (const [target, kind] of [
+      [data, "a directory"],
+      ["/dev/null", "a special file"],
+    ] as const)
       for (const force of [[], ["--force"]]) {
         const r = await runCli(["restore", "--name", "app", "--output", target, ...force, "--repo", repo]);
         expect(r.exitCode).toBe(1);
@@ -209,7 +222,14 @@ check: true
   });
 
   test("usage errors: exit 2", async () => {
-    for (const args of [["backup"], ["backup", "x.db", "--forse"], ["restore"], ["restore", "x.db", "--latest", "--id", "y"], ["frobnicate"], ["backup", "x.db", "--compression", "lz4"]]) {
+    for (const args of [
+      ["backup"],
+      ["backup", "x.db", "--forse"],
+      ["restore"],
+      ["restore", "x.db", "--latest", "--id", "y"],
+      ["frobnicate"],
+      ["backup", "x.db", "--compression", "lz4"],
+    ]) {
       const r = await runCli(args);
       expect(r.exitCode).toBe(2);
       expect(r.stderr).toStartWith("sqlite-vault: ");
@@ -277,7 +297,11 @@ describe("corrupt stored object", () => {
 });
 
 describe("interruption and locking", () => {
-  for (const [backend, signal] of [["local", "SIGINT"], ["S3", "SIGINT"], ["local", "SIGTERM"]] as const) {
+  for (const [backend, signal] of [
+    ["local", "SIGINT"],
+    ["S3", "SIGINT"],
+    ["local", "SIGTERM"],
+  ] as const) {
     test(`${backend}: ${signal} during backup exits 130, removes the temp files and lists nothing`, async () => {
       const dir = tempDir(`err-sigint-${backend}`);
       const db = join(dir, "big.db");
@@ -321,7 +345,7 @@ describe("interruption and locking", () => {
     expect(after.exitCode).toBe(0);
   });
 
-  test("a WAL database whose -shm this user cannot create gets one line saying so, not SQLite's \"readonly database\"", async () => {
+  test('a WAL database whose -shm this user cannot create gets one line saying so, not SQLite\'s "readonly database"', async () => {
     // A backup user with read access only: the database's directory is not writable, and the
     // application is not running (no -wal, no -shm). Root writes anywhere, so root runs it as nobody.
     const dir = tempDir("err-rowal");
@@ -340,11 +364,19 @@ describe("interruption and locking", () => {
       chmodSync(writable, 0o1777);
     }
     const asOther = process.getuid!() === 0 ? ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] : [];
-    const proc = Bun.spawn([...asOther, ensureBinary(), "backup", db, "--repo", repo], { cwd: dir, env: { ...process.env, HOME: dir, TMPDIR: tmp }, stdout: "pipe", stderr: "pipe" });
+    const proc = Bun.spawn([...asOther, ensureBinary(), "backup", db, "--repo", repo], {
+      cwd: dir,
+      env: { ...process.env, HOME: dir, TMPDIR: tmp },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     const [stderr, exitCode] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
     chmodSync(dbDir, 0o755);
     expect(exitCode).toBe(1);
-    expectCleanError(stderr, `cannot snapshot ${db}: it is in WAL mode, and reading it takes its -shm file, which does not exist and which this user cannot create in ${dbDir}`);
+    expectCleanError(
+      stderr,
+      `cannot snapshot ${db}: it is in WAL mode, and reading it takes its -shm file, which does not exist and which this user cannot create in ${dbDir}`,
+    );
   });
 
   test("a hot journal (a writer killed mid-transaction) is reported in one line, and left for a writer to roll back", async () => {
@@ -352,14 +384,18 @@ describe("interruption and locking", () => {
     const db = join(dir, "app.db");
     const repo = join(dir, "repo");
     // A rollback-journal database whose writer dies with a big transaction half written.
-    const writer = Bun.spawnSync([process.execPath, "-e", `
+    const writer = Bun.spawnSync([
+      process.execPath,
+      "-e",
+      `
       const { Database } = require("bun:sqlite");
       const db = new Database(${JSON.stringify(db)});
       db.run("PRAGMA journal_mode = DELETE"); db.run("PRAGMA cache_size = 10");
       db.run("CREATE TABLE t (a BLOB)");
       db.transaction(() => { for (let i = 0; i < 3000; i++) db.run("INSERT INTO t VALUES (randomblob(500))"); })();
       db.run("BEGIN"); db.run("UPDATE t SET a = randomblob(500)");
-      process.kill(process.pid, "SIGKILL");`]);
+      process.kill(process.pid, "SIGKILL");`,
+    ]);
     expect(writer.signalCode).toBe("SIGKILL");
     expect(statSync(`${db}-journal`).size).toBeGreaterThan(0);
     const before = [readFileSync(db), readFileSync(`${db}-journal`)];

@@ -57,7 +57,16 @@ describe("transient faults", () => {
     const tmp = tmpDir("t1");
     const backup = await runCli(["backup", db, "--repo", repo("transient"), "--tmp-dir", tmp, "--verbose", ...TUNING], { env: s3Env() });
     if (backup.exitCode !== 0) throw new Error(`backup failed: ${backup.stderr} (faults: ${proxy.injected.join("; ")})`);
-    expect(proxy.injected.map((f) => f.split(" ")[0])).toEqual(["status", "refuse", "reset-request", "delay", "status", "status", "error-200", "down"]);
+    expect(proxy.injected.map((f) => f.split(" ")[0])).toEqual([
+      "status",
+      "refuse",
+      "reset-request",
+      "delay",
+      "status",
+      "status",
+      "error-200",
+      "down",
+    ]);
     expect(backup.stderr).toContain("retrying");
     expect(readdirSync(tmp)).toEqual([]);
     expect(await listUploads(bucket.bucket)).toEqual([]);
@@ -72,7 +81,9 @@ describe("transient faults", () => {
     proxy.add({ method: "GET", match: on.object(".json"), fault: { kind: "status", status: 503 } });
     proxy.add({ method: "GET", match: on.list, fault: { kind: "delay", delayMs: 3000 } });
     const out = join(dir, "restored.db");
-    const restore = await runCli(["restore", "--name", "big", "-o", out, "--repo", repo("transient"), "--verbose", ...TUNING], { env: s3Env() });
+    const restore = await runCli(["restore", "--name", "big", "-o", out, "--repo", repo("transient"), "--verbose", ...TUNING], {
+      env: s3Env(),
+    });
     expect(restore.exitCode).toBe(0);
     expect(restore.stdout).toContain(`restored big ${id}`);
     expect(proxy.injected).toHaveLength(4);
@@ -88,7 +99,12 @@ describe("persistent faults", () => {
     const tmp = tmpDir("t2");
     const r = await runCli(["backup", db, "--repo", repo("persistent"), "--tmp-dir", tmp, ...TUNING], { env: s3Env() });
     expect(r.exitCode).toBe(10);
-    expect(r.stderr.trimEnd().split("\n").filter((l) => l.startsWith("sqlite-vault:"))).toHaveLength(1);
+    expect(
+      r.stderr
+        .trimEnd()
+        .split("\n")
+        .filter((l) => l.startsWith("sqlite-vault:")),
+    ).toHaveLength(1);
     expect(readdirSync(tmp)).toEqual([]);
     expect(await listUploads(bucket.bucket)).toEqual([]);
     proxy.clear();
@@ -116,14 +132,22 @@ describe("persistent faults", () => {
       const target = join(tmpDir(`cron-startup-${signal}`), "big.db");
       const marker = `${target}.started`;
       proxy.add({ method: "GET", match: on.object(".sqlite.gz"), fault: { kind: "delay", delayMs: 20_000 } });
-      const proc = spawnCli(["cron", target, "--name", "big", "--repo", repo(prefix), "--restore-if-missing", "--timeout", "60s", "--exec", `touch ${marker}`], { env: s3Env() });
+      const proc = spawnCli(
+        ["cron", target, "--name", "big", "--repo", repo(prefix), "--restore-if-missing", "--timeout", "60s", "--exec", `touch ${marker}`],
+        { env: s3Env() },
+      );
       const deadline = Date.now() + 20_000;
       while (proxy.injected.length === 0 && Date.now() < deadline) await Bun.sleep(20);
       expect(proxy.injected).toHaveLength(1); // the download is being held
       proc.kill(signal);
       const [code, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
       expect(code).toBe(130);
-      expect(stderr.trimEnd().split("\n").filter((l) => l.startsWith("sqlite-vault: "))).toEqual([`sqlite-vault: interrupted by ${signal}; nothing was left half-written`]);
+      expect(
+        stderr
+          .trimEnd()
+          .split("\n")
+          .filter((l) => l.startsWith("sqlite-vault: ")),
+      ).toEqual([`sqlite-vault: interrupted by ${signal}; nothing was left half-written`]);
       expect(existsSync(target)).toBe(false);
       expect(existsSync(marker)).toBe(false);
       expect(readdirSync(join(target, "..")).filter((f) => f !== "big.db")).toEqual([]);
@@ -160,9 +184,25 @@ describe("answers that are not what was asked for", () => {
   test("a listing that repeats every entry: prune --keep-last 3 keeps 3 of 5 backups", async () => {
     proxy.clear();
     for (let day = 1; day <= 5; day++)
-      expect((await runCli(["backup", small, "--repo", repo("dup"), ...QUICK], { env: s3Env({ SQLITE_VAULT_NOW: `2026-01-0${day}T00:00:00Z` }) })).exitCode).toBe(0);
-    proxy.add({ method: "GET", match: on.list, times: Infinity, fault: { kind: "rewrite", rewrite: ({ status, body }) => ({ status, body: body.replace(/<Contents>[\s\S]*?<\/Contents>/g, (entry) => entry + entry) }) } });
-    const prune = await runCli(["prune", "--repo", repo("dup"), "--keep-last", "3", "--json", ...QUICK], { env: s3Env({ SQLITE_VAULT_NOW: "2026-01-06T00:00:00Z" }) });
+      expect(
+        (
+          await runCli(["backup", small, "--repo", repo("dup"), ...QUICK], {
+            env: s3Env({ SQLITE_VAULT_NOW: `2026-01-0${day}T00:00:00Z` }),
+          })
+        ).exitCode,
+      ).toBe(0);
+    proxy.add({
+      method: "GET",
+      match: on.list,
+      times: Infinity,
+      fault: {
+        kind: "rewrite",
+        rewrite: ({ status, body }) => ({ status, body: body.replace(/<Contents>[\s\S]*?<\/Contents>/g, (entry) => entry + entry) }),
+      },
+    });
+    const prune = await runCli(["prune", "--repo", repo("dup"), "--keep-last", "3", "--json", ...QUICK], {
+      env: s3Env({ SQLITE_VAULT_NOW: "2026-01-06T00:00:00Z" }),
+    });
     expect(proxy.injected.length).toBeGreaterThan(0);
     proxy.clear();
     expect(prune.exitCode).toBe(0);
@@ -179,12 +219,22 @@ describe("answers that are not what was asked for", () => {
       expect((await runCli(["backup", small, "--repo", repo("not-a-listing"), ...QUICK], { env: s3Env() })).exitCode).toBe(0);
       proxy.add({ method: "GET", match: on.list, times: Infinity, fault });
       const target = join(tmpDir(`not-a-listing-${what.length}`), "small.db");
-      const restore = await runCli(["restore", target, "--name", "small", "--if-missing", "--repo", repo("not-a-listing"), ...QUICK], { env: s3Env() });
+      const restore = await runCli(["restore", target, "--name", "small", "--if-missing", "--repo", repo("not-a-listing"), ...QUICK], {
+        env: s3Env(),
+      });
       expect(restore.exitCode).toBe(10);
       expect(restore.stderr).not.toContain("no backups");
-      expect(restore.stderr.trimEnd().split("\n").filter((l) => l.startsWith("sqlite-vault:"))).toHaveLength(1);
+      expect(
+        restore.stderr
+          .trimEnd()
+          .split("\n")
+          .filter((l) => l.startsWith("sqlite-vault:")),
+      ).toHaveLength(1);
       const marker = `${target}.started`;
-      const cron = await runCli(["cron", target, "--name", "small", "--restore-if-missing", "--exec", `touch ${marker}`, "--repo", repo("not-a-listing"), ...QUICK], { env: s3Env() });
+      const cron = await runCli(
+        ["cron", target, "--name", "small", "--restore-if-missing", "--exec", `touch ${marker}`, "--repo", repo("not-a-listing"), ...QUICK],
+        { env: s3Env() },
+      );
       expect(cron.exitCode).toBe(10);
       expect(existsSync(marker)).toBe(false);
       expect(existsSync(target)).toBe(false);
@@ -194,10 +244,18 @@ describe("answers that are not what was asked for", () => {
   test("a manifest GET answered 200 with an <Error> exits 10 (a server error), not 4, and --fallback restores nothing older", async () => {
     proxy.clear();
     for (let day = 1; day <= 2; day++)
-      expect((await runCli(["backup", small, "--repo", repo("error-manifest"), ...QUICK], { env: s3Env({ SQLITE_VAULT_NOW: `2026-02-0${day}T00:00:00Z` }) })).exitCode).toBe(0);
+      expect(
+        (
+          await runCli(["backup", small, "--repo", repo("error-manifest"), ...QUICK], {
+            env: s3Env({ SQLITE_VAULT_NOW: `2026-02-0${day}T00:00:00Z` }),
+          })
+        ).exitCode,
+      ).toBe(0);
     proxy.add({ method: "GET", match: on.object(".json"), times: Infinity, fault: { kind: "error-200" } });
     const target = join(tmpDir("error-manifest"), "small.db");
-    const r = await runCli(["restore", target, "--name", "small", "--fallback", "--repo", repo("error-manifest"), ...QUICK], { env: s3Env() });
+    const r = await runCli(["restore", target, "--name", "small", "--fallback", "--repo", repo("error-manifest"), ...QUICK], {
+      env: s3Env(),
+    });
     expect(r.exitCode).toBe(10);
     expect(existsSync(target)).toBe(false);
     proxy.clear();
@@ -210,7 +268,16 @@ describe("answers that are not what was asked for", () => {
       method: "GET",
       match: on.list,
       times: Infinity,
-      fault: { kind: "rewrite", rewrite: ({ status, body }) => ({ status, body: body.replace(/<IsTruncated>false<\/IsTruncated>/, "<IsTruncated>true</IsTruncated><NextContinuationToken>same</NextContinuationToken>") }) },
+      fault: {
+        kind: "rewrite",
+        rewrite: ({ status, body }) => ({
+          status,
+          body: body.replace(
+            /<IsTruncated>false<\/IsTruncated>/,
+            "<IsTruncated>true</IsTruncated><NextContinuationToken>same</NextContinuationToken>",
+          ),
+        }),
+      },
     });
     const proc = spawnCli(["list", "--repo", repo("loop"), ...QUICK], { env: s3Env() });
     const timer = setTimeout(() => proc.kill("SIGKILL"), 15_000);
@@ -245,7 +312,11 @@ describe("signals against a stalled S3 server", () => {
     proxy.clear();
     expect((await runCli(["backup", small, "--repo", repo("stall"), ...TUNING], { env: s3Env() })).exitCode).toBe(0);
     const target = join(tmpDir("stall-list"), "small.db");
-    const r = await interrupt(["restore", target, "--name", "small", "--repo", repo("stall"), "--timeout", "60s"], "SIGTERM", { method: "GET", match: on.list, fault: { kind: "delay", delayMs: 30_000 } });
+    const r = await interrupt(["restore", target, "--name", "small", "--repo", repo("stall"), "--timeout", "60s"], "SIGTERM", {
+      method: "GET",
+      match: on.list,
+      fault: { kind: "delay", delayMs: 30_000 },
+    });
     expect(r.code).toBe(130);
     expect(r.seconds).toBeLessThan(3);
     expect(readdirSync(join(target, ".."))).toEqual([]);
@@ -255,7 +326,10 @@ describe("signals against a stalled S3 server", () => {
   test("SIGTERM while the stored size is confirmed (HEAD stalls) ends backup within seconds with 130; nothing is listed", async () => {
     proxy.clear();
     const tmp = tmpDir("stall-head");
-    const r = await interrupt(["backup", small, "--repo", repo("stall-head"), "--tmp-dir", tmp, "--timeout", "60s"], "SIGTERM", { method: "HEAD", fault: { kind: "delay", delayMs: 30_000 } });
+    const r = await interrupt(["backup", small, "--repo", repo("stall-head"), "--tmp-dir", tmp, "--timeout", "60s"], "SIGTERM", {
+      method: "HEAD",
+      fault: { kind: "delay", delayMs: 30_000 },
+    });
     expect(r.code).toBe(130);
     expect(r.seconds).toBeLessThan(3);
     expect(readdirSync(tmp)).toEqual([]);
@@ -267,7 +341,11 @@ describe("signals against a stalled S3 server", () => {
     proxy.clear();
     expect((await runCli(["backup", small, "--repo", repo("hup"), ...TUNING], { env: s3Env() })).exitCode).toBe(0);
     const target = join(tmpDir("hup"), "small.db");
-    const r = await interrupt(["restore", target, "--name", "small", "--repo", repo("hup"), "--timeout", "60s"], "SIGHUP", { method: "GET", match: on.object(".sqlite.gz"), fault: { kind: "delay", delayMs: 30_000 } });
+    const r = await interrupt(["restore", target, "--name", "small", "--repo", repo("hup"), "--timeout", "60s"], "SIGHUP", {
+      method: "GET",
+      match: on.object(".sqlite.gz"),
+      fault: { kind: "delay", delayMs: 30_000 },
+    });
     expect(r.code).toBe(130);
     expect(r.stderr).toContain("interrupted by SIGHUP");
     expect(readdirSync(join(target, ".."))).toEqual([]);
@@ -276,10 +354,17 @@ describe("signals against a stalled S3 server", () => {
 
   // The process catches these from the first lines of its code, before the command loads: a signal
   // sent as soon as it does (seen in /proc) is remembered and ends the command with 130.
-  for (const [signal, bit] of [["SIGTERM", 15], ["SIGHUP", 1]] as const)
+  for (const [signal, bit] of [
+    ["SIGTERM", 15],
+    ["SIGHUP", 1],
+  ] as const)
     test(`${signal} right after the start exits 130, not ${128 + bit}`, async () => {
       for (let run = 0; run < 3; run++) {
-        const proc = Bun.spawn([ensureBinary(), "list", "--repo", repo("early")], { env: { ...process.env, ...s3Env() }, stdout: "ignore", stderr: "pipe" });
+        const proc = Bun.spawn([ensureBinary(), "list", "--repo", repo("early")], {
+          env: { ...process.env, ...s3Env() },
+          stdout: "ignore",
+          stderr: "pipe",
+        });
         const deadline = Date.now() + 5000;
         while (!catches(proc.pid, bit) && proc.exitCode === null && Date.now() < deadline) await Bun.sleep(1);
         proc.kill(signal);

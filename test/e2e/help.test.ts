@@ -13,7 +13,11 @@ const ESC = "\u001b";
 /** Run the binary on a pseudo-terminal of `columns` columns; its output with the terminal's CRs removed. */
 function onTerminal(args: string, columns: number, env: Record<string, string> = {}): string {
   const shell = `stty cols ${columns} rows 50; ${ensureBinary()} ${args}`;
-  const r = Bun.spawnSync(["script", "-qec", shell, "/dev/null"], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp", TERM: "xterm", ...env }, stdout: "pipe", stderr: "pipe" });
+  const r = Bun.spawnSync(["script", "-qec", shell, "/dev/null"], {
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp", TERM: "xterm", ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
   expect(r.exitCode, r.stderr.toString()).toBe(0);
   return r.stdout.toString().replaceAll("\r", "");
 }
@@ -42,7 +46,9 @@ describe("--help", () => {
       const narrow = onTerminal(`${command} --help`, 60);
       expect(narrow).toContain(ESC);
       // a crontab entry is never cut: crontab has no continuation lines
-      const over = stripAnsi(narrow).split("\n").filter((line) => line.length > 60);
+      const over = stripAnsi(narrow)
+        .split("\n")
+        .filter((line) => line.length > 60);
       expect(over, `${command} --help`).toEqual(command ? [] : ["  0 * * * *  sqlite-vault backup /var/lib/app/app.db --keep-daily 7"]);
     }
     const wide = stripAnsi(onTerminal("backup --help", 120));

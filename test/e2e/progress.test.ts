@@ -23,7 +23,8 @@ const bucket = useTestBucket("progress");
 async function runInTerminal(args: string[], env: Record<string, string> = {}): Promise<{ exitCode: number; raw: string }> {
   const command = [ensureBinary(), ...args].map((a) => `'${a.replaceAll("'", `'\\''`)}'`).join(" ");
   const merged: Record<string, string> = {};
-  for (const [k, v] of Object.entries({ ...process.env, NODE_ENV: "production", COLUMNS: "120", ...env })) if (v !== undefined) merged[k] = v;
+  for (const [k, v] of Object.entries({ ...process.env, NODE_ENV: "production", COLUMNS: "120", ...env }))
+    if (v !== undefined) merged[k] = v;
   const proc = Bun.spawn(["script", "-qfec", command, "/dev/null"], { env: merged, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   const [raw, exitCode] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
   return { exitCode, raw };

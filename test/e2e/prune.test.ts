@@ -61,7 +61,9 @@ for (const [label, make] of [
       const expected = planRetention(made, parsePolicy({ "keep-daily": "3", "keep-weekly": "4", "keep-monthly": "6" }), new Date(NOW));
       expect(expected.remove.length).toBeGreaterThan(5);
 
-      const dry = await runCli(["prune", "--repo", repo.url, ...POLICY, "--dry-run", "--json"], { env: { ...repo.env, SQLITE_VAULT_NOW: NOW } });
+      const dry = await runCli(["prune", "--repo", repo.url, ...POLICY, "--dry-run", "--json"], {
+        env: { ...repo.env, SQLITE_VAULT_NOW: NOW },
+      });
       expect(dry.exitCode).toBe(0);
       const plan = JSON.parse(dry.stdout);
       expect(plan.names[0].keep.map((k: { id: string }) => k.id)).toEqual(expected.keep.map((k) => k.backup.id));
@@ -86,7 +88,9 @@ for (const [label, make] of [
       expect(JSON.parse(verify.stdout).passed).toBe(expected.keep.length);
       const oldest = expected.keep.at(-1)!.backup.id;
       const out = join(repo.dir, "oldest.db");
-      expect((await runCli(["restore", "--name", "app", "--id", oldest, "-o", out, "--repo", repo.url], { env: repo.env })).exitCode).toBe(0);
+      expect((await runCli(["restore", "--name", "app", "--id", oldest, "-o", out, "--repo", repo.url], { env: repo.env })).exitCode).toBe(
+        0,
+      );
       expect(inspectBank(out).integrity).toBe("ok");
     });
 
@@ -114,7 +118,10 @@ for (const [label, make] of [
         const dry = await runCli(["prune", "--repo", repo.url, "--keep-last", "1", "--dry-run", "--json"], { env });
         expect(dry.exitCode, damage).toBe(0);
         const plan = JSON.parse(dry.stdout).names[0];
-        expect(plan.keep.map((k: { id: string }) => k.id), damage).toEqual([made[1]!.id]);
+        expect(
+          plan.keep.map((k: { id: string }) => k.id),
+          damage,
+        ).toEqual([made[1]!.id]);
         expect(plan.keep[0].reasons).toContain("newest");
         expect(plan.remove.map((b: { id: string }) => b.id)).toEqual([made[2]!.id, made[3]!.id]);
         expect(plan.damaged.map((d: { id: string }) => d.id)).toEqual([made[0]!.id]);
@@ -129,7 +136,9 @@ for (const [label, make] of [
         expect(status.stderr).toContain(`the newest backup of app, ${made[0]!.id}, cannot be restored`);
         expect(await listIds(repo)).toEqual([made[0]!.id, made[1]!.id]);
         const restored = join(repo.dir, "restored.db");
-        const restore = await runCli(["restore", "--name", "app", "--output", restored, "--fallback", "--repo", repo.url], { env: repo.env });
+        const restore = await runCli(["restore", "--name", "app", "--output", restored, "--fallback", "--repo", repo.url], {
+          env: repo.env,
+        });
         expect(restore.exitCode, restore.stderr).toBe(0);
         expect(inspectBank(restored).integrity).toBe("ok");
       }
@@ -138,10 +147,14 @@ for (const [label, make] of [
     test("backup --keep-last prunes after its own backup succeeded; a failed backup never prunes", async () => {
       const repo = make();
       await backupsAt(repo, ["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z", "2026-01-03T00:00:00.000Z"]);
-      const failed = await runCli(["backup", join(repo.dir, "missing.db"), "--name", "app", "--repo", repo.url, "--keep-last", "1"], { env: repo.env });
+      const failed = await runCli(["backup", join(repo.dir, "missing.db"), "--name", "app", "--repo", repo.url, "--keep-last", "1"], {
+        env: repo.env,
+      });
       expect(failed.exitCode).toBe(1);
       expect(await listIds(repo)).toHaveLength(3);
-      const ok = await runCli(["backup", repo.db, "--repo", repo.url, "--keep-last", "2", "--json"], { env: { ...repo.env, SQLITE_VAULT_NOW: "2026-01-04T00:00:00.000Z" } });
+      const ok = await runCli(["backup", repo.db, "--repo", repo.url, "--keep-last", "2", "--json"], {
+        env: { ...repo.env, SQLITE_VAULT_NOW: "2026-01-04T00:00:00.000Z" },
+      });
       expect(ok.exitCode).toBe(0);
       const result = JSON.parse(ok.stdout);
       expect(result.prune.names[0].removed).toHaveLength(2);
@@ -194,7 +207,11 @@ describe("prune order and failures", () => {
           return storage.delete(keys);
         },
       });
-      const report = await runPrune(racing, { policy: parsePolicy({ "keep-last": "1" }), grace: parseDuration("2s"), now: new Date("2026-01-04T00:00:00.000Z") }, createContext());
+      const report = await runPrune(
+        racing,
+        { policy: parsePolicy({ "keep-last": "1" }), grace: parseDuration("2s"), now: new Date("2026-01-04T00:00:00.000Z") },
+        createContext(),
+      );
       expect(committed).toBe(true);
       expect(report.housekeeping.removed, backend).toEqual([]);
       expect(await storage.stat(late.stored.key), backend).not.toBeNull();
@@ -216,7 +233,11 @@ describe("prune order and failures", () => {
         return storage.delete(keys);
       },
     });
-    const report = await runPrune(slow, { policy: parsePolicy({ "keep-last": "1" }), grace: parseDuration("1s"), now: new Date("2026-01-04T00:00:00.000Z") }, createContext());
+    const report = await runPrune(
+      slow,
+      { policy: parsePolicy({ "keep-last": "1" }), grace: parseDuration("1s"), now: new Date("2026-01-04T00:00:00.000Z") },
+      createContext(),
+    );
     expect(report.housekeeping.young).toContain(leftover);
     expect(await storage.stat(leftover)).not.toBeNull();
   });
@@ -250,7 +271,10 @@ describe("prune order and failures", () => {
     } finally {
       await clearPolicy();
     }
-    expect((await runCli(["restore", "--name", "app", "--id", protectedId, "-o", join(repo.dir, "p.db"), "--repo", repo.url], { env: repo.env })).exitCode).toBe(0);
+    expect(
+      (await runCli(["restore", "--name", "app", "--id", protectedId, "-o", join(repo.dir, "p.db"), "--repo", repo.url], { env: repo.env }))
+        .exitCode,
+    ).toBe(0);
   });
 
   test("S3 refusing every delete: exit 12 with a hint about backup-only credentials", async () => {
@@ -316,9 +340,17 @@ async function abandon(repo: Repo, key: string): Promise<void> {
 async function setDenyDelete(resources: string[]): Promise<void> {
   const policy = {
     Version: "2012-10-17",
-    Statement: [{ Effect: "Deny", Principal: "*", Action: ["s3:DeleteObject"], Resource: resources.map((r) => `arn:aws:s3:::${bucket.bucket}/${r}`) }],
+    Statement: [
+      { Effect: "Deny", Principal: "*", Action: ["s3:DeleteObject"], Resource: resources.map((r) => `arn:aws:s3:::${bucket.bucket}/${r}`) },
+    ],
   };
-  await adminClient(bucket.bucket).makeRequest({ method: "PUT", objectName: "", query: { policy: "" }, payload: JSON.stringify(policy), statusCode: 204 });
+  await adminClient(bucket.bucket).makeRequest({
+    method: "PUT",
+    objectName: "",
+    query: { policy: "" },
+    payload: JSON.stringify(policy),
+    statusCode: 204,
+  });
 }
 
 async function clearPolicy(): Promise<void> {
@@ -326,4 +358,3 @@ async function clearPolicy(): Promise<void> {
     .makeRequest({ method: "DELETE", objectName: "", query: { policy: "" }, statusCode: 204 })
     .catch(() => {});
 }
-

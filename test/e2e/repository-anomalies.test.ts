@@ -29,7 +29,13 @@ function proxiedRepo(label: string): TestRepo {
   const repo = localRepo(label);
   const prefix = `${label}-${Math.random().toString(36).slice(2, 10)}`;
   const env = s3Env();
-  return { ...repo, url: `s3://${bucket.bucket}/${prefix}?endpoint=${encodeURIComponent(proxy.url)}`, env, storage: openStorage(s3RepoUrl(bucket.bucket, prefix), { env }), prefix };
+  return {
+    ...repo,
+    url: `s3://${bucket.bucket}/${prefix}?endpoint=${encodeURIComponent(proxy.url)}`,
+    env,
+    storage: openStorage(s3RepoUrl(bucket.bucket, prefix), { env }),
+    prefix,
+  };
 }
 
 async function keys(storage: Storage): Promise<string[]> {
@@ -79,7 +85,10 @@ describe("a backup dated in the future", () => {
     expect(made.prune.names[0].keep.map((k: { id: string }) => k.id)).toEqual([made.id]);
     expect(made.prune.names[0].futureDated.map((f: { id: string }) => f.id)).toEqual([planted]);
     expect(made.prune.names[0].removed).toEqual([old]);
-    expect(await listed(repo)).toEqual([expect.objectContaining({ id: planted, futureDated: true }), expect.objectContaining({ id: made.id, futureDated: false })]);
+    expect(await listed(repo)).toEqual([
+      expect.objectContaining({ id: planted, futureDated: true }),
+      expect.objectContaining({ id: made.id, futureDated: false }),
+    ]);
 
     const human = await runCli(["list", "--repo", repo.url], { env: repo.env });
     expect(human.stdout).toContain("(future)");
@@ -123,7 +132,10 @@ describe("a backup dated in the future", () => {
     expect(JSON.parse(alone.stdout).id).toBe(older);
     // A server whose Date says an hour later than this machine: the backup is not beyond now.
     proxy.clear();
-    proxy.add({ fault: { kind: "headers", headers: (h) => ({ ...h, date: new Date(Date.now() + 3600_000).toUTCString() }) }, times: Infinity });
+    proxy.add({
+      fault: { kind: "headers", headers: (h) => ({ ...h, date: new Date(Date.now() + 3600_000).toUTCString() }) },
+      times: Infinity,
+    });
     try {
       const out2 = join(repo.dir, "out2.db");
       const both = await runCli(["restore", "--name", "app", "-o", out2, "--repo", repo.url, "--json"], { env: repo.env });
@@ -140,8 +152,20 @@ describe("a backup dated in the future", () => {
     const repo = localRepo("e2e-protect");
     const ids = await backupsAt(repo, ["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z", "2026-01-03T00:00:00.000Z"]);
     const oldest = ids[2]!;
-    const run = runPrune(repo.storage, { name: "app", policy: parsePolicy({ "keep-last": "1" }), grace: parseDuration("24h"), now: new Date("2026-01-04T00:00:00Z"), protect: [{ name: "app", id: oldest }] }, createContext());
-    await expect(run).rejects.toThrow(`refusing to prune: the plan would delete ${manifestKey("app", oldest)}, which belongs to app ${oldest}, the backup just made; nothing was deleted`);
+    const run = runPrune(
+      repo.storage,
+      {
+        name: "app",
+        policy: parsePolicy({ "keep-last": "1" }),
+        grace: parseDuration("24h"),
+        now: new Date("2026-01-04T00:00:00Z"),
+        protect: [{ name: "app", id: oldest }],
+      },
+      createContext(),
+    );
+    await expect(run).rejects.toThrow(
+      `refusing to prune: the plan would delete ${manifestKey("app", oldest)}, which belongs to app ${oldest}, the backup just made; nothing was deleted`,
+    );
     expect((await listed(repo)).map((b) => b.id)).toEqual(ids);
   });
 });
@@ -149,7 +173,13 @@ describe("a backup dated in the future", () => {
 describe("a listing that repeats entries", () => {
   test("prune --keep-last 3 keeps 3 (storage whose list repeats every object)", async () => {
     const repo = localRepo("e2e-dup-list");
-    const ids = await backupsAt(repo, ["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z", "2026-01-03T00:00:00.000Z", "2026-01-04T00:00:00.000Z", "2026-01-05T00:00:00.000Z"]);
+    const ids = await backupsAt(repo, [
+      "2026-01-01T00:00:00.000Z",
+      "2026-01-02T00:00:00.000Z",
+      "2026-01-03T00:00:00.000Z",
+      "2026-01-04T00:00:00.000Z",
+      "2026-01-05T00:00:00.000Z",
+    ]);
     const storage = repo.storage;
     const repeating: Storage = overriding(storage, {
       list: async function* (prefix: string): AsyncGenerator<ObjectInfo> {
@@ -159,7 +189,11 @@ describe("a listing that repeats entries", () => {
         }
       },
     });
-    const report = await runPrune(repeating, { name: "app", policy: parsePolicy({ "keep-last": "3" }), grace: parseDuration("24h"), now: new Date("2026-01-06T00:00:00Z") }, createContext());
+    const report = await runPrune(
+      repeating,
+      { name: "app", policy: parsePolicy({ "keep-last": "3" }), grace: parseDuration("24h"), now: new Date("2026-01-06T00:00:00Z") },
+      createContext(),
+    );
     expect(report.names[0]!.keep.map((k) => k.id)).toEqual(ids.slice(0, 3));
     expect(report.names[0]!.removed).toEqual(ids.slice(3));
     expect((await listed(repo)).map((b) => b.id)).toEqual(ids.slice(0, 3));
@@ -167,16 +201,27 @@ describe("a listing that repeats entries", () => {
 
   test("prune --keep-last 3 through S3 answers whose <Contents> are duplicated keeps 3, and every one restores", async () => {
     const repo = proxiedRepo("dup-s3");
-    const ids = await backupsAt(repo, ["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z", "2026-01-03T00:00:00.000Z", "2026-01-04T00:00:00.000Z", "2026-01-05T00:00:00.000Z"]);
+    const ids = await backupsAt(repo, [
+      "2026-01-01T00:00:00.000Z",
+      "2026-01-02T00:00:00.000Z",
+      "2026-01-03T00:00:00.000Z",
+      "2026-01-04T00:00:00.000Z",
+      "2026-01-05T00:00:00.000Z",
+    ]);
     proxy.clear();
     proxy.add({
       method: "GET",
       match: on.list,
       times: Infinity,
-      fault: { kind: "rewrite", rewrite: ({ status, body }) => ({ status, body: body.replace(/<Contents>[\s\S]*?<\/Contents>/g, (c) => c + c) }) },
+      fault: {
+        kind: "rewrite",
+        rewrite: ({ status, body }) => ({ status, body: body.replace(/<Contents>[\s\S]*?<\/Contents>/g, (c) => c + c) }),
+      },
     });
     try {
-      const r = await runCli(["prune", "--repo", repo.url, "--keep-last", "3", "--json"], { env: { ...repo.env, SQLITE_VAULT_NOW: "2026-01-06T00:00:00.000Z" } });
+      const r = await runCli(["prune", "--repo", repo.url, "--keep-last", "3", "--json"], {
+        env: { ...repo.env, SQLITE_VAULT_NOW: "2026-01-06T00:00:00.000Z" },
+      });
       expect(proxy.injected.length).toBeGreaterThan(0);
       expect(r.exitCode, r.stderr).toBe(0);
       expect(JSON.parse(r.stdout).names[0].keep.map((k: { id: string }) => k.id)).toEqual(ids.slice(0, 3));
@@ -227,7 +272,9 @@ describe("a manifest stored whose answer was lost", () => {
         return storage.delete(keys);
       },
     });
-    await expect(runBackup(lossy, { databasePath: repo.db, compression: "gzip", tmpDir: repo.dir }, createContext())).rejects.toThrow("connection reset");
+    await expect(runBackup(lossy, { databasePath: repo.db, compression: "gzip", tmpDir: repo.dir }, createContext())).rejects.toThrow(
+      "connection reset",
+    );
     const [only] = await listed(repo);
     expect(only).toBeDefined();
     const out = join(repo.dir, "restored.db");
@@ -249,7 +296,9 @@ describe("a manifest stored whose answer was lost", () => {
         return storage.delete(keys);
       },
     });
-    await expect(runBackup(failing, { databasePath: repo.db, compression: "gzip", tmpDir: repo.dir }, createContext())).rejects.toThrow("connection reset");
+    await expect(runBackup(failing, { databasePath: repo.db, compression: "gzip", tmpDir: repo.dir }, createContext())).rejects.toThrow(
+      "connection reset",
+    );
     expect(await listed(repo)).toEqual([]);
     expect(deletes.findIndex((k) => k.endsWith(".json"))).toBe(0);
     expect(deletes.some((k) => k.endsWith(".sqlite.gz"))).toBe(true);

@@ -25,7 +25,10 @@ async function backedUp(label: string): Promise<{ dir: string; repo: string; db:
 
 /** The aside name a restore at `ms` would take first. */
 function asideAt(db: string, ms: number): string {
-  return `${db}.replaced-${new Date(ms).toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z")}`;
+  return `${db}.replaced-${new Date(ms)
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d+Z$/, "Z")}`;
 }
 
 describe("restore --force keeps what it replaces", () => {
@@ -86,12 +89,16 @@ describe("an empty file is not a database", () => {
     const { dir, repo, db } = await backedUp("safe-empty-wal");
     // A WAL with commits in it (its writer killed), beside an empty main file.
     const other = join(dir, "other.db");
-    const writer = Bun.spawnSync([process.execPath, "-e", `
+    const writer = Bun.spawnSync([
+      process.execPath,
+      "-e",
+      `
       const { Database } = require("bun:sqlite");
       const db = new Database(${JSON.stringify(other)});
       db.run("PRAGMA journal_mode = WAL"); db.run("PRAGMA wal_autocheckpoint = 0");
       db.run("CREATE TABLE t (x)"); db.run("INSERT INTO t VALUES (1)");
-      process.kill(process.pid, "SIGKILL");`]);
+      process.kill(process.pid, "SIGKILL");`,
+    ]);
     expect(writer.signalCode).toBe("SIGKILL");
     writeFileSync(db, "");
     copyFileSync(`${other}-wal`, `${db}-wal`);
@@ -130,10 +137,16 @@ describe.if(process.getuid!() === 0)("root is not steered by another user's symb
     const { repo, app, secret } = await setup("safe-link");
     asNobody("ln", "-s", join(secret, "victim.db"), join(app, "app.db"));
     const target = join(app, "app.db");
-    for (const args of [["restore", target, "--name", "app"], ["restore", "--name", "app", "--output", target], ["cron", target, "--name", "app", "--restore-if-missing", "--exec", "true"]]) {
+    for (const args of [
+      ["restore", target, "--name", "app"],
+      ["restore", "--name", "app", "--output", target],
+      ["cron", target, "--name", "app", "--restore-if-missing", "--exec", "true"],
+    ]) {
       const r = await runCli([...args, "--repo", repo]);
       expect(r.exitCode, r.stderr).toBe(1);
-      expect(r.stderr).toContain(`${target} is a symbolic link owned by uid 65534 leading to ${join(secret, "victim.db")}, outside the directories that user owns; refusing to follow it as root`);
+      expect(r.stderr).toContain(
+        `${target} is a symbolic link owned by uid 65534 leading to ${join(secret, "victim.db")}, outside the directories that user owns; refusing to follow it as root`,
+      );
       expect(readdirSync(secret)).toEqual([]);
     }
     writeFileSync(join(secret, "victim.db"), "root's own file");
@@ -197,7 +210,8 @@ describe.if(process.getuid!() === 0)("locks", () => {
     mkdirSync(home);
     chownSync(home, 65534, 65534);
     chownSync(dir, 65534, 65534);
-    const run = () => Bun.spawnSync([...AS_NOBODY, ensureBinary(), "backup", db, "--repo", repo], { env: { ...process.env, HOME: home }, stderr: "pipe" });
+    const run = () =>
+      Bun.spawnSync([...AS_NOBODY, ensureBinary(), "backup", db, "--repo", repo], { env: { ...process.env, HOME: home }, stderr: "pipe" });
     for (const f of readdirSync(dir)) if (f.startsWith("app.db")) chownSync(join(dir, f), 65534, 65534);
     Bun.spawnSync(["chown", "-R", "65534:65534", repo]);
     const ok = run();

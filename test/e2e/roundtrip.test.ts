@@ -4,7 +4,20 @@
  */
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { Database } from "bun:sqlite";
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { basename, join } from "node:path";
 import { ACCOUNTS, createBankDb, INITIAL_BALANCE, inspectBank, tempDir } from "../helpers/db.ts";
 import { runCli } from "../helpers/cli.ts";
@@ -167,13 +180,22 @@ describe("restore into place", () => {
   test("a database another process has open is not replaced, even with --force", async () => {
     const { dir, repo, db } = await backedUp("e2e-inuse");
     // The application: a connection that stays open, as a server's does.
-    const app = Bun.spawn([process.execPath, "-e", `const { Database } = require("bun:sqlite"); const db = new Database(${JSON.stringify(db)}); db.query("SELECT count(*) FROM accounts").get(); console.log("open"); setInterval(() => {}, 1000);`], { stdout: "pipe" });
+    const app = Bun.spawn(
+      [
+        process.execPath,
+        "-e",
+        `const { Database } = require("bun:sqlite"); const db = new Database(${JSON.stringify(db)}); db.query("SELECT count(*) FROM accounts").get(); console.log("open"); setInterval(() => {}, 1000);`,
+      ],
+      { stdout: "pipe" },
+    );
     try {
       expect(new TextDecoder().decode((await app.stdout.getReader().read()).value)).toContain("open");
       const before = readFileSync(db);
       const refused = await runCli(["restore", db, "--repo", repo, "--force"]);
       expect(refused.exitCode).toBe(1);
-      expect(refused.stderr).toContain(`${db} is open in ${basename(process.execPath).slice(0, 15)} (pid ${app.pid}); refusing to replace a database in use`);
+      expect(refused.stderr).toContain(
+        `${db} is open in ${basename(process.execPath).slice(0, 15)} (pid ${app.pid}); refusing to replace a database in use`,
+      );
       expect(refused.stderr).toContain("Try: stop the application, restore, then start it again");
       expect(readFileSync(db).equals(before)).toBe(true);
       expect(readdirSync(dir).filter((name) => name.includes("replaced") || name.includes(".tmp"))).toEqual([]);
@@ -237,7 +259,10 @@ describe("schemas SQLite accepts", () => {
     for (const sql of statements) sqlite.run(sql);
     sqlite.close();
     if (edit) {
-      const r = Bun.spawnSync(["sqlite3", db], { stdin: Buffer.from(`.dbconfig defensive off\nPRAGMA writable_schema = ON;\n${edit}\n`), stdout: "ignore" });
+      const r = Bun.spawnSync(["sqlite3", db], {
+        stdin: Buffer.from(`.dbconfig defensive off\nPRAGMA writable_schema = ON;\n${edit}\n`),
+        stdout: "ignore",
+      });
       expect(r.exitCode).toBe(0);
     }
     const repo = join(dir, "repo");
@@ -269,8 +294,12 @@ describe("schemas SQLite accepts", () => {
     const target = join(dir, "restored.db");
     const r = await runCli(["restore", "--name", "app", "-o", target, "--repo", repo]);
     expect(r.exitCode).toBe(4);
-    expect(r.stderr).toContain("cannot be checked here: its schema uses the collation sequence appcoll, which only the application that made it defines");
-    expect(r.stderr).toContain('Try: the stored object is a plain database file: README, "Format and recovery without sqlite-vault", restores it by hand');
+    expect(r.stderr).toContain(
+      "cannot be checked here: its schema uses the collation sequence appcoll, which only the application that made it defines",
+    );
+    expect(r.stderr).toContain(
+      'Try: the stored object is a plain database file: README, "Format and recovery without sqlite-vault", restores it by hand',
+    );
     expect(existsSync(target)).toBe(false);
   });
 });
@@ -322,13 +351,19 @@ describe("one name, one database", () => {
       // Just before b's manifest goes up, a's first backup (begun a moment earlier) commits.
       put: async (key: string, body: Uint8Array | ReadableStream<Uint8Array>, options?: PutOptions) => {
         if (key.endsWith(".json") && !raced) {
-          const first = await runBackup(storage, { databasePath: a, compression: "gzip", tmpDir: dir, now: () => new Date(backupIdTime(parseManifestKey(key)!.id) - 1) }, createContext());
+          const first = await runBackup(
+            storage,
+            { databasePath: a, compression: "gzip", tmpDir: dir, now: () => new Date(backupIdTime(parseManifestKey(key)!.id) - 1) },
+            createContext(),
+          );
           raced = first.id;
         }
         return storage.put(key, body, options);
       },
     });
-    await expect(runBackup(racing, { databasePath: b, compression: "gzip", tmpDir: dir }, createContext())).rejects.toThrow(`backups named app in file://${repo} are of ${a}`);
+    await expect(runBackup(racing, { databasePath: b, compression: "gzip", tmpDir: dir }, createContext())).rejects.toThrow(
+      `backups named app in file://${repo} are of ${a}`,
+    );
     const listed = JSON.parse((await runCli(["list", "--repo", repo, "--json"])).stdout).backups.map((x: { id: string }) => x.id);
     expect(listed).toEqual([raced]);
     expect(readdirSync(join(repo, "app")).filter((f) => !f.startsWith(raced!))).toEqual([]); // b's data object is gone too

@@ -81,7 +81,11 @@ describe("version and help", () => {
     const short = await runCli(["--version"]);
     expect(short.stdout.trim()).toBe(pkg.version);
     const info = JSON.parse((await runCli(["version", "--json"])).stdout);
-    expect(info).toMatchObject({ version: pkg.version, target: `${process.platform}-${process.arch}`, sqlite: { source: "bundled", walResetFix: true } });
+    expect(info).toMatchObject({
+      version: pkg.version,
+      target: `${process.platform}-${process.arch}`,
+      sqlite: { source: "bundled", walResetFix: true },
+    });
     expect(info.commit).toMatch(/^[0-9a-f]{7,}$/);
     expect(Date.parse(info.buildDate)).toBeGreaterThan(Date.parse("2026-01-01"));
     expect(info.bun).toMatch(/^\d+\.\d+\.\d+/);
@@ -100,7 +104,16 @@ describe("version and help", () => {
       expect(r.stdout).toContain(`sqlite-vault ${command}`);
     }
     const backup = (await runCli(["backup", "--help"])).stdout;
-    for (const text of ["SQLITE_VAULT_REPO", "SQLITE_VAULT_COMPRESSION", "default gzip", "--keep-daily", "--recipient", "SQLITE_VAULT_TMP_DIR", "--healthcheck-url"]) expect(backup).toContain(text);
+    for (const text of [
+      "SQLITE_VAULT_REPO",
+      "SQLITE_VAULT_COMPRESSION",
+      "default gzip",
+      "--keep-daily",
+      "--recipient",
+      "SQLITE_VAULT_TMP_DIR",
+      "--healthcheck-url",
+    ])
+      expect(backup).toContain(text);
   });
 });
 
@@ -129,7 +142,10 @@ describe("install.sh", () => {
 
   /** Run install.sh without blocking this process, which serves the release. */
   async function install(url: string, prefix: string) {
-    const proc = Bun.spawn(["sh", join(ROOT, "scripts", "install.sh"), "--url", url, "--prefix", prefix], { stderr: "pipe", stdout: "ignore" });
+    const proc = Bun.spawn(["sh", join(ROOT, "scripts", "install.sh"), "--url", url, "--prefix", prefix], {
+      stderr: "pipe",
+      stdout: "ignore",
+    });
     const [exitCode, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
     return { exitCode, stderr };
   }
@@ -154,7 +170,12 @@ describe("install.sh", () => {
 
 describe("smoke.sh", () => {
   test("backs up, verifies and restores with the built executable, and fails on a broken one", async () => {
-    const run = (binary: string) => Bun.spawn(["bash", join(ROOT, "scripts", "smoke.sh"), binary], { stdout: "pipe", stderr: "pipe", env: { ...process.env, TMPDIR: tempDir("smoke") } });
+    const run = (binary: string) =>
+      Bun.spawn(["bash", join(ROOT, "scripts", "smoke.sh"), binary], {
+        stdout: "pipe",
+        stderr: "pipe",
+        env: { ...process.env, TMPDIR: tempDir("smoke") },
+      });
     const ok = run(ensureBinary());
     const [out, code] = await Promise.all([new Response(ok.stdout).text(), ok.exited]);
     expect(code).toBe(0);

@@ -56,7 +56,10 @@ for (const backend of backends) {
       expect(report.failed).toBe(1);
       const failed = report.results.filter((r: { result: string }) => r.result === "fail");
       expect(failed.map((r: { id: string; step: string }) => [r.id, r.step])).toEqual([[ids[0], "checksum"]]);
-      expect(report.results.filter((r: { result: string }) => r.result === "pass").map((r: { id: string }) => r.id)).toEqual([ids[1], ids[2]]);
+      expect(report.results.filter((r: { result: string }) => r.result === "pass").map((r: { id: string }) => r.id)).toEqual([
+        ids[1],
+        ids[2],
+      ]);
       expect(stderr).toBe("");
 
       const human = await runCli(["verify", "--all", "--repo", repo.url], { env: repo.env });
@@ -71,14 +74,18 @@ for (const backend of backends) {
       expect(existsSync(target)).toBe(false);
       expect(readdirSync(repo.dir).filter((f) => f.startsWith("."))).toEqual([]);
 
-      const fallback = await runCli(["restore", "--name", "app", "-o", target, "--repo", repo.url, "--latest", "--fallback", "--json"], { env: repo.env });
+      const fallback = await runCli(["restore", "--name", "app", "-o", target, "--repo", repo.url, "--latest", "--fallback", "--json"], {
+        env: repo.env,
+      });
       expect(fallback.exitCode).toBe(0);
       const result = JSON.parse(fallback.stdout);
       expect(result.id).toBe(ids[1]);
       expect(result.skipped.map((s: { id: string; step: string }) => [s.id, s.step])).toEqual([[ids[0], "checksum"]]);
       expect(inspectBank(target)).toMatchObject({ integrity: "ok", total: ACCOUNTS * INITIAL_BALANCE });
 
-      const said = await runCli(["restore", "--name", "app", "-o", join(repo.dir, "again.db"), "--repo", repo.url, "--fallback"], { env: repo.env });
+      const said = await runCli(["restore", "--name", "app", "-o", join(repo.dir, "again.db"), "--repo", repo.url, "--fallback"], {
+        env: repo.env,
+      });
       expect(said.exitCode).toBe(0);
       expect(said.stdout).toContain(`skipped app ${ids[0]}`);
       expect(said.stdout).toContain(`restored app ${ids[1]}`);
@@ -88,7 +95,10 @@ for (const backend of backends) {
       const repo = backend.make();
       const ids = await makeBackups(repo, 3);
       await truncate(repo.storage, await readBackupManifest(repo.storage, "app", ids[1]!));
-      await rewriteManifest(repo.storage, await readBackupManifest(repo.storage, "app", ids[2]!), (m) => ({ ...m, database: { ...m.database, sha256: "0".repeat(64) } }));
+      await rewriteManifest(repo.storage, await readBackupManifest(repo.storage, "app", ids[2]!), (m) => ({
+        ...m,
+        database: { ...m.database, sha256: "0".repeat(64) },
+      }));
       const { exitCode, report } = await verifyAll(repo);
       expect(exitCode).toBe(4);
       expect(report.results.map((r: { id: string; result: string; step: string | null }) => [r.id, r.result, r.step])).toEqual([

@@ -29,16 +29,24 @@ export async function assumeTestRole(): Promise<TempCredentials> {
   const dir = mkdtempSync(join(tmpdir(), "sqlite-vault-sts-"));
   try {
     writeFileSync(join(dir, "credentials"), `[base]\naws_access_key_id = ${s3.accessKey}\naws_secret_access_key = ${s3.secretKey}\n`);
-    writeFileSync(
-      join(dir, "config"),
-      `[profile role]\nrole_arn = ${testRoleArn()}\nsource_profile = base\nregion = ${s3.region}\n`,
-    );
+    writeFileSync(join(dir, "config"), `[profile role]\nrole_arn = ${testRoleArn()}\nsource_profile = base\nregion = ${s3.region}\n`);
     const { fromIni } = await import("@aws-sdk/credential-provider-ini");
-    const found = await fromIni({ profile: "role", filepath: join(dir, "credentials"), configFilepath: join(dir, "config"), ignoreCache: true, clientConfig: { endpoint: s3.endpoint } })();
+    const found = await fromIni({
+      profile: "role",
+      filepath: join(dir, "credentials"),
+      configFilepath: join(dir, "config"),
+      ignoreCache: true,
+      clientConfig: { endpoint: s3.endpoint },
+    })();
     if (!found.sessionToken || !found.expiration) throw new Error("AssumeRole returned no session token");
     registerSecret(found.secretAccessKey);
     registerSecret(found.sessionToken);
-    return { accessKeyId: found.accessKeyId, secretAccessKey: found.secretAccessKey, sessionToken: found.sessionToken, expiration: found.expiration };
+    return {
+      accessKeyId: found.accessKeyId,
+      secretAccessKey: found.secretAccessKey,
+      sessionToken: found.sessionToken,
+      expiration: found.expiration,
+    };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -69,7 +77,15 @@ export function startImds(next: () => Promise<TempCredentials>): StandIn {
       if (path === "/latest/meta-data/iam/security-credentials/") return new Response("vault-role");
       if (path === "/latest/meta-data/iam/security-credentials/vault-role") {
         const c = await next();
-        return Response.json({ Code: "Success", Type: "AWS-HMAC", AccessKeyId: c.accessKeyId, SecretAccessKey: c.secretAccessKey, Token: c.sessionToken, Expiration: c.expiration.toISOString(), LastUpdated: new Date().toISOString() });
+        return Response.json({
+          Code: "Success",
+          Type: "AWS-HMAC",
+          AccessKeyId: c.accessKeyId,
+          SecretAccessKey: c.secretAccessKey,
+          Token: c.sessionToken,
+          Expiration: c.expiration.toISOString(),
+          LastUpdated: new Date().toISOString(),
+        });
       }
       return new Response("", { status: 404 });
     },
@@ -87,7 +103,12 @@ export function startContainerEndpoint(credentials: TempCredentials, authorizati
       seen.push(`${request.method} ${new URL(request.url).pathname}`);
       if (request.headers.get("authorization") !== authorization) return new Response("", { status: 403 });
       const c = credentials;
-      return Response.json({ AccessKeyId: c.accessKeyId, SecretAccessKey: c.secretAccessKey, Token: c.sessionToken, Expiration: c.expiration.toISOString() });
+      return Response.json({
+        AccessKeyId: c.accessKeyId,
+        SecretAccessKey: c.secretAccessKey,
+        Token: c.sessionToken,
+        Expiration: c.expiration.toISOString(),
+      });
     },
   });
   return { url: `http://127.0.0.1:${server.port}/v2/credentials/vault`, seen, stop: () => server.stop(true) };
@@ -102,8 +123,15 @@ export function startWebIdentitySts(credentials: TempCredentials, expect: { role
     async fetch(request) {
       const form = new URLSearchParams(await request.text());
       seen.push(`${request.method} ${form.get("Action")}`);
-      if (form.get("Action") !== "AssumeRoleWithWebIdentity" || form.get("RoleArn") !== expect.roleArn || form.get("WebIdentityToken") !== expect.token)
-        return new Response(`<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>not the expected request</Message></Error></ErrorResponse>`, { status: 403, headers: { "content-type": "text/xml" } });
+      if (
+        form.get("Action") !== "AssumeRoleWithWebIdentity" ||
+        form.get("RoleArn") !== expect.roleArn ||
+        form.get("WebIdentityToken") !== expect.token
+      )
+        return new Response(
+          `<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>not the expected request</Message></Error></ErrorResponse>`,
+          { status: 403, headers: { "content-type": "text/xml" } },
+        );
       const c = credentials;
       return new Response(
         `<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>${c.accessKeyId}</AccessKeyId><SecretAccessKey>${c.secretAccessKey}</SecretAccessKey><SessionToken>${c.sessionToken}</SessionToken><Expiration>${c.expiration.toISOString()}</Expiration></Credentials><AssumedRoleUser><Arn>${expect.roleArn}/web</Arn><AssumedRoleId>AROA:web</AssumedRoleId></AssumedRoleUser></AssumeRoleWithWebIdentityResult><ResponseMetadata><RequestId>stand-in</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>`,
@@ -123,9 +151,17 @@ export function startSsoPortal(credentials: TempCredentials, accessToken: string
     fetch(request) {
       const url = new URL(request.url);
       seen.push(`${request.method} ${url.pathname}`);
-      if (url.pathname !== "/federation/credentials" || request.headers.get("x-amz-sso_bearer_token") !== accessToken) return Response.json({ message: "unauthorized" }, { status: 401 });
+      if (url.pathname !== "/federation/credentials" || request.headers.get("x-amz-sso_bearer_token") !== accessToken)
+        return Response.json({ message: "unauthorized" }, { status: 401 });
       const c = credentials;
-      return Response.json({ roleCredentials: { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey, sessionToken: c.sessionToken, expiration: c.expiration.getTime() } });
+      return Response.json({
+        roleCredentials: {
+          accessKeyId: c.accessKeyId,
+          secretAccessKey: c.secretAccessKey,
+          sessionToken: c.sessionToken,
+          expiration: c.expiration.getTime(),
+        },
+      });
     },
   });
   return { url: `http://127.0.0.1:${server.port}`, seen, stop: () => server.stop(true) };

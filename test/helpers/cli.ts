@@ -59,11 +59,21 @@ export function registerSecret(secret: string): string {
 /** Throws when `text` (anything the binary printed or sent) contains a registered secret. */
 export function assertNoSecrets(text: string, args: string[]): void {
   for (const secret of secrets)
-    if (text.includes(secret)) throw new Error(`sqlite-vault ${args[0]} printed a secret (${secret.slice(0, 4)}…): the secrets scan failed`);
+    if (text.includes(secret))
+      throw new Error(`sqlite-vault ${args[0]} printed a secret (${secret.slice(0, 4)}…): the secrets scan failed`);
 }
 
-export async function runCli(args: string[], options: { env?: Record<string, string | undefined>; cwd?: string; binary?: string } = {}): Promise<CliResult> {
-  const proc = Bun.spawn([options.binary ?? ensureBinary(), ...args], { env: cliEnv(options.env ?? {}), cwd: options.cwd, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+export async function runCli(
+  args: string[],
+  options: { env?: Record<string, string | undefined>; cwd?: string; binary?: string } = {},
+): Promise<CliResult> {
+  const proc = Bun.spawn([options.binary ?? ensureBinary(), ...args], {
+    env: cliEnv(options.env ?? {}),
+    cwd: options.cwd,
+    stdout: "pipe",
+    stderr: "pipe",
+    stdin: "ignore",
+  });
   const [stdout, stderr, exitCode] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   assertNoSecrets(stdout + stderr, args);
   return { exitCode, stdout, stderr };
@@ -71,7 +81,13 @@ export async function runCli(args: string[], options: { env?: Record<string, str
 
 /** Start the binary; its output is scanned for secrets too (`exited` rejects if one was printed). */
 export function spawnCli(args: string[], options: { env?: Record<string, string | undefined>; cwd?: string } = {}) {
-  const proc = Bun.spawn([ensureBinary(), ...args], { env: cliEnv(options.env ?? {}), cwd: options.cwd, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const proc = Bun.spawn([ensureBinary(), ...args], {
+    env: cliEnv(options.env ?? {}),
+    cwd: options.cwd,
+    stdout: "pipe",
+    stderr: "pipe",
+    stdin: "ignore",
+  });
   const [stdout, scanOut] = proc.stdout.tee();
   const [stderr, scanErr] = proc.stderr.tee();
   const scanned = Promise.all([new Response(scanOut).text(), new Response(scanErr).text()]).then(([o, e]) => assertNoSecrets(o + e, args));

@@ -36,7 +36,11 @@ export function createBankDb(path: string, options: { journalMode?: "wal" | "del
   db.transaction(() => {
     for (let i = 1; i <= ACCOUNTS; i++) insertAccount.run(i, INITIAL_BALANCE);
     for (let i = 0; i < (options.fillerRows ?? 0); i++)
-      insertNote.run(`note ${i % 1000}`, `customer ${i} ordered item ${i % 37} for ${(i * 7) % 500} units; status shipped. `.repeat(8), crypto.getRandomValues(new Uint8Array(256)));
+      insertNote.run(
+        `note ${i % 1000}`,
+        `customer ${i} ordered item ${i % 37} for ${(i * 7) % 500} units; status shipped. `.repeat(8),
+        crypto.getRandomValues(new Uint8Array(256)),
+      );
   })();
   // A prepared statement left unfinalized keeps the connection open after close(), and its WAL would
   // then be checkpointed into the file at some later garbage collection.

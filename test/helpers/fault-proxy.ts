@@ -122,7 +122,13 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
   function forward(
     req: IncomingMessage,
     res: ServerResponse,
-    options: { cutAfter?: number; replaceWith?: { status: number; body: string }; drop?: boolean; rewrite?: Extract<Fault, { kind: "rewrite" }>["rewrite"]; headers?: Extract<Fault, { kind: "headers" }>["headers"] } = {},
+    options: {
+      cutAfter?: number;
+      replaceWith?: { status: number; body: string };
+      drop?: boolean;
+      rewrite?: Extract<Fault, { kind: "rewrite" }>["rewrite"];
+      headers?: Extract<Fault, { kind: "headers" }>["headers"];
+    } = {},
   ) {
     const upstreamReq = httpRequest(
       { host: target.hostname, port: Number(target.port), method: req.method, path: req.url, headers: req.headers },

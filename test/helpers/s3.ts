@@ -20,13 +20,22 @@ export function testS3(): TestS3 {
   const accessKey = process.env.SQLITE_VAULT_TEST_S3_ACCESS_KEY;
   const secretKey = process.env.SQLITE_VAULT_TEST_S3_SECRET_KEY;
   if (!endpoint || !accessKey || !secretKey)
-    throw new Error("the test S3 server is not configured: run the suite with scripts/test.sh, or `eval \"$(scripts/s3-server.sh start)\"` first");
+    throw new Error(
+      'the test S3 server is not configured: run the suite with scripts/test.sh, or `eval "$(scripts/s3-server.sh start)"` first',
+    );
   return { endpoint, accessKey, secretKey, region: process.env.SQLITE_VAULT_TEST_S3_REGION || "us-east-1" };
 }
 
 export function adminClient(bucket?: string): S3Client {
   const s3 = testS3();
-  return new S3Client({ endPoint: s3.endpoint, region: s3.region, accessKey: s3.accessKey, secretKey: s3.secretKey, pathStyle: true, bucket });
+  return new S3Client({
+    endPoint: s3.endpoint,
+    region: s3.region,
+    accessKey: s3.accessKey,
+    secretKey: s3.secretKey,
+    pathStyle: true,
+    bucket,
+  });
 }
 
 /** The environment a process needs to reach the test server with the test credentials. */
@@ -65,7 +74,10 @@ export async function createTestBucket(label: string): Promise<{ bucket: string;
 export async function listUploads(bucket: string): Promise<{ key: string; uploadId: string }[]> {
   const response = await adminClient(bucket).makeRequest({ method: "GET", objectName: "", query: { uploads: "" }, returnBody: true });
   const xml = await response.text();
-  return [...xml.matchAll(/<Upload>[\s\S]*?<Key>([^<]*)<\/Key>[\s\S]*?<UploadId>([^<]*)<\/UploadId>[\s\S]*?<\/Upload>/g)].map((m) => ({ key: m[1]!, uploadId: m[2]! }));
+  return [...xml.matchAll(/<Upload>[\s\S]*?<Key>([^<]*)<\/Key>[\s\S]*?<UploadId>([^<]*)<\/UploadId>[\s\S]*?<\/Upload>/g)].map((m) => ({
+    key: m[1]!,
+    uploadId: m[2]!,
+  }));
 }
 
 async function abortAllUploads(bucket: string): Promise<void> {

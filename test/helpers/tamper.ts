@@ -30,7 +30,11 @@ export async function truncate(storage: Storage, manifest: BackupManifest): Prom
 }
 
 /** Rewrite the manifest with a change (the data object stays as it is). */
-export async function rewriteManifest(storage: Storage, manifest: BackupManifest, change: (m: BackupManifest) => BackupManifest): Promise<void> {
+export async function rewriteManifest(
+  storage: Storage,
+  manifest: BackupManifest,
+  change: (m: BackupManifest) => BackupManifest,
+): Promise<void> {
   await storage.put(manifestKey(manifest.name, manifest.id), serializeManifest(change(structuredClone(manifest))));
 }
 

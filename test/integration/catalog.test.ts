@@ -103,7 +103,8 @@ for (const [backend, makeRepo] of backends) {
       const entries = await listManifests(storage, "app");
       expect(entries.map((e) => e.id)).toEqual(made.map((m) => m.id));
       const first = async (selection: Parameters<typeof readCandidates>[2]) => {
-        for await (const candidate of readCandidates(storage, entries, selection)) return candidate.ok ? candidate.manifest.id : `invalid ${candidate.entry.id}`;
+        for await (const candidate of readCandidates(storage, entries, selection))
+          return candidate.ok ? candidate.manifest.id : `invalid ${candidate.entry.id}`;
         return undefined;
       };
       reset();
@@ -145,9 +146,15 @@ for (const [backend, makeRepo] of backends) {
           }
 
           reset();
-          const fellBack = await runRestore(storage, { name: "app", target: output, selection: { latest: true }, fallback: true }, createContext());
+          const fellBack = await runRestore(
+            storage,
+            { name: "app", target: output, selection: { latest: true }, fallback: true },
+            createContext(),
+          );
           expect(fellBack.action === "restored" && fellBack.id, what).toBe(made[1]!.id);
-          expect(fellBack.action === "restored" && fellBack.skipped.map((s) => [s.id, s.step, s.createdAt]), what).toEqual([[made[0]!.id, "manifest", made[0]!.createdAt]]);
+          expect(fellBack.action === "restored" && fellBack.skipped.map((s) => [s.id, s.step, s.createdAt]), what).toEqual([
+            [made[0]!.id, "manifest", made[0]!.createdAt],
+          ]);
           expect(manifestReads()).toBeLessThan(COPIES / 2);
           rmSync(output);
 
@@ -189,15 +196,26 @@ for (const [backend, makeRepo] of backends) {
       const other = makeRepo();
       const id = createBackupId(new Date());
       await other.storage.put(manifestKey("app", id), new TextEncoder().encode("{ not json"));
-      const run = runRestore(other.storage, { name: "app", target: other.db, selection: { latest: true }, ifMissing: true }, createContext());
+      const run = runRestore(
+        other.storage,
+        { name: "app", target: other.db, selection: { latest: true }, ifMissing: true },
+        createContext(),
+      );
       await expect(run).rejects.toBeInstanceOf(VerificationError);
       await expect(run).rejects.toMatchObject({ step: "manifest" });
       expect(existsSync(other.db)).toBe(false);
       // With no manifest at all, --if-missing is a fresh start, also where the repository is yet to be created.
       const empty = makeRepo();
-      const fresh = await runRestore(empty.storage, { name: "app", target: empty.db, selection: { latest: true }, ifMissing: true }, createContext());
+      const fresh = await runRestore(
+        empty.storage,
+        { name: "app", target: empty.db, selection: { latest: true }, ifMissing: true },
+        createContext(),
+      );
       expect(fresh.action === "skipped" && fresh.reason).toBe("no-backups");
-      const cli = await runCli(["restore", join(empty.dir, "cli.db"), "--repo", backend === "local" ? join(empty.dir, "not-yet") : empty.url, "--if-missing"], { env: empty.env });
+      const cli = await runCli(
+        ["restore", join(empty.dir, "cli.db"), "--repo", backend === "local" ? join(empty.dir, "not-yet") : empty.url, "--if-missing"],
+        { env: empty.env },
+      );
       expect(cli.exitCode).toBe(0);
       expect(cli.stderr).toContain("starting without one");
     });

@@ -21,7 +21,15 @@ afterAll(async () => {
 
 function storageWith(credentials: ConstructorParameters<typeof S3Storage>[0]["credentials"]): S3Storage {
   const s3 = testS3();
-  return new S3Storage({ bucket: bucket.bucket, prefix: "refresh", endpoint: s3.endpoint, region: s3.region, pathStyle: true, credentials, retry: { retries: 0 } });
+  return new S3Storage({
+    bucket: bucket.bucket,
+    prefix: "refresh",
+    endpoint: s3.endpoint,
+    region: s3.region,
+    pathStyle: true,
+    credentials,
+    retry: { retries: 0 },
+  });
 }
 
 describe("credential refresh", () => {

@@ -26,7 +26,9 @@ function createDb(path: string): void {
   const db = new Database(path, { create: true });
   db.run("PRAGMA journal_mode = DELETE");
   db.run("CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT)");
-  db.run("CREATE TABLE orders (id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL REFERENCES accounts(id), total INTEGER NOT NULL, note TEXT)");
+  db.run(
+    "CREATE TABLE orders (id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL REFERENCES accounts(id), total INTEGER NOT NULL, note TEXT)",
+  );
   db.run("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL, score INTEGER)");
   db.run("CREATE TABLE tags (id INTEGER PRIMARY KEY, label TEXT NOT NULL, weight INTEGER)");
   db.run("CREATE INDEX accounts_email ON accounts(email)");
@@ -35,7 +37,8 @@ function createDb(path: string): void {
   db.run("CREATE INDEX tags_weight ON tags(weight)");
   db.transaction(() => {
     for (let i = 1; i <= 3000; i++) db.run("INSERT INTO accounts VALUES (?, ?, ?)", [i, `name ${i}`, `user${1 + (i % 2000)}@example.com`]);
-    for (let i = 1; i <= 6000; i++) db.run("INSERT INTO orders VALUES (?, ?, ?, ?)", [i, 1 + (i % 3000), (i % 50) * 7, `order note ${i} `.repeat(3)]);
+    for (let i = 1; i <= 6000; i++)
+      db.run("INSERT INTO orders VALUES (?, ?, ?, ?)", [i, 1 + (i % 3000), (i % 50) * 7, `order note ${i} `.repeat(3)]);
     for (let i = 1; i <= 1500; i++) db.run("INSERT INTO notes VALUES (?, ?, ?)", [i, `body ${i} `.repeat(10), i % 97]);
     for (let i = 1; i <= 800; i++) db.run("INSERT INTO tags VALUES (?, ?, ?)", [i, `tag-${i}`, i % 13]);
   })();
@@ -46,7 +49,9 @@ function createDb(path: string): void {
 function singlePass(path: string, pragma = "integrity_check"): string[] {
   const db = new Database(path, { readonly: true });
   try {
-    return (db.query(`PRAGMA ${pragma}`).all() as Record<string, string>[]).map((r) => String(Object.values(r)[0])).filter((v) => v !== "ok");
+    return (db.query(`PRAGMA ${pragma}`).all() as Record<string, string>[])
+      .map((r) => String(Object.values(r)[0]))
+      .filter((v) => v !== "ok");
   } catch (error) {
     return [(error as Error).message];
   } finally {
@@ -59,7 +64,11 @@ function singlePass(path: string, pragma = "integrity_check"): string[] {
  * forbids writable_schema, so this goes through the sqlite3 CLI.
  */
 function editSchema(path: string, sql: string): void {
-  const result = Bun.spawnSync(["sqlite3", path], { stdin: Buffer.from(`.dbconfig defensive off\nPRAGMA writable_schema = ON;\n${sql}\nPRAGMA writable_schema = OFF;\n`), stderr: "pipe", stdout: "ignore" });
+  const result = Bun.spawnSync(["sqlite3", path], {
+    stdin: Buffer.from(`.dbconfig defensive off\nPRAGMA writable_schema = ON;\n${sql}\nPRAGMA writable_schema = OFF;\n`),
+    stderr: "pipe",
+    stdout: "ignore",
+  });
   if (result.exitCode !== 0 || result.stderr.length) throw new Error(`sqlite3 failed: ${result.stderr.toString()}`);
 }
 
@@ -71,7 +80,10 @@ function mismatchIndex(path: string, table: string): void {
   const index = db.query("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = ?").get(table) as { name: string };
   db.close();
   const otherColumn = { accounts: "name", orders: "note", notes: "body", tags: "label" }[table]!;
-  editSchema(path, `UPDATE sqlite_schema SET sql = ${literal(`CREATE INDEX ${index.name} ON ${table}(${otherColumn})`)} WHERE name = ${literal(index.name)};`);
+  editSchema(
+    path,
+    `UPDATE sqlite_schema SET sql = ${literal(`CREATE INDEX ${index.name} ON ${table}(${otherColumn})`)} WHERE name = ${literal(index.name)};`,
+  );
 }
 
 function mismatchColumns(path: string, index: string, sql: string): void {
@@ -85,7 +97,10 @@ function nullInNotNull(path: string, table: string): void {
   db.run(`UPDATE ${table} SET ${column} = NULL WHERE id = 7`);
   const { sql } = db.query("SELECT sql FROM sqlite_schema WHERE name = ?").get(table) as { sql: string };
   db.close();
-  editSchema(path, `UPDATE sqlite_schema SET sql = ${literal(sql.replace(new RegExp(`${column} (TEXT|INTEGER)`), `${column} $1 NOT NULL`))} WHERE name = ${literal(table)};`);
+  editSchema(
+    path,
+    `UPDATE sqlite_schema SET sql = ${literal(sql.replace(new RegExp(`${column} (TEXT|INTEGER)`), `${column} $1 NOT NULL`))} WHERE name = ${literal(table)};`,
+  );
 }
 
 /** Scramble the cell area of the table's root page (its page header survives, so the file opens). */
@@ -103,7 +118,9 @@ function scrambleRoot(path: string, table: string): void {
 function firstIndex(path: string, table: string, name?: string): { name: string; sql: string; rootpage: number } {
   const db = new Database(path, { readonly: true });
   try {
-    return db.query("SELECT name, sql, rootpage FROM sqlite_schema WHERE type = 'index' AND tbl_name = ?1 AND (?2 IS NULL OR name = ?2)").get(table, name ?? null) as { name: string; sql: string; rootpage: number };
+    return db
+      .query("SELECT name, sql, rootpage FROM sqlite_schema WHERE type = 'index' AND tbl_name = ?1 AND (?2 IS NULL OR name = ?2)")
+      .get(table, name ?? null) as { name: string; sql: string; rootpage: number };
   } finally {
     db.close();
   }
@@ -112,23 +129,37 @@ function firstIndex(path: string, table: string, name?: string): { name: string;
 /** Add a row while the table's index is hidden from SQLite: the index lacks it. */
 function rowMissingFromIndex(path: string, table: string): void {
   const index = firstIndex(path, table);
-  const row = { accounts: "100000, 'hidden', 'hidden@example.com'", orders: "100000, 1, 7, 'hidden'", notes: "100000, 'hidden', 5", tags: "100000, 'hidden', 5" }[table]!;
+  const row = {
+    accounts: "100000, 'hidden', 'hidden@example.com'",
+    orders: "100000, 1, 7, 'hidden'",
+    notes: "100000, 'hidden', 5",
+    tags: "100000, 'hidden', 5",
+  }[table]!;
   editSchema(path, `DELETE FROM sqlite_schema WHERE name = ${literal(index.name)};`);
   editSchema(path, `INSERT INTO ${table} VALUES (${row});`);
-  editSchema(path, `INSERT INTO sqlite_schema VALUES ('index', ${literal(index.name)}, ${literal(table)}, ${index.rootpage}, ${literal(index.sql)});`);
+  editSchema(
+    path,
+    `INSERT INTO sqlite_schema VALUES ('index', ${literal(index.name)}, ${literal(table)}, ${index.rootpage}, ${literal(index.sql)});`,
+  );
 }
 
 /** Delete a row while the table's index is hidden from SQLite: the index keeps an entry for it. */
 function entryWithoutRow(path: string, table: string, index = firstIndex(path, table)): void {
   editSchema(path, `DELETE FROM sqlite_schema WHERE name = ${literal(index.name)};`);
   editSchema(path, `DELETE FROM ${table} WHERE id = 7;`);
-  editSchema(path, `INSERT INTO sqlite_schema VALUES ('index', ${literal(index.name)}, ${literal(table)}, ${index.rootpage}, ${literal(index.sql)});`);
+  editSchema(
+    path,
+    `INSERT INTO sqlite_schema VALUES ('index', ${literal(index.name)}, ${literal(table)}, ${index.rootpage}, ${literal(index.sql)});`,
+  );
 }
 
 /** Declare an index UNIQUE whose keys repeat. */
 function duplicateUniqueKey(path: string, table: string): void {
   const index = firstIndex(path, table);
-  editSchema(path, `UPDATE sqlite_schema SET sql = ${literal(index.sql.replace("CREATE INDEX", "CREATE UNIQUE INDEX"))} WHERE name = ${literal(index.name)};`);
+  editSchema(
+    path,
+    `UPDATE sqlite_schema SET sql = ${literal(index.sql.replace("CREATE INDEX", "CREATE UNIQUE INDEX"))} WHERE name = ${literal(index.name)};`,
+  );
 }
 
 /** Drop an index from the schema but not from the file: its pages become unreachable. */
@@ -170,14 +201,25 @@ describe("split integrity check", () => {
     );
     // Biggest first: orders (6000 rows, one index) before tags (800 rows).
     expect(plan.indexOf("PRAGMA integrity_check('orders')")).toBeLessThan(plan.indexOf("PRAGMA integrity_check('tags')"));
-    expect(planCheck(path, "quick_check").map((p) => p.sql).toSorted()).toEqual(["PRAGMA foreign_key_check('orders')", "PRAGMA quick_check"].toSorted());
+    expect(
+      planCheck(path, "quick_check")
+        .map((p) => p.sql)
+        .toSorted(),
+    ).toEqual(["PRAGMA foreign_key_check('orders')", "PRAGMA quick_check"].toSorted());
     // A table with more than a worker's share of the work has its index lookups split into ranges
     // (small tables never are, by default); the others keep their own integrity_check.
     expect(planCheck(path, "integrity_check", { workers: 4 }).some((p) => p.probe)).toBe(false);
     const split = planCheck(path, "integrity_check", { workers: 4, minSplitRows: 0 });
     expect(split.filter((p) => p.probe).map((p) => p.probe!.table)).toEqual(Array(6).fill("orders"));
-    expect(split.map((p) => p.sql).filter((sql) => sql.startsWith("PRAGMA integrity_check")).toSorted()).toEqual(
-      TABLES.filter((t) => t !== "orders").map((t) => `PRAGMA integrity_check('${t}')`).toSorted(),
+    expect(
+      split
+        .map((p) => p.sql)
+        .filter((sql) => sql.startsWith("PRAGMA integrity_check"))
+        .toSorted(),
+    ).toEqual(
+      TABLES.filter((t) => t !== "orders")
+        .map((t) => `PRAGMA integrity_check('${t}')`)
+        .toSorted(),
     );
     expect(planCheck(path, "integrity_check", { workers: 1, minSplitRows: 0 }).some((p) => p.probe)).toBe(false);
   });
@@ -207,7 +249,8 @@ describe("split integrity check", () => {
           expect(split.problems.length).toBeGreaterThan(0);
           // Everything the single pass reports, the split check reports too (up to its 100-finding cap);
           // when SQLite gives up on the file, the statement that stopped is named with the same error.
-          if (single.length < 100) for (const problem of single) expect(split.problems.some((p) => p === problem || p.endsWith(`failed: ${problem}`))).toBe(true);
+          if (single.length < 100)
+            for (const problem of single) expect(split.problems.some((p) => p === problem || p.endsWith(`failed: ${problem}`))).toBe(true);
         });
       }
     }
@@ -296,7 +339,8 @@ describe("split integrity check", () => {
   test("the split plan counts each index's entries itself (the quick_check of older SQLite versions does not)", () => {
     const path = join(tempDir("integrity"), "count.db");
     createDb(path);
-    const counting = () => planCheck(path, "integrity_check", { split: "always" }).filter((p) => p.sql.includes("wrong # of entries in index"));
+    const counting = () =>
+      planCheck(path, "integrity_check", { split: "always" }).filter((p) => p.sql.includes("wrong # of entries in index"));
     expect(counting()).toHaveLength(TABLES.length);
     for (const p of counting()) expect(runTask({ path, sql: p.sql })).toEqual([]);
     entryWithoutRow(path, "notes");
@@ -310,7 +354,10 @@ describe("split integrity check", () => {
     const db = new Database(path);
     db.run("CREATE INDEX notes_body ON notes(body)"); // wider than notes_score: never the one count(*) picks
     db.close();
-    const counting = () => planCheck(path, "integrity_check", { split: "always" }).filter((p) => p.sql.includes("wrong # of entries in index") && p.sql.includes("notes_body"));
+    const counting = () =>
+      planCheck(path, "integrity_check", { split: "always" }).filter(
+        (p) => p.sql.includes("wrong # of entries in index") && p.sql.includes("notes_body"),
+      );
     expect(counting()).toHaveLength(1);
     entryWithoutRow(path, "notes", firstIndex(path, "notes", "notes_body"));
     expect(singlePass(path)).toContain("wrong # of entries in index notes_body");
@@ -338,7 +385,8 @@ describe("split integrity check", () => {
       db.run(`CREATE INDEX ${name}_index ON ${name}${index}`);
       for (let i = 1; i <= 50; i++) {
         if (name === "without_rowid") db.run(`INSERT INTO ${name} (id, v) VALUES (?, ?)`, [`k${i}`, `V${i % 7}`]);
-        else if (name === "all_rowid_names_taken" || name === "column_named_rowid") db.run(`INSERT INTO ${name} ("rowid", v) VALUES (?, ?)`, [`r${i}`, `V${i % 7}`]);
+        else if (name === "all_rowid_names_taken" || name === "column_named_rowid")
+          db.run(`INSERT INTO ${name} ("rowid", v) VALUES (?, ?)`, [`r${i}`, `V${i % 7}`]);
         else if (name === "unique_nullable") db.run(`INSERT INTO ${name} (v) VALUES (?)`, [i % 5 === 0 ? null : `V${i}`]);
         else db.run(`INSERT INTO ${name} (v) VALUES (?)`, [i % 5 === 0 ? null : `V${i % 7}`]);
       }

@@ -25,7 +25,9 @@ test("runs that find one stale lock at once: exactly one takes it, the others ar
     // A lock left by a process that no longer exists (pid 999999 on this host).
     writeFileSync(join(locks, `${id}.lock`), JSON.stringify({ purpose: "backup", pid: 999_999, host: hostname(), startedAt: "then" }));
     const startAt = String(Date.now() + 500); // all started by then, on a loaded machine too
-    const procs = Array.from({ length: 8 }, () => Bun.spawn([process.execPath, HOLDER, target, locks, "600", startAt], { stdout: "pipe", stderr: "inherit" }));
+    const procs = Array.from({ length: 8 }, () =>
+      Bun.spawn([process.execPath, HOLDER, target, locks, "600", startAt], { stdout: "pipe", stderr: "inherit" }),
+    );
     rounds.push((await Promise.all(procs.map((p) => new Response(p.stdout).text()))).map((t) => t.trim()).sort());
   }
   for (const outcome of rounds) expect(outcome).toEqual(["got", ...Array(7).fill("locked")]);

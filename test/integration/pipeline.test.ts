@@ -47,22 +47,29 @@ function bigDb(path: string): void {
  */
 function textDb(path: string): void {
   let seed = 7;
-  const next = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
   const syllables = ["ka", "to", "ri", "me", "sa", "lo", "ne", "vi", "da", "pu", "re", "an", "el", "or", "in", "ta"];
-  const words = Array.from({ length: 3000 }, () => Array.from({ length: 1 + Math.floor(next() * 3) }, () => syllables[Math.floor(next() * syllables.length)]).join(""));
+  const words = Array.from({ length: 3000 }, () =>
+    Array.from({ length: 1 + Math.floor(next() * 3) }, () => syllables[Math.floor(next() * syllables.length)]).join(""),
+  );
   const db = new Database(path, { create: true });
   db.run("CREATE TABLE docs (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, body TEXT NOT NULL)");
   db.run("CREATE INDEX docs_at ON docs(at)");
   const insert = db.prepare("INSERT INTO docs (at, body) VALUES (?, ?)");
   db.transaction(() => {
-    for (let i = 0; i < 30_000; i++) insert.run(1_700_000_000_000 + Math.floor(next() * 1e9), Array.from({ length: 50 }, () => words[Math.floor(next() ** 2.5 * words.length)]).join(" "));
+    for (let i = 0; i < 30_000; i++)
+      insert.run(
+        1_700_000_000_000 + Math.floor(next() * 1e9),
+        Array.from({ length: 50 }, () => words[Math.floor(next() ** 2.5 * words.length)]).join(" "),
+      );
   })();
   insert.finalize();
   db.close();
 }
 
 /** `bytes` cut into BLOCK_SIZE blocks. */
-const blocksOf = (bytes: Uint8Array<ArrayBuffer>) => Array.from({ length: Math.ceil(bytes.length / BLOCK_SIZE) }, (_, i) => bytes.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE));
+const blocksOf = (bytes: Uint8Array<ArrayBuffer>) =>
+  Array.from({ length: Math.ceil(bytes.length / BLOCK_SIZE) }, (_, i) => bytes.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE));
 
 function run(cmd: string[], input: Uint8Array): Uint8Array {
   const result = Bun.spawnSync(cmd, { stdin: input, stdout: "pipe", stderr: "pipe" });
@@ -77,7 +84,10 @@ describe("blocks compressed in parallel", () => {
     const original = new Uint8Array(readFileSync(path));
     const pool = new BufferPool(BLOCK_SIZE, 3);
     const chunks: Uint8Array[] = [];
-    for await (const chunk of mapBlocks(readBlocks(openSync(path, "r"), statSync(path).size, pool), blockCompressor("gzip"), 2, (b) => pool.release(b))) chunks.push(chunk);
+    for await (const chunk of mapBlocks(readBlocks(openSync(path, "r"), statSync(path).size, pool), blockCompressor("gzip"), 2, (b) =>
+      pool.release(b),
+    ))
+      chunks.push(chunk);
     // Each member comes as its framed header and the rest of it; cut the stream by the lengths they carry.
     const file = new Uint8Array(Buffer.concat(chunks));
     const members: Uint8Array[] = [];
@@ -217,7 +227,10 @@ for (const backend of backends) {
       const original = new Uint8Array(readFileSync(repo.db));
       // zstd frames start without history, and on very compressible text (13% here) that costs up
       // to about 6% against one zstd -3 stream; on the benchmark's database it is 0.1% smaller.
-      for (const [compression, bound] of [["gzip", 1.02], ["zstd", 1.08]] as const) {
+      for (const [compression, bound] of [
+        ["gzip", 1.02],
+        ["zstd", 1.08],
+      ] as const) {
         const result = await runBackup(repo.storage, { databasePath: repo.db, compression, tmpDir: repo.dir }, createContext());
         const reference = run(compression === "gzip" ? ["gzip", "-6", "-c"] : ["zstd", "-3", "-c"], original).byteLength;
         expect(result.storedBytes / reference).toBeLessThan(bound);
@@ -258,7 +271,10 @@ for (const backend of backends) {
       const ctx = createContext();
       const original = new Uint8Array(readFileSync(repo.db));
       const blocks = blocksOf(original).map((block) => Bun.gzipSync(block));
-      const objects = { "members without their length": new Uint8Array(Buffer.concat(blocks)), "one gzip -6 stream": run(["gzip", "-6", "-c"], original) };
+      const objects = {
+        "members without their length": new Uint8Array(Buffer.concat(blocks)),
+        "one gzip -6 stream": run(["gzip", "-6", "-c"], original),
+      };
       for (const [label, object] of Object.entries(objects)) {
         const result = await runBackup(repo.storage, { databasePath: repo.db, compression: "gzip", tmpDir: repo.dir }, ctx);
         const manifest = await readBackupManifest(repo.storage, result.name, result.id);
@@ -296,8 +312,18 @@ for (const backend of backends) {
       const objects = {
         "one streamed frame": { object: streamed, framed: false },
         "zstd -3 of a pipe": { object: run(["sh", "-c", "cat | zstd -3 -c"], original), framed: false },
-        "zstd -3 FILE (more than the biggest frame we cut)": { object: run(["zstd", "-3", "-c", repo.db], new Uint8Array(0)), framed: false },
-        "zstd -3 FILE of each 2 MiB": { object: new Uint8Array(Buffer.concat(blocksOf(original).map((block) => run(["sh", "-c", "cat > \"$0\" && zstd -3 -c \"$0\"", join(repo.dir, "block")], block)))), framed: true },
+        "zstd -3 FILE (more than the biggest frame we cut)": {
+          object: run(["zstd", "-3", "-c", repo.db], new Uint8Array(0)),
+          framed: false,
+        },
+        "zstd -3 FILE of each 2 MiB": {
+          object: new Uint8Array(
+            Buffer.concat(
+              blocksOf(original).map((block) => run(["sh", "-c", 'cat > "$0" && zstd -3 -c "$0"', join(repo.dir, "block")], block)),
+            ),
+          ),
+          framed: true,
+        },
       };
       for (const [label, { object, framed }] of Object.entries(objects)) {
         expect(frameHeader(object) !== null).toBe(framed);
@@ -350,7 +376,9 @@ for (const backend of backends) {
           }
           return blockCompressor("gzip")(block);
         };
-        await expect(runBackup(repo.storage, { databasePath: repo.db, compression: "gzip", tmpDir: repo.dir, compressBlock }, ctx)).rejects.toThrow(`compression of block ${failAt} failed`);
+        await expect(
+          runBackup(repo.storage, { databasePath: repo.db, compression: "gzip", tmpDir: repo.dir, compressBlock }, ctx),
+        ).rejects.toThrow(`compression of block ${failAt} failed`);
         const catalog = await readCatalog(repo.storage);
         expect(catalog.backups).toEqual([]);
         expect(catalog.orphans).toEqual([]);

@@ -17,7 +17,18 @@ import { readWalIndex } from "../../src/pipeline/wal.ts";
 import { BLOCK_SIZE } from "../../src/pipeline/codec.ts";
 import { BufferPool } from "../../src/util/streams.ts";
 import { ROOT } from "../helpers/cli.ts";
-import { ACCOUNTS, createBankDb, holdOpen, INITIAL_BALANCE, inspectBank, ledgerMismatches, removeTempDirs, startCheckpointer, startWriter, tempDir } from "../helpers/db.ts";
+import {
+  ACCOUNTS,
+  createBankDb,
+  holdOpen,
+  INITIAL_BALANCE,
+  inspectBank,
+  ledgerMismatches,
+  removeTempDirs,
+  startCheckpointer,
+  startWriter,
+  tempDir,
+} from "../helpers/db.ts";
 
 setDefaultTimeout(60_000);
 afterAll(removeTempDirs);
@@ -108,7 +119,9 @@ describe("snapshot copy", () => {
       expect(snapshot.method).toBe("file-read");
       const before = await contents(snapshot);
       // Another process commits and asks for a full checkpoint: busy (1|...), nothing copied.
-      expect(sqlite3("INSERT INTO transfers (src, dst, amount, at) VALUES (1, 2, 3, 'now'); PRAGMA wal_checkpoint(TRUNCATE);")).toMatch(/^1\|\d+\|0$/);
+      expect(sqlite3("INSERT INTO transfers (src, dst, amount, at) VALUES (1, 2, 3, 'now'); PRAGMA wal_checkpoint(TRUNCATE);")).toMatch(
+        /^1\|\d+\|0$/,
+      );
       expect((await contents(snapshot)).equals(before)).toBe(true);
     } finally {
       snapshot.release();
@@ -149,7 +162,12 @@ describe("snapshot copy", () => {
       const theirs = readFileSync(reference);
       const ours = Buffer.from(viaWal.bytes);
       expect(ours.length).toBe(theirs.length);
-      for (const [from, to] of [[24, 28], [40, 44], [92, 100]]) theirs.copy(ours, from, from, to);
+      for (const [from, to] of [
+        [24, 28],
+        [40, 44],
+        [92, 100],
+      ])
+        theirs.copy(ours, from, from, to);
       expect(ours.equals(theirs)).toBe(true);
       viaWal.done();
       // The source was neither written nor checkpointed.
@@ -185,7 +203,10 @@ describe("snapshot copy", () => {
       const held = await contents(snapshot);
       const file = digest();
       // Another process commits, then checkpoints as far as it may: up to our frames, into the file.
-      const [logged, done] = sqlite3("UPDATE notes SET title = 'second ' || id WHERE id % 3 = 0; PRAGMA wal_checkpoint(PASSIVE);").split("|").slice(1).map(Number);
+      const [logged, done] = sqlite3("UPDATE notes SET title = 'second ' || id WHERE id % 3 = 0; PRAGMA wal_checkpoint(PASSIVE);")
+        .split("|")
+        .slice(1)
+        .map(Number);
       expect(done).toBeGreaterThan(0);
       expect(done).toBeLessThan(logged!);
       expect(digest()).not.toBe(file);
@@ -210,7 +231,10 @@ describe("snapshot copy", () => {
     chmodSync(dir, 0o755);
     const db = join(dir, "bank.db");
     createBankDb(db, { journalMode: "wal", fillerRows: 500 });
-    const app = await holdOpen(db, ["UPDATE accounts SET balance = balance + 5 WHERE id = 1", "UPDATE accounts SET balance = balance - 5 WHERE id = 2"]);
+    const app = await holdOpen(db, [
+      "UPDATE accounts SET balance = balance + 5 WHERE id = 1",
+      "UPDATE accounts SET balance = balance - 5 WHERE id = 2",
+    ]);
     const out = join(dir, "out");
     mkdirSync(out);
     chmodSync(out, 0o1777);
@@ -229,7 +253,11 @@ describe("snapshot copy", () => {
         require("node:fs").writeFileSync(${JSON.stringify(join(out, "copy.db"))}, Buffer.concat(chunks));
         snapshot.release();
         console.log(snapshot.method);`;
-      const r = Bun.spawnSync([...asOther, process.execPath, "-e", script], { env: { ...process.env, HOME: out, TMPDIR: out }, stdout: "pipe", stderr: "pipe" });
+      const r = Bun.spawnSync([...asOther, process.execPath, "-e", script], {
+        env: { ...process.env, HOME: out, TMPDIR: out },
+        stdout: "pipe",
+        stderr: "pipe",
+      });
       expect(r.stderr.toString()).toBe("");
       expect(r.stdout.toString().trim()).toBe("backup-api");
       const bank = inspectBank(join(out, "copy.db"));
@@ -308,7 +336,9 @@ describe("snapshot copy", () => {
         const snapshot = await createSnapshot(db, tempDir("snap-tmp"), ctx);
         // Hold a snapshot read in place while the writer commits and checkpoints, then read it.
         if (snapshot.path === db) await Bun.sleep(20);
-        const { path, done } = { path: join(tempDir("snap-copy"), "copy.db"), done: () => {
+        const { path, done } = {
+          path: join(tempDir("snap-copy"), "copy.db"),
+          done: () => {
             snapshot.release();
             ctx.temp.remove(snapshot.dir);
           },

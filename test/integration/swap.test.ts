@@ -17,14 +17,18 @@ afterAll(removeTempDirs);
 function setup(label: string): { dir: string; target: string; temp: string } {
   const dir = tempDir(label);
   const target = join(dir, "app.db");
-  const writer = Bun.spawnSync([process.execPath, "-e", `
+  const writer = Bun.spawnSync([
+    process.execPath,
+    "-e",
+    `
     const { Database } = require("bun:sqlite");
     const db = new Database(${JSON.stringify(target)});
     db.run("PRAGMA journal_mode = WAL"); db.run("CREATE TABLE t (x)");
     db.transaction(() => { for (let i = 0; i < 100; i++) db.run("INSERT INTO t VALUES (?)", [i]); })();
     db.run("PRAGMA wal_checkpoint(TRUNCATE)"); db.run("PRAGMA wal_autocheckpoint = 0");
     db.run("INSERT INTO t VALUES (100)");
-    process.kill(process.pid, "SIGKILL");`]);
+    process.kill(process.pid, "SIGKILL");`,
+  ]);
   expect(writer.signalCode).toBe("SIGKILL");
   expect(statSync(`${target}-wal`).size).toBeGreaterThan(0);
   const temp = join(dir, ".app.db.sqlite-vault-1-new.tmp");
@@ -49,11 +53,13 @@ function rows(path: string): number {
 /** Real calls, until the given one fails; with `crash`, every call after it fails too. */
 function failing(at: number, crash: boolean): { fs: SwapFs; calls: () => number } {
   let calls = 0;
-  const step = <A extends unknown[]>(real: (...args: A) => void) => (...args: A) => {
-    calls++;
-    if (calls === at || (crash && calls > at)) throw Object.assign(new Error("EIO: i/o error"), { code: "EIO" });
-    real(...args);
-  };
+  const step =
+    <A extends unknown[]>(real: (...args: A) => void) =>
+    (...args: A) => {
+      calls++;
+      if (calls === at || (crash && calls > at)) throw Object.assign(new Error("EIO: i/o error"), { code: "EIO" });
+      real(...args);
+    };
   return { fs: { link: step(linkSync), rename: step(renameSync), unlink: step(unlinkSync) }, calls: () => calls };
 }
 

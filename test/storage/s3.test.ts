@@ -13,7 +13,13 @@ setDefaultTimeout(120_000);
 const PART = 5 * 1024 * 1024;
 let prefixCounter = 0;
 
-function storageFor(bucket: string, prefix: string, secret?: string, onRetry?: (message: string) => void, more: { endpoint?: string; signal?: AbortSignal; timeoutMs?: number } = {}): S3Storage {
+function storageFor(
+  bucket: string,
+  prefix: string,
+  secret?: string,
+  onRetry?: (message: string) => void,
+  more: { endpoint?: string; signal?: AbortSignal; timeoutMs?: number } = {},
+): S3Storage {
   const s3 = testS3();
   return new S3Storage({
     onRetry,
@@ -119,7 +125,14 @@ describe("S3 specifics", () => {
   });
 
   test("an endpoint that refuses connections is StorageUnavailableError", async () => {
-    const s = new S3Storage({ bucket: bucket.bucket, prefix: "", endpoint: "http://127.0.0.1:9", region: "us-east-1", pathStyle: true, credentials: null });
+    const s = new S3Storage({
+      bucket: bucket.bucket,
+      prefix: "",
+      endpoint: "http://127.0.0.1:9",
+      region: "us-east-1",
+      pathStyle: true,
+      credentials: null,
+    });
     await expect(s.check()).rejects.toBeInstanceOf(StorageUnavailableError);
   });
 
@@ -146,7 +159,8 @@ describe("S3 answers that are not what was asked for, through the fault proxy", 
     await proxy.stop();
     await bucket.cleanup();
   });
-  const viaProxy = (more: { signal?: AbortSignal; timeoutMs?: number } = {}) => storageFor(bucket.bucket, `a${n++}`, undefined, undefined, { endpoint: proxy.url, ...more });
+  const viaProxy = (more: { signal?: AbortSignal; timeoutMs?: number } = {}) =>
+    storageFor(bucket.bucket, `a${n++}`, undefined, undefined, { endpoint: proxy.url, ...more });
   const keys = async (s: S3Storage, prefix = "") => {
     const out: string[] = [];
     for await (const o of s.list(prefix)) out.push(o.key);
@@ -158,11 +172,19 @@ describe("S3 answers that are not what was asked for, through the fault proxy", 
     proxy.clear();
     const s = viaProxy();
     for (const key of ["db/1.json", "db/2.json", "db/3.json"]) await s.put(key, bytesOf(10));
-    proxy.add({ method: "GET", match: on.list, times: Infinity, fault: { kind: "rewrite", rewrite: ({ status, body }) => {
-      const entries = body.match(/<Contents>[\s\S]*?<\/Contents>/g) ?? [];
-      // each entry twice in place, and the whole set once more at the end
-      return { status, body: body.replace(/<Contents>[\s\S]*<\/Contents>/, entries.map((e) => e + e).join("") + entries.join("")) };
-    } } });
+    proxy.add({
+      method: "GET",
+      match: on.list,
+      times: Infinity,
+      fault: {
+        kind: "rewrite",
+        rewrite: ({ status, body }) => {
+          const entries = body.match(/<Contents>[\s\S]*?<\/Contents>/g) ?? [];
+          // each entry twice in place, and the whole set once more at the end
+          return { status, body: body.replace(/<Contents>[\s\S]*<\/Contents>/, entries.map((e) => e + e).join("") + entries.join("")) };
+        },
+      },
+    });
     expect(await keys(s)).toEqual(["db/1.json", "db/2.json", "db/3.json"]);
     expect(proxy.injected.length).toBeGreaterThan(0);
   });
@@ -171,10 +193,21 @@ describe("S3 answers that are not what was asked for, through the fault proxy", 
     proxy.clear();
     const s = viaProxy();
     await s.put("db/1.json", bytesOf(10));
-    proxy.add({ method: "GET", match: on.list, times: Infinity, fault: { kind: "rewrite", rewrite: ({ status, body }) => ({
-      status,
-      body: body.replace(/<IsTruncated>false<\/IsTruncated>/, "<IsTruncated>true</IsTruncated><NextContinuationToken>same-token</NextContinuationToken>"),
-    }) } });
+    proxy.add({
+      method: "GET",
+      match: on.list,
+      times: Infinity,
+      fault: {
+        kind: "rewrite",
+        rewrite: ({ status, body }) => ({
+          status,
+          body: body.replace(
+            /<IsTruncated>false<\/IsTruncated>/,
+            "<IsTruncated>true</IsTruncated><NextContinuationToken>same-token</NextContinuationToken>",
+          ),
+        }),
+      },
+    });
     const error = await keys(s).catch((e) => e);
     expect(error).toBeInstanceOf(StorageUnavailableError);
     expect(error.message).toContain("does not advance");
@@ -198,7 +231,10 @@ describe("S3 answers that are not what was asked for, through the fault proxy", 
     await s.put("db/1.json", bytesOf(10));
     const answers: Record<string, (r: { status: number; body: string }) => { status: number; body: string; contentType?: string }> = {
       "an HTML page": html,
-      "another document": ({ status }) => ({ status, body: "<?xml version=\"1.0\"?><ListAllMyBucketsResult><Buckets/></ListAllMyBucketsResult>" }),
+      "another document": ({ status }) => ({
+        status,
+        body: '<?xml version="1.0"?><ListAllMyBucketsResult><Buckets/></ListAllMyBucketsResult>',
+      }),
       "another bucket": ({ status, body }) => ({ status, body: body.replace(/<Name>[^<]*<\/Name>/, "<Name>someone-else</Name>") }),
       "another prefix": ({ status, body }) => ({ status, body: body.replace(/<Prefix>[^<]*<\/Prefix>/, "<Prefix>x/</Prefix>") }),
     };
@@ -263,7 +299,11 @@ describe("S3 answers that are not what was asked for, through the fault proxy", 
       proxy.clear();
       proxy.add({ match: () => true, times: Infinity, fault: { kind: "delay", delayMs: 20_000 } });
       const run = new AbortController();
-      const s = storageFor(bucket.bucket, (plain.url.split("/").pop())!, undefined, undefined, { endpoint: proxy.url, signal: run.signal, timeoutMs: 30_000 });
+      const s = storageFor(bucket.bucket, plain.url.split("/").pop()!, undefined, undefined, {
+        endpoint: proxy.url,
+        signal: run.signal,
+        timeoutMs: 30_000,
+      });
       setTimeout(() => run.abort(new VaultError("stop")), 300);
       const started = performance.now();
       await expect(call(s), what).rejects.toThrow("stop");

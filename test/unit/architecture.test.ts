@@ -22,7 +22,11 @@ const LAYERS: [layer: string, places: string[]][] = [
 
 /** Modules a place must never import (besides the layer rule). */
 const FORBIDDEN: [place: string, imports: RegExp, why: string][] = [
-  ["commands/", /^(storage\/(s3|file)|storage\/s3\/)|^(bun:sqlite|node:fs|fs|node:fs\/promises)$/, "commands never import a concrete backend, bun:sqlite or node:fs"],
+  [
+    "commands/",
+    /^(storage\/(s3|file)|storage\/s3\/)|^(bun:sqlite|node:fs|fs|node:fs\/promises)$/,
+    "commands never import a concrete backend, bun:sqlite or node:fs",
+  ],
   ["ops/", /^storage\/(?!types\.ts$)/, "operations use only the storage interface (storage/types.ts)"],
   ["daemon/", /^storage\/(?!types\.ts$)/, "the daemon uses only the storage interface (storage/types.ts)"],
   ["pipeline/", /^storage\//, "the pipeline never imports storage: it produces and consumes streams"],
@@ -67,7 +71,8 @@ describe("architecture", () => {
     for (const file of files)
       for (const { target } of importsOf(file)) {
         if (!target.endsWith(".ts")) continue;
-        if (layerOf(target) > layerOf(file)) up.push(`${file} (${LAYERS[layerOf(file)]![0]}) imports ${target} (${LAYERS[layerOf(target)]?.[0]})`);
+        if (layerOf(target) > layerOf(file))
+          up.push(`${file} (${LAYERS[layerOf(file)]![0]}) imports ${target} (${LAYERS[layerOf(target)]?.[0]})`);
       }
     expect(up).toEqual([]);
   });
@@ -85,12 +90,23 @@ describe("architecture", () => {
   test("storage imports only leaves and itself", () => {
     const broken = files
       .filter((f) => f.startsWith("storage/"))
-      .flatMap((file) => importsOf(file).filter(({ target }) => target.endsWith(".ts") && !target.startsWith("storage/") && layerOf(target) !== 0).map(({ target }) => `${file} imports ${target}`));
+      .flatMap((file) =>
+        importsOf(file)
+          .filter(({ target }) => target.endsWith(".ts") && !target.startsWith("storage/") && layerOf(target) !== 0)
+          .map(({ target }) => `${file} imports ${target}`),
+      );
     expect(broken).toEqual([]);
   });
 
   test("no import cycles", () => {
-    const graph = new Map(files.map((f) => [f, importsOf(f).filter((i) => !i.type && i.target.endsWith(".ts")).map((i) => i.target)]));
+    const graph = new Map(
+      files.map((f) => [
+        f,
+        importsOf(f)
+          .filter((i) => !i.type && i.target.endsWith(".ts"))
+          .map((i) => i.target),
+      ]),
+    );
     const cycles: string[] = [];
     const state = new Map<string, "visiting" | "done">();
     const visit = (file: string, path: string[]) => {

@@ -8,10 +8,14 @@ import { gunzipSync } from "node:zlib";
 import { frameHeader, framedLength, MAX_MEMBER_OUTPUT, splitMembers } from "../../src/pipeline/gzip-members.ts";
 import { splitAll } from "../helpers/chunks.ts";
 
-const text = (n: number, seed: number): Uint8Array<ArrayBuffer> => new TextEncoder().encode(Array.from({ length: n }, (_, i) => `line ${i * seed} of ${seed}\n`).join(""));
+const text = (n: number, seed: number): Uint8Array<ArrayBuffer> =>
+  new TextEncoder().encode(Array.from({ length: n }, (_, i) => `line ${i * seed} of ${seed}\n`).join(""));
 /** A member framed as a backup stores it: the framed header, then the member after its own 10-byte header. */
 const frame = (member: Uint8Array) => new Uint8Array(Buffer.concat([frameHeader(member), member.subarray(10)]));
-const members = [text(5000, 1), text(3000, 2), text(10, 3)].map((block) => ({ block, member: frame(Bun.gzipSync(block, { level: 5, library: "libdeflate" })) }));
+const members = [text(5000, 1), text(3000, 2), text(10, 3)].map((block) => ({
+  block,
+  member: frame(Bun.gzipSync(block, { level: 5, library: "libdeflate" })),
+}));
 const whole = new Uint8Array(Buffer.concat(members.map((m) => m.member)));
 
 const split = (bytes: Uint8Array, chunkSize: number, headBytes = 0) => splitAll(splitMembers, bytes, chunkSize, headBytes);
@@ -29,7 +33,13 @@ describe("framed gzip members", () => {
   });
 
   test("the splitter gives back exactly the members, however the stream is cut", async () => {
-    for (const [chunkSize, headBytes] of [[1, 0], [7, 20], [4096, 3], [whole.length, 0], [whole.length, whole.length]] as const) {
+    for (const [chunkSize, headBytes] of [
+      [1, 0],
+      [7, 20],
+      [4096, 3],
+      [whole.length, 0],
+      [whole.length, whole.length],
+    ] as const) {
       expect(await split(whole, chunkSize, headBytes)).toEqual(members.map((m) => m.member));
     }
     expect(await split(new Uint8Array(0), 10)).toEqual([]);
@@ -46,6 +56,8 @@ describe("framed gzip members", () => {
     await expect(split(short, 100)).rejects.toThrow("gzip member 1 claims an impossible length (10 bytes)");
     const bomb = members[1]!.member.slice();
     new DataView(bomb.buffer).setUint32(bomb.length - 4, MAX_MEMBER_OUTPUT + 1, true);
-    await expect(split(new Uint8Array(Buffer.concat([members[0]!.member, bomb])), 100)).rejects.toThrow(`gzip member 2 claims to hold ${MAX_MEMBER_OUTPUT + 1} bytes`);
+    await expect(split(new Uint8Array(Buffer.concat([members[0]!.member, bomb])), 100)).rejects.toThrow(
+      `gzip member 2 claims to hold ${MAX_MEMBER_OUTPUT + 1} bytes`,
+    );
   });
 });

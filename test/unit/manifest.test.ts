@@ -38,7 +38,9 @@ describe("ids and keys", () => {
   test("ids carry the UTC time to the millisecond and sort by creation time", () => {
     const a = createBackupId(new Date("2026-01-02T03:04:05.006Z"), new Uint8Array([255, 0, 1, 2]));
     expect(a).toBe("20260102T030405006Z-ff000102");
-    const ids = ["2026-12-31T23:59:59.999Z", "2026-01-01T00:00:00.000Z", "2027-01-01T00:00:00.000Z", "2026-06-01T12:00:00.001Z"].map((t) => createBackupId(new Date(t)));
+    const ids = ["2026-12-31T23:59:59.999Z", "2026-01-01T00:00:00.000Z", "2027-01-01T00:00:00.000Z", "2026-06-01T12:00:00.001Z"].map((t) =>
+      createBackupId(new Date(t)),
+    );
     expect([...ids].sort()).toEqual([ids[1]!, ids[3]!, ids[0]!, ids[2]!]);
   });
 
@@ -90,7 +92,10 @@ describe("parseManifest", () => {
     ["an unknown compression", { ...manifest(), stored: { ...manifest().stored, compression: "lz4" } }],
     ["a data key elsewhere", { ...manifest(), stored: { ...manifest().stored, key: "other/x.sqlite.gz" } }],
     ["a bad time", { ...manifest(), createdAt: "yesterday" }],
-    ["a time other than its id's (retention would call it newest, list and restore would not)", { ...manifest(), createdAt: "2027-11-22T05:32:47.123Z" }],
+    [
+      "a time other than its id's (retention would call it newest, list and restore would not)",
+      { ...manifest(), createdAt: "2027-11-22T05:32:47.123Z" },
+    ],
     ["a time a millisecond off its id's", { ...manifest(), createdAt: "2026-11-22T05:32:47.124Z" }],
   ];
   for (const [what, value] of invalid)

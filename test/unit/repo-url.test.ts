@@ -13,12 +13,24 @@ describe("resolveRepo", () => {
     { repo: "relative/dir", want: { kind: "file", path: "/cwd/relative/dir" } },
     {
       repo: "s3://my-bucket/some/prefix/",
-      want: { kind: "s3", config: { bucket: "my-bucket", prefix: "some/prefix", endpoint: "https://s3.us-east-1.amazonaws.com", region: "us-east-1", pathStyle: false } },
+      want: {
+        kind: "s3",
+        config: {
+          bucket: "my-bucket",
+          prefix: "some/prefix",
+          endpoint: "https://s3.us-east-1.amazonaws.com",
+          region: "us-east-1",
+          pathStyle: false,
+        },
+      },
     },
     {
       repo: "s3://my-bucket",
       env: { AWS_DEFAULT_REGION: "eu-west-1" },
-      want: { kind: "s3", config: { bucket: "my-bucket", prefix: "", endpoint: "https://s3.eu-west-1.amazonaws.com", region: "eu-west-1", pathStyle: false } },
+      want: {
+        kind: "s3",
+        config: { bucket: "my-bucket", prefix: "", endpoint: "https://s3.eu-west-1.amazonaws.com", region: "eu-west-1", pathStyle: false },
+      },
     },
     {
       repo: "s3://bkt/p?endpoint=http://127.0.0.1:7480&region=us-east-1",
@@ -32,17 +44,27 @@ describe("resolveRepo", () => {
     {
       repo: "s3://bkt",
       env: { AWS_ENDPOINT_URL: "https://nyc3.digitaloceanspaces.com", AWS_REGION: "nyc3" },
-      want: { kind: "s3", config: { bucket: "bkt", prefix: "", endpoint: "https://nyc3.digitaloceanspaces.com", region: "nyc3", pathStyle: true } },
+      want: {
+        kind: "s3",
+        config: { bucket: "bkt", prefix: "", endpoint: "https://nyc3.digitaloceanspaces.com", region: "nyc3", pathStyle: true },
+      },
     },
     {
       repo: "s3://bkt?path-style=false",
       env: { AWS_ENDPOINT_URL: "https://nyc3.digitaloceanspaces.com" },
-      want: { kind: "s3", config: { bucket: "bkt", prefix: "", endpoint: "https://nyc3.digitaloceanspaces.com", region: "us-east-1", pathStyle: false } },
+      want: {
+        kind: "s3",
+        config: { bucket: "bkt", prefix: "", endpoint: "https://nyc3.digitaloceanspaces.com", region: "us-east-1", pathStyle: false },
+      },
     },
     {
       // precedence: flag > URL query > SQLITE_VAULT_S3_ENDPOINT > AWS_ENDPOINT_URL_S3 > AWS_ENDPOINT_URL
       repo: "s3://bkt",
-      env: { SQLITE_VAULT_S3_ENDPOINT: "https://a.example", AWS_ENDPOINT_URL_S3: "https://b.example", AWS_ENDPOINT_URL: "https://c.example" },
+      env: {
+        SQLITE_VAULT_S3_ENDPOINT: "https://a.example",
+        AWS_ENDPOINT_URL_S3: "https://b.example",
+        AWS_ENDPOINT_URL: "https://c.example",
+      },
       want: { kind: "s3", config: { bucket: "bkt", prefix: "", endpoint: "https://a.example", region: "us-east-1", pathStyle: true } },
     },
     {
@@ -59,7 +81,10 @@ describe("resolveRepo", () => {
     {
       repo: "s3://bkt",
       flags: { endpoint: "minio.internal:9000" },
-      want: { kind: "s3", config: { bucket: "bkt", prefix: "", endpoint: "https://minio.internal:9000", region: "us-east-1", pathStyle: true } },
+      want: {
+        kind: "s3",
+        config: { bucket: "bkt", prefix: "", endpoint: "https://minio.internal:9000", region: "us-east-1", pathStyle: true },
+      },
     },
   ];
   for (const c of cases)
@@ -67,7 +92,17 @@ describe("resolveRepo", () => {
       expect(resolveRepo(c.repo, c.flags, c.env ?? {}, "/cwd")).toEqual(c.want as never);
     });
 
-  const invalid = ["", "s3://ab", "s3://Bad_Bucket/x", "s3://bkt/a/../b", "s3://user:secret@bkt/x", "s3://bkt?bogus=1", "s3://bkt?path-style=maybe", "gs://bucket/x", "file://host/x"];
+  const invalid = [
+    "",
+    "s3://ab",
+    "s3://Bad_Bucket/x",
+    "s3://bkt/a/../b",
+    "s3://user:secret@bkt/x",
+    "s3://bkt?bogus=1",
+    "s3://bkt?path-style=maybe",
+    "gs://bucket/x",
+    "file://host/x",
+  ];
   for (const repo of invalid)
     test(`rejects ${JSON.stringify(repo)} as a usage error`, () => {
       expect(() => resolveRepo(repo, {}, {}, "/cwd")).toThrow(UsageError);
@@ -122,7 +157,9 @@ describe("resolveCredentials", () => {
     expect(() => resolveCredentials({ AWS_ACCESS_KEY_ID: "AK" }, read)).toThrow(UsageError);
   });
   test("/dev/null as a shared file means none", () => {
-    expect(() => resolveCredentials({ HOME: "/nowhere", AWS_CONFIG_FILE: "/dev/null", AWS_SHARED_CREDENTIALS_FILE: "/dev/null" })).not.toThrow();
+    expect(() =>
+      resolveCredentials({ HOME: "/nowhere", AWS_CONFIG_FILE: "/dev/null", AWS_SHARED_CREDENTIALS_FILE: "/dev/null" }),
+    ).not.toThrow();
   });
 });
 
@@ -146,9 +183,18 @@ describe("readProfileSettings", () => {
   const read = (path: string) => (path === "/home/u/.aws/config" || path === "/custom" ? file : null);
   const cases: { env: Record<string, string>; want: unknown }[] = [
     { env: { HOME: "/home/u" }, want: { endpoint: "https://default.example", region: "eu-central-1", file: "/home/u/.aws/config" } },
-    { env: { HOME: "/home/u", AWS_PROFILE: "r2" }, want: { endpoint: "https://account.r2.example", region: "auto", file: "/home/u/.aws/config" } },
-    { env: { HOME: "/nowhere", AWS_CONFIG_FILE: "/custom", AWS_PROFILE: "r2" }, want: { endpoint: "https://account.r2.example", region: "auto", file: "/custom" } },
-    { env: { HOME: "/home/u", AWS_PROFILE: "r2", AWS_IGNORE_CONFIGURED_ENDPOINT_URLS: "true" }, want: { endpoint: undefined, region: "auto", file: "/home/u/.aws/config" } },
+    {
+      env: { HOME: "/home/u", AWS_PROFILE: "r2" },
+      want: { endpoint: "https://account.r2.example", region: "auto", file: "/home/u/.aws/config" },
+    },
+    {
+      env: { HOME: "/nowhere", AWS_CONFIG_FILE: "/custom", AWS_PROFILE: "r2" },
+      want: { endpoint: "https://account.r2.example", region: "auto", file: "/custom" },
+    },
+    {
+      env: { HOME: "/home/u", AWS_PROFILE: "r2", AWS_IGNORE_CONFIGURED_ENDPOINT_URLS: "true" },
+      want: { endpoint: undefined, region: "auto", file: "/home/u/.aws/config" },
+    },
     { env: { HOME: "/home/u", AWS_PROFILE: "none" }, want: {} },
     { env: { HOME: "/nowhere" }, want: {} },
   ];
@@ -166,11 +212,20 @@ describe("readProfileSettings", () => {
     expect(at({}, {})).toEqual(["https://profile.example", "auto"]);
     expect(at({}, {}, { endpoint: "https://file.example", region: "r1" })).toEqual(["https://file.example", "r1"]);
     expect(at({}, { AWS_ENDPOINT_URL_S3: "https://env.example", AWS_REGION: "r2" })).toEqual(["https://env.example", "r2"]);
-    expect(at({}, { AWS_ENDPOINT_URL: "https://env.example", AWS_IGNORE_CONFIGURED_ENDPOINT_URLS: "true" })).toEqual(["https://profile.example", "auto"]);
-    expect(at({ endpoint: "https://flag.example" }, { AWS_ENDPOINT_URL_S3: "https://env.example" })).toEqual(["https://flag.example", "auto"]);
+    expect(at({}, { AWS_ENDPOINT_URL: "https://env.example", AWS_IGNORE_CONFIGURED_ENDPOINT_URLS: "true" })).toEqual([
+      "https://profile.example",
+      "auto",
+    ]);
+    expect(at({ endpoint: "https://flag.example" }, { AWS_ENDPOINT_URL_S3: "https://env.example" })).toEqual([
+      "https://flag.example",
+      "auto",
+    ]);
   });
 
   test("parseIni ignores comments, reads profile sections and indented sub-keys", () => {
-    expect(parseIni("# c\n[a]\nk = v\n; x\n[profile b]\nK2=v2\ns3 =\n  endpoint_url = e\nafter = 1")).toEqual({ a: { k: "v" }, b: { k2: "v2", s3: "", "s3.endpoint_url": "e", after: "1" } });
+    expect(parseIni("# c\n[a]\nk = v\n; x\n[profile b]\nK2=v2\ns3 =\n  endpoint_url = e\nafter = 1")).toEqual({
+      a: { k: "v" },
+      b: { k2: "v2", s3: "", "s3.endpoint_url": "e", after: "1" },
+    });
   });
 });

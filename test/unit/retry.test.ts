@@ -13,7 +13,10 @@ describe("isTransient", () => {
     ["RequestTimeout", new S3Errors.ServerError(400, "RequestTimeout", "x")],
     ["a 200 with an <Error> body", new TransientError("x")],
     ["an attempt timeout", new AttemptTimeoutError("x")],
-    ["connection refused", Object.assign(new Error("Unable to connect. Is the computer able to access the url?"), { code: "ConnectionRefused" })],
+    [
+      "connection refused",
+      Object.assign(new Error("Unable to connect. Is the computer able to access the url?"), { code: "ConnectionRefused" }),
+    ],
     ["connection reset", Object.assign(new Error("The socket connection was closed unexpectedly"), { code: "ECONNRESET" })],
   ];
   const permanent: [string, unknown][] = [
@@ -38,29 +41,38 @@ describe("backoff and retries", () => {
 
   test("retries transient failures, then succeeds", async () => {
     let calls = 0;
-    const result = await withRetries(async () => {
-      if (++calls < 3) throw new TransientError("flaky");
-      return "ok";
-    }, { retries: 5, timeoutMs: 1000, baseDelayMs: 1 });
+    const result = await withRetries(
+      async () => {
+        if (++calls < 3) throw new TransientError("flaky");
+        return "ok";
+      },
+      { retries: 5, timeoutMs: 1000, baseDelayMs: 1 },
+    );
     expect([result, calls]).toEqual(["ok", 3]);
   });
 
   test("gives up after the last retry with the last error", async () => {
     let calls = 0;
-    const run = withRetries(async () => {
-      calls++;
-      throw new TransientError(`failure ${calls}`);
-    }, { retries: 2, timeoutMs: 1000, baseDelayMs: 1 });
+    const run = withRetries(
+      async () => {
+        calls++;
+        throw new TransientError(`failure ${calls}`);
+      },
+      { retries: 2, timeoutMs: 1000, baseDelayMs: 1 },
+    );
     await expect(run).rejects.toThrow("failure 3");
     expect(calls).toBe(3);
   });
 
   test("never retries a permanent failure", async () => {
     let calls = 0;
-    const run = withRetries(async () => {
-      calls++;
-      throw new S3Errors.ServerError(403, "AccessDenied", "no");
-    }, { retries: 5, timeoutMs: 1000, baseDelayMs: 1 });
+    const run = withRetries(
+      async () => {
+        calls++;
+        throw new S3Errors.ServerError(403, "AccessDenied", "no");
+      },
+      { retries: 5, timeoutMs: 1000, baseDelayMs: 1 },
+    );
     await expect(run).rejects.toThrow("no");
     expect(calls).toBe(1);
   });

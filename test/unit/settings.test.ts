@@ -9,7 +9,11 @@ import type { BackupManifest } from "../../src/repo/manifest.ts";
 
 describe("resolveSettings: flag > env > default", () => {
   const cases: { flags: SettingFlags; env: Record<string, string>; want: Record<string, unknown> }[] = [
-    { flags: {}, env: { HOME: "/home/u" }, want: { repo: "/home/u/.local/share/sqlite-vault/repo", repoSource: "default", compression: "gzip" } },
+    {
+      flags: {},
+      env: { HOME: "/home/u" },
+      want: { repo: "/home/u/.local/share/sqlite-vault/repo", repoSource: "default", compression: "gzip" },
+    },
     { flags: {}, env: { HOME: "/home/u", XDG_DATA_HOME: "/data" }, want: { repo: "/data/sqlite-vault/repo", repoSource: "default" } },
     { flags: {}, env: { SQLITE_VAULT_REPO: "s3://b/p" }, want: { repo: "s3://b/p", repoSource: "env" } },
     { flags: { repo: "/r" }, env: { SQLITE_VAULT_REPO: "s3://b/p" }, want: { repo: "/r", repoSource: "flag" } },
@@ -20,8 +24,16 @@ describe("resolveSettings: flag > env > default", () => {
     { flags: { tmpDir: "/t0" }, env: { SQLITE_VAULT_TMP_DIR: "/t1" }, want: { tmpDir: "/t0" } },
     { flags: {}, env: { TMPDIR: "/t2" }, want: { tmpDir: "/t2" } },
     { flags: {}, env: {}, want: { retries: 5, timeoutMs: 60_000, partSize: 5 * 1024 * 1024 } },
-    { flags: {}, env: { SQLITE_VAULT_RETRIES: "2", SQLITE_VAULT_TIMEOUT: "30s", SQLITE_VAULT_PART_SIZE: "16" }, want: { retries: 2, timeoutMs: 30_000, partSize: 16 * 1024 * 1024 } },
-    { flags: { retries: "0", timeout: "2min", partSize: "6" }, env: { SQLITE_VAULT_RETRIES: "2" }, want: { retries: 0, timeoutMs: 120_000, partSize: 6 * 1024 * 1024 } },
+    {
+      flags: {},
+      env: { SQLITE_VAULT_RETRIES: "2", SQLITE_VAULT_TIMEOUT: "30s", SQLITE_VAULT_PART_SIZE: "16" },
+      want: { retries: 2, timeoutMs: 30_000, partSize: 16 * 1024 * 1024 },
+    },
+    {
+      flags: { retries: "0", timeout: "2min", partSize: "6" },
+      env: { SQLITE_VAULT_RETRIES: "2" },
+      want: { retries: 0, timeoutMs: 120_000, partSize: 6 * 1024 * 1024 },
+    },
   ];
   for (const c of cases)
     test(`${JSON.stringify(c.flags)} ${JSON.stringify(c.env)}`, () => {
@@ -60,7 +72,16 @@ describe("resolveSettings: flag > env > default", () => {
   });
 
   test("invalid values are usage errors", () => {
-    for (const flags of [{ compression: "lz4" }, { retries: "-1" }, { retries: "x" }, { timeout: "0s" }, { timeout: "2m" }, { timeout: "soon" }, { partSize: "4" }, { partSize: "1.5" }])
+    for (const flags of [
+      { compression: "lz4" },
+      { retries: "-1" },
+      { retries: "x" },
+      { timeout: "0s" },
+      { timeout: "2m" },
+      { timeout: "soon" },
+      { partSize: "4" },
+      { partSize: "1.5" },
+    ])
       expect(() => resolveSettings(flags, {})).toThrow(UsageError);
   });
 });
@@ -88,8 +109,10 @@ describe("backup selection", () => {
   test("conflicting or malformed selections are usage errors", () => {
     expect(() => parseSelection({ latest: true, id: "x" })).toThrow(UsageError);
     expect(() => parseSelection({ at: "last tuesday" })).toThrow(UsageError);
-    for (const at of ["2026-02-30", "2026-02-29T10:00:00Z", "2026-13-01", "2026-04-31", "2026-00-10"]) expect(() => parseSelection({ at }), at).toThrow(UsageError);
-    for (const at of ["2024-02-29", "2026-04-30T23:59:59Z", "2026-12-31T10:00:00+02:00"]) expect(parseSelection({ at }), at).toHaveProperty("at");
+    for (const at of ["2026-02-30", "2026-02-29T10:00:00Z", "2026-13-01", "2026-04-31", "2026-00-10"])
+      expect(() => parseSelection({ at }), at).toThrow(UsageError);
+    for (const at of ["2024-02-29", "2026-04-30T23:59:59Z", "2026-12-31T10:00:00+02:00"])
+      expect(parseSelection({ at }), at).toHaveProperty("at");
   });
 });
 
@@ -143,9 +166,24 @@ describe("versions", () => {
 
 describe("output", () => {
   test("formatBytes", () => {
-    expect([0, 1023, 1024, 1536, 10 * 1024 * 1024, 3 * 1024 ** 3].map(formatBytes)).toEqual(["0 B", "1023 B", "1.0 KiB", "1.5 KiB", "10.0 MiB", "3.0 GiB"]);
+    expect([0, 1023, 1024, 1536, 10 * 1024 * 1024, 3 * 1024 ** 3].map(formatBytes)).toEqual([
+      "0 B",
+      "1023 B",
+      "1.0 KiB",
+      "1.5 KiB",
+      "10.0 MiB",
+      "3.0 GiB",
+    ]);
   });
   test("formatTable aligns columns and right-aligns sizes", () => {
-    expect(formatTable(["NAME", "SIZE"], [["a", "1.0 KiB"], ["bbb", "10.0 MiB"]])).toBe("NAME      SIZE\na      1.0 KiB\nbbb   10.0 MiB");
+    expect(
+      formatTable(
+        ["NAME", "SIZE"],
+        [
+          ["a", "1.0 KiB"],
+          ["bbb", "10.0 MiB"],
+        ],
+      ),
+    ).toBe("NAME      SIZE\na      1.0 KiB\nbbb   10.0 MiB");
   });
 });

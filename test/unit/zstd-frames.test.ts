@@ -7,13 +7,26 @@ import { describe, expect, test } from "bun:test";
 import { frameHeader, MAX_FRAME_OUTPUT, splitFrames } from "../../src/pipeline/zstd-frames.ts";
 import { splitAll } from "../helpers/chunks.ts";
 
-const text = (n: number, seed: number): Uint8Array<ArrayBuffer> => new TextEncoder().encode(Array.from({ length: n }, (_, i) => `line ${i * seed} of ${seed}\n`).join(""));
+const text = (n: number, seed: number): Uint8Array<ArrayBuffer> =>
+  new TextEncoder().encode(Array.from({ length: n }, (_, i) => `line ${i * seed} of ${seed}\n`).join(""));
 // Compressed blocks (text), raw blocks (random bytes do not compress), RLE blocks (one repeated
 // byte), an empty frame, and frames with a content checksum (as the zstd CLI writes them).
 // Content sizes of every width: 4 bytes, 2 bytes (stored less 256), 1 byte.
-const blocks = [text(20_000, 1), crypto.getRandomValues(new Uint8Array(300_000)), new Uint8Array(400_000).fill(7), new Uint8Array(0), text(100, 2), text(10, 3)];
+const blocks = [
+  text(20_000, 1),
+  crypto.getRandomValues(new Uint8Array(300_000)),
+  new Uint8Array(400_000).fill(7),
+  new Uint8Array(0),
+  text(100, 2),
+  text(10, 3),
+];
 const frames = blocks.map((block) => new Uint8Array(Bun.zstdCompressSync(block, { level: 3 })));
-const checksummed = blocks.map((block) => new Uint8Array(Bun.spawnSync(["zstd", "-3", "-c", "--check", `--stream-size=${block.length}`], { stdin: block, stdout: "pipe" }).stdout));
+const checksummed = blocks.map(
+  (block) =>
+    new Uint8Array(
+      Bun.spawnSync(["zstd", "-3", "-c", "--check", `--stream-size=${block.length}`], { stdin: block, stdout: "pipe" }).stdout,
+    ),
+);
 const whole = new Uint8Array(Buffer.concat(frames));
 
 const split = (bytes: Uint8Array, chunkSize: number, headBytes = 0) => splitAll(splitFrames, bytes, chunkSize, headBytes);
@@ -45,7 +58,13 @@ describe("zstd frames", () => {
   test("the splitter gives back exactly the frames, however the stream is cut", async () => {
     for (const stream of [frames, checksummed]) {
       const bytes = new Uint8Array(Buffer.concat(stream));
-      for (const [chunkSize, headBytes] of [[1, 0], [7, 18], [4096, 3], [bytes.length, 0], [bytes.length, bytes.length]] as const) {
+      for (const [chunkSize, headBytes] of [
+        [1, 0],
+        [7, 18],
+        [4096, 3],
+        [bytes.length, 0],
+        [bytes.length, bytes.length],
+      ] as const) {
         expect(await split(bytes, chunkSize, headBytes)).toEqual(stream);
       }
     }
@@ -70,7 +89,9 @@ describe("zstd frames", () => {
     await expect(split(whole.subarray(0, whole.length - 1), 100)).rejects.toThrow(`the stream ends inside zstd frame ${frames.length}`);
     await expect(split(whole.subarray(0, last + 3), 100)).rejects.toThrow(`the stream ends inside zstd frame ${frames.length}`);
     const streamed = new Uint8Array(Bun.spawnSync(["sh", "-c", "cat | zstd -3 -c"], { stdin: text(1000, 1), stdout: "pipe" }).stdout);
-    await expect(split(new Uint8Array(Buffer.concat([frames[0]!, streamed])), 100)).rejects.toThrow(`zstd frame 2 does not state a size up to ${MAX_FRAME_OUTPUT} bytes`);
+    await expect(split(new Uint8Array(Buffer.concat([frames[0]!, streamed])), 100)).rejects.toThrow(
+      `zstd frame 2 does not state a size up to ${MAX_FRAME_OUTPUT} bytes`,
+    );
     const reserved = frames[0]!.slice();
     const at = frameHeader(reserved)!.length;
     reserved[at] = (reserved[at]! & ~0b110) | 0b110; // block type 3
@@ -79,6 +100,8 @@ describe("zstd frames", () => {
     const header = frames[1]!.subarray(0, frameHeader(frames[1]!)!.length);
     const rawBlock = new Uint8Array(3 + 0x1fffff);
     rawBlock.set([0xf8, 0xff, 0xff]); // not last, raw, 0x1fffff bytes
-    await expect(split(new Uint8Array(Buffer.concat([header, ...Array(9).fill(rawBlock)])), 1 << 20)).rejects.toThrow(/zstd frame 1 is longer than \d+ bytes/);
+    await expect(split(new Uint8Array(Buffer.concat([header, ...Array(9).fill(rawBlock)])), 1 << 20)).rejects.toThrow(
+      /zstd frame 1 is longer than \d+ bytes/,
+    );
   });
 });

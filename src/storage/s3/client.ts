@@ -51,7 +51,12 @@ export class S3Connection {
   constructor(readonly config: S3Config) {
     this.url = `s3://${config.bucket}${config.prefix ? `/${config.prefix}` : ""}`;
     this.base = config.prefix ? `${config.prefix}/` : "";
-    this.retry = { retries: config.retry?.retries ?? DEFAULT_RETRIES, timeoutMs: config.retry?.timeoutMs ?? DEFAULT_TIMEOUT_MS, baseDelayMs: config.retry?.baseDelayMs, maxDelayMs: config.retry?.maxDelayMs };
+    this.retry = {
+      retries: config.retry?.retries ?? DEFAULT_RETRIES,
+      timeoutMs: config.retry?.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      baseDelayMs: config.retry?.baseDelayMs,
+      maxDelayMs: config.retry?.maxDelayMs,
+    };
     const given = config.credentials;
     this.credentials = given && "get" in given ? given : { get: async () => given };
   }
@@ -62,7 +67,15 @@ export class S3Connection {
     this.credentialSource = credentials?.source ?? null;
     if (this.client?.for !== credentials) {
       const { endpoint, region, bucket, pathStyle } = this.config;
-      const s3 = new S3Client({ endPoint: endpoint, region, bucket, pathStyle, accessKey: credentials?.accessKeyId, secretKey: credentials?.secretAccessKey, sessionToken: credentials?.sessionToken });
+      const s3 = new S3Client({
+        endPoint: endpoint,
+        region,
+        bucket,
+        pathStyle,
+        accessKey: credentials?.accessKeyId,
+        secretKey: credentials?.secretAccessKey,
+        sessionToken: credentials?.sessionToken,
+      });
       this.client = { for: credentials, s3 };
     }
     return this.client.s3;
@@ -107,14 +120,21 @@ export class S3Connection {
         retry,
         {
           signal: followRun ? this.runSignal(signal) : signal,
-          onRetry: (error, attempt, delay) => this.config.onRetry?.(`retrying ${options.method} ${key} (attempt ${attempt + 1} of ${retry.retries + 1}) in ${delay} ms: ${describe(error)}`),
+          onRetry: (error, attempt, delay) =>
+            this.config.onRetry?.(
+              `retrying ${options.method} ${key} (attempt ${attempt + 1} of ${retry.retries + 1}) in ${delay} ms: ${describe(error)}`,
+            ),
         },
       );
     } catch (error) {
       const mapped = mapS3Error(error, key, this.config, this.credentialSource);
       // Say how hard it was tried: six timeouts of a minute each are not "check the network" at once.
       if (attempts > 1 && mapped instanceof StorageUnavailableError)
-        throw new StorageUnavailableError(`${mapped.message} (${attempts} attempts over ${formatElapsed(performance.now() - started)})`, mapped.hint, { cause: error });
+        throw new StorageUnavailableError(
+          `${mapped.message} (${attempts} attempts over ${formatElapsed(performance.now() - started)})`,
+          mapped.hint,
+          { cause: error },
+        );
       throw mapped;
     }
   }

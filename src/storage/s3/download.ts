@@ -8,7 +8,10 @@ import type { GetOptions } from "../types.ts";
 import type { S3Connection } from "./client.ts";
 import { describe, expectObject, mapS3Error } from "./errors.ts";
 
-type Reader = { read(): Promise<{ done: true; value?: undefined } | { done: false; value: Uint8Array }>; cancel(reason?: unknown): Promise<void> };
+type Reader = {
+  read(): Promise<{ done: true; value?: undefined } | { done: false; value: Uint8Array }>;
+  cancel(reason?: unknown): Promise<void>;
+};
 
 /** The object's bytes as a stream. Throws NotFoundError (before the stream) when it is missing; the stream fails with the storage errors. */
 export async function openDownload(s3: S3Connection, key: string, options: GetOptions): Promise<ReadableStream<Uint8Array>> {
@@ -28,7 +31,9 @@ export async function openDownload(s3: S3Connection, key: string, options: GetOp
     s3.config.onRetry?.(`resuming the download of ${key} at byte ${offset} (${describe(reason)})`);
     await reader.cancel().catch(() => {});
     const headers = new Headers({ Range: `bytes=${offset}-`, "If-Match": etag });
-    response = await s3.request(key, { method: "GET", objectName, headers, statusCode: 206, returnBody: true }, signal, (r) => expectObject(endpoint, r, key));
+    response = await s3.request(key, { method: "GET", objectName, headers, statusCode: 206, returnBody: true }, signal, (r) =>
+      expectObject(endpoint, r, key),
+    );
     reader = response.body!.getReader() as Reader;
   };
   // A body that ends early because we stopped reading (cancelled, aborted) is no closed connection.

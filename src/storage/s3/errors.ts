@@ -12,24 +12,47 @@ import { rootElement, xmlText } from "./xml.ts";
 const MAX_ERROR_DOCUMENT = 64 * 1024;
 
 /** Map an s3-lite-client or fetch failure onto the storage error contract. Never includes secrets. */
-export function mapS3Error(error: unknown, key: string, config: { bucket: string; endpoint: string }, credentialSource: string | null): Error {
+export function mapS3Error(
+  error: unknown,
+  key: string,
+  config: { bucket: string; endpoint: string },
+  credentialSource: string | null,
+): Error {
   if (error instanceof VaultError) return error;
   if (error instanceof S3Errors.ServerError) return mapServerError(error, key, config, credentialSource);
   if (error instanceof TransientError || error instanceof AttemptTimeoutError)
-    return new StorageUnavailableError(`S3 request for ${key} failed: ${error.message}`, "check the network and the endpoint; --retries, --timeout and --deadline tune how long it is tried");
+    return new StorageUnavailableError(
+      `S3 request for ${key} failed: ${error.message}`,
+      "check the network and the endpoint; --retries, --timeout and --deadline tune how long it is tried",
+    );
   if (error instanceof S3Errors.S3Error) return new VaultError(`S3 client: ${error.message}`, "check --repo and the endpoint");
   if (error instanceof Error && error.name === "AbortError") return error;
   const message = error instanceof Error ? error.message : String(error);
-  return new StorageUnavailableError(`cannot reach S3 endpoint ${config.endpoint}: ${message}`, "check the endpoint URL and the network", { cause: error });
+  return new StorageUnavailableError(`cannot reach S3 endpoint ${config.endpoint}: ${message}`, "check the endpoint URL and the network", {
+    cause: error,
+  });
 }
 
-function mapServerError(error: S3Errors.ServerError, key: string, config: { bucket: string; endpoint: string }, credentialSource: string | null): Error {
+function mapServerError(
+  error: S3Errors.ServerError,
+  key: string,
+  config: { bucket: string; endpoint: string },
+  credentialSource: string | null,
+): Error {
   const code = error.code;
   const status = error.statusCode;
-  if (code === "NoSuchBucket") return new StorageUnavailableError(`bucket ${config.bucket} does not exist at ${config.endpoint}`, "create the bucket, or check --repo and the endpoint");
-  if (code === "NoSuchKey" || code === "NoSuchUpload" || (status === 404 && code !== "NoSuchBucket")) return new NotFoundError(`${key} not found`);
+  if (code === "NoSuchBucket")
+    return new StorageUnavailableError(
+      `bucket ${config.bucket} does not exist at ${config.endpoint}`,
+      "create the bucket, or check --repo and the endpoint",
+    );
+  if (code === "NoSuchKey" || code === "NoSuchUpload" || (status === 404 && code !== "NoSuchBucket"))
+    return new NotFoundError(`${key} not found`);
   if (code === "RequestTimeTooSkewed")
-    return new AuthError(`S3 rejected the request: this machine's clock differs too much from the server's`, "sync the clock (for example with NTP) and retry");
+    return new AuthError(
+      `S3 rejected the request: this machine's clock differs too much from the server's`,
+      "sync the clock (for example with NTP) and retry",
+    );
   if (status === 401 || status === 403) {
     const detail = code === "UnrecognizedError" ? `HTTP ${status}` : code;
     const hint = credentialSource
@@ -37,9 +60,13 @@ function mapServerError(error: S3Errors.ServerError, key: string, config: { buck
       : "no credentials were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or give the instance a role";
     return new AuthError(`S3 refused access to bucket ${config.bucket} (${detail})`, hint);
   }
-  if (code === "PreconditionFailed" || status === 412) return new StorageUnavailableError(`${key} changed on the server during the download`, "retry");
+  if (code === "PreconditionFailed" || status === 412)
+    return new StorageUnavailableError(`${key} changed on the server during the download`, "retry");
   if (code === "UnexpectedRedirect" || status === 301)
-    return new StorageUnavailableError(`S3 redirected the request for bucket ${config.bucket}: wrong region or endpoint`, "set the bucket's region with ?region= or AWS_REGION");
+    return new StorageUnavailableError(
+      `S3 redirected the request for bucket ${config.bucket}: wrong region or endpoint`,
+      "set the bucket's region with ?region= or AWS_REGION",
+    );
   return new StorageUnavailableError(`S3 error on ${key}: ${code} (HTTP ${status}): ${error.message}`);
 }
 
@@ -50,7 +77,10 @@ export function describe(error: unknown): string {
 }
 
 export function unexpectedAnswer(endpoint: string, what: string, answer: string): StorageUnavailableError {
-  return new StorageUnavailableError(`${endpoint} answered ${what} with ${answer}, not what S3 answers`, "check the endpoint and the bucket (--repo, ?endpoint=)");
+  return new StorageUnavailableError(
+    `${endpoint} answered ${what} with ${answer}, not what S3 answers`,
+    "check the endpoint and the bucket (--repo, ?endpoint=)",
+  );
 }
 
 /**
@@ -61,7 +91,11 @@ export function expectDocument(endpoint: string, xml: string, root: string, what
   const found = rootElement(xml);
   if (found === root) return;
   if (found === "Error") throw new TransientError(`S3 answered ${what} with an error: ${xmlText(xml, "Code") ?? "no code"}`);
-  throw unexpectedAnswer(endpoint, what, found === undefined ? "something that is not XML" : /^html$/i.test(found) ? "an HTML page" : `a <${found}> document`);
+  throw unexpectedAnswer(
+    endpoint,
+    what,
+    found === undefined ? "something that is not XML" : /^html$/i.test(found) ? "an HTML page" : `a <${found}> document`,
+  );
 }
 
 /**

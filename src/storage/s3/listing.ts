@@ -19,7 +19,9 @@ export async function statObject(s3: S3Connection, key: string): Promise<ObjectI
       // A HEAD has no body to tell an error page from an object: its headers must be an object's.
       const length = r.headers.get("content-length");
       if (length === null || !/^\d+$/.test(length) || isPage(r.headers.get("content-type")))
-        throw new TransientError(`S3 answered HEAD ${key} without an object's headers (Content-Length ${length ?? "missing"}, Content-Type ${r.headers.get("content-type") ?? "missing"})`);
+        throw new TransientError(
+          `S3 answered HEAD ${key} without an object's headers (Content-Length ${length ?? "missing"}, Content-Type ${r.headers.get("content-type") ?? "missing"})`,
+        );
       return { key, size: Number(length), lastModified: new Date(r.headers.get("last-modified") ?? 0) };
     });
   } catch (error) {
@@ -63,7 +65,9 @@ export async function* listObjects(s3: S3Connection, prefix: string): AsyncItera
 function listPage(s3: S3Connection, prefix: string, token?: string, maxKeys = 1000): Promise<Page> {
   const query: Record<string, string> = { "list-type": "2", prefix, "max-keys": String(maxKeys) };
   if (token) query["continuation-token"] = token;
-  return s3.request("list", { method: "GET", objectName: "", query, returnBody: true }, undefined, async (r) => parseListing(s3, await r.text(), prefix));
+  return s3.request("list", { method: "GET", objectName: "", query, returnBody: true }, undefined, async (r) =>
+    parseListing(s3, await r.text(), prefix),
+  );
 }
 
 function parseListing(s3: S3Connection, xml: string, prefix: string): Page {
@@ -73,12 +77,17 @@ function parseListing(s3: S3Connection, xml: string, prefix: string): Page {
   const name = xmlText(xml, "Name");
   const listedPrefix = xmlText(xml, "Prefix") ?? (/<Prefix\s*\/>/.test(xml) ? "" : undefined);
   if (name === undefined || decodeXml(name) !== bucket || decodeXml(listedPrefix ?? "") !== prefix)
-    throw unexpectedAnswer(endpoint, what, `a listing of ${name === undefined ? "no bucket" : decodeXml(name)}/${decodeXml(listedPrefix ?? "")}`);
+    throw unexpectedAnswer(
+      endpoint,
+      what,
+      `a listing of ${name === undefined ? "no bucket" : decodeXml(name)}/${decodeXml(listedPrefix ?? "")}`,
+    );
   const objects = [...xml.matchAll(/<Contents>([\s\S]*?)<\/Contents>/g)].map(([, c]) => {
     const key = decodeXml(xmlText(c!, "Key") ?? "");
     const size = xmlText(c!, "Size") ?? "";
     const lastModified = new Date(xmlText(c!, "LastModified") ?? Number.NaN);
-    if (!key.startsWith(prefix) || !/^\d+$/.test(size) || Number.isNaN(lastModified.getTime())) throw unexpectedAnswer(endpoint, what, "a listing with an entry that is not an object");
+    if (!key.startsWith(prefix) || !/^\d+$/.test(size) || Number.isNaN(lastModified.getTime()))
+      throw unexpectedAnswer(endpoint, what, "a listing with an entry that is not an object");
     return { key, size: Number(size), lastModified };
   });
   const truncated = xmlText(xml, "IsTruncated") === "true";

@@ -27,7 +27,11 @@ export function partSizeFor(configured: number, sizeHint = 0): number {
  * Cut a stream into parts of exactly `size` bytes (the last one shorter). With a pool, part buffers
  * come from it and the consumer gives each back when its upload has settled.
  */
-export async function* splitParts(chunks: AsyncIterable<Uint8Array>, size: number, pool?: BufferPool): AsyncGenerator<Uint8Array<ArrayBuffer>> {
+export async function* splitParts(
+  chunks: AsyncIterable<Uint8Array>,
+  size: number,
+  pool?: BufferPool,
+): AsyncGenerator<Uint8Array<ArrayBuffer>> {
   const fresh = () => (pool ? pool.acquire() : Promise.resolve(new Uint8Array(size)));
   let part = await fresh();
   let filled = 0;

@@ -28,7 +28,13 @@ export interface PartSettings {
  * all; a multipart upload that fails is aborted (at best effort: prune removes what is left). Throws
  * StorageUnavailableError when the stored size is not the size sent.
  */
-export async function putObject(s3: S3Connection, key: string, body: ReadableStream<Uint8Array> | Uint8Array, options: PutOptions, settings: PartSettings): Promise<{ size: number }> {
+export async function putObject(
+  s3: S3Connection,
+  key: string,
+  body: ReadableStream<Uint8Array> | Uint8Array,
+  options: PutOptions,
+  settings: PartSettings,
+): Promise<{ size: number }> {
   const name = s3.objectName(key);
   const signal = s3.runSignal(options.signal);
   const chunks = body instanceof Uint8Array ? single(body) : iterate(body, signal);
@@ -49,21 +55,32 @@ export async function putObject(s3: S3Connection, key: string, body: ReadableStr
     size = await putMultipart(s3, upload, prepend([firstPart, second.value], parts), (part) => pool.release(part));
   }
   const stored = await statObject(s3, key);
-  if (!stored || stored.size !== size) throw new StorageUnavailableError(`stored size of ${key} is ${stored?.size ?? "missing"}, expected ${size}`);
+  if (!stored || stored.size !== size)
+    throw new StorageUnavailableError(`stored size of ${key} is ${stored?.size ?? "missing"}, expected ${size}`);
   return { size };
 }
 
 type Upload = { key: string; name: string; concurrency: number; signal?: AbortSignal };
 
-async function putMultipart(s3: S3Connection, upload: Upload, parts: AsyncIterable<Uint8Array<ArrayBuffer>>, release?: (part: Uint8Array) => void): Promise<number> {
+async function putMultipart(
+  s3: S3Connection,
+  upload: Upload,
+  parts: AsyncIterable<Uint8Array<ArrayBuffer>>,
+  release?: (part: Uint8Array) => void,
+): Promise<number> {
   const { key, name, signal } = upload;
-  const uploadId = await s3.request(key, { method: "POST", objectName: name, query: { uploads: "" }, headers: contentHeaders(), returnBody: true }, signal, async (r) => {
-    const xml = await r.text();
-    expectDocument(s3.config.endpoint, xml, "InitiateMultipartUploadResult", `the start of the upload of ${key}`);
-    const id = xmlText(xml, "UploadId");
-    if (!id) throw new StorageUnavailableError(`S3 did not return an UploadId for ${key}`);
-    return id;
-  });
+  const uploadId = await s3.request(
+    key,
+    { method: "POST", objectName: name, query: { uploads: "" }, headers: contentHeaders(), returnBody: true },
+    signal,
+    async (r) => {
+      const xml = await r.text();
+      expectDocument(s3.config.endpoint, xml, "InitiateMultipartUploadResult", `the start of the upload of ${key}`);
+      const id = xmlText(xml, "UploadId");
+      if (!id) throw new StorageUnavailableError(`S3 did not return an UploadId for ${key}`);
+      return id;
+    },
+  );
   const etags: string[] = [];
   const inFlight = new Set<Promise<void>>();
   let failure: unknown;
@@ -76,18 +93,25 @@ async function putMultipart(s3: S3Connection, upload: Upload, parts: AsyncIterab
       const number = ++partNumber;
       size += part.byteLength;
       // Each part is retried on its own; the bytes stay in memory until it is stored.
-      const stored = s3.request(key, { method: "PUT", objectName: name, query: { partNumber: String(number), uploadId }, payload: part }, signal, async (response) => {
-        const etag = response.headers.get("etag");
-        if (!etag) throw new TransientError(`S3 returned no ETag for part ${number} of ${key}`);
-        return etag;
-      }).then(
-        (etag) => {
-          etags[number - 1] = etag;
-        },
-        (error) => {
-          failure ??= error;
-        },
-      );
+      const stored = s3
+        .request(
+          key,
+          { method: "PUT", objectName: name, query: { partNumber: String(number), uploadId }, payload: part },
+          signal,
+          async (response) => {
+            const etag = response.headers.get("etag");
+            if (!etag) throw new TransientError(`S3 returned no ETag for part ${number} of ${key}`);
+            return etag;
+          },
+        )
+        .then(
+          (etag) => {
+            etags[number - 1] = etag;
+          },
+          (error) => {
+            failure ??= error;
+          },
+        );
       const tracked: Promise<void> = stored.finally(() => {
         inFlight.delete(tracked);
         release?.(part);
@@ -107,13 +131,29 @@ async function putMultipart(s3: S3Connection, upload: Upload, parts: AsyncIterab
   }
 }
 
-async function completeMultipart(s3: S3Connection, { key, name, signal }: Upload, uploadId: string, etags: string[], size: number): Promise<void> {
+async function completeMultipart(
+  s3: S3Connection,
+  { key, name, signal }: Upload,
+  uploadId: string,
+  etags: string[],
+  size: number,
+): Promise<void> {
   const xml = `<CompleteMultipartUpload>${etags.map((etag, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${escapeXml(etag)}</ETag></Part>`).join("")}</CompleteMultipartUpload>`;
   try {
-    await s3.request(key, { method: "POST", objectName: name, query: { uploadId }, payload: xml, returnBody: true }, signal, async (response) => {
-      // S3 may answer 200 and still report an error in the body (documented for this call); it asks to be retried.
-      expectDocument(s3.config.endpoint, await response.text(), "CompleteMultipartUploadResult", `the completion of the upload of ${key}`);
-    });
+    await s3.request(
+      key,
+      { method: "POST", objectName: name, query: { uploadId }, payload: xml, returnBody: true },
+      signal,
+      async (response) => {
+        // S3 may answer 200 and still report an error in the body (documented for this call); it asks to be retried.
+        expectDocument(
+          s3.config.endpoint,
+          await response.text(),
+          "CompleteMultipartUploadResult",
+          `the completion of the upload of ${key}`,
+        );
+      },
+    );
   } catch (error) {
     // A retry after a completion whose answer was lost finds the upload gone: the object is there.
     if (error instanceof NotFoundError && (await statObject(s3, key))?.size === size) return;
@@ -125,7 +165,12 @@ async function abortMultipart(s3: S3Connection, key: string, name: string, uploa
   // Clean-up runs after an interruption too, but then only briefly: prune removes what it leaves.
   const interrupted = s3.config.signal?.aborted === true;
   const retry = interrupted ? { ...s3.retry, retries: 0, timeoutMs: Math.min(s3.retry.timeoutMs, ABORT_ON_INTERRUPT_MS) } : s3.retry;
-  await s3.request(key, { method: "DELETE", objectName: name, query: { uploadId }, statusCode: 204 }, undefined, undefined, { retry, followRun: false }).catch(() => {});
+  await s3
+    .request(key, { method: "DELETE", objectName: name, query: { uploadId }, statusCode: 204 }, undefined, undefined, {
+      retry,
+      followRun: false,
+    })
+    .catch(() => {});
 }
 
 /** Multipart uploads under `prefix` that were started and never completed, each once. */
@@ -160,15 +205,20 @@ export async function* listOpenUploads(s3: S3Connection, prefix: string): AsyncI
     uploadIdMarker = xmlText(xml, "NextUploadIdMarker") ?? "";
     if (!keyMarker && !uploadIdMarker) return;
     if (markers.has(`${keyMarker}\n${uploadIdMarker}`) || added === 0)
-      throw new StorageUnavailableError(`the S3 list of uploads in ${s3.url} does not advance; stopped after ${seen.size} uploads`, "the endpoint is not a working S3 service; check it (--repo, ?endpoint=)");
+      throw new StorageUnavailableError(
+        `the S3 list of uploads in ${s3.url} does not advance; stopped after ${seen.size} uploads`,
+        "the endpoint is not a working S3 service; check it (--repo, ?endpoint=)",
+      );
   }
 }
 
 /** Abort an open upload; one already gone is no error. */
 export async function abortOpenUpload(s3: S3Connection, write: PartialWrite): Promise<void> {
-  await s3.request(write.key, { method: "DELETE", objectName: s3.objectName(write.key), query: { uploadId: write.handle }, statusCode: 204 }).catch((error) => {
-    if (!(error instanceof NotFoundError)) throw error;
-  });
+  await s3
+    .request(write.key, { method: "DELETE", objectName: s3.objectName(write.key), query: { uploadId: write.handle }, statusCode: 204 })
+    .catch((error) => {
+      if (!(error instanceof NotFoundError)) throw error;
+    });
 }
 
 function contentHeaders(): Headers {
