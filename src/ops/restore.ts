@@ -20,7 +20,8 @@ import { assertValidName, backupIdTime, type BackupManifest } from "../repo/mani
 import { resolveForWrite } from "../local/safe-path.ts";
 import { removeStale, tempTag } from "../local/stale.ts";
 import { syncDirectory } from "../local/fsync.ts";
-import { installRestored, isEmptyFile, ownerFor, refuseIfOpen, SIDECARS, type InstallOptions } from "../local/swap.ts";
+import { refuseIfOpen } from "../local/open-files.ts";
+import { installRestored, isEmptyFile, ownerFor, SIDECARS, type InstallOptions } from "../local/swap.ts";
 import type { Storage } from "../storage/types.ts";
 
 export interface RestoreInput {
