@@ -10,11 +10,10 @@ import { availableParallelism } from "node:os";
 import { read } from "node:fs";
 import { promisify } from "node:util";
 import { UsageError } from "../errors.ts";
-import { iterate, prepend, streamOf, type BufferPool } from "../util/streams.ts";
+import type { BufferPool } from "../util/streams.ts";
 import { WorkerPool } from "../util/workers.ts";
 import { COMPRESSIONS, type Compression } from "../repo/manifest.ts";
-import { FRAMED_HEADER_BYTES, frameHeader as framedMemberHeader, framedLength, splitMembers } from "./gzip-members.ts";
-import { frameHeader, MAX_FRAME_HEADER_BYTES, splitFrames } from "./zstd-frames.ts";
+import { frameHeader as framedMemberHeader } from "./gzip-members.ts";
 
 /** `from` names where the value came from (a flag, a variable), for the error. */
 export function parseCompression(value: string | undefined, fallback: Compression = "gzip", from?: string): Compression {
@@ -59,7 +58,7 @@ type GzipLevel = 5;
 
 let codecWorkers: WorkerPool<CodecTask, GzipResult | GunzipResult> | undefined;
 
-function codecPool(): WorkerPool<CodecTask, GzipResult | GunzipResult> {
+export function codecPool(): WorkerPool<CodecTask, GzipResult | GunzipResult> {
   return (codecWorkers ??= new WorkerPool("pipeline/compress-worker.ts"));
 }
 
@@ -240,84 +239,4 @@ export async function* readBlocks(
     position += want;
     yield want === block.length ? block : block.subarray(0, want);
   }
-}
-
-/**
- * The decompressed stream of a stored object. gzip streams of framed members (src/pipeline/gzip-members.ts)
- * and zstd streams of sized frames (src/pipeline/zstd-frames.ts) are decompressed a piece per thread,
- * `parallel` at once, in order; any other stream as one. A damaged stream errors the returned one.
- */
-export function decompress(
-  source: ReadableStream<Uint8Array>,
-  compression: Compression,
-  parallel = defaultParallelism(),
-): ReadableStream<Uint8Array> {
-  if (compression === "none") return source;
-  if (compression === "zstd")
-    return streamOf(
-      decompressPieces(
-        source,
-        "zstd",
-        MAX_FRAME_HEADER_BYTES,
-        (head) => frameHeader(head) !== null,
-        (head, rest) => mapBlocks(splitFrames(head, rest), unzstdFrame, parallel),
-      ),
-    );
-  return streamOf(
-    decompressPieces(
-      source,
-      "gzip",
-      FRAMED_HEADER_BYTES,
-      (head) => framedLength(head) !== null,
-      (head, rest) => mapBlocks(splitMembers(head, rest), gunzipMember, parallel),
-    ),
-  );
-}
-
-/**
- * `source` decompressed piece by piece by `split` when its first `headBytes` (or all of it, if
- * shorter) pass `isPieces`, else as one stream by DecompressionStream(`format`).
- */
-async function* decompressPieces(
-  source: ReadableStream<Uint8Array>,
-  format: "gzip" | "zstd",
-  headBytes: number,
-  isPieces: (head: Uint8Array) => boolean,
-  split: (head: Uint8Array, rest: AsyncIterator<Uint8Array>) => ReadableStream<Uint8Array>,
-): AsyncGenerator<Uint8Array> {
-  const rest = iterate(source)[Symbol.asyncIterator]();
-  try {
-    const chunks: Uint8Array[] = [];
-    let length = 0;
-    for (let next: IteratorResult<Uint8Array>; length < headBytes && !(next = await rest.next()).done; length += next.value.length)
-      chunks.push(next.value);
-    const head = Buffer.concat(chunks, length);
-    if (isPieces(head)) yield* split(head, rest);
-    else
-      yield* streamOf(prepend([head], rest)).pipeThrough(
-        new DecompressionStream(format as "gzip") as unknown as TransformStream<Uint8Array, Uint8Array>,
-      );
-  } finally {
-    await rest.return?.();
-  }
-}
-
-/**
- * One whole frame, decompressed on Bun's thread pool; exactly the size its header states (zstd itself
- * refuses a frame whose content differs from it; this holds whatever the zstd build).
- */
-async function unzstdFrame(frame: Uint8Array): Promise<Uint8Array> {
-  const expected = frameHeader(frame)!.contentSize; // splitFrames checked it
-  const output = await Bun.zstdDecompress(frame as Uint8Array<ArrayBuffer>);
-  if (output.byteLength !== expected)
-    throw new Error(`a zstd frame decompressed to ${output.byteLength} bytes, its header says ${expected}`);
-  return output;
-}
-
-/** One whole member, decompressed by a worker (its buffer moves there). */
-async function gunzipMember(member: Uint8Array): Promise<Uint8Array> {
-  const buffer = member.buffer as ArrayBuffer;
-  if (member.byteOffset !== 0 || member.byteLength !== buffer.byteLength) throw new Error("gzip members must fill their buffer");
-  const { output } = (await codecPool().run({ op: "gunzip", member: buffer }, { transfer: [buffer] })) as GunzipResult;
-  return output;
 }
