@@ -11,6 +11,7 @@ import { BLOCK_SIZE, blockCompressor, mapBlocks, defaultParallelism, type BlockC
 import { describeEncryption, encryptStream, type EncryptionSettings } from "../pipeline/age.ts";
 import { assertEncryptionKept } from "./encryption-guard.ts";
 import { assertSameSource } from "./source-guard.ts";
+import { commit, takeBack } from "./commit.ts";
 import type { RunContext } from "../context.ts";
 import { VaultError, VerificationError } from "../errors.ts";
 import { acquireLock, safeRealpath } from "../local/lock.ts";
@@ -22,7 +23,6 @@ import {
   FORMAT_NAME,
   FORMAT_VERSION,
   manifestKey,
-  serializeManifest,
   type BackupManifest,
   type Compression,
 } from "../repo/manifest.ts";
@@ -260,23 +260,6 @@ function describeBackup(
   };
 }
 
-/**
- * Writes the manifest (the commit point), then confirms its data object is still there: a prune
- * elsewhere, run with a --grace shorter than this upload, may have taken it for a leftover. Then
- * this is no backup: throws VaultError.
- */
-async function commit(storage: Storage, manifest: BackupManifest, ctx: RunContext): Promise<void> {
-  const { key, bytes } = manifest.stored;
-  await storage.put(manifestKey(manifest.name, manifest.id), serializeManifest(manifest), { signal: ctx.signal });
-  const after = await storage.stat(key);
-  if (after?.size !== bytes) {
-    throw new VaultError(
-      `the data object ${key} was removed while its manifest was written; nothing was backed up`,
-      "a prune with a short --grace ran meanwhile; keep --grace longer than a backup takes (default 24h)",
-    );
-  }
-}
-
 function summarize(manifest: BackupManifest, storage: Storage, backup: BackupIdentity): BackupResult {
   const { database, stored } = manifest;
   return {
@@ -294,24 +277,6 @@ function summarize(manifest: BackupManifest, storage: Storage, backup: BackupIde
     ratio: database.bytes === 0 ? 0 : stored.bytes / database.bytes,
     durationMs: Math.round(performance.now() - backup.started),
   };
-}
-
-/**
- * Undo a backup whose manifest may be stored: the manifest goes first, and the data object only once
- * that delete succeeded, so a manifest never outlives its data (as prune's order). When the manifest
- * cannot be deleted, the data object stays: the backup may be listed, and then it still restores;
- * otherwise it is an orphan, which prune's housekeeping removes once no manifest names it.
- */
-async function takeBack(storage: Storage, manifest: string, data: string, ctx: RunContext): Promise<void> {
-  try {
-    await storage.delete([manifest]);
-  } catch (error) {
-    ctx.log.warn(
-      `could not remove ${manifest} (${(error as Error).message}): left ${data} in place, so that if the manifest was stored, its backup still restores`,
-    );
-    return;
-  }
-  await storage.delete([data]).catch(() => {});
 }
 
 async function* tap<T>(source: AsyncIterable<T>, each: (item: T) => void): AsyncGenerator<T> {
