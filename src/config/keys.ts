@@ -4,13 +4,12 @@
  * bad key fails before anything runs. The streams that use the keys live in pipeline/age.ts.
  */
 import * as age from "age-encryption";
-import { statSync } from "node:fs";
 import { UsageError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
-import { readSmallFile } from "../local/small-file.ts";
 import type { DecryptionSettings, EncryptionSettings } from "../pipeline/age.ts";
 import type { Env } from "../storage/credentials.ts";
 import { type Layer, pickLayer } from "../util/layers.ts";
+import { checkedIdentity, nonEmpty, readKeyLines, readSecretFile, warnIfReadableByOthers } from "./key-files.ts";
 
 /** What a backup is to be: encrypted, or not; `plaintextChosen` when the user said so (--no-encryption). */
 export interface BackupEncryption {
@@ -241,34 +240,6 @@ function readIdentities(flagged: string[], env: Env, file: FileKeys, log: Logger
   return identities;
 }
 
-/** An identity that age accepts, or a UsageError that names where it came from and never quotes it. */
-function checkedIdentity(identity: string, where: string): string {
-  const problem = identity.startsWith("AGE-PLUGIN-")
-    ? "is an age plugin identity, which sqlite-vault does not support"
-    : !identity.startsWith("AGE-SECRET-KEY-1")
-      ? "is not an age identity (AGE-SECRET-KEY-1…)"
-      : "";
-  if (!problem)
-    try {
-      new age.Decrypter().addIdentity(identity);
-      return identity;
-    } catch {
-      throw new UsageError(
-        `${where} is not a valid age identity (mistyped or cut short)`,
-        "copy the whole AGE-SECRET-KEY-1… line from the file keygen wrote",
-      );
-    }
-  throw new UsageError(
-    `${where} ${problem}`,
-    "an identity file holds AGE-SECRET-KEY-1… lines, as sqlite-vault keygen or age-keygen write them",
-  );
-}
-
-function nonEmpty(value: string, name: string): string {
-  if (!value.trim()) throw new UsageError(`${name} is empty: it must name a file`);
-  return value;
-}
-
 function passphraseOf(layer: KeyLayer, from: KeySource, log: Logger): string | undefined {
   if (layer.passphrase !== undefined) {
     if (layer.passphrase === "") throw new UsageError(`${layer.names.passphrase} is empty`, "give a passphrase, or leave it out");
@@ -282,24 +253,4 @@ function passphraseOf(layer: KeyLayer, from: KeySource, log: Logger): string | u
   const text = readSecretFile(path, "passphrase file").replace(/\r?\n$/, "");
   if (!text) throw new UsageError(`the passphrase file ${path} is empty`);
   return text;
-}
-
-function readKeyLines(path: string, what: string): string[] {
-  return readSecretFile(path, what)
-    .split(/\r?\n/)
-    .map((l) => l.trim())
-    .filter((l) => l && !l.startsWith("#"));
-}
-
-function readSecretFile(path: string, what: string): string {
-  try {
-    return readSmallFile(path);
-  } catch (error) {
-    throw new UsageError(`cannot read the ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-  }
-}
-
-function warnIfReadableByOthers(path: string, log: Logger): void {
-  const info = statSync(path, { throwIfNoEntry: false });
-  if (info && info.mode & 0o077) log.warn(`${path} is readable by group or others (mode ${(info.mode & 0o777).toString(8)}); chmod 600 it`);
 }
