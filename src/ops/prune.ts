@@ -80,17 +80,10 @@ export interface PruneReport {
 }
 
 /**
- * Prune the repository. Throws UsageError for an empty policy, VaultError when a plan would remove
- * every backup of a name, and AuthError when the storage refuses every delete (a backup-only
- * credential). Other per-object failures are reported in the result (`failures`).
+ * Each name's retention plan, names in order; damaged and future-dated backups are left out of the
+ * policy (and said so). Throws VaultError when a plan would remove every backup of a name.
  */
-export async function runPrune(storage: Storage, input: PruneInput, ctx: RunContext): Promise<PruneReport> {
-  if (!input.grace.months && !input.grace.years && input.grace.ms < 3_600_000)
-    ctx.log.warn(
-      `--grace ${input.grace.text} is under an hour: an upload in progress elsewhere that takes longer may be removed as a leftover (such a backup then fails, and lists nothing)`,
-    );
-  const listedAt = new Date();
-  const catalog = await readCatalog(storage, input.name, { now: input.now });
+function planNames(catalog: Catalog, input: PruneInput, ctx: RunContext) {
   for (const bad of catalog.invalid) ctx.log.warn(`leaving ${bad.key} alone: ${bad.reason}`);
   const broken = new Map(catalog.damaged.map((d) => [d.backup, d.reason]));
   for (const [backup, reason] of broken)
@@ -103,7 +96,7 @@ export async function runPrune(storage: Storage, input: PruneInput, ctx: RunCont
   const byName = new Map<string, BackupManifest[]>();
   for (const backup of catalog.backups) byName.set(backup.name, [...(byName.get(backup.name) ?? []), backup]);
 
-  const plans = [...byName]
+  return [...byName]
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([name, backups]) => {
       const sound = backups.filter((b) => !broken.has(b) && !future.has(b));
@@ -114,6 +107,21 @@ export async function runPrune(storage: Storage, input: PruneInput, ctx: RunCont
       const futureDated = backups.filter((b) => future.has(b) && !broken.has(b)).map((b) => ({ id: b.id, createdAt: b.createdAt }));
       return { name, plan, damaged, futureDated };
     });
+}
+
+/**
+ * Prune the repository. Throws UsageError for an empty policy, VaultError when a plan would remove
+ * every backup of a name, and AuthError when the storage refuses every delete (a backup-only
+ * credential). Other per-object failures are reported in the result (`failures`).
+ */
+export async function runPrune(storage: Storage, input: PruneInput, ctx: RunContext): Promise<PruneReport> {
+  if (!input.grace.months && !input.grace.years && input.grace.ms < 3_600_000)
+    ctx.log.warn(
+      `--grace ${input.grace.text} is under an hour: an upload in progress elsewhere that takes longer may be removed as a leftover (such a backup then fails, and lists nothing)`,
+    );
+  const listedAt = new Date();
+  const catalog = await readCatalog(storage, input.name, { now: input.now });
+  const plans = planNames(catalog, input, ctx);
   assertRemovesNothingInUse(plans, catalog, input.protect ?? []);
 
   let deleted = 0;

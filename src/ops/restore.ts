@@ -139,6 +139,37 @@ function isDirectory(path: string): boolean {
   }
 }
 
+/** A backup that failed a check: the end of the restore, or with fallback, one to pass over (recorded in `skipped`). */
+function passingOver(input: RestoreInput, skipped: SkippedBackup[], ctx: RunContext) {
+  return (error: VerificationError, id: string, createdAt: string): void => {
+    if (!input.fallback)
+      throw new VerificationError(
+        `${error.message} (failed step: ${error.step}); nothing was restored`,
+        error.step,
+        error.hint ??
+          ("id" in input.selection
+            ? "run: sqlite-vault verify --all"
+            : "pass --fallback to restore the newest backup that passes every check"),
+      );
+    ctx.log.warn(`skipping backup ${id}: failed step ${error.step}: ${error.message}`);
+    skipped.push({ id, createdAt, step: error.step, reason: error.message });
+  };
+}
+
+/** What a restore of `manifest` reports about the backup itself. */
+function restored(manifest: BackupManifest, target: string, storage: Storage) {
+  return {
+    action: "restored" as const,
+    id: manifest.id,
+    name: manifest.name,
+    createdAt: manifest.createdAt,
+    target,
+    repo: storage.url,
+    databaseBytes: manifest.database.bytes,
+    storedBytes: manifest.stored.bytes,
+  };
+}
+
 async function restoreFirstSound(
   storage: Storage,
   input: RestoreInput,
@@ -152,20 +183,7 @@ async function restoreFirstSound(
   const mode = previous ? previous.mode & 0o777 : 0o600;
   const owner = ownerFor(target, previous);
   const skipped: SkippedBackup[] = [];
-  /** A backup that failed a check: the end of the restore, or with fallback, one to pass over. */
-  const passOver = (error: VerificationError, id: string, createdAt: string) => {
-    if (!input.fallback)
-      throw new VerificationError(
-        `${error.message} (failed step: ${error.step}); nothing was restored`,
-        error.step,
-        error.hint ??
-          ("id" in input.selection
-            ? "run: sqlite-vault verify --all"
-            : "pass --fallback to restore the newest backup that passes every check"),
-      );
-    ctx.log.warn(`skipping backup ${id}: failed step ${error.step}: ${error.message}`);
-    skipped.push({ id, createdAt, step: error.step, reason: error.message });
-  };
+  const passOver = passingOver(input, skipped, ctx);
   for await (const candidate of candidates) {
     if (!candidate.ok) {
       passOver(candidate.error, candidate.entry.id, new Date(backupIdTime(candidate.entry.id)).toISOString());
@@ -187,14 +205,7 @@ async function restoreFirstSound(
         ctx,
       );
       return {
-        action: "restored",
-        id: manifest.id,
-        name: manifest.name,
-        createdAt: manifest.createdAt,
-        target,
-        repo: storage.url,
-        databaseBytes: manifest.database.bytes,
-        storedBytes: manifest.stored.bytes,
+        ...restored(manifest, target, storage),
         check,
         replaced,
         skipped,
