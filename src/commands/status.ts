@@ -1,4 +1,5 @@
 import { checkStatus, describeAge, statusLimit, statusResult, type StatusEntry, type StatusResult } from "../ops/status.ts";
+import { forEachTarget } from "../config/run-targets.ts";
 import { configArgs, resolveTargets } from "../config/targets.ts";
 import { databaseArgs, outputArgs, repoArgs } from "./_args.ts";
 import { defineVaultCommand } from "./_run.ts";
@@ -14,11 +15,14 @@ export default defineVaultCommand({
   },
   async execute({ flags, ctx }): Promise<StatusResult> {
     const at = statusLimit(flags["max-age"]);
-    const { targets } = resolveTargets(flags, ctx.log, { signal: ctx.signal });
-    const databases: StatusEntry[] = [];
-    for (const target of targets) databases.push(...(await checkStatus(target.storage, target.name, at, ctx)));
+    const set = resolveTargets(flags, ctx.log, { signal: ctx.signal });
+    const outcomes = await forEachTarget(set, ctx, "status", (target) => checkStatus(target.storage, target.name, at, ctx));
+    // A configured database whose repository cannot be read is a failing status like a stale one.
+    const databases: StatusEntry[] = outcomes.flatMap((o) =>
+      o.ok ? o.result : [{ name: o.target.name ?? "(any)", newest: null, ok: false, reason: o.error.message, futureDated: [] }],
+    );
     return statusResult(
-      targets.map((t) => t.storage.url),
+      set.targets.map((t) => t.storage.url),
       databases,
       at,
     );

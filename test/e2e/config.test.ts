@@ -128,6 +128,20 @@ describe("config file", () => {
     expect(restore.stdout).toContain("FAILED gone");
   });
 
+  test("status goes on when one configured database's repository cannot be read, and names it in its one line (exit 1)", async () => {
+    const { dir, config, env } = setup();
+    writeFileSync(join(dir, "not-a-dir"), "");
+    writeFileSync(config, `${readFileSync(config, "utf8")}\n    repo: ${join(dir, "not-a-dir", "repo")}\n`);
+    expect((await runCli(["backup", "--config", config], { env })).exitCode).toBe(3);
+    const status = await runCli(["status", "--config", config], { env });
+    expect(status.exitCode).toBe(1);
+    expect(status.stderr).toContain("status of bee failed: ");
+    expect(status.stderr.split("\n").filter((l) => l.startsWith("sqlite-vault: "))).toHaveLength(1);
+    // Without its failing database, the same repository's status passes: alpha was checked.
+    const fine = await runCli(["status", "--config", config, "--name", "alpha"], { env });
+    expect(fine.exitCode, fine.stderr).toBe(0);
+  });
+
   test("an invalid or missing config file is exit 2 with the key and line", async () => {
     const { dir, env } = setup();
     const bad = join(dir, "bad.yml");
