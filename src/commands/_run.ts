@@ -12,6 +12,7 @@ import { oneLine } from "../output.ts";
 import { createTerminalProgress } from "../progress.ts";
 import { resolveDecryption, type FileKeys } from "../config/keys.ts";
 import type { DecryptionSettings } from "../pipeline/age.ts";
+import { pickLayer } from "../util/layers.ts";
 
 export interface CommonFlags {
   json?: boolean;
@@ -99,9 +100,15 @@ export async function runCommand<R>(run: CommandRun<R>): Promise<void> {
 
 /** --deadline, else SQLITE_VAULT_DEADLINE: a time limit for the whole run (none for cron, which runs until stopped). */
 function parseDeadline(flag: string | undefined, env: string | undefined, daemon: boolean): { ms: number; text: string } | undefined {
-  const text = flag ?? (env?.trim() ? env : undefined);
-  if (text === undefined) return undefined;
-  const where = flag !== undefined ? "--deadline" : "SQLITE_VAULT_DEADLINE";
+  const picked = pickLayer(
+    [
+      { from: "--deadline", value: flag },
+      { from: "SQLITE_VAULT_DEADLINE", value: env?.trim() ? env : undefined },
+    ],
+    () => true,
+  );
+  if (picked === undefined) return undefined;
+  const { value: text, from: where } = picked;
   if (daemon) {
     if (flag === undefined) return undefined;
     throw new UsageError("--deadline bounds one run; cron runs until it is stopped", "give backup, restore, verify or prune a --deadline");

@@ -21,6 +21,7 @@ import { readSmallFile } from "../local/small-file.ts";
 import type { Env } from "../storage/credentials.ts";
 import { checkDuration, describe, isObject, readSettings, RETENTION_KEYS, validateSchedule, type RetentionKey } from "./file-sections.ts";
 import { formatPath, locate } from "./key-path.ts";
+import { pickLayer } from "../util/layers.ts";
 
 export { locate, RETENTION_KEYS, validateSchedule };
 
@@ -68,12 +69,14 @@ export interface ConfigFile {
  * Throws UsageError (exit 2) for a named file that is missing and for any invalid content.
  */
 export function loadConfig(options: { path?: string; env: Env; expandEnv?: boolean; cwd?: string }): ConfigFile | null {
-  const named = options.path || options.env.SQLITE_VAULT_CONFIG;
+  const named = pickLayer([
+    { from: "--config", value: options.path },
+    { from: "SQLITE_VAULT_CONFIG", value: options.env.SQLITE_VAULT_CONFIG },
+  ]);
   let path: string | undefined;
   if (named) {
-    path = resolve(options.cwd ?? process.cwd(), named);
-    if (!existsSync(path))
-      throw new UsageError(`config file ${path} does not exist`, options.path ? "check --config" : "check SQLITE_VAULT_CONFIG");
+    path = resolve(options.cwd ?? process.cwd(), named.value);
+    if (!existsSync(path)) throw new UsageError(`config file ${path} does not exist`, `check ${named.from}`);
   } else {
     path = [resolve(options.cwd ?? process.cwd(), "sqlite-vault.yml"), "/etc/sqlite-vault.yml"].find((p) => existsSync(p));
     if (!path) return null;
