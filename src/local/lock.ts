@@ -1,13 +1,17 @@
 /**
  * One backup or restore at a time per database path, across processes of one user. The lock is a
- * file named after the database's real path, in the user's own lock directory (see lockDir), created
- * atomically (write a temp file, then link() it into place, which fails if the lock exists). It holds
- * the owner's pid and host; a lock whose process is gone (killed with -9, crashed) is stale and taken
- * over, so it never blocks the next run.
+ * file named after the database's real path, in the user's own lock directory (see lockDir), held
+ * with flock(2): the kernel drops it when its process ends, however it ends, so a killed run never
+ * blocks the next. It holds the owner's pid and host for messages, and is removed on release (a run
+ * that locked a file removed meanwhile tries again). Where flock cannot be loaded, the lock is a
+ * file linked into place, and one whose process is gone is taken over as stale.
  */
 import {
   closeSync,
+  constants,
   fstatSync,
+  ftruncateSync,
+  writeSync,
   lstatSync,
   linkSync,
   mkdirSync,
@@ -21,6 +25,7 @@ import {
 import { homedir, hostname, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { LockedError, VaultError } from "../errors.ts";
+import { tryExclusiveLock } from "./flock.ts";
 
 export interface Lock {
   path: string;
@@ -82,6 +87,73 @@ export function acquireLock(target: string, purpose: string, dir = lockDir()): L
   const id = new Bun.CryptoHasher("sha256").update(real).digest("hex").slice(0, 24);
   const path = join(dir, `${id}.lock`);
   const owner: LockOwner = { purpose, pid: process.pid, host: hostname(), startedAt: new Date().toISOString() };
+  return flockLock(path, real, owner) ?? linkLock(path, real, owner);
+}
+
+/**
+ * The lock as a flock on the lock file; undefined when flock is not available. After the flock is
+ * taken the file must still be the one at `path`: a holder removes it on release, and a run that
+ * opened it just before then holds a lock on a file no other run can see, so it tries again.
+ */
+function flockLock(path: string, real: string, owner: LockOwner): Lock | undefined {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+    let taken: boolean | undefined;
+    try {
+      taken = tryExclusiveLock(fd);
+    } catch (error) {
+      closeSync(fd);
+      throw error;
+    }
+    if (taken === undefined) {
+      closeSync(fd);
+      return undefined;
+    }
+    if (!taken) {
+      const holder = readOwnerFrom(fd);
+      closeSync(fd);
+      throw lockedBy(holder, real);
+    }
+    if (lstatSync(path, { throwIfNoEntry: false })?.ino !== fstatSync(fd).ino) {
+      closeSync(fd); // removed by its holder meanwhile: the lock is the file at `path`
+      continue;
+    }
+    ftruncateSync(fd, 0);
+    writeSync(fd, JSON.stringify(owner), 0);
+    let released = false;
+    return {
+      path,
+      release() {
+        if (released) return;
+        released = true;
+        // Removed while still held, so that no run can lock this file once it is released.
+        try {
+          unlinkSync(path);
+        } catch {}
+        closeSync(fd);
+      },
+    };
+  }
+  throw new LockedError(`could not take the lock for ${real}`, "retry in a moment");
+}
+
+function lockedBy(holder: LockOwner | null, real: string): LockedError {
+  return new LockedError(
+    `another ${holder?.purpose ?? "run"} of ${real} is running${holder ? ` (pid ${holder.pid}, since ${holder.startedAt})` : ""}`,
+    "wait for it to finish; runs of one database never overlap",
+  );
+}
+
+function readOwnerFrom(fd: number): LockOwner | null {
+  try {
+    return JSON.parse(readFileSync(fd, "utf8")) as LockOwner;
+  } catch {
+    return null;
+  }
+}
+
+/** The lock as a file linked into place, a stale one (its process gone) taken over; for systems without flock. */
+function linkLock(path: string, real: string, owner: LockOwner): Lock {
   const staging = `${path}.${process.pid}.${crypto.randomUUID()}`;
   writeFileSync(staging, JSON.stringify(owner), { mode: 0o600 });
   try {
