@@ -120,21 +120,26 @@ function flockLock(path: string, real: string, owner: LockOwner): Lock | undefin
     }
     ftruncateSync(fd, 0);
     writeSync(fd, JSON.stringify(owner), 0);
-    let released = false;
-    return {
-      path,
-      release() {
-        if (released) return;
-        released = true;
-        // Removed while still held, so that no run can lock this file once it is released.
-        try {
-          unlinkSync(path);
-        } catch {}
-        closeSync(fd);
-      },
-    };
+    // Removed while still held, so that no run can lock this file once it is released.
+    return held(path, () => closeSync(fd));
   }
   throw new LockedError(`could not take the lock for ${real}`, "retry in a moment");
+}
+
+/** A held lock whose release (idempotent) removes the lock file, then runs `after`. */
+function held(path: string, after: () => void = () => {}): Lock {
+  let released = false;
+  return {
+    path,
+    release() {
+      if (released) return;
+      released = true;
+      try {
+        unlinkSync(path);
+      } catch {}
+      after();
+    },
+  };
 }
 
 function lockedBy(holder: LockOwner | null, real: string): LockedError {
@@ -160,29 +165,14 @@ function linkLock(path: string, real: string, owner: LockOwner): Lock {
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
         linkSync(staging, path);
-        let released = false;
-        return {
-          path,
-          release() {
-            if (released) return;
-            released = true;
-            try {
-              unlinkSync(path);
-            } catch {}
-          },
-        };
+        return held(path);
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
       }
       const found = readOwner(path);
       if (!found) continue; // released meanwhile: try again
       const { owner: holder, ino } = found;
-      if (holder && isAlive(holder)) {
-        throw new LockedError(
-          `another ${holder.purpose ?? "run"} of ${real} is running (pid ${holder.pid}, since ${holder.startedAt})`,
-          "wait for it to finish; runs of one database never overlap",
-        );
-      }
+      if (holder && isAlive(holder)) throw lockedBy(holder, real);
       // Stale: its process is gone. Several runs may find it so at once: each moves the lock aside
       // (rename is atomic, so one of them gets any given file) and removes it only if it is the very
       // file found stale; a fresh lock another run has taken meanwhile is put back, and is the holder.
@@ -200,11 +190,7 @@ function linkLock(path: string, real: string, owner: LockOwner): Lock {
         linkSync(aside, path);
       } catch {}
       unlinkSync(aside);
-      const fresh = readOwner(path)?.owner;
-      throw new LockedError(
-        `another ${fresh?.purpose ?? "run"} of ${real} is running${fresh ? ` (pid ${fresh.pid}, since ${fresh.startedAt})` : ""}`,
-        "wait for it to finish; runs of one database never overlap",
-      );
+      throw lockedBy(readOwner(path)?.owner ?? null, real);
     }
     throw new LockedError(`could not take the lock for ${real}`, "retry in a moment");
   } finally {
@@ -223,12 +209,7 @@ function readOwner(path: string): { owner: LockOwner | null; ino: number } | nul
     return null;
   }
   try {
-    const ino = fstatSync(fd).ino;
-    try {
-      return { owner: JSON.parse(readFileSync(fd, "utf8")) as LockOwner, ino };
-    } catch {
-      return { owner: null, ino };
-    }
+    return { owner: readOwnerFrom(fd), ino: fstatSync(fd).ino };
   } finally {
     closeSync(fd);
   }
