@@ -1,12 +1,13 @@
 /**
  * The plan of an integrity check: the statements that together make up `PRAGMA integrity_check` (or
  * quick_check) and foreign_key_check, each for its own connection on a worker, biggest first
- * (estimated as rows x (1 + indexes)). Small statements share a connection in batches (batched()): a
- * database of thousands of small tables would otherwise spend its check opening connections, each of
- * which reads the whole schema. One table can be most of the file (an app's log table), and its
- * integrity_check(TABLE) would then be most of the time on one core: such a table's index lookups are
- * split into rowid ranges instead (src/check/index-check.ts, with the exact argument), when its
- * indexes allow it to be done exactly.
+ * (estimated as rows x (1 + indexes)). Under SPLIT_MIN_WORKERS cores the integrity check is the one
+ * whole-file pass: split, the same checks cost more CPU than they save time (docs/design/integrity.md).
+ * Small statements share a connection in batches (batched()): a database of thousands of small tables
+ * would otherwise spend its check opening connections, each of which reads the whole schema. One table
+ * can be most of the file (an app's log table), and its integrity_check(TABLE) would then be most of
+ * the time on one core: such a table's index lookups are split into rowid ranges instead
+ * (src/check/index-check.ts, with the exact argument), when its indexes allow it to be done exactly.
  */
 import type { Database } from "bun:sqlite";
 import { availableParallelism } from "node:os";
@@ -14,6 +15,12 @@ import { openCopy } from "./copy.ts";
 import { planTable, quoteIdentifier, quoteLiteral, type ProbeTask, type TablePlan } from "./index-check.ts";
 
 export type IntegrityCheck = "integrity_check" | "quick_check";
+
+/**
+ * Fewest cores for a split integrity check. Measured on 2 cores (docs/design/integrity.md), the split costs
+ * 1.6x (per table) to 2.2x (ranges) the CPU of the whole-file pass, so only more cores can win it time.
+ */
+export const SPLIT_MIN_WORKERS = 4;
 
 export interface Planned {
   /** The statement (for a range of index lookups: its scan), which also names the task in findings. */
@@ -28,8 +35,12 @@ export interface PlanOptions {
   workers?: number;
   /** Tables with fewer rows are never split into ranges. */
   minSplitRows?: number;
-  /** "always": split every table that can be, in three ranges; "never": no table (for tests). Default "auto". */
-  split?: "auto" | "always" | "never";
+  /**
+   * "whole": one `PRAGMA integrity_check`; "never": quick_check and integrity_check per table;
+   * "always": also every table that can be, in three ranges (for tests). Default "auto": "whole" under
+   * SPLIT_MIN_WORKERS workers, else per table with a big table in ranges.
+   */
+  split?: "auto" | "whole" | "always" | "never";
   /** "always": every statement but the probes runs in batches, however big (for tests). Default "auto". */
   batch?: "auto" | "always";
 }
@@ -42,6 +53,8 @@ export interface PlanOptions {
 export function planCheck(path: string, check: IntegrityCheck, options: PlanOptions = {}): Planned[] {
   const workers = options.workers ?? availableParallelism();
   const minSplitRows = options.minSplitRows ?? 100_000;
+  const whole =
+    check === "quick_check" || options.split === "whole" || ((options.split ?? "auto") === "auto" && workers < SPLIT_MIN_WORKERS);
   const db = openCopy(path);
   try {
     const names = db
@@ -58,31 +71,54 @@ export function planCheck(path: string, check: IntegrityCheck, options: PlanOpti
     });
     // The whole-file structure pass reads every page once: about as costly as a scan of every table.
     const totalRows = tables.reduce((sum, t) => sum + t.rows, 0);
-    const planned: Planned[] = [{ sql: "PRAGMA quick_check", kind: "integrity", cost: totalRows }];
-    const share = (totalRows + tables.reduce((sum, t) => sum + t.cost, 0)) / workers;
-    for (const { name, rows, cost } of tables) {
-      if (check === "integrity_check") {
-        const parts =
-          options.split === "always"
-            ? 3
-            : options.split !== "never" && workers > 1 && rows >= minSplitRows && cost > share
-              ? Math.min(16, Math.ceil((4 * cost) / share))
-              : 1;
-        const split = parts > 1 ? trySplit(db, name, parts) : null;
-        if (split) {
-          for (const probe of split.ranges) planned.push({ sql: probe.sql, kind: "integrity", cost: cost / split.ranges.length, probe });
-          for (const sql of split.statements) planned.push({ sql, kind: "integrity", cost: rows / 2 });
-        } else {
-          planned.push({ sql: `PRAGMA integrity_check(${quoteLiteral(name)})`, kind: "integrity", cost });
-        }
-      }
-      if (hasForeignKeys(db, name))
-        planned.push({ sql: `PRAGMA foreign_key_check(${quoteLiteral(name)})`, kind: "foreign-keys", cost: rows });
-    }
-    return planned.sort((a, b) => b.cost - a.cost);
+    if (whole) return planWhole(db, check, tables, totalRows);
+    return planTables(db, tables, totalRows, workers, minSplitRows, options.split);
   } finally {
     db.close();
   }
+}
+
+type TableCost = { name: string; rows: number; cost: number };
+
+/** quick_check, and integrity_check per table: a big table's index lookups in rowid ranges when it can be. */
+function planTables(
+  db: Database,
+  tables: TableCost[],
+  totalRows: number,
+  workers: number,
+  minSplitRows: number,
+  split?: string,
+): Planned[] {
+  const planned: Planned[] = [{ sql: "PRAGMA quick_check", kind: "integrity", cost: totalRows }];
+  const share = (totalRows + tables.reduce((sum, t) => sum + t.cost, 0)) / workers;
+  for (const { name, rows, cost } of tables) {
+    const parts =
+      split === "always"
+        ? 3
+        : split !== "never" && workers > 1 && rows >= minSplitRows && cost > share
+          ? Math.min(16, Math.ceil((4 * cost) / share))
+          : 1;
+    const ranges = parts > 1 ? trySplit(db, name, parts) : null;
+    if (ranges) {
+      for (const probe of ranges.ranges) planned.push({ sql: probe.sql, kind: "integrity", cost: cost / ranges.ranges.length, probe });
+      for (const sql of ranges.statements) planned.push({ sql, kind: "integrity", cost: rows / 2 });
+    } else {
+      planned.push({ sql: `PRAGMA integrity_check(${quoteLiteral(name)})`, kind: "integrity", cost });
+    }
+    if (hasForeignKeys(db, name))
+      planned.push({ sql: `PRAGMA foreign_key_check(${quoteLiteral(name)})`, kind: "foreign-keys", cost: rows });
+  }
+  return planned.sort((a, b) => b.cost - a.cost);
+}
+
+/** One whole-file pass, and foreign_key_check per table beside it. */
+function planWhole(db: Database, check: IntegrityCheck, tables: TableCost[], totalRows: number): Planned[] {
+  const cost = totalRows + (check === "integrity_check" ? tables.reduce((sum, t) => sum + t.cost, 0) : 0);
+  const planned: Planned[] = [{ sql: `PRAGMA ${check}`, kind: "integrity", cost }];
+  for (const { name, rows } of tables)
+    if (hasForeignKeys(db, name))
+      planned.push({ sql: `PRAGMA foreign_key_check(${quoteLiteral(name)})`, kind: "foreign-keys", cost: rows });
+  return planned.sort((a, b) => b.cost - a.cost);
 }
 
 /** A table that cannot even be planned (damage SQLite stumbles on) keeps integrity_check(TABLE). */

@@ -12,6 +12,7 @@ import { afterAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { Database } from "bun:sqlite";
 import { closeSync, openSync, writeSync } from "node:fs";
 import { join } from "node:path";
+import { openCopy } from "../../src/check/copy.ts";
 import { checkIntegrity, runTask } from "../../src/check/integrity.ts";
 import { batched, planCheck, type PlanOptions } from "../../src/check/plan.ts";
 import { removeTempDirs, tempDir } from "../helpers/db.ts";
@@ -192,10 +193,35 @@ describe("split integrity check", () => {
     expect(findings.foreignKeys).toEqual(["foreign_key_check: 2 row(s) of orders -> accounts reference missing parents"]);
   });
 
+  test("a check reads its copy through a memory map of the whole file", () => {
+    const path = join(tempDir("integrity"), "mapped.db");
+    createDb(path);
+    const db = openCopy(path, { mapped: true });
+    try {
+      const { mmap_size } = db.query("PRAGMA mmap_size").get() as { mmap_size: number };
+      expect(mmap_size).toBe(Bun.file(path).size);
+    } finally {
+      db.close();
+    }
+  });
+
+  test("under four cores the plan is the whole-file pass, with foreign keys beside it", () => {
+    const path = join(tempDir("integrity"), "whole.db");
+    createDb(path);
+    for (const workers of [1, 2, 3]) {
+      const plan = planCheck(path, "integrity_check", { workers, minSplitRows: 0 }).map((p) => p.sql);
+      expect(plan).toEqual(["PRAGMA integrity_check", "PRAGMA foreign_key_check('orders')"]);
+    }
+    expect(planCheck(path, "integrity_check", { workers: 4, split: "whole" }).map((p) => p.sql)).toEqual([
+      "PRAGMA integrity_check",
+      "PRAGMA foreign_key_check('orders')",
+    ]);
+  });
+
   test("the plan covers every table, the whole-file pass, and foreign keys", () => {
     const path = join(tempDir("integrity"), "plan.db");
     createDb(path);
-    const plan = planCheck(path, "integrity_check").map((p) => p.sql);
+    const plan = planCheck(path, "integrity_check", { workers: 4 }).map((p) => p.sql);
     expect(plan.toSorted()).toEqual(
       ["PRAGMA quick_check", "PRAGMA foreign_key_check('orders')", ...TABLES.map((t) => `PRAGMA integrity_check('${t}')`)].toSorted(),
     );
@@ -225,6 +251,7 @@ describe("split integrity check", () => {
   });
 
   const modes: { label: string; options: PlanOptions }[] = [
+    { label: "one whole-file integrity_check", options: { split: "whole" } },
     { label: "one integrity_check per table", options: { split: "never" } },
     { label: "index lookups by rowid range", options: { split: "always" } },
     { label: "statements batched on shared connections", options: { split: "never", batch: "always" } },
@@ -293,14 +320,14 @@ describe("split integrity check", () => {
       db.run("INSERT INTO c450 (p) VALUES (99)"); // one foreign key violation, in a batched table
     })();
     db.close();
-    const planned = planCheck(path, "integrity_check", { workers: 2 });
+    const planned = planCheck(path, "integrity_check", { workers: 2, split: "never" });
     expect(planned.length).toBe(1 + 1200 + 600);
     const jobs = batched(planned, 2);
     expect(jobs.length).toBeLessThan(40);
     expect(jobs.filter(Array.isArray).flat().length + jobs.filter((j) => !Array.isArray(j)).length).toBe(planned.length);
     // Index content that no longer matches its table, in a table deep inside a batch.
     editSchema(path, `UPDATE sqlite_schema SET sql = 'CREATE INDEX p321_v ON p321(id)' WHERE name = 'p321_v';`);
-    const findings = await checkIntegrity(path, "integrity_check", undefined, { workers: 2 });
+    const findings = await checkIntegrity(path, "integrity_check", undefined, { workers: 2, split: "never" });
     expect(findings.problems).toEqual(singlePass(path));
     expect(findings.foreignKeys).toEqual(["foreign_key_check: 1 row(s) of c450 -> p450 reference missing parents"]);
   });
