@@ -7,11 +7,10 @@ import { defineCommand, type ArgsDef, type CommandDef, type CommandMeta, type Pa
 import { createCliContext, type RunContext } from "../context.ts";
 import { DeadlineError, ExitCode, InterruptedError, toVaultError, UsageError, type VaultError } from "../errors.ts";
 import { parseDuration } from "../repo/retention.ts";
-import { createLogger, type Logger } from "../logger.ts";
+import { createLogger } from "../logger.ts";
 import { oneLine } from "../output.ts";
 import { createTerminalProgress } from "../progress.ts";
-import { resolveDecryption, type FileKeys } from "../config/keys.ts";
-import type { DecryptionSettings } from "../pipeline/age.ts";
+import type { KeyFlags } from "../config/keys.ts";
 import { pickLayer } from "../util/layers.ts";
 
 export interface CommonFlags {
@@ -151,7 +150,7 @@ export function assertKnownFlags(rawArgs: string[], argsDef: ArgsDef): void {
 }
 
 /** Every value of a repeatable flag (citty keeps only the last): `--name A --name=B` -> ["A", "B"]. */
-export function repeatedFlag(rawArgs: string[], name: string): string[] {
+function repeatedFlag(rawArgs: string[], name: string): string[] {
   const values: string[] = [];
   for (let i = 0; i < rawArgs.length; i++) {
     const arg = rawArgs[i]!;
@@ -167,17 +166,21 @@ export function repeatedFlag(rawArgs: string[], name: string): string[] {
   return values;
 }
 
-/** Keys for reading encrypted backups, from `--identity`, `--passphrase-file`, `--passphrase` and the environment. */
-export function decryptionFrom(
-  flags: { passphrase?: string; "passphrase-file"?: string },
+/**
+ * The key flags of a command line, for resolveTargets' `keys`: --recipient and --identity as often as
+ * given, the others as citty read them (absent where the command has no such flag). Throws
+ * UsageError for a --recipient or --identity without a value, before anything is loaded or read.
+ */
+export function keyFlags(
+  flags: { "recipients-file"?: string; passphrase?: string; "passphrase-file"?: string; encryption?: boolean },
   rawArgs: string[],
-  log: Logger,
-  file: FileKeys = {},
-): DecryptionSettings {
-  return resolveDecryption(
-    { identities: repeatedFlag(rawArgs, "identity"), passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"] },
-    process.env,
-    log,
-    file,
-  );
+): KeyFlags {
+  return {
+    recipients: repeatedFlag(rawArgs, "recipient"),
+    recipientsFile: flags["recipients-file"],
+    passphrase: flags.passphrase,
+    passphraseFile: flags["passphrase-file"],
+    identities: repeatedFlag(rawArgs, "identity"),
+    encryption: flags.encryption,
+  };
 }

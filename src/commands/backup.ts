@@ -1,5 +1,4 @@
 import { resolveNow } from "../config/settings.ts";
-import { resolveEncryption } from "../config/keys.ts";
 import { ContextualError, ExitCode } from "../errors.ts";
 import type { BackupResult } from "../ops/backup.ts";
 import { describeError, runBackupJob, type JobOutcome, type JobTarget } from "../ops/backup-job.ts";
@@ -9,7 +8,7 @@ import { Metrics } from "../monitor/metrics.ts";
 import { formatBytes, formatDuration, formatRatio } from "../output.ts";
 import { checkArgs, databaseArgs, encryptArgs, outputArgs, policyArgs, repoArgs, tmpDirArgs } from "./_args.ts";
 import { renderPrune } from "./_views.ts";
-import { defineVaultCommand, repeatedFlag } from "./_run.ts";
+import { defineVaultCommand, keyFlags } from "./_run.ts";
 import { configArgs, resolveTargets } from "../config/targets.ts";
 import { exitCodeOver, forEachTarget } from "../config/run-targets.ts";
 
@@ -56,10 +55,10 @@ export default defineVaultCommand({
     const set = resolveTargets(flags, ctx.log, {
       needsDb: { command: "backup", example: "sqlite-vault backup /var/lib/app/app.db --repo s3://bucket/prefix" },
       signal: ctx.signal,
+      keys: keyFlags(flags, rawArgs),
     });
     const now = resolveNow(process.env);
     const metrics = flags["metrics-file"] ? new Metrics() : undefined;
-    const recipients = repeatedFlag(rawArgs, "recipient");
     const jobs: JobTarget[] = [];
     // Keys and policies first: a usage error stops the command before any database is backed up.
     for (const t of set.targets) {
@@ -69,21 +68,13 @@ export default defineVaultCommand({
         );
       parsePolicy(t.settings.retention);
       parseDuration(t.settings.retention.grace ?? DEFAULT_GRACE, "grace");
-      const keys = {
-        recipients,
-        recipientsFile: flags["recipients-file"],
-        passphrase: flags.passphrase,
-        passphraseFile: flags["passphrase-file"],
-        identities: repeatedFlag(rawArgs, "identity"),
-        encryption: flags.encryption,
-      };
       jobs.push({
         db: t.db!,
         name: t.name!,
         nameGiven: t.nameGiven,
         settings: t.settings,
         storage: t.storage,
-        ...(await resolveEncryption(keys, process.env, ctx.log, t.file)),
+        ...(await t.keys.encryption()),
       });
     }
     const writeMetrics = () => metrics && flags["metrics-file"] && metrics.writeFile(flags["metrics-file"]);

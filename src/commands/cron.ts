@@ -2,13 +2,12 @@ import { splitCommand } from "../daemon/application.ts";
 import { startDaemon } from "../daemon/daemon.ts";
 import { createEventWriter } from "../daemon/events.ts";
 import { parseListenAddress } from "../daemon/server.ts";
-import { resolveDecryption, resolveEncryption } from "../config/keys.ts";
 import { UsageError } from "../errors.ts";
 import { validateSchedule } from "../config/file.ts";
 import { parseDuration } from "../repo/retention.ts";
 import { resolveNow } from "../config/settings.ts";
 import { checkArgs, databaseArgs, encryptArgs, outputArgs, policyArgs, repoArgs, tmpDirArgs } from "./_args.ts";
-import { defineVaultCommand, repeatedFlag } from "./_run.ts";
+import { defineVaultCommand, keyFlags } from "./_run.ts";
 import { configArgs, resolveTargets } from "../config/targets.ts";
 import { pickLayer } from "../util/layers.ts";
 
@@ -81,36 +80,19 @@ export default defineVaultCommand({
         example: 'sqlite-vault cron /var/lib/app/app.db --repo s3://bucket/prefix --restore-if-missing --exec "node server.js"',
       },
       signal: work.signal,
+      keys: keyFlags(flags, rawArgs),
     });
-    const recipients = repeatedFlag(rawArgs, "recipient");
-    const identities = repeatedFlag(rawArgs, "identity");
     const daemonTargets = [];
-    for (const t of targets)
+    // Every key now: a bad key file stops cron before it restores, starts or backs up anything.
+    for (const { db, name, nameGiven, settings, storage, keys } of targets)
       daemonTargets.push({
-        db: t.db!,
-        name: t.name!,
-        nameGiven: t.nameGiven,
-        settings: t.settings,
-        storage: t.storage,
-        ...(await resolveEncryption(
-          {
-            recipients,
-            recipientsFile: flags["recipients-file"],
-            passphrase: flags.passphrase,
-            passphraseFile: flags["passphrase-file"],
-            identities,
-            encryption: flags.encryption,
-          },
-          process.env,
-          ctx.log,
-          t.file,
-        )),
-        decryption: resolveDecryption(
-          { identities, passphrase: flags.passphrase, passphraseFile: flags["passphrase-file"] },
-          process.env,
-          ctx.log,
-          t.file,
-        ),
+        db: db!,
+        name: name!,
+        nameGiven,
+        settings,
+        storage,
+        ...(await keys.encryption()),
+        decryption: keys.decryption(),
       });
     const emit = createEventWriter({ json: flags.json === true, quiet: flags.quiet === true }, process);
     const stopTimeoutMs = resolveStopTimeout(flags["stop-timeout"], process.env.SQLITE_VAULT_STOP_TIMEOUT, config?.stopTimeout);

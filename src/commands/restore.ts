@@ -3,7 +3,7 @@ import { ExitCode, UsageError } from "../errors.ts";
 import { formatBytes, formatDuration } from "../output.ts";
 import { runRestore, type RestoreResult } from "../ops/restore.ts";
 import { databaseArgs, decryptArgs, outputArgs, repoArgs } from "./_args.ts";
-import { decryptionFrom, defineVaultCommand } from "./_run.ts";
+import { defineVaultCommand, keyFlags } from "./_run.ts";
 import { configArgs, resolveTargets } from "../config/targets.ts";
 import { exitCodeOver, forEachTarget } from "../config/run-targets.ts";
 
@@ -38,12 +38,12 @@ export default defineVaultCommand({
         ? undefined
         : { command: "restore", example: "sqlite-vault restore /var/lib/app/app.db --repo s3://bucket/prefix --if-missing" },
       signal: ctx.signal,
+      keys: keyFlags(flags, rawArgs),
     });
     // With no arguments (restore --if-missing): every configured database, the start-up restore.
     const outcomes = await forEachTarget(set, ctx, "restore", (target) => {
       const to = flags.output || target.db;
       if (!to) throw new UsageError(`where to? ${target.name} is not in the config file; pass --output PATH`);
-      const decryption = decryptionFrom(flags, rawArgs, ctx.log, target.file);
       const input = {
         name: target.name!,
         target: to,
@@ -52,7 +52,7 @@ export default defineVaultCommand({
         ifMissing: flags["if-missing"],
         quick: flags.quick,
         fallback: flags.fallback,
-        decryption,
+        decryption: target.keys.decryption(),
       };
       return runRestore(target.storage, input, ctx);
     });

@@ -2,7 +2,7 @@ import { ExitCode, UsageError } from "../errors.ts";
 import { formatTable, formatTime } from "../output.ts";
 import { NothingToVerifyError, runVerify, type VerifyReport, type VerifySelection } from "../ops/verify.ts";
 import { databaseArgs, decryptArgs, outputArgs, repoArgs, tmpDirArgs } from "./_args.ts";
-import { decryptionFrom, defineVaultCommand } from "./_run.ts";
+import { defineVaultCommand, keyFlags } from "./_run.ts";
 import { configArgs, resolveTargets } from "../config/targets.ts";
 import { exitCodeOver, failedTargets, forEachTarget, mergeReports } from "../config/run-targets.ts";
 
@@ -34,11 +34,11 @@ export default defineVaultCommand({
     const concurrency = flags.concurrency === undefined ? 2 : Number(flags.concurrency);
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64)
       throw new UsageError(`--concurrency must be a whole number from 1 to 64, not ${flags.concurrency}`);
-    const set = resolveTargets(flags, ctx.log, { signal: ctx.signal });
+    const set = resolveTargets(flags, ctx.log, { signal: ctx.signal, keys: keyFlags(flags, rawArgs) });
     const check = flags.quick ? "quick_check" : "integrity_check";
     // Keys first: a bad key file stops the command before anything is verified.
-    const keys = set.targets.map((target) => decryptionFrom(flags, rawArgs, ctx.log, target.file));
-    const outcomes = await forEachTarget(set, ctx, "verify", (target, i) => {
+    for (const target of set.targets) target.keys.decryption();
+    const outcomes = await forEachTarget(set, ctx, "verify", (target) => {
       const input = {
         name: target.name,
         selection,
@@ -46,7 +46,7 @@ export default defineVaultCommand({
         tmpDir: target.settings.tmpDir,
         concurrency,
         record: flags.record,
-        decryption: keys[i]!,
+        decryption: target.keys.decryption(),
       };
       // One of several databases with nothing to verify (none backed up yet) fails in the report; the others are still verified.
       return set.targets.length > 1

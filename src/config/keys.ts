@@ -1,7 +1,9 @@
 /**
  * Which age keys a run uses, from where: flags, then the environment, then the config file; the first
- * layer that names any key decides alone. Identity and passphrase files are read and checked here, so a
- * bad key fails before anything runs. The streams that use the keys live in pipeline/age.ts.
+ * layer that names any key decides alone. This is the one place those layers are merged: a target
+ * carries its keys (targetKeys), resolved when a command first asks for them. Identity and passphrase
+ * files are read and checked here, so a bad key fails before the keys are used. The streams that use
+ * the keys live in pipeline/age.ts.
  */
 import * as age from "age-encryption";
 import { UsageError } from "../errors.ts";
@@ -17,15 +19,49 @@ export interface BackupEncryption {
   plaintextChosen: boolean;
 }
 
-export interface EncryptionFlags {
+/** The key flags a command was given (a command without one of them leaves it absent). */
+export interface KeyFlags {
+  /** --recipient, as often as given. */
   recipients: string[];
   recipientsFile?: string;
   passphrase?: string;
   passphraseFile?: string;
-  /** --identity: encrypt to its public key when nothing else names a key. */
-  identities?: string[];
+  /** --identity, as often as given: decrypts, and encrypts to its public key when nothing else names a key. */
+  identities: string[];
   /** --encryption: true, --no-encryption: false, absent: undefined. */
   encryption?: boolean;
+}
+
+/** No key flag: keys from the environment and the config file only. */
+export const NO_KEY_FLAGS: KeyFlags = { recipients: [], identities: [] };
+
+/** A target's keys, each resolved on the first call and kept (a key file is read once, and only when needed). */
+export interface TargetKeys {
+  /** What a backup is to be. Rejects with UsageError as resolveEncryption says. */
+  encryption(): Promise<BackupEncryption>;
+  /** Identities and passphrases for reading encrypted backups. Throws UsageError as resolveDecryption says. */
+  decryption(): DecryptionSettings;
+}
+
+/**
+ * The keys of one target: `flags` over `env` over `file` (its config entry over the file's defaults).
+ * Nothing is read until asked; then each answer, and the identity files both read, are kept.
+ */
+export function targetKeys(flags: KeyFlags, env: Env, log: Logger, file: FileKeys): TargetKeys {
+  const identities = once(() => readIdentities(flags.identities, env, file, log));
+  return {
+    encryption: once(() => resolveEncryption(flags, env, log, file, identities)),
+    decryption: once(() => resolveDecryption(flags, env, log, file, identities)),
+  };
+}
+
+/** `compute` on the first call, its value after; a throw is not kept (the next call tries again). */
+function once<T>(compute: () => T): () => T {
+  let done: { value: T } | undefined;
+  return () => {
+    done ??= { value: compute() };
+    return done.value;
+  };
 }
 
 /** Keys named in the config file: the lowest layer, under flags and the environment. */
@@ -36,12 +72,6 @@ export interface FileKeys {
   identityFiles?: string[];
   /** `encryption: false`: backups are stored unencrypted, by choice. */
   plaintext?: boolean;
-}
-
-export interface DecryptionFlags {
-  identities: string[];
-  passphrase?: string;
-  passphraseFile?: string;
 }
 
 /** The keys one layer names; the layers, highest first, are the command line, the environment and the config file. */
@@ -60,7 +90,7 @@ interface KeyLayer {
 
 type KeySource = "the command line" | "the environment" | "the config file";
 
-function keyLayers(flags: EncryptionFlags, env: Env, file: FileKeys): Layer<KeyLayer, KeySource>[] {
+function keyLayers(flags: KeyFlags, env: Env, file: FileKeys): Layer<KeyLayer, KeySource>[] {
   const fromEnv = env.SQLITE_VAULT_RECIPIENTS;
   const layer = (from: KeySource, value: KeyLayer) => ({ from, value });
   return [
@@ -135,14 +165,20 @@ function encryptionFromEnv(env: Env): boolean | undefined {
  * (an empty value, a file with no recipient, --encryption alone) is a UsageError: encryption asked
  * for never silently becomes a plaintext backup.
  */
-export async function resolveEncryption(flags: EncryptionFlags, env: Env, log: Logger, file: FileKeys = {}): Promise<BackupEncryption> {
+async function resolveEncryption(
+  flags: KeyFlags,
+  env: Env,
+  log: Logger,
+  file: FileKeys,
+  identitiesOf: () => string[],
+): Promise<BackupEncryption> {
   const required = pickLayer([
     { from: "--encryption", value: flags.encryption },
     { from: "SQLITE_VAULT_ENCRYPTION", value: encryptionFromEnv(env) },
   ]);
   const picked = pickLayer(keyLayers(flags, env, file), (l) => l.plaintext || namesAnyKey(l));
   if (!picked) {
-    const identities = readIdentities(flags.identities ?? [], env, file, log);
+    const identities = identitiesOf();
     if (identities.length) {
       const recipients = await Promise.all(identities.map((identity) => age.identityToRecipient(identity)));
       log.debug(`no recipient or passphrase named: encrypting to the public keys of the ${identities.length} identities given`);
@@ -203,9 +239,9 @@ export async function resolveEncryption(flags: EncryptionFlags, env: Env, log: L
  * quoted (a mistyped secret key is still almost all of the secret), and a file with no identity in
  * it is an error, not "no identity given".
  */
-export function resolveDecryption(flags: DecryptionFlags, env: Env, log: Logger, file: FileKeys = {}): DecryptionSettings {
-  const identities = readIdentities(flags.identities, env, file, log);
-  const layers = keyLayers({ recipients: [], passphrase: flags.passphrase, passphraseFile: flags.passphraseFile }, env, {
+function resolveDecryption(flags: KeyFlags, env: Env, log: Logger, file: FileKeys, identitiesOf: () => string[]): DecryptionSettings {
+  const identities = identitiesOf();
+  const layers = keyLayers({ ...NO_KEY_FLAGS, passphrase: flags.passphrase, passphraseFile: flags.passphraseFile }, env, {
     passphraseFile: file.passphraseFile,
   });
   const layer = pickLayer(layers, (l) => l.passphrase !== undefined || l.passphraseFile !== undefined);

@@ -1,7 +1,7 @@
 /**
  * Which databases a command acts on, and with which settings: the DB argument or --name, else every
  * database in the config file. Each target carries its merged settings (flag > env > the database's
- * config entry > the config file's defaults > built-in defaults) and its opened storage.
+ * config entry > the config file's defaults > built-in defaults), its opened storage and its keys.
  */
 import type { ArgsDef } from "citty";
 import { resolve } from "node:path";
@@ -9,6 +9,7 @@ import { resolveSettings, type Settings } from "./settings.ts";
 import { loadConfig, RETENTION_KEYS, type ConfigFile, type FileSettings } from "./file.ts";
 import { UsageError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
+import { NO_KEY_FLAGS, targetKeys, type KeyFlags, type TargetKeys } from "./keys.ts";
 import { assertValidName, deriveName } from "../repo/manifest.ts";
 import type { Env } from "../storage/credentials.ts";
 import { openStorage, type Storage } from "../storage/index.ts";
@@ -50,9 +51,9 @@ export interface Target {
   /** Whether the name was given (--name, or the config's `name`) rather than derived from the file name. */
   nameGiven: boolean;
   settings: Settings;
-  /** The config file's settings for this database (for encryption keys and the like). */
-  file: FileSettings;
   storage: Storage;
+  /** Its age keys, flag > env > its config entry, each resolved (and its files read) on first use. */
+  keys: TargetKeys;
 }
 
 export interface TargetSet {
@@ -152,31 +153,35 @@ export function resolveTargetSettings(flags: TargetFlags, env: Env, pick: Target
 }
 
 /**
- * Resolve the targets: load the config file, pick the databases, merge each one's settings and open
- * its storage (which contacts nothing). Throws UsageError for a bad config file, flag or URL.
+ * Resolve the targets: load the config file, pick the databases, merge each one's settings, open its
+ * storage (which contacts nothing) and give it its keys from `options.keys` (the command's key flags;
+ * none by default), the environment and its config entry, read only when the command asks for them.
+ * Throws UsageError for a bad config file, flag or URL.
  */
 export function resolveTargets(
   flags: TargetFlags,
-  log: Logger | undefined,
-  options: { needsDb?: { command: string; example: string }; signal?: AbortSignal } = {},
+  log: Logger,
+  options: { needsDb?: { command: string; example: string }; signal?: AbortSignal; keys?: KeyFlags } = {},
 ): TargetSet {
   const config = loadConfig({ path: flags.config, env: process.env, expandEnv: flags["expand-env"] !== false });
   const { fromConfig, picks } = selectTargets(flags, config, options.needsDb);
   const targets = picks.map((pick): Target => {
+    const { file, ...picked } = pick;
     const settings = resolveTargetSettings(flags, process.env, pick);
+    const where = { endpoint: flags.endpoint, region: flags.region, pathStyle: flags["path-style"] };
+    const fallback = { endpoint: file.endpoint, region: file.region, pathStyle: file.pathStyle };
     const storage = openStorage(settings.repo, {
-      endpoint: flags.endpoint,
-      region: flags.region,
-      pathStyle: flags["path-style"],
-      fallback: { endpoint: pick.file.endpoint, region: pick.file.region, pathStyle: pick.file.pathStyle },
+      ...where,
+      fallback,
       retries: settings.retries,
       timeoutMs: settings.timeoutMs,
       partSize: settings.partSize,
-      onRetry: log ? (message) => log.debug(message) : undefined,
-      onWarning: log ? (message) => log.warn(message) : undefined,
+      onRetry: (message) => log.debug(message),
+      onWarning: (message) => log.warn(message),
       signal: options.signal,
     });
-    return { ...pick, settings, storage };
+    const keys = targetKeys(options.keys ?? NO_KEY_FLAGS, process.env, log, file);
+    return { ...picked, settings, storage, keys };
   });
   return { config, fromConfig, targets };
 }

@@ -1,0 +1,87 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import * as age from "age-encryption";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { NO_KEY_FLAGS, targetKeys, type KeyFlags } from "../../src/config/keys.ts";
+import { UsageError } from "../../src/errors.ts";
+import type { Logger } from "../../src/logger.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "keys-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const quiet = { error: () => {}, warn: () => {}, info: () => {}, debug: () => {}, success: () => {} } as unknown as Logger;
+
+async function identityFile(name: string): Promise<{ path: string; identity: string; recipient: string }> {
+  const identity = await age.generateIdentity();
+  const path = join(dir, name);
+  writeFileSync(path, `${identity}\n`);
+  chmodSync(path, 0o600);
+  return { path, identity, recipient: await age.identityToRecipient(identity) };
+}
+
+function secretFile(name: string, text: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  chmodSync(path, 0o600);
+  return path;
+}
+
+describe("targetKeys", () => {
+  test("reads nothing until asked, then each key file once", async () => {
+    const { path, identity } = await identityFile("lazy.txt");
+    const passphraseFile = join(dir, "not-yet.txt");
+    // Its passphrase file does not exist yet: no error until the keys are asked for.
+    const keys = targetKeys(NO_KEY_FLAGS, {}, quiet, { identityFiles: [path], passphraseFile });
+    secretFile("not-yet.txt", "pass\n");
+    const first = keys.decryption();
+    expect(first).toEqual({ identities: [identity], passphrases: ["pass"] });
+    rmSync(path);
+    rmSync(passphraseFile);
+    // Kept: neither file is read again.
+    expect(keys.decryption()).toBe(first);
+    // Encryption reads its identities through the same once: read by decryption, not again.
+    const again = await identityFile("again.txt");
+    const shared = targetKeys(NO_KEY_FLAGS, {}, quiet, { identityFiles: [again.path] });
+    expect(shared.decryption().identities).toEqual([again.identity]);
+    rmSync(again.path);
+    expect(await shared.encryption()).toEqual({
+      encryption: { recipients: [again.recipient], fromIdentities: true },
+      plaintextChosen: false,
+    });
+  });
+
+  test("a key that fails is an error each time it is asked for, not a missing key", async () => {
+    const keys = targetKeys({ ...NO_KEY_FLAGS, identities: [join(dir, "absent.txt")] }, {}, quiet, {});
+    expect(() => keys.decryption()).toThrow(UsageError);
+    expect(() => keys.decryption()).toThrow(UsageError);
+    expect(keys.encryption()).rejects.toThrow(UsageError);
+  });
+
+  test("precedence: a flag over the environment over the config file, one layer deciding alone", async () => {
+    const flag = await identityFile("flag.txt");
+    const env = await identityFile("env.txt");
+    const file = await identityFile("file.txt");
+    const fileKeys = { identityFiles: [file.path], recipients: [file.recipient] };
+    const flags: KeyFlags = { ...NO_KEY_FLAGS, identities: [flag.path], recipients: [flag.recipient] };
+    const cases: [string, KeyFlags, Record<string, string>, string, string][] = [
+      ["flags", flags, { SQLITE_VAULT_IDENTITY_FILE: env.path, SQLITE_VAULT_RECIPIENTS: env.recipient }, flag.identity, flag.recipient],
+      ["env", NO_KEY_FLAGS, { SQLITE_VAULT_IDENTITY_FILE: env.path, SQLITE_VAULT_RECIPIENTS: env.recipient }, env.identity, env.recipient],
+      ["config file", NO_KEY_FLAGS, {}, file.identity, file.recipient],
+    ];
+    for (const [label, given, environment, identity, recipient] of cases) {
+      const keys = targetKeys(given, environment, quiet, fileKeys);
+      expect(keys.decryption().identities, label).toEqual([identity]);
+      expect((await keys.encryption()).encryption?.recipients, label).toEqual([recipient]);
+    }
+  });
+
+  test("a passphrase file beside recipients in the config file is for restores; the environment's passphrase wins over it", async () => {
+    const { recipient } = await identityFile("pp.txt");
+    const passphraseFile = secretFile("pass.txt", "from-file\n");
+    const keys = targetKeys(NO_KEY_FLAGS, {}, quiet, { recipients: [recipient], passphraseFile });
+    expect((await keys.encryption()).encryption?.recipients).toEqual([recipient]);
+    expect(keys.decryption().passphrases).toEqual(["from-file"]);
+    const env = targetKeys(NO_KEY_FLAGS, { SQLITE_VAULT_PASSPHRASE: "from-env" }, quiet, { passphraseFile });
+    expect(env.decryption().passphrases).toEqual(["from-env"]);
+  });
+});
