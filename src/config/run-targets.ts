@@ -6,9 +6,30 @@
  */
 import type { RunContext } from "../context.ts";
 import { ExitCode, InterruptedError, toVaultError, type VaultError } from "../errors.ts";
+import { redactSecrets } from "../pipeline/age.ts";
+import { redactUrl } from "../storage/index.ts";
+import type { Storage } from "../storage/types.ts";
 import type { Target, TargetSet } from "./targets.ts";
 
-export type TargetOutcome<R> = { target: Target; ok: true; result: R } | { target: Target; ok: false; error: VaultError };
+export type TargetOutcome<R, T = Target> = { target: T; ok: true; result: R } | { target: T; ok: false; error: VaultError };
+
+/** What the runner runs over: targets, or repositories (groupByRepository); `fromConfig`: a failure is recorded and the others still run. */
+export interface RunSet<T extends { name?: string }> {
+  targets: T[];
+  fromConfig: boolean;
+}
+
+/** The targets that share one repository, run over once (list). */
+export interface RepositoryTarget {
+  /** How messages name it: its URL and its databases' names, "URL (alpha, bee)". */
+  name: string;
+  /** The repository's URL, fit to print. */
+  repo: string;
+  /** The backup names its targets act on; [undefined]: every name in the repository. */
+  names: (string | undefined)[];
+  /** The storage of its first target. */
+  storage: Storage;
+}
 
 /**
  * Run `task` on each target of `set`, in order; outcomes are in the same order. An interruption
@@ -16,13 +37,13 @@ export type TargetOutcome<R> = { target: Target; ok: true; result: R } | { targe
  * thrown as it is. Targets from the config file: a failure is logged ("<verb> of NAME failed: …"),
  * recorded as a failed outcome, and the next target runs.
  */
-export async function forEachTarget<R>(
-  set: TargetSet,
+export async function forEachTarget<R, T extends { name?: string } = Target>(
+  set: RunSet<T>,
   ctx: RunContext,
   verb: string,
-  task: (target: Target, index: number) => Promise<R>,
-): Promise<TargetOutcome<R>[]> {
-  const outcomes: TargetOutcome<R>[] = [];
+  task: (target: T, index: number) => Promise<R>,
+): Promise<TargetOutcome<R, T>[]> {
+  const outcomes: TargetOutcome<R, T>[] = [];
   for (const [index, target] of set.targets.entries()) {
     ctx.signal.throwIfAborted();
     try {
@@ -31,7 +52,7 @@ export async function forEachTarget<R>(
       if (ctx.signal.aborted) throw ctx.signal.reason;
       if (!set.fromConfig || thrown instanceof InterruptedError) throw thrown;
       const error = toVaultError(thrown);
-      ctx.log.error(`${verb} of ${target.name} failed: ${error.message}`);
+      ctx.log.error(`${verb} of ${target.name} failed: ${redactMessage(error.message)}`);
       outcomes.push({ target, ok: false, error });
     }
   }
@@ -47,9 +68,40 @@ export function exitCodeOver(failedTargets: number, resultCodes: number[]): numb
   return resultCodes.find((code) => code !== ExitCode.ok) ?? ExitCode.ok;
 }
 
+/**
+ * Pure: the targets of `set` by repository, in the order each repository first appears; targets that
+ * share one (the same URL, endpoint, region and addressing) give one, with their names. One
+ * repository keeps the runner's rule for one target (its error is the command's); two or more from
+ * a config file are each recorded when they fail, and the others still run.
+ */
+export function groupByRepository(set: TargetSet): RunSet<RepositoryTarget> {
+  const groups = new Map<string, RepositoryTarget>();
+  for (const target of set.targets) {
+    const group = groups.get(target.repository);
+    if (group) {
+      if (!group.names.includes(target.name)) group.names.push(target.name);
+      continue;
+    }
+    const repo = redactUrl(target.storage.url);
+    groups.set(target.repository, { name: repo, repo, names: [target.name], storage: target.storage });
+  }
+  const targets = [...groups.values()].map((g) => {
+    const names = g.names.filter((n) => n !== undefined);
+    return names.length ? { ...g, name: `${g.repo} (${names.join(", ")})` } : g;
+  });
+  return { targets, fromConfig: set.fromConfig && targets.length > 1 };
+}
+
+/** An error message fit to print in a report: no credentials in a URL, no age secret key. */
+export function redactMessage(message: string): string {
+  return redactSecrets(redactUrl(message));
+}
+
 /** The failed targets of a run, as reports name them. */
 export function failedTargets(outcomes: TargetOutcome<unknown>[]): { name: string; message: string; exitCode: number }[] {
-  return outcomes.flatMap((o) => (o.ok ? [] : [{ name: o.target.name ?? "(all)", message: o.error.message, exitCode: o.error.exitCode }]));
+  return outcomes.flatMap((o) =>
+    o.ok ? [] : [{ name: o.target.name ?? "(all)", message: redactMessage(o.error.message), exitCode: o.error.exitCode }],
+  );
 }
 
 /**

@@ -52,6 +52,11 @@ export interface Target {
   nameGiven: boolean;
   settings: Settings;
   storage: Storage;
+  /**
+   * Which repository the storage opens: its URL with the endpoint, region and addressing asked for.
+   * Targets with equal ones share a repository. Never printed (print `storage.url`).
+   */
+  repository: string;
   /** Its age keys, flag > env > its config entry, each resolved (and its files read) on first use. */
   keys: TargetKeys;
 }
@@ -180,8 +185,9 @@ export function resolveTargets(
       onWarning: (message) => log.warn(message),
       signal: options.signal,
     });
+    const repository = JSON.stringify([settings.repo, where, fallback]);
     const keys = targetKeys(options.keys ?? NO_KEY_FLAGS, process.env, log, file);
-    return { ...picked, settings, storage, keys };
+    return { ...picked, settings, storage, repository, keys };
   });
   return { config, fromConfig, targets };
 }

@@ -1,9 +1,10 @@
 import { describe, expect, test } from "bun:test";
-import { exitCodeOver, forEachTarget, mergeReports } from "../../src/config/run-targets.ts";
+import { exitCodeOver, forEachTarget, groupByRepository, mergeReports, redactMessage } from "../../src/config/run-targets.ts";
 import type { Target, TargetSet } from "../../src/config/targets.ts";
 import { createContext } from "../../src/context.ts";
 import { AuthError, InterruptedError, UsageError } from "../../src/errors.ts";
 import type { Logger } from "../../src/logger.ts";
+import type { Storage } from "../../src/storage/types.ts";
 
 const targets = ["a", "b", "c"].map((name) => ({ name }) as Target);
 const fromConfig: TargetSet = { config: null, targets, fromConfig: true };
@@ -93,5 +94,45 @@ describe("mergeReports", () => {
       nested: { keys: ["x", "y"] },
       count: 3,
     });
+  });
+});
+
+describe("groupByRepository", () => {
+  const at = (name: string | undefined, repository: string, url = repository) =>
+    ({ name, repository, storage: { url } as Storage }) as Target;
+  test("targets that share a repository are one, with their names, in the order each repository first appears", () => {
+    const set: TargetSet = {
+      config: null,
+      fromConfig: true,
+      targets: [at("a", "r1", "file:///r1"), at("b", "r2", "s3://bucket/p"), at("c", "r1", "file:///r1"), at("a", "r1", "file:///r1")],
+    };
+    const { targets, fromConfig } = groupByRepository(set);
+    expect(fromConfig).toBe(true);
+    expect(targets.map((t) => [t.name, t.repo, t.names])).toEqual([
+      ["file:///r1 (a, c)", "file:///r1", ["a", "c"]],
+      ["s3://bucket/p (b)", "s3://bucket/p", ["b"]],
+    ]);
+    expect(targets[0]!.storage).toBe(set.targets[0]!.storage);
+  });
+  test("one repository keeps the rule of one target (its error is the command's), from a config file too", () => {
+    const one = groupByRepository({ config: null, fromConfig: true, targets: [at("a", "r"), at("b", "r")] });
+    expect(one.fromConfig).toBe(false);
+    expect(one.targets.map((t) => t.names)).toEqual([["a", "b"]]);
+    const whole = groupByRepository({ config: null, fromConfig: false, targets: [at(undefined, "r", "file:///r")] });
+    expect(whole.targets.map((t) => [t.name, t.names])).toEqual([["file:///r", [undefined]]]);
+  });
+  test("the same URL through another endpoint is another repository", () => {
+    const set: TargetSet = { config: null, fromConfig: true, targets: [at("a", "r|e1", "s3://b/p"), at("b", "r|e2", "s3://b/p")] };
+    expect(groupByRepository(set).targets).toHaveLength(2);
+  });
+});
+
+describe("redactMessage", () => {
+  test("no credentials in a URL and no age secret key survive", () => {
+    const message = "cannot reach https://AKIAX:s3cr3t@host/x; key AGE-SECRET-KEY-1QQQQQQQQQQQQQQQ is bad";
+    const redacted = redactMessage(message);
+    expect(redacted).not.toContain("s3cr3t");
+    expect(redacted).not.toContain("QQQQQQQQ");
+    expect(redacted).toContain("https://host/x");
   });
 });
