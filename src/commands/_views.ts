@@ -1,6 +1,8 @@
 /** Human views shared by more than one command. */
-import { formatBytes, formatTable, formatTime } from "../output.ts";
+import { formatBytes, formatDuration, formatTable, formatTime } from "../output.ts";
 import type { PruneReport } from "../ops/prune.ts";
+import type { RestoreResult } from "../ops/restore.ts";
+import type { VerifyReport } from "../ops/verify.ts";
 
 /** A prune over every target; a configured database that could not be pruned at all is named in `failedDatabases`. */
 export type PruneOutput = PruneReport & { failedDatabases?: { name: string; message: string }[] };
@@ -47,4 +49,50 @@ export function renderPrune(r: PruneOutput, view: { verbose: boolean }): string 
   for (const f of r.failedDatabases ?? []) lines.push(`could not prune ${f.name}: ${f.message}`);
   if (r.names.length === 0 && !r.failedDatabases) lines.push(`no backups in ${r.repo}`);
   return lines.join("\n");
+}
+
+/** The report over every target; a configured database that could not be verified at all is named in `failedDatabases`. */
+export type VerifyOutput = VerifyReport & { failedDatabases?: { name: string; message: string; exitCode: number }[] };
+
+/** verify's human view: a table of results, each failure, each database not verified, orphans, a summary line. */
+export function renderVerify(r: VerifyOutput): string {
+  const table = formatTable(
+    ["NAME", "ID", "TIME (UTC)", "RESULT", "FAILED STEP", "SECONDS"],
+    r.results.map((e) => [
+      e.name,
+      e.id,
+      e.createdAt ? formatTime(e.createdAt) : "-",
+      e.result === "fail" ? "FAILED" : e.checked === "stored-bytes" ? "ok (stored bytes only)" : "ok",
+      e.step ?? "-",
+      e.seconds.toFixed(2),
+    ]),
+  );
+  const failures = r.results
+    .filter((e) => e.result === "fail")
+    .map((e) => `FAILED ${e.name} ${e.id}: ${e.step ? `${e.step}: ` : ""}${e.message}`);
+  // Each orphan was named on stderr as a warning; the report only counts them.
+  const orphans = r.orphans.length
+    ? [`${r.orphans.length} data object(s) without a manifest (interrupted uploads, not backups; prune removes them)`]
+    : [];
+  const bytesOnly = r.results.filter((e) => e.result === "pass" && e.checked === "stored-bytes").length;
+  const summary = `${r.passed} passed, ${r.failed} failed (${r.check}${bytesOnly ? `; ${bytesOnly} of them encrypted and checked by their stored bytes only, for want of a key` : ""})`;
+  const unverified = (r.failedDatabases ?? []).map((f) => `could not verify ${f.name}: ${f.message}`);
+  return [table, ...failures, ...unverified, ...orphans, summary].join("\n");
+}
+
+/** One configured database's restore, in a run over several. */
+export interface RestoreOutcome {
+  name: string;
+  ok: boolean;
+  result?: RestoreResult;
+  error?: { message: string; exitCode: number };
+}
+
+/** One restore's human view: what was skipped, what was restored where, and where the old file was kept. */
+export function renderRestore(r: RestoreResult): string {
+  if (r.action === "skipped")
+    return r.reason === "target-exists" ? `${r.target} exists; nothing restored` : `no backups of ${r.name} in ${r.repo}; nothing restored`;
+  const aside = r.replaced.length ? `; the previous file was kept as ${r.replaced[0]}` : "";
+  const skipped = r.skipped.map((s) => `skipped ${r.name} ${s.id} (${s.createdAt}): failed step ${s.step}: ${s.reason}\n`).join("");
+  return `${skipped}restored ${r.name} ${r.id} (${r.createdAt}) to ${r.target}: ${formatBytes(r.databaseBytes)}, ${r.check} ok, in ${formatDuration(r.durationMs)}${aside}`;
 }

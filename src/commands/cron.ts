@@ -5,11 +5,10 @@ import { parseListenAddress } from "../daemon/server.ts";
 import { UsageError } from "../errors.ts";
 import { validateSchedule } from "../config/file.ts";
 import { parseDuration } from "../repo/retention.ts";
-import { resolveNow } from "../config/settings.ts";
+import { resolveNow, resolveStopTimeout } from "../config/settings.ts";
 import { checkArgs, databaseArgs, encryptArgs, outputArgs, policyArgs, repoArgs, tmpDirArgs } from "./_args.ts";
 import { defineVaultCommand, keyFlags } from "./_run.ts";
 import { configArgs, resolveTargets } from "../config/targets.ts";
-import { pickLayer } from "../util/layers.ts";
 
 const args = {
   ...databaseArgs,
@@ -116,18 +115,3 @@ export default defineVaultCommand({
   render: () => "",
   exitCode: (r) => r.exitCode,
 });
-
-/** --stop-timeout > SQLITE_VAULT_STOP_TIMEOUT > the config file's stop-timeout > 30s, in ms. Throws UsageError naming the source of a bad value. */
-function resolveStopTimeout(flag: string | undefined, env: string | undefined, file: string | undefined): number {
-  const { value: text, from } = pickLayer(
-    [
-      { from: "--stop-timeout", value: flag },
-      { from: "SQLITE_VAULT_STOP_TIMEOUT", value: env || undefined },
-      { from: "stop-timeout", value: file ?? "30s" },
-    ],
-    () => true,
-  )!;
-  const duration = parseDuration(text, from);
-  if (duration.months || duration.years) throw new UsageError(`${from} ${text} reads as months`, "write minutes as min");
-  return duration.ms;
-}

@@ -1,9 +1,9 @@
 import { parseSelection } from "../repo/catalog.ts";
 import { ExitCode, UsageError } from "../errors.ts";
-import { formatBytes, formatDuration } from "../output.ts";
 import { runRestore, type RestoreResult } from "../ops/restore.ts";
 import { databaseArgs, decryptArgs, outputArgs, repoArgs } from "./_args.ts";
 import { defineVaultCommand, keyFlags } from "./_run.ts";
+import { renderRestore, type RestoreOutcome } from "./_views.ts";
 import { configArgs, resolveTargets } from "../config/targets.ts";
 import { exitCodeOver, forEachTarget } from "../config/run-targets.ts";
 
@@ -72,18 +72,3 @@ export default defineVaultCommand({
       ? r.results.map((o) => (o.ok ? renderRestore(o.result!) : `FAILED ${o.name}: ${o.error!.message}`)).join("\n")
       : renderRestore(r),
 });
-
-interface RestoreOutcome {
-  name: string;
-  ok: boolean;
-  result?: RestoreResult;
-  error?: { message: string; exitCode: number };
-}
-
-function renderRestore(r: RestoreResult): string {
-  if (r.action === "skipped")
-    return r.reason === "target-exists" ? `${r.target} exists; nothing restored` : `no backups of ${r.name} in ${r.repo}; nothing restored`;
-  const aside = r.replaced.length ? `; the previous file was kept as ${r.replaced[0]}` : "";
-  const skipped = r.skipped.map((s) => `skipped ${r.name} ${s.id} (${s.createdAt}): failed step ${s.step}: ${s.reason}\n`).join("");
-  return `${skipped}restored ${r.name} ${r.id} (${r.createdAt}) to ${r.target}: ${formatBytes(r.databaseBytes)}, ${r.check} ok, in ${formatDuration(r.durationMs)}${aside}`;
-}

@@ -1,8 +1,8 @@
 import { ExitCode, UsageError } from "../errors.ts";
-import { formatTable, formatTime } from "../output.ts";
-import { NothingToVerifyError, runVerify, type VerifyReport, type VerifySelection } from "../ops/verify.ts";
+import { nothingToVerifyReport, runVerify, type VerifyReport, type VerifySelection } from "../ops/verify.ts";
 import { databaseArgs, decryptArgs, outputArgs, repoArgs, tmpDirArgs } from "./_args.ts";
 import { defineVaultCommand, keyFlags } from "./_run.ts";
+import { renderVerify, type VerifyOutput } from "./_views.ts";
 import { configArgs, resolveTargets } from "../config/targets.ts";
 import { exitCodeOver, failedTargets, forEachTarget, mergeReports } from "../config/run-targets.ts";
 
@@ -20,9 +20,6 @@ const args = {
   ...configArgs,
   ...outputArgs,
 } as const;
-
-/** The report over every target; a configured database that could not be verified at all is named in `failedDatabases`. */
-type VerifyOutput = VerifyReport & { failedDatabases?: ReturnType<typeof failedTargets> };
 
 export default defineVaultCommand({
   meta: { name: "verify", description: "Prove that stored backups restore: checksums, SQLite header and integrity_check" },
@@ -50,7 +47,7 @@ export default defineVaultCommand({
       };
       // One of several databases with nothing to verify (none backed up yet) fails in the report; the others are still verified.
       return set.targets.length > 1
-        ? runVerify(target.storage, input, ctx).catch((error) => nothingReport(error, target.name!, target.storage.url, check))
+        ? runVerify(target.storage, input, ctx).catch((error) => nothingToVerifyReport(error, target.name!, target.storage.url, check))
         : runVerify(target.storage, input, ctx);
     });
     const empty: VerifyReport = {
@@ -70,45 +67,6 @@ export default defineVaultCommand({
     return failed.length ? { ...report, failedDatabases: failed } : report;
   },
   quietOnSuccess: true,
-  render: (r) => {
-    const table = formatTable(
-      ["NAME", "ID", "TIME (UTC)", "RESULT", "FAILED STEP", "SECONDS"],
-      r.results.map((e) => [
-        e.name,
-        e.id,
-        e.createdAt ? formatTime(e.createdAt) : "-",
-        e.result === "fail" ? "FAILED" : e.checked === "stored-bytes" ? "ok (stored bytes only)" : "ok",
-        e.step ?? "-",
-        e.seconds.toFixed(2),
-      ]),
-    );
-    const failures = r.results
-      .filter((e) => e.result === "fail")
-      .map((e) => `FAILED ${e.name} ${e.id}: ${e.step ? `${e.step}: ` : ""}${e.message}`);
-    // Each orphan was named on stderr as a warning; the report only counts them.
-    const orphans = r.orphans.length
-      ? [`${r.orphans.length} data object(s) without a manifest (interrupted uploads, not backups; prune removes them)`]
-      : [];
-    const bytesOnly = r.results.filter((e) => e.result === "pass" && e.checked === "stored-bytes").length;
-    const summary = `${r.passed} passed, ${r.failed} failed (${r.check}${bytesOnly ? `; ${bytesOnly} of them encrypted and checked by their stored bytes only, for want of a key` : ""})`;
-    const unverified = (r.failedDatabases ?? []).map((f) => `could not verify ${f.name}: ${f.message}`);
-    return [table, ...failures, ...unverified, ...orphans, summary].join("\n");
-  },
+  render: renderVerify,
   exitCode: (r) => exitCodeOver(r.failedDatabases?.length ?? 0, [r.failed > 0 ? ExitCode.verification : ExitCode.ok]),
 });
-
-function nothingReport(error: unknown, name: string, repo: string, check: VerifyReport["check"]): VerifyReport {
-  if (!(error instanceof NothingToVerifyError)) throw error;
-  const entry = {
-    name,
-    id: "-",
-    createdAt: null,
-    result: "fail" as const,
-    checked: null,
-    step: null,
-    message: error.message,
-    warnings: [],
-    seconds: 0,
-  };
-  return { repo, check, results: [entry], orphans: [], passed: 0, failed: 1 };
-}

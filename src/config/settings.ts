@@ -175,3 +175,18 @@ export function resolveNow(env: Env): () => Date {
   if (Number.isNaN(time)) throw new UsageError(`SQLITE_VAULT_NOW="${fixed}" is not an ISO 8601 time`);
   return () => new Date(time);
 }
+
+/** --stop-timeout > SQLITE_VAULT_STOP_TIMEOUT > the config file's stop-timeout > 30s, in ms. Throws UsageError naming the source of a bad value. */
+export function resolveStopTimeout(flag: string | undefined, env: string | undefined, file: string | undefined): number {
+  const { value: text, from } = pickLayer(
+    [
+      { from: "--stop-timeout", value: flag },
+      { from: "SQLITE_VAULT_STOP_TIMEOUT", value: env || undefined },
+      { from: "stop-timeout", value: file ?? "30s" },
+    ],
+    () => true,
+  )!;
+  const duration = parseDuration(text, from);
+  if (duration.months || duration.years) throw new UsageError(`${from} ${text} reads as months`, "write minutes as min");
+  return duration.ms;
+}

@@ -215,3 +215,20 @@ function choose(all: Candidate[], selection: VerifySelection): Candidate[] {
   const seen = new Set<string>();
   return all.filter((c) => !seen.has(nameOf(c)) && seen.add(nameOf(c)) !== undefined);
 }
+
+/** One database with nothing to verify (none backed up yet), as a failed entry of a report over several; any other error is rethrown. */
+export function nothingToVerifyReport(error: unknown, name: string, repo: string, check: VerifyReport["check"]): VerifyReport {
+  if (!(error instanceof NothingToVerifyError)) throw error;
+  const entry = {
+    name,
+    id: "-",
+    createdAt: null,
+    result: "fail" as const,
+    checked: null,
+    step: null,
+    message: error.message,
+    warnings: [],
+    seconds: 0,
+  };
+  return { repo, check, results: [entry], orphans: [], passed: 0, failed: 1 };
+}
