@@ -114,6 +114,9 @@ export class WorkerPool<T, R> {
     this.busy.delete(worker);
     const index = this.idle.indexOf(worker);
     if (index >= 0) this.idle.splice(index, 1);
+    // A thread inside a long native call (one SQLite statement) stops only when the call returns:
+    // it must not keep the process alive meanwhile.
+    worker.unref();
     worker.terminate();
   }
 }

@@ -10,7 +10,7 @@
  */
 import { afterAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { Database } from "bun:sqlite";
-import { closeSync, openSync, writeSync } from "node:fs";
+import { closeSync, openSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { openCopy } from "../../src/check/copy.ts";
 import { checkIntegrity, runTask } from "../../src/check/integrity.ts";
@@ -345,6 +345,29 @@ describe("split integrity check", () => {
     expect(await other).toEqual({ problems: [], foreignKeys: [] });
     // And the pool still works afterwards.
     expect(await checkIntegrity(a, "quick_check")).toEqual({ problems: [], foreignKeys: [] });
+  }, 20_000);
+
+  test("a stopped check never keeps the process alive while SQLite is still inside its statement", async () => {
+    const dir = tempDir("integrity");
+    const path = join(dir, "a.db");
+    createDb(path);
+    // One statement that stays in SQLite for tens of seconds: a terminated worker stops only when it returns.
+    const endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000000) SELECT count(*) FROM c";
+    const script = join(dir, "stop.ts");
+    writeFileSync(
+      script,
+      `import { WorkerPool } from ${JSON.stringify(join(import.meta.dir, "../../src/util/workers.ts"))};
+const pool = new WorkerPool("check/integrity-worker.ts", 1);
+const stop = new AbortController();
+pool.run({ path: ${JSON.stringify(path)}, sql: ${JSON.stringify(endless)} }, { signal: stop.signal }).catch((e) => console.log(e.message));
+setTimeout(() => stop.abort(new Error("stopped")), 500);
+`,
+    );
+    const proc = Bun.spawn([process.execPath, script], { stdout: "pipe", stderr: "pipe" });
+    const exited = await Promise.race([proc.exited, Bun.sleep(5_000).then(() => "still running")]);
+    proc.kill(9);
+    expect(exited).toBe(0);
+    expect((await new Response(proc.stdout).text()).trim()).toBe("stopped");
   }, 20_000);
 
   for (const mode of modes) {
