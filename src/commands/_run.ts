@@ -90,7 +90,8 @@ export async function runCommand<R>(run: CommandRun<R>): Promise<void> {
         ? reason
         : new InterruptedError()
       : toVaultError(thrown);
-    reportError(error, thrown, run.flags);
+    // An interruption's stack is only the signal handler's: --verbose adds it for our failures alone.
+    reportError(error, ctx.signal.aborted ? undefined : thrown, run.flags);
     process.exitCode = error.exitCode;
   } finally {
     ctx.dispose();
