@@ -3,7 +3,7 @@
  * Not part of the test suite.
  */
 import type { S3Client } from "@bradenmacdonald/s3-lite-client";
-import { readFileSync, rmSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
 
 export const MiB = 1024 * 1024;
 
@@ -38,6 +38,12 @@ export interface Sample {
   userSeconds: number;
   sysSeconds: number;
   stdout: string;
+  /**
+   * Peak private memory (RssAnon) of the largest single process, sampled every 20 ms (measureLogged
+   * only). Unlike the peak RSS, it leaves out pages of files mapped into the process (the binary, and a
+   * database read through a map), which are page cache the kernel reclaims at will.
+   */
+  anonPeakKiB?: number;
   /** stderr lines with the time they arrived, in seconds after the start (measureLogged only). */
   lines?: { at: number; text: string }[];
 }
@@ -89,12 +95,37 @@ export async function measureLogged(cmd: string[], env: Record<string, string | 
     if (pending) lines.push({ at: (performance.now() - t0) / 1000, text: pending });
   })();
   const stdout = new Response(p.stdout).text();
+  const anonPeak = new Map<number, number>();
+  const sampler = setInterval(() => sampleAnon(p.pid, anonPeak), 20);
   const code = await p.exited;
+  clearInterval(sampler);
   const seconds = (performance.now() - t0) / 1000;
   await readErr;
   if (code !== 0)
     throw new Error(`command failed (exit ${code}): ${cmd.join(" ")}\n${lines.map((l) => l.text).join("\n")}\n${(await stdout).trim()}`);
-  return { seconds, ...timeReport(timeFile), stdout: await stdout, lines };
+  return { seconds, ...timeReport(timeFile), stdout: await stdout, lines, anonPeakKiB: Math.max(0, ...anonPeak.values()) };
+}
+
+/** Each descendant of `pid` (not `pid` itself: /usr/bin/time) with its RssAnon, kept at its peak in `peaks`. */
+function sampleAnon(pid: number, peaks: Map<number, number>): void {
+  const children = (of: number): number[] => {
+    try {
+      return readdirSync(`/proc/${of}/task`).flatMap((tid) =>
+        readFileSync(`/proc/${of}/task/${tid}/children`, "utf8").split(" ").filter(Boolean).map(Number),
+      );
+    } catch {
+      return []; // gone meanwhile
+    }
+  };
+  const pending = children(pid);
+  while (pending.length) {
+    const child = pending.pop()!;
+    try {
+      const kib = Number(/^RssAnon:\s+(\d+)/m.exec(readFileSync(`/proc/${child}/status`, "utf8"))?.[1] ?? 0);
+      peaks.set(child, Math.max(peaks.get(child) ?? 0, kib));
+    } catch {}
+    pending.push(...children(child));
+  }
 }
 
 export const median = (xs: number[]) => {

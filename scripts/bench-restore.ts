@@ -15,7 +15,7 @@
  * Only the restores are timed; every backup and replication is set-up. Runs alternate between all six
  * tools (restic, ours zstd, Litestream, ours gzip, ours zstd --quick, ours gzip --quick), `runs` rounds,
  * medians. Wall time around /usr/bin/time -v; CPU = its user + system time of the command and all its
- * children (for the reference rows: the tool and sqlite3 together); peak RSS = its largest single process.
+ * children (for the reference rows: the tool and sqlite3 together); peak RSS = its largest single process; peak private memory (RssAnon, sampled every 20 ms) leaves out mapped files.
  * The S3 server's own CPU is in no row.
  *
  * Phases of our restore come from the --verbose lines of the same timed runs (their arrival times and the
@@ -24,7 +24,7 @@
 import type { S3Client } from "@bradenmacdonald/s3-lite-client";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { bash, emptyBucket, have, measure, measureLogged, median, q, sh, sizeLabel, type Sample } from "./bench-common.ts";
+import { bash, emptyBucket, have, measureLogged, median, q, sh, sizeLabel, type Sample } from "./bench-common.ts";
 
 export interface RestoreBenchContext {
   bin: string;
@@ -181,13 +181,13 @@ export async function restoreComparison(
     try {
       switch (tool) {
         case "restic":
-          return measure(
+          return await measureLogged(
             bash(`${tools.restic} -r ${q(resticRepo)} --no-cache --quiet restore latest --target ${q(out)}\n${integrityCheck(outDb)}`),
             toolEnv,
             ctx.timeFile,
           );
         case "litestream":
-          return measure(
+          return await measureLogged(
             bash(`${q(tools.litestream)} restore -config ${q(lsConfig)} -o ${q(outDb)} ${q(lsDb)}\n${integrityCheck(outDb)}`),
             ctx.plainEnv,
             ctx.timeFile,
@@ -265,13 +265,19 @@ const wall = (xs: Sample[]) => median(xs.map((x) => x.seconds));
 const cpu = (xs: Sample[]) => median(xs.map((x) => x.userSeconds + x.sysSeconds));
 const sys = (xs: Sample[]) => median(xs.map((x) => x.sysSeconds));
 const peak = (xs: Sample[]) => Math.max(...xs.map((x) => x.rssKiB)) / 1024;
+const anonPeak = (xs: Sample[]) => Math.max(...xs.map((x) => x.anonPeakKiB ?? 0)) / 1024;
 const range = (xs: number[]) => `${median(xs).toFixed(2)} (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})`;
 
 /** The targets of issue 21 for a full restore of this size. */
-function targets(sizeMiB: number, ratioWall: number, ratioCpu: number, rssMiB: number): string {
+function targets(sizeMiB: number, ratioWall: number, ratioCpu: number, rssMiB: number, privateMiB: number): string {
   const mark = (ok: boolean) => (ok ? "met" : "**missed**");
   const parts = [`wall ≤ 0.8×: ${mark(ratioWall <= 0.8)}`];
-  if (sizeMiB >= 500) parts.push(`CPU ≤ 1×: ${mark(ratioCpu <= 1)}`, `RSS ≤ 128 MiB: ${mark(rssMiB <= 128)}`);
+  if (sizeMiB >= 500) {
+    parts.push(`CPU ≤ 1×: ${mark(ratioCpu <= 1)}`);
+    // The check reads the database through a map: its pages count in the resident set, not in private memory.
+    if (rssMiB <= 128) parts.push("RSS ≤ 128 MiB: met");
+    else parts.push(`RSS ≤ 128 MiB: **missed** as resident set (the mapped database); private ≤ 128 MiB: ${mark(privateMiB <= 128)}`);
+  }
   return parts.join("; ");
 }
 
@@ -283,6 +289,7 @@ export function renderRestoreTables(results: RestoreResult[]): { comparison: str
     "CPU s (user + sys)",
     "of which sys",
     "peak RSS MiB",
+    "peak private MiB",
     "wall ÷ faster ref",
     "CPU ÷ lower ref",
     "targets (issue 21)",
@@ -307,9 +314,14 @@ export function renderRestoreTables(results: RestoreResult[]): { comparison: str
           cpu(xs).toFixed(2),
           sys(xs).toFixed(2),
           peak(xs).toFixed(0),
+          anonPeak(xs).toFixed(0),
           isRef(tool) ? (tool.startsWith(faster.toLowerCase()) ? "(faster)" : `${rw.toFixed(2)}×`) : `${rw.toFixed(2)}×`,
           `${rc.toFixed(2)}×`,
-          isRef(tool) ? "" : tool.endsWith("quick") ? "(quick_check: beside, no target)" : targets(r.sizeMiB, rw, rc, peak(xs)),
+          isRef(tool)
+            ? ""
+            : tool.endsWith("quick")
+              ? "(quick_check: beside, no target)"
+              : targets(r.sizeMiB, rw, rc, peak(xs), anonPeak(xs)),
         ].join(" | ")} |`,
       );
     }

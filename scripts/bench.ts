@@ -795,7 +795,10 @@ Notes:
   CPU ≤ 1× and peak RSS ≤ 128 MiB. --quick rows check less and have no target.
 - CPU = user + system time from \`/usr/bin/time -v\`, of the command and all its children (threads included; for the
   reference rows the tool and sqlite3 together); the S3 server's CPU is in no row. Peak RSS = its "Maximum resident
-  set size", the largest single process, the largest over runs.
+  set size", the largest single process, the largest over runs. Peak private = the largest RssAnon of any one of
+  its processes, read from /proc every 20 ms: the memory the process allocates, without the pages of files it maps.
+  Our integrity check reads the restored file through a map (docs/design/integrity.md): every page it touches counts
+  in the resident set, though it is the file's page cache, shared and reclaimable, not memory the restore holds.
 - Phases: "start-up, catalog, manifest" ends when the "restoring …" line arrives; "download + decompress + write +
   SHA-256" and "check (+ fsync)" are the durations the binary logs ("downloaded, decompressed and hashed … in N s",
   "integrity_check and fsync … in N s"): the binary streams download, decompression, the write and the database's
