@@ -106,3 +106,49 @@ export const decryptArgs = {
   },
   passphrase: { type: "string", description: "Passphrase (visible in the process list: prefer --passphrase-file)" },
 } as const satisfies ArgsDef;
+
+export const compressionArgs = {
+  compression: {
+    type: "string",
+    valueHint: "gzip|zstd|none",
+    description: "Compression of the stored object (env SQLITE_VAULT_COMPRESSION; default gzip)",
+  },
+} as const satisfies ArgsDef;
+
+export const healthcheckArgs = {
+  "healthcheck-url": {
+    type: "string",
+    valueHint: "URL",
+    description: "Ping URL/start, URL and URL/fail around each backup (healthchecks.io style; env SQLITE_VAULT_HEALTHCHECK_URL)",
+  },
+} as const satisfies ArgsDef;
+
+/** cron's own: the schedule, the startup restore, the application it runs and how it stops. */
+export const daemonArgs = {
+  schedule: {
+    type: "string",
+    valueHint: "EXPR",
+    description: 'When to back up: 5 cron fields, @hourly-style nicknames or "@every 30min" (env SQLITE_VAULT_SCHEDULE; default @hourly)',
+  },
+  "restore-if-missing": { type: "boolean", description: "Before anything else, restore each configured database that does not exist" },
+  exec: {
+    type: "string",
+    valueHint: "CMD",
+    description: "Start the application after the startup restore; forward signals; exit with its code after a final backup",
+  },
+  listen: { type: "string", valueHint: "127.0.0.1:PORT", description: "Serve GET /health (JSON) and GET /metrics (Prometheus)" },
+  "stop-timeout": {
+    type: "string",
+    valueHint: "DURATION",
+    description:
+      "With --exec: time the application has to exit after SIGTERM before it is killed (SIGKILL), then the final backup (env SQLITE_VAULT_STOP_TIMEOUT; config stop-timeout; default 30s)",
+  },
+  "shutdown-timeout": {
+    type: "string",
+    valueHint: "DURATION",
+    description: "Time allowed for the final backups on shutdown (default 30s)",
+  },
+} as const satisfies ArgsDef;
+
+/** The settings of a backup job, shared by backup and cron. */
+export const jobArgs = { ...tmpDirArgs, ...checkArgs, ...policyArgs, ...encryptArgs, ...healthcheckArgs } as const satisfies ArgsDef;

@@ -1,5 +1,7 @@
 /** Human views shared by more than one command. */
-import { formatBytes, formatDuration, formatTable, formatTime } from "../output.ts";
+import { formatBytes, formatDuration, formatRatio, formatTable, formatTime } from "../output.ts";
+import type { BackupResult } from "../ops/backup.ts";
+import type { JobOutcome } from "../ops/backup-job.ts";
 import type { PruneReport } from "../ops/prune.ts";
 import type { RestoreResult } from "../ops/restore.ts";
 import type { VerifyReport } from "../ops/verify.ts";
@@ -95,4 +97,16 @@ export function renderRestore(r: RestoreResult): string {
   const aside = r.replaced.length ? `; the previous file was kept as ${r.replaced[0]}` : "";
   const skipped = r.skipped.map((s) => `skipped ${r.name} ${s.id} (${s.createdAt}): failed step ${s.step}: ${s.reason}\n`).join("");
   return `${skipped}restored ${r.name} ${r.id} (${r.createdAt}) to ${r.target}: ${formatBytes(r.databaseBytes)}, ${r.check} ok, in ${formatDuration(r.durationMs)}${aside}`;
+}
+
+export function renderBackup(b: BackupResult, view: { verbose: boolean }, prune?: JobOutcome["prune"]): string {
+  const line = `backed up ${b.name} ${b.id}: ${formatBytes(b.databaseBytes)} -> ${formatBytes(b.storedBytes)} (${formatRatio(b.ratio)}, ${b.compression}${b.encrypted ? ", encrypted" : ""}) in ${formatDuration(b.durationMs)} to ${b.repo}`;
+  return prune ? `${line}\n${renderPrune(prune, view)}` : line;
+}
+
+/** The backups of a config file's databases, each job's outcome, then the names that failed. */
+export function renderBackups(results: JobOutcome[], failed: string[], view: { verbose: boolean }): string {
+  const lines = results.map((o) => (o.ok ? renderBackup(o.backup!, view, o.prune) : `FAILED ${o.name}: ${o.error!.message}`));
+  if (failed.length) lines.push(`failed: ${failed.join(", ")}`);
+  return lines.join("\n");
 }

@@ -1,51 +1,18 @@
-import { splitCommand } from "../daemon/application.ts";
 import { startDaemon } from "../daemon/daemon.ts";
+import { daemonFlagOptions } from "../daemon/options.ts";
 import { createEventWriter } from "../daemon/events.ts";
-import { parseListenAddress } from "../daemon/server.ts";
-import { UsageError } from "../errors.ts";
-import { validateSchedule } from "../config/file.ts";
-import { parseDuration } from "../repo/retention.ts";
 import { resolveNow, resolveStopTimeout } from "../config/settings.ts";
-import { checkArgs, databaseArgs, encryptArgs, outputArgs, policyArgs, repoArgs, tmpDirArgs } from "./_args.ts";
+import { daemonArgs, databaseArgs, jobArgs, outputArgs, repoArgs } from "./_args.ts";
+import { jobTarget } from "../ops/backup-job.ts";
 import { defineVaultCommand, keyFlags } from "./_run.ts";
 import { configArgs, resolveTargets } from "../config/targets.ts";
 
 const args = {
   ...databaseArgs,
   ...configArgs,
-  schedule: {
-    type: "string",
-    valueHint: "EXPR",
-    description: 'When to back up: 5 cron fields, @hourly-style nicknames or "@every 30min" (env SQLITE_VAULT_SCHEDULE; default @hourly)',
-  },
-  "restore-if-missing": { type: "boolean", description: "Before anything else, restore each configured database that does not exist" },
-  exec: {
-    type: "string",
-    valueHint: "CMD",
-    description: "Start the application after the startup restore; forward signals; exit with its code after a final backup",
-  },
-  listen: { type: "string", valueHint: "127.0.0.1:PORT", description: "Serve GET /health (JSON) and GET /metrics (Prometheus)" },
-  "stop-timeout": {
-    type: "string",
-    valueHint: "DURATION",
-    description:
-      "With --exec: time the application has to exit after SIGTERM before it is killed (SIGKILL), then the final backup (env SQLITE_VAULT_STOP_TIMEOUT; config stop-timeout; default 30s)",
-  },
-  "shutdown-timeout": {
-    type: "string",
-    valueHint: "DURATION",
-    description: "Time allowed for the final backups on shutdown (default 30s)",
-  },
-  "healthcheck-url": {
-    type: "string",
-    valueHint: "URL",
-    description: "Ping URL/start, URL and URL/fail around each backup (env SQLITE_VAULT_HEALTHCHECK_URL)",
-  },
+  ...daemonArgs,
   ...repoArgs,
-  ...tmpDirArgs,
-  ...checkArgs,
-  ...policyArgs,
-  ...encryptArgs,
+  ...jobArgs,
   identity: {
     type: "string",
     valueHint: "FILE",
@@ -66,11 +33,7 @@ export default defineVaultCommand({
   signals: "manual",
   print: false,
   async execute({ flags, rawArgs, ctx }): Promise<{ exitCode: number }> {
-    if (flags.schedule) validateSchedule(flags.schedule);
-    const shutdown = parseDuration(flags["shutdown-timeout"] ?? "30s", "--shutdown-timeout");
-    if (shutdown.months || shutdown.years) throw new UsageError("--shutdown-timeout reads as months; write minutes as min");
-    const listen = flags.listen ? parseListenAddress(flags.listen) : undefined;
-    const exec = flags.exec ? splitCommand(flags.exec) : undefined;
+    const options = daemonFlagOptions(flags);
     // The daemon decides when its work stops (not the first signal): the storage follows that.
     const work = new AbortController();
     const { targets, config } = resolveTargets(flags, ctx.log, {
@@ -83,27 +46,16 @@ export default defineVaultCommand({
     });
     const daemonTargets = [];
     // Every key now: a bad key file stops cron before it restores, starts or backs up anything.
-    for (const { db, name, nameGiven, settings, storage, keys } of targets)
-      daemonTargets.push({
-        db: db!,
-        name: name!,
-        nameGiven,
-        settings,
-        storage,
-        ...(await keys.encryption()),
-        decryption: keys.decryption(),
-      });
+    for (const t of targets) daemonTargets.push({ ...(await jobTarget(t)), decryption: t.keys.decryption() });
     const emit = createEventWriter({ json: flags.json === true, quiet: flags.quiet === true }, process);
     const stopTimeoutMs = resolveStopTimeout(flags["stop-timeout"], process.env.SQLITE_VAULT_STOP_TIMEOUT, config?.stopTimeout);
     const daemon = await startDaemon(
       {
+        ...options,
         targets: daemonTargets,
         restoreIfMissing: flags["restore-if-missing"] === true,
-        exec,
         execStdoutToStderr: flags.json === true,
         stopTimeoutMs,
-        listen,
-        shutdownTimeoutMs: shutdown.ms,
         now: resolveNow(process.env),
         emit,
         work,

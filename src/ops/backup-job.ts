@@ -6,13 +6,16 @@
 import { runBackup, type BackupResult } from "./backup.ts";
 import type { RunContext } from "../context.ts";
 import type { EncryptionSettings } from "../pipeline/age.ts";
-import { InterruptedError, toVaultError, type VaultError } from "../errors.ts";
+import { ContextualError, ExitCode, InterruptedError, toVaultError, type VaultError } from "../errors.ts";
 import { ping } from "../monitor/healthcheck.ts";
 import type { Metrics } from "../monitor/metrics.ts";
 import { formatBytes, formatDuration } from "../output.ts";
 import { DEFAULT_GRACE, runPrune, type PruneReport } from "./prune.ts";
 import { isEmptyPolicy, parseDuration, parsePolicy } from "../repo/retention.ts";
 import type { Settings } from "../config/settings.ts";
+import type { Target } from "../config/targets.ts";
+import type { TargetOutcome } from "../config/run-targets.ts";
+import type { Logger } from "../logger.ts";
 import type { Storage } from "../storage/types.ts";
 
 export interface JobTarget {
@@ -99,4 +102,46 @@ export async function runBackupJob(
 
 export function describeError(error: VaultError): JobOutcome["error"] {
   return { code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}), exitCode: error.exitCode };
+}
+
+/** A target as a backup job, its encryption keys read now. */
+export async function jobTarget(t: Target): Promise<JobTarget> {
+  return { db: t.db!, name: t.name!, nameGiven: t.nameGiven, settings: t.settings, storage: t.storage, ...(await t.keys.encryption()) };
+}
+
+/**
+ * Every target as a backup job, its policy and keys checked first: a usage error stops the command
+ * before any database is backed up.
+ */
+export async function backupJobs(targets: Target[], log: Logger): Promise<JobTarget[]> {
+  const jobs: JobTarget[] = [];
+  for (const t of targets) {
+    if (t.settings.repoSource === "default")
+      log.warn(
+        `no --repo, SQLITE_VAULT_REPO or config repo: storing in the local default ${t.settings.repo}, which does not survive losing this machine`,
+      );
+    parsePolicy(t.settings.retention);
+    parseDuration(t.settings.retention.grace ?? DEFAULT_GRACE, "grace");
+    jobs.push(await jobTarget(t));
+  }
+  return jobs;
+}
+
+/** A job that reported its failure, thrown for the runner to record; it keeps the job's outcome for the report. */
+export class JobFailedError extends ContextualError {
+  constructor(readonly outcome: JobOutcome) {
+    super(outcome.error!.message, outcome.error!);
+  }
+}
+
+/** A backup whose prune failed, wholly or in part, is a partial success. */
+export function backupExitCode(o: { pruneError?: string; prune?: { failures: number } }): number {
+  return o.pruneError || (o.prune?.failures ?? 0) > 0 ? ExitCode.partial : ExitCode.ok;
+}
+
+/** A job's outcome as the runner recorded it: a failure the job did not report itself is described here. */
+export function jobOutcome(o: TargetOutcome<JobOutcome>): JobOutcome {
+  if (o.ok) return o.result;
+  if (o.error instanceof JobFailedError) return o.error.outcome;
+  return { name: o.target.name!, database: o.target.db!, ok: false, error: describeError(o.error), seconds: 0 };
 }
