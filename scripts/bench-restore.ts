@@ -92,6 +92,9 @@ export interface RestoreResult {
   samples: Record<Tool, Sample[]>;
 }
 
+/** Marks, on stderr, where a reference tool's restore ends and its integrity_check begins. */
+const RESTORED = `echo "bench: restored" >&2`;
+
 const integrityCheck = (db: string) =>
   `r="$(sqlite3 ${q(db)} "PRAGMA integrity_check")"; [ "$r" = ok ] || { echo "integrity_check: $r" >&2; exit 1; }`;
 
@@ -182,13 +185,15 @@ export async function restoreComparison(
       switch (tool) {
         case "restic":
           return await measureLogged(
-            bash(`${tools.restic} -r ${q(resticRepo)} --no-cache --quiet restore latest --target ${q(out)}\n${integrityCheck(outDb)}`),
+            bash(
+              `${tools.restic} -r ${q(resticRepo)} --no-cache --quiet restore latest --target ${q(out)}\n${RESTORED}\n${integrityCheck(outDb)}`,
+            ),
             toolEnv,
             ctx.timeFile,
           );
         case "litestream":
           return await measureLogged(
-            bash(`${q(tools.litestream)} restore -config ${q(lsConfig)} -o ${q(outDb)} ${q(lsDb)}\n${integrityCheck(outDb)}`),
+            bash(`${q(tools.litestream)} restore -config ${q(lsConfig)} -o ${q(outDb)} ${q(lsDb)}\n${RESTORED}\n${integrityCheck(outDb)}`),
             ctx.plainEnv,
             ctx.timeFile,
           );
@@ -256,6 +261,12 @@ export function phasesOf(s: Sample): Phases | undefined {
   const swap = Math.max(0, s.seconds - ck.l.at);
   const startup = restoring.at;
   return { startup, download, check, swap, other: Math.max(0, s.seconds - startup - download - check - swap) };
+}
+
+/** A reference tool's restore and its integrity_check, split where the RESTORED line arrived. */
+function refPhasesOf(s: Sample): { restore: number; check: number } | undefined {
+  const at = s.lines?.find((l) => l.text === "bench: restored")?.at;
+  return at === undefined ? undefined : { restore: at, check: Math.max(0, s.seconds - at) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -337,6 +348,14 @@ export function renderRestoreTables(results: RestoreResult[]): { comparison: str
     "other",
   ];
   const phLines = [`| ${ph.join(" | ")} |`, `|${ph.map((_, i) => (i < 2 ? ":---" : "---:")).join("|")}|`];
+  for (const r of results)
+    for (const tool of ["restic", "litestream"] as Tool[]) {
+      const ps = r.samples[tool].map(refPhasesOf).filter((p) => p !== undefined);
+      const m = (k: "restore" | "check") => (ps.length ? median(ps.map((p) => p[k])).toFixed(2) : "?");
+      phLines.push(
+        `| ${[sizeLabel(r.sizeMiB), TOOL_LABEL[tool], wall(r.samples[tool]).toFixed(2), "", m("restore"), m("check"), "", ""].join(" | ")} |`,
+      );
+    }
   for (const r of results)
     for (const tool of ["ours-gzip", "ours-zstd", "ours-gzip-quick", "ours-zstd-quick"] as Tool[]) {
       const ps = r.samples[tool].map(phasesOf).filter((p): p is Phases => p !== undefined);

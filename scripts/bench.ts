@@ -779,7 +779,8 @@ Notes:
 
 ${comparison}
 
-Where the time goes in our restore (medians in seconds, from the \`--verbose\` lines of the runs above):
+Where the time goes (medians in seconds): ours from the \`--verbose\` lines of the runs above; for restic and Litestream,
+their restore (in the download column) and then sqlite3's integrity_check (in the check column):
 
 ${phases}
 
