@@ -55,7 +55,7 @@ export function targetKeys(flags: KeyFlags, env: Env, log: Logger, file: FileKey
   };
 }
 
-/** `compute` on the first call, its value after; a throw is not kept (the next call tries again). */
+/** `compute` on the first call, its value after (a promise as it settles, a rejected one too); a throw is not kept. */
 function once<T>(compute: () => T): () => T {
   let done: { value: T } | undefined;
   return () => {
