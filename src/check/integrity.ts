@@ -37,7 +37,7 @@ export interface CheckFindings {
 export function runTask(task: CheckTask): Record<string, unknown>[] {
   if ("digest" in task) return [hashFile(task.path, new BigInt64Array(task.progress))];
   if ("batch" in task) return runBatch(task.path, task.batch);
-  const db = openCopy(task.path, { mapped: "probe" in task || task.mapped });
+  const db = openCopy(task.path, { mapped: "probe" in task || task.mapped === true });
   try {
     if ("probe" in task) return runProbe(db, task.probe).map((finding) => ({ finding }));
     return db.query(task.sql).all() as Record<string, unknown>[];
@@ -162,7 +162,7 @@ async function runJob(path: string, job: Planned | Planned[], signal?: AbortSign
     ? { path, batch: job.map((p) => p.sql) }
     : job.probe
       ? { path, probe: job.probe }
-      : { path, sql: job.sql, mapped: job.kind === "integrity" };
+      : { path, sql: job.sql, mapped: job.mapped };
   let rows: Record<string, unknown>[];
   try {
     rows = await pool().run(task, { signal });

@@ -1,13 +1,13 @@
 /**
  * The plan of an integrity check: the statements that together make up `PRAGMA integrity_check` (or
  * quick_check) and foreign_key_check, each for its own connection on a worker, biggest first
- * (estimated as rows x (1 + indexes)). Under SPLIT_MIN_WORKERS cores the integrity check is the one
- * whole-file pass: split, the same checks cost more CPU than they save time (docs/design/integrity.md).
+ * (estimated as rows x (1 + indexes)).
  * Small statements share a connection in batches (batched()): a database of thousands of small tables
  * would otherwise spend its check opening connections, each of which reads the whole schema. One table
  * can be most of the file (an app's log table), and its integrity_check(TABLE) would then be most of
- * the time on one core: such a table's index lookups are split into rowid ranges instead
- * (src/check/index-check.ts, with the exact argument), when its indexes allow it to be done exactly.
+ * the time on one core: with SPLIT_MIN_WORKERS cores or more, such a table's index lookups are split
+ * into rowid ranges instead (src/check/index-check.ts, with the exact argument), when its indexes
+ * allow it to be done exactly.
  */
 import type { Database } from "bun:sqlite";
 import { availableParallelism } from "node:os";
@@ -17,8 +17,8 @@ import { planTable, quoteIdentifier, quoteLiteral, type ProbeTask, type TablePla
 export type IntegrityCheck = "integrity_check" | "quick_check";
 
 /**
- * Fewest cores for a split integrity check. Measured on 2 cores (docs/design/integrity.md), the split costs
- * 1.6x (per table) to 2.2x (ranges) the CPU of the whole-file pass, so only more cores can win it time.
+ * Fewest cores for splitting a big table's index lookups into rowid ranges. On 2 cores the ranges
+ * cost 25-30% more CPU than per-table statements for 3-5% less time (docs/design/integrity.md).
  */
 export const SPLIT_MIN_WORKERS = 4;
 
@@ -28,6 +28,12 @@ export interface Planned {
   kind: "integrity" | "foreign-keys";
   cost: number;
   probe?: ProbeTask;
+  /**
+   * Read through a map of the file (src/check/copy.ts): the statements that look pages up again and
+   * again. A statement that reads each page once (quick_check, foreign keys) does not: each map's
+   * pages count in the resident set once more.
+   */
+  mapped?: boolean;
 }
 
 export interface PlanOptions {
@@ -37,8 +43,8 @@ export interface PlanOptions {
   minSplitRows?: number;
   /**
    * "whole": one `PRAGMA integrity_check`; "never": quick_check and integrity_check per table;
-   * "always": also every table that can be, in three ranges (for tests). Default "auto": "whole" under
-   * SPLIT_MIN_WORKERS workers, else per table with a big table in ranges.
+   * "always": also every table that can be, in three ranges (for tests). Default "auto": per table,
+   * and from SPLIT_MIN_WORKERS workers on a big table in ranges.
    */
   split?: "auto" | "whole" | "always" | "never";
   /** "always": every statement but the probes runs in batches, however big (for tests). Default "auto". */
@@ -53,8 +59,8 @@ export interface PlanOptions {
 export function planCheck(path: string, check: IntegrityCheck, options: PlanOptions = {}): Planned[] {
   const workers = options.workers ?? availableParallelism();
   const minSplitRows = options.minSplitRows ?? 100_000;
-  const whole =
-    check === "quick_check" || options.split === "whole" || ((options.split ?? "auto") === "auto" && workers < SPLIT_MIN_WORKERS);
+  const whole = check === "quick_check" || options.split === "whole";
+  const split = (options.split ?? "auto") === "auto" && workers < SPLIT_MIN_WORKERS ? "never" : options.split;
   const db = openCopy(path);
   try {
     const names = db
@@ -72,7 +78,7 @@ export function planCheck(path: string, check: IntegrityCheck, options: PlanOpti
     // The whole-file structure pass reads every page once: about as costly as a scan of every table.
     const totalRows = tables.reduce((sum, t) => sum + t.rows, 0);
     if (whole) return planWhole(db, check, tables, totalRows);
-    return planTables(db, tables, totalRows, workers, minSplitRows, options.split);
+    return planTables(db, tables, totalRows, workers, minSplitRows, split);
   } finally {
     db.close();
   }
@@ -100,10 +106,11 @@ function planTables(
           : 1;
     const ranges = parts > 1 ? trySplit(db, name, parts) : null;
     if (ranges) {
-      for (const probe of ranges.ranges) planned.push({ sql: probe.sql, kind: "integrity", cost: cost / ranges.ranges.length, probe });
+      for (const probe of ranges.ranges)
+        planned.push({ sql: probe.sql, kind: "integrity", cost: cost / ranges.ranges.length, probe, mapped: true });
       for (const sql of ranges.statements) planned.push({ sql, kind: "integrity", cost: rows / 2 });
     } else {
-      planned.push({ sql: `PRAGMA integrity_check(${quoteLiteral(name)})`, kind: "integrity", cost });
+      planned.push({ sql: `PRAGMA integrity_check(${quoteLiteral(name)})`, kind: "integrity", cost, mapped: true });
     }
     if (hasForeignKeys(db, name))
       planned.push({ sql: `PRAGMA foreign_key_check(${quoteLiteral(name)})`, kind: "foreign-keys", cost: rows });
@@ -114,7 +121,7 @@ function planTables(
 /** One whole-file pass, and foreign_key_check per table beside it. */
 function planWhole(db: Database, check: IntegrityCheck, tables: TableCost[], totalRows: number): Planned[] {
   const cost = totalRows + (check === "integrity_check" ? tables.reduce((sum, t) => sum + t.cost, 0) : 0);
-  const planned: Planned[] = [{ sql: `PRAGMA ${check}`, kind: "integrity", cost }];
+  const planned: Planned[] = [{ sql: `PRAGMA ${check}`, kind: "integrity", cost, mapped: check === "integrity_check" }];
   for (const { name, rows } of tables)
     if (hasForeignKeys(db, name))
       planned.push({ sql: `PRAGMA foreign_key_check(${quoteLiteral(name)})`, kind: "foreign-keys", cost: rows });

@@ -205,16 +205,23 @@ describe("split integrity check", () => {
     }
   });
 
-  test("under four cores the plan is the whole-file pass, with foreign keys beside it", () => {
-    const path = join(tempDir("integrity"), "whole.db");
+  test("under four cores no table's lookups are split into ranges; the statements that look pages up read through a map", () => {
+    const path = join(tempDir("integrity"), "per-table.db");
     createDb(path);
+    const perTable = ["PRAGMA quick_check", "PRAGMA foreign_key_check('orders')", ...TABLES.map((t) => `PRAGMA integrity_check('${t}')`)];
     for (const workers of [1, 2, 3]) {
-      const plan = planCheck(path, "integrity_check", { workers, minSplitRows: 0 }).map((p) => p.sql);
-      expect(plan).toEqual(["PRAGMA integrity_check", "PRAGMA foreign_key_check('orders')"]);
+      const plan = planCheck(path, "integrity_check", { workers, minSplitRows: 0 });
+      expect(plan.map((p) => p.sql).toSorted()).toEqual(perTable.toSorted());
+      for (const p of plan) expect([p.sql, p.mapped === true]).toEqual([p.sql, p.sql.startsWith("PRAGMA integrity_check(")]);
     }
-    expect(planCheck(path, "integrity_check", { workers: 4, split: "whole" }).map((p) => p.sql)).toEqual([
-      "PRAGMA integrity_check",
-      "PRAGMA foreign_key_check('orders')",
+    // From four cores the biggest table's lookups run in ranges, each through a map.
+    const split = planCheck(path, "integrity_check", { workers: 4, minSplitRows: 0 });
+    expect(split.filter((p) => p.probe).length).toBeGreaterThan(1);
+    for (const p of split.filter((p) => p.probe)) expect(p.mapped).toBe(true);
+    const whole = planCheck(path, "integrity_check", { workers: 4, split: "whole" });
+    expect(whole.map((p) => [p.sql, p.mapped === true])).toEqual([
+      ["PRAGMA integrity_check", true],
+      ["PRAGMA foreign_key_check('orders')", false],
     ]);
   });
 
