@@ -79,7 +79,9 @@ export function groupByRepository(set: TargetSet): RunSet<RepositoryTarget> {
   for (const target of set.targets) {
     const group = groups.get(target.repository);
     if (group) {
-      if (!group.names.includes(target.name)) group.names.push(target.name);
+      // A target for every name covers the named ones: each backup is listed once.
+      if (target.name === undefined) group.names = [undefined];
+      else if (!group.names.includes(target.name) && !group.names.includes(undefined)) group.names.push(target.name);
       continue;
     }
     const repo = redactUrl(target.storage.url);

@@ -121,6 +121,13 @@ describe("groupByRepository", () => {
     const whole = groupByRepository({ config: null, fromConfig: false, targets: [at(undefined, "r", "file:///r")] });
     expect(whole.targets.map((t) => [t.name, t.names])).toEqual([["file:///r", [undefined]]]);
   });
+  test("a target for every name covers the named ones of its repository, in either order", () => {
+    for (const order of [
+      [at("a", "r", "file:///r"), at(undefined, "r", "file:///r")],
+      [at(undefined, "r", "file:///r"), at("a", "r", "file:///r")],
+    ])
+      expect(groupByRepository({ config: null, fromConfig: false, targets: order }).targets.map((t) => t.names)).toEqual([[undefined]]);
+  });
   test("the same URL through another endpoint is another repository", () => {
     const set: TargetSet = { config: null, fromConfig: true, targets: [at("a", "r|e1", "s3://b/p"), at("b", "r|e2", "s3://b/p")] };
     expect(groupByRepository(set).targets).toHaveLength(2);
