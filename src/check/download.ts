@@ -1,8 +1,9 @@
 /**
  * Step "checksum" of a stored backup, as one line of stages: fetch the object through its digest,
- * decrypt it, split and decompress it (src/pipeline/codec.ts), and write the database file, which a
- * check worker hashes behind the writes. Each stage's failure is told apart from damage here: storage
- * and file-system errors pass through, everything else is checked against the stored SHA-256.
+ * decrypt it, split and decompress it (src/pipeline/codec.ts), and write the database file (whose own
+ * SHA-256 src/check/fetch.ts reads back beside the integrity check). Each stage's failure is told
+ * apart from damage here: storage and file-system errors pass through, everything else is checked
+ * against the stored SHA-256.
  */
 import { open } from "node:fs/promises";
 import type { RunContext } from "../context.ts";
@@ -14,7 +15,6 @@ import { decompress } from "../pipeline/decompress.ts";
 import type { BackupManifest } from "../repo/manifest.ts";
 import type { Storage } from "../storage/types.ts";
 import { createDigestStream, iterate, type Digest } from "../util/streams.ts";
-import { WriteProgress } from "./integrity.ts";
 import { corrupt, digestObject, openObject, storedMismatch } from "./stored.ts";
 
 export interface DownloadOptions {
@@ -32,8 +32,8 @@ export interface DownloadOptions {
 const COLLECT_BYTES = 64 * 1024 * 1024;
 
 /**
- * Stream the backup into a new file at `path` while `hash` reads the file back behind the writes;
- * returns the database's digest that `hash` computed. Throws VerificationError ("object",
+ * Stream the backup into a new file at `path`: the stored bytes checked against their SHA-256, and
+ * the database exactly as long as the manifest says. Throws VerificationError ("object",
  * "checksum"), NoMatchingIdentityError when no key opens it, storage and file-system errors as they
  * come, the signal's reason when aborted. The caller owns `path`.
  */
@@ -43,33 +43,25 @@ export async function download(
   path: string,
   options: DownloadOptions,
   ctx: RunContext,
-  hash: (progress: WriteProgress) => Promise<Digest>,
-): Promise<Digest> {
+): Promise<void> {
   const { stored, database } = manifest;
   const storedDigest = createDigestStream(options.downloaded);
   const fetched = (await openObject(storage, manifest, ctx)).pipeThrough(storedDigest.stream);
   const compressed = stored.encryption ? await decrypt(fetched, storage, manifest, options.decryption, ctx) : fetched;
   const plain = decompress(compressed, stored.compression);
   const handle = await open(path, "wx", options.mode);
-  const progress = new WriteProgress();
-  const digest = hash(progress);
-  digest.catch(() => {}); // awaited below, once the file is written
   let written = 0;
-  let ok = false;
   try {
-    written = await writeDatabase(plain, new CoalescingWriter(handle, (bytes) => progress.written(bytes)), manifest, ctx.signal);
-    ok = true;
+    written = await writeDatabase(plain, new CoalescingWriter(handle), manifest, ctx.signal);
   } catch (error) {
     if (ctx.signal.aborted) throw ctx.signal.reason;
     throw explainFailure(error, manifest, storedDigest.result);
   } finally {
-    progress.end(ok);
     await handle.close();
   }
   const s = storedDigest.result();
   if (s.bytes !== stored.bytes || s.sha256 !== stored.sha256) throw storedMismatch(manifest, ` (${s.bytes} of ${stored.bytes} bytes read)`);
   if (written !== database.bytes) throw corrupt(manifest, `it decompresses to ${written} bytes, the manifest says ${database.bytes}`);
-  return await digest;
 }
 
 /**

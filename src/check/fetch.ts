@@ -2,7 +2,7 @@
  * The checks that make a stored backup trustworthy, shared by verify and restore. For one manifest,
  * streaming, into one local file:
  *   object     the data object exists and its size matches the manifest (src/check/stored.ts)
- *   checksum   SHA-256 of the stored bytes; decompression; SHA-256 of the database bytes (src/check/download.ts)
+ *   checksum   SHA-256 of the stored bytes; decompression (src/check/download.ts); SHA-256 of the database bytes
  *   sqlite     the file opens as SQLite; page size and page count match the manifest (src/check/database.ts)
  *   integrity  PRAGMA integrity_check (or quick_check); foreign_key_check findings are warnings
  * (The first step, "manifest", is parseManifest's.) Each failure is a VerificationError naming its step.
@@ -14,6 +14,7 @@ import type { DecryptionSettings, NoMatchingIdentityError } from "../pipeline/ag
 import type { BackupManifest } from "../repo/manifest.ts";
 import { secondsSince } from "../output.ts";
 import type { Storage } from "../storage/types.ts";
+import type { Digest } from "../util/streams.ts";
 import { checkDatabase } from "./database.ts";
 import { download } from "./download.ts";
 import { digestFile, type IntegrityCheck } from "./integrity.ts";
@@ -68,23 +69,34 @@ export async function fetchAndCheck(
     const signal = AbortSignal.any([ctx.signal, stop.signal]);
     let synced: Promise<void> = Promise.resolve();
     try {
-      // The database's SHA-256 is read back from the file behind the download (src/check/integrity.ts).
       const downloadOptions = { mode: options.mode, decryption: options.decryption, downloaded: options.progress?.downloaded };
-      const digest = await download(storage, manifest, path, downloadOptions, ctx, (progress) => digestFile(path, progress, signal));
+      await download(storage, manifest, path, downloadOptions, ctx);
       ctx.signal.throwIfAborted();
-      if (digest.bytes !== manifest.database.bytes || digest.sha256 !== manifest.database.sha256)
-        throw corrupt(manifest, "the decompressed database does not match its manifest's SHA-256");
-      ctx.log.debug(`downloaded, decompressed and hashed ${manifest.id} in ${secondsSince(started)} s`);
+      ctx.log.debug(`downloaded and decompressed ${manifest.id} in ${secondsSince(started)} s`);
       const checkStarted = performance.now();
       const check: IntegrityCheck = options.quick ? "quick_check" : "integrity_check";
-      // The fsync and the integrity check run at once, on the thread pool and the worker threads.
+      // The database's SHA-256, the fsync and the integrity check run at once: the hash on a check
+      // worker (the check's longest statement leaves the other core idle), the fsync on the thread pool.
+      // A file that is not the manifest's database stops the check, and is reported as such whatever
+      // the check made of it.
+      const isDatabase = (d: Digest) => d.bytes === manifest.database.bytes && d.sha256 === manifest.database.sha256;
+      const digest = digestFile(path, signal).then((d) => {
+        if (!isDatabase(d)) stop.abort(new Error("not the database"));
+        return d;
+      });
+      digest.catch(() => {}); // awaited below
       options.progress?.checking(check);
       if (options.durable) synced = syncPath(path);
       synced.catch(() => {}); // awaited below
-      const warnings = await checkDatabase(path, manifest, check, signal);
+      const checked = await checkDatabase(path, manifest, check, signal).then(
+        (warnings) => ({ warnings }),
+        (error: unknown) => ({ error }),
+      );
+      if (!isDatabase(await digest)) throw corrupt(manifest, "the decompressed database does not match its manifest's SHA-256");
+      if ("error" in checked) throw checked.error;
       await synced;
-      ctx.log.debug(`${check}${options.durable ? " and fsync" : ""} of ${manifest.id} in ${secondsSince(checkStarted)} s`);
-      return { check, warnings };
+      ctx.log.debug(`SHA-256, ${check}${options.durable ? " and fsync" : ""} of ${manifest.id} in ${secondsSince(checkStarted)} s`);
+      return { check, warnings: checked.warnings };
     } finally {
       stop.abort(new Error("check stopped"));
       await synced.catch(() => {});

@@ -24,7 +24,7 @@ export type CheckTask =
   | { path: string; sql: string; mapped?: boolean }
   | { path: string; batch: string[] }
   | { path: string; probe: ProbeTask }
-  | { path: string; digest: "sha256"; progress: SharedArrayBuffer };
+  | { path: string; digest: "sha256" };
 
 export interface CheckFindings {
   /** Problems: anything but "ok" from the integrity pragmas. */
@@ -35,7 +35,7 @@ export interface CheckFindings {
 
 /** Run one task (on its own connection); the rows it returns. Used inside the workers. */
 export function runTask(task: CheckTask): Record<string, unknown>[] {
-  if ("digest" in task) return [hashFile(task.path, new BigInt64Array(task.progress))];
+  if ("digest" in task) return [hashFile(task.path)];
   if ("batch" in task) return runBatch(task.path, task.batch);
   const db = openCopy(task.path, { mapped: "probe" in task || task.mapped === true });
   try {
@@ -70,59 +70,26 @@ function runBatch(path: string, statements: string[]): Record<string, unknown>[]
   return results;
 }
 
-/**
- * SHA-256 and size of a file that is still being written, read behind its writer: progress[0] is
- * the number of bytes written so far, progress[1] becomes 1 when the writer is done (-1 when it gave
- * up). Every byte is read back from the file, not taken from the writer.
- */
-function hashFile(path: string, progress: BigInt64Array): { bytes: number; sha256: string } {
+/** SHA-256 and size of the file at `path`, as read from it (not as anyone meant to write it). */
+function hashFile(path: string): { bytes: number; sha256: string } {
   const hasher = new Bun.CryptoHasher("sha256");
   const buffer = new Uint8Array(1024 * 1024);
   const fd = openSync(path, "r");
   let bytes = 0;
   try {
-    for (;;) {
-      const state = Atomics.load(progress, 1); // before the count: once done, the count is final
-      const written = Number(Atomics.load(progress, 0));
-      if (bytes < written) {
-        const n = readSync(fd, buffer, 0, Math.min(buffer.byteLength, written - bytes), bytes);
-        if (n === 0) throw new Error(`${path} ends at byte ${bytes}, ${written} were written`);
-        hasher.update(buffer.subarray(0, n));
-        bytes += n;
-      } else if (state === 1n) {
-        return { bytes, sha256: hasher.digest("hex") };
-      } else if (state < 0n) {
-        throw new Error("the writer gave up");
-      } else {
-        Atomics.wait(progress, 0, BigInt(written), 100);
-      }
-    }
+    for (let n: number; (n = readSync(fd, buffer, 0, buffer.byteLength, bytes)) > 0; bytes += n) hasher.update(buffer.subarray(0, n));
+    return { bytes, sha256: hasher.digest("hex") };
   } finally {
     closeSync(fd);
   }
 }
 
-/** What the writer of a file tells digestFile(): how far it got, and when it is done. */
-export class WriteProgress {
-  readonly buffer = new SharedArrayBuffer(16);
-  private readonly view = new BigInt64Array(this.buffer);
-  written(bytes: number): void {
-    Atomics.store(this.view, 0, BigInt(bytes));
-    Atomics.notify(this.view, 0);
-  }
-  end(ok: boolean): void {
-    Atomics.store(this.view, 1, ok ? 1n : -1n);
-    Atomics.notify(this.view, 0);
-  }
-}
-
 /**
- * SHA-256 and size of the file at `path`, computed by a check worker that reads it as `progress`
- * reports it written: a restore hashes the database from the file while the download is still
- * writing it, on a core the download leaves partly idle.
+ * SHA-256 and size of the file at `path`, computed by a check worker: a restore hashes the database
+ * beside its integrity check, on a core the check leaves idle (docs/design/integrity.md).
  */
-export async function digestFile(path: string, progress: WriteProgress, signal?: AbortSignal): Promise<{ bytes: number; sha256: string }> {
-  const [row] = await pool().run({ path, digest: "sha256", progress: progress.buffer }, { signal });
+export async function digestFile(path: string, signal?: AbortSignal): Promise<{ bytes: number; sha256: string }> {
+  const [row] = await pool().run({ path, digest: "sha256" }, { signal });
   return row as { bytes: number; sha256: string };
 }
 

@@ -13,13 +13,8 @@ const WRITE_BYTES = 2 * 1024 * 1024;
 export class CoalescingWriter {
   private readonly pending = new Uint8Array(WRITE_BYTES);
   private pendingBytes = 0;
-  private done = 0;
 
-  /** `written` is told the file's length after each write. */
-  constructor(
-    private readonly handle: FileHandle,
-    private readonly written: (bytes: number) => void,
-  ) {}
+  constructor(private readonly handle: FileHandle) {}
 
   async write(chunk: Uint8Array): Promise<void> {
     if (this.pendingBytes === 0 && chunk.byteLength >= WRITE_BYTES) return this.put(chunk);
@@ -42,7 +37,5 @@ export class CoalescingWriter {
 
   private async put(bytes: Uint8Array): Promise<void> {
     await writeFully(this.handle, bytes);
-    this.done += bytes.byteLength;
-    this.written(this.done);
   }
 }

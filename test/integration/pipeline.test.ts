@@ -21,7 +21,7 @@ import type { Storage } from "../../src/storage/types.ts";
 import { createBankDb, removeTempDirs, tempDir } from "../helpers/db.ts";
 import { localRepo, s3Repo, type TestRepo } from "../helpers/repos.ts";
 import { createTestBucket } from "../helpers/s3.ts";
-import { readBackupManifest, readObject, replaceObject, rewriteManifest } from "../helpers/tamper.ts";
+import { readBackupManifest, readObject, replaceObject, rewriteManifest, storeCorruptDatabase } from "../helpers/tamper.ts";
 import { framedLength } from "../../src/pipeline/gzip-members.ts";
 import { frameHeader, splitFrames } from "../../src/pipeline/zstd-frames.ts";
 import { VerificationError } from "../../src/errors.ts";
@@ -263,6 +263,19 @@ for (const backend of backends) {
       const backup = await backupOf();
       await rewriteManifest(backup.repo.storage, backup.manifest, (m) => ({ ...m, database: { ...m.database, bytes: BLOCK_SIZE } }));
       await expectCorruptRestore(backup, `decompresses to more than the manifest's ${BLOCK_SIZE} bytes`);
+    });
+
+    test("a database that is not the manifest's fails as corrupt at its SHA-256, whatever the integrity check makes of it", async () => {
+      const wrongSum = await backupOf();
+      await rewriteManifest(wrongSum.repo.storage, wrongSum.manifest, (m) => ({ ...m, database: { ...m.database, sha256: "0".repeat(64) } }));
+      await expectCorruptRestore(wrongSum, "does not match its manifest's SHA-256");
+      // Damaged b-trees, consistent stored checksums, and the sound database's SHA-256 in the manifest:
+      // the integrity check fails too, but the file is first of all not the backed-up database.
+      const damaged = await backupOf();
+      await storeCorruptDatabase(damaged.repo.storage, damaged.manifest);
+      const stored = await readBackupManifest(damaged.repo.storage, damaged.result.name, damaged.result.id);
+      await rewriteManifest(damaged.repo.storage, stored, (m) => ({ ...m, database: { ...m.database, sha256: damaged.manifest.database.sha256 } }));
+      await expectCorruptRestore(damaged, "does not match its manifest's SHA-256");
     });
 
     test("restore reads gzip objects whose members do not carry their length (earlier versions), and any one gzip stream", async () => {
