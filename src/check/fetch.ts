@@ -1,7 +1,7 @@
 /**
  * The checks that make a stored backup trustworthy, shared by verify and restore. For one manifest,
  * streaming, into one local file:
- *   object     the data object exists and its size matches the manifest (src/check/stored.ts)
+ *   object     the data object exists and its size matches the manifest (src/check/stored.ts, from the GET's answer)
  *   checksum   SHA-256 of the stored bytes; decompression (src/check/download.ts); SHA-256 of the database bytes
  *   sqlite     the file opens as SQLite; page size and page count match the manifest (src/check/database.ts)
  *   integrity  PRAGMA integrity_check (or quick_check); foreign_key_check findings are warnings
@@ -18,7 +18,7 @@ import type { Digest } from "../util/streams.ts";
 import { checkDatabase } from "./database.ts";
 import { download } from "./download.ts";
 import { digestFile, type IntegrityCheck } from "./integrity.ts";
-import { checkObject, corrupt, digestObject, storedMismatch } from "./stored.ts";
+import { corrupt, digestObject, storedMismatch } from "./stored.ts";
 
 export type { IntegrityCheck };
 
@@ -63,7 +63,6 @@ export async function fetchAndCheck(
   ctx: RunContext,
 ): Promise<CheckResult> {
   try {
-    await checkObject(storage, manifest);
     const started = performance.now();
     const stop = new AbortController();
     const signal = AbortSignal.any([ctx.signal, stop.signal]);
@@ -119,7 +118,6 @@ export async function checkStoredBytes(
   onBytes?: (bytes: number) => void,
 ): Promise<void> {
   try {
-    await checkObject(storage, manifest);
     const digest = await digestObject(storage, manifest, ctx, onBytes);
     if (digest.bytes !== manifest.stored.bytes || digest.sha256 !== manifest.stored.sha256) throw storedMismatch(manifest);
   } catch (error) {

@@ -1,6 +1,6 @@
 /**
  * The stored object of a backup, as the manifest describes it: its existence and size (step
- * "object"), its bytes as a stream, and their SHA-256. Also the one place a backup is called corrupt.
+ * "object") with its bytes as a stream, and their SHA-256. Also the one place a backup is called corrupt.
  */
 import type { RunContext } from "../context.ts";
 import { NotFoundError, StorageUnavailableError, VaultError, VerificationError } from "../errors.ts";
@@ -18,25 +18,23 @@ export function storedMismatch(manifest: BackupManifest, detail = ""): Verificat
   return corrupt(manifest, `the stored object does not match its manifest's SHA-256${detail}`);
 }
 
-/** Step "object": the data object exists and has the size the manifest records. */
-export async function checkObject(storage: Storage, manifest: BackupManifest): Promise<void> {
-  const info = await storage.stat(manifest.stored.key);
-  if (!info) throw new VerificationError(`backup ${manifest.id}: its data object ${manifest.stored.key} is missing`, "object");
-  if (info.size !== manifest.stored.bytes)
-    throw new VerificationError(
-      `backup ${manifest.id}: its data object is ${info.size} bytes, the manifest says ${manifest.stored.bytes}`,
-      "object",
-    );
-}
-
 /**
- * The stored object's bytes. A missing object is VerificationError ("object"); a failure of the
- * stream that is not already a VaultError becomes StorageUnavailableError.
+ * The stored object's bytes, after step "object": it exists and has the size the manifest records
+ * (as the answer to the GET states it: no request of its own). Either failing is VerificationError
+ * ("object"); a failure of the stream that is not already a VaultError becomes StorageUnavailableError.
  */
 export async function openObject(storage: Storage, manifest: BackupManifest, ctx: RunContext): Promise<ReadableStream<Uint8Array>> {
   const key = manifest.stored.key;
   try {
     const source = await storage.get(key, { signal: ctx.signal });
+    // An answer that states no size is measured as it is read (src/check/download.ts).
+    if (source.size !== undefined && source.size !== manifest.stored.bytes) {
+      await source.cancel().catch(() => {});
+      throw new VerificationError(
+        `backup ${manifest.id}: its data object is ${source.size} bytes, the manifest says ${manifest.stored.bytes}`,
+        "object",
+      );
+    }
     return mapStreamErrors(source, (error) =>
       error instanceof VaultError ? error : new StorageUnavailableError(`download of ${key} failed: ${(error as Error).message}`),
     );

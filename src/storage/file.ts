@@ -11,7 +11,15 @@ import { NotFoundError, StorageUnavailableError } from "../errors.ts";
 import { syncDirectory, writeFully } from "../local/fsync.ts";
 import { resolveForWrite } from "../local/safe-path.ts";
 import { iterate } from "../util/streams.ts";
-import { assertValidKey, type GetOptions, type ObjectInfo, type PartialWrite, type PutOptions, type Storage } from "./types.ts";
+import {
+  assertValidKey,
+  type GetOptions,
+  type ObjectInfo,
+  type ObjectStream,
+  type PartialWrite,
+  type PutOptions,
+  type Storage,
+} from "./types.ts";
 
 export const TEMP_MARK = ".sqlite-vault-tmp-";
 
@@ -85,7 +93,7 @@ export class FileStorage implements Storage {
     return { size };
   }
 
-  async get(key: string, options: GetOptions = {}): Promise<ReadableStream<Uint8Array>> {
+  async get(key: string, options: GetOptions = {}): Promise<ObjectStream> {
     const path = this.pathOf(key);
     const info = await stat(path).catch(() => null);
     // Opened here, not when the stream first reads: an object removed meanwhile (a concurrent prune)
@@ -95,8 +103,9 @@ export class FileStorage implements Storage {
       await this.check();
       throw new NotFoundError(`${key} not found in ${this.url}`);
     }
+    const { size } = await handle.stat(); // of the file opened, whatever the name points to by now
     const stream = handle.createReadStream({ highWaterMark: 1 << 20, signal: options.signal });
-    return Readable.toWeb(stream) as unknown as ReadableStream<Uint8Array>;
+    return Object.assign(Readable.toWeb(stream) as unknown as ReadableStream<Uint8Array>, { size });
   }
 
   async stat(key: string): Promise<ObjectInfo | null> {

@@ -7,7 +7,7 @@
  * (s3/errors.ts).
  */
 import { NotFoundError } from "../errors.ts";
-import type { GetOptions, ObjectInfo, PartialWrite, PutOptions, Storage } from "./types.ts";
+import type { GetOptions, ObjectInfo, ObjectStream, PartialWrite, PutOptions, Storage } from "./types.ts";
 import { S3Connection, type S3Config } from "./s3/client.ts";
 import { openDownload } from "./s3/download.ts";
 import { checkBucket, listObjects, statObject } from "./s3/listing.ts";
@@ -64,7 +64,7 @@ export class S3Storage implements Storage {
     return putObject(this.s3, key, body, options, this.parts);
   }
 
-  get(key: string, options: GetOptions = {}): Promise<ReadableStream<Uint8Array>> {
+  get(key: string, options: GetOptions = {}): Promise<ObjectStream> {
     return openDownload(this.s3, key, options);
   }
 

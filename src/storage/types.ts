@@ -40,6 +40,13 @@ export interface PutOptions {
   sizeHint?: number;
 }
 
+/**
+ * An object's bytes, and its size as the storage stated it before any of them was read (a file's
+ * size, an S3 answer's Content-Length; undefined when the answer did not say), so a caller can tell a
+ * wrong object from its size without another request.
+ */
+export type ObjectStream = ReadableStream<Uint8Array> & { readonly size?: number };
+
 export interface GetOptions {
   signal?: AbortSignal;
 }
@@ -56,8 +63,8 @@ export interface Storage {
    */
   put(key: string, body: ReadableStream<Uint8Array> | Uint8Array, options?: PutOptions): Promise<{ size: number }>;
 
-  /** Stream an object. Throws NotFoundError when the key does not exist. */
-  get(key: string, options?: GetOptions): Promise<ReadableStream<Uint8Array>>;
+  /** Stream an object, with its size. Throws NotFoundError when the key does not exist. */
+  get(key: string, options?: GetOptions): Promise<ObjectStream>;
 
   /** Size and modification time of a key, or null when it does not exist. */
   stat(key: string): Promise<ObjectInfo | null>;

@@ -241,6 +241,26 @@ describe("answers that are not what was asked for", () => {
       proxy.clear();
     });
 
+  test("a restore takes the data object's size from its GET (no HEAD), and an answer that states no size is measured as it is read", async () => {
+    proxy.clear();
+    expect((await runCli(["backup", small, "--repo", repo("sized"), ...QUICK], { env: s3Env() })).exitCode).toBe(0);
+    // Every HEAD is recorded (the identity rewrite of its headers); the data GET's answer loses its Content-Length.
+    proxy.add({ method: "HEAD", times: Infinity, fault: { kind: "headers", headers: (h) => h } });
+    proxy.add({
+      method: "GET",
+      match: (path) => /\.sqlite\.(gz|zst)$/.test(path.split("?")[0]!),
+      times: Infinity,
+      fault: { kind: "headers", headers: ({ "content-length": _, ...rest }) => rest },
+    });
+    const target = join(tmpDir("sized"), "small.db");
+    const r = await runCli(["restore", target, "--name", "small", "--repo", repo("sized"), ...QUICK], { env: s3Env() });
+    expect(r.stderr).not.toMatch(/\[warn\]|sqlite-vault:/);
+    expect(r.exitCode).toBe(0);
+    expect(proxy.injected.map((f) => f.split(" ").slice(0, 2).join(" "))).toEqual(["headers GET"]);
+    expect(inspectBank(target).total).toBe(ACCOUNTS * INITIAL_BALANCE);
+    proxy.clear();
+  });
+
   test("a manifest GET answered 200 with an <Error> exits 10 (a server error), not 4, and --fallback restores nothing older", async () => {
     proxy.clear();
     for (let day = 1; day <= 2; day++)

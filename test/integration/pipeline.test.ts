@@ -267,14 +267,20 @@ for (const backend of backends) {
 
     test("a database that is not the manifest's fails as corrupt at its SHA-256, whatever the integrity check makes of it", async () => {
       const wrongSum = await backupOf();
-      await rewriteManifest(wrongSum.repo.storage, wrongSum.manifest, (m) => ({ ...m, database: { ...m.database, sha256: "0".repeat(64) } }));
+      await rewriteManifest(wrongSum.repo.storage, wrongSum.manifest, (m) => ({
+        ...m,
+        database: { ...m.database, sha256: "0".repeat(64) },
+      }));
       await expectCorruptRestore(wrongSum, "does not match its manifest's SHA-256");
       // Damaged b-trees, consistent stored checksums, and the sound database's SHA-256 in the manifest:
       // the integrity check fails too, but the file is first of all not the backed-up database.
       const damaged = await backupOf();
       await storeCorruptDatabase(damaged.repo.storage, damaged.manifest);
       const stored = await readBackupManifest(damaged.repo.storage, damaged.result.name, damaged.result.id);
-      await rewriteManifest(damaged.repo.storage, stored, (m) => ({ ...m, database: { ...m.database, sha256: damaged.manifest.database.sha256 } }));
+      await rewriteManifest(damaged.repo.storage, stored, (m) => ({
+        ...m,
+        database: { ...m.database, sha256: damaged.manifest.database.sha256 },
+      }));
       await expectCorruptRestore(damaged, "does not match its manifest's SHA-256");
     });
 

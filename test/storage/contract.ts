@@ -102,6 +102,19 @@ export function describeStorageContract(label: string, target: () => ContractTar
       expect((await readAll(await s.get("db/empty"))).byteLength).toBe(0);
     });
 
+    test("get states the object's size before its bytes are read", async () => {
+      const s = await t.fresh();
+      const data = bytesOf(LARGE, 5);
+      await s.put("db/sized.bin", data);
+      await s.put("db/none", streamOf([]));
+      const big = await s.get("db/sized.bin");
+      expect(big.size).toBe(LARGE);
+      expect((await readAll(big)).byteLength).toBe(LARGE);
+      const empty = await s.get("db/none");
+      expect(empty.size).toBe(0);
+      await empty.cancel();
+    });
+
     test("put replaces an existing object whole", async () => {
       const s = await t.fresh();
       await s.put("db/x", encoder.encode("old"));

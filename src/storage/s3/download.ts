@@ -4,7 +4,7 @@
  * a changed object fails rather than being stitched together from two versions.
  */
 import { AttemptTimeoutError, isTransient, TransientError } from "../retry.ts";
-import type { GetOptions } from "../types.ts";
+import type { GetOptions, ObjectStream } from "../types.ts";
 import type { S3Connection } from "./client.ts";
 import { describe, expectObject, mapS3Error } from "./errors.ts";
 
@@ -13,8 +13,11 @@ type Reader = {
   cancel(reason?: unknown): Promise<void>;
 };
 
-/** The object's bytes as a stream. Throws NotFoundError (before the stream) when it is missing; the stream fails with the storage errors. */
-export async function openDownload(s3: S3Connection, key: string, options: GetOptions): Promise<ReadableStream<Uint8Array>> {
+/**
+ * The object's bytes as a stream, with the size the answer states. Throws NotFoundError (before the
+ * stream) when it is missing; the stream fails with the storage errors.
+ */
+export async function openDownload(s3: S3Connection, key: string, options: GetOptions): Promise<ObjectStream> {
   const objectName = s3.objectName(key);
   const signal = s3.runSignal(options.signal);
   signal?.throwIfAborted();
@@ -38,7 +41,7 @@ export async function openDownload(s3: S3Connection, key: string, options: GetOp
   };
   // A body that ends early because we stopped reading (cancelled, aborted) is no closed connection.
   let cancelled = false;
-  return new ReadableStream<Uint8Array>({
+  const stream = new ReadableStream<Uint8Array>({
     pull: async (controller) => {
       while (true) {
         try {
@@ -69,6 +72,7 @@ export async function openDownload(s3: S3Connection, key: string, options: GetOp
       return reader.cancel(reason);
     },
   });
+  return Object.assign(stream, { size: Number.isFinite(total) ? total : undefined });
 }
 
 /** Read one chunk, or fail as a timeout when nothing arrives in time, or with the signal's reason. */
