@@ -240,21 +240,23 @@ export async function restoreComparison(
 export interface Phases {
   /** Process start, reading the catalog and the manifest: until the "restoring …" line arrived. */
   startup: number;
-  /** Download, decompression, writing and the database's SHA-256 (one streamed phase in the binary's log). */
+  /** Download, decompression and writing (one streamed phase in the binary's log). */
   download: number;
-  /** integrity_check or quick_check, with the fsync beside it. */
+  /** integrity_check or quick_check, with the database's SHA-256 and the fsync beside it. */
   check: number;
   /** After the check's line: header and mode, the atomic rename, the directory's fsync, exit. */
   swap: number;
-  /** What is left: the stat of the data object and the gaps between the logged phases. */
+  /** What is left: the gaps between the logged phases. */
   other: number;
 }
 
 export function phasesOf(s: Sample): Phases | undefined {
   const lines = s.lines ?? [];
   const restoring = lines.find((l) => /\brestoring \S+ \S+ \(/.test(l.text));
-  const dl = lines.map((l) => ({ l, m: /downloaded, decompressed and hashed \S+ in ([\d.]+) s/.exec(l.text) })).find((x) => x.m);
-  const ck = lines.map((l) => ({ l, m: /(?:integrity|quick)_check(?: and fsync)? of \S+ in ([\d.]+) s/.exec(l.text) })).find((x) => x.m);
+  const dl = lines.map((l) => ({ l, m: /downloaded and decompressed \S+ in ([\d.]+) s/.exec(l.text) })).find((x) => x.m);
+  const ck = lines
+    .map((l) => ({ l, m: /SHA-256, (?:integrity|quick)_check(?: and fsync)? of \S+ in ([\d.]+) s/.exec(l.text) }))
+    .find((x) => x.m);
   if (!restoring || !dl || !ck) return undefined;
   const download = Number(dl.m![1]);
   const check = Number(ck.m![1]);
@@ -342,8 +344,8 @@ export function renderRestoreTables(results: RestoreResult[]): { comparison: str
     "restore",
     "wall",
     "start-up, catalog, manifest",
-    "download + decompress + write + SHA-256",
-    "check (+ fsync)",
+    "download + decompress + write",
+    "SHA-256 + check (+ fsync)",
     "swap + exit",
     "other",
   ];

@@ -800,12 +800,12 @@ Notes:
   its processes, read from /proc every 20 ms: the memory the process allocates, without the pages of files it maps.
   Our integrity check reads the restored file through a map (docs/design/integrity.md): every page it touches counts
   in the resident set, though it is the file's page cache, shared and reclaimable, not memory the restore holds.
-- Phases: "start-up, catalog, manifest" ends when the "restoring …" line arrives; "download + decompress + write +
-  SHA-256" and "check (+ fsync)" are the durations the binary logs ("downloaded, decompressed and hashed … in N s",
-  "integrity_check and fsync … in N s"): the binary streams download, decompression, the write and the database's
-  SHA-256 (a check worker reading the file behind the writes) as one phase and logs no split between them, and the
-  fsync of the file runs beside the check; "swap + exit" is from the check's line to the process's exit (chmod,
-  the rename, the directory's fsync, exit); "other" is what no line accounts for (the stat of the data object).
+- Phases: "start-up, catalog, manifest" ends when the "restoring …" line arrives; "download + decompress + write"
+  and "SHA-256 + check (+ fsync)" are the durations the binary logs ("downloaded and decompressed … in N s",
+  "SHA-256, integrity_check and fsync … in N s"): the binary streams download, decompression and the write as one
+  phase and logs no split between them; then a check worker reads the file back for the database's SHA-256 beside
+  the integrity check, and the fsync of the file runs beside both; "swap + exit" is from the check's line to the
+  process's exit (chmod, the rename, the directory's fsync, exit); "other" is what no line accounts for.
 - total bench time ${totalTime}.
 `;
     console.log(`\n${comparison}\n\n${phases}`);
