@@ -17,10 +17,11 @@ import { planTable, quoteIdentifier, quoteLiteral, type ProbeTask, type TablePla
 export type IntegrityCheck = "integrity_check" | "quick_check";
 
 /**
- * Fewest cores for splitting a big table's index lookups into rowid ranges. On 2 cores the ranges
- * cost 25-30% more CPU than per-table statements for 3-5% less time (docs/design/integrity.md).
+ * Fewest cores for splitting a big table's index lookups into rowid ranges: on 2 cores a restore with
+ * them took 5-11% less time than with one integrity_check per table, for 5-12% more CPU
+ * (docs/design/integrity.md).
  */
-export const SPLIT_MIN_WORKERS = 4;
+export const SPLIT_MIN_WORKERS = 2;
 
 export interface Planned {
   /** The statement (for a range of index lookups: its scan), which also names the task in findings. */
