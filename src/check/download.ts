@@ -11,7 +11,7 @@ import { VaultError } from "../errors.ts";
 import { CoalescingWriter } from "../local/coalescing-writer.ts";
 import { decryptStream, NoMatchingIdentityError, redactSecrets, type DecryptionSettings } from "../pipeline/age.ts";
 import { collectGarbage } from "../pipeline/codec.ts";
-import { decompress } from "../pipeline/decompress.ts";
+import { decompress, discard } from "../pipeline/decompress.ts";
 import type { BackupManifest } from "../repo/manifest.ts";
 import type { Storage } from "../storage/types.ts";
 import { createDigestStream, iterate, type Digest } from "../util/streams.ts";
@@ -26,8 +26,9 @@ export interface DownloadOptions {
 }
 
 /**
- * As on the way up (src/pipeline/codec.ts): without a collection now and then, download buffers pile
- * up (measurements: docs/design/codec.md).
+ * Chunks that are not decompressed pieces (an uncompressed backup's, an old single-stream one's) are
+ * left to the collector, which lags far behind: a collection every so many of their bytes keeps
+ * memory flat (measurements: docs/design/codec.md).
  */
 const COLLECT_BYTES = 64 * 1024 * 1024;
 
@@ -101,7 +102,8 @@ async function writeDatabase(
     if (written > manifest.database.bytes)
       throw corrupt(manifest, `it decompresses to more than the manifest's ${manifest.database.bytes} bytes`);
     await writer.write(chunk);
-    sinceCollect += chunk.byteLength;
+    // Written (or copied into the writer's buffer): a decompressed piece is freed now.
+    if (!discard(chunk)) sinceCollect += chunk.byteLength;
     if (sinceCollect >= COLLECT_BYTES) {
       sinceCollect = 0;
       collectGarbage();

@@ -104,13 +104,14 @@ export function defaultParallelism(): number {
  * given back by the transform) is handed to `release` as soon as its transform settles. The first
  * failure (reading or transforming) errors the stream; blocks still in flight are dropped and the
  * source is closed. Cancelling the stream closes the source too. A full garbage collection runs every
- * COLLECT_EVERY blocks emitted.
+ * COLLECT_EVERY blocks emitted, unless `collect` is false (a consumer that frees the outputs itself).
  */
 export function mapBlocks(
   blocks: AsyncIterable<Uint8Array>,
   transform: BlockCompressor,
   parallel: number,
   release?: (block: Uint8Array) => void,
+  collect = true,
 ): ReadableStream<Uint8Array> {
   const source = blocks[Symbol.asyncIterator]();
   let emitted = 0;
@@ -166,7 +167,7 @@ export function mapBlocks(
           void fill().catch(() => {}); // keep every core busy while the consumer works on `out`
           if (out instanceof Uint8Array) controller.enqueue(out);
           else for (const chunk of out) controller.enqueue(chunk);
-          if (++emitted % COLLECT_EVERY === 0) collectGarbage();
+          if (++emitted % COLLECT_EVERY === 0 && collect) collectGarbage();
         } catch (error) {
           await close().catch(() => {});
           controller.error(error);

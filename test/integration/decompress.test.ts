@@ -1,0 +1,54 @@
+/**
+ * decompress() hands out its decompressed pieces for the consumer to free (discard()), so a restore
+ * needs no garbage collections to keep its memory flat; what passes through from the source is never
+ * freed, whatever the stream.
+ */
+import { expect, test } from "bun:test";
+import { blockCompressor, mapBlocks } from "../../src/pipeline/codec.ts";
+import { decompress, discard } from "../../src/pipeline/decompress.ts";
+import { streamOf } from "../../src/util/streams.ts";
+import { chunked } from "../helpers/chunks.ts";
+
+const BLOCK = 2 * 1024 * 1024;
+const data = new TextEncoder().encode(Array.from({ length: 200_000 }, (_, i) => `row ${i} ${i % 97}\n`).join(""));
+
+/** `data` in blocks compressed as a backup stores them, as one byte stream in 64 KiB chunks. */
+async function stored(compression: "gzip" | "zstd"): Promise<Uint8Array> {
+  const blocks = (async function* () {
+    for (let at = 0; at < data.length; at += BLOCK) yield data.slice(at, at + BLOCK);
+  })();
+  return new Uint8Array(await new Response(mapBlocks(blocks, blockCompressor(compression), 2)).arrayBuffer());
+}
+
+for (const compression of ["gzip", "zstd"] as const)
+  test(`${compression}: every decompressed piece is the consumer's to free, and freeing one leaves the rest intact`, async () => {
+    const pieces: Uint8Array[] = [];
+    const copies: Uint8Array[] = [];
+    for await (const chunk of decompress(streamOf(chunked(await stored(compression), 64 * 1024)), compression)) {
+      copies.push(new Uint8Array(chunk)); // a copy (a Buffer's slice() would share its memory)
+      pieces.push(chunk);
+      expect(discard(chunk)).toBe(true);
+      expect(chunk.byteLength).toBe(0);
+      expect(discard(chunk)).toBe(false); // once
+    }
+    expect(pieces.length).toBe(Math.ceil(data.length / BLOCK));
+    expect(Buffer.concat(copies).equals(Buffer.from(data))).toBe(true);
+  });
+
+test("chunks that pass through (an uncompressed backup, one zstd stream without sizes) are never freed", async () => {
+  // One frame that states no size (the zstd CLI reading a pipe), read as one stream.
+  const single = Bun.spawnSync(["zstd", "-3", "-c"], { stdin: data, stdout: "pipe" }).stdout;
+  for (const [compression, source] of [
+    ["none", data],
+    ["zstd", new Uint8Array(single)],
+  ] as const) {
+    let total = 0;
+    for await (const chunk of decompress(streamOf(chunked(source, 64 * 1024)), compression)) {
+      const before = new Uint8Array(chunk);
+      expect(discard(chunk)).toBe(false);
+      expect(Buffer.from(chunk).equals(Buffer.from(before))).toBe(true);
+      total += chunk.byteLength;
+    }
+    expect(total).toBe(data.length);
+  }
+});
