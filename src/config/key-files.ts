@@ -2,9 +2,9 @@
  * Key files and keys given as text, read and checked before anything runs: regular files of sane
  * size only, a warning when others may read them, identities checked without ever being quoted.
  */
-import * as age from "age-encryption";
 import { statSync } from "node:fs";
 import { UsageError } from "../errors.ts";
+import { ageLibrary } from "../pipeline/age.ts";
 import type { Logger } from "../logger.ts";
 import { readSmallFile } from "../local/small-file.ts";
 
@@ -17,7 +17,7 @@ export function checkedIdentity(identity: string, where: string): string {
       : "";
   if (!problem)
     try {
-      new age.Decrypter().addIdentity(identity);
+      new (ageLibrary().Decrypter)().addIdentity(identity);
       return identity;
     } catch {
       throw new UsageError(

@@ -5,10 +5,9 @@
  * files are read and checked here, so a bad key fails before the keys are used. The streams that use
  * the keys live in pipeline/age.ts.
  */
-import * as age from "age-encryption";
 import { UsageError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
-import type { DecryptionSettings, EncryptionSettings } from "../pipeline/age.ts";
+import { ageLibrary, type DecryptionSettings, type EncryptionSettings } from "../pipeline/age.ts";
 import type { Env } from "../storage/credentials.ts";
 import { type Layer, pickLayer } from "../util/layers.ts";
 import { checkedIdentity, nonEmpty, readKeyLines, readSecretFile, warnIfReadableByOthers } from "./key-files.ts";
@@ -180,6 +179,7 @@ async function resolveEncryption(
   if (!picked) {
     const identities = identitiesOf();
     if (identities.length) {
+      const age = ageLibrary();
       const recipients = await Promise.all(identities.map((identity) => age.identityToRecipient(identity)));
       log.debug(`no recipient or passphrase named: encrypting to the public keys of the ${identities.length} identities given`);
       return { encryption: { recipients: [...new Set(recipients)], fromIdentities: true }, plaintextChosen: false };
@@ -220,7 +220,7 @@ async function resolveEncryption(
         "keep identities off the machine that backs up; pass the public key",
       );
     try {
-      new age.Encrypter().addRecipient(r);
+      new (ageLibrary().Encrypter)().addRecipient(r);
     } catch {
       throw new UsageError(
         r.trim() ? `"${r.slice(0, 12)}…" is not an age recipient` : "a recipient is empty",
