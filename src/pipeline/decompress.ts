@@ -84,6 +84,15 @@ export function discard(chunk: Uint8Array): boolean {
   return true;
 }
 
+/**
+ * Hand `output` to the consumer to free, when it fills its buffer alone (a small output may be a
+ * view into a buffer other outputs share: that one is left to the collector).
+ */
+function own(output: Uint8Array): Uint8Array {
+  if (output.byteOffset === 0 && output.byteLength === output.buffer.byteLength) made.add(output.buffer);
+  return output;
+}
+
 /** Detaching a buffer releases its memory at once. */
 function free(buffer: ArrayBuffer): void {
   if (!buffer.detached) buffer.transfer(0);
@@ -98,7 +107,7 @@ async function unzstdFrame(frame: Uint8Array): Promise<Uint8Array> {
   const expected = frameHeader(frame)!.contentSize; // splitFrames checked it
   const output = await Bun.zstdDecompress(frame as Uint8Array<ArrayBuffer>);
   free(frame.buffer as ArrayBuffer);
-  made.add(output.buffer);
+  own(output);
   if (output.byteLength !== expected)
     throw new Error(`a zstd frame decompressed to ${output.byteLength} bytes, its header says ${expected}`);
   return output;
@@ -110,6 +119,5 @@ async function gunzipMember(member: Uint8Array): Promise<Uint8Array> {
   if (member.byteOffset !== 0 || member.byteLength !== buffer.byteLength) throw new Error("gzip members must fill their buffer");
   const { output, spent } = (await codecPool().run({ op: "gunzip", member: buffer }, { transfer: [buffer] })) as GunzipResult;
   for (const b of spent) free(b);
-  made.add(output.buffer);
-  return output;
+  return own(output);
 }
