@@ -88,7 +88,7 @@ export function discard(chunk: Uint8Array): boolean {
  * Hand `output` to the consumer to free, when it fills its buffer alone (a small output may be a
  * view into a buffer other outputs share: that one is left to the collector).
  */
-function own(output: Uint8Array): Uint8Array {
+export function own(output: Uint8Array): Uint8Array {
   if (output.byteOffset === 0 && output.byteLength === output.buffer.byteLength) made.add(output.buffer);
   return output;
 }

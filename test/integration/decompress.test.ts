@@ -5,7 +5,7 @@
  */
 import { expect, test } from "bun:test";
 import { blockCompressor, mapBlocks } from "../../src/pipeline/codec.ts";
-import { decompress, discard } from "../../src/pipeline/decompress.ts";
+import { decompress, discard, own } from "../../src/pipeline/decompress.ts";
 import { streamOf } from "../../src/util/streams.ts";
 import { chunked } from "../helpers/chunks.ts";
 
@@ -51,4 +51,15 @@ test("chunks that pass through (an uncompressed backup, one zstd stream without 
     }
     expect(total).toBe(data.length);
   }
+});
+
+test("a piece that is a view into a larger buffer is never freed: other pieces may share that buffer", () => {
+  const shared = new ArrayBuffer(8192);
+  const view = own(new Uint8Array(shared, 4096, 100).fill(3));
+  expect(discard(view)).toBe(false);
+  expect(shared.detached).toBe(false);
+  expect(new Uint8Array(shared, 0, 100).fill(1)[0]).toBe(1);
+  const whole = own(new Uint8Array(100).fill(5));
+  expect(discard(whole)).toBe(true);
+  expect(whole.byteLength).toBe(0);
 });
