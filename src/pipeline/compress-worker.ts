@@ -1,9 +1,9 @@
 /**
  * A worker thread of src/pipeline/codec.ts: compresses one block into a gzip member with libdeflate, or
  * decompresses one whole member. Every large buffer of a task moves back to the JS thread: the member
- * and the block's buffer (back to its pool), or the output and the member's buffer (to be freed by
- * the JS thread's periodic collection). So no large buffer is ever left as garbage in this worker's
- * heap (its collector would lag, as the main one does).
+ * and the block's buffer (back to its pool), or the output and the member's buffer (freed by the JS
+ * thread once used, src/pipeline/decompress.ts). So no large buffer is ever left as garbage in this
+ * worker's heap (its collector would lag, as the main one does).
  */
 import type { CodecTask, GunzipResult, GzipResult } from "./codec.ts";
 import { serveTasks } from "../util/workers.ts";
