@@ -13,8 +13,8 @@
  *               and the same with --quick (quick_check), reported beside them.
  *
  * Only the restores are timed; every backup and replication is set-up. Runs alternate between all six
- * tools (restic, ours zstd, Litestream, ours gzip, ours zstd --quick, ours gzip --quick), `runs` rounds,
- * medians. Wall time around /usr/bin/time -v; CPU = its user + system time of the command and all its
+ * tools (restic, ours zstd, Litestream, ours gzip, ours zstd --quick, ours gzip --quick), `runs` rounds
+ * in an order that changes from round to round (ORDERS), medians. Wall time around /usr/bin/time -v; CPU = its user + system time of the command and all its
  * children (for the reference rows: the tool and sqlite3 together); peak RSS = its largest single process; peak private memory (RssAnon, sampled every 20 ms) leaves out mapped files.
  * The S3 server's own CPU is in no row.
  *
@@ -77,6 +77,17 @@ export function ensureRestoreTools(toolsDir: string): RestoreTools {
 
 export type Tool = "restic" | "litestream" | "ours-gzip" | "ours-zstd" | "ours-gzip-quick" | "ours-zstd-quick";
 const ORDER: Tool[] = ["restic", "ours-zstd", "litestream", "ours-gzip", "ours-zstd-quick", "ours-gzip-quick"];
+/**
+ * The order of each round, in turn. A restore's time depends on what ran just before it: whichever
+ * tool ran right after restic lost about 1 s of a 500 MiB download (with our gzip and zstd rows
+ * swapped, the loss moved with them). So the tool after restic changes each round (ours zstd, ours
+ * gzip, Litestream): each takes that slot once in three rounds, which a median of three leaves out.
+ */
+const ORDERS: Tool[][] = [
+  ORDER,
+  ["restic", "ours-gzip", "litestream", "ours-zstd", "ours-gzip-quick", "ours-zstd-quick"],
+  ["restic", "litestream", "ours-zstd", "ours-gzip", "ours-zstd-quick", "ours-gzip-quick"],
+];
 const TOOL_LABEL: Record<Tool, string> = {
   restic: "restic restore + integrity_check",
   litestream: "Litestream restore + integrity_check",
@@ -222,7 +233,7 @@ export async function restoreComparison(
   const samples = Object.fromEntries(ORDER.map((t) => [t, [] as Sample[]])) as Record<Tool, Sample[]>;
   for (let i = 1; i <= ctx.runs; i++) {
     process.stderr.write(`restore ${label} run ${i}/${ctx.runs}:`);
-    for (const tool of ORDER) {
+    for (const tool of ORDERS[(i - 1) % ORDERS.length]!) {
       process.stderr.write(` ${tool}`);
       samples[tool].push(await run(tool));
     }

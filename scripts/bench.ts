@@ -771,7 +771,7 @@ Notes:
     sections.restore = `## Restore against restic and Litestream (issue 21)
 
 - date: ${date} (UTC)
-- command: \`bun scripts/bench.ts ${process.argv.slice(2).join(" ")}\`; ${opts.runs} round(s), each running every restore once, alternating tools
+- command: \`bun scripts/bench.ts ${process.argv.slice(2).join(" ")}\`; ${opts.runs} round(s), each running every restore once, in an order that changes each round (the tool right after restic: ours zstd, ours gzip, Litestream in turn)
 - machine: ${machine}; load average at the end ${load}
 - Bun ${bunVersion}; ${ourVersion}
 - reference tools: ${restoreTools!.versions}; sqlite3 ${sh(["sqlite3", "--version"]).stdout.split(" ")[0]}
