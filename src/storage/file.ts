@@ -4,6 +4,7 @@
  * fsyncs the directory, so a crash leaves either the old state or the complete object. Temp names
  * start with "." and are never listed.
  */
+import { constants } from "node:fs";
 import { mkdir, open, readdir, rename, rm, rmdir, stat } from "node:fs/promises";
 import { basename, dirname, join, sep } from "node:path";
 import { Readable } from "node:stream";
@@ -98,12 +99,16 @@ export class FileStorage implements Storage {
     const info = await stat(path).catch(() => null);
     // Opened here, not when the stream first reads: an object removed meanwhile (a concurrent prune)
     // is NotFoundError like any missing key, never a read error in the middle of a download.
-    const handle = info?.isFile() ? await open(path, "r").catch(() => null) : null;
-    if (!handle) {
+    // Non-blocking, so a FIFO put in the object's place after the stat cannot hang the open; the
+    // opened file's own stat decides, and gives the size of what will be read.
+    const handle = info?.isFile() ? await open(path, constants.O_RDONLY | constants.O_NONBLOCK).catch(() => null) : null;
+    const opened = handle ? await handle.stat().catch(() => null) : null;
+    if (!handle || !opened?.isFile()) {
+      await handle?.close().catch(() => {});
       await this.check();
       throw new NotFoundError(`${key} not found in ${this.url}`);
     }
-    const { size } = await handle.stat(); // of the file opened, whatever the name points to by now
+    const size = opened.size;
     const stream = handle.createReadStream({ highWaterMark: 1 << 20, signal: options.signal });
     return Object.assign(Readable.toWeb(stream) as unknown as ReadableStream<Uint8Array>, { size });
   }

@@ -49,6 +49,16 @@ describe("local directory specifics", () => {
     expect(outcomes.notFound).toBeGreaterThan(0); // the race was really run
   });
 
+  test("a FIFO or a directory in an object's place is a missing object: get() neither hangs nor reads it", async () => {
+    const root = join(tempDir("file-special"), "repo");
+    const s = new FileStorage(root);
+    await s.put("db/real", bytesOf(10));
+    expect(Bun.spawnSync(["mkfifo", join(root, "db", "fifo")]).exitCode).toBe(0);
+    mkdirSync(join(root, "db", "dir"));
+    for (const key of ["db/fifo", "db/dir"]) await expect(s.get(key)).rejects.toBeInstanceOf(NotFoundError);
+    expect((await s.get("db/real")).size).toBe(10);
+  });
+
   test("deleting the last key of a directory removes the directory, never the root", async () => {
     const root = join(tempDir("file-rmdir"), "repo");
     const s = new FileStorage(root);
