@@ -71,6 +71,23 @@ describe("resolveSettings: flag > env > default", () => {
     expect(hint).toBe("write minutes as min: 30min");
   });
 
+  test("only a given schedule is parsed: the default needs no time zone data at start-up", () => {
+    const parse = Bun.cron.parse;
+    const parsed: string[] = [];
+    Bun.cron.parse = ((expression: string, ...rest: unknown[]) => {
+      parsed.push(expression);
+      return (parse as (...a: unknown[]) => unknown)(expression, ...rest);
+    }) as typeof parse;
+    try {
+      expect(resolveSettings({}, {}, {}).schedule).toBe("@hourly");
+      expect(parsed).toEqual([]);
+      expect(resolveSettings({ schedule: "*/5 * * * *" }, {}, {}).schedule).toBe("*/5 * * * *");
+      expect(parsed).toEqual(["*/5 * * * *"]);
+    } finally {
+      Bun.cron.parse = parse;
+    }
+  });
+
   test("invalid values are usage errors", () => {
     for (const flags of [
       { compression: "lz4" },
