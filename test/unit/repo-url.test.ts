@@ -42,6 +42,23 @@ describe("resolveRepo", () => {
       want: { kind: "s3", config: { bucket: "bkt", prefix: "", endpoint: "http://127.0.0.1:7480", region: "us-east-1", pathStyle: true } },
     },
     {
+      // IPv6, and IPv4 in a short form (URL() reads it as 127.0.0.1): path-style too
+      repo: "s3://bkt?endpoint=http://[::1]:7480&path-style=false",
+      want: { kind: "s3", config: { bucket: "bkt", prefix: "", endpoint: "http://[::1]:7480", region: "us-east-1", pathStyle: true } },
+    },
+    {
+      repo: "s3://bkt?endpoint=http://127.1:7480&path-style=false",
+      want: { kind: "s3", config: { bucket: "bkt", prefix: "", endpoint: "http://127.0.0.1:7480", region: "us-east-1", pathStyle: true } },
+    },
+    {
+      // a host name that starts with an address is a host name
+      repo: "s3://bkt?endpoint=https://10.0.0.1.nip.io&path-style=false",
+      want: {
+        kind: "s3",
+        config: { bucket: "bkt", prefix: "", endpoint: "https://10.0.0.1.nip.io", region: "us-east-1", pathStyle: false },
+      },
+    },
+    {
       repo: "s3://bkt",
       env: { AWS_ENDPOINT_URL: "https://nyc3.digitaloceanspaces.com", AWS_REGION: "nyc3" },
       want: {
