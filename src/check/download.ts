@@ -15,7 +15,7 @@ import { decompress, discard } from "../pipeline/decompress.ts";
 import type { BackupManifest } from "../repo/manifest.ts";
 import type { Storage } from "../storage/types.ts";
 import { createDigestStream, iterate, type Digest } from "../util/streams.ts";
-import { corrupt, digestObject, openObject, storedMismatch } from "./stored.ts";
+import { corrupt, digestObject, openObject, storedMismatch, type Prefetch } from "./stored.ts";
 
 export interface DownloadOptions {
   /** The new file's mode. */
@@ -23,6 +23,8 @@ export interface DownloadOptions {
   decryption?: DecryptionSettings;
   /** Told each block of stored bytes downloaded. */
   downloaded?: (bytes: number) => void;
+  /** A GET of the data object already begun. */
+  prefetch?: Prefetch;
 }
 
 /**
@@ -47,7 +49,7 @@ export async function download(
 ): Promise<void> {
   const { stored, database } = manifest;
   const storedDigest = createDigestStream(options.downloaded);
-  const fetched = (await openObject(storage, manifest, ctx)).pipeThrough(storedDigest.stream);
+  const fetched = (await openObject(storage, manifest, ctx, options.prefetch)).pipeThrough(storedDigest.stream);
   const compressed = stored.encryption ? await decrypt(fetched, storage, manifest, options.decryption, ctx) : fetched;
   const plain = decompress(compressed, stored.compression);
   const handle = await open(path, "wx", options.mode);

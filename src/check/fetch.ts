@@ -18,7 +18,7 @@ import type { Digest } from "../util/streams.ts";
 import { checkDatabase } from "./database.ts";
 import { download } from "./download.ts";
 import { digestFile, type IntegrityCheck } from "./integrity.ts";
-import { corrupt, digestObject, storedMismatch } from "./stored.ts";
+import { corrupt, digestObject, storedMismatch, type Prefetch } from "./stored.ts";
 
 export type { IntegrityCheck };
 
@@ -37,6 +37,8 @@ export interface CheckOptions {
   decryption?: DecryptionSettings;
   /** Told each block of stored bytes downloaded, and when the checks of the downloaded file begin. */
   progress?: { downloaded(bytes: number): void; checking(check: IntegrityCheck): void };
+  /** A GET of the data object already begun (src/check/stored.ts). */
+  prefetch?: Prefetch;
 }
 
 /**
@@ -68,7 +70,12 @@ export async function fetchAndCheck(
     const signal = AbortSignal.any([ctx.signal, stop.signal]);
     let synced: Promise<void> = Promise.resolve();
     try {
-      const downloadOptions = { mode: options.mode, decryption: options.decryption, downloaded: options.progress?.downloaded };
+      const downloadOptions = {
+        mode: options.mode,
+        decryption: options.decryption,
+        downloaded: options.progress?.downloaded,
+        prefetch: options.prefetch,
+      };
       await download(storage, manifest, path, downloadOptions, ctx);
       ctx.signal.throwIfAborted();
       ctx.log.debug(`downloaded and decompressed ${manifest.id} in ${secondsSince(started)} s`);

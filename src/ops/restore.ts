@@ -11,6 +11,7 @@ import { closeSync, existsSync, fsyncSync, openSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { describeSelection, listManifests, readCandidates, type Candidate, type Selection } from "../repo/catalog.ts";
 import { fetchAndCheck, keyMismatchFailure, type IntegrityCheck } from "../check/fetch.ts";
+import { Prefetch } from "../check/stored.ts";
 import { NoMatchingIdentityError, type DecryptionSettings } from "../pipeline/age.ts";
 import type { RunContext } from "../context.ts";
 import { freeSpace, isNoSpace, NoSpaceError, VaultError, VerificationError, type CheckStep } from "../errors.ts";
@@ -112,20 +113,26 @@ export async function runRestore(storage: Storage, input: RestoreInput, ctx: Run
     ctx.log.info(`no backups of ${input.name} in ${storage.url}; starting without one`);
     return { action: "skipped", reason: "no-backups", ...base };
   }
-  const candidates = readCandidates(storage, entries, input.selection, { log: ctx.log });
-  const first = await candidates.next();
-  if (first.done) {
-    const which = describeSelection(input.selection);
-    throw new VaultError(`no backup of ${input.name}${which ? ` ${which}` : ""} in ${storage.url}`, "run: sqlite-vault list");
-  }
-
-  // One restore (or backup) of a path at a time; then what a killed restore left here is stale.
-  const lock = acquireLock(target, "restore");
+  // The first backup's data object is asked for while its manifest is read.
+  const prefetch = new Prefetch(storage, ctx.signal);
   try {
-    for (const stale of removeStale(dir, tempPrefix(target))) ctx.log.info(`removed ${stale}, left by a killed restore`);
-    return await restoreFirstSound(storage, input, prepend([first.value], candidates), target, ctx, started);
+    const candidates = readCandidates(storage, entries, input.selection, { log: ctx.log, onRead: (e) => prefetch.start(e.dataKey) });
+    const first = await candidates.next();
+    if (first.done) {
+      const which = describeSelection(input.selection);
+      throw new VaultError(`no backup of ${input.name}${which ? ` ${which}` : ""} in ${storage.url}`, "run: sqlite-vault list");
+    }
+
+    // One restore (or backup) of a path at a time; then what a killed restore left here is stale.
+    const lock = acquireLock(target, "restore");
+    try {
+      for (const stale of removeStale(dir, tempPrefix(target))) ctx.log.info(`removed ${stale}, left by a killed restore`);
+      return await restoreFirstSound(storage, input, prepend([first.value], candidates), target, ctx, started, prefetch);
+    } finally {
+      lock.release();
+    }
   } finally {
-    lock.release();
+    prefetch.release();
   }
 }
 
@@ -177,6 +184,7 @@ async function restoreFirstSound(
   target: string,
   ctx: RunContext,
   started: number,
+  prefetch: Prefetch,
 ): Promise<RestoreResult> {
   const dir = dirname(target);
   const previous = statSync(target, { throwIfNoEntry: false });
@@ -203,6 +211,7 @@ async function restoreFirstSound(
         { mode, owner, force: input.force === true },
         input,
         ctx,
+        prefetch,
       );
       return {
         ...restored(manifest, target, storage),
@@ -255,6 +264,7 @@ async function restoreOne(
   file: InstallOptions,
   input: RestoreInput,
   ctx: RunContext,
+  prefetch: Prefetch,
 ) {
   ctx.progress?.phase(`downloading ${manifest.name}`, manifest.stored.bytes);
   const progress = {
@@ -265,7 +275,7 @@ async function restoreOne(
     storage,
     manifest,
     temp,
-    { mode: file.mode, durable: true, quick: input.quick, decryption: input.decryption, progress },
+    { mode: file.mode, durable: true, quick: input.quick, decryption: input.decryption, progress, prefetch },
     ctx,
   );
   ctx.progress?.end();

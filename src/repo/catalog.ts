@@ -144,14 +144,27 @@ export interface ManifestEntry {
   key: string;
   name: string;
   id: string;
+  /**
+   * The data object listed with the same name and id, when exactly one is: a restore may begin its
+   * GET while the manifest is read. Only a guess until the manifest names it (src/check/stored.ts).
+   */
+  dataKey?: string;
 }
 
 /** The manifest keys under `name` (every name when omitted), newest first; no manifest is read. */
 export async function listManifests(storage: Storage, name?: string): Promise<ManifestEntry[]> {
   const entries: ManifestEntry[] = [];
+  // name/id -> its data object's key; null when several are listed (then none is a guess).
+  const dataKeys = new Map<string, string | null>();
   for await (const object of listOnce(storage, name ? `${name}/` : "")) {
     const parsed = parseManifestKey(object.key);
     if (parsed && (!name || parsed.name === name)) entries.push({ key: object.key, ...parsed });
+    const data = parsed ? null : parseDataKey(object.key);
+    if (data) dataKeys.set(`${data.name}/${data.id}`, dataKeys.has(`${data.name}/${data.id}`) ? null : object.key);
+  }
+  for (const entry of entries) {
+    const dataKey = dataKeys.get(`${entry.name}/${entry.id}`);
+    if (dataKey) entry.dataKey = dataKey;
   }
   return entries.sort(newestFirst);
 }
@@ -168,12 +181,13 @@ export type Candidate = { ok: true; manifest: BackupManifest } | { ok: false; en
  * written by a newer version is never silently replaced by an older one); one removed since the
  * listing (a concurrent prune) is skipped. --latest and --at pass over future-dated backups (named
  * on `log` when given), so a wrong clock once never decides what is restored; --id still picks one.
+ * `onRead` is told of each manifest as its read begins.
  */
 export async function* readCandidates(
   storage: Storage,
   entries: ManifestEntry[],
   selection: Selection,
-  options: { now?: Date; log?: Logger } = {},
+  options: { now?: Date; log?: Logger; onRead?: (entry: ManifestEntry) => void } = {},
 ): AsyncGenerator<Candidate> {
   const now = repositoryNow(storage, options.now);
   const wanted = entries.filter((e) => {
@@ -185,8 +199,9 @@ export async function* readCandidates(
     );
     return false;
   });
-  const read = (entry: ManifestEntry): Promise<Candidate | null> =>
-    readManifest(storage, entry.key).then(
+  const read = (entry: ManifestEntry): Promise<Candidate | null> => {
+    options.onRead?.(entry);
+    return readManifest(storage, entry.key).then(
       (manifest) => ({ ok: true as const, manifest }),
       (error: unknown) => {
         if (error instanceof NotFoundError) return null;
@@ -194,6 +209,7 @@ export async function* readCandidates(
         throw error;
       },
     );
+  };
   // The first manifest alone (usually the only one needed), then READ_CONCURRENCY at a time.
   for (let start = 0, size = 1; start < wanted.length; start += size, size = READ_CONCURRENCY) {
     const window = wanted.slice(start, start + size).map(read);

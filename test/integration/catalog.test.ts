@@ -96,6 +96,72 @@ for (const [backend, makeRepo] of backends) {
       expect(readFileSync(output).length).toBe(made[0]!.database.bytes);
     });
 
+    test("restore asks for the data object the listing shows beside the manifest while it reads the manifest; an answer it does not use is cancelled", async () => {
+      const entries = await listManifests(repo.storage, "app");
+      expect(entries.map((e) => e.dataKey)).toEqual(made.map((m) => m.stored.key));
+      const asked: string[] = [];
+      const cancelled: string[] = [];
+      let dataAsked!: () => void;
+      const askedForData = new Promise<void>((resolve) => (dataAsked = resolve));
+      const storage = overriding(repo.storage, {
+        get: async (key: string, options?: GetOptions) => {
+          asked.push(key);
+          // A manifest's answer waits until the data object has been asked for, or 3 s.
+          if (key.endsWith(".json"))
+            asked.push(
+              await Promise.race([
+                askedForData.then(() => "released by the data GET"),
+                Bun.sleep(3000).then(() => "released by the timer"),
+              ]),
+            );
+          else dataAsked();
+          const stream = await repo.storage.get(key, options);
+          const cancel = stream.cancel.bind(stream);
+          return Object.assign(stream, {
+            cancel: (reason?: unknown) => {
+              cancelled.push(key);
+              return cancel(reason);
+            },
+          });
+        },
+      });
+      const output = join(repo.dir, "prefetched.db");
+      const result = await runRestore(storage, { name: "app", target: output, selection: { latest: true } }, createContext());
+      expect(result.action === "restored" && result.id).toBe(made[0]!.id);
+      expect(asked).toEqual([made[0]!.stored.key, manifestKey("app", made[0]!.id), "released by the data GET"]);
+      expect(cancelled).toEqual([]);
+      rmSync(output);
+
+      // The newest manifest is damaged: --fallback restores the one before, and the newest's data GET is cancelled.
+      const newestKey = manifestKey("app", made[0]!.id);
+      const saved = await readObject(repo.storage, newestKey);
+      await repo.storage.put(newestKey, new TextEncoder().encode("{ not json"));
+      try {
+        asked.length = 0;
+        const fellBack = await runRestore(
+          storage,
+          { name: "app", target: output, selection: { latest: true }, fallback: true },
+          createContext(),
+        );
+        expect(fellBack.action === "restored" && fellBack.id).toBe(made[1]!.id);
+        expect(asked.slice(0, 3)).toEqual([made[0]!.stored.key, newestKey, "released by the data GET"]);
+        expect(asked).toContain(made[1]!.stored.key);
+        expect(cancelled).toEqual([made[0]!.stored.key]);
+        rmSync(output);
+      } finally {
+        await repo.storage.put(newestKey, saved);
+      }
+
+      // Two data objects listed under one id: no guess, the manifest says which.
+      const other = dataKey("app", made[0]!.id, "zstd");
+      await repo.storage.put(other, new Uint8Array(8));
+      try {
+        expect((await listManifests(repo.storage, "app"))[0]!.dataKey).toBeUndefined();
+      } finally {
+        await repo.storage.delete([other]);
+      }
+    });
+
     test("--at and --id read only the manifests whose key can match, and pick what the whole catalog would", async () => {
       const { storage, manifestReads, reset } = counting(repo.storage);
       const catalog = await readCatalog(repo.storage, "app");
