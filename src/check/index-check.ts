@@ -23,7 +23,7 @@ export interface ProbeTask {
 export interface TablePlan {
   /** One task per rowid range, covering every possible rowid. */
   ranges: ProbeTask[];
-  /** Statements whose rows are findings: the entry counts, and one per UNIQUE index. */
+  /** Statements whose rows are findings: the entry counts (unless quick_check makes them), and one per UNIQUE index. */
   statements: string[];
 }
 
@@ -42,36 +42,42 @@ const MAX_ROWID = 2n ** 63n - 1n;
 /**
  * The split plan of `table` in `parts` rowid ranges, or null when the table is not one this module
  * checks exactly like SQLite (see above), or when SQLite would not plan a probe as an index search.
+ * `countEntries`: a statement counts each index's entries (by default when quick_check does not).
  */
-export function planTable(db: Database, table: string, parts: number): TablePlan | null {
+export function planTable(db: Database, table: string, parts: number, countEntries = !quickCheckCountsEntries(db)): TablePlan | null {
   const rowid = rowidName(db, table);
   const indexes = rowid === null ? null : readIndexes(db, table);
   if (rowid === null || indexes === null || indexes.length === 0) return null;
   const t = quoteIdentifier(table);
-  const probes = indexes.map(
-    (index) =>
-      `NOT EXISTS (SELECT 1 FROM ${t} AS i INDEXED BY ${quoteIdentifier(index.name)} WHERE ` +
-      index.columns.map((c) => `i.${quoteIdentifier(c.name)} IS t.${quoteIdentifier(c.name)}`).join(" AND ") +
-      // The first rowid term is part of the search key; the second (the unary + keeps it out of the
-      // key) compares the rowid as read from the end of the entry found.
-      `${index.columns.length ? " AND " : ""}i.${rowid} = t.${rowid} AND +i.${rowid} = t.${rowid})`,
-  );
+  // Each index joined to each row by its whole entry: the first rowid term is part of the search key;
+  // the second (the unary + keeps it out of the key) compares the rowid as read from the end of the
+  // entry found. A row no entry matches has that index's side NULL. (A join, not one NOT EXISTS
+  // per index: the same searches for 7-8% less work; GROUP BY keeps a row one row whatever repeats.)
+  const joins = indexes.map((index, k) => {
+    const i = `i${k}`;
+    const keys = index.columns.map((c) => `${i}.${quoteIdentifier(c.name)} IS t.${quoteIdentifier(c.name)}`);
+    return `LEFT JOIN ${t} AS ${i} INDEXED BY ${quoteIdentifier(index.name)} ON ${[...keys, `${i}.${rowid} = t.${rowid}`, `+${i}.${rowid} = t.${rowid}`].join(" AND ")}`;
+  });
+  const missing = indexes.map((_, k) => `i${k}.${rowid} IS NULL`);
   const scan = (lo: bigint, hi: bigint) =>
-    `SELECT t.${rowid} AS r, ${probes.map((p, k) => `${p} AS m${k}`).join(", ")} FROM ${t} AS t NOT INDEXED ` +
-    `WHERE t.${rowid} BETWEEN ${lo} AND ${hi} AND (${probes.join(" OR ")}) LIMIT ${MAX_FINDINGS}`;
+    `SELECT t.${rowid} AS r, ${missing.map((m, k) => `max(${m}) AS m${k}`).join(", ")} FROM ${t} AS t NOT INDEXED ${joins.join(" ")} ` +
+    `WHERE t.${rowid} BETWEEN ${lo} AND ${hi} AND (${missing.join(" OR ")}) GROUP BY t.${rowid} LIMIT ${MAX_FINDINGS}`;
   if (!plansAsSearches(db, scan(MIN_ROWID, MAX_ROWID), indexes)) return null;
 
-  // sum(1), not count(*): SQLite answers `count(*) FROM t INDEXED BY x` from the table's smallest
-  // index, whichever x names. The table's own count is taken once.
-  const counts = indexes.map(
-    (index) =>
-      `SELECT ${quoteLiteral(index.name)} AS name, (SELECT coalesce(sum(1), 0) FROM ${t} AS c INDEXED BY ${quoteIdentifier(index.name)}) AS n`,
-  );
-  const countSql =
-    `WITH r(n) AS MATERIALIZED (SELECT coalesce(sum(1), 0) FROM ${t} AS c NOT INDEXED) ` +
-    `SELECT 'wrong # of entries in index ' || e.name AS finding FROM (${counts.join(" UNION ALL ")}) AS e, r WHERE e.n != r.n`;
-  if (!plansAsScans(db, countSql, indexes)) return null;
-  const statements = [countSql];
+  const statements: string[] = [];
+  if (countEntries) {
+    // sum(1), not count(*): SQLite answers `count(*) FROM t INDEXED BY x` from the table's smallest
+    // index, whichever x names. The table's own count is taken once.
+    const counts = indexes.map(
+      (index) =>
+        `SELECT ${quoteLiteral(index.name)} AS name, (SELECT coalesce(sum(1), 0) FROM ${t} AS c INDEXED BY ${quoteIdentifier(index.name)}) AS n`,
+    );
+    const countSql =
+      `WITH r(n) AS MATERIALIZED (SELECT coalesce(sum(1), 0) FROM ${t} AS c NOT INDEXED) ` +
+      `SELECT 'wrong # of entries in index ' || e.name AS finding FROM (${counts.join(" UNION ALL ")}) AS e, r WHERE e.n != r.n`;
+    if (!plansAsScans(db, countSql, indexes)) return null;
+    statements.push(countSql);
+  }
   for (const index of indexes.filter((i) => i.unique)) {
     const columns = index.columns.map((c) => quoteIdentifier(c.name));
     const notNull = index.columns.filter((c) => c.nullable).map((c) => `${quoteIdentifier(c.name)} IS NOT NULL`);
@@ -149,6 +155,20 @@ function readIndexes(db: Database, table: string): IndexInfo[] | null {
   return indexes;
 }
 
+/** The first SQLite 3 minor version whose quick_check is known to count index entries. */
+const QUICK_CHECK_COUNTS_FROM = 54;
+
+/**
+ * Whether quick_check counts each index's entries against its table's rows ("wrong # of entries in
+ * index"), check (5) of docs/design/integrity.md: the SQLite 3.54 Bun embeds does, Debian 12's 3.40
+ * does not. Versions between are not known here, so they count for themselves.
+ */
+export function quickCheckCountsEntries(db: Database): boolean {
+  const { v } = db.query("SELECT sqlite_version() AS v").get() as { v: string };
+  const [major = 0, minor = 0] = v.split(".").map(Number);
+  return major > 3 || (major === 3 && minor >= QUICK_CHECK_COUNTS_FROM);
+}
+
 /**
  * Whether `sql` reads the rows from the table itself, by rowid range (never from an index, which
  * would compare an index with itself), and searches each index for the whole entry, rowid included.
@@ -156,9 +176,9 @@ function readIndexes(db: Database, table: string): IndexInfo[] | null {
 function plansAsSearches(db: Database, sql: string, indexes: IndexInfo[]): boolean {
   const plan = explain(db, sql);
   if (!plan?.includes("SEARCH t USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)")) return false;
-  return indexes.every((index) => {
+  return indexes.every((index, k) => {
     const key = [...index.columns.map((c) => `${c.name}=?`), "rowid=?"].join(" AND ");
-    return plan.includes(`SEARCH i USING COVERING INDEX ${index.name} (${key})`);
+    return plan.includes(`SEARCH i${k} USING COVERING INDEX ${index.name} (${key}) LEFT-JOIN`);
   });
 }
 

@@ -50,6 +50,8 @@ export interface PlanOptions {
   split?: "auto" | "whole" | "always" | "never";
   /** "always": every statement but the probes runs in batches, however big (for tests). Default "auto". */
   batch?: "auto" | "always";
+  /** Count a split table's index entries with a statement of its own; by default only when quick_check does not. */
+  countEntries?: boolean;
 }
 
 /**
@@ -79,7 +81,7 @@ export function planCheck(path: string, check: IntegrityCheck, options: PlanOpti
     // The whole-file structure pass reads every page once: about as costly as a scan of every table.
     const totalRows = tables.reduce((sum, t) => sum + t.rows, 0);
     if (whole) return planWhole(db, check, tables, totalRows);
-    return planTables(db, tables, totalRows, workers, minSplitRows, split);
+    return planTables(db, tables, totalRows, workers, minSplitRows, split, options.countEntries);
   } finally {
     db.close();
   }
@@ -95,6 +97,7 @@ function planTables(
   workers: number,
   minSplitRows: number,
   split?: string,
+  countEntries?: boolean,
 ): Planned[] {
   const planned: Planned[] = [{ sql: "PRAGMA quick_check", kind: "integrity", cost: totalRows }];
   const share = (totalRows + tables.reduce((sum, t) => sum + t.cost, 0)) / workers;
@@ -105,7 +108,7 @@ function planTables(
         : split !== "never" && workers > 1 && rows >= minSplitRows && cost > share
           ? Math.min(16, Math.ceil((4 * cost) / share))
           : 1;
-    const ranges = parts > 1 ? trySplit(db, name, parts) : null;
+    const ranges = parts > 1 ? trySplit(db, name, parts, countEntries) : null;
     if (ranges) {
       for (const probe of ranges.ranges)
         planned.push({ sql: probe.sql, kind: "integrity", cost: cost / ranges.ranges.length, probe, mapped: true });
@@ -130,9 +133,9 @@ function planWhole(db: Database, check: IntegrityCheck, tables: TableCost[], tot
 }
 
 /** A table that cannot even be planned (damage SQLite stumbles on) keeps integrity_check(TABLE). */
-function trySplit(db: Database, table: string, parts: number): TablePlan | null {
+function trySplit(db: Database, table: string, parts: number, countEntries?: boolean): TablePlan | null {
   try {
-    return planTable(db, table, parts);
+    return planTable(db, table, parts, countEntries);
   } catch {
     return null;
   }
