@@ -139,11 +139,10 @@ function ensureTools(): void {
     ["bash", ["bash", "--version"]],
   ] as const)
     if (!have([...probe])) throw new Error(`${tool} is required`);
-  if (!existsSync(BIN)) {
-    console.error("building dist/sqlite-vault ...");
-    const p = Bun.spawnSync(["bun", "run", "build"], { cwd: ROOT, stdout: "inherit", stderr: "inherit" });
-    if (p.exitCode !== 0 || !existsSync(BIN)) throw new Error("bun run build failed");
-  }
+  // Always built: a binary left from an earlier tree would be measured under this tree's name.
+  console.error("building dist/sqlite-vault ...");
+  const p = Bun.spawnSync(["bun", "run", "build"], { cwd: ROOT, stdout: "inherit", stderr: "inherit" });
+  if (p.exitCode !== 0 || !existsSync(BIN)) throw new Error("bun run build failed");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -730,7 +729,13 @@ async function main(): Promise<void> {
 
   const bunVersion = Bun.version;
   const machine = `${cpus().length} CPUs (nproc ${sh(["nproc"]).stdout.trim()}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, ${sh(["uname", "-m"]).stdout.trim()}`;
-  const ourVersion = sh([BIN, "version"], { allowFail: true }).stdout.trim().split("\n")[0] ?? "";
+  // What was measured: uncommitted changes to the code or the scripts are named (results files are not code).
+  const dirty =
+    sh(["git", "status", "--porcelain", "--", "src", "scripts", "package.json", "bun.lock"], {
+      allowFail: true,
+      cwd: ROOT,
+    }).stdout.trim() !== "";
+  const ourVersion = `${sh([BIN, "version"], { allowFail: true }).stdout.trim().split("\n")[0] ?? ""}${dirty ? ", with uncommitted changes" : ""}`;
   const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
   const date = new Date().toISOString().replace(/\.\d+Z$/, "Z");
   const totalTime = `${((performance.now() - started) / 1000).toFixed(0)} s`;
