@@ -81,7 +81,8 @@ const ORDER: Tool[] = ["restic", "ours-zstd", "litestream", "ours-gzip", "ours-z
  * The order of each round, in turn. A restore's time depends on what ran just before it: whichever
  * tool ran right after restic lost about 1 s of a 500 MiB download (with our gzip and zstd rows
  * swapped, the loss moved with them). So the tool after restic changes each round (ours zstd, ours
- * gzip, Litestream): each takes that slot once in three rounds, which a median of three leaves out.
+ * gzip, Litestream): each takes that slot once in every three rounds, which a median of three (or
+ * of six) leaves out.
  */
 const ORDERS: Tool[][] = [
   ORDER,

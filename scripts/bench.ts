@@ -8,10 +8,11 @@
  *   --quick         a 100 MiB database only, 2 runs, verify over 3 backups (a couple of minutes)
  *   (default)       the script comparison on 100 MiB and 1 GiB databases, verify over 10 backups of
  *                   100 MiB; the restore comparison on 10 MiB, 50 MiB, 500 MiB and 1 GiB; 3 runs each
+ *                   (6 rounds of the restore comparison up to 50 MiB: runs of a tenth of a second vary most)
  *   --restore-only  only the restore comparison (restic, Litestream, ours with and without --quick)
  *   --sizes LIST    database sizes instead of the defaults, e.g. 10M,50M or 500M,1G (M = MiB, G = GiB),
  *                   for whichever parts run (verify always uses 100 MiB)
- *   --runs N        timed runs per tool and scenario
+ *   --runs N        timed runs per tool and scenario (restore comparison rounds too, at every size)
  *   --data-dir      where the generated databases (and Litestream, under tools/) are kept for reuse
  *                   (default bench/data/)
  *   --results FILE  where the markdown goes (default bench/results.md); only the sections of the parts
@@ -61,6 +62,8 @@ import { ensureRestoreTools, renderRestoreTables, restoreComparison, type Restor
 
 const ROOT = resolve(import.meta.dir, "..");
 const BIN = join(ROOT, "dist", "sqlite-vault");
+/** Restores up to this size take a tenth of a second and vary most: their comparison runs more rounds. */
+const SMALL_MIB = 50;
 
 // ---------------------------------------------------------------------------------------------
 // options
@@ -68,6 +71,8 @@ const BIN = join(ROOT, "dist", "sqlite-vault");
 interface Options {
   quick: boolean;
   runs: number;
+  /** Rounds of the restore comparison for databases up to SMALL_MIB. */
+  smallRuns: number;
   dataDir: string;
   /** Sizes of the script comparison (empty with --restore-only). */
   sizesMiB: number[];
@@ -108,12 +113,21 @@ function parseOptions(argv: string[]): Options {
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
+  const smallRuns = runs ?? (quick ? 2 : 6);
   runs ??= quick ? 2 : 3;
   if (!Number.isInteger(runs) || runs < 1) throw new Error("--runs must be a positive integer");
   if (sizes && !sizes.length) throw new Error("--sizes needs at least one size");
   const sizesMiB = restoreOnly ? [] : (sizes ?? (quick ? [100] : [100, 1024]));
   const restoreSizesMiB = sizes ?? (quick ? [100] : [10, 50, 500, 1024]);
-  return { quick, runs, dataDir, sizesMiB, restoreSizesMiB, restoreOnly, verifyBackups: quick ? 3 : 10, generateOnly, results };
+  return { quick, runs, smallRuns, dataDir, sizesMiB, restoreSizesMiB, restoreOnly, verifyBackups: quick ? 3 : 10, generateOnly, results };
+}
+
+/** The restore comparison's rounds, as the results state them. */
+function rounds(opts: Options): string {
+  const small = opts.restoreSizesMiB.filter((m) => m <= SMALL_MIB).length > 0;
+  const large = opts.restoreSizesMiB.filter((m) => m > SMALL_MIB).length > 0;
+  if (small && large && opts.smallRuns !== opts.runs) return `${opts.smallRuns} rounds up to ${SMALL_MIB} MiB and ${opts.runs} above`;
+  return `${small ? opts.smallRuns : opts.runs} round(s)`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -710,7 +724,8 @@ async function main(): Promise<void> {
     for (const sizeMiB of opts.restoreSizesMiB) {
       const src = dbPath(opts.dataDir, sizeMiB);
       sh(["sh", "-c", `cat ${q(src)} > /dev/null`]); // warm the page cache once, for every tool
-      restoreResults.push(await restoreComparison(restoreCtx, restoreTools!, sizeMiB, src));
+      const runs = sizeMiB <= SMALL_MIB ? opts.smallRuns : opts.runs;
+      restoreResults.push(await restoreComparison({ ...restoreCtx, runs }, restoreTools!, sizeMiB, src));
     }
   } catch (error) {
     // Said before the clean-up, which may hang where the failure came from (a full S3 server).
@@ -776,7 +791,7 @@ Notes:
     sections.restore = `## Restore against restic and Litestream (issue 21)
 
 - date: ${date} (UTC)
-- command: \`bun scripts/bench.ts ${process.argv.slice(2).join(" ")}\`; ${opts.runs} round(s), each running every restore once, in an order that changes each round (the tool right after restic: ours zstd, ours gzip, Litestream in turn)
+- command: \`bun scripts/bench.ts ${process.argv.slice(2).join(" ")}\`; ${rounds(opts)}, each running every restore once, in an order that changes each round (the tool right after restic: ours zstd, ours gzip, Litestream in turn)
 - machine: ${machine}; load average at the end ${load}
 - Bun ${bunVersion}; ${ourVersion}
 - reference tools: ${restoreTools!.versions}; sqlite3 ${sh(["sqlite3", "--version"]).stdout.split(" ")[0]}
