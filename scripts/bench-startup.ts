@@ -1,7 +1,8 @@
 #!/usr/bin/env bun
 /**
  * Binary sizes and start-up time of `--version` and `--help` (median of many runs), so regressions
- * show. Builds dist/sqlite-vault first if it is missing.
+ * show. Builds dist/sqlite-vault first, always: a binary left from an earlier tree would be measured
+ * as this one.
  *   bun scripts/bench-startup.ts [runs=50]
  */
 import { existsSync, readdirSync, statSync } from "node:fs";
@@ -10,7 +11,8 @@ import { join } from "node:path";
 const root = join(import.meta.dir, "..");
 const runs = Number(process.argv[2] ?? 50);
 const binary = join(root, "dist", "sqlite-vault");
-if (!existsSync(binary)) Bun.spawnSync([process.execPath, "run", "build"], { cwd: root, stdout: "inherit", stderr: "inherit" });
+const build = Bun.spawnSync([process.execPath, "run", "build"], { cwd: root, stdout: "inherit", stderr: "inherit" });
+if (build.exitCode !== 0 || !existsSync(binary)) throw new Error("bun run build failed");
 
 console.log("binary sizes");
 for (const file of readdirSync(join(root, "dist"))
