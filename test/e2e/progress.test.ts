@@ -150,6 +150,25 @@ describe("progress on a terminal", () => {
     }
   });
 
+  test("diagnostics: consola's badge and colour on a terminal, plain [info] lines through a pipe", async () => {
+    // The fancy reporter is loaded only for a terminal (src/logger.ts): this fails if that load breaks in the binary.
+    const repo = localRepo("diagnostics");
+    createBankDb(repo.db, { fillerRows: 200 });
+    const target = join(repo.dir, "restored.db");
+    const args = ["restore", "--name", "app", "-o", target, "--force", "--repo", repo.url];
+    expect((await runCli(["backup", repo.db, "--repo", repo.url])).exitCode).toBe(0);
+
+    const tty = await runInTerminal(args);
+    expect(tty.exitCode).toBe(0);
+    expect(tty.raw).toMatch(/\u001b\[\d+m\u2139\u001b\[\d+m restoring app /);
+    expect(tty.raw).not.toContain("[info]");
+
+    const piped = await runCli(args);
+    expect(piped.exitCode).toBe(0);
+    expect(piped.stderr).toMatch(/^\[info\] restoring app /m);
+    expect(piped.stderr).not.toContain("\u2139");
+  });
+
   test("--json and -q on a terminal, and any run through a pipe, write no progress at all", async () => {
     const repo = localRepo("no-tty");
     createBankDb(repo.db, { fillerRows: 2_000 });
