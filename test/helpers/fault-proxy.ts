@@ -15,8 +15,17 @@
  *   headers         forward the request and the answer, with the headers `headers` returns (another clock)
  *   rewrite         forward the request, then answer with what `rewrite` makes of the server's
  *                   status and body (a duplicated listing, a 200 that is not what was asked for)
+ *   throttle        forward the request, then its answer `latencyMs` late and at most `bytesPerSecond`
+ *                   (a hosted S3 far away, serving each connection at a fraction of the link)
  */
-import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import {
+  createServer,
+  request as httpRequest,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from "node:http";
 import type { AddressInfo } from "node:net";
 
 export type Fault =
@@ -30,12 +39,15 @@ export type Fault =
   | { kind: "fake-204" }
   | { kind: "drop-response" }
   | { kind: "headers"; headers: (headers: Record<string, string | string[] | undefined>) => Record<string, string | string[] | undefined> }
+  | { kind: "throttle"; bytesPerSecond: number; latencyMs?: number }
   | { kind: "rewrite"; rewrite: (response: { status: number; body: string }) => { status: number; body: string; contentType?: string } };
 
 export interface FaultRule {
   /** Which requests: method and a test on the path with its query. */
   method?: string;
   match?: (path: string) => boolean;
+  /** A test on the request's headers (a Range, say). */
+  headers?: (headers: IncomingHttpHeaders) => boolean;
   fault: Fault;
   /** How many matching requests get the fault (default 1; Infinity for a persistent fault). */
   times?: number;
@@ -46,10 +58,12 @@ export interface FaultRule {
 export interface FaultProxy {
   url: string;
   add(rule: FaultRule): void;
-  /** Remove every rule and forget the faults injected so far. */
+  /** Remove every rule and forget the faults injected and the requests seen so far. */
   clear(): void;
   /** Faults injected so far, as "KIND METHOD PATH". */
   injected: string[];
+  /** Every request so far, as "METHOD PATH" and its Range header when it has one ("GET /b/k bytes=0-99"). */
+  requests: string[];
   stop(): Promise<void>;
 }
 
@@ -57,13 +71,17 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
   const target = new URL(upstream);
   const rules: (FaultRule & { seen: number; hits: number })[] = [];
   const injected: string[] = [];
+  const requests: string[] = [];
   let server: Server;
   let port = 0;
 
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     const path = req.url ?? "/";
+    requests.push(`${req.method} ${path}${req.headers.range ? ` ${req.headers.range}` : ""}`);
     // Every rule counts the requests it matches, whether or not another rule injects a fault.
-    const matching = rules.filter((r) => (!r.method || r.method === req.method) && (!r.match || r.match(path)));
+    const matching = rules.filter(
+      (r) => (!r.method || r.method === req.method) && (!r.match || r.match(path)) && (!r.headers || r.headers(req.headers)),
+    );
     for (const r of matching) r.seen++;
     const rule = matching.find((r) => r.seen > (r.skip ?? 0) && r.hits < (r.times ?? 1));
     if (!rule) return forward(req, res);
@@ -103,6 +121,9 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
         return forward(req, res, { rewrite: fault.rewrite });
       case "headers":
         return forward(req, res, { headers: fault.headers });
+      case "throttle":
+        setTimeout(() => forward(req, res, { bytesPerSecond: fault.bytesPerSecond }), fault.latencyMs ?? 0);
+        return;
       case "fake-204":
         req.resume();
         req.on("end", () => {
@@ -128,6 +149,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
       drop?: boolean;
       rewrite?: Extract<Fault, { kind: "rewrite" }>["rewrite"];
       headers?: Extract<Fault, { kind: "headers" }>["headers"];
+      bytesPerSecond?: number;
     } = {},
   ) {
     const upstreamReq = httpRequest(
@@ -157,6 +179,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
           return;
         }
         res.writeHead(upstreamRes.statusCode ?? 502, options.headers ? options.headers({ ...upstreamRes.headers }) : upstreamRes.headers);
+        if (options.bytesPerSecond) return throttle(upstreamRes, res, options.bytesPerSecond);
         if (options.cutAfter === undefined) return upstreamRes.pipe(res);
         let sent = 0;
         upstreamRes.on("data", (chunk: Buffer) => {
@@ -190,14 +213,37 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     clear: () => {
       rules.length = 0;
       injected.length = 0;
+      requests.length = 0;
     },
     injected,
+    requests,
     stop: () =>
       new Promise((resolve) => {
         server.closeAllConnections?.();
         server.close(() => resolve());
       }),
   };
+}
+
+/** Pipe `from` to `to` no faster than `bytesPerSecond`: each chunk waits until its bytes are due. */
+function throttle(from: IncomingMessage, to: ServerResponse, bytesPerSecond: number): void {
+  const started = performance.now();
+  let sent = 0;
+  from.on("data", (chunk: Buffer) => {
+    sent += chunk.length;
+    const wait = started + (sent / bytesPerSecond) * 1000 - performance.now();
+    if (wait <= 0) return void to.write(chunk);
+    from.pause();
+    setTimeout(() => {
+      to.write(chunk);
+      from.resume();
+    }, wait);
+  });
+  from.on("end", () => {
+    const wait = Math.max(0, started + (sent / bytesPerSecond) * 1000 - performance.now());
+    setTimeout(() => to.end(), wait);
+  });
+  to.on("close", () => from.destroy());
 }
 
 function errorXml(code: string): string {

@@ -128,6 +128,9 @@ export function useTestBucket(label: string, options: { proxy?: boolean } = {}):
     get injected() {
       return started().injected;
     },
+    get requests() {
+      return started().requests;
+    },
     stop: () => started().stop(),
   };
   beforeAll(async () => {
