@@ -65,7 +65,7 @@ export class S3Storage implements Storage {
   }
 
   get(key: string, options: GetOptions = {}): Promise<ObjectStream> {
-    return openDownload(this.s3, key, options);
+    return openDownload(this.s3, key, options, this.s3.config.download);
   }
 
   stat(key: string): Promise<ObjectInfo | null> {

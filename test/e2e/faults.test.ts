@@ -88,6 +88,8 @@ describe("transient faults", () => {
     expect(restore.stdout).toContain(`restored big ${id}`);
     expect(proxy.injected).toHaveLength(4);
     expect(restore.stderr).toContain("resuming the download");
+    // It came down in parts of 8 MiB (src/storage/s3/download.ts): the second part's range was asked for.
+    expect(proxy.requests.some((r) => /^GET .*\.sqlite\.gz bytes=\d+-16777215$/.test(r))).toBe(true);
     expect(inspectBank(out)).toMatchObject({ integrity: "ok", total: ACCOUNTS * INITIAL_BALANCE });
   });
 });

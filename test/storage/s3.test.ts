@@ -1,6 +1,7 @@
 import { describe, expect, test, beforeAll, afterAll, setDefaultTimeout } from "bun:test";
 import { AuthError, StorageUnavailableError, VaultError } from "../../src/errors.ts";
 import { S3Storage } from "../../src/storage/s3.ts";
+import type { DownloadTuning } from "../../src/storage/s3/download.ts";
 import { openStorage } from "../../src/storage/index.ts";
 import { abandonUpload, adminClient, createTestBucket, listUploads, s3RepoUrl, testS3 } from "../helpers/s3.ts";
 import { bytesOf, describeStorageContract, LARGE } from "./contract.ts";
@@ -18,7 +19,7 @@ function storageFor(
   prefix: string,
   secret?: string,
   onRetry?: (message: string) => void,
-  more: { endpoint?: string; signal?: AbortSignal; timeoutMs?: number } = {},
+  more: { endpoint?: string; signal?: AbortSignal; timeoutMs?: number; download?: DownloadTuning } = {},
 ): S3Storage {
   const s3 = testS3();
   return new S3Storage({
@@ -34,6 +35,7 @@ function storageFor(
     credentials: { accessKeyId: s3.accessKey, secretAccessKey: secret ?? s3.secretKey, source: "the test" },
     partSize: PART,
     partConcurrency: 2,
+    download: more.download,
   });
 }
 
@@ -310,5 +312,127 @@ describe("S3 answers that are not what was asked for, through the fault proxy", 
       expect(performance.now() - started, what).toBeLessThan(2000);
     }
     proxy.clear();
+  });
+});
+
+describe("S3 downloads in parts, through the fault proxy", () => {
+  let bucket: Awaited<ReturnType<typeof createTestBucket>>;
+  let proxy: FaultProxy;
+  let n = 0;
+  const MIB = 1024 * 1024;
+  const SIZE = 5 * MIB + 12345; // six parts of 1 MiB, the last one short
+  const data = bytesOf(SIZE, 31);
+  beforeAll(async () => {
+    bucket = await createTestBucket("s3parts");
+    proxy = await startFaultProxy(testS3().endpoint);
+  });
+  afterAll(async () => {
+    await proxy.stop();
+    await bucket.cleanup();
+  });
+  /** A storage through the proxy holding `data` at db/big, downloading in parts of 1 MiB, 3 at once. */
+  const stored = async (retries?: string[], download: DownloadTuning = { partBytes: MIB, connections: 3 }) => {
+    proxy.clear();
+    const s = storageFor(bucket.bucket, `d${n++}`, undefined, (m) => retries?.push(m), { endpoint: proxy.url, timeoutMs: 2000, download });
+    await s.put("db/big", data);
+    proxy.clear();
+    return s;
+  };
+  const same = (bytes: Uint8Array) => Buffer.from(bytes).equals(Buffer.from(data));
+  const ranged = (headers: Record<string, unknown>) => typeof headers.range === "string";
+  const gets = () => proxy.requests.filter((r) => r.startsWith("GET ") && r.includes("/db/big"));
+
+  test("an object of several parts comes back identical: one GET for the first part, a ranged GET for each other; one part or one connection is one GET", async () => {
+    const s = await stored();
+    const stream = await s.get("db/big");
+    expect(stream.size).toBe(SIZE);
+    expect(same(await readAll(stream))).toBe(true);
+    // Parts begun together reach the server in any order.
+    const start = (r: string) => Number(/bytes=(\d+)/.exec(r)?.[1] ?? -1);
+    const ranges = gets()
+      .map((r) => r.split(" ")[2] ?? "whole")
+      .sort((a, b) => start(a) - start(b));
+    expect(ranges).toEqual(["whole", ...[1, 2, 3, 4].map((i) => `bytes=${i * MIB}-${(i + 1) * MIB - 1}`), `bytes=${5 * MIB}-${SIZE - 1}`]);
+
+    for (const download of [
+      { partBytes: SIZE, connections: 3 },
+      { partBytes: MIB, connections: 1 },
+    ]) {
+      const one = await stored(undefined, download);
+      expect(same(await readAll(await one.get("db/big"))), JSON.stringify(download)).toBe(true);
+      expect(gets(), JSON.stringify(download)).toHaveLength(1);
+    }
+  });
+
+  test("a part answered with another range is asked again; a part whose connection breaks resumes where it stopped; the bytes are identical", async () => {
+    const retries: string[] = [];
+    const s = await stored(retries);
+    const third = (h: Record<string, unknown>) => h.range === `bytes=${2 * MIB}-${3 * MIB - 1}`;
+    proxy.add({
+      method: "GET",
+      headers: third,
+      fault: { kind: "headers", headers: (h) => ({ ...h, "content-range": `bytes ${3 * MIB}-${4 * MIB - 1}/${SIZE}` }) },
+    });
+    proxy.add({
+      method: "GET",
+      headers: (h) => h.range === `bytes=${4 * MIB}-${5 * MIB - 1}`,
+      fault: { kind: "reset-response", afterBytes: 300_000 },
+    });
+    proxy.add({ method: "GET", headers: (h) => !ranged(h), fault: { kind: "reset-response", afterBytes: 200_000 } });
+    expect(same(await readAll(await s.get("db/big")))).toBe(true);
+    expect(proxy.injected.map((f) => f.split(" ")[0])).toEqual(["reset-response", "headers", "reset-response"]);
+    // The range asked again, and two bodies resumed at the byte where each stopped.
+    expect(retries.filter((m) => m.startsWith("retrying GET"))).toHaveLength(1);
+    const resumed = retries.filter((m) => m.startsWith("resuming")).map((m) => Number(/at byte (\d+)/.exec(m)![1]));
+    expect(resumed).toHaveLength(2);
+    expect(resumed.every((at) => (at > 0 && at < MIB) || (at > 4 * MIB && at < 5 * MIB))).toBe(true);
+    expect(gets().filter((r) => r.endsWith(`-${5 * MIB - 1}`) && !r.endsWith(`bytes=${4 * MIB}-${5 * MIB - 1}`))).toHaveLength(1);
+  });
+
+  test("a part answered 200 (the whole object, not the range), or by another version of the object, fails the download: never bytes stitched together", async () => {
+    for (const fault of [
+      { kind: "rewrite", rewrite: () => ({ status: 200, body: "not the range", contentType: "application/octet-stream" }) },
+      { kind: "headers", headers: (h: Record<string, unknown>) => ({ ...h, etag: '"0123456789abcdef0123456789abcdef"' }) },
+    ] as const) {
+      const s = await stored();
+      proxy.add({ method: "GET", headers: ranged, times: Infinity, fault });
+      const failure = await s
+        .get("db/big")
+        .then(readAll)
+        .then(
+          () => null,
+          (error: unknown) => error,
+        );
+      expect(failure, fault.kind).toBeInstanceOf(StorageUnavailableError);
+      if (fault.kind === "headers") expect((failure as Error).message).toContain("changed on the server during the download");
+    }
+  });
+
+  test("cancelling a download in parts ends the requests under way: a part waiting to be retried asks no more", async () => {
+    const s = await stored();
+    proxy.add({ method: "GET", headers: ranged, times: Number.POSITIVE_INFINITY, fault: { kind: "status", status: 503 } });
+    const reader = (await s.get("db/big")).getReader();
+    await reader.read();
+    await reader.cancel(new Error("interrupted"));
+    await Bun.sleep(30);
+    const atCancel = gets().length;
+    // Two parts failing with 503, each retried twice after 50 ms and 100 ms or more, had they gone on.
+    await Bun.sleep(1000);
+    expect(gets()).toHaveLength(atCancel);
+  });
+
+  test("a download in parts that its reader cancels stops every part: no part started after, no retry", async () => {
+    const retries: string[] = [];
+    const s = await stored(retries);
+    proxy.add({ method: "GET", headers: ranged, times: Infinity, fault: { kind: "delay", delayMs: 300 } });
+    const reader = (await s.get("db/big")).getReader();
+    await reader.read();
+    await reader.cancel(new Error("interrupted"));
+    await Bun.sleep(800);
+    // The first answer and at most the two parts begun beside it (the cancel may stop them before they
+    // leave); none after the cancel.
+    expect(gets().length).toBeGreaterThanOrEqual(1);
+    expect(gets().length).toBeLessThanOrEqual(3);
+    expect(retries).toEqual([]);
   });
 });

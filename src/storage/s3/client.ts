@@ -8,6 +8,7 @@ import { StorageUnavailableError } from "../../errors.ts";
 import type { CredentialProvider, S3Credentials } from "../credentials.ts";
 import { DEFAULT_RETRIES, DEFAULT_TIMEOUT_MS, type RetryPolicy, withRetries } from "../retry.ts";
 import { assertValidKey } from "../types.ts";
+import type { DownloadTuning } from "./download.ts";
 import { describe, mapS3Error } from "./errors.ts";
 import { runWithSignal } from "./fetch-signal.ts";
 
@@ -25,6 +26,8 @@ export interface S3Config {
   partSize?: number;
   /** How many parts may be uploading at once. */
   partConcurrency?: number;
+  /** Downloads in parts: bytes per part and parts at once (src/storage/s3/download.ts). */
+  download?: DownloadTuning;
   /** Retries and per-request timeout (defaults: 5 retries, 60 s). */
   retry?: Partial<RetryPolicy>;
   /** Told about each retry, for the log. */
