@@ -331,7 +331,7 @@ describe("S3 downloads in parts, through the fault proxy", () => {
     await bucket.cleanup();
   });
   /** A storage through the proxy holding `data` at db/big, downloading in parts of 1 MiB, 3 at once. */
-  const stored = async (retries?: string[], download: DownloadTuning = { partBytes: MIB, connections: 3 }) => {
+  const stored = async (retries?: string[], download: DownloadTuning = { partBytes: MIB, minPartBytes: MIB, connections: 3 }) => {
     proxy.clear();
     const s = storageFor(bucket.bucket, `d${n++}`, undefined, (m) => retries?.push(m), { endpoint: proxy.url, timeoutMs: 2000, download });
     await s.put("db/big", data);
@@ -355,13 +355,30 @@ describe("S3 downloads in parts, through the fault proxy", () => {
     expect(ranges).toEqual(["whole", ...[1, 2, 3, 4].map((i) => `bytes=${i * MIB}-${(i + 1) * MIB - 1}`), `bytes=${5 * MIB}-${SIZE - 1}`]);
 
     for (const download of [
-      { partBytes: SIZE, connections: 3 },
+      { minPartBytes: SIZE, connections: 3 },
       { partBytes: MIB, connections: 1 },
     ]) {
       const one = await stored(undefined, download);
       expect(same(await readAll(await one.get("db/big"))), JSON.stringify(download)).toBe(true);
       expect(gets(), JSON.stringify(download)).toHaveLength(1);
     }
+
+    // An object smaller than 4 parts of the largest size is split among the 4 connections, in parts
+    // no smaller than the smallest size.
+    const split = await stored(undefined, { minPartBytes: MIB });
+    expect(same(await readAll(await split.get("db/big")))).toBe(true);
+    const quarter = Math.ceil(SIZE / 4);
+    expect(gets().filter((r) => r.endsWith(` bytes=${quarter}-${2 * quarter - 1}`))).toHaveLength(1);
+    expect(gets()).toHaveLength(4);
+
+    // By default parts are no smaller than 4 MiB: a 4 MiB object is one GET, 5 MiB two.
+    const defaults = await stored(undefined, {});
+    await defaults.put("db/small", data.subarray(0, 4 * MIB));
+    proxy.clear();
+    expect((await readAll(await defaults.get("db/small"))).length).toBe(4 * MIB);
+    expect(proxy.requests.filter((r) => r.startsWith("GET "))).toHaveLength(1);
+    expect(same(await readAll(await defaults.get("db/big")))).toBe(true);
+    expect(gets().map((r) => r.split(" ")[2] ?? "whole")).toEqual(["whole", `bytes=${4 * MIB}-${SIZE - 1}`]);
   });
 
   test("a part answered with another range is asked again; a part whose connection breaks resumes where it stopped; the bytes are identical", async () => {
