@@ -202,8 +202,7 @@ function explain(db: Database, sql: string): string[] | null {
  * and last stretched to the smallest and largest rowid there can be: together they hold every row.
  */
 function rowidRanges(db: Database, table: string, rowid: string, parts: number): [bigint, bigint][] {
-  const t = quoteIdentifier(table);
-  const { lo, hi } = db.query(`SELECT min(${rowid}) AS lo, max(${rowid}) AS hi FROM ${t}`).safeIntegers(true).get() as {
+  const { lo, hi } = db.query(rowidBoundsSql(table, rowid)).safeIntegers(true).get() as {
     lo: bigint | null;
     hi: bigint | null;
   };
@@ -216,6 +215,15 @@ function rowidRanges(db: Database, table: string, rowid: string, parts: number):
     start = end + 1n;
   }
   return ranges;
+}
+
+/**
+ * The table's least and greatest rowid, each read from an end of its b-tree. (One min() beside one
+ * max() in a single SELECT is a scan of the whole table: 50 ms of a 500 MiB restore, with a core idle.)
+ */
+export function rowidBoundsSql(table: string, rowid: string): string {
+  const t = quoteIdentifier(table);
+  return `SELECT (SELECT min(${rowid}) FROM ${t}) AS lo, (SELECT max(${rowid}) FROM ${t}) AS hi`;
 }
 
 export function quoteIdentifier(name: string): string {

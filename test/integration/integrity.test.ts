@@ -14,7 +14,7 @@ import { closeSync, openSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { openCopy } from "../../src/check/copy.ts";
 import { checkIntegrity, runTask } from "../../src/check/integrity.ts";
-import { quickCheckCountsEntries } from "../../src/check/index-check.ts";
+import { quickCheckCountsEntries, rowidBoundsSql } from "../../src/check/index-check.ts";
 import { batched, planCheck, type PlanOptions } from "../../src/check/plan.ts";
 import { removeTempDirs, tempDir } from "../helpers/db.ts";
 
@@ -265,6 +265,18 @@ describe("split integrity check", () => {
         .toSorted(),
     );
     expect(planCheck(path, "integrity_check", { workers: 1, minSplitRows: 0 }).some((p) => p.probe)).toBe(false);
+  });
+
+  test("planning the ranges reads the ends of the table's b-tree, never the whole table", () => {
+    const path = join(tempDir("integrity"), "bounds.db");
+    createDb(path);
+    const db = new Database(path, { readonly: true });
+    try {
+      const plan = (db.query(`EXPLAIN QUERY PLAN ${rowidBoundsSql("orders", "rowid")}`).all() as { detail: string }[]).map((r) => r.detail);
+      expect(plan.filter((d) => d.includes(" orders"))).toEqual(["SEARCH orders", "SEARCH orders"]);
+    } finally {
+      db.close();
+    }
   });
 
   const modes: { label: string; options: PlanOptions }[] = [
