@@ -381,6 +381,25 @@ describe("S3 downloads in parts, through the fault proxy", () => {
     expect(gets().map((r) => r.split(" ")[2] ?? "whole")).toEqual(["whole", `bytes=${4 * MIB}-${SIZE - 1}`]);
   });
 
+  test("one download in parts at a time per storage: a second one meanwhile is one GET; after the first ends or is cancelled, parts again", async () => {
+    const s = await stored();
+    const ranges = () => gets().filter((r) => r.includes(" bytes=")).length;
+    const first = await s.get("db/big");
+    const second = await s.get("db/big");
+    const [a, b] = await Promise.all([readAll(first), readAll(second)]);
+    expect(same(a) && same(b)).toBe(true);
+    expect(gets()).toHaveLength(2 + 5); // two whole GETs, five ranges: the first's
+    proxy.clear();
+    expect(same(await readAll(await s.get("db/big")))).toBe(true);
+    expect(ranges()).toBe(5);
+    const reader = (await s.get("db/big")).getReader();
+    await reader.read();
+    await reader.cancel();
+    proxy.clear();
+    expect(same(await readAll(await s.get("db/big")))).toBe(true);
+    expect(ranges()).toBe(5);
+  });
+
   test("a part answered with another range is asked again; a part whose connection breaks resumes where it stopped; the bytes are identical", async () => {
     const retries: string[] = [];
     const s = await stored(retries);

@@ -62,6 +62,7 @@ export async function openDownload(s3: S3Connection, key: string, options: GetOp
   );
   const inParts =
     connections > 1 &&
+    !downloadingInParts.has(s3) &&
     etag !== null &&
     Number.isFinite(total) &&
     total > partBytes &&
@@ -75,6 +76,13 @@ export async function openDownload(s3: S3Connection, key: string, options: GetOp
     : rangeStream(new RangeReader(s3, object, 0, Number.isFinite(total) ? total : Number.POSITIVE_INFINITY, requests, response), end);
   return Object.assign(stream, { size: Number.isFinite(total) ? total : undefined });
 }
+
+/**
+ * Connections with a download in parts under way. Another download at the same time (verify checks
+ * two backups at once by default) comes in one GET: parts read ahead take memory, and downloads side
+ * by side already use several connections.
+ */
+const downloadingInParts = new WeakSet<S3Connection>();
 
 /** The object as the first answer described it: every later request must be for this version. */
 interface ObjectVersion {
@@ -263,8 +271,10 @@ function partsStream(
   };
   let current = 0;
   let usedUp = 0; // bytes of parts used up since the last collection
+  downloadingInParts.add(s3);
   for (let i = 0; i < connections; i++) start(i);
   const stopAll = async (reason?: unknown) => {
+    downloadingInParts.delete(s3);
     const cancelled = Promise.all(parts.map((part) => part?.range.cancel(reason)));
     end(reason);
     await cancelled;
@@ -285,6 +295,7 @@ function partsStream(
           }
           start(current + connections - 1);
         }
+        downloadingInParts.delete(s3);
         controller.close();
       } catch (error) {
         await stopAll();
