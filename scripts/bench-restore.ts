@@ -42,6 +42,9 @@ export interface RestoreBenchContext {
   /** The environment without AWS_CA_BUNDLE (see bench.ts: Go's S3 clients reject it for plain http). */
   plainEnv: Record<string, string | undefined>;
   repoUrl: (prefix: string) => string;
+  /** Where the timed restores reach the S3 server: the server itself, or a throttling proxy in front of it (--link). */
+  restoreEndpoint: string;
+  restoreRepoUrl: (prefix: string) => string;
 }
 
 export interface RestoreTools {
@@ -145,6 +148,7 @@ export async function restoreComparison(
     RESTIC_PASSWORD: "sqlite-vault-bench",
   };
   const resticRepo = `s3:${ctx.endpoint}/${ctx.bucket}/restic-${tag}`;
+  const resticRestoreRepo = `s3:${ctx.restoreEndpoint}/${ctx.bucket}/restic-${tag}`;
   const dir = join(ctx.work, tag);
   mkdirSync(dir, { recursive: true });
 
@@ -176,13 +180,17 @@ export async function restoreComparison(
   // Litestream: replicate a copy of the database (it writes its own tables into the database it watches).
   const lsDb = join(dir, "litestream.db");
   copyFileSync(src, lsDb);
-  const lsConfig = join(dir, "litestream.yml");
-  writeFileSync(
-    lsConfig,
-    `dbs:\n  - path: ${lsDb}\n    replicas:\n      - type: s3\n        bucket: ${ctx.bucket}\n        path: litestream-${tag}\n` +
-      `        endpoint: ${ctx.endpoint}\n        region: ${ctx.region}\n        force-path-style: true\n` +
-      `        access-key-id: ${ctx.accessKey}\n        secret-access-key: ${ctx.secretKey}\n`,
-  );
+  const lsConfigAt = (endpoint: string, file: string) => {
+    writeFileSync(
+      file,
+      `dbs:\n  - path: ${lsDb}\n    replicas:\n      - type: s3\n        bucket: ${ctx.bucket}\n        path: litestream-${tag}\n` +
+        `        endpoint: ${endpoint}\n        region: ${ctx.region}\n        force-path-style: true\n` +
+        `        access-key-id: ${ctx.accessKey}\n        secret-access-key: ${ctx.secretKey}\n`,
+    );
+    return file;
+  };
+  const lsConfig = lsConfigAt(ctx.endpoint, join(dir, "litestream.yml"));
+  const lsRestoreConfig = lsConfigAt(ctx.restoreEndpoint, join(dir, "litestream-restore.yml"));
   await replicate(tools.litestream, lsConfig, join(dir, "litestream.log"), ctx.plainEnv);
   for (const f of [lsDb, `${lsDb}-wal`, `${lsDb}-shm`]) rmSync(f, { force: true });
   rmSync(join(dir, ".litestream.db-litestream"), { recursive: true, force: true });
@@ -198,14 +206,16 @@ export async function restoreComparison(
         case "restic":
           return await measureLogged(
             bash(
-              `${tools.restic} -r ${q(resticRepo)} --no-cache --quiet restore latest --target ${q(out)}\n${RESTORED}\n${integrityCheck(outDb)}`,
+              `${tools.restic} -r ${q(resticRestoreRepo)} --no-cache --quiet restore latest --target ${q(out)}\n${RESTORED}\n${integrityCheck(outDb)}`,
             ),
             toolEnv,
             ctx.timeFile,
           );
         case "litestream":
           return await measureLogged(
-            bash(`${q(tools.litestream)} restore -config ${q(lsConfig)} -o ${q(outDb)} ${q(lsDb)}\n${RESTORED}\n${integrityCheck(outDb)}`),
+            bash(
+              `${q(tools.litestream)} restore -config ${q(lsRestoreConfig)} -o ${q(outDb)} ${q(lsDb)}\n${RESTORED}\n${integrityCheck(outDb)}`,
+            ),
             ctx.plainEnv,
             ctx.timeFile,
           );
@@ -219,7 +229,7 @@ export async function restoreComparison(
             "--output",
             outDb,
             "--repo",
-            ctx.repoUrl("restore"),
+            ctx.restoreRepoUrl("restore"),
             "--verbose",
             ...(quick ? ["--quick"] : []),
           ];

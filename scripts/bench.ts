@@ -4,6 +4,7 @@
  * restore against restic and Litestream (issue 21; scripts/bench-restore.ts).
  *
  *   bun scripts/bench.ts [--quick] [--restore-only] [--sizes 10M,50M] [--runs N] [--data-dir DIR] [--results FILE]
+ *                        [--link MBPS,MS]
  *
  *   --quick         a 100 MiB database only, 2 runs, verify over 3 backups (a couple of minutes)
  *   (default)       the script comparison on 100 MiB and 1 GiB databases, verify over 10 backups of
@@ -17,6 +18,9 @@
  *                   (default bench/data/)
  *   --results FILE  where the markdown goes (default bench/results.md); only the sections of the parts
  *                   that ran are replaced, so --restore-only keeps the script comparison's figures
+ *   --link MBPS,MS  with --restore-only: every tool restores through the fault proxy's throttle, which
+ *                   answers each GET MS milliseconds late and serves each connection at most MBPS MB/s
+ *                   (a hosted S3 far away); its own section of the results
  *   --generate      only generate the databases and print what they are like (size after gzip -6,
  *                   time of quick_check and integrity_check), no S3 server needed
  *
@@ -59,6 +63,7 @@ import { cpus, tmpdir, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { bash, emptyBucket, have, measure, median, MiB, parseSize, q, sh, sizeLabel, type Sample } from "./bench-common.ts";
 import { ensureRestoreTools, renderRestoreTables, restoreComparison, type RestoreResult } from "./bench-restore.ts";
+import { startFaultProxy, type FaultProxy } from "../test/helpers/fault-proxy.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const BIN = join(ROOT, "dist", "sqlite-vault");
@@ -82,6 +87,8 @@ interface Options {
   verifyBackups: number;
   generateOnly: boolean;
   results: string;
+  /** The restore comparison through a throttled link (--link). */
+  link?: { bytesPerSecond: number; latencyMs: number };
 }
 
 function parseOptions(argv: string[]): Options {
@@ -92,6 +99,7 @@ function parseOptions(argv: string[]): Options {
   let runs: number | undefined;
   let dataDir = join(ROOT, "bench", "data");
   let results = join(ROOT, "bench", "results.md");
+  let link: Options["link"];
   const list = (v: string | undefined) => (v ?? "").split(",").filter(Boolean).map(parseSize);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -104,11 +112,15 @@ function parseOptions(argv: string[]): Options {
     else if (a.startsWith("--results=")) results = resolve(a.slice("--results=".length));
     else if (a === "--runs") runs = Number(argv[++i]);
     else if (a.startsWith("--runs=")) runs = Number(a.slice("--runs=".length));
-    else if (a === "--data-dir") dataDir = resolve(argv[++i] ?? "");
+    else if (a === "--link" || a.startsWith("--link=")) {
+      const [mbps, ms] = (a === "--link" ? (argv[++i] ?? "") : a.slice("--link=".length)).split(",").map(Number);
+      if (!(mbps! > 0) || !(ms! >= 0)) throw new Error("--link needs MB/s per connection and milliseconds, e.g. 25,50");
+      link = { bytesPerSecond: mbps! * 1e6, latencyMs: ms! };
+    } else if (a === "--data-dir") dataDir = resolve(argv[++i] ?? "");
     else if (a.startsWith("--data-dir=")) dataDir = resolve(a.slice("--data-dir=".length));
     else if (a === "-h" || a === "--help") {
       console.log(
-        "usage: bun scripts/bench.ts [--quick] [--restore-only] [--sizes 10M,50M,500M,1G] [--runs N] [--data-dir DIR] [--results FILE] [--generate]",
+        "usage: bun scripts/bench.ts [--quick] [--restore-only] [--sizes 10M,50M,500M,1G] [--runs N] [--data-dir DIR] [--results FILE] [--link MBPS,MS] [--generate]",
       );
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
@@ -117,9 +129,22 @@ function parseOptions(argv: string[]): Options {
   runs ??= quick ? 2 : 3;
   if (!Number.isInteger(runs) || runs < 1) throw new Error("--runs must be a positive integer");
   if (sizes && !sizes.length) throw new Error("--sizes needs at least one size");
+  if (link && !restoreOnly) throw new Error("--link goes with --restore-only");
   const sizesMiB = restoreOnly ? [] : (sizes ?? (quick ? [100] : [100, 1024]));
   const restoreSizesMiB = sizes ?? (quick ? [100] : [10, 50, 500, 1024]);
-  return { quick, runs, smallRuns, dataDir, sizesMiB, restoreSizesMiB, restoreOnly, verifyBackups: quick ? 3 : 10, generateOnly, results };
+  return {
+    quick,
+    runs,
+    smallRuns,
+    dataDir,
+    sizesMiB,
+    restoreSizesMiB,
+    restoreOnly,
+    verifyBackups: quick ? 3 : 10,
+    generateOnly,
+    results,
+    link,
+  };
 }
 
 /** The restore comparison's rounds, as the results state them. */
@@ -611,6 +636,7 @@ async function main(): Promise<void> {
 
   const rows: Row[] = [];
   const restoreResults: RestoreResult[] = [];
+  let proxy: FaultProxy | undefined;
   const restoreTools = opts.restoreSizesMiB.length ? ensureRestoreTools(join(opts.dataDir, "tools")) : undefined;
   try {
     for (const sizeMiB of new Set([...opts.sizesMiB, ...opts.restoreSizesMiB, ...(opts.restoreOnly ? [] : [100])]))
@@ -705,7 +731,12 @@ async function main(): Promise<void> {
       rows.push(verify);
     }
 
-    // restore against restic and Litestream (scripts/bench-restore.ts)
+    // restore against restic and Litestream (scripts/bench-restore.ts), through a throttled link with --link
+    if (opts.link) {
+      proxy = await startFaultProxy(s3.endpoint);
+      proxy.add({ method: "GET", times: Number.POSITIVE_INFINITY, fault: { kind: "throttle", ...opts.link } });
+    }
+    const restoreEndpoint = proxy?.url ?? s3.endpoint;
     const restoreCtx = {
       bin: BIN,
       client,
@@ -720,6 +751,8 @@ async function main(): Promise<void> {
       oursEnv,
       plainEnv: envWithoutCaBundle,
       repoUrl,
+      restoreEndpoint,
+      restoreRepoUrl: (prefix: string) => `s3://${bucket}/${prefix}?endpoint=${encodeURIComponent(restoreEndpoint)}&region=${s3.region}`,
     };
     for (const sizeMiB of opts.restoreSizesMiB) {
       const src = dbPath(opts.dataDir, sizeMiB);
@@ -733,6 +766,7 @@ async function main(): Promise<void> {
     throw error;
   } finally {
     process.stderr.write("cleaning up ...\n");
+    await proxy?.stop();
     rmSync(work, { recursive: true, force: true });
     try {
       await emptyBucket(client, bucket);
@@ -788,14 +822,21 @@ Notes:
   }
   if (restoreResults.length) {
     const { comparison, phases } = renderRestoreTables(restoreResults);
-    sections.restore = `## Restore against restic and Litestream (issue 21)
+    const link = opts.link
+      ? ` through a slower link: ${opts.link.bytesPerSecond / 1e6} MB/s per connection, ${opts.link.latencyMs} ms per GET`
+      : "";
+    sections[opts.link ? "restore-link" : "restore"] = `## Restore against restic and Litestream${link} (issue 21)
 
 - date: ${date} (UTC)
 - command: \`bun scripts/bench.ts ${process.argv.slice(2).join(" ")}\`; ${rounds(opts)}, each running every restore once, in an order that changes each round (the tool right after restic: ours zstd, ours gzip, Litestream in turn)
 - machine: ${machine}; load average at the end ${load}
 - Bun ${bunVersion}; ${ourVersion}
 - reference tools: ${restoreTools!.versions}; sqlite3 ${sh(["sqlite3", "--version"]).stdout.split(" ")[0]}
-- S3: local Ceph RGW (scripts/s3-server.sh, memstore) at ${s3.endpoint}
+- S3: local Ceph RGW (scripts/s3-server.sh, memstore) at ${s3.endpoint}${
+      opts.link
+        ? `; every tool restores through the fault proxy's throttle (test/helpers/fault-proxy.ts), which answers each GET ${opts.link.latencyMs} ms late and serves each connection at most ${opts.link.bytesPerSecond / 1e6} MB/s, as a hosted S3 far away does; the targets of issue 21 are for loopback`
+        : ""
+    }
 
 ${comparison}
 
