@@ -225,23 +225,28 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
   };
 }
 
-/** Pipe `from` to `to` no faster than `bytesPerSecond`: each chunk waits until its bytes are due. */
+/**
+ * Pipe `from` to `to` no faster than `bytesPerSecond`: each chunk is written once its bytes are due,
+ * in order, and the end after the last one.
+ */
 function throttle(from: IncomingMessage, to: ServerResponse, bytesPerSecond: number): void {
   const started = performance.now();
   let sent = 0;
+  let writes = Promise.resolve();
+  const due = () => Bun.sleep(Math.max(0, started + (sent / bytesPerSecond) * 1000 - performance.now()));
   from.on("data", (chunk: Buffer) => {
     sent += chunk.length;
-    const wait = started + (sent / bytesPerSecond) * 1000 - performance.now();
-    if (wait <= 0) return void to.write(chunk);
     from.pause();
-    setTimeout(() => {
-      to.write(chunk);
-      from.resume();
-    }, wait);
+    const wait = due();
+    writes = writes
+      .then(() => wait)
+      .then(() => {
+        to.write(chunk);
+        from.resume();
+      });
   });
   from.on("end", () => {
-    const wait = Math.max(0, started + (sent / bytesPerSecond) * 1000 - performance.now());
-    setTimeout(() => to.end(), wait);
+    writes = writes.then(() => void to.end());
   });
   to.on("close", () => from.destroy());
 }
