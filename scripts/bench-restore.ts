@@ -262,10 +262,19 @@ export async function restoreComparison(
 export interface Phases {
   /** Process start, reading the catalog and the manifest: until the "restoring …" line arrived. */
   startup: number;
-  /** Download, decompression and writing (one streamed phase in the binary's log). */
+  /** Download, decompression and writing, streamed as one phase. */
   download: number;
+  /** Within it: when the last stored byte arrived, from the phase's start. */
+  lastByte: number;
+  /** Within it: time spent decompressing pieces and writing the file, each summed over its calls. */
+  decompress: number;
+  write: number;
   /** integrity_check or quick_check, with the database's SHA-256 and the fsync beside it. */
   check: number;
+  /** Within it: when the SHA-256, the integrity statements and the fsync each ended, from the check's start. */
+  digestAt: number;
+  checkAt: number;
+  fsyncAt: number;
   /** After the check's line: header and mode, the atomic rename, the directory's fsync, exit. */
   swap: number;
   /** What is left: the gaps between the logged phases. */
@@ -275,16 +284,29 @@ export interface Phases {
 export function phasesOf(s: Sample): Phases | undefined {
   const lines = s.lines ?? [];
   const restoring = lines.find((l) => /\brestoring \S+ \S+ \(/.test(l.text));
-  const dl = lines.map((l) => ({ l, m: /downloaded and decompressed \S+ in ([\d.]+) s/.exec(l.text) })).find((x) => x.m);
+  const dl = lines
+    .map((l) => ({
+      l,
+      m: /downloaded and decompressed \S+ in ([\d.]+) s \(the last stored byte at ([\d.]+) s; decompressing ([\d.]+) s and writing ([\d.]+) s/.exec(
+        l.text,
+      ),
+    }))
+    .find((x) => x.m);
   const ck = lines
-    .map((l) => ({ l, m: /SHA-256, (?:integrity|quick)_check(?: and fsync)? of \S+ in ([\d.]+) s/.exec(l.text) }))
+    .map((l) => ({
+      l,
+      m: /SHA-256, (?:integrity|quick)_check(?: and fsync)? of \S+ in ([\d.]+) s, at once \(SHA-256 done at ([\d.]+) s, \w+ at ([\d.]+) s(?:, fsync at ([\d.]+) s)?\)/.exec(
+        l.text,
+      ),
+    }))
     .find((x) => x.m);
   if (!restoring || !dl || !ck) return undefined;
-  const download = Number(dl.m![1]);
-  const check = Number(ck.m![1]);
+  const [download, lastByte, decompress, write] = dl.m!.slice(1, 5).map(Number) as [number, number, number, number];
+  const [check, digestAt, checkAt, fsyncAt] = ck.m!.slice(1, 5).map((x) => Number(x ?? 0)) as [number, number, number, number];
   const swap = Math.max(0, s.seconds - ck.l.at);
   const startup = restoring.at;
-  return { startup, download, check, swap, other: Math.max(0, s.seconds - startup - download - check - swap) };
+  const other = Math.max(0, s.seconds - startup - download - check - swap);
+  return { startup, download, lastByte, decompress, write, check, digestAt, checkAt, fsyncAt, swap, other };
 }
 
 /** A reference tool's restore and its integrity_check, split where the RESTORED line arrived. */
@@ -367,32 +389,48 @@ export function renderRestoreTables(results: RestoreResult[]): { comparison: str
     "wall",
     "start-up, catalog, manifest",
     "download + decompress + write",
+    "last stored byte at",
+    "decompressing (summed)",
+    "writing (summed)",
     "SHA-256 + check (+ fsync)",
+    "SHA-256 done at",
+    "check done at",
+    "fsync done at",
     "swap + exit",
     "other",
   ];
   const phLines = [`| ${ph.join(" | ")} |`, `|${ph.map((_, i) => (i < 2 ? ":---" : "---:")).join("|")}|`];
+  const row = (cells: string[]) => `| ${[...cells, ...Array(ph.length - cells.length).fill("")].join(" | ")} |`;
   for (const r of results)
     for (const tool of ["restic", "litestream"] as Tool[]) {
       const ps = r.samples[tool].map(refPhasesOf).filter((p) => p !== undefined);
       const m = (k: "restore" | "check") => (ps.length ? median(ps.map((p) => p[k])).toFixed(2) : "?");
       phLines.push(
-        `| ${[sizeLabel(r.sizeMiB), TOOL_LABEL[tool], wall(r.samples[tool]).toFixed(2), "", m("restore"), m("check"), "", ""].join(" | ")} |`,
+        row([sizeLabel(r.sizeMiB), TOOL_LABEL[tool], wall(r.samples[tool]).toFixed(2), "", m("restore"), "", "", "", m("check")]),
       );
     }
   for (const r of results)
     for (const tool of ["ours-gzip", "ours-zstd", "ours-gzip-quick", "ours-zstd-quick"] as Tool[]) {
       const ps = r.samples[tool].map(phasesOf).filter((p): p is Phases => p !== undefined);
       if (!ps.length) {
-        phLines.push(
-          `| ${sizeLabel(r.sizeMiB)} | ${TOOL_LABEL[tool]} | ${wall(r.samples[tool]).toFixed(2)} | no --verbose phase lines found | | | | |`,
-        );
+        phLines.push(row([sizeLabel(r.sizeMiB), TOOL_LABEL[tool], wall(r.samples[tool]).toFixed(2), "no --verbose phase lines found"]));
         continue;
       }
       const m = (k: keyof Phases) => median(ps.map((p) => p[k])).toFixed(2);
-      phLines.push(
-        `| ${[sizeLabel(r.sizeMiB), TOOL_LABEL[tool], wall(r.samples[tool]).toFixed(2), m("startup"), m("download"), m("check"), m("swap"), m("other")].join(" | ")} |`,
-      );
+      const keys: (keyof Phases)[] = [
+        "startup",
+        "download",
+        "lastByte",
+        "decompress",
+        "write",
+        "check",
+        "digestAt",
+        "checkAt",
+        "fsyncAt",
+        "swap",
+        "other",
+      ];
+      phLines.push(row([sizeLabel(r.sizeMiB), TOOL_LABEL[tool], wall(r.samples[tool]).toFixed(2), ...keys.map(m)]));
     }
   return { comparison: lines.join("\n"), phases: phLines.join("\n") };
 }

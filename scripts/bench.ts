@@ -863,10 +863,12 @@ Notes:
   in the resident set, though it is the file's page cache, shared and reclaimable, not memory the restore holds.
 - Phases: "start-up, catalog, manifest" ends when the "restoring …" line arrives; "download + decompress + write"
   and "SHA-256 + check (+ fsync)" are the durations the binary logs ("downloaded and decompressed … in N s",
-  "SHA-256, integrity_check and fsync … in N s"): the binary streams download, decompression and the write as one
-  phase and logs no split between them; then a check worker reads the file back for the database's SHA-256 beside
-  the integrity check, and the fsync of the file runs beside both; "swap + exit" is from the check's line to the
-  process's exit (chmod, the rename, the directory's fsync, exit); "other" is what no line accounts for.
+  "SHA-256, integrity_check and fsync … in N s"). The binary streams download, decompression and the write as one
+  phase, so its line also says when the last stored byte arrived and how long decompressing the pieces and writing
+  the file took, each summed over its calls (pieces decompress two at once, so that sum can exceed the phase).
+  Then a check worker reads the file back for the database's SHA-256 beside the integrity check, and the fsync of
+  the file runs beside both: the line says when each of the three ended. "swap + exit" is from the check's line to
+  the process's exit (chmod, the rename, the directory's fsync, exit); "other" is what no line accounts for.
 - total bench time ${totalTime}.
 `;
     console.log(`\n${comparison}\n\n${phases}`);

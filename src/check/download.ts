@@ -14,6 +14,7 @@ import { collectGarbage } from "../pipeline/codec.ts";
 import { decompress, discard } from "../pipeline/decompress.ts";
 import type { BackupManifest } from "../repo/manifest.ts";
 import type { Storage } from "../storage/types.ts";
+import { BusyTime } from "../util/busy.ts";
 import { createDigestStream, iterate, type Digest } from "../util/streams.ts";
 import { corrupt, digestObject, openObject, storedMismatch, type Prefetch } from "./stored.ts";
 
@@ -25,6 +26,17 @@ export interface DownloadOptions {
   downloaded?: (bytes: number) => void;
   /** A GET of the data object already begun. */
   prefetch?: Prefetch;
+}
+
+/**
+ * Where the streamed phase went, for the debug lines: download, decompression and the write overlap,
+ * so each is timed on its own. Milliseconds from the download's start to its last stored byte; the
+ * time spent decompressing pieces and writing the file, summed over their calls.
+ */
+export interface DownloadTimes {
+  lastByteMs: number;
+  decompress: BusyTime;
+  write: BusyTime;
 }
 
 /**
@@ -46,16 +58,21 @@ export async function download(
   path: string,
   options: DownloadOptions,
   ctx: RunContext,
-): Promise<void> {
+): Promise<DownloadTimes> {
   const { stored, database } = manifest;
-  const storedDigest = createDigestStream(options.downloaded);
+  const started = performance.now();
+  const times: DownloadTimes = { lastByteMs: 0, decompress: new BusyTime(), write: new BusyTime() };
+  const storedDigest = createDigestStream((bytes) => {
+    times.lastByteMs = performance.now() - started;
+    options.downloaded?.(bytes);
+  });
   const fetched = (await openObject(storage, manifest, ctx, options.prefetch)).pipeThrough(storedDigest.stream);
   const compressed = stored.encryption ? await decrypt(fetched, storage, manifest, options.decryption, ctx) : fetched;
-  const plain = decompress(compressed, stored.compression);
+  const plain = decompress(compressed, stored.compression, { busy: times.decompress });
   const handle = await open(path, "wx", options.mode);
   let written = 0;
   try {
-    written = await writeDatabase(plain, new CoalescingWriter(handle), manifest, ctx.signal);
+    written = await writeDatabase(plain, new CoalescingWriter(handle), manifest, ctx.signal, times.write);
   } catch (error) {
     if (ctx.signal.aborted) throw ctx.signal.reason;
     throw explainFailure(error, manifest, storedDigest.result);
@@ -65,6 +82,7 @@ export async function download(
   const s = storedDigest.result();
   if (s.bytes !== stored.bytes || s.sha256 !== stored.sha256) throw storedMismatch(manifest, ` (${s.bytes} of ${stored.bytes} bytes read)`);
   if (written !== database.bytes) throw corrupt(manifest, `it decompresses to ${written} bytes, the manifest says ${database.bytes}`);
+  return times;
 }
 
 /**
@@ -96,6 +114,7 @@ async function writeDatabase(
   writer: CoalescingWriter,
   manifest: BackupManifest,
   signal: AbortSignal,
+  busy: BusyTime,
 ): Promise<number> {
   let written = 0;
   let sinceCollect = 0;
@@ -103,7 +122,7 @@ async function writeDatabase(
     written += chunk.byteLength;
     if (written > manifest.database.bytes)
       throw corrupt(manifest, `it decompresses to more than the manifest's ${manifest.database.bytes} bytes`);
-    await writer.write(chunk);
+    await busy.time(() => writer.write(chunk));
     // Written (or copied into the writer's buffer): a decompressed piece is freed now.
     if (!discard(chunk)) sinceCollect += chunk.byteLength;
     if (sinceCollect >= COLLECT_BYTES) {
@@ -111,7 +130,7 @@ async function writeDatabase(
       collectGarbage();
     }
   }
-  await writer.flush();
+  await busy.time(() => writer.flush());
   return written;
 }
 

@@ -76,9 +76,12 @@ export async function fetchAndCheck(
         downloaded: options.progress?.downloaded,
         prefetch: options.prefetch,
       };
-      await download(storage, manifest, path, downloadOptions, ctx);
+      const times = await download(storage, manifest, path, downloadOptions, ctx);
       ctx.signal.throwIfAborted();
-      ctx.log.debug(`downloaded and decompressed ${manifest.id} in ${secondsSince(started)} s`);
+      ctx.log.debug(
+        `downloaded and decompressed ${manifest.id} in ${secondsSince(started)} s (the last stored byte at ${(times.lastByteMs / 1000).toFixed(2)} s; ` +
+          `decompressing ${times.decompress} s and writing ${times.write} s, summed over their calls)`,
+      );
       const checkStarted = performance.now();
       const check: IntegrityCheck = options.quick ? "quick_check" : "integrity_check";
       // The database's SHA-256, the fsync and the integrity check run at once: the hash on a check
@@ -86,22 +89,32 @@ export async function fetchAndCheck(
       // A file that is not the manifest's database stops the check, and is reported as such whatever
       // the check made of it.
       const isDatabase = (d: Digest) => d.bytes === manifest.database.bytes && d.sha256 === manifest.database.sha256;
-      const digest = digestFile(path, signal).then((d) => {
+      // When each of the three ended, for the debug line.
+      const endedAt = { digest: 0, check: 0, sync: 0 };
+      const timed = <T>(phase: keyof typeof endedAt, work: Promise<T>) =>
+        work.finally(() => {
+          endedAt[phase] = performance.now() - checkStarted;
+        });
+      const digest = timed("digest", digestFile(path, signal)).then((d) => {
         if (!isDatabase(d)) stop.abort(new Error("not the database"));
         return d;
       });
       digest.catch(() => {}); // awaited below
       options.progress?.checking(check);
-      if (options.durable) synced = syncPath(path);
+      if (options.durable) synced = timed("sync", syncPath(path));
       synced.catch(() => {}); // awaited below
-      const checked = await checkDatabase(path, manifest, check, signal).then(
+      const checked = await timed("check", checkDatabase(path, manifest, check, signal)).then(
         (warnings) => ({ warnings }),
         (error: unknown) => ({ error }),
       );
       if (!isDatabase(await digest)) throw corrupt(manifest, "the decompressed database does not match its manifest's SHA-256");
       if ("error" in checked) throw checked.error;
       await synced;
-      ctx.log.debug(`SHA-256, ${check}${options.durable ? " and fsync" : ""} of ${manifest.id} in ${secondsSince(checkStarted)} s`);
+      const at = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+      ctx.log.debug(
+        `SHA-256, ${check}${options.durable ? " and fsync" : ""} of ${manifest.id} in ${secondsSince(checkStarted)} s, at once ` +
+          `(SHA-256 done at ${at(endedAt.digest)}, ${check} at ${at(endedAt.check)}${options.durable ? `, fsync at ${at(endedAt.sync)}` : ""})`,
+      );
       return { check, warnings: checked.warnings };
     } finally {
       stop.abort(new Error("check stopped"));

@@ -5,6 +5,7 @@
  * behind such native allocations, and a full collection every few blocks to keep memory flat cost a
  * restore of 500 MiB 0.3-0.7 s (docs/design/codec.md).
  */
+import type { BusyTime } from "../util/busy.ts";
 import { iterate, prepend, streamOf } from "../util/streams.ts";
 import type { Compression } from "../repo/manifest.ts";
 import { codecPool, defaultParallelism, mapBlocks, type GunzipResult } from "./codec.ts";
@@ -15,13 +16,16 @@ import { frameHeader, MAX_FRAME_HEADER_BYTES, splitFrames } from "./zstd-frames.
  * The decompressed stream of a stored object. gzip streams of framed members (src/pipeline/gzip-members.ts)
  * and zstd streams of sized frames (src/pipeline/zstd-frames.ts) are decompressed a piece per thread,
  * `parallel` at once, in order; any other stream as one. A damaged stream errors the returned one.
+ * `busy` adds up the time each piece takes to decompress (a stream read as one is not timed).
  */
 export function decompress(
   source: ReadableStream<Uint8Array>,
   compression: Compression,
-  parallel = defaultParallelism(),
+  { parallel = defaultParallelism(), busy }: { parallel?: number; busy?: BusyTime } = {},
 ): ReadableStream<Uint8Array> {
   if (compression === "none") return source;
+  const timed = (piece: (block: Uint8Array) => Promise<Uint8Array>) =>
+    busy ? (block: Uint8Array) => busy.time(() => piece(block)) : piece;
   if (compression === "zstd")
     return streamOf(
       decompressPieces(
@@ -29,7 +33,7 @@ export function decompress(
         "zstd",
         MAX_FRAME_HEADER_BYTES,
         (head) => frameHeader(head) !== null,
-        (head, rest) => mapBlocks(splitFrames(head, rest), unzstdFrame, parallel, undefined, false),
+        (head, rest) => mapBlocks(splitFrames(head, rest), timed(unzstdFrame), parallel, undefined, false),
       ),
     );
   return streamOf(
@@ -38,7 +42,7 @@ export function decompress(
       "gzip",
       FRAMED_HEADER_BYTES,
       (head) => framedLength(head) !== null,
-      (head, rest) => mapBlocks(splitMembers(head, rest), gunzipMember, parallel, undefined, false),
+      (head, rest) => mapBlocks(splitMembers(head, rest), timed(gunzipMember), parallel, undefined, false),
     ),
   );
 }

@@ -169,6 +169,38 @@ describe("progress on a terminal", () => {
     expect(piped.stderr).not.toContain("\u2139");
   });
 
+  test("--verbose says where a restore's time went: each part of the streamed phase, and when each check ended", async () => {
+    // scripts/bench-restore.ts reads these lines into bench/results.md's table of phases.
+    const repo = localRepo("phases");
+    createBankDb(repo.db, { fillerRows: 5000 });
+    expect((await runCli(["backup", repo.db, "--repo", repo.url, "--compression", "zstd"])).exitCode).toBe(0);
+    const target = join(repo.dir, "restored.db");
+    const restore = await runCli(["restore", "--name", "app", "-o", target, "--repo", repo.url, "--verbose"]);
+    expect(restore.exitCode).toBe(0);
+    const streamed =
+      /downloaded and decompressed \S+ in ([\d.]+) s \(the last stored byte at ([\d.]+) s; decompressing ([\d.]+) s and writing ([\d.]+) s, summed over their calls\)/.exec(
+        restore.stderr,
+      );
+    expect(streamed).not.toBeNull();
+    const [phase, lastByte] = streamed!.slice(1, 3).map(Number) as [number, number];
+    expect(lastByte).toBeLessThanOrEqual(phase + 0.01);
+    const checked =
+      /SHA-256, integrity_check and fsync of \S+ in ([\d.]+) s, at once \(SHA-256 done at ([\d.]+) s, integrity_check at ([\d.]+) s, fsync at ([\d.]+) s\)/.exec(
+        restore.stderr,
+      );
+    expect(checked).not.toBeNull();
+    const [check, ...ends] = checked!.slice(1).map(Number) as number[];
+    for (const end of ends) expect(end).toBeLessThanOrEqual(check! + 0.01);
+
+    // verify checks the same way and keeps no file: no fsync.
+    const verify = await runCli(["verify", "--name", "app", "--repo", repo.url, "--verbose"]);
+    expect(verify.exitCode).toBe(0);
+    expect(verify.stderr).toMatch(/the last stored byte at [\d.]+ s; decompressing [\d.]+ s and writing [\d.]+ s/);
+    expect(verify.stderr).toMatch(
+      /SHA-256, integrity_check of \S+ in [\d.]+ s, at once \(SHA-256 done at [\d.]+ s, integrity_check at [\d.]+ s\)/,
+    );
+  });
+
   test("--json and -q on a terminal, and any run through a pipe, write no progress at all", async () => {
     const repo = localRepo("no-tty");
     createBankDb(repo.db, { fillerRows: 2_000 });
