@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ACCOUNTS, createBankDb, INITIAL_BALANCE, inspectBank, removeTempDirs, tempDir } from "../helpers/db.ts";
 import { ensureBinary, runCli, spawnCli } from "../helpers/cli.ts";
-import { on, startFaultProxy, type FaultProxy } from "../helpers/fault-proxy.ts";
+import { listings, on, startFaultProxy, type FaultProxy } from "../helpers/fault-proxy.ts";
 import { createTestBucket, listUploads, s3Env, testS3 } from "../helpers/s3.ts";
 
 // Real databases through a real S3 server (and retries with backoff) take more than the default 5 s.
@@ -194,15 +194,7 @@ describe("answers that are not what was asked for", () => {
           })
         ).exitCode,
       ).toBe(0);
-    proxy.add({
-      method: "GET",
-      match: on.list,
-      times: Infinity,
-      fault: {
-        kind: "rewrite",
-        rewrite: ({ status, body }) => ({ status, body: body.replace(/<Contents>[\s\S]*?<\/Contents>/g, (entry) => entry + entry) }),
-      },
-    });
+    proxy.add(listings.repeatingEntries());
     const prune = await runCli(["prune", "--repo", repo("dup"), "--keep-last", "3", "--json", ...QUICK], {
       env: s3Env({ SQLITE_VAULT_NOW: "2026-01-06T00:00:00Z" }),
     });
@@ -287,21 +279,7 @@ describe("answers that are not what was asked for", () => {
   test("a listing whose continuation token never changes: list exits 10 at once instead of looping", async () => {
     proxy.clear();
     expect((await runCli(["backup", small, "--repo", repo("loop"), ...QUICK], { env: s3Env() })).exitCode).toBe(0);
-    proxy.add({
-      method: "GET",
-      match: on.list,
-      times: Infinity,
-      fault: {
-        kind: "rewrite",
-        rewrite: ({ status, body }) => ({
-          status,
-          body: body.replace(
-            /<IsTruncated>false<\/IsTruncated>/,
-            "<IsTruncated>true</IsTruncated><NextContinuationToken>same</NextContinuationToken>",
-          ),
-        }),
-      },
-    });
+    proxy.add(listings.neverEnding());
     const proc = spawnCli(["list", "--repo", repo("loop"), ...QUICK], { env: s3Env() });
     const timer = setTimeout(() => proc.kill("SIGKILL"), 15_000);
     const code = await proc.exited;

@@ -14,7 +14,7 @@ import { parseDuration, parsePolicy } from "../../src/repo/retention.ts";
 import type { ObjectInfo, PutOptions, Storage } from "../../src/storage/types.ts";
 import { runCli } from "../helpers/cli.ts";
 import { createBankDb, inspectBank } from "../helpers/db.ts";
-import { on } from "../helpers/fault-proxy.ts";
+import { listings, on } from "../helpers/fault-proxy.ts";
 import { localRepo, overriding, type TestRepo } from "../helpers/repos.ts";
 import { useTestBucket, s3Env, s3RepoUrl } from "../helpers/s3.ts";
 import { openStorage } from "../../src/storage/index.ts";
@@ -209,15 +209,7 @@ describe("a listing that repeats entries", () => {
       "2026-01-05T00:00:00.000Z",
     ]);
     proxy.clear();
-    proxy.add({
-      method: "GET",
-      match: on.list,
-      times: Infinity,
-      fault: {
-        kind: "rewrite",
-        rewrite: ({ status, body }) => ({ status, body: body.replace(/<Contents>[\s\S]*?<\/Contents>/g, (c) => c + c) }),
-      },
-    });
+    proxy.add(listings.repeatingEntries());
     try {
       const r = await runCli(["prune", "--repo", repo.url, "--keep-last", "3", "--json"], {
         env: { ...repo.env, SQLITE_VAULT_NOW: "2026-01-06T00:00:00.000Z" },

@@ -263,3 +263,33 @@ export const on = {
   object: (suffix: string) => (path: string) => path.split("?")[0]!.endsWith(suffix),
   list: (path: string) => path.includes("list-type=2"),
 };
+
+/** Listings rewritten the ways a misbehaving S3 answers them, for every listing request. */
+export const listings = {
+  /** Every <Contents> entry twice, in place. */
+  repeatingEntries: (): FaultRule => ({
+    method: "GET",
+    match: on.list,
+    times: Infinity,
+    fault: {
+      kind: "rewrite",
+      rewrite: ({ status, body }) => ({ status, body: body.replace(/<Contents>[\s\S]*?<\/Contents>/g, (c) => c + c) }),
+    },
+  }),
+  /** "There is more", with the same continuation token every time. */
+  neverEnding: (token = "same"): FaultRule => ({
+    method: "GET",
+    match: on.list,
+    times: Infinity,
+    fault: {
+      kind: "rewrite",
+      rewrite: ({ status, body }) => ({
+        status,
+        body: body.replace(
+          /<IsTruncated>false<\/IsTruncated>/,
+          `<IsTruncated>true</IsTruncated><NextContinuationToken>${token}</NextContinuationToken>`,
+        ),
+      }),
+    },
+  }),
+};

@@ -6,7 +6,7 @@ import { openStorage } from "../../src/storage/index.ts";
 import { abandonUpload, adminClient, createTestBucket, listUploads, s3RepoUrl, testS3 } from "../helpers/s3.ts";
 import { bytesOf, describeStorageContract, LARGE } from "./contract.ts";
 import { readAll } from "../../src/util/streams.ts";
-import { on, startFaultProxy, type FaultProxy } from "../helpers/fault-proxy.ts";
+import { listings, on, startFaultProxy, type FaultProxy } from "../helpers/fault-proxy.ts";
 
 // Real databases through a real S3 server (and retries with backoff) take more than the default 5 s.
 setDefaultTimeout(120_000);
@@ -195,21 +195,7 @@ describe("S3 answers that are not what was asked for, through the fault proxy", 
     proxy.clear();
     const s = viaProxy();
     await s.put("db/1.json", bytesOf(10));
-    proxy.add({
-      method: "GET",
-      match: on.list,
-      times: Infinity,
-      fault: {
-        kind: "rewrite",
-        rewrite: ({ status, body }) => ({
-          status,
-          body: body.replace(
-            /<IsTruncated>false<\/IsTruncated>/,
-            "<IsTruncated>true</IsTruncated><NextContinuationToken>same-token</NextContinuationToken>",
-          ),
-        }),
-      },
-    });
+    proxy.add(listings.neverEnding("same-token"));
     const error = await keys(s).catch((e) => e);
     expect(error).toBeInstanceOf(StorageUnavailableError);
     expect(error.message).toContain("does not advance");
