@@ -11,9 +11,14 @@ export function formatBytes(bytes: number): string {
   return unit === 0 ? `${bytes} B` : `${value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`;
 }
 
+/** Milliseconds as seconds, for timings in debug lines: "1.63". */
+export function formatSeconds(ms: number): string {
+  return (ms / 1000).toFixed(2);
+}
+
 /** Seconds since a performance.now() reading, for timings in debug lines: "1.63". */
 export function secondsSince(start: number): string {
-  return ((performance.now() - start) / 1000).toFixed(2);
+  return formatSeconds(performance.now() - start);
 }
 
 export function formatDuration(ms: number): string {

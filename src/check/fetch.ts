@@ -12,7 +12,7 @@ import { VerificationError } from "../errors.ts";
 import { syncPath } from "../local/fsync.ts";
 import type { DecryptionSettings, NoMatchingIdentityError } from "../pipeline/age.ts";
 import type { BackupManifest } from "../repo/manifest.ts";
-import { secondsSince } from "../output.ts";
+import { formatSeconds, secondsSince } from "../output.ts";
 import type { Storage } from "../storage/types.ts";
 import type { Digest } from "../util/streams.ts";
 import { checkDatabase } from "./database.ts";
@@ -79,8 +79,8 @@ export async function fetchAndCheck(
       const times = await download(storage, manifest, path, downloadOptions, ctx);
       ctx.signal.throwIfAborted();
       ctx.log.debug(
-        `downloaded and decompressed ${manifest.id} in ${secondsSince(started)} s (the last stored byte at ${(times.lastByteMs / 1000).toFixed(2)} s; ` +
-          `decompressing ${times.decompress} s and writing ${times.write} s, summed over their calls)`,
+        `downloaded and decompressed ${manifest.id} in ${secondsSince(started)} s (the last stored byte at ${formatSeconds(times.lastByteMs)} s; ` +
+          `decompressing ${formatSeconds(times.decompress.ms)} s and writing ${formatSeconds(times.write.ms)} s, summed over their calls)`,
       );
       const checkStarted = performance.now();
       const check: IntegrityCheck = options.quick ? "quick_check" : "integrity_check";
@@ -110,7 +110,7 @@ export async function fetchAndCheck(
       if (!isDatabase(await digest)) throw corrupt(manifest, "the decompressed database does not match its manifest's SHA-256");
       if ("error" in checked) throw checked.error;
       await synced;
-      const at = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+      const at = (ms: number) => `${formatSeconds(ms)} s`;
       ctx.log.debug(
         `SHA-256, ${check}${options.durable ? " and fsync" : ""} of ${manifest.id} in ${secondsSince(checkStarted)} s, at once ` +
           `(SHA-256 done at ${at(endedAt.digest)}, ${check} at ${at(endedAt.check)}${options.durable ? `, fsync at ${at(endedAt.sync)}` : ""})`,

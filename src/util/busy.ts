@@ -15,9 +15,4 @@ export class BusyTime {
       this.ms += performance.now() - started;
     }
   }
-
-  /** "0.12", as secondsSince() prints. */
-  toString(): string {
-    return (this.ms / 1000).toFixed(2);
-  }
 }

@@ -13,6 +13,5 @@ describe("BusyTime", () => {
     });
     await expect(failing).rejects.toThrow("refused");
     expect(busy.ms).toBeGreaterThanOrEqual(95);
-    expect(String(busy)).toMatch(/^0\.\d\d$/);
   });
 });
