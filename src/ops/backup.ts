@@ -9,12 +9,14 @@ import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { BLOCK_SIZE, blockCompressor, mapBlocks, defaultParallelism, type BlockCompressor } from "../pipeline/codec.ts";
 import { describeEncryption, encryptStream, type EncryptionSettings } from "../pipeline/age.ts";
+import { creationTime } from "./clock-guard.ts";
 import { assertEncryptionKept } from "./encryption-guard.ts";
 import { assertSameSource } from "./source-guard.ts";
 import { commit, takeBack } from "./commit.ts";
 import type { RunContext } from "../context.ts";
 import { VaultError, VerificationError } from "../errors.ts";
 import { acquireLock, safeRealpath } from "../local/lock.ts";
+import { listManifests } from "../repo/catalog.ts";
 import {
   assertValidName,
   createBackupId,
@@ -85,13 +87,14 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
   const lock = acquireLock(input.databasePath, "backup");
   try {
     await storage.check({ create: true });
-    await assertEncryptionKept(storage, name, input.encryption ?? null, input.plaintextChosen === true);
+    // The name's backups, listed once for every check before the snapshot.
+    const entries = await listManifests(storage, name);
+    await assertEncryptionKept(storage, name, entries, input.encryption ?? null, input.plaintextChosen === true);
     const source = safeRealpath(resolve(input.databasePath));
     const derived = input.name === undefined || input.nameGiven === false;
     // A missing database is reported as missing (by the snapshot), not as another file's name.
-    if (existsSync(source) && derived) await assertSameSource(storage, name, source);
-    const now = input.now ?? (() => new Date());
-    const createdAt = now();
+    if (existsSync(source) && derived) await assertSameSource(storage, name, source, { entries });
+    const createdAt = await creationTime(storage, entries, input.now ?? (() => new Date()), { log: ctx.log, signal: ctx.signal });
     const id = createBackupId(createdAt);
     // Through any symbolic link to the file itself, beside which SQLite keeps the -wal and -shm.
     const snapshot = await createSnapshot(source, input.tmpDir, ctx);
@@ -110,7 +113,7 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
       // Another file's first backup under this name may have committed while ours ran (two hosts at
       // the same moment): then the one that came second, by id, takes its backup back.
       if (derived)
-        await assertSameSource(storage, name, source, id).catch(async (error) => {
+        await assertSameSource(storage, name, source, { before: id }).catch(async (error) => {
           await takeBack(storage, manifestKey(name, id), result.dataKey, ctx);
           throw error;
         });

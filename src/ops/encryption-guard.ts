@@ -3,7 +3,7 @@
  * without SQLITE_VAULT_RECIPIENTS, a new machine given only the identity to restore with) must not
  * store the next backup in plaintext with exit 0. Only an explicit choice (--no-encryption) does.
  */
-import { listManifests, readManifest } from "../repo/catalog.ts";
+import { readManifest, type ManifestEntry } from "../repo/catalog.ts";
 import type { EncryptionSettings } from "../pipeline/age.ts";
 import { NotFoundError, UsageError, VerificationError } from "../errors.ts";
 import type { BackupManifest } from "../repo/manifest.ts";
@@ -12,17 +12,19 @@ import type { Storage } from "../storage/types.ts";
 /**
  * Throws UsageError (exit 2) when the newest readable backup of `name` is encrypted and this one
  * would not be (no key and plaintext not chosen), or is passphrase-encrypted and this one would be
- * encrypted only to the identities' public keys, which cannot open it. Reads nothing when a key is
- * named or plaintext is chosen; throws the storage's errors.
+ * encrypted only to the identities' public keys, which cannot open it. `entries`: the name's
+ * manifests, newest first (listManifests). Reads nothing when a key is named or plaintext is chosen;
+ * throws the storage's errors.
  */
 export async function assertEncryptionKept(
   storage: Storage,
   name: string,
+  entries: ManifestEntry[],
   encryption: EncryptionSettings | null,
   plaintextChosen: boolean,
 ): Promise<void> {
   if (plaintextChosen || (encryption && !encryption.fromIdentities)) return;
-  const newest = await newestReadable(storage, name);
+  const newest = await newestReadable(storage, entries);
   const was = newest?.stored.encryption;
   if (!newest || !was) return;
   const which = `the newest backup of ${name} (${newest.id})`;
@@ -39,8 +41,8 @@ export async function assertEncryptionKept(
 }
 
 /** The newest manifest of `name` that reads; a damaged one says nothing of how the next is stored. */
-async function newestReadable(storage: Storage, name: string): Promise<BackupManifest | undefined> {
-  for (const entry of await listManifests(storage, name)) {
+async function newestReadable(storage: Storage, entries: ManifestEntry[]): Promise<BackupManifest | undefined> {
+  for (const entry of entries) {
     try {
       return await readManifest(storage, entry.key);
     } catch (error) {

@@ -7,19 +7,25 @@
  * given with --name (or a config file's `name`) is the user's decision: a database that moved to
  * another path keeps its name that way.
  */
-import { listManifests, readManifest } from "../repo/catalog.ts";
+import { listManifests, readManifest, type ManifestEntry } from "../repo/catalog.ts";
 import { UsageError } from "../errors.ts";
 import type { BackupManifest } from "../repo/manifest.ts";
 import type { Storage } from "../storage/types.ts";
 
 /**
  * Throws UsageError (exit 2) when the newest backup of `name` (or, given `before`, the newest older
- * than that id) is of another file than `source`. An unreadable manifest says nothing about the
- * source and is passed over; throws the storage's errors.
+ * than that id) is of another file than `source`. `entries`: the name's manifests as already listed
+ * (else they are listed now). An unreadable manifest says nothing about the source and is passed
+ * over; throws the storage's errors.
  */
-export async function assertSameSource(storage: Storage, name: string, source: string, before?: string): Promise<void> {
+export async function assertSameSource(
+  storage: Storage,
+  name: string,
+  source: string,
+  { before, entries }: { before?: string; entries?: ManifestEntry[] } = {},
+): Promise<void> {
   // The newest backup of the name (before `before`: the one just older than ours).
-  const newest = (await listManifests(storage, name)).find((entry) => before === undefined || entry.id < before);
+  const newest = (entries ?? (await listManifests(storage, name))).find((entry) => before === undefined || entry.id < before);
   if (newest === undefined) return;
   let previous: BackupManifest;
   try {

@@ -7,6 +7,7 @@
  */
 import { S3Errors } from "@bradenmacdonald/s3-lite-client";
 import { VaultError } from "../errors.ts";
+import { sleep } from "../util/sleep.ts";
 
 export interface RetryPolicy {
   /** Retries after the first attempt. */
@@ -103,18 +104,4 @@ function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
     signal.addEventListener("abort", onAbort, { once: true });
   });
   return Promise.race([promise, aborted]).finally(() => signal.removeEventListener("abort", onAbort));
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
 }

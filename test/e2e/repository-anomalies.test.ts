@@ -1,6 +1,6 @@
 /**
  * What a repository may hold besides sound backups, and what a lost answer may leave: a backup dated
- * in the future (a wrong clock once, a planted manifest), a listing that repeats entries, a manifest
+ * in the future (a wrong clock once, a planted manifest) or after this machine's clock, a listing that repeats entries, a manifest
  * stored whose answer never came. Through the compiled binary where the outcome is the user's, and
  * the fault proxy in front of the real S3 server for the network's part.
  */
@@ -167,6 +167,61 @@ describe("a backup dated in the future", () => {
       `refusing to prune: the plan would delete ${manifestKey("app", oldest)}, which belongs to app ${oldest}, the backup just made; nothing was deleted`,
     );
     expect((await listed(repo)).map((b) => b.id)).toEqual(ids);
+  });
+});
+
+describe("a clock behind the newest backup", () => {
+  test("a backup that would be dated before the newest one stored is refused: restore --latest would pass over it and bring back the older data", async () => {
+    const repo = localRepo("e2e-clock-behind");
+    // The newest backup came from a host whose clock ran 5 minutes ahead (within the tolerance).
+    const aheadAt = new Date(Date.now() + 5 * 60_000).toISOString();
+    const [newest = ""] = await backupsAt(repo, [aheadAt]);
+    const before = await keys(repo.storage);
+    const r = await runCli(["backup", repo.db, "--repo", repo.url], { env: repo.env });
+    expect(r.exitCode).toBe(1);
+    const [line = "", hint, ...rest] = r.stderr.trim().split("\n");
+    expect(line).toStartWith(`sqlite-vault: the newest backup of app (${newest}) is dated ${aheadAt}, after this machine's clock (`);
+    expect(line).toEndWith(
+      "): a backup made now would sort before it, and restore --latest would bring back that older one; nothing was backed up",
+    );
+    expect(hint).toStartWith("Try: backups are ordered by the time they are made: set this machine's clock right (NTP)");
+    expect(rest).toEqual([]);
+    const json = await runCli(["backup", repo.db, "--repo", repo.url, "--json"], { env: repo.env });
+    expect(json.exitCode).toBe(1);
+    expect(JSON.parse(json.stderr).error).toMatchObject({ code: "clock", exitCode: 1 });
+    // Nothing stored, nothing left behind.
+    expect(await keys(repo.storage)).toEqual(before);
+    expect((await listed(repo)).map((b) => b.id)).toEqual([newest]);
+  });
+
+  test("a newest backup dated beyond the tolerance orders nothing (restores pass over it): the backup goes on, and says so", async () => {
+    const repo = localRepo("e2e-clock-set-back");
+    const [newest = ""] = await backupsAt(repo, ["2026-01-02T00:00:00.000Z"]);
+    // This machine's clock a day behind (or that backup planted, or dated by a clock a day ahead).
+    const env = { ...repo.env, SQLITE_VAULT_NOW: "2026-01-01T00:00:00.000Z" };
+    const r = await runCli(["backup", repo.db, "--repo", repo.url], { env });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stderr.trim()).toBe(
+      `[warn] backup app ${newest} is dated beyond this machine's clock (2026-01-01T00:00:00.000Z): restore --latest passes over it; if this clock is behind, set it right`,
+    );
+    const made = /^backed up app (\S+):/.exec(r.stdout)?.[1] ?? "";
+    expect(made).toStartWith("20260101T000000000Z-");
+    // By a clock that is right, the day-later backup is the newest: the hazard the warning names.
+    expect((await listed(repo)).map((b) => b.id)).toEqual([newest, made]);
+  });
+
+  test("a clock a moment behind the newest backup waits until it passes it: the new backup is the newest, and what restore --latest brings back", async () => {
+    const repo = localRepo("e2e-clock-moment");
+    const [ahead = ""] = await backupsAt(repo, [new Date(Date.now() + 1_000).toISOString()]);
+    const made = await runCli(["backup", repo.db, "--repo", repo.url, "--json"], { env: repo.env });
+    expect(made.exitCode, made.stderr).toBe(0);
+    const id = JSON.parse(made.stdout).id as string;
+    expect(id > ahead).toBe(true);
+    expect((await listed(repo)).map((b) => b.id)).toEqual([id, ahead]);
+    const out = join(repo.dir, "latest.db");
+    const restore = await runCli(["restore", "--name", "app", "-o", out, "--repo", repo.url, "--json"], { env: repo.env });
+    expect(restore.exitCode, restore.stderr).toBe(0);
+    expect(JSON.parse(restore.stdout).id).toBe(id);
   });
 });
 
