@@ -58,7 +58,7 @@ async function checkRepositories(targets: readonly DaemonTarget[], signal: Abort
   for (const t of targets) {
     signal.throwIfAborted();
     try {
-      await t.storage.check({ create: true });
+      await (t.storage.create?.() ?? t.storage.check());
     } catch (error) {
       throw withContext(`repository ${t.storage.url} for ${t.name} is not usable at startup`, error);
     }

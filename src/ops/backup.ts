@@ -86,7 +86,7 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
   assertValidName(name);
   const lock = acquireLock(input.databasePath, "backup");
   try {
-    await storage.check({ create: true });
+    await storage.create?.();
     // The name's backups, listed once for every check before the snapshot.
     const entries = await listManifests(storage, name);
     await assertEncryptionKept(storage, name, entries, input.encryption ?? null, input.plaintextChosen === true);

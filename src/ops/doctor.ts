@@ -87,7 +87,7 @@ async function checkRepository(storage: Storage, input: DoctorInput, checks: Che
         () => false,
         () => true,
       ));
-    await storage.check({ create: created });
+    await (created ? storage.create?.() : storage.check());
     if (created)
       checks.pass(
         "repository directory exists",

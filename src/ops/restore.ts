@@ -107,7 +107,7 @@ export async function runRestore(storage: Storage, input: RestoreInput, ctx: Run
   refuseIfOpen(target);
 
   // A fresh deployment's local repository may not exist yet; the first backup would create it.
-  if (input.ifMissing) await storage.check({ create: true });
+  if (input.ifMissing) await storage.create?.();
   const entries = await listManifests(storage, input.name);
   if (entries.length === 0 && input.ifMissing) {
     ctx.log.info(`no backups of ${input.name} in ${storage.url}; starting without one`);

@@ -39,9 +39,17 @@ export class FileStorage implements Storage {
     return join(this.root, ...key.split("/"));
   }
 
-  async check(options: { create?: boolean } = {}): Promise<void> {
+  check(): Promise<void> {
+    return this.checkRoot(false);
+  }
+
+  create(): Promise<void> {
+    return this.checkRoot(true);
+  }
+
+  private async checkRoot(create: boolean): Promise<void> {
     let info = await stat(this.root).catch(() => null);
-    if (!info && options.create) {
+    if (!info && create) {
       await mkdir(this.root, { recursive: true, mode: 0o700 }).catch((error: NodeJS.ErrnoException) => {
         throw new StorageUnavailableError(
           `cannot create repository directory ${this.root}: ${error.code ?? error.message}`,

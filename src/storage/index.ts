@@ -189,7 +189,7 @@ export function openStorage(repo: string, options: OpenStorageOptions = {}): Sto
   });
 }
 
-/** A local directory, with the capability to remove the directory its check({ create: true }) made. */
+/** A local directory, with the capability to remove the directory its create() made. */
 function openFileStorage(path: string): Storage {
   const storage = new FileStorage(path);
   return Object.assign(storage, { removeIfEmpty: () => rmdir(storage.root) });

@@ -86,11 +86,8 @@ export interface Storage {
   /** Abort one partial write, freeing what it holds. One that is already gone is not an error. */
   abortPartialWrite(write: PartialWrite): Promise<void>;
 
-  /**
-   * Confirm the repository exists and is reachable with these credentials. With `create`, a backend
-   * that can create its repository cheaply (a local directory) does so; a bucket is never created.
-   */
-  check(options?: { create?: boolean }): Promise<void>;
+  /** Confirm the repository exists and is reachable with these credentials. */
+  check(): Promise<void>;
 
   /**
    * Optional: the server's clock, from the Date header of its latest answer, moved on by the time
@@ -114,8 +111,16 @@ export interface Storage {
   serverTime?(): Promise<Date | null>;
 
   /**
-   * Optional, backends whose check({ create: true }) creates the repository: remove the repository
-   * itself again. Throws when it holds anything or is already gone; never removes an object.
+   * Optional, backends that can create their repository cheaply (a local directory): create it when
+   * it is missing, as a first backup does, then check() it. Without it (a bucket, which is never
+   * created) there is nothing to make, and the first request that needs the repository reports it
+   * missing: a backup or a start-up restore spends no round trip on a check of its own.
+   */
+  create?(): Promise<void>;
+
+  /**
+   * Optional, backends with create(): remove the repository itself again. Throws when it holds
+   * anything or is already gone; never removes an object.
    */
   removeIfEmpty?(): Promise<void>;
 }

@@ -95,6 +95,32 @@ describe("transient faults", () => {
   });
 });
 
+describe("round trips", () => {
+  test("a backup lists its name once before the snapshot, and a start-up restore asks for the listing, the manifest and the data, nothing more", async () => {
+    proxy.clear();
+    const small = join(tmpDir("round-trips"), "app.db");
+    createBankDb(small);
+    const url = repo("round-trips");
+    const backup = await runCli(["backup", small, "--name", "app", "--repo", url, "--json"], { env: s3Env() });
+    expect(backup.exitCode, backup.stderr).toBe(0);
+    const { id } = JSON.parse(backup.stdout);
+    // Its guards share one listing; nothing checks the bucket besides it.
+    expect(proxy.requests.filter((r) => on.list(r))).toEqual([expect.stringContaining("prefix=round-trips%2Fapp%2F")]);
+    proxy.clear();
+    const out = join(tmpDir("round-trips"), "restored.db");
+    const restore = await runCli(["restore", "--name", "app", "-o", out, "--if-missing", "--repo", url], { env: s3Env() });
+    expect(restore.exitCode, restore.stderr).toBe(0);
+    // The data's GET is begun while the manifest is read: either may be asked for first.
+    const asked = proxy.requests.map((r) =>
+      on.list(r)
+        ? `LIST ${new URL(r.split(" ")[1]!, "http://x").searchParams.get("prefix")}`
+        : r.replace(/^(\w+) .*\//, "$1 ").replace(id, "ID"),
+    );
+    expect(asked.sort()).toEqual(["GET ID.json", "GET ID.sqlite.gz", "LIST round-trips/app/"]);
+    expect(inspectBank(out).integrity).toBe("ok");
+  });
+});
+
 describe("persistent faults", () => {
   test("a backup whose parts always fail exits 10: nothing listed, no upload left, no temp files", async () => {
     proxy.clear();
