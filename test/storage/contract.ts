@@ -235,5 +235,22 @@ export function describeStorageContract(label: string, target: () => ContractTar
       await expect(s.stat("db/x.json")).rejects.toBeInstanceOf(StorageUnavailableError);
       await expect(listAll(s)).rejects.toBeInstanceOf(StorageUnavailableError);
     });
+
+    test("create(), where a backend has it, makes a missing repository usable, and removeIfEmpty() takes it away again", async () => {
+      const s = await t.missing();
+      if (!s.create) {
+        // A bucket is never created: nothing to make, and a missing one stays missing.
+        expect(s.removeIfEmpty).toBeUndefined();
+        await expect(s.check()).rejects.toBeInstanceOf(StorageUnavailableError);
+        return;
+      }
+      await s.create();
+      await s.check();
+      expect(await listAll(s)).toEqual([]);
+      await s.create(); // already there: not an error
+      expect(s.removeIfEmpty).toBeDefined();
+      await s.removeIfEmpty!();
+      await expect(s.check()).rejects.toBeInstanceOf(StorageUnavailableError);
+    });
   });
 }

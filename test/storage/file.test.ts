@@ -11,9 +11,10 @@ import { NotFoundError } from "../../src/errors.ts";
 // Real databases through a real S3 server (and retries with backoff) take more than the default 5 s.
 setDefaultTimeout(120_000);
 
+// As openStorage opens it: with the capabilities it adds (removeIfEmpty).
 describeStorageContract("local directory", () => ({
-  fresh: async () => new FileStorage(join(tempDir("file-contract"), "repo")),
-  missing: async () => new FileStorage(join(tempDir("file-missing"), "does-not-exist")),
+  fresh: async () => openStorage(join(tempDir("file-contract"), "repo")),
+  missing: async () => openStorage(join(tempDir("file-missing"), "does-not-exist")),
   async abandonWrite(storage, key) {
     const root = (storage as FileStorage).root;
     const dir = join(root, ...key.split("/").slice(0, -1));
