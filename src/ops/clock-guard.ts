@@ -4,9 +4,10 @@
  * clock behind the host that made that one, or set back) would be passed over by every later restore,
  * which would bring back the older data without a word. So such a backup is refused, unless the
  * difference is short enough to wait out (a backup in the millisecond of the last one, a clock a
- * moment behind another host's). A backup dated beyond the tolerance (src/repo/catalog.ts) is another
- * matter: restores pass over it, so it orders nothing, and refusing would let one wrong clock or one
- * planted manifest stop every backup; it is named in a warning instead.
+ * moment behind another host's). A backup dated beyond the tolerance (src/repo/catalog.ts) is named in
+ * a warning instead: restores pass over it today, and refusing would let one wrong clock or one
+ * planted manifest stop every backup. (Known limit: once time comes within the tolerance of its date,
+ * restores take it again, over the backups made meanwhile.)
  */
 import { VaultError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
