@@ -8,7 +8,7 @@ import { constants } from "node:fs";
 import { mkdir, open, readdir, rename, rm, rmdir, stat } from "node:fs/promises";
 import { basename, dirname, join, sep } from "node:path";
 import { Readable } from "node:stream";
-import { NotFoundError, StorageUnavailableError } from "../errors.ts";
+import { AuthError, NotFoundError, StorageUnavailableError } from "../errors.ts";
 import { syncDirectory, writeFully } from "../local/fsync.ts";
 import { resolveForWrite } from "../local/safe-path.ts";
 import { iterate } from "../util/streams.ts";
@@ -48,7 +48,7 @@ export class FileStorage implements Storage {
   }
 
   private async checkRoot(create: boolean): Promise<void> {
-    let info = await stat(this.root).catch(() => null);
+    let info = await statIfPresent(this.root);
     if (!info && create) {
       await mkdir(this.root, { recursive: true, mode: 0o700 }).catch((error: NodeJS.ErrnoException) => {
         throw new StorageUnavailableError(
@@ -56,7 +56,7 @@ export class FileStorage implements Storage {
           "check --repo and the permissions of its parent directories",
         );
       });
-      info = await stat(this.root).catch(() => null);
+      info = await statIfPresent(this.root);
     }
     if (info && !info.isDirectory())
       throw new StorageUnavailableError(
@@ -104,13 +104,20 @@ export class FileStorage implements Storage {
 
   async get(key: string, options: GetOptions = {}): Promise<ObjectStream> {
     const path = this.pathOf(key);
-    const info = await stat(path).catch(() => null);
+    const info = await statIfPresent(path);
     // Opened here, not when the stream first reads: an object removed meanwhile (a concurrent prune)
     // is NotFoundError like any missing key, never a read error in the middle of a download.
     // Non-blocking, so a FIFO put in the object's place after the stat cannot hang the open; the
-    // opened file's own stat decides, and gives the size of what will be read.
-    const handle = info?.isFile() ? await open(path, constants.O_RDONLY | constants.O_NONBLOCK).catch(() => null) : null;
-    const opened = handle ? await handle.stat().catch(() => null) : null;
+    // opened file's own stat decides, and gives the size of what will be read. Only a missing file is
+    // NotFoundError: one that cannot be read (another user's, an I/O error) is thrown as such, since
+    // readers pass over a missing manifest and would silently take an older backup.
+    const handle = info?.isFile()
+      ? await open(path, constants.O_RDONLY | constants.O_NONBLOCK).catch((error: NodeJS.ErrnoException) => {
+          if (isMissing(error)) return null;
+          throw readError(path, error);
+        })
+      : null;
+    const opened = handle ? await handle.stat() : null;
     if (!handle || !opened?.isFile()) {
       await handle?.close().catch(() => {});
       await this.check();
@@ -122,7 +129,7 @@ export class FileStorage implements Storage {
   }
 
   async stat(key: string): Promise<ObjectInfo | null> {
-    const info = await stat(this.pathOf(key)).catch(() => null);
+    const info = await statIfPresent(this.pathOf(key));
     if (!info?.isFile()) {
       await this.check();
       return null;
@@ -171,6 +178,25 @@ export class FileStorage implements Storage {
       throw new Error(`not a temp file of this repository: ${write.handle}`);
     await rm(write.handle, { force: true });
   }
+}
+
+function isMissing(error: NodeJS.ErrnoException): boolean {
+  return error.code === "ENOENT" || error.code === "ENOTDIR";
+}
+
+/** The file's stat, or null when nothing is there; any other failure is thrown (readError). */
+function statIfPresent(path: string) {
+  return stat(path).catch((error: NodeJS.ErrnoException) => {
+    if (isMissing(error)) return null;
+    throw readError(path, error);
+  });
+}
+
+function readError(path: string, error: NodeJS.ErrnoException): Error {
+  const what = `cannot read ${path}: ${error.code ?? error.message}`;
+  if (error.code === "EACCES" || error.code === "EPERM")
+    return new AuthError(what, "check the owner and mode of the repository's files, or run as the user who owns them", { cause: error });
+  return new StorageUnavailableError(what, "check the repository's file system", { cause: error });
 }
 
 export async function* listTempFiles(root: string, relDir: string): AsyncIterable<PartialWrite> {

@@ -5,6 +5,7 @@
  * the fault proxy in front of the real S3 server for the network's part.
  */
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
+import { chmodSync, chownSync, mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { runBackup } from "../../src/ops/backup.ts";
 import { createContext } from "../../src/context.ts";
@@ -222,6 +223,35 @@ describe("a clock behind the newest backup", () => {
     const restore = await runCli(["restore", "--name", "app", "-o", out, "--repo", repo.url, "--json"], { env: repo.env });
     expect(restore.exitCode, restore.stderr).toBe(0);
     expect(JSON.parse(restore.stdout).id).toBe(id);
+  });
+});
+
+describe("a manifest this user cannot read", () => {
+  test("list, restore and verify fail on it (exit 12, the path named), never taking it for missing and using the older backup", async () => {
+    const repo = localRepo("e2e-unreadable");
+    const [newest = "", older = ""] = await backupsAt(repo, ["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z"]);
+    expect(older).toStartWith("20260101");
+    const manifest = join(repo.url, manifestKey("app", newest));
+    // Another user's file this one may not read: as root, the CLI runs as nobody over a repository
+    // others may read except that manifest; as anyone else, the manifest's mode denies its owner.
+    const root = process.getuid!() === 0;
+    if (root) {
+      for (const dir of [repo.dir, repo.url, join(repo.url, "app")]) chmodSync(dir, 0o755);
+      for (const name of readdirSync(join(repo.url, "app"))) chmodSync(join(repo.url, "app", name), 0o644);
+    }
+    chmodSync(manifest, 0o000);
+    const out = join(repo.dir, "out");
+    mkdirSync(out);
+    if (root) chownSync(out, 65534, 65534);
+    const as = root ? ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] : [];
+    const env = { ...repo.env, HOME: out, TMPDIR: out };
+    for (const args of [["list"], ["restore", "--name", "app", "-o", join(out, "app.db")], ["verify", "--name", "app"]]) {
+      const r = await runCli([...args, "--repo", repo.url], { env, as });
+      expect(r.exitCode, `${args[0]}: ${r.stderr}`).toBe(12);
+      expect(r.stderr).toContain(`cannot read ${manifest}: EACCES`);
+      expect(r.stdout).not.toContain(older);
+    }
+    expect(readdirSync(out).filter((name) => name.startsWith("app.db"))).toEqual([]);
   });
 });
 

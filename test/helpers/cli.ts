@@ -65,9 +65,10 @@ export function assertNoSecrets(text: string, args: string[]): void {
 
 export async function runCli(
   args: string[],
-  options: { env?: Record<string, string | undefined>; cwd?: string; binary?: string } = {},
+  options: { env?: Record<string, string | undefined>; cwd?: string; binary?: string; as?: string[] } = {},
 ): Promise<CliResult> {
-  const proc = Bun.spawn([options.binary ?? ensureBinary(), ...args], {
+  // `as`: a command the binary runs under, such as setpriv to run it as another user.
+  const proc = Bun.spawn([...(options.as ?? []), options.binary ?? ensureBinary(), ...args], {
     env: cliEnv(options.env ?? {}),
     cwd: options.cwd,
     stdout: "pipe",
