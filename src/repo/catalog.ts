@@ -243,8 +243,10 @@ export function parseSelection(flags: { latest?: boolean; id?: string; at?: stri
   if (given.length > 1) throw new UsageError(`${given.join(" and ")} cannot be combined`);
   if (flags.id) return { id: flags.id };
   if (flags.at) {
-    // A time without a zone is UTC, as list shows times (JavaScript would read it as local time).
-    const at = new Date(/T\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/.test(flags.at) ? `${flags.at}Z` : flags.at);
+    // A time without a zone is UTC, as list shows times (JavaScript would read it as local time),
+    // and a space may stand for the T, as list prints them ("2026-12-05 11:00:00Z").
+    const iso = flags.at.replace(/^(\d{4}-\d{2}-\d{2}) (?=\d)/, "$1T");
+    const at = new Date(/T\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/.test(iso) ? `${iso}Z` : iso);
     const [, year, month, day] = (/^(\d{4})-(\d{2})-(\d{2})/.exec(flags.at) ?? []).map(Number);
     const realDay =
       year !== undefined && month! >= 1 && month! <= 12 && day! >= 1 && day! <= new Date(Date.UTC(year, month!, 0)).getUTCDate(); // not 2026-02-30

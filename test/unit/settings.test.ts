@@ -114,14 +114,25 @@ describe("backup selection", () => {
     expect(selectCandidates(backups, parseSelection({ at: "2026-11-02T12:00:00Z" }))[0]?.id).toBe("id2");
     expect(selectCandidates(backups, parseSelection({ at: "2026-10-01T00:00:00Z" }))).toEqual([]);
   });
-  test("--at without a zone is UTC, as list shows times", () => {
-    for (const [at, want] of [
-      ["2026-01-02T10:00", "2026-01-02T10:00:00.000Z"],
-      ["2026-01-02T10:00:30.5", "2026-01-02T10:00:30.500Z"],
-      ["2026-01-02", "2026-01-02T00:00:00.000Z"],
-      ["2026-01-02T10:00:00+02:00", "2026-01-02T08:00:00.000Z"],
-    ] as const)
-      expect((parseSelection({ at }) as { at: Date }).at.toISOString(), at).toBe(want);
+  test("--at without a zone is UTC, as list shows times, whatever this machine's zone; a space may stand for the T", () => {
+    const zone = process.env.TZ;
+    process.env.TZ = "America/New_York"; // where a time read as local would be 5 hours off
+    try {
+      for (const [at, want] of [
+        ["2026-01-02T10:00", "2026-01-02T10:00:00.000Z"],
+        ["2026-01-02T10:00:30.5", "2026-01-02T10:00:30.500Z"],
+        ["2026-01-02", "2026-01-02T00:00:00.000Z"],
+        ["2026-01-02T10:00:00+02:00", "2026-01-02T08:00:00.000Z"],
+        ["2026-01-02 10:00", "2026-01-02T10:00:00.000Z"],
+        ["2026-01-02 10:00:30", "2026-01-02T10:00:30.000Z"],
+        ["2026-01-02 10:00:30Z", "2026-01-02T10:00:30.000Z"], // as list prints it
+        ["2026-01-02 10:00:00+02:00", "2026-01-02T08:00:00.000Z"],
+      ] as const)
+        expect((parseSelection({ at }) as { at: Date }).at.toISOString(), at).toBe(want);
+    } finally {
+      if (zone === undefined) delete process.env.TZ;
+      else process.env.TZ = zone;
+    }
   });
   test("conflicting or malformed selections are usage errors", () => {
     expect(() => parseSelection({ latest: true, id: "x" })).toThrow(UsageError);
