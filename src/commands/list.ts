@@ -49,7 +49,7 @@ export default defineVaultCommand({
         formatBytes(b.storedBytes),
         formatRatio(b.ratio),
         `${b.compression}${b.encrypted ? "+age" : ""}`,
-        b.verifiedAt ? formatTime(b.verifiedAt) : "-",
+        b.damaged ? "DAMAGED" : b.verifiedAt ? formatTime(b.verifiedAt) : "-",
       ]),
     );
     return [table, ...failed].join("\n");

@@ -21,6 +21,11 @@ export interface ListedBackup {
   verifiedAt: string | null;
   /** Dated beyond this machine's clock: restore --latest and retention pass over it. */
   futureDated: boolean;
+  /**
+   * Why it cannot be restored, as the listing shows (its data object missing, or of another size
+   * than recorded), or null. restore --latest fails on it; retention does not count it.
+   */
+  damaged: string | null;
 }
 
 export interface ListReport {
@@ -31,7 +36,8 @@ export interface ListReport {
 
 /**
  * The backups under each of `names` (undefined: every name in the repository), newest first (by
- * id, then name). Warns on ctx.log of each unreadable manifest and each future-dated backup. Throws
+ * id, then name). Warns on ctx.log of each unreadable manifest, each future-dated backup and each
+ * backup whose data object the listing shows missing or cut short. Throws
  * the storage's errors (unavailable, auth, not found for a missing local repository) as they are.
  */
 export async function listBackups(storage: Storage, input: { names: (string | undefined)[] }, ctx: RunContext): Promise<ListReport> {
@@ -43,6 +49,8 @@ export async function listBackups(storage: Storage, input: { names: (string | un
     const future = new Set(catalog.futureDated);
     for (const m of future)
       ctx.log.warn(`${m.name} ${m.id} is dated ${m.createdAt}, beyond this machine's clock: restore --latest and retention pass over it`);
+    const damaged = new Map(catalog.damaged.map((d) => [d.backup, d.reason]));
+    for (const [m, reason] of damaged) ctx.log.warn(`${m.name} ${m.id} cannot be restored: ${reason}`);
     invalid.push(...catalog.invalid.map((i) => ({ key: i.key, reason: i.reason })));
     backups.push(
       ...catalog.backups.map((m) => ({
@@ -57,6 +65,7 @@ export async function listBackups(storage: Storage, input: { names: (string | un
         encrypted: m.stored.encryption !== undefined,
         verifiedAt: catalog.verifiedAt[m.id] ?? null,
         futureDated: future.has(m),
+        damaged: damaged.get(m) ?? null,
       })),
     );
   }

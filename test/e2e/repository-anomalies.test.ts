@@ -5,7 +5,7 @@
  * the fault proxy in front of the real S3 server for the network's part.
  */
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
-import { chmodSync, chownSync, mkdirSync, readdirSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, readdirSync, rmSync, truncateSync } from "node:fs";
 import { join } from "node:path";
 import { runBackup } from "../../src/ops/backup.ts";
 import { createContext } from "../../src/context.ts";
@@ -223,6 +223,37 @@ describe("a clock behind the newest backup", () => {
     const restore = await runCli(["restore", "--name", "app", "-o", out, "--repo", repo.url, "--json"], { env: repo.env });
     expect(restore.exitCode, restore.stderr).toBe(0);
     expect(JSON.parse(restore.stdout).id).toBe(id);
+  });
+});
+
+describe("a backup whose data object is missing or cut short", () => {
+  test("list marks it DAMAGED, says why on stderr and in --json, and lists the sound ones as ever", async () => {
+    const repo = localRepo("e2e-list-damaged");
+    const [gone = "", cut = "", sound = ""] = await backupsAt(repo, [
+      "2026-01-01T00:00:00.000Z",
+      "2026-01-02T00:00:00.000Z",
+      "2026-01-03T00:00:00.000Z",
+    ]);
+    const data = (id: string) =>
+      join(repo.url, "app", readdirSync(join(repo.url, "app")).find((n) => n.startsWith(id) && n.includes(".sqlite"))!);
+    rmSync(data(gone));
+    truncateSync(data(cut), 100);
+    const json = await runCli(["list", "--repo", repo.url, "--json"], { env: repo.env });
+    expect(json.exitCode, json.stderr).toBe(0);
+    const rows = JSON.parse(json.stdout).backups as { id: string; damaged: string | null }[];
+    expect(rows.map((b) => [b.id, b.damaged])).toEqual([
+      [gone, expect.stringMatching(/^its data object app\/\S+ is missing$/)],
+      [cut, expect.stringMatching(/^its data object is 100 bytes, not the \d+ its manifest records$/)],
+      [sound, null],
+    ]);
+    const human = await runCli(["list", "--repo", repo.url], { env: repo.env });
+    expect(human.exitCode).toBe(0);
+    const row = (id: string) => human.stdout.split("\n").find((line) => line.includes(id)) ?? "";
+    expect(row(gone)).toEndWith("DAMAGED");
+    expect(row(cut)).toEndWith("DAMAGED");
+    expect(row(sound)).not.toContain("DAMAGED");
+    expect(human.stderr).toContain(`[warn] app ${gone} cannot be restored: its data object app/`);
+    expect(human.stderr).toContain(`[warn] app ${cut} cannot be restored: its data object is 100 bytes`);
   });
 });
 
