@@ -16,7 +16,7 @@ import { commit, takeBack } from "./commit.ts";
 import type { RunContext } from "../context.ts";
 import { VaultError, VerificationError } from "../errors.ts";
 import { acquireLock, safeRealpath } from "../local/lock.ts";
-import { listManifests } from "../repo/catalog.ts";
+import { isFutureDated, listManifests } from "../repo/catalog.ts";
 import {
   assertValidName,
   createBackupId,
@@ -87,14 +87,16 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
   const lock = acquireLock(input.databasePath, "backup");
   try {
     await storage.create?.();
-    // The name's backups, listed once for every check before the snapshot.
-    const entries = await listManifests(storage, name);
+    // The name's backups, listed once for every check before the snapshot. One dated beyond the time
+    // it was stored (a clock that ran ahead, or planted) steers none of them.
+    const listed = await listManifests(storage, name);
+    const entries = listed.filter((entry) => !isFutureDated(entry));
     await assertEncryptionKept(storage, name, entries, input.encryption ?? null, input.plaintextChosen === true);
     const source = safeRealpath(resolve(input.databasePath));
     const derived = input.name === undefined || input.nameGiven === false;
     // A missing database is reported as missing (by the snapshot), not as another file's name.
     if (existsSync(source) && derived) await assertSameSource(storage, name, source, { entries });
-    const createdAt = await creationTime(storage, entries, input.now ?? (() => new Date()), { log: ctx.log, signal: ctx.signal });
+    const createdAt = await creationTime(storage, listed, input.now ?? (() => new Date()), { log: ctx.log, signal: ctx.signal });
     const id = createBackupId(createdAt);
     // Through any symbolic link to the file itself, beside which SQLite keeps the -wal and -shm.
     const snapshot = await createSnapshot(source, input.tmpDir, ctx);

@@ -1,17 +1,18 @@
 /**
  * A backup's id is the time it was made, by this machine's clock, and backups are ordered by it:
- * `restore --latest` takes the greatest. A backup dated before the newest one already stored (this
- * clock behind the host that made that one, or set back) would be passed over by every later restore,
- * which would bring back the older data without a word. So such a backup is refused, unless the
- * difference is short enough to wait out (a backup in the millisecond of the last one, a clock a
- * moment behind another host's). A backup dated beyond the tolerance (src/repo/catalog.ts) is named in
- * a warning instead: restores pass over it today, and refusing would let one wrong clock or one
- * planted manifest stop every backup. (Known limit: once time comes within the tolerance of its date,
- * restores take it again, over the backups made meanwhile.)
+ * `restore --latest` takes the greatest, and retention keeps the newest. Every backup stored was made
+ * before this one, so this one must sort after them all: dated before one of them (this clock behind
+ * the host that made it, or set back), it would be passed over by every later restore, which would
+ * bring back the older data without a word, and `prune --keep-last` would remove it first. So such a
+ * backup is refused, however far behind, unless the difference is short enough to wait out (a backup
+ * in the millisecond of the last one, a clock a moment behind another host's). The one exception is a
+ * backup dated beyond the time the storage stored it (catalog's isFutureDated: a clock that ran ahead,
+ * or planted): restores and retention pass over it for good, so it orders nothing, and it is named in
+ * a warning instead of stopping every backup.
  */
 import { VaultError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
-import { isFutureDated, repositoryNow, type ManifestEntry } from "../repo/catalog.ts";
+import { futureDatedLine, isFutureDated, type ManifestEntry } from "../repo/catalog.ts";
 import { backupIdTime } from "../repo/manifest.ts";
 import type { Storage } from "../storage/types.ts";
 import { sleep } from "../util/sleep.ts";
@@ -25,10 +26,10 @@ export class ClockBehindError extends VaultError {
 }
 
 /**
- * The time to date a new backup of the name with: `now()`, once it is later than the newest backup in
- * `entries` (newest first, as listManifests gives them) that a restore would take; future-dated ones
- * are named on `log`. Throws ClockBehindError when the clock is more than CLOCK_WAIT_MS behind that
- * backup; the signal's reason when aborted while waiting.
+ * The time to date a new backup of the name with: `now()`, once it is later than every backup in
+ * `entries` (newest first, as listManifests gives them) except future-dated ones, which are named on
+ * `log`. Throws ClockBehindError when the clock is more than CLOCK_WAIT_MS behind the newest; the
+ * signal's reason when aborted while waiting.
  */
 export async function creationTime(
   storage: Storage,
@@ -37,14 +38,9 @@ export async function creationTime(
   { log, signal }: { log: Logger; signal?: AbortSignal },
 ): Promise<Date> {
   let createdAt = now();
-  const repoNow = repositoryNow(storage, createdAt);
-  const newest = entries.find((entry) => !isFutureDated(entry.id, repoNow));
-  const future = entries.slice(0, newest ? entries.indexOf(newest) : entries.length);
-  if (future.length)
-    log.warn(
-      `${future.length === 1 ? `backup ${future[0]!.name} ${future[0]!.id} is` : `${future.length} backups of ${future[0]!.name}, the newest ${future[0]!.id}, are`} ` +
-        `dated beyond this machine's clock (${repoNow.toISOString()}): restore --latest passes over ${future.length === 1 ? "it" : "them"}; if this clock is behind, set it right`,
-    );
+  const newest = entries.find((entry) => !isFutureDated(entry));
+  for (const entry of entries.slice(0, newest ? entries.indexOf(newest) : entries.length))
+    log.warn(`${futureDatedLine(entry, "passing over")}: restores and retention pass over it too`);
   if (!newest) return createdAt;
   const newestAt = backupIdTime(newest.id);
   const behind = newestAt - createdAt.getTime();
@@ -57,6 +53,6 @@ export async function creationTime(
   throw new ClockBehindError(
     `the newest backup of ${newest.name} (${newest.id}) is dated ${new Date(newestAt).toISOString()}, after this machine's clock ` +
       `(${createdAt.toISOString()}): a backup made now would sort before it, and restore --latest would bring back that older one; nothing was backed up`,
-    "backups are ordered by the time they are made: set this machine's clock right (NTP); if it is right, the newer backup came from a clock that ran ahead, and backups resume once this one passes it",
+    `backups are ordered by the time they are made: set this machine's clock right (NTP); if it is right, that backup was dated by a clock that ran ahead: backups resume once this clock passes it, or at once if its manifest ${newest.key} is removed from ${storage.url}`,
   );
 }

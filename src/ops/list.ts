@@ -3,7 +3,7 @@
  * It reads manifests only (and the verification markers beside them), never a byte of data.
  */
 import type { RunContext } from "../context.ts";
-import { readCatalog } from "../repo/catalog.ts";
+import { futureDatedLine, readCatalog } from "../repo/catalog.ts";
 import { newestFirst } from "../repo/manifest.ts";
 import type { Storage } from "../storage/types.ts";
 
@@ -19,7 +19,7 @@ export interface ListedBackup {
   encrypted: boolean;
   /** When `verify --record` last found this backup sound, or null. */
   verifiedAt: string | null;
-  /** Dated beyond this machine's clock: restore --latest and retention pass over it. */
+  /** Dated beyond the time it was stored (see isFutureDated): restore --latest, retention and backups pass over it. */
   futureDated: boolean;
   /**
    * Why it cannot be restored, as the listing shows (its data object missing, or of another size
@@ -46,9 +46,11 @@ export async function listBackups(storage: Storage, input: { names: (string | un
   for (const name of input.names) {
     const catalog = await readCatalog(storage, name);
     for (const bad of catalog.invalid) ctx.log.warn(`ignoring ${bad.key}: ${bad.reason}`);
-    const future = new Set(catalog.futureDated);
-    for (const m of future)
-      ctx.log.warn(`${m.name} ${m.id} is dated ${m.createdAt}, beyond this machine's clock: restore --latest and retention pass over it`);
+    const future = new Set(catalog.futureDated.map((f) => f.backup));
+    for (const f of catalog.futureDated)
+      ctx.log.warn(
+        `${futureDatedLine({ ...f.backup, storedAt: f.storedAt }, "listing")}: restore --latest, retention and backups pass over it`,
+      );
     const damaged = new Map(catalog.damaged.map((d) => [d.backup, d.reason]));
     for (const [m, reason] of damaged) ctx.log.warn(`${m.name} ${m.id} cannot be restored: ${reason}`);
     invalid.push(...catalog.invalid.map((i) => ({ key: i.key, reason: i.reason })));

@@ -6,8 +6,9 @@
  * - Only backups whose data object is there, at the size its manifest records, count for the policy:
  *   a broken newest backup must not take the place of a sound one, or `--keep-last 1` would delete
  *   every backup that can still be restored. Broken ones are left alone and reported.
- * - Backups dated beyond now (catalog's isFutureDated) do not count either, and are never removed by
- *   policy: a wrong clock once, or a planted manifest, must not make every real backup look old.
+ * - Backups dated beyond the time they were stored (catalog's isFutureDated) do not count either, and
+ *   are never removed by policy: a wrong clock once, or a planted manifest, must not make every real
+ *   backup look old.
  * - No key that a kept, left-alone or protected backup uses is ever deleted: asserted before the
  *   first delete, whatever the plan says (a listing that repeats a backup once made it do so).
  * - Each removed backup loses its manifest first, then its data object and verification marker, so an
@@ -17,7 +18,7 @@
  *   (incomplete multipart uploads, local temp files) older than the grace period are removed. Nothing
  *   younger is touched, so a backup in progress on another host is safe.
  */
-import { readCatalog, type Catalog } from "../repo/catalog.ts";
+import { futureDatedLine, readCatalog, type Catalog } from "../repo/catalog.ts";
 import type { RunContext } from "../context.ts";
 import { AuthError, VaultError } from "../errors.ts";
 import { manifestKey, parseDataKey, verifiedKey, type BackupManifest } from "../repo/manifest.ts";
@@ -57,7 +58,7 @@ export interface PrunedName {
   failed: { id: string; error: string }[];
   /** Backups whose data object is missing or of the wrong size: outside the policy, left alone. */
   damaged: { id: string; createdAt: string; reason: string }[];
-  /** Backups dated beyond now: outside the policy, left alone. */
+  /** Backups dated beyond the time the storage stored them (catalog's isFutureDated): outside the policy, left alone. */
   futureDated: { id: string; createdAt: string }[];
 }
 
@@ -88,11 +89,9 @@ function planNames(catalog: Catalog, input: PruneInput, ctx: RunContext) {
   const broken = new Map(catalog.damaged.map((d) => [d.backup, d.reason]));
   for (const [backup, reason] of broken)
     ctx.log.warn(`${backup.name} ${backup.id} cannot be restored (${reason}): the policy does not count it, and prune leaves it alone`);
-  const future = new Set(catalog.futureDated);
-  for (const backup of future)
-    ctx.log.warn(
-      `${backup.name} ${backup.id} is dated ${backup.createdAt}, beyond now (${input.now.toISOString()}): the policy does not count it, and prune leaves it alone`,
-    );
+  const future = new Set(catalog.futureDated.map((f) => f.backup));
+  for (const f of catalog.futureDated)
+    ctx.log.warn(`${futureDatedLine({ ...f.backup, storedAt: f.storedAt }, "leaving alone")}: the policy does not count it`);
   const byName = new Map<string, BackupManifest[]>();
   for (const backup of catalog.backups) byName.set(backup.name, [...(byName.get(backup.name) ?? []), backup]);
 
@@ -120,7 +119,7 @@ export async function runPrune(storage: Storage, input: PruneInput, ctx: RunCont
       `--grace ${input.grace.text} is under an hour: an upload in progress elsewhere that takes longer may be removed as a leftover (such a backup then fails, and lists nothing)`,
     );
   const listedAt = new Date();
-  const catalog = await readCatalog(storage, input.name, { now: input.now });
+  const catalog = await readCatalog(storage, input.name);
   const plans = planNames(catalog, input, ctx);
   assertRemovesNothingInUse(plans, catalog, input.protect ?? []);
 

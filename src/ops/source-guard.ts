@@ -7,7 +7,7 @@
  * given with --name (or a config file's `name`) is the user's decision: a database that moved to
  * another path keeps its name that way.
  */
-import { listManifests, readManifest, type ManifestEntry } from "../repo/catalog.ts";
+import { isFutureDated, listManifests, readManifest, type ManifestEntry } from "../repo/catalog.ts";
 import { UsageError } from "../errors.ts";
 import type { BackupManifest } from "../repo/manifest.ts";
 import type { Storage } from "../storage/types.ts";
@@ -24,8 +24,11 @@ export async function assertSameSource(
   source: string,
   { before, entries }: { before?: string; entries?: ManifestEntry[] } = {},
 ): Promise<void> {
-  // The newest backup of the name (before `before`: the one just older than ours).
-  const newest = (entries ?? (await listManifests(storage, name))).find((entry) => before === undefined || entry.id < before);
+  // The newest backup of the name (before `before`: the one just older than ours), passing over a
+  // future-dated one as restores do: a planted manifest does not decide whose backups these are.
+  const newest = (entries ?? (await listManifests(storage, name))).find(
+    (entry) => !isFutureDated(entry) && (before === undefined || entry.id < before),
+  );
   if (newest === undefined) return;
   let previous: BackupManifest;
   try {

@@ -4,7 +4,15 @@
  */
 import type { RunContext } from "../context.ts";
 import { UsageError, VaultError } from "../errors.ts";
-import { dataObjectProblem, isFutureDated, listManifests, newestBackup, repositoryNow, type ManifestEntry } from "../repo/catalog.ts";
+import {
+  dataObjectProblem,
+  FUTURE_TOLERANCE_MS,
+  isFutureDated,
+  listManifests,
+  newestBackup,
+  repositoryNow,
+  type ManifestEntry,
+} from "../repo/catalog.ts";
 import { parseDuration, subtractDuration, type Duration } from "../repo/retention.ts";
 import type { Storage } from "../storage/types.ts";
 
@@ -13,7 +21,7 @@ export interface StatusEntry {
   newest: { id: string; createdAt: string; ageSeconds: number } | null;
   ok: boolean;
   reason: string | null;
-  /** Backups dated beyond this machine's clock (plus a tolerance): reported, never taken as newest. */
+  /** Backups dated beyond the time they were stored (catalog's isFutureDated): reported, never taken as newest. */
   futureDated: string[];
 }
 
@@ -65,13 +73,13 @@ export async function checkStatus(storage: Storage, name: string | undefined, at
 
 async function statusOfName(storage: Storage, name: string, own: ManifestEntry[], at: StatusLimit, ctx: RunContext): Promise<StatusEntry> {
   const { now, limit, maxAge } = at;
-  const futureDated = own.filter((e) => isFutureDated(e.id, repositoryNow(storage, now))).map((e) => e.id);
+  const futureDated = own.filter(isFutureDated).map((e) => e.id);
   const unusable = (reason: string): StatusEntry => ({ name, newest: null, ok: false, reason, futureDated });
-  const candidate = await newestBackup(storage, own, { now, log: ctx.log });
+  const candidate = await newestBackup(storage, own, { log: ctx.log });
   if (!candidate)
     return unusable(
       futureDated.length
-        ? `no backups of ${name} in ${storage.url} dated up to now (${futureDated.length} dated in the future)`
+        ? `no backups of ${name} in ${storage.url} that a restore would take (${futureDated.length} dated after the storage stored them)`
         : `no backups of ${name} in ${storage.url}`,
     );
   // What restore --latest would refuse is no recent backup.
@@ -81,14 +89,20 @@ async function statusOfName(storage: Storage, name: string, own: ManifestEntry[]
   const why = dataObjectProblem(newest, (await storage.stat(newest.stored.key))?.size);
   if (why) return unusable(`the newest backup of ${name}, ${newest.id}, cannot be restored: ${why}`);
   const created = Date.parse(newest.createdAt);
+  // Backups are refused while this clock is behind the newest one (src/ops/clock-guard.ts): that is no fresh backup.
+  const clock = repositoryNow(storage, now);
+  const ahead =
+    created > clock.getTime() + FUTURE_TOLERANCE_MS
+      ? `the newest backup of ${name}, ${newest.id}, is dated ${newest.createdAt}, after this machine's clock (${clock.toISOString()}): backups are refused until the clock passes it`
+      : null;
   // Within the tolerance a backup may be dated a little ahead (another host's clock): age 0.
   const ageSeconds = Math.max(0, Math.round((now.getTime() - created) / 1000));
   const stale = limit !== undefined && created < limit;
   return {
     name,
     newest: { id: newest.id, createdAt: newest.createdAt, ageSeconds },
-    ok: !stale,
-    reason: stale ? `the newest backup of ${name} is ${describeAge(ageSeconds)} old, older than ${maxAge!.text}` : null,
+    ok: !stale && !ahead,
+    reason: ahead ?? (stale ? `the newest backup of ${name} is ${describeAge(ageSeconds)} old, older than ${maxAge!.text}` : null),
     futureDated,
   };
 }

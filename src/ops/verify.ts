@@ -7,7 +7,7 @@
 import { mkdtemp } from "node:fs/promises";
 import { hostname } from "node:os";
 import { dirname, join } from "node:path";
-import { mapLimit, readCatalog } from "../repo/catalog.ts";
+import { isFutureDated, mapLimit, readCatalog } from "../repo/catalog.ts";
 import { checkStoredBytes, fetchAndCheck, keyMismatchFailure, type IntegrityCheck } from "../check/fetch.ts";
 import { NoMatchingIdentityError, type DecryptionSettings } from "../pipeline/age.ts";
 import type { RunContext } from "../context.ts";
@@ -60,7 +60,7 @@ export interface VerifyReport {
 /** The selection matched no backup (for one database of many: a failure in the report, not the end of it). */
 export class NothingToVerifyError extends VaultError {}
 
-type Candidate = { manifest: BackupManifest } | { invalid: { name: string; id: string; reason: string } };
+type Candidate = { manifest: BackupManifest } | { invalid: { name: string; id: string; storedAt: Date; reason: string } };
 
 /**
  * Verify the chosen backups. Results are in the order chosen (newest first). Throws VaultError when
@@ -71,7 +71,10 @@ export async function runVerify(storage: Storage, input: VerifyInput, ctx: RunCo
   const all: Candidate[] = [...catalog.backups.map((manifest) => ({ manifest })), ...catalog.invalid.map((invalid) => ({ invalid }))].sort(
     (a, b) => newestFirst({ id: idOf(a) }, { id: idOf(b) }),
   );
-  const chosen = choose(all, input.selection);
+  // The newest of a name is what restore --latest would take: never one it passes over.
+  const future = new Set(catalog.futureDated.map((f) => f.backup));
+  const passedOver = (c: Candidate) => ("manifest" in c ? future.has(c.manifest) : isFutureDated(c.invalid));
+  const chosen = choose(all, input.selection, passedOver);
   if (chosen.length === 0) {
     const what = typeof input.selection === "object" ? `backup ${input.selection.id}` : "backups";
     throw new NothingToVerifyError(
@@ -209,11 +212,11 @@ function nameOf(candidate: Candidate): string {
 }
 
 /** latest: the newest backup of each name; all: every one; { id }: that one. Newest first. */
-function choose(all: Candidate[], selection: VerifySelection): Candidate[] {
+function choose(all: Candidate[], selection: VerifySelection, passedOver: (c: Candidate) => boolean): Candidate[] {
   if (selection === "all") return all;
   if (typeof selection === "object") return all.filter((c) => idOf(c) === selection.id);
   const seen = new Set<string>();
-  return all.filter((c) => !seen.has(nameOf(c)) && seen.add(nameOf(c)) !== undefined);
+  return all.filter((c) => !passedOver(c) && !seen.has(nameOf(c)) && seen.add(nameOf(c)) !== undefined);
 }
 
 /** One database with nothing to verify (none backed up yet), as a failed entry of a report over several; any other error is rethrown. */

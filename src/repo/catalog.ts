@@ -2,9 +2,9 @@
  * What a repository holds, as far as manifests say: the only source of truth for list, restore and
  * everything else. A data object without a manifest (an interrupted upload) is never a backup; it is
  * reported as an orphan. A listing is input from the network: a key listed twice is one object.
- * A backup dated beyond now (a host whose clock was wrong, or a manifest planted in the bucket) is an
- * anomaly, never the newest backup: retention does not count or remove it, and --latest / --at pass
- * over it.
+ * A backup dated beyond the time the storage stored it (by a clock that ran ahead, or a manifest
+ * planted in the bucket) is an anomaly, never the newest backup, now or later: retention does not count
+ * or remove it, and --latest / --at and new backups pass over it.
  */
 import { NotFoundError, UsageError, VerificationError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
@@ -24,7 +24,7 @@ export interface Catalog {
   /** Valid backups, newest first (by id, which sorts by creation time). */
   backups: BackupManifest[];
   /** Manifests that exist but could not be read or validated, newest first, with the reason. */
-  invalid: { key: string; name: string; id: string; reason: string }[];
+  invalid: { key: string; name: string; id: string; storedAt: Date; reason: string }[];
   /** Data objects that no manifest names (interrupted uploads), oldest first. */
   orphans: ObjectInfo[];
   /** For backups that `verify --record` found sound: manifest id -> time of the last successful check. */
@@ -36,19 +36,31 @@ export interface Catalog {
    * backups that cannot be restored, found without reading a byte of data. Newest first.
    */
   damaged: { backup: BackupManifest; reason: string }[];
-  /** Valid manifests dated beyond now plus FUTURE_TOLERANCE_MS (see isFutureDated). Newest first. */
-  futureDated: BackupManifest[];
+  /** Valid manifests dated beyond the time they were stored (see isFutureDated), with that time. Newest first. */
+  futureDated: { backup: BackupManifest; storedAt: Date }[];
 }
 
 /**
- * How far beyond now a backup may be dated and still count: 15 minutes, the clock difference S3
- * accepts in a signed request, so a host whose clock S3 accepted never makes a future-dated backup.
+ * How far beyond the time its manifest was stored a backup may be dated and still count: 15 minutes,
+ * the clock difference S3 accepts in a signed request, so a host whose clock S3 accepted never makes a
+ * future-dated backup.
  */
 export const FUTURE_TOLERANCE_MS = 15 * 60_000;
 
-/** Whether a backup id (its creation time) lies beyond `now` plus FUTURE_TOLERANCE_MS. */
-export function isFutureDated(id: string, now: Date): boolean {
-  return backupIdTime(id) > now.getTime() + FUTURE_TOLERANCE_MS;
+/**
+ * Whether a backup's id (the time it was made, by its host's clock) lies beyond `storedAt` plus
+ * FUTURE_TOLERANCE_MS: `storedAt` is the storage's own time for its manifest (S3's LastModified, a
+ * file's mtime), a second clock its host did not set. Such a backup was dated by a clock that ran
+ * ahead, or planted. Unlike a test against "now", no later clock makes it right: it would otherwise
+ * count again once time came near its date, over backups made after it.
+ */
+export function isFutureDated(backup: { id: string; storedAt: Date }): boolean {
+  return backupIdTime(backup.id) > backup.storedAt.getTime() + FUTURE_TOLERANCE_MS;
+}
+
+/** The warning for a future-dated backup that `what` passes over. */
+export function futureDatedLine(backup: { name: string; id: string; storedAt: Date }, what: string): string {
+  return `${what} ${backup.name} ${backup.id}: it is dated ${new Date(backupIdTime(backup.id)).toISOString()}, later than the storage stored it (${backup.storedAt.toISOString()}): the clock that dated it ran ahead, or it was planted`;
 }
 
 /**
@@ -66,16 +78,15 @@ const READ_CONCURRENCY = 8;
 /**
  * Read every manifest under `name` (or under every name when omitted). Throws the storage's errors
  * (unavailable, auth); a manifest that vanishes between list and read (a concurrent prune) is skipped.
- * `now` (default: the clock) decides which backups are future-dated.
  */
-export async function readCatalog(storage: Storage, name?: string, options: { now?: Date } = {}): Promise<Catalog> {
-  const manifests: { key: string; name: string; id: string }[] = [];
+export async function readCatalog(storage: Storage, name?: string): Promise<Catalog> {
+  const manifests: { key: string; name: string; id: string; storedAt: Date }[] = [];
   const data: ObjectInfo[] = [];
   const verifiedAt: Record<string, string> = {};
   const markers: ObjectInfo[] = [];
   for await (const object of listOnce(storage, name ? `${name}/` : "")) {
     const manifest = parseManifestKey(object.key);
-    if (manifest && (!name || manifest.name === name)) manifests.push({ key: object.key, ...manifest });
+    if (manifest && (!name || manifest.name === name)) manifests.push({ key: object.key, ...manifest, storedAt: object.lastModified });
     else if (parseDataKey(object.key)) data.push(object);
     else {
       const verified = parseVerifiedKey(object.key);
@@ -117,8 +128,11 @@ export async function readCatalog(storage: Storage, name?: string, options: { no
     const reason = dataObjectProblem(backup, sizes.get(backup.stored.key));
     return reason ? [{ backup, reason }] : [];
   });
-  const now = repositoryNow(storage, options.now);
-  const futureDated = backups.filter((backup) => isFutureDated(backup.id, now));
+  const storedAt = new Map(manifests.map((m) => [`${m.name}/${m.id}`, m.storedAt]));
+  const futureDated = backups.flatMap((backup) => {
+    const at = storedAt.get(`${backup.name}/${backup.id}`)!;
+    return isFutureDated({ id: backup.id, storedAt: at }) ? [{ backup, storedAt: at }] : [];
+  });
   return { backups, invalid, orphans, verifiedAt: verified, strayMarkers, damaged, futureDated };
 }
 
@@ -139,11 +153,13 @@ export function dataObjectProblem(backup: BackupManifest, size: number | undefin
   return null;
 }
 
-/** A manifest's key with the name and id it encodes. */
+/** A manifest's key with the name and id it encodes, and when the storage stored it. */
 export interface ManifestEntry {
   key: string;
   name: string;
   id: string;
+  /** The storage's time for the manifest (see isFutureDated). */
+  storedAt: Date;
   /**
    * The data object listed with the same name and id, when exactly one is: a restore may begin its
    * GET while the manifest is read. Only a guess until the manifest names it (src/check/stored.ts).
@@ -158,7 +174,7 @@ export async function listManifests(storage: Storage, name?: string): Promise<Ma
   const dataKeys = new Map<string, string | null>();
   for await (const object of listOnce(storage, name ? `${name}/` : "")) {
     const parsed = parseManifestKey(object.key);
-    if (parsed && (!name || parsed.name === name)) entries.push({ key: object.key, ...parsed });
+    if (parsed && (!name || parsed.name === name)) entries.push({ key: object.key, ...parsed, storedAt: object.lastModified });
     const data = parsed ? null : parseDataKey(object.key);
     if (data) dataKeys.set(`${data.name}/${data.id}`, dataKeys.has(`${data.name}/${data.id}`) ? null : object.key);
   }
@@ -187,16 +203,13 @@ export async function* readCandidates(
   storage: Storage,
   entries: ManifestEntry[],
   selection: Selection,
-  options: { now?: Date; log?: Logger; onRead?: (entry: ManifestEntry) => void } = {},
+  options: { log?: Logger; onRead?: (entry: ManifestEntry) => void } = {},
 ): AsyncGenerator<Candidate> {
-  const now = repositoryNow(storage, options.now);
   const wanted = entries.filter((e) => {
     if ("id" in selection) return e.id === selection.id;
     if ("at" in selection && backupIdTime(e.id) > selection.at.getTime()) return false;
-    if (!isFutureDated(e.id, now)) return true;
-    options.log?.warn(
-      `passing over ${e.name} ${e.id}: it is dated ${new Date(backupIdTime(e.id)).toISOString()}, beyond this machine's clock (${now.toISOString()})`,
-    );
+    if (!isFutureDated(e)) return true;
+    options.log?.warn(futureDatedLine(e, "passing over"));
     return false;
   });
   const read = (entry: ManifestEntry): Promise<Candidate | null> => {
@@ -225,7 +238,7 @@ export async function* readCandidates(
 export async function newestBackup(
   storage: Storage,
   entries: ManifestEntry[],
-  options: { now?: Date; log?: Logger } = {},
+  options: { log?: Logger } = {},
 ): Promise<Candidate | undefined> {
   for await (const candidate of readCandidates(storage, entries, { latest: true }, options)) return candidate;
   return undefined;

@@ -5,7 +5,7 @@
  * the fault proxy in front of the real S3 server for the network's part.
  */
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
-import { chmodSync, chownSync, mkdirSync, readdirSync, rmSync, truncateSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, readdirSync, rmSync, truncateSync, utimesSync } from "node:fs";
 import { join } from "node:path";
 import { runBackup } from "../../src/ops/backup.ts";
 import { createContext } from "../../src/context.ts";
@@ -63,12 +63,12 @@ async function listed(repo: TestRepo): Promise<{ id: string; futureDated: boolea
 }
 
 describe("a backup dated in the future", () => {
-  test("is left alone and reported: backup --keep-last 1 keeps what it just made, restore --latest and status pass over it, list marks it, --id still restores it", async () => {
+  test("is left alone and reported: backup --keep-last 1 keeps what it just made, restore --latest, verify and status pass over it, list marks it, --id still restores it", async () => {
     const repo = localRepo("e2e-future");
     const future = new Date(Date.now() + 30 * 86_400_000).toISOString();
     const [planted = "", old] = await backupsAt(repo, ["2026-01-01T00:00:00.000Z", future]);
 
-    // A negative age never passes: the newest backup dated up to now is months old.
+    // A negative age never passes: the newest backup a restore would take is months old.
     const status = await runCli(["status", "--name", "app", "--max-age", "1h", "--repo", repo.url], { env: repo.env });
     expect(status.exitCode, status.stdout).toBe(1);
     expect(status.stderr).toContain(`passing over app ${planted}`);
@@ -95,7 +95,7 @@ describe("a backup dated in the future", () => {
     expect(human.stdout).toContain("(future)");
     const dry = await runCli(["prune", "--repo", repo.url, "--keep-last", "1", "--dry-run"], { env: repo.env });
     expect(dry.stdout).toMatch(new RegExp(`${planted} .* left alone .*dated in the future`));
-    expect(dry.stderr).toContain(`app ${planted} is dated ${future}`);
+    expect(dry.stderr).toContain(`leaving alone app ${planted}: it is dated ${future}, later than the storage stored it (`);
 
     const fresh = await runCli(["status", "--name", "app", "--max-age", "1h", "--repo", repo.url, "--json"], { env: repo.env });
     expect(fresh.exitCode, fresh.stderr).toBe(0);
@@ -103,6 +103,10 @@ describe("a backup dated in the future", () => {
     expect(entry.newest.id).toBe(made.id);
     expect(entry.newest.ageSeconds).toBeGreaterThanOrEqual(0);
     expect(entry.futureDated).toEqual([planted]);
+    // verify's newest is what restore --latest takes.
+    const verify = await runCli(["verify", "--name", "app", "--repo", repo.url, "--json"], { env: repo.env });
+    expect(verify.exitCode, verify.stderr).toBe(0);
+    expect(JSON.parse(verify.stdout).results.map((e: { id: string }) => e.id)).toEqual([made.id]);
 
     const byId = join(repo.dir, "planted.db");
     const r = await runCli(["restore", "--name", "app", "--id", planted, "-o", byId, "--repo", repo.url], { env: repo.env });
@@ -122,28 +126,39 @@ describe("a backup dated in the future", () => {
     expect(JSON.parse(prune.stdout).names[0].keep.map((k: { id: string }) => k.id)).toEqual([newest]);
   });
 
-  test("the S3 server's clock is a second clock: a backup beyond this machine's clock but not beyond the server's is no anomaly", async () => {
+  test("the storage's own time is the second clock: a backup dated after S3 stored it is passed over for good, also once this machine's clock reaches its date", async () => {
     const repo = proxiedRepo("e2e-server-clock");
-    const ahead = new Date(Date.now() + 40 * 60_000).toISOString();
-    const [newest = "", older] = await backupsAt(repo, ["2026-01-01T00:00:00.000Z", ahead]);
-    // This machine's clock alone: 40 minutes ahead is beyond the tolerance, so --latest passes over it.
-    const out = join(repo.dir, "out.db");
-    const alone = await runCli(["restore", "--name", "app", "-o", out, "--repo", repo.url, "--json"], { env: repo.env });
-    expect(alone.exitCode, alone.stderr).toBe(0);
-    expect(JSON.parse(alone.stdout).id).toBe(older);
-    // A server whose Date says an hour later than this machine: the backup is not beyond now.
+    const ahead = new Date(Date.now() + 40 * 60_000);
+    // Dated 40 minutes ahead of the time S3 stored it (a clock that ran ahead, or planted), then a backup made after it.
+    const [planted = "", older = ""] = await backupsAt(repo, ["2026-01-01T00:00:00.000Z", ahead.toISOString()]);
+    const made = await runCli(["backup", repo.db, "--repo", repo.url], { env: repo.env });
+    expect(made.exitCode, made.stderr).toBe(0);
+    expect(made.stderr).toContain(`passing over app ${planted}: it is dated ${ahead.toISOString()}, later than the storage stored it (`);
+    const newest = /^backed up app (\S+):/.exec(made.stdout)?.[1] ?? "";
+    expect(newest < planted).toBe(true);
+    // An hour on, by this machine's clock and the server's: the planted backup's date is past, and it still orders nothing.
+    const later = { ...repo.env, SQLITE_VAULT_NOW: new Date(ahead.getTime() + 20 * 60_000).toISOString() };
     proxy.clear();
     proxy.add({
       fault: { kind: "headers", headers: (h) => ({ ...h, date: new Date(Date.now() + 3600_000).toUTCString() }) },
       times: Infinity,
     });
     try {
-      const out2 = join(repo.dir, "out2.db");
-      const both = await runCli(["restore", "--name", "app", "-o", out2, "--repo", repo.url, "--json"], { env: repo.env });
-      expect(both.exitCode, both.stderr).toBe(0);
-      expect(JSON.parse(both.stdout).id).toBe(newest);
-      const status = await runCli(["status", "--name", "app", "--repo", repo.url, "--json"], { env: repo.env });
-      expect(JSON.parse(status.stdout).databases[0].futureDated).toEqual([]);
+      const out = join(repo.dir, "out.db");
+      const restore = await runCli(["restore", "--name", "app", "-o", out, "--repo", repo.url, "--json"], { env: later });
+      expect(restore.exitCode, restore.stderr).toBe(0);
+      expect(JSON.parse(restore.stdout).id).toBe(newest);
+      const status = await runCli(["status", "--name", "app", "--repo", repo.url, "--json"], { env: later });
+      expect(JSON.parse(status.stdout).databases[0]).toMatchObject({ newest: { id: newest }, futureDated: [planted] });
+      const prune = await runCli(["prune", "--repo", repo.url, "--keep-last", "1", "--json"], { env: later });
+      expect(prune.exitCode, prune.stderr).toBe(0);
+      const plan = JSON.parse(prune.stdout).names[0];
+      expect(plan.keep.map((k: { id: string }) => k.id)).toEqual([newest]);
+      expect(plan.removed).toEqual([older]);
+      expect((await listed(repo)).map((b) => [b.id, b.futureDated])).toEqual([
+        [planted, true],
+        [newest, false],
+      ]);
     } finally {
       proxy.clear();
     }
@@ -195,20 +210,44 @@ describe("a clock behind the newest backup", () => {
     expect((await listed(repo)).map((b) => b.id)).toEqual([newest]);
   });
 
-  test("a newest backup dated beyond the tolerance orders nothing (restores pass over it): the backup goes on, and says so", async () => {
+  test("a clock a day behind the newest backup (set back, or a host booted before NTP) is refused too: beyond the tolerance as within it", async () => {
     const repo = localRepo("e2e-clock-set-back");
     const [newest = ""] = await backupsAt(repo, ["2026-01-02T00:00:00.000Z"]);
-    // This machine's clock a day behind (or that backup planted, or dated by a clock a day ahead).
+    const before = await keys(repo.storage);
     const env = { ...repo.env, SQLITE_VAULT_NOW: "2026-01-01T00:00:00.000Z" };
-    const r = await runCli(["backup", repo.db, "--repo", repo.url], { env });
-    expect(r.exitCode, r.stderr).toBe(0);
-    expect(r.stderr.trim()).toBe(
-      `[warn] backup app ${newest} is dated beyond this machine's clock (2026-01-01T00:00:00.000Z): restore --latest passes over it; if this clock is behind, set it right`,
+    const r = await runCli(["backup", repo.db, "--repo", repo.url, "--json"], { env });
+    expect(r.exitCode).toBe(1);
+    expect(JSON.parse(r.stderr).error).toMatchObject({ code: "clock", exitCode: 1 });
+    expect(await keys(repo.storage)).toEqual(before);
+    // Once the clock is right (the test clock unset), backups go on, dated after it.
+    const right = await runCli(["backup", repo.db, "--repo", repo.url, "--json"], { env: repo.env });
+    expect(right.exitCode, right.stderr).toBe(0);
+    expect((await listed(repo)).map((b) => b.id)).toEqual([JSON.parse(right.stdout).id, newest]);
+  });
+
+  test("a newest backup dated a day ahead by this machine's own clock (then set right) holds backups back, says how to resume, and removing its manifest resumes them", async () => {
+    const repo = localRepo("e2e-clock-was-ahead");
+    const ahead = new Date(Date.now() + 86_400_000);
+    const [newest = ""] = await backupsAt(repo, [ahead.toISOString()]);
+    // The clock that dated it also dated the file: the storage's time says nothing against it.
+    const manifest = join(repo.url, manifestKey("app", newest));
+    utimesSync(manifest, ahead, ahead);
+    const r = await runCli(["backup", repo.db, "--repo", repo.url], { env: repo.env });
+    expect(r.exitCode).toBe(1);
+    const [line = "", hint, ...rest] = r.stderr.trim().split("\n");
+    expect(line).toStartWith(
+      `sqlite-vault: the newest backup of app (${newest}) is dated ${ahead.toISOString()}, after this machine's clock (`,
     );
-    const made = /^backed up app (\S+):/.exec(r.stdout)?.[1] ?? "";
-    expect(made).toStartWith("20260101T000000000Z-");
-    // By a clock that is right, the day-later backup is the newest: the hazard the warning names.
-    expect((await listed(repo)).map((b) => b.id)).toEqual([newest, made]);
+    expect(hint).toEndWith(
+      `backups resume once this clock passes it, or at once if its manifest ${manifestKey("app", newest)} is removed from file://${repo.url}`,
+    );
+    expect(rest).toEqual([]);
+    const status = await runCli(["status", "--name", "app", "--max-age", "1h", "--repo", repo.url], { env: repo.env });
+    expect(status.exitCode).toBe(1);
+    expect(status.stderr).toContain(`is dated ${ahead.toISOString()}, after this machine's clock (`);
+    rmSync(manifest);
+    const resumed = await runCli(["backup", repo.db, "--repo", repo.url], { env: repo.env });
+    expect(resumed.exitCode, resumed.stderr).toBe(0);
   });
 
   test("a clock a moment behind the newest backup waits until it passes it: the new backup is the newest, and what restore --latest brings back", async () => {

@@ -86,6 +86,20 @@ export function describeStorageContract(label: string, target: () => ContractTar
       expect((await listAll(s)).map((o) => o.key)).toEqual(["db/a.json"]);
     });
 
+    test("stat and list give the time the storage stored an object (its own clock): readers tell a backup dated ahead by it", async () => {
+      const s = await t.fresh();
+      const before = Date.now();
+      await s.put("db/when.json", encoder.encode("{}"));
+      const after = Date.now();
+      const [listed] = await listAll(s);
+      const stated = await s.stat("db/when.json");
+      // S3 keeps whole seconds; this machine's clock is the server's here, so a second either side.
+      for (const at of [listed?.lastModified.getTime(), stated?.lastModified.getTime()]) {
+        expect(at).toBeGreaterThanOrEqual(before - 1_000);
+        expect(at).toBeLessThanOrEqual(after + 1_000);
+      }
+    });
+
     test("put a large stream in many chunks; the bytes come back identical", async () => {
       const s = await t.fresh();
       const data = bytesOf(LARGE, 7);
