@@ -199,29 +199,40 @@ function readError(path: string, error: NodeJS.ErrnoException): Error {
   return new StorageUnavailableError(what, "check the repository's file system", { cause: error });
 }
 
-export async function* listTempFiles(root: string, relDir: string): AsyncIterable<PartialWrite> {
-  const abs = relDir ? join(root, ...relDir.split("/")) : root;
-  const entries = await readdir(abs, { withFileTypes: true }).catch(() => []);
-  for (const entry of entries) {
-    const rel = relDir ? `${relDir}/${entry.name}` : entry.name;
-    if (entry.isDirectory() && !entry.name.startsWith(".")) yield* listTempFiles(root, rel);
-    else if (entry.isFile() && entry.name.startsWith(TEMP_MARK)) {
-      const info = await stat(join(abs, entry.name)).catch(() => null);
-      if (info) yield { key: rel, handle: join(abs, entry.name), startedAt: info.mtime };
+async function* listTempFiles(root: string, relDir: string): AsyncIterable<PartialWrite> {
+  for await (const file of walkFiles(root, relDir))
+    if (basename(file.rel).startsWith(TEMP_MARK)) {
+      const info = await statIfPresent(file.abs);
+      if (info) yield { key: file.rel, handle: file.abs, startedAt: info.mtime };
     }
-  }
 }
 
 async function collectKeys(root: string, relDir: string, out: string[]): Promise<void> {
+  // Temp files and anything hidden are never objects.
+  for await (const file of walkFiles(root, relDir)) if (!basename(file.rel).startsWith(".")) out.push(file.rel);
+}
+
+/**
+ * The files under `relDir`, descending into directories whose names are not hidden. A symbolic link
+ * to a directory is walked: put() writes through one (a name's directory linked to another disk), so
+ * the listing must see what was written there. A directory reached again (a link back up) is not
+ * walked twice; a directory removed meanwhile (a concurrent prune) holds nothing.
+ */
+async function* walkFiles(root: string, relDir: string, seen = new Set<string>()): AsyncGenerator<{ rel: string; abs: string }> {
   const abs = relDir ? join(root, ...relDir.split("/")) : root;
+  const here = await statIfPresent(abs);
+  if (!here?.isDirectory() || seen.has(`${here.dev}:${here.ino}`)) return;
+  seen.add(`${here.dev}:${here.ino}`);
   const entries = await readdir(abs, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === "ENOENT" || error.code === "ENOTDIR") return [];
-    throw error;
+    if (isMissing(error)) return [];
+    throw readError(abs, error);
   });
   for (const entry of entries) {
-    if (entry.name.startsWith(".")) continue; // temp files and anything hidden are never objects
     const rel = relDir ? `${relDir}/${entry.name}` : entry.name;
-    if (entry.isDirectory()) await collectKeys(root, rel, out);
-    else if (entry.isFile()) out.push(rel);
+    const path = join(abs, entry.name);
+    const target = entry.isSymbolicLink() ? await statIfPresent(path) : entry;
+    if (target?.isDirectory()) {
+      if (!entry.name.startsWith(".")) yield* walkFiles(root, rel, seen);
+    } else if (entry.isFile()) yield { rel, abs: path }; // never a link to a file: put() writes none
   }
 }

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test, setDefaultTimeout } from "bun:test";
-import { mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { FileStorage, TEMP_MARK } from "../../src/storage/file.ts";
 import { openStorage } from "../../src/storage/index.ts";
@@ -58,6 +58,37 @@ describe("local directory specifics", () => {
     mkdirSync(join(root, "db", "dir"));
     for (const key of ["db/fifo", "db/dir"]) await expect(s.get(key)).rejects.toBeInstanceOf(NotFoundError);
     expect((await s.get("db/real")).size).toBe(10);
+  });
+
+  test("a name's directory linked to another disk: list sees what put wrote through the link; a link back up is walked once, a dangling one or a link to a file holds nothing", async () => {
+    const dir = tempDir("file-links");
+    const root = join(dir, "repo");
+    const elsewhere = join(dir, "other-disk", "app");
+    mkdirSync(root);
+    mkdirSync(elsewhere, { recursive: true });
+    symlinkSync(elsewhere, join(root, "app"));
+    symlinkSync(root, join(elsewhere, "loop"));
+    symlinkSync(join(dir, "nowhere"), join(root, "dangling"));
+    writeFileSync(join(dir, "secret.json"), "{}");
+    mkdirSync(join(root, "db"));
+    symlinkSync(join(dir, "secret.json"), join(root, "db", "linked.json")); // put() never makes one: not an object
+    const s = new FileStorage(root);
+    await s.put("app/a.json", bytesOf(10));
+    await s.put("db/b.json", bytesOf(20));
+    expect(readdirSync(elsewhere).sort()).toEqual(["a.json", "loop"]);
+    const listed = [];
+    for await (const o of s.list("")) listed.push([o.key, o.size]);
+    expect(listed).toEqual([
+      ["app/a.json", 10],
+      ["db/b.json", 20],
+    ]);
+    const abandoned = join(elsewhere, `${TEMP_MARK}x`);
+    writeFileSync(abandoned, "half a write");
+    const partial = [];
+    for await (const w of s.listPartialWrites("app/")) partial.push(w);
+    expect(partial.map((w) => w.handle)).toEqual([join(root, "app", `${TEMP_MARK}x`)]);
+    await s.abortPartialWrite(partial[0]!);
+    expect(readdirSync(elsewhere).sort()).toEqual(["a.json", "loop"]);
   });
 
   test("deleting the last key of a directory removes the directory, never the root", async () => {
