@@ -87,6 +87,22 @@ export function isEmptyFile(target: string): boolean {
   return true;
 }
 
+/**
+ * Throws VaultError when `target` does not exist but its -wal or a hot -journal holds data: SQLite
+ * would read that into the restored file on its first open (the commits of the database that was
+ * there, or a rollback), so what the application reads would not be the backup. Neither file is
+ * chosen for the user.
+ */
+export function refuseOrphanSidecars(target: string): void {
+  if (statSync(target, { throwIfNoEntry: false })) return;
+  const held = sidecarsWithData(target);
+  if (held.length)
+    throw new VaultError(
+      `${target} does not exist, but ${held.join(" and ")} holds data (SQLite would apply it to the restored database); refusing to restore beside it`,
+      `look at ${held.join(" and ")}: it may hold the last commits of the database that was there; move it aside, then restore again`,
+    );
+}
+
 /** The file-system calls swapIntoPlace makes, so a test can fail any one of them (a crash, EIO). */
 export interface SwapFs {
   link(from: string, to: string): void;
@@ -113,6 +129,7 @@ const nodeFs: SwapFs = { link: linkSync, rename: renameSync, unlink: unlinkSync 
  */
 export function swapIntoPlace(temp: string, target: string, replace: boolean, fs: SwapFs = nodeFs): string[] {
   if (!existsSync(target)) {
+    refuseOrphanSidecars(target); // one left there during the restore
     // link() refuses to overwrite: a file created meanwhile by someone else is never clobbered.
     try {
       fs.link(temp, target);

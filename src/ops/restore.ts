@@ -22,7 +22,7 @@ import { resolveForWrite } from "../local/safe-path.ts";
 import { removeStale, tempTag } from "../local/stale.ts";
 import { syncDirectory } from "../local/fsync.ts";
 import { refuseIfOpen } from "../local/open-files.ts";
-import { installRestored, isEmptyFile, ownerFor, SIDECARS, type InstallOptions } from "../local/swap.ts";
+import { installRestored, isEmptyFile, ownerFor, refuseOrphanSidecars, SIDECARS, type InstallOptions } from "../local/swap.ts";
 import type { Storage } from "../storage/types.ts";
 
 export interface RestoreInput {
@@ -85,6 +85,7 @@ export async function runRestore(storage: Storage, input: RestoreInput, ctx: Run
       ? new VaultError(`${dir} is not a directory`, "give a path in a directory")
       : new VaultError(`directory ${dir} does not exist`, `create it first: mkdir -p ${dir}`);
   const empty = isEmptyFile(target);
+  refuseOrphanSidecars(target);
   if (input.ifMissing && existsSync(target) && !empty) {
     ctx.log.info(`${target} exists; nothing to restore`);
     return { action: "skipped", reason: "target-exists", ...base };

@@ -4,7 +4,19 @@
  * root's files are, or be stopped by a lock directory another user made.
  */
 import { afterAll, describe, expect, test, setDefaultTimeout } from "bun:test";
-import { chmodSync, chownSync, copyFileSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { createBankDb, inspectBank, removeTempDirs, tempDir } from "../helpers/db.ts";
 import { ensureBinary, runCli } from "../helpers/cli.ts";
@@ -85,9 +97,8 @@ describe("an empty file is not a database", () => {
     expect(inspectBank(db)).toEqual(before);
   });
 
-  test("a 0-byte file whose -wal holds data is neither missing nor replaced: refused, both untouched", async () => {
-    const { dir, repo, db } = await backedUp("safe-empty-wal");
-    // A WAL with commits in it (its writer killed), beside an empty main file.
+  /** A WAL with commits in it (its writer killed) at `db`-wal. */
+  function leaveWal(dir: string, db: string): void {
     const other = join(dir, "other.db");
     const writer = Bun.spawnSync([
       process.execPath,
@@ -100,8 +111,38 @@ describe("an empty file is not a database", () => {
       process.kill(process.pid, "SIGKILL");`,
     ]);
     expect(writer.signalCode).toBe("SIGKILL");
-    writeFileSync(db, "");
     copyFileSync(`${other}-wal`, `${db}-wal`);
+  }
+
+  test("a missing database whose -wal holds data (the file deleted, its WAL left): refused, since SQLite would apply that WAL to the restored file", async () => {
+    const { dir, repo, db } = await backedUp("safe-missing-wal");
+    const before = inspectBank(db);
+    rmSync(db);
+    leaveWal(dir, db);
+    const wal = readFileSync(`${db}-wal`);
+    for (const args of [
+      ["restore", db, "--if-missing"],
+      ["restore", db],
+      ["cron", db, "--restore-if-missing", "--exec", "true"],
+    ]) {
+      const r = await runCli([...args, "--repo", repo]);
+      expect(r.exitCode, args.join(" ")).toBe(1);
+      expect(r.stderr).toContain(`${db} does not exist, but ${db}-wal holds data (SQLite would apply it to the restored database)`);
+      expect(existsSync(db)).toBe(false);
+      expect(readFileSync(`${db}-wal`).equals(wal)).toBe(true);
+    }
+    // Moved aside as the hint says, the restore is the backup.
+    renameSync(`${db}-wal`, join(dir, "kept-wal"));
+    const r = await runCli(["restore", db, "--repo", repo]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(inspectBank(db)).toEqual(before);
+  });
+
+  test("a 0-byte file whose -wal holds data is neither missing nor replaced: refused, both untouched", async () => {
+    const { dir, repo, db } = await backedUp("safe-empty-wal");
+    // A WAL with commits in it (its writer killed), beside an empty main file.
+    writeFileSync(db, "");
+    leaveWal(dir, db);
     const wal = readFileSync(`${db}-wal`);
     for (const flags of [["--if-missing"], [], ["--force"]]) {
       const r = await runCli(["restore", db, "--repo", repo, ...flags]);
