@@ -3,7 +3,7 @@
  * time, the last backup size, success and failure counters. Served by `cron --listen` at /metrics,
  * and written by one-shot runs to a node_exporter textfile (--metrics-file), atomically.
  */
-import { renameSync, writeFileSync } from "node:fs";
+import { writeFileAtomically } from "../local/atomic-file.ts";
 import { resolveForWrite } from "../local/safe-path.ts";
 
 const BUCKETS = [0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800];
@@ -87,10 +87,7 @@ export class Metrics {
 
   /** Write render() to `path` atomically (temp file + rename), as node_exporter's textfile collector wants. */
   writeFile(givenPath: string): void {
-    const path = resolveForWrite(givenPath);
-    const temp = `${path}.${process.pid}.tmp`;
-    writeFileSync(temp, this.render(), { mode: 0o644 });
-    renameSync(temp, path);
+    writeFileAtomically(resolveForWrite(givenPath), this.render(), { mode: 0o644, replace: true });
   }
 }
 

@@ -3,7 +3,7 @@
  * (and unmounts). Clear error, exit 1, nothing half-written, temp files removed.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createBankDb, removeTempDirs, tempDir } from "../helpers/db.ts";
 import { runCli } from "../helpers/cli.ts";
@@ -126,6 +126,22 @@ describe("disk full", () => {
     expect(cron.stderr).not.toContain("--output");
     expect(existsSync(marker)).toBe(false);
     expect(readdirSync(small)).toEqual(["occupant"]);
+  });
+
+  test("keygen --output on a full disk: exit 1, no empty identity left to block the retry, which then writes it whole", async () => {
+    const before = readdirSync(small).sort();
+    const filler = join(small, "filler");
+    Bun.spawnSync(["dd", "if=/dev/zero", `of=${filler}`, "bs=64k"]); // until the file system is full
+    const identity = join(small, "identity.txt");
+    const r = await runCli(["keygen", "--output", identity]);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/no space left on device/);
+    expect(readdirSync(small).sort()).toEqual([...before, "filler"].sort());
+    rmSync(filler);
+    const again = await runCli(["keygen", "--output", identity]);
+    expect(again.exitCode, again.stderr).toBe(0);
+    expect(readFileSync(identity, "utf8")).toMatch(/^AGE-SECRET-KEY-1[0-9A-Z]+$/m);
+    rmSync(identity);
   });
 
   test("backup into a local repository on a full disk: exit 1, nothing listed", async () => {
