@@ -177,6 +177,7 @@ export function resolveTargets(
     const fallback = { endpoint: file.endpoint, region: file.region, pathStyle: file.pathStyle };
     const storage = openStorage(settings.repo, {
       ...where,
+      createParents: settings.repoSource === "default",
       fallback,
       retries: settings.retries,
       timeoutMs: settings.timeoutMs,

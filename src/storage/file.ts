@@ -29,9 +29,18 @@ export class FileStorage implements Storage {
 
   readonly root: string;
 
-  constructor(root: string) {
+  private readonly createParents: boolean;
+
+  /**
+   * `createParents`: create() makes missing parent directories too. Otherwise only the repository
+   * directory itself is made, as `mkdir` does: a missing parent is more often a volume not mounted
+   * than a new repository, and backups (or a start-up restore finding "no backups") on the disk
+   * beneath would go unnoticed.
+   */
+  constructor(root: string, { createParents = false }: { createParents?: boolean } = {}) {
     this.url = `file://${root}`;
     this.root = resolveForWrite(root);
+    this.createParents = createParents;
   }
 
   private pathOf(key: string): string {
@@ -50,7 +59,13 @@ export class FileStorage implements Storage {
   private async checkRoot(create: boolean): Promise<void> {
     let info = await statIfPresent(this.root);
     if (!info && create) {
-      await mkdir(this.root, { recursive: true, mode: 0o700 }).catch((error: NodeJS.ErrnoException) => {
+      await mkdir(this.root, { recursive: this.createParents, mode: 0o700 }).catch((error: NodeJS.ErrnoException) => {
+        if (error.code === "EEXIST") return; // made meanwhile
+        if (error.code === "ENOENT")
+          throw new StorageUnavailableError(
+            `${dirname(this.root)}, the directory that would hold repository ${this.root}, does not exist`,
+            `check --repo (a volume not mounted?); if the repository belongs there, create it: mkdir -p ${this.root}`,
+          );
         throw new StorageUnavailableError(
           `cannot create repository directory ${this.root}: ${error.code ?? error.message}`,
           "check --repo and the permissions of its parent directories",

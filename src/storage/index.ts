@@ -154,6 +154,8 @@ function requestedPathStyle(flags: S3Flags, query: URLSearchParams, fallback: S3
 
 export interface OpenStorageOptions extends S3Flags {
   env?: Env;
+  /** A local repository's create() makes missing parent directories too: only for the embedded default. */
+  createParents?: boolean;
   /** S3 settings from the config file: used when flags, the URL and the environment give none. */
   fallback?: S3Flags;
   partSize?: number;
@@ -173,7 +175,7 @@ export function openStorage(repo: string, options: OpenStorageOptions = {}): Sto
   const env = options.env ?? process.env;
   const profile = repo.startsWith("s3://") ? readProfileSettings(env) : {};
   const location = resolveRepo(repo, options, env, process.cwd(), options.fallback, profile);
-  if (location.kind === "file") return openFileStorage(location.path);
+  if (location.kind === "file") return openFileStorage(location.path, options.createParents === true);
   if (requestedPathStyle(options, new URL(repo).searchParams, options.fallback ?? {}) === false && location.config.pathStyle)
     options.onWarning?.(
       `virtual-hosted addressing (--no-path-style) is ignored for ${new URL(location.config.endpoint).hostname}: a bucket cannot be a subdomain of an IP address or localhost, so requests are path-style`,
@@ -190,8 +192,8 @@ export function openStorage(repo: string, options: OpenStorageOptions = {}): Sto
 }
 
 /** A local directory, with the capability to remove the directory its create() made. */
-function openFileStorage(path: string): Storage {
-  const storage = new FileStorage(path);
+function openFileStorage(path: string, createParents: boolean): Storage {
+  const storage = new FileStorage(path, { createParents });
   return Object.assign(storage, { removeIfEmpty: () => rmdir(storage.root) });
 }
 

@@ -156,6 +156,29 @@ check: true
     expectCleanError(r.stderr, /cannot reach S3 endpoint http:\/\/127\.0\.0\.1:9/);
   });
 
+  test("a local repository whose parent directory is missing (a volume not mounted) is not created: exit 10 for backup, restore --if-missing and cron's start-up restore; the embedded default makes its parents", async () => {
+    const { dir, db } = setup("err-noparent");
+    const repo = join(dir, "mnt", "backups", "repo");
+    const target = join(dir, "restored.db");
+    for (const args of [
+      ["backup", db],
+      ["restore", target, "--name", "app", "--if-missing"],
+      ["cron", target, "--name", "app", "--restore-if-missing", "--exec", "true"],
+    ]) {
+      const r = await runCli([...args, "--repo", repo]);
+      expect(r.exitCode, `${args[0]}: ${r.stderr}`).toBe(10);
+      expectCleanError(r.stderr, `${join(dir, "mnt", "backups")}, the directory that would hold repository ${repo}, does not exist`);
+      expect(r.stderr).toContain(`Try: check --repo (a volume not mounted?); if the repository belongs there, create it: mkdir -p ${repo}`);
+      expect(existsSync(join(dir, "mnt"))).toBe(false);
+      expect(existsSync(target)).toBe(false);
+    }
+    // With no repository configured, the default under the data directory is made with its parents.
+    const data = join(dir, "data-home");
+    const r = await runCli(["backup", db], { env: { XDG_DATA_HOME: data } });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(readdirSync(join(data, "sqlite-vault", "repo"))).toEqual(["app"]);
+  });
+
   test("repository directory missing for list and restore: exit 10", async () => {
     const { dir } = setup("err-norepo");
     const r = await runCli(["list", "--repo", join(dir, "absent")]);
