@@ -14,14 +14,18 @@ export class NotASmallFileError extends Error {}
 /**
  * The text (UTF-8) of a regular file of at most `limit` bytes; symbolic links are followed. Throws
  * NotASmallFileError for anything else, and the file system's errors (ENOENT, EACCES) as they come.
+ * `inspect` sees the stat of the file as opened (the one read, whatever is renamed into its place
+ * meanwhile) and may throw to refuse it.
  */
-export function readSmallFile(path: string, limit = SMALL_FILE_LIMIT): string {
+export function readSmallFile(path: string, limit = SMALL_FILE_LIMIT, inspect?: (info: Stats) => void): string {
   // Checked before opening too: opening some devices has effects of its own.
   assertSmall(statSync(path), limit);
   // O_NONBLOCK: a FIFO swapped in after the check must not block the open.
   const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
-    assertSmall(fstatSync(fd), limit);
+    const info = fstatSync(fd);
+    assertSmall(info, limit);
+    inspect?.(info);
     const chunks: Buffer[] = [];
     let total = 0;
     // Read to the end, not to the size fstat gave: the file may be growing. One byte past the limit says it is over.

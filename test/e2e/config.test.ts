@@ -3,7 +3,7 @@
  * an invalid file is one clear message with the key and line (exit 2).
  */
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createBankDb, inspectBank, removeTempDirs, tempDir } from "../helpers/db.ts";
 import { runCli } from "../helpers/cli.ts";
@@ -160,5 +160,33 @@ describe("config file", () => {
     expect(literal.exitCode).toBe(10);
     expect(literal.stderr).toContain("${VAULT_REPO} does not exist");
     expect(existsSync(join(dir, "${VAULT_REPO}"))).toBe(false);
+  });
+
+  test("a config file another user owns or may change is refused (exit 2): one left in a shared working directory never redirects root's backups", async () => {
+    const { dir, config, env } = setup();
+    const db = join(dir, "alpha.db");
+    const planted = join(dir, "planted");
+    // By any user, a world-writable file; as root, also a file of another user's (nobody's) in the working directory.
+    writeFileSync(config, `repo: ${planted}\n`);
+    chmodSync(config, 0o666);
+    const writable = await runCli(["backup", db, "--name", "alpha"], { cwd: dir, env });
+    expect(writable.exitCode).toBe(2);
+    expect(writable.stderr).toContain(
+      `config file ${config} may be changed by any user (mode 0666): refusing settings another user could have written`,
+    );
+    expect(writable.stderr).toContain(`Try: chmod go-w ${config}`);
+    chmodSync(config, 0o644);
+    if (process.getuid!() === 0) {
+      chownSync(config, 65534, 65534);
+      const owned = await runCli(["backup", db, "--name", "alpha"], { cwd: dir, env });
+      expect(owned.exitCode).toBe(2);
+      expect(owned.stderr).toContain(`config file ${config} is owned by uid 65534, neither this user (uid 0) nor root`);
+      chownSync(config, 0, 0);
+    }
+    expect(existsSync(planted)).toBe(false);
+    // This user's own file, not writable by others, is read as ever.
+    const own = await runCli(["backup", db, "--name", "alpha"], { cwd: dir, env });
+    expect(own.exitCode, own.stderr).toBe(0);
+    expect(existsSync(planted)).toBe(true);
   });
 });
