@@ -13,11 +13,11 @@
  *     - path: /var/lib/app/app.db                    # each may override any default
  *       schedule: "*\/15 * * * *"
  */
-import { existsSync, type Stats } from "node:fs";
+import { existsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { UsageError } from "../errors.ts";
 import { deriveName, isBackupName } from "../repo/manifest.ts";
-import { readSmallFile } from "../local/small-file.ts";
+import { assertTrustedFile, readSmallFile } from "../local/small-file.ts";
 import type { Env } from "../storage/credentials.ts";
 import { checkDuration, describe, isObject, readSettings, RETENTION_KEYS, validateSchedule, type RetentionKey } from "./file-sections.ts";
 import { formatPath, locate } from "./key-path.ts";
@@ -84,32 +84,12 @@ export function loadConfig(options: { path?: string; env: Env; expandEnv?: boole
   let text: string;
   const file = path;
   try {
-    text = readSmallFile(path, undefined, (info) => assertTrusted(file, info));
+    text = readSmallFile(path, undefined, (info) => assertTrustedFile("config file", file, info));
   } catch (error) {
     if (error instanceof UsageError) throw error;
     throw new UsageError(`cannot read config file ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }
   return parseConfig(text, path, options.env, options.expandEnv ?? true);
-}
-
-/**
- * A config file decides where backups go, which keys encrypt them and what restores read, so only
- * settings this user (or root) wrote are taken: never a file another user owns or may change, such
- * as a sqlite-vault.yml left in a shared working directory, which would override /etc's for root.
- */
-function assertTrusted(path: string, info: Stats): void {
-  const uid = process.getuid?.();
-  if (uid === undefined) return;
-  if (info.uid !== uid && info.uid !== 0)
-    throw new UsageError(
-      `config file ${path} is owned by uid ${info.uid}, neither this user (uid ${uid}) nor root: refusing settings another user wrote`,
-      "take it over (chown) if it is yours, or name the right file with --config",
-    );
-  if (info.mode & 0o022)
-    throw new UsageError(
-      `config file ${path} may be changed by ${info.mode & 0o002 ? "any user" : "its group"} (mode ${(info.mode & 0o777).toString(8).padStart(4, "0")}): refusing settings another user could have written`,
-      `chmod go-w ${path}`,
-    );
 }
 
 /** Pure: parse and validate config text. Throws UsageError naming the key and its line. */

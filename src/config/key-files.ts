@@ -6,7 +6,7 @@ import { statSync } from "node:fs";
 import { UsageError } from "../errors.ts";
 import { ageLibrary } from "../pipeline/age.ts";
 import type { Logger } from "../logger.ts";
-import { readSmallFile } from "../local/small-file.ts";
+import { assertTrustedFile, readSmallFile } from "../local/small-file.ts";
 
 /** An identity that age accepts, or a UsageError that names where it came from and never quotes it. */
 export function checkedIdentity(identity: string, where: string): string {
@@ -45,8 +45,10 @@ export function readKeyLines(path: string, what: string): string[] {
 
 export function readSecretFile(path: string, what: string): string {
   try {
-    return readSmallFile(path);
+    // Whoever may change a recipients, passphrase or identity file chooses whom backups are encrypted to.
+    return readSmallFile(path, undefined, (info) => assertTrustedFile(`the ${what}`, path, info));
   } catch (error) {
+    if (error instanceof UsageError) throw error;
     throw new UsageError(`cannot read the ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }
 }

@@ -4,6 +4,7 @@
  * handler) for ever, a device such as /dev/zero never ends, and a huge file would be held in memory.
  */
 import { closeSync, constants, fstatSync, openSync, readSync, statSync, type Stats } from "node:fs";
+import { UsageError } from "../errors.ts";
 
 /** Far more than any key, credentials or config file holds. */
 export const SMALL_FILE_LIMIT = 1024 * 1024;
@@ -41,6 +42,27 @@ export function readSmallFile(path: string, limit = SMALL_FILE_LIMIT, inspect?: 
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * Refuses (UsageError) a file that another user owns (root excepted) or that its group or others may
+ * change: config and key files decide where backups go and whom they are encrypted to, so only what
+ * this user or root wrote is taken, never a file left in a shared directory or one anyone may edit.
+ * `what` names the kind of file ("config file").
+ */
+export function assertTrustedFile(what: string, path: string, info: Stats): void {
+  const uid = process.getuid?.();
+  if (uid === undefined) return;
+  if (info.uid !== uid && info.uid !== 0)
+    throw new UsageError(
+      `${what} ${path} is owned by uid ${info.uid}, neither this user (uid ${uid}) nor root: refusing settings another user wrote`,
+      "take it over (chown) if it is yours, or name the right file",
+    );
+  if (info.mode & 0o022)
+    throw new UsageError(
+      `${what} ${path} may be changed by ${info.mode & 0o002 ? "any user" : "its group"} (mode ${(info.mode & 0o777).toString(8).padStart(4, "0")}): refusing settings another user could have written`,
+      `chmod go-w ${path}`,
+    );
 }
 
 function assertSmall(info: Stats, limit: number): void {
