@@ -12,7 +12,7 @@
  */
 import { VaultError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
-import { futureDatedLine, isFutureDated, type ManifestEntry } from "../repo/catalog.ts";
+import { FUTURE_TOLERANCE_MS, futureDatedLine, isFutureDated, type ManifestEntry } from "../repo/catalog.ts";
 import { backupIdTime } from "../repo/manifest.ts";
 import type { Storage } from "../storage/types.ts";
 import { sleep } from "../util/sleep.ts";
@@ -22,6 +22,25 @@ export const CLOCK_WAIT_MS = 2_000;
 
 /** This machine's clock is behind the newest backup of the name (exit 1). */
 export class ClockBehindError extends VaultError {
+  override readonly code = "clock";
+}
+
+/**
+ * A backup dated by this machine's clock would be future-dated by the storage's own time (catalog's
+ * isFutureDated), so every restore would pass over it (exit 1): refused, before the snapshot when the
+ * storage tells its time (S3's Date header), else at the commit (a local directory on NFS or SMB,
+ * whose server dates the files).
+ */
+export function assertNotAheadOfStorage(createdAt: Date, storedAt: Date): void {
+  if (createdAt.getTime() <= storedAt.getTime() + FUTURE_TOLERANCE_MS) return; // as isFutureDated
+  throw new ClockAheadError(
+    `this machine's clock (${createdAt.toISOString()}) is more than 15 minutes ahead of the storage's (${storedAt.toISOString()}): ` +
+      "restores pass over a backup dated after it was stored, so nothing was backed up",
+    "set this machine's clock right (NTP)",
+  );
+}
+
+export class ClockAheadError extends VaultError {
   override readonly code = "clock";
 }
 
@@ -38,6 +57,8 @@ export async function creationTime(
   { log, signal }: { log: Logger; signal?: AbortSignal },
 ): Promise<Date> {
   let createdAt = now();
+  const server = storage.serverNow?.();
+  if (server) assertNotAheadOfStorage(createdAt, server);
   const newest = entries.find((entry) => !isFutureDated(entry));
   for (const entry of entries.slice(0, newest ? entries.indexOf(newest) : entries.length))
     log.warn(`${futureDatedLine(entry, "passing over")}: restores and retention pass over it too`);

@@ -6,6 +6,7 @@ import type { RunContext } from "../context.ts";
 import { VaultError } from "../errors.ts";
 import { manifestKey, serializeManifest, type BackupManifest } from "../repo/manifest.ts";
 import type { Storage } from "../storage/types.ts";
+import { assertNotAheadOfStorage } from "./clock-guard.ts";
 
 /**
  * Writes the manifest (the commit point), then confirms its data object is still there: a prune
@@ -22,6 +23,9 @@ export async function commit(storage: Storage, manifest: BackupManifest, ctx: Ru
       "a prune with a short --grace ran meanwhile; keep --grace longer than a backup takes (default 24h)",
     );
   }
+  // Stored before the manifest, the data object is dated no later than it: a backup that passes here
+  // is not future-dated by its manifest's time either.
+  assertNotAheadOfStorage(new Date(manifest.createdAt), after.lastModified);
 }
 
 /**

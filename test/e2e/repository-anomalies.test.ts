@@ -56,6 +56,23 @@ async function backupsAt(repo: TestRepo, times: string[]): Promise<string[]> {
   return ids; // newest first
 }
 
+/**
+ * A backup dated `time` and stored as if the storage's own clock said so too: what a host whose clock
+ * ran ahead makes where no server keeps time (a local disk), or what someone plants. backup itself
+ * refuses to date one after the storage's time.
+ */
+async function plantBackupAt(repo: TestRepo, time: string): Promise<string> {
+  const at = new Date(time);
+  const agreeing = overriding(repo.storage, {
+    serverNow: () => undefined,
+    stat: async (key) => {
+      const info = await repo.storage.stat(key);
+      return info && { ...info, lastModified: at };
+    },
+  });
+  return (await runBackup(agreeing, { databasePath: repo.db, compression: "gzip", tmpDir: repo.dir, now: () => at }, createContext())).id;
+}
+
 async function listed(repo: TestRepo): Promise<{ id: string; futureDated: boolean }[]> {
   const r = await runCli(["list", "--repo", repo.url, "--json"], { env: repo.env });
   expect(r.exitCode, r.stderr).toBe(0);
@@ -66,7 +83,8 @@ describe("a backup dated in the future", () => {
   test("is left alone and reported: backup --keep-last 1 keeps what it just made, restore --latest, verify and status pass over it, list marks it, --id still restores it", async () => {
     const repo = localRepo("e2e-future");
     const future = new Date(Date.now() + 30 * 86_400_000).toISOString();
-    const [planted = "", old] = await backupsAt(repo, ["2026-01-01T00:00:00.000Z", future]);
+    const [old = ""] = await backupsAt(repo, ["2026-01-01T00:00:00.000Z"]);
+    const planted = await plantBackupAt(repo, future);
 
     // A negative age never passes: the newest backup a restore would take is months old.
     const status = await runCli(["status", "--name", "app", "--max-age", "1h", "--repo", repo.url], { env: repo.env });
@@ -130,7 +148,8 @@ describe("a backup dated in the future", () => {
     const repo = proxiedRepo("e2e-server-clock");
     const ahead = new Date(Date.now() + 40 * 60_000);
     // Dated 40 minutes ahead of the time S3 stored it (a clock that ran ahead, or planted), then a backup made after it.
-    const [planted = "", older = ""] = await backupsAt(repo, ["2026-01-01T00:00:00.000Z", ahead.toISOString()]);
+    const [older = ""] = await backupsAt(repo, ["2026-01-01T00:00:00.000Z"]);
+    const planted = await plantBackupAt(repo, ahead.toISOString());
     const made = await runCli(["backup", repo.db, "--repo", repo.url], { env: repo.env });
     expect(made.exitCode, made.stderr).toBe(0);
     expect(made.stderr).toContain(`passing over app ${planted}: it is dated ${ahead.toISOString()}, later than the storage stored it (`);
@@ -228,7 +247,8 @@ describe("a clock behind the newest backup", () => {
   test("a newest backup dated a day ahead by this machine's own clock (then set right) holds backups back, says how to resume, and removing its manifest resumes them", async () => {
     const repo = localRepo("e2e-clock-was-ahead");
     const ahead = new Date(Date.now() + 86_400_000);
-    const [newest = ""] = await backupsAt(repo, [ahead.toISOString()]);
+    createBankDb(repo.db, { fillerRows: 20 });
+    const newest = await plantBackupAt(repo, ahead.toISOString());
     // The clock that dated it also dated the file: the storage's time says nothing against it.
     const manifest = join(repo.url, manifestKey("app", newest));
     utimesSync(manifest, ahead, ahead);
@@ -248,6 +268,23 @@ describe("a clock behind the newest backup", () => {
     rmSync(manifest);
     const resumed = await runCli(["backup", repo.db, "--repo", repo.url], { env: repo.env });
     expect(resumed.exitCode, resumed.stderr).toBe(0);
+  });
+
+  test("a clock more than 15 minutes ahead of the storage's makes no backup that every restore would pass over: refused (exit 1), nothing left, on a local directory and on S3", async () => {
+    for (const repo of [localRepo("e2e-clock-ahead"), proxiedRepo("e2e-clock-ahead-s3")]) {
+      createBankDb(repo.db, { fillerRows: 20 });
+      proxy.clear();
+      const ahead = new Date(Date.now() + 3600_000).toISOString();
+      const r = await runCli(["backup", repo.db, "--repo", repo.url, "--json"], { env: { ...repo.env, SQLITE_VAULT_NOW: ahead } });
+      expect(r.exitCode, repo.url).toBe(1);
+      const error = JSON.parse(r.stderr).error;
+      expect(error).toMatchObject({ code: "clock", exitCode: 1, hint: "set this machine's clock right (NTP)" });
+      expect(error.message).toStartWith(`this machine's clock (${ahead}) is more than 15 minutes ahead of the storage's (`);
+      expect(error.message).toEndWith("restores pass over a backup dated after it was stored, so nothing was backed up");
+      expect(await keys(repo.storage)).toEqual([]);
+      // S3 tells its time (the Date header): refused before anything is read or sent.
+      if (repo.prefix) expect(proxy.requests.filter((r) => !r.startsWith("GET "))).toEqual([]);
+    }
   });
 
   test("a clock a moment behind the newest backup waits until it passes it: the new backup is the newest, and what restore --latest brings back", async () => {
