@@ -11,11 +11,16 @@ export type Logger = Pick<ConsolaInstance, "info" | "warn" | "error" | "success"
 export interface LoggerOptions {
   /** --json: stderr must carry at most one JSON error object, so ordinary logs are silenced. */
   json?: boolean;
+  /** With json: keep the warnings for the one JSON document (a run that ends; never a daemon's). */
+  collectWarnings?: boolean;
   verbose?: boolean;
   quiet?: boolean;
 }
 
-export function createLogger(options: LoggerOptions = {}): Logger {
+/** The command's logger; with --json, the warnings it was given, for the JSON document (nothing else is printed). */
+export type CommandLogger = Logger & { readonly warnings: string[] };
+
+export function createLogger(options: LoggerOptions = {}): CommandLogger {
   // consola levels: 0 fatal/error, 1 warn, 3 info/success/start, 4 debug
   const level = options.json ? -999 : options.verbose ? 4 : options.quiet ? 1 : 3;
   const consolaOptions: Parameters<typeof createPlain>[0] & { fancy: boolean } = {
@@ -39,7 +44,11 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     logger[method] = ((message: unknown, ...rest: unknown[]) =>
       write(typeof message === "string" ? oneLine(message) : message, ...rest)) as never;
   }
-  return logger;
+  // A warning says something the result alone does not (a backup passed over, a file left alone):
+  // with --json it goes into the document rather than nowhere.
+  const warnings: string[] = [];
+  if (options.json && options.collectWarnings) logger.warn = ((message: unknown) => warnings.push(oneLine(String(message)))) as never;
+  return Object.assign(logger, { warnings });
 }
 
 /** A logger that drops everything; for library callers and tests that do not care. */

@@ -56,12 +56,12 @@ export function defineVaultCommand<const A extends ArgsDef, R>(def: VaultCommand
 }
 
 export async function runCommand<R>(run: CommandRun<R>): Promise<void> {
-  const log = createLogger(run.flags);
+  const log = createLogger({ ...run.flags, collectWarnings: run.print !== false });
   let deadline: ReturnType<typeof parseDeadline>;
   try {
     deadline = parseDeadline(run.flags.deadline, process.env.SQLITE_VAULT_DEADLINE, run.signals === "manual");
   } catch (thrown) {
-    reportError(toVaultError(thrown), thrown, run.flags);
+    reportError(toVaultError(thrown), thrown, run.flags, log.warnings);
     process.exitCode = toVaultError(thrown).exitCode;
     return;
   }
@@ -79,7 +79,7 @@ export async function runCommand<R>(run: CommandRun<R>): Promise<void> {
     const text = silent
       ? ""
       : run.flags.json
-        ? JSON.stringify(result, null, 2)
+        ? JSON.stringify(withWarnings(result, log.warnings), null, 2)
         : run.render(result, { verbose: run.flags.verbose === true });
     if (text) process.stdout.write(`${text}\n`);
     process.exitCode = exitCode;
@@ -91,7 +91,7 @@ export async function runCommand<R>(run: CommandRun<R>): Promise<void> {
         : new InterruptedError()
       : toVaultError(thrown);
     // An interruption's stack is only the signal handler's: --verbose adds it for our failures alone.
-    reportError(error, ctx.signal.aborted ? undefined : thrown, run.flags);
+    reportError(error, ctx.signal.aborted ? undefined : thrown, run.flags, log.warnings);
     process.exitCode = error.exitCode;
   } finally {
     ctx.dispose();
@@ -119,10 +119,21 @@ function parseDeadline(flag: string | undefined, env: string | undefined, daemon
   return { ms: duration.ms, text: duration.text };
 }
 
-function reportError(error: VaultError, thrown: unknown, flags: CommonFlags): void {
+/**
+ * The --json document with the run's warnings as `warnings`, when there were any (joined to a
+ * result's own list of that name, each once).
+ */
+function withWarnings<R>(result: R, warnings: string[]): R {
+  if (warnings.length === 0 || typeof result !== "object" || result === null || Array.isArray(result)) return result;
+  const own = (result as { warnings?: unknown }).warnings;
+  return { ...result, warnings: [...new Set([...(Array.isArray(own) ? own : []), ...warnings])] };
+}
+
+function reportError(error: VaultError, thrown: unknown, flags: CommonFlags, warnings: string[] = []): void {
   if (flags.json) {
     const body = {
       error: { code: error.code, exitCode: error.exitCode, message: error.message, ...(error.hint ? { hint: error.hint } : {}) },
+      ...(warnings.length ? { warnings } : {}),
     };
     process.stderr.write(`${JSON.stringify(body)}\n`);
     return;

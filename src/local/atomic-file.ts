@@ -16,7 +16,12 @@ export function writeFileAtomically(path: string, data: string | Uint8Array, opt
   const dir = dirname(path);
   const temp = join(dir, `.${basename(path)}.${crypto.randomUUID()}.tmp`);
   const bytes = typeof data === "string" ? Buffer.from(data) : data;
-  const fd = openSync(temp, "wx", options.mode);
+  let fd: number;
+  try {
+    fd = openSync(temp, "wx", options.mode);
+  } catch (error) {
+    throw asTarget(error, temp, path);
+  }
   try {
     try {
       for (let offset = 0; offset < bytes.byteLength; ) offset += writeSync(fd, bytes, offset, bytes.byteLength - offset);
@@ -33,9 +38,19 @@ export function writeFileAtomically(path: string, data: string | Uint8Array, opt
     try {
       unlinkSync(temp);
     } catch {}
-    throw error;
+    throw asTarget(error, temp, path);
   }
   syncDirectory(dir);
+}
+
+/** An error about the temp file, told of the file it stands for (the one the user named). */
+function asTarget(error: unknown, temp: string, path: string): unknown {
+  const e = error as NodeJS.ErrnoException;
+  if (e?.path === temp) {
+    e.path = path;
+    e.message = e.message.replaceAll(temp, path);
+  }
+  return error;
 }
 
 function syncDirectory(dir: string): void {

@@ -8,15 +8,15 @@
  * another path keeps its name that way.
  */
 import { isFutureDated, listManifests, readManifest, type ManifestEntry } from "../repo/catalog.ts";
-import { UsageError } from "../errors.ts";
+import { NotFoundError, UsageError, VerificationError } from "../errors.ts";
 import type { BackupManifest } from "../repo/manifest.ts";
 import type { Storage } from "../storage/types.ts";
 
 /**
  * Throws UsageError (exit 2) when the newest backup of `name` (or, given `before`, the newest older
  * than that id) is of another file than `source`. `entries`: the name's manifests as already listed
- * (else they are listed now). An unreadable manifest says nothing about the source and is passed
- * over; throws the storage's errors.
+ * (else they are listed now). A damaged manifest says nothing about the source and is passed over;
+ * throws the storage's errors.
  */
 export async function assertSameSource(
   storage: Storage,
@@ -33,8 +33,11 @@ export async function assertSameSource(
   let previous: BackupManifest;
   try {
     previous = await readManifest(storage, newest.key);
-  } catch {
-    return; // unreadable: restore and verify will say so; it says nothing about the source
+  } catch (error) {
+    // Removed meanwhile, or damaged (restore and verify will say so): it says nothing about the
+    // source. Any other failure (the storage's) is no answer, and is thrown.
+    if (error instanceof NotFoundError || error instanceof VerificationError) return;
+    throw error;
   }
   if (!previous.source || previous.source.path === source) return;
   throw new UsageError(

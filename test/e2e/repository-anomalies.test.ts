@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { runBackup } from "../../src/ops/backup.ts";
 import { createContext } from "../../src/context.ts";
 import { manifestKey } from "../../src/repo/manifest.ts";
+import { StorageUnavailableError } from "../../src/errors.ts";
 import { runPrune } from "../../src/ops/prune.ts";
 import { parseDuration, parsePolicy } from "../../src/repo/retention.ts";
 import type { ObjectInfo, PutOptions, Storage } from "../../src/storage/types.ts";
@@ -167,6 +168,11 @@ describe("a backup dated in the future", () => {
       const restore = await runCli(["restore", "--name", "app", "-o", out, "--repo", repo.url, "--json"], { env: later });
       expect(restore.exitCode, restore.stderr).toBe(0);
       expect(JSON.parse(restore.stdout).id).toBe(newest);
+      // --json prints nothing else: what it passed over is in the document.
+      expect(restore.stderr).toBe("");
+      expect(JSON.parse(restore.stdout).warnings).toEqual([
+        expect.stringMatching(new RegExp(`^passing over app ${planted}: it is dated `)),
+      ]);
       const status = await runCli(["status", "--name", "app", "--repo", repo.url, "--json"], { env: later });
       expect(JSON.parse(status.stdout).databases[0]).toMatchObject({ newest: { id: newest }, futureDated: [planted] });
       const prune = await runCli(["prune", "--repo", repo.url, "--keep-last", "1", "--json"], { env: later });
@@ -487,5 +493,27 @@ describe("a manifest stored whose answer was lost", () => {
     expect(deletes.findIndex((k) => k.endsWith(".json"))).toBe(0);
     expect(deletes.some((k) => k.endsWith(".sqlite.gz"))).toBe(true);
     expect(await keys(storage)).toEqual([]);
+  });
+
+  test("the check after the commit that no other file took the name meanwhile answers or fails the backup: a storage error is never taken for 'nothing to compare'", async () => {
+    const repo = localRepo("e2e-source-check-fails");
+    const [previous = ""] = await backupsAt(repo, ["2026-01-01T00:00:00.000Z"]);
+    const storage = repo.storage;
+    let committed = false;
+    const failing: Storage = overriding(storage, {
+      put: async (key: string, body: Uint8Array | ReadableStream<Uint8Array>, options?: PutOptions) => {
+        const result = await storage.put(key, body, options);
+        if (key.endsWith(".json")) committed = true;
+        return result;
+      },
+      get: async (key, options) => {
+        if (committed) throw new StorageUnavailableError("cannot reach the storage");
+        return storage.get(key, options);
+      },
+    });
+    await expect(runBackup(failing, { databasePath: repo.db, compression: "gzip", tmpDir: repo.dir }, createContext())).rejects.toThrow(
+      "cannot reach the storage",
+    );
+    expect((await listed(repo)).map((b) => b.id)).toEqual([previous]); // taken back
   });
 });
