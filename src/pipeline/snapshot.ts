@@ -13,6 +13,7 @@ import { promisify } from "node:util";
 import { join } from "node:path";
 import type { RunContext } from "../context.ts";
 import { resolveForWrite } from "../local/safe-path.ts";
+import { writeFully } from "../local/fsync.ts";
 import { removeStale, tempTag } from "../local/stale.ts";
 import { walResetWarning } from "../version.ts";
 import { VaultError } from "../errors.ts";
@@ -247,7 +248,7 @@ async function copyRange(fd: number, path: string, length: number, signal: Abort
       signal.throwIfAborted();
       const { bytesRead } = await readAt(fd, buffer, 0, Math.min(buffer.length, length - position), position);
       if (bytesRead === 0) throw new VaultError(`the database file ended at byte ${position} of ${length}`);
-      await out.write(buffer, 0, bytesRead, position);
+      await writeFully(out, buffer.subarray(0, bytesRead)); // a short write would leave a hole of zeros
       position += bytesRead;
       onBytes(bytesRead);
     }

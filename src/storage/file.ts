@@ -94,7 +94,7 @@ export class FileStorage implements Storage {
     let size = 0;
     try {
       if (body instanceof Uint8Array) {
-        await handle.write(body);
+        await writeFully(handle, body);
         size = body.byteLength;
       } else {
         for await (const chunk of iterate(body, options.signal)) {
