@@ -74,17 +74,20 @@ export function loadConfig(options: { path?: string; env: Env; expandEnv?: boole
     { from: "SQLITE_VAULT_CONFIG", value: options.env.SQLITE_VAULT_CONFIG },
   ]);
   let path: string | undefined;
+  let found = false;
   if (named) {
     path = resolve(options.cwd ?? process.cwd(), named.value);
     if (!existsSync(path)) throw new UsageError(`config file ${path} does not exist`, `check ${named.from}`);
   } else {
-    path = [resolve(options.cwd ?? process.cwd(), "sqlite-vault.yml"), "/etc/sqlite-vault.yml"].find((p) => existsSync(p));
+    const here = resolve(options.cwd ?? process.cwd(), "sqlite-vault.yml");
+    path = [here, "/etc/sqlite-vault.yml"].find((p) => existsSync(p));
     if (!path) return null;
+    found = path === here;
   }
   let text: string;
   const file = path;
   try {
-    text = readSmallFile(path, undefined, (info) => assertTrustedFile("config file", file, info));
+    text = readSmallFile(path, undefined, (info) => assertTrustedFile("config file", file, info, { ownedHere: found }));
   } catch (error) {
     if (error instanceof UsageError) throw error;
     throw new UsageError(`cannot read config file ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);

@@ -45,18 +45,19 @@ export function readSmallFile(path: string, limit = SMALL_FILE_LIMIT, inspect?: 
 }
 
 /**
- * Refuses (UsageError) a file that another user owns (root excepted) or that its group or others may
- * change: config and key files decide where backups go and whom they are encrypted to, so only what
- * this user or root wrote is taken, never a file left in a shared directory or one anyone may edit.
- * `what` names the kind of file ("config file").
+ * Refuses (UsageError) a file that its group or others may change, and with `ownedHere`, one that
+ * another user owns (root excepted): config and key files decide where backups go and whom they are
+ * encrypted to. A file named on purpose may be another user's (a bind mount keeps the host's owner);
+ * one found by looking in the working directory must be this user's or root's, since anyone may
+ * leave a file in a shared directory. `what` names the kind of file ("config file").
  */
-export function assertTrustedFile(what: string, path: string, info: Stats): void {
+export function assertTrustedFile(what: string, path: string, info: Stats, { ownedHere = false } = {}): void {
   const uid = process.getuid?.();
   if (uid === undefined) return;
-  if (info.uid !== uid && info.uid !== 0)
+  if (ownedHere && info.uid !== uid && info.uid !== 0)
     throw new UsageError(
-      `${what} ${path} is owned by uid ${info.uid}, neither this user (uid ${uid}) nor root: refusing settings another user wrote`,
-      "take it over (chown) if it is yours, or name the right file",
+      `${what} ${path} is owned by uid ${info.uid}, neither this user (uid ${uid}) nor root: refusing settings another user may have left here`,
+      `if it is meant to be read, name it: --config ${path}`,
     );
   if (info.mode & 0o022)
     throw new UsageError(

@@ -162,7 +162,7 @@ describe("config file", () => {
     expect(existsSync(join(dir, "${VAULT_REPO}"))).toBe(false);
   });
 
-  test("a config file another user owns or may change is refused (exit 2): one left in a shared working directory never redirects root's backups", async () => {
+  test("a config file others may change, or one another user left in the working directory, is refused (exit 2): it never redirects root's backups", async () => {
     const { dir, config, env } = setup();
     const db = join(dir, "alpha.db");
     const planted = join(dir, "planted");
@@ -181,6 +181,12 @@ describe("config file", () => {
       const owned = await runCli(["backup", db, "--name", "alpha"], { cwd: dir, env });
       expect(owned.exitCode).toBe(2);
       expect(owned.stderr).toContain(`config file ${config} is owned by uid 65534, neither this user (uid 0) nor root`);
+      expect(owned.stderr).toContain(`Try: if it is meant to be read, name it: --config ${config}`);
+      expect(existsSync(planted)).toBe(false);
+      // Named on purpose (a bind mount keeps the host's owner), it is read.
+      const named = await runCli(["list", "--config", config], { cwd: dir, env });
+      expect(named.exitCode, named.stderr).toBe(10); // its repository does not exist yet: the file was read
+      expect(named.stderr).toContain(planted);
       chownSync(config, 0, 0);
     }
     expect(existsSync(planted)).toBe(false);
