@@ -45,11 +45,12 @@ export function readSmallFile(path: string, limit = SMALL_FILE_LIMIT, inspect?: 
 }
 
 /**
- * Refuses (UsageError) a file that its group or others may change, and with `ownedHere`, one that
+ * Refuses (UsageError) a file that any user may change, and with `ownedHere`, one that
  * another user owns (root excepted): config and key files decide where backups go and whom they are
  * encrypted to. A file named on purpose may be another user's (a bind mount keeps the host's owner);
  * one found by looking in the working directory must be this user's or root's, since anyone may
- * leave a file in a shared directory. `what` names the kind of file ("config file").
+ * leave a file in a shared directory. A file its group may change is the group's admin's choice (a
+ * volume shared by a pod's processes is made so). `what` names the kind of file ("config file").
  */
 export function assertTrustedFile(what: string, path: string, info: Stats, { ownedHere = false } = {}): void {
   const uid = process.getuid?.();
@@ -59,10 +60,10 @@ export function assertTrustedFile(what: string, path: string, info: Stats, { own
       `${what} ${path} is owned by uid ${info.uid}, neither this user (uid ${uid}) nor root: refusing settings another user may have left here`,
       `if it is meant to be read, name it: --config ${path}`,
     );
-  if (info.mode & 0o022)
+  if (info.mode & 0o002)
     throw new UsageError(
-      `${what} ${path} may be changed by ${info.mode & 0o002 ? "any user" : "its group"} (mode ${(info.mode & 0o777).toString(8).padStart(4, "0")}): refusing settings another user could have written`,
-      `chmod go-w ${path}`,
+      `${what} ${path} may be changed by any user (mode ${(info.mode & 0o777).toString(8).padStart(4, "0")}): refusing settings another user could have written`,
+      `chmod o-w ${path}`,
     );
 }
 

@@ -162,7 +162,7 @@ describe("config file", () => {
     expect(existsSync(join(dir, "${VAULT_REPO}"))).toBe(false);
   });
 
-  test("a config file others may change, or one another user left in the working directory, is refused (exit 2): it never redirects root's backups", async () => {
+  test("a config file any user may change, or one another user left in the working directory, is refused (exit 2): it never redirects root's backups", async () => {
     const { dir, config, env } = setup();
     const db = join(dir, "alpha.db");
     const planted = join(dir, "planted");
@@ -174,7 +174,7 @@ describe("config file", () => {
     expect(writable.stderr).toContain(
       `config file ${config} may be changed by any user (mode 0666): refusing settings another user could have written`,
     );
-    expect(writable.stderr).toContain(`Try: chmod go-w ${config}`);
+    expect(writable.stderr).toContain(`Try: chmod o-w ${config}`);
     chmodSync(config, 0o644);
     if (process.getuid!() === 0) {
       chownSync(config, 65534, 65534);

@@ -207,18 +207,18 @@ describe("interoperability and hygiene", () => {
     expect(misuse.stderr).toContain("that was a secret identity");
   });
 
-  test("a key file others may change is refused (exit 2): whoever may edit it chooses whom backups are encrypted to", async () => {
+  test("a key file any user may change is refused (exit 2): whoever may edit it chooses whom backups are encrypted to", async () => {
     const dir = tempDir("enc-trust");
     const db = join(dir, "app.db");
     createBankDb(db);
     const repo = join(dir, "repo");
     const recipients = join(dir, "recipients.txt");
     writeFileSync(recipients, `${recipient}\n`);
-    chmodSync(recipients, 0o664);
+    chmodSync(recipients, 0o666);
     const r = await runCli(["backup", db, "--repo", repo, "--recipients-file", recipients]);
     expect(r.exitCode).toBe(2);
     expect(r.stderr).toContain(
-      `the recipients file ${recipients} may be changed by its group (mode 0664): refusing settings another user could have written`,
+      `the recipients file ${recipients} may be changed by any user (mode 0666): refusing settings another user could have written`,
     );
     const passphrase = join(dir, "passphrase.txt");
     writeFileSync(passphrase, "a passphrase anyone may rewrite\n");
