@@ -11,12 +11,14 @@ export class Application {
   /** Resolves with the exit code (null when a signal ended it) once the application has exited. */
   readonly exited: Promise<number | null>;
   private killTimer: Timer | undefined;
+  private hasExited = false;
 
   private constructor(
     private readonly child: Subprocess,
     private readonly emit: Emit,
   ) {
     this.exited = child.exited.then((code) => {
+      this.hasExited = true;
       clearTimeout(this.killTimer);
       emit("exec-exited", { code, signal: child.signalCode ?? null });
       return code;
@@ -38,9 +40,14 @@ export class Application {
     return new Application(child, emit);
   }
 
-  /** Forward the signal cron received, and SIGKILL it if it is still running `stopTimeoutMs` later. */
+  /**
+   * Forward the signal cron received, and SIGKILL it if it is still running `stopTimeoutMs` later.
+   * Nothing once it has exited: a kill timer armed then would keep cron running, its work done, for
+   * the whole stop timeout, and report a kill that never happened.
+   */
   stop(signal: NodeJS.Signals, stopTimeoutMs: number): void {
     const { child, emit } = this;
+    if (this.hasExited) return;
     // A closed session stops the application; SIGHUP itself often means "reload" to one.
     const forwarded = signal === "SIGHUP" ? "SIGTERM" : signal;
     emit("signal-forwarded", { signal: forwarded, pid: child.pid, stopTimeoutSeconds: stopTimeoutMs / 1000 });
