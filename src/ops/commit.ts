@@ -3,7 +3,7 @@
  * backup taken back loses its manifest before its data, so a listed backup always has its data.
  */
 import type { RunContext } from "../context.ts";
-import { VaultError } from "../errors.ts";
+import { StorageUnavailableError, VaultError } from "../errors.ts";
 import { manifestKey, serializeManifest, type BackupManifest } from "../repo/manifest.ts";
 import type { Storage } from "../storage/types.ts";
 import { assertNotAheadOfStorage } from "./clock-guard.ts";
@@ -29,6 +29,21 @@ export async function commit(storage: Storage, manifest: BackupManifest, ctx: Ru
 }
 
 /**
+ * Delete a backup's manifest, its commit point, and make sure it is gone: only then may its data
+ * object go. A delete answered as done (a 404 from something between here and the storage, which
+ * the storage contract takes for "already gone") is not proof. Throws StorageUnavailableError when
+ * the manifest is still there.
+ */
+export async function removeCommitPoint(storage: Storage, manifest: string): Promise<void> {
+  await storage.delete([manifest]);
+  if (await storage.stat(manifest))
+    throw new StorageUnavailableError(
+      `${manifest} is still there after its delete was answered as done`,
+      "retry; if it persists, check what stands between this machine and the storage (a proxy or gateway)",
+    );
+}
+
+/**
  * Undo a backup whose manifest may be stored: the manifest goes first, and the data object only once
  * that delete succeeded, so a manifest never outlives its data (as prune's order). When the manifest
  * cannot be deleted, the data object stays: the backup may be listed, and then it still restores;
@@ -36,7 +51,7 @@ export async function commit(storage: Storage, manifest: BackupManifest, ctx: Ru
  */
 export async function takeBack(storage: Storage, manifest: string, data: string, ctx: RunContext): Promise<void> {
   try {
-    await storage.delete([manifest]);
+    await removeCommitPoint(storage, manifest);
   } catch (error) {
     ctx.log.warn(
       `could not remove ${manifest} (${(error as Error).message}): left ${data} in place, so that if the manifest was stored, its backup still restores`,

@@ -3,9 +3,9 @@
  * without SQLITE_VAULT_RECIPIENTS, a new machine given only the identity to restore with) must not
  * store the next backup in plaintext with exit 0. Only an explicit choice (--no-encryption) does.
  */
-import { readManifest, type ManifestEntry } from "../repo/catalog.ts";
+import { readListedManifest, type ManifestEntry } from "../repo/catalog.ts";
 import type { EncryptionSettings } from "../pipeline/age.ts";
-import { NotFoundError, UsageError, VerificationError } from "../errors.ts";
+import { UsageError, VerificationError } from "../errors.ts";
 import type { BackupManifest } from "../repo/manifest.ts";
 import type { Storage } from "../storage/types.ts";
 
@@ -44,9 +44,11 @@ export async function assertEncryptionKept(
 async function newestReadable(storage: Storage, entries: ManifestEntry[]): Promise<BackupManifest | undefined> {
   for (const entry of entries) {
     try {
-      return await readManifest(storage, entry.key);
+      // Gone since the listing (confirmed, never one wrong answer) or damaged: the next one speaks.
+      const manifest = await readListedManifest(storage, entry.key);
+      if (manifest) return manifest;
     } catch (error) {
-      if (!(error instanceof NotFoundError || error instanceof VerificationError)) throw error;
+      if (!(error instanceof VerificationError)) throw error;
     }
   }
   return undefined;

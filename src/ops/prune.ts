@@ -31,6 +31,7 @@ import {
   type RetentionPolicy,
 } from "../repo/retention.ts";
 import type { Storage } from "../storage/types.ts";
+import { removeCommitPoint } from "./commit.ts";
 
 export const DEFAULT_GRACE = "24h";
 
@@ -141,7 +142,7 @@ export async function runPrune(storage: Storage, input: PruneInput, ctx: RunCont
     for (const backup of plan.remove) {
       ctx.signal.throwIfAborted();
       try {
-        await storage.delete([manifestKey(backup.name, backup.id)]); // the commit point goes first
+        await removeCommitPoint(storage, manifestKey(backup.name, backup.id)); // goes first, and is confirmed gone
         entry.removed.push(backup.id);
         deleted++;
       } catch (error) {

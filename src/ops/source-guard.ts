@@ -7,8 +7,8 @@
  * given with --name (or a config file's `name`) is the user's decision: a database that moved to
  * another path keeps its name that way.
  */
-import { isFutureDated, listManifests, readManifest, type ManifestEntry } from "../repo/catalog.ts";
-import { NotFoundError, UsageError, VerificationError } from "../errors.ts";
+import { isFutureDated, listManifests, readListedManifest, type ManifestEntry } from "../repo/catalog.ts";
+import { UsageError, VerificationError } from "../errors.ts";
 import type { BackupManifest } from "../repo/manifest.ts";
 import type { Storage } from "../storage/types.ts";
 
@@ -30,15 +30,16 @@ export async function assertSameSource(
     (entry) => !isFutureDated(entry) && (before === undefined || entry.id < before),
   );
   if (newest === undefined) return;
-  let previous: BackupManifest;
+  let previous: BackupManifest | null;
   try {
-    previous = await readManifest(storage, newest.key);
+    previous = await readListedManifest(storage, newest.key);
   } catch (error) {
-    // Removed meanwhile, or damaged (restore and verify will say so): it says nothing about the
-    // source. Any other failure (the storage's) is no answer, and is thrown.
-    if (error instanceof NotFoundError || error instanceof VerificationError) return;
+    // Damaged (restore and verify will say so), or removed meanwhile (null): it says nothing about
+    // the source. Any other failure (the storage's) is no answer, and is thrown.
+    if (error instanceof VerificationError) return;
     throw error;
   }
+  if (!previous) return;
   if (!previous.source || previous.source.path === source) return;
   throw new UsageError(
     `backups named ${name} in ${storage.url} are of ${previous.source.path} (on ${previous.host}), not of ${source}`,

@@ -6,7 +6,7 @@
  * planted in the bucket) is an anomaly, never the newest backup, now or later: retention does not count
  * or remove it, and --latest / --at and new backups pass over it.
  */
-import { NotFoundError, UsageError, VerificationError } from "../errors.ts";
+import { NotFoundError, StorageUnavailableError, UsageError, VerificationError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import {
   backupIdTime,
@@ -100,9 +100,9 @@ export async function readCatalog(storage: Storage, name?: string): Promise<Cata
   const invalid: Catalog["invalid"] = [];
   await mapLimit(manifests, READ_CONCURRENCY, async (entry) => {
     try {
-      backups.push(await readManifest(storage, entry.key));
+      const manifest = await readListedManifest(storage, entry.key);
+      if (manifest) backups.push(manifest);
     } catch (error) {
-      if (error instanceof NotFoundError) return;
       if (!(error instanceof VerificationError)) throw error;
       invalid.push({ ...entry, reason: error.message });
     }
@@ -214,10 +214,13 @@ export async function* readCandidates(
   });
   const read = (entry: ManifestEntry): Promise<Candidate | null> => {
     options.onRead?.(entry);
-    return readManifest(storage, entry.key).then(
-      (manifest) => ({ ok: true as const, manifest }),
+    return readListedManifest(storage, entry.key).then(
+      (manifest) => {
+        if (manifest) return { ok: true as const, manifest };
+        options.log?.warn(`passing over ${entry.name} ${entry.id}: it was removed after the listing (a prune meanwhile?)`);
+        return null;
+      },
       (error: unknown) => {
-        if (error instanceof NotFoundError) return null;
         if (error instanceof VerificationError) return { ok: false as const, entry, error };
         throw error;
       },
@@ -246,6 +249,25 @@ export async function newestBackup(
 
 export async function readManifest(storage: Storage, key: string): Promise<BackupManifest> {
   return parseManifest(await readAll(await storage.get(key)), key);
+}
+
+/**
+ * The manifest at `key`, which a listing showed; null when it is gone since (a concurrent prune).
+ * "Not found" is taken only when a second look (stat) agrees: one wrong answer (a 404 from something
+ * between here and the storage) would otherwise pass over the newest backup without a word, and a
+ * restore would bring back an older one. Throws StorageUnavailableError when the two disagree.
+ */
+export async function readListedManifest(storage: Storage, key: string): Promise<BackupManifest | null> {
+  try {
+    return await readManifest(storage, key);
+  } catch (error) {
+    if (!(error instanceof NotFoundError)) throw error;
+    if ((await storage.stat(key)) === null) return null;
+    throw new StorageUnavailableError(
+      `reading ${key} answered that it does not exist, yet the storage still has it: an answer that is not what was asked; nothing was decided on it`,
+      "retry; if it persists, check what stands between this machine and the storage (a proxy or gateway)",
+    );
+  }
 }
 
 export type Selection = { latest: true } | { id: string } | { at: Date };

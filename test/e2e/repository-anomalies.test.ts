@@ -5,7 +5,7 @@
  * the fault proxy in front of the real S3 server for the network's part.
  */
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
-import { chmodSync, chownSync, mkdirSync, readdirSync, rmSync, truncateSync, utimesSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, rmSync, truncateSync, utimesSync } from "node:fs";
 import { join } from "node:path";
 import { runBackup } from "../../src/ops/backup.ts";
 import { createContext } from "../../src/context.ts";
@@ -368,6 +368,40 @@ describe("a manifest this user cannot read", () => {
   });
 });
 
+describe("a 'not found' that is not what was asked", () => {
+  test("a wrong 404 for the newest manifest never makes restore bring back an older backup: a second look finds it, and that is exit 10", async () => {
+    const repo = proxiedRepo("e2e-wrong-404");
+    const [newest = ""] = await backupsAt(repo, ["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z"]);
+    proxy.clear();
+    proxy.add({ method: "GET", match: on.object(`${newest}.json`), fault: { kind: "status", status: 404, code: "NotFound" } });
+    const out = join(repo.dir, "out.db");
+    const r = await runCli(["restore", "--name", "app", "-o", out, "--repo", repo.url], { env: repo.env });
+    expect(r.exitCode).toBe(10);
+    expect(r.stderr).toContain(`reading ${manifestKey("app", newest)} answered that it does not exist, yet the storage still has it`);
+    expect(existsSync(out)).toBe(false);
+    const again = await runCli(["restore", "--name", "app", "-o", out, "--repo", repo.url, "--json"], { env: repo.env });
+    expect(again.exitCode, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout).id).toBe(newest);
+  });
+
+  test("a manifest delete answered 404 is not taken for done: prune keeps that backup's data (no listed backup without data) and says it could not remove it", async () => {
+    const repo = proxiedRepo("e2e-wrong-404-delete");
+    const ids = await backupsAt(repo, ["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z", "2026-01-03T00:00:00.000Z"]);
+    const oldest = ids[2]!;
+    proxy.clear();
+    proxy.add({ method: "DELETE", match: on.object(`${oldest}.json`), fault: { kind: "status", status: 404, code: "NoSuchKey" } });
+    const r = await runCli(["prune", "--repo", repo.url, "--keep-last", "2", "--json"], { env: repo.env });
+    expect(r.exitCode).toBe(3);
+    const plan = JSON.parse(r.stdout).names[0];
+    expect(plan.removed).toEqual([]);
+    expect(plan.failed).toEqual([{ id: oldest, error: expect.stringContaining("is still there after its delete was answered as done") }]);
+    const rows = await listed(repo);
+    expect(rows.map((b) => b.id)).toEqual(ids);
+    const human = await runCli(["list", "--repo", repo.url], { env: repo.env });
+    expect(human.stdout).not.toContain("DAMAGED");
+  });
+});
+
 describe("a listing that repeats entries", () => {
   test("prune --keep-last 3 keeps 3 (storage whose list repeats every object)", async () => {
     const repo = localRepo("e2e-dup-list");
@@ -477,9 +511,12 @@ describe("a manifest stored whose answer was lost", () => {
     createBankDb(repo.db, { fillerRows: 20 });
     const storage = repo.storage;
     const deletes: string[] = [];
+    let stats = 0;
     const failing: Storage = overriding(storage, {
-      stat: async () => {
-        throw new Error("connection reset");
+      // The data check's request fails; the look that confirms the manifest's delete is answered.
+      stat: async (key) => {
+        if (stats++ === 0) throw new Error("connection reset");
+        return storage.stat(key);
       },
       delete: async (keys: string[]) => {
         deletes.push(...keys);
