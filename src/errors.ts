@@ -158,6 +158,14 @@ export class ContextualError extends VaultError {
   }
 }
 
+/** A read of `key` answered "not found" while a second look finds it: an answer not meant for the request. */
+export function contradictedNotFound(key: string): StorageUnavailableError {
+  return new StorageUnavailableError(
+    `reading ${key} answered that it does not exist, yet the storage still has it: an answer that is not what was asked; nothing was decided on it`,
+    "retry; if it persists, check what stands between this machine and the storage (a proxy or gateway)",
+  );
+}
+
 /** The same failure, with what was being done in front of its message. */
 export function withContext(prefix: string, error: unknown): VaultError {
   const e = toVaultError(error);

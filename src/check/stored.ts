@@ -3,7 +3,7 @@
  * "object") with its bytes as a stream, and their SHA-256. Also the one place a backup is called corrupt.
  */
 import type { RunContext } from "../context.ts";
-import { NotFoundError, StorageUnavailableError, VaultError, VerificationError } from "../errors.ts";
+import { contradictedNotFound, NotFoundError, StorageUnavailableError, VaultError, VerificationError } from "../errors.ts";
 import type { BackupManifest } from "../repo/manifest.ts";
 import type { ObjectStream, Storage } from "../storage/types.ts";
 import { createDigestStream, iterate, mapStreamErrors, type Digest } from "../util/streams.ts";
@@ -87,8 +87,10 @@ export async function openObject(
       error instanceof VaultError ? error : new StorageUnavailableError(`download of ${key} failed: ${(error as Error).message}`),
     );
   } catch (error) {
-    if (error instanceof NotFoundError) throw new VerificationError(`backup ${manifest.id}: its data object ${key} is missing`, "object");
-    throw error;
+    if (!(error instanceof NotFoundError)) throw error;
+    // A second look: a wrong 404 must not call a sound backup damaged (with --fallback, pass it over).
+    if (await storage.stat(key)) throw contradictedNotFound(key);
+    throw new VerificationError(`backup ${manifest.id}: its data object ${key} is missing`, "object");
   }
 }
 

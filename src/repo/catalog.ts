@@ -6,7 +6,7 @@
  * planted in the bucket) is an anomaly, never the newest backup, now or later: retention does not count
  * or remove it, and --latest / --at and new backups pass over it.
  */
-import { NotFoundError, StorageUnavailableError, UsageError, VerificationError } from "../errors.ts";
+import { contradictedNotFound, NotFoundError, UsageError, VerificationError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import {
   backupIdTime,
@@ -263,10 +263,7 @@ export async function readListedManifest(storage: Storage, key: string): Promise
   } catch (error) {
     if (!(error instanceof NotFoundError)) throw error;
     if ((await storage.stat(key)) === null) return null;
-    throw new StorageUnavailableError(
-      `reading ${key} answered that it does not exist, yet the storage still has it: an answer that is not what was asked; nothing was decided on it`,
-      "retry; if it persists, check what stands between this machine and the storage (a proxy or gateway)",
-    );
+    throw contradictedNotFound(key);
   }
 }
 

@@ -384,6 +384,20 @@ describe("a 'not found' that is not what was asked", () => {
     expect(JSON.parse(again.stdout).id).toBe(newest);
   });
 
+  test("a wrong 404 for a data object is exit 10, not a damaged backup (which --fallback would pass over)", async () => {
+    const repo = proxiedRepo("e2e-wrong-404-data");
+    const [newest = ""] = await backupsAt(repo, ["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z"]);
+    proxy.clear();
+    proxy.add({ method: "GET", match: on.object(".sqlite.gz"), fault: { kind: "status", status: 404, code: "NoSuchKey" } });
+    const out = join(repo.dir, "out.db");
+    const r = await runCli(["restore", "--name", "app", "-o", out, "--fallback", "--repo", repo.url], { env: repo.env });
+    expect(r.exitCode).toBe(10);
+    expect(r.stderr).toMatch(
+      new RegExp(`reading app/${newest}\\.sqlite\\.gz answered that it does not exist, yet the storage still has it`),
+    );
+    expect(existsSync(out)).toBe(false);
+  });
+
   test("a manifest delete answered 404 is not taken for done: prune keeps that backup's data (no listed backup without data) and says it could not remove it", async () => {
     const repo = proxiedRepo("e2e-wrong-404-delete");
     const ids = await backupsAt(repo, ["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z", "2026-01-03T00:00:00.000Z"]);
