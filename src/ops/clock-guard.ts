@@ -29,13 +29,17 @@ export class ClockBehindError extends VaultError {
  * A backup dated by this machine's clock would be future-dated by the storage's own time (catalog's
  * isFutureDated), so every restore would pass over it (exit 1): refused, before the snapshot when the
  * storage tells its time (S3's Date header), else at the commit (a local directory on NFS or SMB,
- * whose server dates the files).
+ * whose server dates the files). prune refuses too: it would plan retention by a wrong "now".
+ * `outcome` ends the message ("nothing was backed up").
  */
-export function assertNotAheadOfStorage(createdAt: Date, storedAt: Date): void {
-  if (createdAt.getTime() <= storedAt.getTime() + FUTURE_TOLERANCE_MS) return; // as isFutureDated
+export function assertNotAheadOfStorage(
+  now: Date,
+  storageTime: Date,
+  outcome = "restores pass over a backup dated after it was stored, so nothing was backed up",
+): void {
+  if (now.getTime() <= storageTime.getTime() + FUTURE_TOLERANCE_MS) return; // as isFutureDated
   throw new ClockAheadError(
-    `this machine's clock (${createdAt.toISOString()}) is more than 15 minutes ahead of the storage's (${storedAt.toISOString()}): ` +
-      "restores pass over a backup dated after it was stored, so nothing was backed up",
+    `this machine's clock (${now.toISOString()}) is more than 15 minutes ahead of the storage's (${storageTime.toISOString()}): ${outcome}`,
     "set this machine's clock right (NTP)",
   );
 }

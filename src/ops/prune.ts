@@ -31,6 +31,7 @@ import {
   type RetentionPolicy,
 } from "../repo/retention.ts";
 import type { Storage } from "../storage/types.ts";
+import { assertNotAheadOfStorage } from "./clock-guard.ts";
 import { removeCommitPoint } from "./commit.ts";
 
 export const DEFAULT_GRACE = "24h";
@@ -121,6 +122,9 @@ export async function runPrune(storage: Storage, input: PruneInput, ctx: RunCont
     );
   const listedAt = new Date();
   const catalog = await readCatalog(storage, input.name);
+  const server = storage.serverNow?.();
+  if (server)
+    assertNotAheadOfStorage(input.now, server, "retention planned by it could take recent backups for old ones, so nothing was removed");
   const plans = planNames(catalog, input, ctx);
   assertRemovesNothingInUse(plans, catalog, input.protect ?? []);
 

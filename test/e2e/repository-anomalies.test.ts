@@ -293,6 +293,20 @@ describe("a clock behind the newest backup", () => {
     }
   });
 
+  test("prune on S3 by a clock more than 15 minutes ahead of the server's is refused (exit 1): --keep-within would take recent backups for old ones", async () => {
+    const repo = proxiedRepo("e2e-prune-ahead");
+    const ids = await backupsAt(repo, ["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z"]);
+    const ahead = new Date(Date.now() + 365 * 86_400_000).toISOString();
+    const r = await runCli(["prune", "--repo", repo.url, "--keep-within", "30d", "--json"], {
+      env: { ...repo.env, SQLITE_VAULT_NOW: ahead },
+    });
+    expect(r.exitCode).toBe(1);
+    const error = JSON.parse(r.stderr).error;
+    expect(error).toMatchObject({ code: "clock", exitCode: 1 });
+    expect(error.message).toEndWith("retention planned by it could take recent backups for old ones, so nothing was removed");
+    expect((await listed(repo)).map((b) => b.id)).toEqual(ids);
+  });
+
   test("a clock a moment behind the newest backup waits until it passes it: the new backup is the newest, and what restore --latest brings back", async () => {
     const repo = localRepo("e2e-clock-moment");
     const [ahead = ""] = await backupsAt(repo, [new Date(Date.now() + 1_000).toISOString()]);
