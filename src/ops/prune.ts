@@ -21,7 +21,7 @@
 import { futureDatedLine, readCatalog, type Catalog } from "../repo/catalog.ts";
 import type { RunContext } from "../context.ts";
 import { AuthError, VaultError } from "../errors.ts";
-import { manifestKey, parseDataKey, verifiedKey, type BackupManifest } from "../repo/manifest.ts";
+import { manifestKey, parseDataKey, parseManifestKey, verifiedKey, type BackupManifest } from "../repo/manifest.ts";
 import {
   describePolicy,
   planRetention,
@@ -234,6 +234,8 @@ async function keepHouse(
   }
   const writesCutoff = subtractDuration(new Date(), input.grace).getTime(); // listed now
   for await (const write of storage.listPartialWrites(input.name ? `${input.name}/` : "")) {
+    // Another tool's upload in the same bucket (a repository at its root) is not ours to abort.
+    if (write.named && !parseDataKey(write.key) && !parseManifestKey(write.key)) continue;
     if (write.startedAt.getTime() > writesCutoff) {
       result.young.push(write.key);
       continue;

@@ -28,6 +28,12 @@ export interface ObjectInfo {
 export interface PartialWrite {
   /** The key being written, when the backend knows it; otherwise the temp object's own key. */
   key: string;
+  /**
+   * Whether `key` is the key being written (S3's multipart uploads name it): then the caller tells
+   * its own writes by the key, since others' may share the prefix. Otherwise the write is the
+   * backend's own temp object, made by this tool.
+   */
+  named?: boolean;
   /** Backend handle (an upload id, a temp path). */
   handle: string;
   /** When the write started (S3) or last wrote (local). */

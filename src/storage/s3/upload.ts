@@ -197,7 +197,7 @@ export async function* listOpenUploads(s3: S3Connection, prefix: string): AsyncI
       if (key === undefined || !handle || !initiated || seen.has(handle)) continue;
       seen.add(handle);
       added++;
-      yield { key: decodeXml(key).slice(s3.base.length), handle, startedAt: new Date(initiated) };
+      yield { key: decodeXml(key).slice(s3.base.length), named: true, handle, startedAt: new Date(initiated) };
     }
     if (xmlText(xml, "IsTruncated") !== "true") return;
     markers.add(`${keyMarker}\n${uploadIdMarker}`);
