@@ -133,6 +133,19 @@ describe("a backup dated in the future", () => {
     expect(inspectBank(byId).integrity).toBe("ok");
   });
 
+  test("--json: a failed run's error object carries the warnings too (what it passed over before it failed)", async () => {
+    const repo = localRepo("e2e-json-warnings");
+    const [old = ""] = await backupsAt(repo, ["2026-01-01T00:00:00.000Z"]);
+    const planted = await plantBackupAt(repo, new Date(Date.now() + 86_400_000).toISOString());
+    for (const name of readdirSync(join(repo.url, "app")))
+      if (name.startsWith(old) && name.includes(".sqlite")) rmSync(join(repo.url, "app", name));
+    const r = await runCli(["restore", "--name", "app", "-o", join(repo.dir, "out.db"), "--repo", repo.url, "--json"], { env: repo.env });
+    expect(r.exitCode).toBe(4);
+    const body = JSON.parse(r.stderr);
+    expect(body.error).toMatchObject({ code: "verification", exitCode: 4 });
+    expect(body.warnings).toEqual([expect.stringMatching(new RegExp(`^passing over app ${planted}: it is dated `))]);
+  });
+
   test("a backup a minute ahead (another host's clock) is within the tolerance: newest, kept, never a negative age", async () => {
     const repo = localRepo("e2e-future-tolerance");
     const ahead = new Date(Date.now() + 60_000).toISOString();
