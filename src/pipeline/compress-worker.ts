@@ -7,10 +7,18 @@
  */
 import type { CodecTask, GunzipResult, GzipResult } from "./codec.ts";
 import { serveTasks } from "../util/workers.ts";
+import { gunzipSync } from "node:zlib";
 
 serveTasks<CodecTask, GzipResult | GunzipResult>((task) => {
   if (task.op === "gunzip") {
-    const output = Bun.gunzipSync(new Uint8Array(task.member), { library: "libdeflate" });
+    const member = new Uint8Array(task.member);
+    // No more output than the member's ISIZE claims (checked against MAX_MEMBER_OUTPUT when it was cut
+    // out): a member whose deflate data runs on far past it is an error, not gigabytes of memory.
+    const isize = new DataView(task.member).getUint32(member.byteLength - 4, true);
+    const inflated = gunzipSync(member, { maxOutputLength: Math.max(isize, 1) });
+    // Its own buffer, to transfer (a small Buffer may be a view of a shared pool).
+    const output = inflated.byteOffset === 0 && inflated.buffer.byteLength === inflated.byteLength ? inflated : new Uint8Array(inflated);
+    if (output.byteLength !== isize) throw new Error(`a gzip member holds ${output.byteLength} bytes, not the ${isize} it claims`);
     const result: GunzipResult = { output, spent: [task.member] };
     return { result, transfer: [output.buffer as ArrayBuffer, task.member] };
   }

@@ -6,6 +6,7 @@
 import { expect, test } from "bun:test";
 import { blockCompressor, mapBlocks } from "../../src/pipeline/codec.ts";
 import { decompress, discard, own } from "../../src/pipeline/decompress.ts";
+import { frameHeader } from "../../src/pipeline/gzip-members.ts";
 import { streamOf } from "../../src/util/streams.ts";
 import { chunked } from "../helpers/chunks.ts";
 
@@ -62,4 +63,17 @@ test("a piece that is a view into a larger buffer is never freed: other pieces m
   const whole = own(new Uint8Array(100).fill(5));
   expect(discard(whole)).toBe(true);
   expect(whole.byteLength).toBe(0);
+});
+
+test("a gzip member whose deflate data runs far past the size it claims (ISIZE) fails at that size, never held whole in memory", async () => {
+  // 1 GiB of zeros in one member (about 1 MiB stored), its ISIZE rewritten to claim 1 MiB.
+  const member = Bun.gzipSync(new Uint8Array(1024 * 1024 * 1024), { library: "libdeflate" });
+  new DataView(member.buffer, member.byteOffset).setUint32(member.length - 4, 1024 * 1024, true);
+  const framed = Buffer.concat([frameHeader(member), member.subarray(10)]);
+  const before = process.memoryUsage.rss();
+  const run = async () => {
+    for await (const chunk of decompress(streamOf(chunked(framed, 64 * 1024)), "gzip", { parallel: 1 })) discard(chunk);
+  };
+  await expect(run()).rejects.toThrow();
+  expect(process.memoryUsage.rss() - before).toBeLessThan(256 * 1024 * 1024);
 });
