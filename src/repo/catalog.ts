@@ -17,7 +17,7 @@ import {
   parseVerifiedKey,
   type BackupManifest,
 } from "./manifest.ts";
-import { readAll } from "../util/streams.ts";
+import { readAllUpTo } from "../util/streams.ts";
 import type { ObjectInfo, Storage } from "../storage/types.ts";
 
 export interface Catalog {
@@ -247,8 +247,17 @@ export async function newestBackup(
   return undefined;
 }
 
+/** Far more than a manifest holds (about 1 KB): a bigger object is no manifest, and is never read whole. */
+export const MAX_MANIFEST_BYTES = 1024 * 1024;
+
 export async function readManifest(storage: Storage, key: string): Promise<BackupManifest> {
-  return parseManifest(await readAll(await storage.get(key)), key);
+  const source = await storage.get(key);
+  const bytes = source.size !== undefined && source.size > MAX_MANIFEST_BYTES ? null : await readAllUpTo(source, MAX_MANIFEST_BYTES);
+  if (!bytes) {
+    await source.cancel().catch(() => {});
+    throw new VerificationError(`manifest ${key} is larger than ${MAX_MANIFEST_BYTES} bytes, far more than a manifest holds`, "manifest");
+  }
+  return parseManifest(bytes, key);
 }
 
 /**

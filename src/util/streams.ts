@@ -126,6 +126,18 @@ export async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8
   return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
+/** The stream's bytes, or null once they pass `limit` (the stream is then cancelled): never more in memory. */
+export async function readAllUpTo(stream: ReadableStream<Uint8Array>, limit: number): Promise<Uint8Array | null> {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for await (const chunk of iterate(stream)) {
+    total += chunk.byteLength;
+    if (total > limit) return null; // iterate() cancels the stream when the loop is left
+    chunks.push(chunk);
+  }
+  return new Uint8Array(Buffer.concat(chunks, total));
+}
+
 export interface Digest {
   bytes: number;
   sha256: string;

@@ -366,6 +366,25 @@ describe("a backup whose data object is missing or cut short", () => {
   });
 });
 
+describe("a manifest far larger than any manifest", () => {
+  test("is refused as damaged (exit 4) without being read whole: a 1.5 GB planted one costs no memory", async () => {
+    const repo = localRepo("e2e-huge-manifest");
+    await backupsAt(repo, ["2026-01-01T00:00:00.000Z"]);
+    const planted = join(repo.url, "app", "20261101T000000000Z-00000000.json");
+    Bun.spawnSync(["truncate", "-s", "1500M", planted]); // sparse: no disk used
+    const r = await runCli(["restore", "--name", "app", "-o", join(repo.dir, "out.db"), "--repo", repo.url], { env: repo.env });
+    expect(r.exitCode).toBe(4);
+    expect(r.stderr).toContain(
+      `manifest app/20261101T000000000Z-00000000.json is larger than 1048576 bytes, far more than a manifest holds`,
+    );
+    const list = await runCli(["list", "--repo", repo.url], { env: repo.env });
+    expect(list.exitCode).toBe(0);
+    expect(list.stderr).toContain(
+      "ignoring app/20261101T000000000Z-00000000.json: manifest app/20261101T000000000Z-00000000.json is larger than",
+    );
+  });
+});
+
 describe("a manifest this user cannot read", () => {
   test("list, restore and verify fail on it (exit 12, the path named), never taking it for missing and using the older backup", async () => {
     const repo = localRepo("e2e-unreadable");
