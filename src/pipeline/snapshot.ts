@@ -7,7 +7,7 @@
  * closing one drops SQLite's locks. Why each way is consistent: docs/design/snapshot.md.
  */
 import { backup, DatabaseSync } from "node:sqlite";
-import { accessSync, closeSync, constants, openSync, read, statSync, writeFileSync } from "node:fs";
+import { accessSync, closeSync, constants, fstatSync, openSync, read, statSync, writeFileSync } from "node:fs";
 import { mkdtemp, open } from "node:fs/promises";
 import { promisify } from "node:util";
 import { join } from "node:path";
@@ -151,10 +151,22 @@ interface Taken {
 /** Begins the read transaction on `held`, chooses the method, and copies for the copying ones. */
 async function snapshotInTransaction(held: HeldConnection, path: string, ctx: RunContext): Promise<Taken> {
   const { databasePath } = held;
+  // The connection and the descriptor copied from are each opened by path: a file renamed over the
+  // database between them (while BEGIN waited on a writer, say) would be copied without our lock on
+  // it, torn. Both must be the file that was there before the connection opened.
+  const before = statSync(databasePath, { throwIfNoEntry: false });
   const tx = beginReadTransaction(held);
   const warning = walResetWarning(tx.sqliteVersion, tx.journalMode);
   if (warning) ctx.log.warn(warning);
   const source = held.open(databasePath);
+  if (source >= 0) {
+    const opened = fstatSync(source);
+    if (!before || opened.ino !== before.ino || opened.dev !== before.dev)
+      throw new VaultError(
+        `${databasePath} was replaced by another file while the backup began; nothing was backed up`,
+        "run the backup again; the next one reads the new file",
+      );
+  }
   let method = chooseMethod(observe(databasePath, tx, source));
   let overlay: WalOverlay | null = null;
   if (method === "wal-read") {

@@ -93,6 +93,32 @@ describe("snapshot copy", () => {
     done();
   });
 
+  test("a database renamed over while the snapshot waits for a writer's lock: refused, never the new file copied without a lock on it", async () => {
+    const dir = tempDir("snap-renamed");
+    const db = join(dir, "bank.db");
+    createBankDb(db, { journalMode: "delete", fillerRows: 200 });
+    const replacement = join(dir, "new.db");
+    copyFileSync(db, replacement);
+    // A writer holds the old file's lock for a moment (the snapshot's BEGIN waits on it, blocking this
+    // thread) and meanwhile renames another file over the database.
+    const holder = Bun.spawn(
+      [
+        process.execPath,
+        "-e",
+        `const { Database } = require("bun:sqlite"); const { renameSync } = require("node:fs");
+        const d = new Database(${JSON.stringify(db)});
+        d.run("BEGIN EXCLUSIVE"); console.log("held");
+        await Bun.sleep(500); renameSync(${JSON.stringify(replacement)}, ${JSON.stringify(db)});
+        await Bun.sleep(500); d.run("COMMIT");`,
+      ],
+      { stdout: "pipe" },
+    );
+    await holder.stdout.getReader().read(); // "held"
+    const taking = createSnapshot(db, dir, createContext());
+    await expect(taking).rejects.toThrow(`${db} was replaced by another file while the backup began; nothing was backed up`);
+    await holder.exited;
+  });
+
   test("WAL database with every frame checkpointed: the file itself, read in place", async () => {
     const db = join(tempDir("snap-wal-idle"), "bank.db");
     createBankDb(db, { journalMode: "wal", fillerRows: 2000 }); // closing checkpoints and removes the WAL
