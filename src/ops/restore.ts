@@ -203,6 +203,11 @@ async function restoreFirstSound(
     const temp = ctx.temp.add(join(dir, `${tempPrefix(target)}${tempTag()}.tmp`));
     // Measured before the download: once it fails, its file may hold the space until its last descriptor closes.
     const free = freeSpace(dir);
+    const hint = "free some space there, or restore to a larger disk with --output PATH";
+    // Refused before a byte is written: filling the disk first would also fill it for the
+    // application that shares it (and a planted manifest may claim any size).
+    if (free !== null && manifest.database.bytes > free)
+      throw new NoSpaceError(dir, manifest.database.bytes, free, `to restore ${manifest.name}`, hint);
     try {
       const { check, warnings, replaced } = await restoreOne(
         storage,
@@ -224,14 +229,7 @@ async function restoreFirstSound(
       };
     } catch (error) {
       if (isNoSpace(error))
-        throw new NoSpaceError(
-          dir,
-          manifest.database.bytes,
-          free,
-          `to restore ${manifest.name}`,
-          "free some space there, or restore to a larger disk with --output PATH",
-          { cause: error },
-        );
+        throw new NoSpaceError(dir, manifest.database.bytes, free, `to restore ${manifest.name}`, hint, { cause: error });
       // With --fallback, a backup the given keys cannot open (one from before a key rotation) is
       // passed over like a damaged one; without it, that stays exit 12.
       if (input.fallback && error instanceof NoMatchingIdentityError) {

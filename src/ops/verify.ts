@@ -156,6 +156,10 @@ async function verifyOne(
       return { ...base, result: "pass", checked: "stored-bytes", step: null, message: null, warnings: [warning], seconds: seconds() };
     }
     const free = freeSpace(dirname(path));
+    const hint = `free some space there, or check in a larger directory with --tmp-dir DIR${input.concurrency > 1 ? " (or one backup at a time: --concurrency 1)" : ""}`;
+    // Refused before a byte is written, as restore does.
+    if (free !== null && manifest.database.bytes > free)
+      throw new NoSpaceError(dirname(dirname(path)), manifest.database.bytes, free, `to verify ${manifest.name} ${manifest.id}`, hint);
     const progress = { downloaded: (n: number) => ctx.progress?.advance(n), checking: () => {} };
     const { warnings } = await fetchAndCheck(
       storage,
@@ -165,7 +169,6 @@ async function verifyOne(
       ctx,
     ).catch((error) => {
       if (!isNoSpace(error)) throw error;
-      const hint = `free some space there, or check in a larger directory with --tmp-dir DIR${input.concurrency > 1 ? " (or one backup at a time: --concurrency 1)" : ""}`;
       throw new NoSpaceError(dirname(dirname(path)), manifest.database.bytes, free, `to verify ${manifest.name} ${manifest.id}`, hint, {
         cause: error,
       });

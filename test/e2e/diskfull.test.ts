@@ -3,7 +3,7 @@
  * (and unmounts). Clear error, exit 1, nothing half-written, temp files removed.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, watch, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createBankDb, removeTempDirs, tempDir } from "../helpers/db.ts";
 import { runCli } from "../helpers/cli.ts";
@@ -57,13 +57,18 @@ describe("disk full", () => {
     expect(list.backups).toHaveLength(2);
   });
 
-  test("restore whose output does not fit: exit 1, no file at the target, temp removed", async () => {
+  test("restore whose output does not fit: exit 1 before a byte is written (the disk it shares is never filled), no file at the target", async () => {
     const target = join(small, "restored.db");
+    const created: string[] = [];
+    const watcher = watch(small, (_event, name) => name && created.push(name));
     const r = await runCli(["restore", "--name", "app", "--output", target, "--repo", repo]);
+    await Bun.sleep(100);
+    watcher.close();
+    expect(created).toEqual([]);
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/sqlite-vault: .*no space left on device/i);
     expect(existsSync(target)).toBe(false);
-    expect(readdirSync(small)).toEqual(["occupant"]);
+    expect(readdirSync(small).filter((name) => name !== "occupant")).toEqual([]);
   });
 
   test("a restore that does not fit names the place, the space it needs and the space free, and suggests only its own flags", async () => {
