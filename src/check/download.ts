@@ -9,7 +9,14 @@ import { open } from "node:fs/promises";
 import type { RunContext } from "../context.ts";
 import { VaultError } from "../errors.ts";
 import { CoalescingWriter } from "../local/coalescing-writer.ts";
-import { decryptStream, NoMatchingIdentityError, redactSecrets, type DecryptionSettings } from "../pipeline/age.ts";
+import {
+  decryptStream,
+  NoMatchingIdentityError,
+  redactSecrets,
+  UnencryptedBackupError,
+  unencryptedRefused,
+  type DecryptionSettings,
+} from "../pipeline/age.ts";
 import { collectGarbage } from "../pipeline/codec.ts";
 import { decompress, discard } from "../pipeline/decompress.ts";
 import type { BackupManifest } from "../repo/manifest.ts";
@@ -49,7 +56,8 @@ const COLLECT_BYTES = 64 * 1024 * 1024;
 /**
  * Stream the backup into a new file at `path`: the stored bytes checked against their SHA-256, and
  * the database exactly as long as the manifest says. Throws VerificationError ("object",
- * "checksum"), NoMatchingIdentityError when no key opens it, storage and file-system errors as they
+ * "checksum"), NoMatchingIdentityError when no key opens it (UnencryptedBackupError, before a byte
+ * is read, when keys were given for an unencrypted backup), storage and file-system errors as they
  * come, the signal's reason when aborted. The caller owns `path`.
  */
 export async function download(
@@ -60,6 +68,11 @@ export async function download(
   ctx: RunContext,
 ): Promise<DownloadTimes> {
   const { stored, database } = manifest;
+  if (!stored.encryption && unencryptedRefused(options.decryption))
+    throw new UnencryptedBackupError(
+      `backup ${manifest.id} is not encrypted, and keys to decrypt with were given: refusing it, as anyone who can write to the storage could have stored it`,
+      "to read it anyway (a backup from before encryption was turned on), pass --allow-unencrypted",
+    );
   const started = performance.now();
   const times: DownloadTimes = { lastByteMs: 0, decompress: new BusyTime(), write: new BusyTime() };
   const storedDigest = createDigestStream((bytes) => {

@@ -10,7 +10,7 @@
 import type { RunContext } from "../context.ts";
 import { VerificationError } from "../errors.ts";
 import { syncPath } from "../local/fsync.ts";
-import type { DecryptionSettings, NoMatchingIdentityError } from "../pipeline/age.ts";
+import { type DecryptionSettings, type NoMatchingIdentityError, UnencryptedBackupError } from "../pipeline/age.ts";
 import type { BackupManifest } from "../repo/manifest.ts";
 import { formatSeconds, secondsSince } from "../output.ts";
 import type { Storage } from "../storage/types.ts";
@@ -42,11 +42,12 @@ export interface CheckOptions {
 }
 
 /**
- * A backup that none of the given keys opens, as a failed check (step checksum): for verify, a
+ * A backup that none of the given keys opens (or an unencrypted one, when keys were given), as a failed check (step checksum): for verify, a
  * failure of that backup among others; for restore --fallback, one to pass over. Its stored bytes
  * were checked against the manifest before this is thrown (see src/check/download.ts).
  */
 export function keyMismatchFailure(error: NoMatchingIdentityError, manifest: BackupManifest): VerificationError {
+  if (error instanceof UnencryptedBackupError) return new VerificationError(error.message, "checksum");
   const recipients = manifest.stored.encryption?.recipients ?? [];
   const to = recipients.length ? ` (it is encrypted to ${recipients.join(", ")})` : " (it is encrypted with a passphrase)";
   return new VerificationError(`${error.message}${to}; its stored bytes match its manifest`, "checksum");

@@ -105,6 +105,11 @@ export const decryptArgs = {
     description: "Passphrase of encrypted backups, from FILE (env SQLITE_VAULT_PASSPHRASE_FILE, SQLITE_VAULT_PASSPHRASE)",
   },
   passphrase: { type: "string", description: "Passphrase (visible in the process list: prefer --passphrase-file)" },
+  "allow-unencrypted": {
+    type: "boolean",
+    description:
+      "Read unencrypted backups even though keys were given (refused by default: anyone who can write the storage can plant one)",
+  },
 } as const satisfies ArgsDef;
 
 export const compressionArgs = {

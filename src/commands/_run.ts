@@ -184,7 +184,13 @@ function repeatedFlag(rawArgs: string[], name: string): string[] {
  * UsageError for a --recipient or --identity without a value, before anything is loaded or read.
  */
 export function keyFlags(
-  flags: { "recipients-file"?: string; passphrase?: string; "passphrase-file"?: string; encryption?: boolean },
+  flags: {
+    "recipients-file"?: string;
+    passphrase?: string;
+    "passphrase-file"?: string;
+    encryption?: boolean;
+    "allow-unencrypted"?: boolean;
+  },
   rawArgs: string[],
 ): KeyFlags {
   return {
@@ -194,5 +200,6 @@ export function keyFlags(
     passphraseFile: flags["passphrase-file"],
     identities: repeatedFlag(rawArgs, "identity"),
     encryption: flags.encryption,
+    allowUnencrypted: flags["allow-unencrypted"],
   };
 }

@@ -29,6 +29,8 @@ export interface KeyFlags {
   identities: string[];
   /** --encryption: true, --no-encryption: false, absent: undefined. */
   encryption?: boolean;
+  /** --allow-unencrypted: read unencrypted backups even though keys were given. */
+  allowUnencrypted?: boolean;
 }
 
 /** No key flag: keys from the environment and the config file only. */
@@ -234,7 +236,8 @@ async function resolveEncryption(
 }
 
 /**
- * Resolve identities and passphrases for reading encrypted backups (SQLITE_VAULT_IDENTITY_FILE, …).
+ * Resolve identities and passphrases for reading encrypted backups (SQLITE_VAULT_IDENTITY_FILE, …),
+ * and whether an unencrypted backup may be read beside them.
  * Every identity is checked here: one that does not parse is a UsageError naming its file, never
  * quoted (a mistyped secret key is still almost all of the secret), and a file with no identity in
  * it is an error, not "no identity given".
@@ -246,7 +249,9 @@ function resolveDecryption(flags: KeyFlags, env: Env, log: Logger, file: FileKey
   });
   const layer = pickLayer(layers, (l) => l.passphrase !== undefined || l.passphraseFile !== undefined);
   const passphrase = layer ? passphraseOf(layer.value, layer.from, log) : undefined;
-  return { identities, passphrases: passphrase === undefined ? [] : [passphrase] };
+  // Plaintext said by name (--allow-unencrypted, or unencrypted backups chosen) lets keys read them too.
+  const unencryptedAllowed = flags.allowUnencrypted === true || encryptionFromEnv(env) === false || file.plaintext === true;
+  return { identities, passphrases: passphrase === undefined ? [] : [passphrase], unencryptedAllowed };
 }
 
 /** The identities of --identity, else SQLITE_VAULT_IDENTITY_FILE (colon separated), else the config file's identity-files; each checked. */

@@ -29,6 +29,8 @@ export interface EncryptionSettings {
 export interface DecryptionSettings {
   identities: string[];
   passphrases: string[];
+  /** Unencrypted backups may be read even though keys were given (--allow-unencrypted, or plaintext chosen). */
+  unencryptedAllowed?: boolean;
 }
 
 /** What a manifest records about encryption: never an identity or a passphrase. */
@@ -55,6 +57,18 @@ export function describeEncryption(settings: EncryptionSettings): ManifestEncryp
 }
 
 export class NoMatchingIdentityError extends AuthError {}
+
+/**
+ * Keys were given and the backup is not encrypted: the keys do not vouch for it. Whoever can write to
+ * the storage can plant a plaintext backup, but not one a passphrase opens; and a name that turned
+ * plaintext by mistake should be seen, not restored quietly. Handled as a key mismatch.
+ */
+export class UnencryptedBackupError extends NoMatchingIdentityError {}
+
+/** Keys to decrypt with were given, and an unencrypted backup was not allowed beside them. */
+export function unencryptedRefused(settings: DecryptionSettings | undefined): boolean {
+  return !!settings && (settings.identities.length > 0 || settings.passphrases.length > 0) && !settings.unencryptedAllowed;
+}
 
 /** A message with any age secret key in it cut down to its prefix (the age library quotes keys it cannot parse). */
 export function redactSecrets(text: string): string {

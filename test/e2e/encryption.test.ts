@@ -4,7 +4,8 @@
  * (every run is scanned for the secrets registered here: see registerSecret in test/helpers/cli.ts).
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { Database } from "bun:sqlite";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ACCOUNTS, createBankDb, INITIAL_BALANCE, inspectBank, removeTempDirs, tempDir } from "../helpers/db.ts";
 import { registerSecret, runCli, spawnCli } from "../helpers/cli.ts";
@@ -359,6 +360,61 @@ describe("keys asked for but not usable", () => {
     const restored = JSON.parse(fellBack.stdout);
     expect(restored.id).toBe(ids[0]);
     expect(restored.skipped.map((s: { id: string; step: string }) => [s.id, s.step])).toEqual([[newestId, "checksum"]]);
+  });
+
+  test("keys given and a plaintext backup found: refused (exit 12), passed over by --fallback, failed by verify; read only when allowed", async () => {
+    const { dir, db, repo } = scratch("enc-planted");
+    const encrypted = JSON.parse((await runCli(["backup", db, "--repo", repo, "--recipient", recipient, "--json"])).stdout).id;
+    // A newer plaintext backup, as anyone who can write to the storage could store one.
+    new Database(db).run("UPDATE accounts SET balance = 0 WHERE id = 1");
+    const plain = await runCli(["backup", db, "--repo", repo, "--no-encryption", "--json"]);
+    expect(plain.exitCode, plain.stderr).toBe(0);
+    const plainId = JSON.parse(plain.stdout).id;
+    const out = join(dir, "out.db");
+    const restore = (args: string[], env: Record<string, string> = {}) =>
+      runCli(["restore", "--name", "app", "-o", out, "--repo", repo, "--identity", identity, "--json", ...args], { env });
+
+    const refused = await restore([]);
+    expect(refused.exitCode).toBe(12);
+    const error = JSON.parse(refused.stderr).error;
+    expect(error.message).toContain(`backup ${plainId} is not encrypted, and keys to decrypt with were given`);
+    expect(error.hint).toContain("--allow-unencrypted");
+    expect(existsSync(out)).toBe(false);
+    const passphraseFile = join(dir, "pass.txt");
+    writeFileSync(passphraseFile, `${PASSPHRASE}\n`, { mode: 0o600 });
+    const byPassphrase = await runCli(["restore", "--name", "app", "-o", out, "--repo", repo, "--passphrase-file", passphraseFile]);
+    expect(byPassphrase.exitCode).toBe(12);
+    expect(existsSync(out)).toBe(false);
+
+    const fellBack = await restore(["--fallback"]);
+    expect(fellBack.exitCode, fellBack.stderr).toBe(0);
+    expect(JSON.parse(fellBack.stdout).id).toBe(encrypted);
+    expect(JSON.parse(fellBack.stdout).skipped.map((s: { id: string; step: string }) => [s.id, s.step])).toEqual([[plainId, "checksum"]]);
+    expect(inspectBank(out).total).toBe(ACCOUNTS * INITIAL_BALANCE);
+    rmSync(out);
+
+    const verify = await runCli(["verify", "--all", "--repo", repo, "--identity", identity, "--json"]);
+    expect(verify.exitCode).toBe(4);
+    expect(JSON.parse(verify.stdout).results.map((x: { id: string; result: string }) => [x.id, x.result])).toEqual([
+      [plainId, "fail"],
+      [encrypted, "pass"],
+    ]);
+    expect(JSON.parse(verify.stdout).results[0].message).toContain("is not encrypted");
+    expect((await runCli(["verify", "--all", "--repo", repo, "--identity", identity, "--allow-unencrypted"])).exitCode).toBe(0);
+
+    // Said by name: the flag, or unencrypted backups chosen in the environment.
+    for (const [args, env] of [
+      [["--allow-unencrypted"], {}],
+      [[], { SQLITE_VAULT_ENCRYPTION: "false" }],
+    ] as [string[], Record<string, string>][]) {
+      const allowed = await restore(args, env);
+      expect(allowed.exitCode, allowed.stderr).toBe(0);
+      expect(JSON.parse(allowed.stdout).id).toBe(plainId);
+      expect(inspectBank(out).total).toBe(ACCOUNTS * INITIAL_BALANCE - INITIAL_BALANCE);
+      rmSync(out);
+    }
+    // Without keys nothing vouches either way: a plaintext repository restores as ever.
+    expect((await runCli(["restore", "--name", "app", "-o", out, "--repo", repo])).exitCode).toBe(0);
   });
 
   test("a key named on the command line replaces the environment's, never joins it; config file key paths are relative to the config file", async () => {

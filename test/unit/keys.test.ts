@@ -34,7 +34,7 @@ describe("targetKeys", () => {
     const keys = targetKeys(NO_KEY_FLAGS, {}, quiet, { identityFiles: [path], passphraseFile });
     secretFile("not-yet.txt", "pass\n");
     const first = keys.decryption();
-    expect(first).toEqual({ identities: [identity], passphrases: ["pass"] });
+    expect(first).toEqual({ identities: [identity], passphrases: ["pass"], unencryptedAllowed: false });
     rmSync(path);
     rmSync(passphraseFile);
     // Kept: neither file is read again.
