@@ -19,6 +19,10 @@ const args = {
     description:
       "age identity file for the startup restore of encrypted backups, and to encrypt to when no recipient is named (repeatable)",
   },
+  "allow-unencrypted": {
+    type: "boolean",
+    description: "Let the startup restore read an unencrypted backup even though keys were given (refused by default)",
+  },
   ...outputArgs,
   json: {
     type: "boolean",

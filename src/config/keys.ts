@@ -249,9 +249,24 @@ function resolveDecryption(flags: KeyFlags, env: Env, log: Logger, file: FileKey
   });
   const layer = pickLayer(layers, (l) => l.passphrase !== undefined || l.passphraseFile !== undefined);
   const passphrase = layer ? passphraseOf(layer.value, layer.from, log) : undefined;
-  // Plaintext said by name (--allow-unencrypted, or unencrypted backups chosen) lets keys read them too.
-  const unencryptedAllowed = flags.allowUnencrypted === true || encryptionFromEnv(env) === false || file.plaintext === true;
+  // Plaintext said by name lets keys read it too, but only where it outranks the keys: a config
+  // file's `encryption: false` must not lower the guard on an --identity given for this run.
+  const keyRanks = [identityRank(flags.identities, env, file), layer ? RANK[layer.from] : undefined].filter((r) => r !== undefined);
+  const keysFrom = Math.min(...keyRanks);
+  const plaintextFrom =
+    encryptionFromEnv(env) === false ? RANK["the environment"] : file.plaintext === true ? RANK["the config file"] : undefined;
+  const unencryptedAllowed = flags.allowUnencrypted === true || (plaintextFrom !== undefined && plaintextFrom <= keysFrom);
   return { identities, passphrases: passphrase === undefined ? [] : [passphrase], unencryptedAllowed };
+}
+
+const RANK: Record<KeySource, number> = { "the command line": 0, "the environment": 1, "the config file": 2 };
+
+/** The layer the identities come from, as readIdentities picks it; undefined when none names one. */
+function identityRank(flagged: string[], env: Env, file: FileKeys): number | undefined {
+  if (flagged.length) return RANK["the command line"];
+  if (env.SQLITE_VAULT_IDENTITY_FILE !== undefined) return RANK["the environment"];
+  if (file.identityFiles !== undefined) return RANK["the config file"];
+  return undefined;
 }
 
 /** The identities of --identity, else SQLITE_VAULT_IDENTITY_FILE (colon separated), else the config file's identity-files; each checked. */

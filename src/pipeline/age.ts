@@ -29,7 +29,7 @@ export interface EncryptionSettings {
 export interface DecryptionSettings {
   identities: string[];
   passphrases: string[];
-  /** Unencrypted backups may be read even though keys were given (--allow-unencrypted, or plaintext chosen). */
+  /** Unencrypted backups may be read even though keys were given (--allow-unencrypted, or plaintext chosen at or above the keys' layer). */
   unencryptedAllowed?: boolean;
 }
 
@@ -60,8 +60,9 @@ export class NoMatchingIdentityError extends AuthError {}
 
 /**
  * Keys were given and the backup is not encrypted: the keys do not vouch for it. Whoever can write to
- * the storage can plant a plaintext backup, but not one a passphrase opens; and a name that turned
- * plaintext by mistake should be seen, not restored quietly. Handled as a key mismatch.
+ * the storage can plant a plaintext backup, and a name that turned plaintext by mistake should be
+ * seen, not restored quietly. A planted backup encrypted to the recipients (public, in every
+ * manifest) still opens; only a passphrase keeps that out. Handled as a key mismatch.
  */
 export class UnencryptedBackupError extends NoMatchingIdentityError {}
 

@@ -402,12 +402,15 @@ describe("keys asked for but not usable", () => {
     expect(JSON.parse(verify.stdout).results[0].message).toContain("is not encrypted");
     expect((await runCli(["verify", "--all", "--repo", repo, "--identity", identity, "--allow-unencrypted"])).exitCode).toBe(0);
 
-    // Said by name: the flag, or unencrypted backups chosen in the environment.
+    // Plaintext chosen in a layer under the keys' does not lower the guard on keys given for this run.
+    expect((await restore([], { SQLITE_VAULT_ENCRYPTION: "false" })).exitCode).toBe(12);
+    expect(existsSync(out)).toBe(false);
+    // Said by name: the flag, or unencrypted backups chosen beside keys from the environment.
     for (const [args, env] of [
-      [["--allow-unencrypted"], {}],
-      [[], { SQLITE_VAULT_ENCRYPTION: "false" }],
+      [["--identity", identity, "--allow-unencrypted"], {}],
+      [[], { SQLITE_VAULT_ENCRYPTION: "false", SQLITE_VAULT_IDENTITY_FILE: identity }],
     ] as [string[], Record<string, string>][]) {
-      const allowed = await restore(args, env);
+      const allowed = await runCli(["restore", "--name", "app", "-o", out, "--repo", repo, "--json", ...args], { env });
       expect(allowed.exitCode, allowed.stderr).toBe(0);
       expect(JSON.parse(allowed.stdout).id).toBe(plainId);
       expect(inspectBank(out).total).toBe(ACCOUNTS * INITIAL_BALANCE - INITIAL_BALANCE);
@@ -555,6 +558,20 @@ describe("an encrypted backup name never turns plaintext without being told", ()
     expect(restored.exitCode, restored.stderr).toBe(0);
     const newest = JSON.parse((await runCli(["list", "--repo", repo, "--json"])).stdout).backups[0];
     expect((await readBackupManifest(openStorage(repo), "app", newest.id)).stored.encryption?.recipients).toEqual([recipient]);
+
+    // A plaintext backup newer than them: the startup restore with keys refuses it, and says the flag cron has.
+    const plain = await runCli(["backup", moved, "--name", "app", "--repo", repo, "--no-encryption"]);
+    expect(plain.exitCode, plain.stderr).toBe(0);
+    const third = join(dir, "new", "third.db");
+    const startup = (extra: string[]) =>
+      runCli(["cron", third, "--name", "app", "--repo", repo, "--restore-if-missing", "--identity", identity, ...extra, "--exec", "true"]);
+    const refused = await startup([]);
+    expect(refused.exitCode, refused.stderr).toBe(12);
+    expect(refused.stderr).toContain("pass --allow-unencrypted");
+    expect(existsSync(third)).toBe(false);
+    const allowed = await startup(["--allow-unencrypted"]);
+    expect(allowed.exitCode, allowed.stderr).toBe(0);
+    expect(existsSync(third)).toBe(true);
   });
 });
 

@@ -3,7 +3,7 @@ import * as age from "age-encryption";
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { NO_KEY_FLAGS, targetKeys, type KeyFlags } from "../../src/config/keys.ts";
+import { type FileKeys, NO_KEY_FLAGS, targetKeys, type KeyFlags } from "../../src/config/keys.ts";
 import { UsageError } from "../../src/errors.ts";
 import type { Logger } from "../../src/logger.ts";
 
@@ -73,6 +73,25 @@ describe("targetKeys", () => {
       expect(keys.decryption().identities, label).toEqual([identity]);
       expect((await keys.encryption()).encryption?.recipients, label).toEqual([recipient]);
     }
+  });
+
+  test("plaintext chosen lets keys read an unencrypted backup only from the keys' own layer or a higher one", async () => {
+    const { path } = await identityFile("allow.txt");
+    const passphraseFile = secretFile("allow-pass.txt", "pass\n");
+    const off = { SQLITE_VAULT_ENCRYPTION: "false" };
+    const cases: [string, KeyFlags, Record<string, string>, FileKeys, boolean][] = [
+      ["--identity, config encryption: false", { ...NO_KEY_FLAGS, identities: [path] }, {}, { plaintext: true }, false],
+      ["--identity, SQLITE_VAULT_ENCRYPTION=false", { ...NO_KEY_FLAGS, identities: [path] }, off, {}, false],
+      ["--passphrase-file, SQLITE_VAULT_ENCRYPTION=false", { ...NO_KEY_FLAGS, passphraseFile }, off, {}, false],
+      ["env identity, config encryption: false", NO_KEY_FLAGS, { SQLITE_VAULT_IDENTITY_FILE: path }, { plaintext: true }, false],
+      ["env identity, SQLITE_VAULT_ENCRYPTION=false", NO_KEY_FLAGS, { ...off, SQLITE_VAULT_IDENTITY_FILE: path }, {}, true],
+      ["config identity, SQLITE_VAULT_ENCRYPTION=false", NO_KEY_FLAGS, off, { identityFiles: [path] }, true],
+      ["config identity, config encryption: false", NO_KEY_FLAGS, {}, { identityFiles: [path], plaintext: true }, true],
+      ["--identity and --allow-unencrypted", { ...NO_KEY_FLAGS, identities: [path], allowUnencrypted: true }, {}, {}, true],
+      ["config identity alone", NO_KEY_FLAGS, {}, { identityFiles: [path] }, false],
+    ];
+    for (const [label, flags, env, file, allowed] of cases)
+      expect(targetKeys(flags, env, quiet, file).decryption().unencryptedAllowed, label).toBe(allowed);
   });
 
   test("a passphrase file beside recipients in the config file is for restores; the environment's passphrase wins over it", async () => {
