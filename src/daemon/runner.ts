@@ -153,6 +153,7 @@ export class DatabaseRunner {
         storedBytes: outcome.backup.storedBytes,
         seconds: outcome.seconds,
         pruned: outcome.prune?.names.reduce((n, x) => n + x.removed.length, 0) ?? 0,
+        ...(outcome.pruneError ? { pruneError: outcome.pruneError } : {}),
       });
     } else {
       this.lastError = outcome.error?.message ?? "unknown error";

@@ -1,7 +1,8 @@
 /**
  * One backup of one database as a job: healthcheck "start" ping, the backup, then (only when the
  * backup succeeded and a policy is set) the prune, metrics, and a "success" or "fail" ping. A job
- * reports its outcome instead of throwing, except for an interruption, which ends the whole run.
+ * reports its outcome instead of throwing, except for an interruption before the backup committed,
+ * which ends the whole run.
  */
 import { runBackup, type BackupResult } from "./backup.ts";
 import type { RunContext } from "../context.ts";
@@ -88,8 +89,9 @@ export async function runBackupJob(
         ctx,
       );
     } catch (thrown) {
-      const error = toVaultError(thrown);
-      if (ctx.signal.aborted) throw ctx.signal.reason;
+      // Cut short by a signal or a shutdown timeout, the backup is still committed: it counts as done,
+      // its prune as failed (the next run prunes); the caller's next check of the signal ends the run.
+      const error = toVaultError(ctx.signal.aborted ? ctx.signal.reason : thrown);
       ctx.log.error(`the backup of ${name} succeeded, but pruning failed: ${error.message}${error.hint ? ` (${error.hint})` : ""}`);
       outcome.pruneError = error.message;
     }

@@ -382,6 +382,69 @@ describe("signals against a stalled S3 server", () => {
     proxy.clear();
   });
 
+  /** Two backups of `small` under `prefix` (their ids), and a rule that holds every DELETE of the older one's objects. */
+  async function twoBackupsAndStalledPrune(prefix: string): Promise<string[]> {
+    proxy.clear();
+    const ids: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const b = await runCli(["backup", small, "--repo", repo(prefix), "--json", ...TUNING], { env: s3Env() });
+      expect(b.exitCode, b.stderr).toBe(0);
+      ids.push(JSON.parse(b.stdout).id);
+    }
+    proxy.add({ method: "DELETE", match: (path) => path.includes(ids[0]!), fault: { kind: "delay", delayMs: 30_000 }, times: Infinity });
+    return ids;
+  }
+
+  test("a shutdown timeout during the final backup's prune: the backup is stored and counts as backed up (exit 0), the prune as failed", async () => {
+    await twoBackupsAndStalledPrune("cut-prune-cron");
+    const r = await runCli(
+      [
+        "cron",
+        small,
+        "--repo",
+        repo("cut-prune-cron"),
+        "--keep-last",
+        "1",
+        "--shutdown-timeout",
+        "5s",
+        "--exec",
+        "true",
+        "--json",
+        ...TUNING,
+      ],
+      { env: s3Env() },
+    );
+    expect(proxy.injected.length, r.stderr).toBeGreaterThan(0); // the prune was held
+    expect(r.exitCode, r.stderr).toBe(0);
+    const events = r.stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line));
+    const done = events.find((e) => e.event === "backup-done");
+    expect(done, r.stdout).toBeDefined();
+    expect(events.some((e) => e.event === "backup-failed")).toBe(false);
+    expect(events.find((e) => e.event === "stopped")).toMatchObject({ backedUp: ["small"], notBackedUp: [] });
+    expect(done.pruneError).toContain("interrupted by shutdown timeout");
+    proxy.clear();
+    const listed = JSON.parse((await runCli(["list", "--repo", repo("cut-prune-cron"), "--json"], { env: s3Env() })).stdout).backups;
+    expect(listed[0].id).toBe(done.id);
+  });
+
+  test("SIGTERM during backup's prune: the backup is stored and reported, the prune failed (exit 3), not 'nothing was done'", async () => {
+    const [first, second] = await twoBackupsAndStalledPrune("cut-prune-backup");
+    const r = await interrupt(
+      ["backup", small, "--repo", repo("cut-prune-backup"), "--keep-last", "1", ...TUNING],
+      "SIGTERM",
+      { match: () => false, fault: { kind: "refuse" } }, // the prune's DELETE is held by the rule above
+    );
+    expect(r.code, r.stderr).toBe(3);
+    expect(r.stderr).toContain("succeeded, but pruning failed: interrupted by SIGTERM");
+    const listed = JSON.parse((await runCli(["list", "--repo", repo("cut-prune-backup"), "--json"], { env: s3Env() })).stdout).backups;
+    // The prune removed the second backup, then was held on the first: the new one is listed first.
+    expect(listed.map((b: { id: string }) => b.id).slice(1)).toEqual([first]);
+    expect(listed[0].id > second!).toBe(true);
+  });
+
   // The process catches these from the first lines of its code, before the command loads: a signal
   // sent as soon as it does (seen in /proc) is remembered and ends the command with 130.
   for (const [signal, bit] of [
