@@ -14,6 +14,7 @@ import { resolveForWrite } from "../local/safe-path.ts";
 import { iterate } from "../util/streams.ts";
 import {
   assertValidKey,
+  isValidKey,
   type GetOptions,
   type ObjectInfo,
   type ObjectStream,
@@ -161,7 +162,8 @@ export class FileStorage implements Storage {
     await collectKeys(this.root, base, keys);
     keys.sort();
     for (const key of keys) {
-      if (!key.startsWith(prefix)) continue;
+      // A file no key can name (a backslash, a control character) was not written here: passed over.
+      if (!key.startsWith(prefix) || !isValidKey(key)) continue;
       const info = await this.stat(key);
       if (info) yield info;
     }

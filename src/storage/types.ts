@@ -78,7 +78,8 @@ export interface Storage {
   /**
    * Every complete object whose key starts with `prefix` ("" for all), in ascending key order, each
    * key once (a network listing that repeats one is de-duplicated). Objects being written by put()
-   * are never listed. An answer that is not a listing, or one that never ends (a continuation that
+   * are never listed, nor is anything no valid key names (another tool's "a//b", a backslash): it
+   * cannot be a backup, and must not stop the listing. An answer that is not a listing, or one that never ends (a continuation that
    * repeats or adds nothing), throws StorageUnavailableError: it is never taken for an empty list.
    */
   list(prefix: string): AsyncIterable<ObjectInfo>;
@@ -131,10 +132,14 @@ export interface Storage {
   removeIfEmpty?(): Promise<void>;
 }
 
+/** Whether a key is a plain relative path that cannot escape the repository. */
+export function isValidKey(key: string): boolean {
+  const segments = key.split("/");
+  if (key === "" || key.startsWith("/") || segments.some((s) => s === "" || s === "." || s === "..")) return false;
+  return !/[\u0000-\u001f\\]/.test(key);
+}
+
 /** Throws when a key could escape the repository or is not a plain relative path. */
 export function assertValidKey(key: string): void {
-  const segments = key.split("/");
-  if (key === "" || key.startsWith("/") || segments.some((s) => s === "" || s === "." || s === ".."))
-    throw new Error(`invalid storage key: ${JSON.stringify(key)}`);
-  if (/[\u0000-\u001f\\]/.test(key)) throw new Error(`invalid storage key: ${JSON.stringify(key)}`);
+  if (!isValidKey(key)) throw new Error(`invalid storage key: ${JSON.stringify(key)}`);
 }

@@ -5,7 +5,7 @@
  * the fault proxy in front of the real S3 server for the network's part.
  */
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, rmSync, truncateSync, utimesSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, rmSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { runBackup } from "../../src/ops/backup.ts";
 import { createContext } from "../../src/context.ts";
@@ -15,7 +15,7 @@ import { runPrune } from "../../src/ops/prune.ts";
 import { parseDuration, parsePolicy } from "../../src/repo/retention.ts";
 import type { ObjectInfo, PutOptions, Storage } from "../../src/storage/types.ts";
 import { runCli } from "../helpers/cli.ts";
-import { createBankDb, inspectBank } from "../helpers/db.ts";
+import { ACCOUNTS, createBankDb, INITIAL_BALANCE, inspectBank } from "../helpers/db.ts";
 import { listings, on } from "../helpers/fault-proxy.ts";
 import { localRepo, overriding, type TestRepo } from "../helpers/repos.ts";
 import { useTestBucket, s3Env, s3RepoUrl } from "../helpers/s3.ts";
@@ -363,6 +363,28 @@ describe("a backup whose data object is missing or cut short", () => {
     expect(row(sound)).not.toContain("DAMAGED");
     expect(human.stderr).toContain(`[warn] app ${gone} cannot be restored: its data object app/`);
     expect(human.stderr).toContain(`[warn] app ${cut} cannot be restored: its data object is 100 bytes`);
+  });
+});
+
+describe("a file in the repository that no storage key names", () => {
+  test("a planted app/x\\y.json is passed over: list, status, verify, prune, backup and restore work as ever", async () => {
+    const repo = localRepo("e2e-bad-key");
+    const [id = ""] = await backupsAt(repo, ["2026-01-01T00:00:00.000Z"]);
+    writeFileSync(join(repo.url, "app", "x\\y.json"), "{}");
+    const restored = join(repo.dir, "restored.db");
+    for (const args of [
+      ["list"],
+      ["status", repo.db, "--max-age", "1000d"],
+      ["verify", "--all"],
+      ["prune", "--keep-last", "5"],
+      ["backup", repo.db],
+      ["restore", "--name", "app", "--id", id, "-o", restored],
+    ]) {
+      const r = await runCli([...args, "--repo", repo.url], { env: repo.env });
+      expect(r.exitCode, `${args[0]}: ${r.stderr}`).toBe(0);
+      expect(r.stderr, args[0]).not.toContain("invalid storage key");
+    }
+    expect(inspectBank(restored).total).toBe(ACCOUNTS * INITIAL_BALANCE);
   });
 });
 

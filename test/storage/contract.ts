@@ -13,6 +13,8 @@ export interface ContractTarget {
   missing(): Promise<Storage>;
   /** Leave a write of `key` behind the way a killed process would (an open multipart upload, a temp file). */
   abandonWrite(storage: Storage, key: string): Promise<void>;
+  /** Store an object under a raw `key` no valid key could name, the way another tool could (a file, a PUT). */
+  plant(storage: Storage, key: string): Promise<void>;
   cleanup(): Promise<void>;
 }
 
@@ -198,6 +200,16 @@ export function describeStorageContract(label: string, target: () => ContractTar
         await expect(s.put(key, encoder.encode("x"))).rejects.toThrow("invalid storage key");
         await expect(s.get(key)).rejects.toThrow("invalid storage key");
       }
+    });
+
+    test("an object no valid key names, put there by another tool, is passed over by list, which goes on", async () => {
+      const s = await t.fresh();
+      await (s.create?.() ?? s.check());
+      await s.put("db/a.json", encoder.encode("a"));
+      await t.plant(s, "db/x\\y.json");
+      await s.put("db/z.json", encoder.encode("z"));
+      expect((await listAll(s, "db/")).map((o) => o.key)).toEqual(["db/a.json", "db/z.json"]);
+      expect((await listAll(s)).map((o) => o.key)).toEqual(["db/a.json", "db/z.json"]);
     });
 
     test("a put in progress is a partial write until it completes; then none remain", async () => {

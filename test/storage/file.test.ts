@@ -21,6 +21,9 @@ describeStorageContract("local directory", () => ({
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, `${TEMP_MARK}${crypto.randomUUID()}`), "half a write");
   },
+  async plant(storage, key) {
+    writeFileSync(join((storage as FileStorage).root, ...key.split("/")), "planted");
+  },
   cleanup: async () => removeTempDirs(),
 }));
 

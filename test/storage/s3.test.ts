@@ -48,6 +48,10 @@ describeStorageContract("S3 (Ceph RGW)", () => ({
   },
   missing: async () => storageFor("no-such-bucket-sqlite-vault", "x"),
   abandonWrite: (storage, key) => abandonUpload(storage as S3Storage, key),
+  async plant(storage, key) {
+    const url = new URL((storage as S3Storage).url);
+    await adminClient(url.hostname).putObject(`${url.pathname.replace(/^\/|\/$/g, "")}/${key}`, "planted");
+  },
   async cleanup() {
     for (const b of buckets.splice(0)) await b.cleanup();
   },

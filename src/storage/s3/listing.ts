@@ -5,7 +5,7 @@
  */
 import { NotFoundError, StorageUnavailableError } from "../../errors.ts";
 import { TransientError } from "../retry.ts";
-import type { ObjectInfo } from "../types.ts";
+import { isValidKey, type ObjectInfo } from "../types.ts";
 import type { S3Connection } from "./client.ts";
 import { expectDocument, isPage, unexpectedAnswer } from "./errors.ts";
 import { decodeXml, xmlText } from "./xml.ts";
@@ -49,7 +49,9 @@ export async function* listObjects(s3: S3Connection, prefix: string): AsyncItera
       if (seen.has(object.key)) continue;
       seen.add(object.key);
       added++;
-      yield { ...object, key: object.key.slice(s3.base.length) };
+      const key = object.key.slice(s3.base.length);
+      // An object no key can name (put there by another tool: "a//b", a backslash) was not written by us.
+      if (isValidKey(key)) yield { ...object, key };
     }
     if (token !== undefined) tokens.add(token);
     token = page.next;
