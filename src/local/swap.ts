@@ -135,10 +135,15 @@ export function swapIntoPlace(temp: string, target: string, replace: boolean, fs
       fs.link(temp, target);
       fs.unlink(temp);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "EEXIST")
-        throw new VaultError(`${target} appeared during the restore; refusing to overwrite it`, "pass --force to replace it");
-      fs.rename(temp, target); // filesystems without hard links
+      const appeared = () =>
+        new VaultError(`${target} appeared during the restore; refusing to overwrite it`, "pass --force to replace it");
+      if ((error as NodeJS.ErrnoException).code === "EEXIST") throw appeared();
+      if (!noHardLinks(error)) throw error;
+      // A file system without hard links: rename() would replace a file created meanwhile, so look once more.
+      if (existsSync(target)) throw appeared();
+      fs.rename(temp, target);
     }
+    moveStraySidecars(target, `${target}.stray-${stamp()}`, fs);
     return [];
   }
   if (!replace) throw new VaultError(`${target} appeared during the restore; refusing to overwrite it`, "pass --force to replace it");
@@ -156,7 +161,47 @@ export function swapIntoPlace(temp: string, target: string, replace: boolean, fs
   }
   // Inert now (see above), and kept aside: a failure here leaves only files SQLite ignores or rebuilds.
   for (const suffix of SIDECARS) if (kept.includes(kept[0] + suffix)) ignoreFailure(() => fs.unlink(target + suffix));
+  moveStraySidecars(target, kept[0]!, fs);
   return kept;
+}
+
+/**
+ * After the switch: a -wal or hot -journal beside the restored file now was written by a process that
+ * opened the old database (or none) after the last check, and SQLite would apply it to the restored
+ * one, undoing the restore. Move it beside `aside` (the old database, kept), or a free name near it,
+ * and throw VaultError: the restored file is in place, but someone is using the database.
+ */
+function moveStraySidecars(target: string, aside: string, fs: SwapFs): void {
+  const stray = sidecarsWithData(target);
+  if (!stray.length) return;
+  const moved: string[] = [];
+  for (const path of stray) {
+    const suffix = path.slice(target.length);
+    const to = freeName(aside, suffix);
+    keepCopy(path, to, fs);
+    fs.unlink(path);
+    moved.push(to);
+  }
+  throw new VaultError(
+    `${stray.join(" and ")} appeared beside ${target} while the restore put it in place (a process opened the database meanwhile); moved to ${moved.join(" and ")} so SQLite does not apply it to the restored database, which is in place`,
+    "stop every process that uses the database while restoring; if that process wrote to the old database, its commits are in the moved file",
+  );
+}
+
+/** `{base}{suffix}`, else the first of `{base}-N{suffix}` that does not exist. */
+function freeName(base: string, suffix: string): string {
+  for (let n = 1; ; n++) {
+    const name = `${base}${n > 1 ? `-${n}` : ""}${suffix}`;
+    if (!existsSync(name)) return name;
+  }
+}
+
+/** A file-system time stamp for names: 20261205T120000Z. */
+function stamp(): string {
+  return new Date()
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d+Z$/, "Z");
 }
 
 function ignoreFailure(fn: () => void): void {
@@ -236,13 +281,10 @@ function emptySidecars(target: string): void {
  * and an exclusive copy fail on it, and the next name is tried. Returns the new paths, database first.
  */
 function keepAside(target: string, fs: SwapFs): string[] {
-  const stamp = new Date()
-    .toISOString()
-    .replace(/[-:]/g, "")
-    .replace(/\.\d+Z$/, "Z");
+  const time = stamp();
   const sidecars = SIDECARS.filter((suffix) => existsSync(target + suffix));
   for (let n = 1; n <= 1000; n++) {
-    const aside = `${target}.replaced-${stamp}${n > 1 ? `-${n}` : ""}`;
+    const aside = `${target}.replaced-${time}${n > 1 ? `-${n}` : ""}`;
     const made: string[] = [];
     try {
       for (const suffix of ["", ...sidecars]) {
@@ -268,8 +310,12 @@ function keepCopy(from: string, to: string, fs: SwapFs): void {
   try {
     fs.link(from, to);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "ENOSYS" && code !== "EMLINK") throw error;
+    if (!noHardLinks(error)) throw error;
     copyFileSync(from, to, constants.COPYFILE_EXCL); // no hard links here: an exclusive copy
   }
+}
+
+/** A link() that failed because the file system has no hard links (or no more), not because of the files. */
+function noHardLinks(error: unknown): boolean {
+  return ["EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS", "EMLINK"].includes((error as NodeJS.ErrnoException).code ?? "");
 }

@@ -281,7 +281,14 @@ async function restoreOne(
   for (const warning of warnings) ctx.log.warn(warning);
   if (manifest.snapshot?.journalMode === "wal" && manifest.snapshot.method === "vacuum-into") setWalMode(temp);
   ctx.signal.throwIfAborted();
-  const replaced = installRestored(temp, target, file, ctx);
+  let replaced: string[];
+  try {
+    replaced = installRestored(temp, target, file, ctx);
+  } catch (error) {
+    // One that failed after the switch (a stray -wal moved aside) still renamed files: make that durable.
+    await syncDirectory(dirname(target)).catch(() => {});
+    throw error;
+  }
   ctx.temp.keep(temp);
   await syncDirectory(dirname(target));
   return { check, warnings, replaced };

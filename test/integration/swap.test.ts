@@ -112,3 +112,59 @@ test("a failed final rename names the target and leaves it with all its rows", (
   expect(rows(target)).toBe(101);
   expect(existsSync(temp)).toBe(true);
 });
+
+/** What a process that opened `target` and was killed mid-write leaves: `rows` rows more, only in its -wal. */
+function killedWriter(target: string, rows: number): void {
+  const writer = Bun.spawnSync([
+    process.execPath,
+    "-e",
+    `
+    const { Database } = require("bun:sqlite");
+    const db = new Database(${JSON.stringify(target)});
+    db.run("PRAGMA journal_mode = WAL"); db.run("PRAGMA wal_autocheckpoint = 0");
+    db.run("CREATE TABLE IF NOT EXISTS t (x)");
+    for (let i = 0; i < ${rows}; i++) db.run("INSERT INTO t VALUES (?)", [1000 + i]);
+    process.kill(process.pid, "SIGKILL");`,
+  ]);
+  expect(writer.signalCode).toBe("SIGKILL");
+}
+
+test("a -wal written beside the target while it is swapped (a process opened the old database) is moved beside the old one, never applied to the restored file", () => {
+  const { dir, target, temp } = setup("swap-stray");
+  const fs: SwapFs = {
+    link: linkSync,
+    unlink: unlinkSync,
+    rename(from, to) {
+      if (from === temp) killedWriter(target, 2); // after the last check, before the switch
+      renameSync(from, to);
+    },
+  };
+  expect(() => swapIntoPlace(temp, target, true, fs)).toThrow("appeared beside");
+  expect(existsSync(`${target}-wal`)).toBe(false);
+  expect(rows(target)).toBe(5);
+  // The old database, kept aside, with the moved -wal beside it: every row its writer committed.
+  const aside = join(dir, readdirSync(dir).find((n) => /\.replaced-\d{8}T\d{6}Z$/.test(n))!);
+  expect(existsSync(`${aside}-wal`)).toBe(true);
+  expect(rows(aside)).toBe(103);
+});
+
+test("a -wal left beside a new target while it is linked into place is moved aside, never applied to the restored file", () => {
+  const { dir, temp } = setup("swap-stray-new");
+  const target = join(dir, "fresh.db");
+  const fs: SwapFs = {
+    link(from, to) {
+      if (from === temp) {
+        // Another database's -wal, left under the target's name after the last check.
+        killedWriter(`${target}.other`, 3);
+        renameSync(`${target}.other-wal`, `${target}-wal`);
+      }
+      linkSync(from, to);
+    },
+    unlink: unlinkSync,
+    rename: renameSync,
+  };
+  expect(() => swapIntoPlace(temp, target, false, fs)).toThrow("appeared beside");
+  expect(existsSync(`${target}-wal`)).toBe(false);
+  expect(rows(target)).toBe(5);
+  expect(readdirSync(dir).some((n) => /^fresh\.db\.stray-\d{8}T\d{6}Z-wal$/.test(n))).toBe(true);
+});
