@@ -5,7 +5,7 @@
  */
 import { afterAll, expect, test, setDefaultTimeout } from "bun:test";
 import { Database } from "bun:sqlite";
-import { existsSync, linkSync, readdirSync, renameSync, statSync, unlinkSync } from "node:fs";
+import { existsSync, linkSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { removeTempDirs, tempDir } from "../helpers/db.ts";
 import { swapIntoPlace, type SwapFs } from "../../src/local/swap.ts";
@@ -167,4 +167,31 @@ test("a -wal left beside a new target while it is linked into place is moved asi
   expect(existsSync(`${target}-wal`)).toBe(false);
   expect(rows(target)).toBe(5);
   expect(readdirSync(dir).some((n) => /^fresh\.db\.stray-\d{8}T\d{6}Z-wal$/.test(n))).toBe(true);
+});
+
+test("a new target's link() that fails for another reason than missing hard links is an error, and the fallback rename never replaces a file created meanwhile", () => {
+  const { dir, temp } = setup("swap-link");
+  const target = join(dir, "fresh.db");
+  const failingLink = (code: string, before?: () => void): SwapFs => ({
+    link(from, to) {
+      if (from !== temp) return linkSync(from, to);
+      before?.();
+      throw Object.assign(new Error(`${code}: link failed`), { code });
+    },
+    unlink: unlinkSync,
+    rename: renameSync,
+  });
+  expect(() => swapIntoPlace(temp, target, false, failingLink("EIO"))).toThrow("EIO");
+  expect(existsSync(target)).toBe(false);
+  // No hard links here, and someone created the target meanwhile: refused, their file kept.
+  expect(() =>
+    swapIntoPlace(
+      temp,
+      target,
+      false,
+      failingLink("EPERM", () => writeFileSync(target, "theirs")),
+    ),
+  ).toThrow("appeared during the restore");
+  expect(readFileSync(target, "utf8")).toBe("theirs");
+  expect(existsSync(temp)).toBe(true);
 });
