@@ -161,7 +161,8 @@ function encryptionFromEnv(env: Env): boolean | undefined {
  * SQLITE_VAULT_PASSPHRASE, SQLITE_VAULT_PASSPHRASE_FILE, SQLITE_VAULT_ENCRYPTION=false), then the
  * config file; a key named in a lower layer never joins one from a higher (rotating a key on the
  * command line must leave the old one out). When none does, identities (--identity,
- * SQLITE_VAULT_IDENTITY_FILE, encryption.identity-files) give their public keys, as `age -e -i` does.
+ * SQLITE_VAULT_IDENTITY_FILE, encryption.identity-files) give their public keys, as `age -e -i` does;
+ * so do identities from a higher layer than the one that asks for no encryption.
  * `encryption` is null when nothing asks for encryption. Anything that asks for it and yields no key
  * (an empty value, a file with no recipient, --encryption alone) is a UsageError: encryption asked
  * for never silently becomes a plaintext backup.
@@ -177,7 +178,12 @@ async function resolveEncryption(
     { from: "--encryption", value: flags.encryption },
     { from: "SQLITE_VAULT_ENCRYPTION", value: encryptionFromEnv(env) },
   ]);
-  const picked = pickLayer(keyLayers(flags, env, file), (l) => l.plaintext || namesAnyKey(l));
+  const found = pickLayer(keyLayers(flags, env, file), (l) => l.plaintext || namesAnyKey(l));
+  // Plaintext chosen below the layer that gives identities (a config file's `encryption: false`
+  // under --identity) does not outrank them: the backup is encrypted to their public keys.
+  const identitiesFrom = identityRank(flags.identities, env, file);
+  const outranked = found?.value.plaintext && identitiesFrom !== undefined && identitiesFrom < RANK[found.from];
+  const picked = outranked ? undefined : found;
   if (!picked) {
     const identities = identitiesOf();
     if (identities.length) {

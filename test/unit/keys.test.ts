@@ -94,6 +94,24 @@ describe("targetKeys", () => {
       expect(targetKeys(flags, env, quiet, file).decryption().unencryptedAllowed, label).toBe(allowed);
   });
 
+  test("identities given above the layer that asks for no encryption are encrypted to; at or below it, plaintext stands", async () => {
+    const { path, recipient } = await identityFile("outranks.txt");
+    const off = { SQLITE_VAULT_ENCRYPTION: "false" };
+    const cases: [string, KeyFlags, Record<string, string>, FileKeys, string[] | null][] = [
+      ["--identity, config encryption: false", { ...NO_KEY_FLAGS, identities: [path] }, {}, { plaintext: true }, [recipient]],
+      ["--identity, SQLITE_VAULT_ENCRYPTION=false", { ...NO_KEY_FLAGS, identities: [path] }, off, {}, [recipient]],
+      ["env identity, config encryption: false", NO_KEY_FLAGS, { SQLITE_VAULT_IDENTITY_FILE: path }, { plaintext: true }, [recipient]],
+      ["env identity, SQLITE_VAULT_ENCRYPTION=false", NO_KEY_FLAGS, { ...off, SQLITE_VAULT_IDENTITY_FILE: path }, {}, null],
+      ["config identity, SQLITE_VAULT_ENCRYPTION=false", NO_KEY_FLAGS, off, { identityFiles: [path] }, null],
+      ["config identity, config encryption: false", NO_KEY_FLAGS, {}, { identityFiles: [path], plaintext: true }, null],
+      ["--identity, --no-encryption", { ...NO_KEY_FLAGS, identities: [path], encryption: false }, {}, {}, null],
+    ];
+    for (const [label, flags, env, file, recipients] of cases) {
+      const { encryption } = await targetKeys(flags, env, quiet, file).encryption();
+      expect(encryption?.recipients ?? null, label).toEqual(recipients);
+    }
+  });
+
   test("a passphrase file beside recipients in the config file is for restores; the environment's passphrase wins over it", async () => {
     const { recipient } = await identityFile("pp.txt");
     const passphraseFile = secretFile("pass.txt", "from-file\n");
