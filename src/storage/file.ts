@@ -247,7 +247,13 @@ async function* walkFiles(root: string, relDir: string, seen = new Set<string>()
   for (const entry of entries) {
     const rel = relDir ? `${relDir}/${entry.name}` : entry.name;
     const path = join(abs, entry.name);
-    const target = entry.isSymbolicLink() ? await statIfPresent(path) : entry;
+    // A link that leads nowhere, or round in a loop (ELOOP), holds nothing: passed over like a dangling one.
+    const target = entry.isSymbolicLink()
+      ? await stat(path).catch((error: NodeJS.ErrnoException) => {
+          if (isMissing(error) || error.code === "ELOOP") return null;
+          throw readError(path, error);
+        })
+      : entry;
     if (target?.isDirectory()) {
       if (!entry.name.startsWith(".")) yield* walkFiles(root, rel, seen);
     } else if (entry.isFile()) yield { rel, abs: path }; // never a link to a file: put() writes none

@@ -63,7 +63,7 @@ describe("local directory specifics", () => {
     expect((await s.get("db/real")).size).toBe(10);
   });
 
-  test("a name's directory linked to another disk: list sees what put wrote through the link; a link back up is walked once, a dangling one or a link to a file holds nothing", async () => {
+  test("a name's directory linked to another disk: list sees what put wrote through the link; a link back up is walked once, a dangling one, one to itself or one to a file holds nothing", async () => {
     const dir = tempDir("file-links");
     const root = join(dir, "repo");
     const elsewhere = join(dir, "other-disk", "app");
@@ -72,6 +72,7 @@ describe("local directory specifics", () => {
     symlinkSync(elsewhere, join(root, "app"));
     symlinkSync(root, join(elsewhere, "loop"));
     symlinkSync(join(dir, "nowhere"), join(root, "dangling"));
+    symlinkSync("self", join(root, "self")); // a link to itself: ELOOP
     writeFileSync(join(dir, "secret.json"), "{}");
     mkdirSync(join(root, "db"));
     symlinkSync(join(dir, "secret.json"), join(root, "db", "linked.json")); // put() never makes one: not an object
