@@ -105,7 +105,7 @@ export function dataKey(name: string, id: string, compression: Compression, encr
 /** For a listed key, the (name, id) of the manifest it is, or null. */
 export function parseManifestKey(key: string): { name: string; id: string } | null {
   const match = /^([^/]+)\/([^/]+)\.json$/.exec(key);
-  if (!match || !isBackupId(match[2]!)) return null;
+  if (!match || !isBackupName(match[1]!) || !isBackupId(match[2]!)) return null;
   return { name: match[1]!, id: match[2]! };
 }
 
@@ -116,14 +116,14 @@ export function verifiedKey(name: string, id: string): string {
 
 export function parseVerifiedKey(key: string): { name: string; id: string } | null {
   const match = /^([^/]+)\/([^/]+)\.verified\.json$/.exec(key);
-  if (!match || !isBackupId(match[2]!)) return null;
+  if (!match || !isBackupName(match[1]!) || !isBackupId(match[2]!)) return null;
   return { name: match[1]!, id: match[2]! };
 }
 
 /** For a listed key, the (name, id) of the data object it is, or null. */
 export function parseDataKey(key: string): { name: string; id: string } | null {
   const match = /^([^/]+)\/([^/]+?)\.sqlite(\.gz|\.zst)?(\.age)?$/.exec(key);
-  if (!match || !isBackupId(match[2]!)) return null;
+  if (!match || !isBackupName(match[1]!) || !isBackupId(match[2]!)) return null;
   return { name: match[1]!, id: match[2]! };
 }
 

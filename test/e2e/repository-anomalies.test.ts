@@ -366,15 +366,20 @@ describe("a backup whose data object is missing or cut short", () => {
   });
 });
 
-describe("a file in the repository that no storage key names", () => {
-  test("a planted app/x\\y.json is passed over: list, status, verify, prune, backup and restore work as ever", async () => {
+describe("files in the repository that no backup can be", () => {
+  test("a planted app/x\\y.json, or a manifest-like file under a name no backup can have, is passed over: list, status, verify, prune, backup and restore work as ever", async () => {
     const repo = localRepo("e2e-bad-key");
     const [id = ""] = await backupsAt(repo, ["2026-01-01T00:00:00.000Z"]);
     writeFileSync(join(repo.url, "app", "x\\y.json"), "{}");
+    // And another tool's directory, under a name no backup can have, holding what looks like a manifest.
+    mkdirSync(join(repo.url, "x y"));
+    writeFileSync(join(repo.url, "x y", "20261205T000000000Z-00000000.json"), "{}");
     const restored = join(repo.dir, "restored.db");
     for (const args of [
       ["list"],
       ["status", repo.db, "--max-age", "1000d"],
+      ["status", "--max-age", "1000d"],
+      ["verify", "--latest"],
       ["verify", "--all"],
       ["prune", "--keep-last", "5"],
       ["backup", repo.db],

@@ -9,6 +9,7 @@ import {
   parseDataKey,
   parseManifest,
   parseManifestKey,
+  parseVerifiedKey,
   serializeManifest,
   assertValidName,
   type BackupManifest,
@@ -59,6 +60,12 @@ describe("ids and keys", () => {
     expect(parseDataKey(`app/${id}.sqlite.zst`)).toEqual({ name: "app", id });
     for (const bad of [`app/${id}.sqlite.gz`, "app/notes.json", `a/b/${id}.json`, `${id}.json`]) expect(parseManifestKey(bad)).toBeNull();
     expect(parseDataKey(`app/${id}.json`)).toBeNull();
+    // Under a name no backup can have (another tool's directory): neither a manifest, nor data, nor a marker.
+    for (const name of ["x y", "_tmp", ".hidden", "a".repeat(129)]) {
+      expect(parseManifestKey(`${name}/${id}.json`), name).toBeNull();
+      expect(parseDataKey(`${name}/${id}.sqlite.gz`), name).toBeNull();
+      expect(parseVerifiedKey(`${name}/${id}.verified.json`), name).toBeNull();
+    }
   });
 });
 
