@@ -14,7 +14,7 @@ import { assertEncryptionKept } from "./encryption-guard.ts";
 import { assertSameSource } from "./source-guard.ts";
 import { commit, takeBack } from "./commit.ts";
 import type { RunContext } from "../context.ts";
-import { VaultError, VerificationError } from "../errors.ts";
+import { UsageError, VaultError, VerificationError } from "../errors.ts";
 import { acquireLock, safeRealpath } from "../local/lock.ts";
 import { isFutureDated, listManifests } from "../repo/catalog.ts";
 import {
@@ -113,9 +113,18 @@ export async function runBackup(storage: Storage, input: BackupInput, ctx: RunCo
       }
       const result = await storeSnapshot(storage, snapshot, input, { name, id, createdAt, started, source }, ctx);
       // Another file's first backup under this name may have committed while ours ran (two hosts at
-      // the same moment): then the one that came second, by id, takes its backup back.
+      // the same moment): then the one that came second, by id, takes its backup back. A check that
+      // gets no answer (a storage error, a signal, --deadline) takes nothing back: the backup is
+      // stored, and the other file's next backup still meets the guard before its snapshot.
       if (derived)
         await assertSameSource(storage, name, source, { before: id }).catch(async (error) => {
+          if (!(error instanceof UsageError)) {
+            const why = ctx.signal.aborted ? "it was cut short" : (error as Error).message;
+            ctx.log.warn(
+              `backup ${id} of ${name} is stored; whether another file's backups took the name meanwhile was not checked: ${why}`,
+            );
+            return;
+          }
           await takeBack(storage, manifestKey(name, id), result.dataKey, ctx);
           throw error;
         });

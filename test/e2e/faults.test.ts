@@ -445,6 +445,25 @@ describe("signals against a stalled S3 server", () => {
     expect(listed[0].id > second!).toBe(true);
   });
 
+  test("--deadline during the check after the commit: the backup stays stored and is reported so (exit 0, a warning), not 'stopped, nothing done'", async () => {
+    proxy.clear();
+    expect((await runCli(["backup", small, "--repo", repo("cut-check"), ...TUNING], { env: s3Env() })).exitCode).toBe(0);
+    // The second backup's second listing is the one after its commit.
+    proxy.add({ method: "GET", match: on.list, skip: 1, fault: { kind: "delay", delayMs: 30_000 } });
+    const r = await runCli(["backup", small, "--repo", repo("cut-check"), "--deadline", "4s", "--timeout", "60s", "--json"], {
+      env: s3Env(),
+    });
+    expect(proxy.injected.length, r.stderr).toBe(1);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.warnings).toEqual([
+      `backup ${out.id} of small is stored; whether another file's backups took the name meanwhile was not checked: it was cut short`,
+    ]);
+    proxy.clear();
+    const listed = JSON.parse((await runCli(["list", "--repo", repo("cut-check"), "--json"], { env: s3Env() })).stdout).backups;
+    expect(listed[0].id).toBe(out.id);
+  });
+
   // The process catches these from the first lines of its code, before the command loads: a signal
   // sent as soon as it does (seen in /proc) is remembered and ends the command with 130.
   for (const [signal, bit] of [
