@@ -637,7 +637,7 @@ describe("a manifest stored whose answer was lost", () => {
       },
     });
     const warnings: string[] = [];
-    const log = { ...silentLogger, warn: (message: unknown) => warnings.push(String(message)) } as Logger;
+    const log = { ...silentLogger, warn: (message: unknown) => warnings.push(String(message)) } as unknown as Logger;
     const result = await runBackup(failing, { databasePath: repo.db, compression: "gzip", tmpDir: repo.dir }, createContext({ log }));
     expect((await listed(repo)).map((b) => b.id)).toEqual([result.id, previous]); // kept
     expect(warnings).toEqual([
