@@ -1,7 +1,8 @@
 import { resolveNow } from "../config/settings.ts";
 import type { BackupResult } from "../ops/backup.ts";
 import { backupExitCode, backupJobs, JobFailedError, jobOutcome, runBackupJob, type JobOutcome } from "../ops/backup-job.ts";
-import { Metrics } from "../monitor/metrics.ts";
+import { assertMetricsPath, Metrics } from "../monitor/metrics.ts";
+import { ExitCode } from "../errors.ts";
 import { compressionArgs, databaseArgs, jobArgs, outputArgs, repoArgs } from "./_args.ts";
 import { renderBackup, renderBackups } from "./_views.ts";
 import { defineVaultCommand, keyFlags } from "./_run.ts";
@@ -29,8 +30,8 @@ const args = {
 } as const;
 
 /** One database: its backup (and prune). Several (from the config file): every job's outcome. */
-type SingleBackup = BackupResult & { prune?: JobOutcome["prune"]; pruneError?: string };
-type BackupOutput = SingleBackup | { results: JobOutcome[]; failed: string[] };
+type SingleBackup = BackupResult & { prune?: JobOutcome["prune"]; pruneError?: string; metricsError?: string };
+type BackupOutput = SingleBackup | { results: JobOutcome[]; failed: string[]; metricsError?: string };
 
 export default defineVaultCommand({
   meta: { name: "backup", description: "Take a consistent snapshot of a live SQLite database and store it in the repository" },
@@ -42,9 +43,22 @@ export default defineVaultCommand({
       keys: keyFlags(flags, rawArgs),
     });
     const now = resolveNow(process.env);
-    const metrics = flags["metrics-file"] ? new Metrics() : undefined;
+    const metricsFile = flags["metrics-file"];
+    if (metricsFile) assertMetricsPath(metricsFile);
+    const metrics = metricsFile ? new Metrics() : undefined;
     const jobs = await backupJobs(set.targets, ctx.log);
-    const writeMetrics = () => metrics && flags["metrics-file"] && metrics.writeFile(flags["metrics-file"]);
+    // The backups are stored by now: a metrics file that cannot be written is said, never their failure.
+    const writeMetrics = (): { metricsError?: string } => {
+      if (!metrics || !metricsFile) return {};
+      try {
+        metrics.writeFile(metricsFile);
+        return {};
+      } catch (error) {
+        const message = `could not write the metrics file ${metricsFile}: ${(error as Error).message}`;
+        ctx.log.error(message);
+        return { metricsError: message };
+      }
+    };
     const outcomes = await forEachTarget(set, ctx, "backup", async (_, i) => {
       const outcome = await runBackupJob(jobs[i]!, ctx, { metrics, now });
       if (!outcome.ok) throw new JobFailedError(outcome);
@@ -54,15 +68,23 @@ export default defineVaultCommand({
       if (!ctx.signal.aborted) writeMetrics();
       throw thrown;
     });
-    writeMetrics();
+    const written = writeMetrics();
     if (!set.fromConfig) {
       const only = (outcomes[0] as { result: JobOutcome }).result;
-      return { ...only.backup!, ...(only.prune ? { prune: only.prune } : {}), ...(only.pruneError ? { pruneError: only.pruneError } : {}) };
+      return {
+        ...only.backup!,
+        ...(only.prune ? { prune: only.prune } : {}),
+        ...(only.pruneError ? { pruneError: only.pruneError } : {}),
+        ...written,
+      };
     }
     const results = outcomes.map(jobOutcome);
-    return { results, failed: results.filter((o) => !o.ok).map((o) => o.name) };
+    return { results, failed: results.filter((o) => !o.ok).map((o) => o.name), ...written };
   },
   render: (r, view) => ("results" in r ? renderBackups(r.results, r.failed, view) : renderBackup(r, view, r.prune)),
   quietOnSuccess: true,
-  exitCode: (r) => ("results" in r ? exitCodeOver(r.failed.length, r.results.map(backupExitCode)) : backupExitCode(r)),
+  exitCode: (r) => {
+    const code = "results" in r ? exitCodeOver(r.failed.length, r.results.map(backupExitCode)) : backupExitCode(r);
+    return code === ExitCode.ok && r.metricsError ? ExitCode.partial : code;
+  },
 });

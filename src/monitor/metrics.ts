@@ -3,8 +3,11 @@
  * time, the last backup size, success and failure counters. Served by `cron --listen` at /metrics,
  * and written by one-shot runs to a node_exporter textfile (--metrics-file), atomically.
  */
+import { accessSync, constants, statSync } from "node:fs";
+import { dirname } from "node:path";
 import { writeFileAtomically } from "../local/atomic-file.ts";
 import { resolveForWrite } from "../local/safe-path.ts";
+import { UsageError } from "../errors.ts";
 
 const BUCKETS = [0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800];
 
@@ -115,4 +118,31 @@ function histogramLines(metric: string, name: string, h: Histogram): string[] {
 
 function label(value: string): string {
   return value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+}
+
+/**
+ * Throws UsageError when a metrics file cannot be written at `givenPath` (no such directory, one this
+ * user may not write, or a directory at the path itself): checked before the run, so that a backup is
+ * never stored and then reported as a failure for its metrics.
+ */
+export function assertMetricsPath(givenPath: string): void {
+  const path = resolveForWrite(givenPath);
+  const dir = dirname(path);
+  const problem = !statSync(dir, { throwIfNoEntry: false })?.isDirectory()
+    ? `${dir} is not a directory`
+    : statSync(path, { throwIfNoEntry: false })?.isDirectory()
+      ? `${path} is a directory`
+      : writable(dir)
+        ? undefined
+        : `${dir} is not writable by this user`;
+  if (problem) throw new UsageError(`--metrics-file ${givenPath}: ${problem}`, "name a file in a directory this user can write");
+}
+
+function writable(dir: string): boolean {
+  try {
+    accessSync(dir, constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
 }

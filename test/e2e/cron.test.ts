@@ -446,6 +446,48 @@ describe("one-shot observability", () => {
     expect(unreachablePing.stderr).not.toContain("127.0.0.1:9/hc");
   });
 
+  test("a --metrics-file that cannot be written: refused before the backup (exit 2); one that fails after it leaves the backup reported (exit 3)", async () => {
+    const dir = tempDir("metrics-fail");
+    const db = join(dir, "app.db");
+    createBankDb(db);
+    const repo = join(dir, "repo");
+    const refused = await runCli(["backup", db, "--repo", repo, "--metrics-file", join(dir, "missing", "vault.prom")]);
+    expect(refused.exitCode, refused.stderr).toBe(2);
+    expect(refused.stderr).toContain(`--metrics-file ${join(dir, "missing", "vault.prom")}: ${join(dir, "missing")} is not a directory`);
+    expect(existsSync(repo)).toBe(false);
+    // The directory goes while the backup runs (removed when the success ping comes, after the backup is stored).
+    const metricsDir = join(dir, "textfiles");
+    mkdirSync(metricsDir);
+    const hook = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch(request) {
+        if (!new URL(request.url).pathname.endsWith("/start")) rmSync(metricsDir, { recursive: true });
+        return new Response("OK");
+      },
+    });
+    try {
+      const r = await runCli([
+        "backup",
+        db,
+        "--repo",
+        repo,
+        "--json",
+        "--healthcheck-url",
+        `http://127.0.0.1:${hook.port}/hc`,
+        "--metrics-file",
+        join(metricsDir, "vault.prom"),
+      ]);
+      expect(r.exitCode, r.stderr).toBe(3);
+      const out = JSON.parse(r.stdout);
+      expect(out.metricsError).toContain(`could not write the metrics file ${join(metricsDir, "vault.prom")}`);
+      const listed = JSON.parse((await runCli(["list", "--repo", repo, "--json"])).stdout).backups;
+      expect(listed.map((b: { id: string }) => b.id)).toEqual([out.id]);
+    } finally {
+      hook.stop(true);
+    }
+  });
+
   test("status --max-age fails when the newest backup is too old", async () => {
     const dir = tempDir("status");
     const db = join(dir, "app.db");
