@@ -57,6 +57,7 @@ export default defineVaultCommand({
       orphans: [],
       passed: 0,
       failed: 0,
+      unrecorded: 0,
     };
     const report: VerifyOutput = mergeReports(
       outcomes.flatMap((o) => (o.ok ? [o.result] : [])),
@@ -68,5 +69,8 @@ export default defineVaultCommand({
   },
   quietOnSuccess: true,
   render: renderVerify,
-  exitCode: (r) => exitCodeOver(r.failedDatabases?.length ?? 0, [r.failed > 0 ? ExitCode.verification : ExitCode.ok]),
+  exitCode: (r) =>
+    exitCodeOver(r.failedDatabases?.length ?? 0, [
+      r.failed > 0 ? ExitCode.verification : r.unrecorded > 0 ? ExitCode.partial : ExitCode.ok,
+    ]),
 });

@@ -55,6 +55,8 @@ export interface VerifyReport {
   orphans: { key: string; size: number; lastModified: string }[];
   passed: number;
   failed: number;
+  /** Backups that passed whose `--record` marker could not be written (each says so in its warnings). */
+  unrecorded: number;
 }
 
 /** The selection matched no backup (for one database of many: a failure in the report, not the end of it). */
@@ -112,6 +114,7 @@ export async function runVerify(storage: Storage, input: VerifyInput, ctx: RunCo
   }
   const results = outcomes.filter((r): r is VerifyEntry => r !== null);
   const failed = results.filter((r) => r.result === "fail").length;
+  const unrecorded = results.filter((r) => r.warnings.some((w) => w.startsWith(UNRECORDED))).length;
   return {
     repo: storage.url,
     check,
@@ -119,6 +122,7 @@ export async function runVerify(storage: Storage, input: VerifyInput, ctx: RunCo
     orphans: catalog.orphans.map((o) => ({ key: o.key, size: o.size, lastModified: o.lastModified.toISOString() })),
     passed: results.length - failed,
     failed,
+    unrecorded,
   };
 }
 
@@ -173,8 +177,25 @@ async function verifyOne(
         cause: error,
       });
     });
-    if (input.record) await recordPass(storage, manifest, input.quick ? "quick_check" : "integrity_check", ctx);
-    return { ...base, result: "pass", checked: "database", step: null, message: null, warnings, seconds: seconds() };
+    // A marker that cannot be written takes nothing from the check that passed, nor from the others.
+    const unrecorded = input.record
+      ? await recordPass(storage, manifest, input.quick ? "quick_check" : "integrity_check", ctx).then(
+          () => [],
+          (error) => {
+            if (ctx.signal.aborted) throw error;
+            return [`${UNRECORDED}: ${(error as Error).message}`];
+          },
+        )
+      : [];
+    return {
+      ...base,
+      result: "pass",
+      checked: "database",
+      step: null,
+      message: null,
+      warnings: [...warnings, ...unrecorded],
+      seconds: seconds(),
+    };
   } catch (error) {
     // Keys were given and none opens this backup (say, one from before a key rotation): these keys
     // cannot restore it, which is a failure of this backup, not the end of the drill for the others.
@@ -191,6 +212,8 @@ async function verifyOne(
     ctx.temp.remove(path);
   }
 }
+
+const UNRECORDED = "it passed, but its marker for list (--record) could not be written";
 
 async function recordPass(storage: Storage, manifest: BackupManifest, check: IntegrityCheck, ctx: RunContext): Promise<void> {
   const marker = {
@@ -236,5 +259,5 @@ export function nothingToVerifyReport(error: unknown, name: string, repo: string
     warnings: [],
     seconds: 0,
   };
-  return { repo, check, results: [entry], orphans: [], passed: 0, failed: 1 };
+  return { repo, check, results: [entry], orphans: [], passed: 0, failed: 1, unrecorded: 0 };
 }

@@ -3,7 +3,7 @@
  * S3 server: every kind of damage is caught at the right step, named, and never restored.
  */
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ACCOUNTS, createBankDb, INITIAL_BALANCE, inspectBank, tempDir } from "../helpers/db.ts";
 import { ensureBinary, runCli, spawnCli } from "../helpers/cli.ts";
@@ -177,6 +177,20 @@ describe("verify over many backups", () => {
     // verify never rewrote a manifest
     const manifest = await readBackupManifest(repo.storage, "app", ids[0]!);
     expect(Object.keys(manifest)).not.toContain("verifiedAt");
+  });
+
+  test("a --record marker that cannot be written: every backup is still checked and reported, that one with a warning; exit 3", async () => {
+    const repo = backends[0]!.make();
+    const ids = await makeBackups(repo, 3);
+    // Where the middle one's marker goes, a directory (with a file in it) that no rename replaces.
+    mkdirSync(join(repo.url, "app", `${ids[1]}.verified.json`, "x"), { recursive: true });
+    const { exitCode, report } = await verifyAll(repo, ["--record"]);
+    expect(exitCode).toBe(3);
+    expect(report.results.map((r: { id: string; result: string }) => [r.id, r.result])).toEqual(ids.map((id) => [id, "pass"]));
+    expect(report.unrecorded).toBe(1);
+    expect(report.results[1].warnings[0]).toStartWith("it passed, but its marker for list (--record) could not be written: ");
+    const listed = JSON.parse((await runCli(["list", "--repo", repo.url, "--json"], { env: repo.env })).stdout).backups;
+    expect(listed.map((b: { verifiedAt: string | null }) => b.verifiedAt !== null)).toEqual([true, false, true]);
   });
 
   test("verify with nothing to verify exits 1; bad flags exit 2; no temp files remain", async () => {
