@@ -27,12 +27,17 @@ export class Application {
 
   /**
    * Spawn `argv` with this process's stdin and stderr; its stdout goes to stderr when `stdoutToStderr`
-   * (stdout then holds cron's events). Throws VaultError when it cannot be started.
+   * (stdout then holds cron's events), and our environment without the passphrase (applicationEnv). Throws VaultError when it cannot be started.
    */
   static start(argv: string[], options: { stdoutToStderr: boolean }, emit: Emit): Application {
     let child: Subprocess;
     try {
-      child = Bun.spawn(argv, { stdin: "inherit", stdout: options.stdoutToStderr ? 2 : "inherit", stderr: "inherit" });
+      child = Bun.spawn(argv, {
+        stdin: "inherit",
+        stdout: options.stdoutToStderr ? 2 : "inherit",
+        stderr: "inherit",
+        env: applicationEnv(process.env),
+      });
     } catch (error) {
       throw new VaultError(`could not start ${argv[0]}: ${(error as Error).message}`, "check --exec");
     }
@@ -92,4 +97,13 @@ export function splitCommand(line: string): string[] {
   if (has || current) argv.push(current);
   if (!argv.length) throw new UsageError("--exec is empty");
   return argv;
+}
+
+/**
+ * The application's environment: ours, less the backup passphrase, a secret of the backups alone (the
+ * application may use AWS credentials of its own, so those stay).
+ */
+function applicationEnv(env: NodeJS.ProcessEnv): Record<string, string | undefined> {
+  const { SQLITE_VAULT_PASSPHRASE: _, ...rest } = env;
+  return rest;
 }

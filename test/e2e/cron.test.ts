@@ -488,6 +488,20 @@ describe("one-shot observability", () => {
     }
   });
 
+  test("cron --exec: the application gets cron's environment without the backup passphrase", async () => {
+    const dir = tempDir("exec-env");
+    const db = join(dir, "app.db");
+    createBankDb(db);
+    const seen = join(dir, "env.txt");
+    const r = await runCli(["cron", db, "--repo", join(dir, "repo"), "--exec", `sh -c 'env > ${seen}'`], {
+      env: { SQLITE_VAULT_PASSPHRASE: "backups-only-secret", AWS_ACCESS_KEY_ID: "the-apps-own" },
+    });
+    expect(r.exitCode, r.stderr).toBe(0);
+    const env = readFileSync(seen, "utf8");
+    expect(env).not.toContain("backups-only-secret");
+    expect(env).toContain("AWS_ACCESS_KEY_ID=the-apps-own");
+  });
+
   test("status --max-age fails when the newest backup is too old", async () => {
     const dir = tempDir("status");
     const db = join(dir, "app.db");
