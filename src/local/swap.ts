@@ -176,10 +176,9 @@ function moveStraySidecars(target: string, aside: string, fs: SwapFs): void {
   if (!stray.length) return;
   const moved: string[] = [];
   for (const path of stray) {
-    const suffix = path.slice(target.length);
-    const to = freeName(aside, suffix);
-    keepCopy(path, to, fs);
-    fs.unlink(path);
+    // One rename: a crash never leaves it both beside the restored file and aside.
+    const to = freeName(aside, path.slice(target.length));
+    fs.rename(path, to);
     moved.push(to);
   }
   throw new VaultError(
