@@ -7,6 +7,7 @@ import { rmSync } from "node:fs";
 import { DeadlineError, InterruptedError } from "./errors.ts";
 import { interruptedBy, onInterrupt } from "./interrupts.ts";
 import { silentLogger, type Logger } from "./logger.ts";
+import { setLongTimeout } from "./util/timer.ts";
 
 /** What a long run reports for a person watching (src/progress.ts draws it on a terminal). */
 export interface ProgressReporter {
@@ -80,8 +81,7 @@ export function createCliContext(
 ): RunContext & { dispose(): void } {
   const controller = new AbortController();
   const deadline = options.deadline;
-  const timer = deadline ? setTimeout(() => controller.abort(new DeadlineError(deadline.text)), deadline.ms) : undefined;
-  timer?.unref();
+  const timer = deadline ? setLongTimeout(() => controller.abort(new DeadlineError(deadline.text)), deadline.ms).unref() : undefined;
   const temp = new TempRegistry();
   const onSignal = (signal: NodeJS.Signals) => {
     if (controller.signal.aborted) {
@@ -100,7 +100,7 @@ export function createCliContext(
     signal: controller.signal,
     temp,
     dispose() {
-      clearTimeout(timer);
+      timer?.clear();
       temp.removeAll();
       stopListening();
       process.off("exit", onExit);

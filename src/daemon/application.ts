@@ -6,11 +6,12 @@
 import type { Subprocess } from "bun";
 import { UsageError, VaultError } from "../errors.ts";
 import type { Emit } from "./events.ts";
+import { type LongTimer, setLongTimeout } from "../util/timer.ts";
 
 export class Application {
   /** Resolves with the exit code (null when a signal ended it) once the application has exited. */
   readonly exited: Promise<number | null>;
-  private killTimer: Timer | undefined;
+  private killTimer: LongTimer | undefined;
   private hasExited = false;
 
   private constructor(
@@ -19,7 +20,7 @@ export class Application {
   ) {
     this.exited = child.exited.then((code) => {
       this.hasExited = true;
-      clearTimeout(this.killTimer);
+      this.killTimer?.clear();
       emit("exec-exited", { code, signal: child.signalCode ?? null });
       return code;
     });
@@ -57,7 +58,7 @@ export class Application {
     const forwarded = signal === "SIGHUP" ? "SIGTERM" : signal;
     emit("signal-forwarded", { signal: forwarded, pid: child.pid, stopTimeoutSeconds: stopTimeoutMs / 1000 });
     child.kill(forwarded);
-    this.killTimer = setTimeout(() => {
+    this.killTimer = setLongTimeout(() => {
       emit("exec-killed", { pid: child.pid, signal: "SIGKILL", reason: `still running ${stopTimeoutMs / 1000}s after ${forwarded}` });
       child.kill("SIGKILL");
     }, stopTimeoutMs);

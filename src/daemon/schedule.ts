@@ -4,6 +4,7 @@
  * chain of timers, each armed only when the run before it has finished.
  */
 import { parseDuration } from "../repo/retention.ts";
+import { type LongTimer, setLongTimeout } from "../util/timer.ts";
 
 export interface ScheduleHooks {
   /** The next time `fn` runs, whenever it changes; null when the expression has no next time. */
@@ -34,11 +35,11 @@ export function runOnSchedule(expression: string, fn: () => Promise<void>, hooks
 }
 
 function runEvery(intervalMs: number, fn: () => Promise<void>, { onNext }: ScheduleHooks): () => void {
-  let timer: Timer | undefined;
+  let timer: LongTimer | undefined;
   let stopped = false;
   const arm = () => {
     onNext(new Date(Date.now() + intervalMs));
-    timer = setTimeout(async () => {
+    timer = setLongTimeout(async () => {
       await fn();
       if (!stopped) arm();
     }, intervalMs);
@@ -46,6 +47,6 @@ function runEvery(intervalMs: number, fn: () => Promise<void>, { onNext }: Sched
   arm();
   return () => {
     stopped = true;
-    clearTimeout(timer);
+    timer?.clear();
   };
 }

@@ -12,6 +12,7 @@ import type { Application } from "./application.ts";
 import type { Emit } from "./events.ts";
 import type { DatabaseRunner } from "./runner.ts";
 import type { StatusServer } from "./server.ts";
+import { setLongTimeout } from "../util/timer.ts";
 
 export interface SupervisorOptions {
   runners: readonly DatabaseRunner[];
@@ -70,7 +71,7 @@ export class Supervisor {
     const { runners, work, emit, shutdownTimeoutMs } = this.options;
     for (const runner of runners) runner.stop();
     emit("shutdown", { reason: why, timeoutSeconds: shutdownTimeoutMs / 1000 });
-    const deadline = setTimeout(() => work.abort(new InterruptedError("shutdown timeout")), shutdownTimeoutMs);
+    const deadline = setLongTimeout(() => work.abort(new InterruptedError("shutdown timeout")), shutdownTimeoutMs);
     const backedUp: string[] = [];
     const notBackedUp: string[] = [];
     try {
@@ -84,7 +85,7 @@ export class Supervisor {
         (outcome.ok ? backedUp : notBackedUp).push(runner.name);
       }
     } finally {
-      clearTimeout(deadline);
+      deadline.clear();
     }
     emit("stopped", { backedUp, notBackedUp });
     this.server?.stop();

@@ -8,6 +8,7 @@
 import { S3Errors } from "@bradenmacdonald/s3-lite-client";
 import { VaultError } from "../errors.ts";
 import { sleep } from "../util/sleep.ts";
+import { setLongTimeout } from "../util/timer.ts";
 
 export interface RetryPolicy {
   /** Retries after the first attempt. */
@@ -72,7 +73,7 @@ export async function withRetries<T>(
   for (let attempt = 0; ; attempt++) {
     options.signal?.throwIfAborted();
     const controller = new AbortController();
-    const timer = setTimeout(
+    const timer = setLongTimeout(
       () => controller.abort(new AttemptTimeoutError(`no answer within ${policy.timeoutMs / 1000}s`)),
       policy.timeoutMs,
     );
@@ -91,7 +92,7 @@ export async function withRetries<T>(
       options.onRetry?.(error, attempt + 1, delay);
       await sleep(delay, options.signal);
     } finally {
-      clearTimeout(timer);
+      timer.clear();
       options.signal?.removeEventListener("abort", onAbort);
     }
   }

@@ -502,6 +502,19 @@ describe("one-shot observability", () => {
     expect(env).toContain("AWS_ACCESS_KEY_ID=the-apps-own");
   });
 
+  test("durations past 24.8 days (a timer's 32-bit limit): @every 4w waits, --deadline 30d and --shutdown-timeout 30d never fire at once", async () => {
+    const dir = tempDir("long-timers");
+    const db = join(dir, "app.db");
+    createBankDb(db);
+    const repo = join(dir, "repo");
+    const cron = await runCli(["cron", db, "--repo", repo, "--schedule", "@every 4w", "--shutdown-timeout", "30d", "--exec", "sleep 2"]);
+    expect(cron.exitCode, cron.stderr).toBe(0);
+    expect(cron.stderr.split("\n").filter((l) => l.includes("backup-started"))).toHaveLength(1); // the final one
+    const backup = await runCli(["backup", db, "--repo", repo, "--deadline", "30d"]);
+    expect(backup.exitCode, backup.stderr).toBe(0);
+    expect(backup.stderr).not.toContain("TimeoutOverflowWarning");
+  });
+
   test("status --max-age fails when the newest backup is too old", async () => {
     const dir = tempDir("status");
     const db = join(dir, "app.db");

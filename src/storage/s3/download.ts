@@ -10,6 +10,7 @@ import { AttemptTimeoutError, isTransient, TransientError } from "../retry.ts";
 import type { GetOptions, ObjectStream } from "../types.ts";
 import type { S3Connection } from "./client.ts";
 import { describe, expectObject, mapS3Error } from "./errors.ts";
+import { type LongTimer, setLongTimeout } from "../../util/timer.ts";
 
 /**
  * Bytes per part of a download in parts: the object split among the connections, within these
@@ -309,13 +310,13 @@ function partsStream(
 
 /** Read one chunk, or fail as a timeout when nothing arrives in time, or with the signal's reason. */
 async function readWithin(reader: Reader, timeoutMs: number, signal?: AbortSignal): ReturnType<Reader["read"]> {
-  let timer: Timer | undefined;
+  let timer: LongTimer | undefined;
   let onAbort: (() => void) | undefined;
   try {
     return await Promise.race([
       reader.read(),
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new AttemptTimeoutError(`no data for ${timeoutMs / 1000}s`)), timeoutMs);
+        timer = setLongTimeout(() => reject(new AttemptTimeoutError(`no data for ${timeoutMs / 1000}s`)), timeoutMs);
         if (!signal) return;
         onAbort = () => reject(signal.reason);
         if (signal.aborted) onAbort();
@@ -323,7 +324,7 @@ async function readWithin(reader: Reader, timeoutMs: number, signal?: AbortSigna
       }),
     ]);
   } finally {
-    clearTimeout(timer);
+    timer?.clear();
     if (onAbort) signal?.removeEventListener("abort", onAbort);
   }
 }
