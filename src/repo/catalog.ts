@@ -207,7 +207,7 @@ export async function* readCandidates(
 ): AsyncGenerator<Candidate> {
   const wanted = entries.filter((e) => {
     if ("id" in selection) return e.id === selection.id;
-    if ("at" in selection && backupIdTime(e.id) > selection.at.getTime()) return false;
+    if ("at" in selection && backupIdTime(e.id) > selection.through.getTime()) return false;
     if (!isFutureDated(e)) return true;
     options.log?.warn(futureDatedLine(e, "passing over"));
     return false;
@@ -276,7 +276,8 @@ export async function readListedManifest(storage: Storage, key: string): Promise
   }
 }
 
-export type Selection = { latest: true } | { id: string } | { at: Date };
+/** `at`: the time as written; `through`: the last instant it covers (its whole last unit, see parseSelection). */
+export type Selection = { latest: true } | { id: string } | { at: Date; through: Date };
 
 /** Parse --latest / --id / --at into one selection; at most one may be given. Throws UsageError. */
 export function parseSelection(flags: { latest?: boolean; id?: string; at?: string }): Selection {
@@ -293,7 +294,11 @@ export function parseSelection(flags: { latest?: boolean; id?: string; at?: stri
       year !== undefined && month! >= 1 && month! <= 12 && day! >= 1 && day! <= new Date(Date.UTC(year, month!, 0)).getUTCDate(); // not 2026-02-30
     if (!realDay || Number.isNaN(at.getTime()))
       throw new UsageError(`--at ${flags.at} is not an ISO 8601 time`, "for example --at 2026-11-22T05:00:00Z");
-    return { at };
+    // A time covers the whole of the last unit written: list prints times to the second, and a time
+    // copied from it must take the backup on that line (made at 11:00:00.700), not the one before.
+    const time = /T\d{2}:\d{2}(:\d{2}(\.\d+)?)?/.exec(iso);
+    const span = !time ? 86_400_000 : time[2] ? 1 : time[1] ? 1000 : 60_000;
+    return { at, through: new Date(at.getTime() + span - 1) };
   }
   return { latest: true };
 }
@@ -301,7 +306,7 @@ export function parseSelection(flags: { latest?: boolean; id?: string; at?: stri
 /** The backups a selection may pick from, best candidate first (newest first). */
 export function selectCandidates(backups: BackupManifest[], selection: Selection): BackupManifest[] {
   if ("id" in selection) return backups.filter((b) => b.id === selection.id);
-  if ("at" in selection) return backups.filter((b) => Date.parse(b.createdAt) <= selection.at.getTime());
+  if ("at" in selection) return backups.filter((b) => Date.parse(b.createdAt) <= selection.through.getTime());
   return backups;
 }
 

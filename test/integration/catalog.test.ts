@@ -168,6 +168,7 @@ for (const [backend, makeRepo] of backends) {
       expect(catalog.backups.map((b) => b.id)).toEqual(made.map((m) => m.id));
       const entries = await listManifests(storage, "app");
       expect(entries.map((e) => e.id)).toEqual(made.map((m) => m.id));
+      const at = (time: Date) => ({ at: time, through: time });
       const first = async (selection: Parameters<typeof readCandidates>[2]) => {
         for await (const candidate of readCandidates(storage, entries, selection))
           return candidate.ok ? candidate.manifest.id : `invalid ${candidate.entry.id}`;
@@ -175,14 +176,14 @@ for (const [backend, makeRepo] of backends) {
       };
       reset();
       // Half an hour after the 10th copy: the 10th copy, whose id is the newest not after that time.
-      expect(await first({ at: new Date(Date.parse(made[10]!.createdAt) + HOUR / 2) })).toBe(made[10]!.id);
+      expect(await first(at(new Date(Date.parse(made[10]!.createdAt) + HOUR / 2)))).toBe(made[10]!.id);
       expect(manifestReads()).toBe(1);
       reset();
-      expect(await first({ at: new Date(made[25]!.createdAt) })).toBe(made[25]!.id); // at exactly its time
+      expect(await first(at(new Date(made[25]!.createdAt)))).toBe(made[25]!.id); // at exactly its time
       expect(await first({ id: made[33]!.id })).toBe(made[33]!.id);
       expect(manifestReads()).toBe(2);
       reset();
-      expect(await first({ at: new Date(Date.parse(made.at(-1)!.createdAt) - 1) })).toBeUndefined();
+      expect(await first(at(new Date(Date.parse(made.at(-1)!.createdAt) - 1)))).toBeUndefined();
       expect(await first({ id: createBackupId(new Date()) })).toBeUndefined();
       expect(manifestReads()).toBe(0);
     });

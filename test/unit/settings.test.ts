@@ -134,6 +134,20 @@ describe("backup selection", () => {
       else process.env.TZ = zone;
     }
   });
+  test("--at covers the whole of the last unit written: a time copied from list (to the second) takes the backup on that line", () => {
+    const made = ["2026-12-01T11:00:00.700Z", "2026-12-01T10:00:00.000Z"].map(
+      (t, i) => ({ id: `b${2 - i}`, createdAt: t }) as BackupManifest,
+    );
+    for (const [at, want] of [
+      ["2026-12-01 11:00:00Z", "b2"], // as list prints the newest
+      ["2026-12-01T11:00:00", "b2"],
+      ["2026-12-01T11:00", "b2"],
+      ["2026-12-01", "b2"],
+      ["2026-12-01T11:00:00.500Z", "b1"], // to the millisecond: before it
+      ["2026-12-01T10:59:59Z", "b1"],
+    ] as const)
+      expect(selectCandidates(made, parseSelection({ at }))[0]?.id, at).toBe(want);
+  });
   test("conflicting or malformed selections are usage errors", () => {
     expect(() => parseSelection({ latest: true, id: "x" })).toThrow(UsageError);
     expect(() => parseSelection({ at: "last tuesday" })).toThrow(UsageError);
