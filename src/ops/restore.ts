@@ -86,16 +86,18 @@ export async function runRestore(storage: Storage, input: RestoreInput, ctx: Run
       : new VaultError(`directory ${dir} does not exist`, `create it first: mkdir -p ${dir}`);
   const empty = isEmptyFile(target);
   refuseOrphanSidecars(target);
-  if (input.ifMissing && existsSync(target) && !empty) {
-    ctx.log.info(`${target} exists; nothing to restore`);
-    return { action: "skipped", reason: "target-exists", ...base };
-  }
+  // Before --if-missing's "it exists": a directory there (what `docker run -v` makes of a host file
+  // that is missing) is no database, and the application would start with none.
   const existing = statSync(target, { throwIfNoEntry: false });
   if (existing && !existing.isFile())
     throw new VaultError(
       `${target} is not a regular file (${existing.isDirectory() ? "a directory" : "a special file"}); refusing to replace it`,
       "give the database's file path, or --output FILE to restore elsewhere",
     );
+  if (input.ifMissing && existing && !empty) {
+    ctx.log.info(`${target} exists; nothing to restore`);
+    return { action: "skipped", reason: "target-exists", ...base };
+  }
   if (empty)
     ctx.log.info(
       `${target} is empty: no database has been written there yet, so it is restored as a missing one (the empty file is kept aside)`,

@@ -195,7 +195,7 @@ check: true
     }
   });
 
-  test("restore onto a directory or a special file: exit 1, --force or not, and the directory stays where it was with its files", async () => {
+  test("restore onto a directory or a special file: exit 1, --force, --if-missing or neither, and the directory stays where it was with its files", async () => {
     const { dir, db, repo } = setup("err-dirtarget");
     expect((await runCli(["backup", db, "--repo", repo])).exitCode).toBe(0);
     const data = join(dir, "data");
@@ -205,7 +205,7 @@ check: true
       [data, "a directory"],
       ["/dev/null", "a special file"],
     ] as const)
-      for (const force of [[], ["--force"]]) {
+      for (const force of [[], ["--force"], ["--if-missing"]]) {
         const r = await runCli(["restore", "--name", "app", "--output", target, ...force, "--repo", repo]);
         expect(r.exitCode).toBe(1);
         expectCleanError(r.stderr, `${target} is not a regular file (${kind}); refusing to replace it`);
