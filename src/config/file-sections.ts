@@ -164,14 +164,21 @@ export function validateSchedule(schedule: string): void {
       throw new UsageError(`"${schedule}": @every takes seconds to weeks, such as @every 30s or @every 6h`);
     return;
   }
+  let next: Date | null;
   try {
-    Bun.cron.parse(schedule);
+    next = Bun.cron.parse(schedule);
   } catch (error) {
     throw new UsageError(
       `"${schedule}" is not a schedule: ${(error as Error).message}`,
       'use 5 cron fields ("*/15 * * * *"), a nickname (@hourly, @daily) or @every 30min',
     );
   }
+  // "0 0 31 2 *" parses, and never comes: cron would back up only on stop.
+  if (next === null)
+    throw new UsageError(
+      `"${schedule}" never comes (no such day)`,
+      'use 5 cron fields ("*/15 * * * *"), a nickname (@hourly, @daily) or @every 30min',
+    );
 }
 
 function checkSchedule(text: string, keyPath: (string | number)[], r: Readers): void {

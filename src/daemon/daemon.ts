@@ -83,7 +83,15 @@ export async function startDaemon(options: DaemonOptions, ctx: RunContext): Prom
     }
   }
 
-  for (const runner of runners) runner.start();
+  try {
+    for (const runner of runners) runner.start();
+  } catch (error) {
+    // Nothing may outlive a start that failed: not the listener, not an application left unsupervised.
+    for (const runner of runners) runner.stop();
+    server?.stop();
+    app?.kill();
+    throw error;
+  }
   emit("scheduled", { databases: runners.map((r) => ({ database: r.name, schedule: r.schedule, next: r.next })) });
   supervisor.supervise({ app, server });
   return { done: supervisor.done, url: server?.url };

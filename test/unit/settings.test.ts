@@ -60,6 +60,7 @@ describe("resolveSettings: flag > env > default", () => {
       [{}, {}, { partSize: "2" }, /^part-size in the config file must be a whole number from 5/],
       [{}, { SQLITE_VAULT_SCHEDULE: "bad" }, {}, /^SQLITE_VAULT_SCHEDULE: "bad" is not a schedule/],
       [{ schedule: "bad" }, {}, {}, /^--schedule: "bad" is not a schedule/],
+      [{ schedule: "0 0 31 2 *" }, {}, {}, /^--schedule: "0 0 31 2 \*" never comes/], // February 31st
     ];
     for (const [flags, env, file, message] of cases) expect(() => resolveSettings(flags, env, file), message.source).toThrow(message);
     let hint: string | undefined;
