@@ -46,10 +46,16 @@ export class TempRegistry {
     this.paths.delete(path);
   }
 
-  /** Remove one path now, and forget it. */
+  /**
+   * Remove one path now, and forget it. Never throws: it runs in `finally` blocks, where its error
+   * (EROFS for a temp file never made on a read-only file system) would replace the one that
+   * matters. A path it could not remove stays registered, for removeAll at exit.
+   */
   remove(path: string): void {
-    rmSync(path, { force: true, recursive: true });
-    this.paths.delete(path);
+    try {
+      rmSync(path, { force: true, recursive: true });
+      this.paths.delete(path);
+    } catch {}
   }
 
   /** Remove everything still registered. Synchronous, so it can run from an exit handler. */
