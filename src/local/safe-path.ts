@@ -4,7 +4,7 @@
  * replace a file wherever the link leads. The tool resolves links itself (to restore into the file a
  * link leads to), which also sidesteps the kernel's protected_symlinks, so it checks them itself.
  */
-import { lstatSync, readlinkSync, statSync } from "node:fs";
+import { accessSync, constants, lstatSync, readlinkSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { VaultError } from "../errors.ts";
 
@@ -52,4 +52,14 @@ function resolveIn(path: string, count: { hops: number }): string {
     resolved = real;
   }
   return resolved;
+}
+
+/** Whether this user may write `path` (access(2) W_OK). */
+export function canWrite(path: string): boolean {
+  try {
+    accessSync(path, constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -135,18 +135,16 @@ export function swapIntoPlace(temp: string, target: string, replace: boolean, fs
       fs.link(temp, target);
       fs.unlink(temp);
     } catch (error) {
-      const appeared = () =>
-        new VaultError(`${target} appeared during the restore; refusing to overwrite it`, "pass --force to replace it");
-      if ((error as NodeJS.ErrnoException).code === "EEXIST") throw appeared();
+      if ((error as NodeJS.ErrnoException).code === "EEXIST") throw appeared(target);
       if (!noHardLinks(error)) throw error;
       // A file system without hard links: rename() would replace a file created meanwhile, so look once more.
-      if (existsSync(target)) throw appeared();
+      if (existsSync(target)) throw appeared(target);
       fs.rename(temp, target);
     }
     moveStraySidecars(target, `${target}.stray-${stamp()}`, fs);
     return [];
   }
-  if (!replace) throw new VaultError(`${target} appeared during the restore; refusing to overwrite it`, "pass --force to replace it");
+  if (!replace) throw appeared(target);
   emptySidecars(target);
   const kept = keepAside(target, fs);
   try {
@@ -185,6 +183,10 @@ function moveStraySidecars(target: string, aside: string, fs: SwapFs): void {
     `${stray.join(" and ")} appeared beside ${target} while the restore put it in place (a process opened the database meanwhile); moved to ${moved.join(" and ")} so SQLite does not apply it to the restored database, which is in place`,
     "stop every process that uses the database while restoring; if that process wrote to the old database, its commits are in the moved file",
   );
+}
+
+function appeared(target: string): VaultError {
+  return new VaultError(`${target} appeared during the restore; refusing to overwrite it`, "pass --force to replace it");
 }
 
 /** `{base}{suffix}`, else the first of `{base}-N{suffix}` that does not exist. */

@@ -3,10 +3,10 @@
  * time, the last backup size, success and failure counters. Served by `cron --listen` at /metrics,
  * and written by one-shot runs to a node_exporter textfile (--metrics-file), atomically.
  */
-import { accessSync, constants, statSync } from "node:fs";
+import { statSync } from "node:fs";
 import { dirname } from "node:path";
 import { writeFileAtomically } from "../local/atomic-file.ts";
-import { resolveForWrite } from "../local/safe-path.ts";
+import { canWrite, resolveForWrite } from "../local/safe-path.ts";
 import { UsageError } from "../errors.ts";
 
 const BUCKETS = [0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800];
@@ -132,17 +132,8 @@ export function assertMetricsPath(givenPath: string): void {
     ? `${dir} is not a directory`
     : statSync(path, { throwIfNoEntry: false })?.isDirectory()
       ? `${path} is a directory`
-      : writable(dir)
+      : canWrite(dir)
         ? undefined
         : `${dir} is not writable by this user`;
   if (problem) throw new UsageError(`--metrics-file ${givenPath}: ${problem}`, "name a file in a directory this user can write");
-}
-
-function writable(dir: string): boolean {
-  try {
-    accessSync(dir, constants.W_OK);
-    return true;
-  } catch {
-    return false;
-  }
 }

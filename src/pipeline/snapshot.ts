@@ -7,12 +7,12 @@
  * closing one drops SQLite's locks. Why each way is consistent: docs/design/snapshot.md.
  */
 import { backup, DatabaseSync } from "node:sqlite";
-import { accessSync, closeSync, constants, fstatSync, openSync, read, statSync, writeFileSync } from "node:fs";
+import { closeSync, fstatSync, openSync, read, statSync, writeFileSync } from "node:fs";
 import { mkdtemp, open } from "node:fs/promises";
 import { promisify } from "node:util";
 import { join } from "node:path";
 import type { RunContext } from "../context.ts";
-import { resolveForWrite } from "../local/safe-path.ts";
+import { canWrite, resolveForWrite } from "../local/safe-path.ts";
 import { writeFully } from "../local/fsync.ts";
 import { removeStale, tempTag } from "../local/stale.ts";
 import { walResetWarning } from "../version.ts";
@@ -236,15 +236,6 @@ function quickCheckFindings(connection: DatabaseSync): string[] {
     // Damage the check cannot get past (a malformed b-tree page) is a finding too.
     if (/malformed|corrupt|not a database/i.test((error as Error).message)) return [(error as Error).message];
     throw error;
-  }
-}
-
-function canWrite(path: string): boolean {
-  try {
-    accessSync(path, constants.W_OK);
-    return true;
-  } catch {
-    return false;
   }
 }
 
